@@ -1,0 +1,157 @@
+//! The metadata image: an immutable snapshot of the cluster's metadata.
+//!
+//! Readers hold an `Arc<MetadataImage>` for as long as they like; a change builds a new image
+//! with [`MetadataImage::apply`] and the writer publishes it. Applying a record that does not
+//! fit the image (a topic that already exists, removing an unknown id) leaves the image as it
+//! was: the writer validates before it appends, so such a record only appears when replaying a
+//! log written by a buggy version, and skipping it is the safe reading.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::record::MetadataRecord;
+
+/// One partition's leadership. Single node: the leader is the only replica and the ISR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionImage {
+    pub partition: i32,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// One topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicImage {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: Vec<PartitionImage>,
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicImage {
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+}
+
+/// The cluster's metadata at one point of the metadata log.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataImage {
+    topics_by_name: BTreeMap<String, Arc<TopicImage>>,
+    names_by_id: HashMap<Uuid, String>,
+    next_producer_id: i64,
+}
+
+impl MetadataImage {
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
+        self.topics_by_name.get(name)
+    }
+
+    pub fn topic_by_id(&self, topic_id: &Uuid) -> Option<&Arc<TopicImage>> {
+        self.names_by_id
+            .get(topic_id)
+            .and_then(|name| self.topics_by_name.get(name))
+    }
+
+    /// Topics in name order.
+    pub fn topics(&self) -> impl Iterator<Item = &Arc<TopicImage>> {
+        self.topics_by_name.values()
+    }
+
+    /// The first producer id not yet allocated to any block.
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
+    }
+
+    /// The image after `record`.
+    pub fn apply(&self, record: &MetadataRecord) -> MetadataImage {
+        let mut next = self.clone();
+        match record {
+            MetadataRecord::Topic {
+                name,
+                topic_id,
+                partitions,
+                leader,
+                configs,
+            } => {
+                if next.topics_by_name.contains_key(name) || next.names_by_id.contains_key(topic_id)
+                {
+                    return next;
+                }
+                let partitions = (0..*partitions)
+                    .map(|partition| PartitionImage {
+                        partition,
+                        leader: *leader,
+                        leader_epoch: 0,
+                        replicas: vec![*leader],
+                        isr: vec![*leader],
+                    })
+                    .collect();
+                let topic = TopicImage {
+                    name: name.clone(),
+                    topic_id: *topic_id,
+                    partitions,
+                    configs: configs.clone(),
+                };
+                next.names_by_id.insert(*topic_id, name.clone());
+                next.topics_by_name.insert(name.clone(), Arc::new(topic));
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                if let Some(name) = next.names_by_id.remove(topic_id) {
+                    next.topics_by_name.remove(&name);
+                }
+            }
+            MetadataRecord::ProducerIds { next_producer_id } => {
+                next.next_producer_id = next.next_producer_id.max(*next_producer_id);
+            }
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str, id: Uuid) -> MetadataRecord {
+        MetadataRecord::Topic {
+            name: name.into(),
+            topic_id: id,
+            partitions: 2,
+            leader: 1,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn topics_are_added_and_removed() {
+        let id = Uuid::new_v4();
+        let image = MetadataImage::default().apply(&topic("a", id));
+        let a = image.topic("a").expect("a exists");
+        assert_eq!(a.partitions.len(), 2);
+        assert_eq!(a.partitions[1].leader, 1);
+        assert_eq!(image.topic_by_id(&id).map(|t| t.name.as_str()), Some("a"));
+        // A duplicate name is ignored.
+        let again = image.apply(&topic("a", Uuid::new_v4()));
+        assert_eq!(again.topics().count(), 1);
+        let removed = again.apply(&MetadataRecord::RemoveTopic { topic_id: id });
+        assert!(removed.topic("a").is_none());
+        assert!(removed.topic_by_id(&id).is_none());
+    }
+
+    #[test]
+    fn producer_id_blocks_never_go_backwards() {
+        let image = MetadataImage::default()
+            .apply(&MetadataRecord::ProducerIds {
+                next_producer_id: 2000,
+            })
+            .apply(&MetadataRecord::ProducerIds {
+                next_producer_id: 1000,
+            });
+        assert_eq!(image.next_producer_id(), 2000);
+    }
+}

@@ -1,0 +1,24 @@
+//! Runnel's Kafka wire protocol layer.
+//!
+//! Owns everything about bytes on the wire and nothing about sockets or files:
+//! - [`frame`]: the 4-byte size prefix and its limits.
+//! - [`header`]: request header decoding (flexible and not), body decoding, and response
+//!   encoding, including ApiVersions' always-v0 response header.
+//! - [`api_versions`]: the table of API keys and version ranges Runnel serves.
+//! - [`error_code`]: Kafka's error codes, names verbatim.
+//! - [`record_batch`]: record batch v2 headers, validation (size, magic, CRC-32C, fields) and the
+//!   fields the broker patches on append.
+//!
+//! Message bodies are the `kafka-protocol` crate's generated types, re-exported as
+//! [`messages`]; this crate adds what that crate leaves to a broker.
+
+pub mod api_versions;
+pub mod error_code;
+pub mod frame;
+pub mod header;
+pub mod record_batch;
+
+pub use error_code::ErrorCode;
+pub use kafka_protocol::messages;
+pub use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+pub use kafka_protocol::records;
