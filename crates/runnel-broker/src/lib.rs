@@ -1,1 +1,35 @@
-//! placeholder
+//! The Runnel broker: everything between a client's socket and the storage engine.
+//!
+//! Owns the listener and connections ([`connection`]), one handler per Kafka API ([`api`]),
+//! the partitions this broker hosts ([`replica_manager`], [`partition`]), the group-commit
+//! flusher that makes acknowledged writes durable ([`flusher`]), the quorum-of-one metadata
+//! writer ([`controller`]), configuration with Kafka's names ([`config`]), and start/stop
+//! ([`server`]). Encodings belong to `runnel-protocol`, files to `runnel-log`, the meaning of
+//! metadata to `runnel-metadata`.
+//!
+//! A produce, socket to disk: [`connection`] reads a frame and checks its size and API
+//! version → [`api::dispatch`] → `api/produce.rs` → [`replica_manager::ReplicaManager::append`]
+//! validates the batch and appends it to its [`partition::Partition`]'s log → the
+//! [`flusher::Flusher`] fsyncs and advances the high watermark → the parked response is sent,
+//! in request order.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod controller;
+pub mod flusher;
+pub mod meta_properties;
+pub mod partition;
+pub mod replica_manager;
+pub mod server;
+
+pub use config::{BrokerConfig, ConfigError};
+pub use server::{start, RunningBroker, ServerError};
+
+/// Milliseconds since the Unix epoch, the unit of Kafka timestamps.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}

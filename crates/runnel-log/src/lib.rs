@@ -1,1 +1,88 @@
-//! placeholder
+//! Runnel's storage engine: Kafka's on-disk layout for partition logs.
+//!
+//! # What it owns
+//! - [`PartitionLog`]: the segments of one partition directory, with log start offset, log end
+//!   offset, high watermark and recovery point; append, read, roll, truncate, recover, flush.
+//! - [`Segment`]: `<base>.log` + `<base>.index` + `<base>.timeindex` (see `segment.rs`).
+//! - Idempotent producer state and its snapshots (`producer_state.rs`), the leader-epoch
+//!   cache (`leader_epoch.rs`), Kafka's offset checkpoint files (`checkpoint.rs`).
+//!
+//! It knows nothing of the network, groups or the cluster.
+//!
+//! # Layout of a partition directory `<topic>-<partition>/`
+//! ```text
+//! 00000000000000000000.log        record batches v2, exactly as on the wire     (segment.rs)
+//! 00000000000000000000.index      8-byte entries: relative offset, position      (segment.rs)
+//! 00000000000000000000.timeindex  12-byte entries: timestamp, relative offset    (segment.rs)
+//! 00000000000000001234.snapshot   producer state at offset 1234 (last 2 kept)    (producer_state.rs)
+//! leader-epoch-checkpoint         text: 0, count, "epoch startOffset" lines      (leader_epoch.rs)
+//! ```
+//! The data directory also holds `recovery-point-offset-checkpoint` and
+//! `log-start-offset-checkpoint` (text: 0, count, "topic partition offset" lines;
+//! `checkpoint.rs`), written by the broker.
+//!
+//! # Crash policy
+//! Appends go to the page cache; the broker's flusher fsyncs ([`PartitionLog::flush_target`],
+//! [`FlushTarget::sync`], [`PartitionLog::mark_flushed`]) and records the recovery point. On
+//! open, everything at or above the recovery point (and always the active segment) is scanned
+//! with CRC and continuity checks and truncated at the first bad batch; later segments are
+//! deleted. Indexes, producer snapshots and the leader-epoch checkpoint are caches of what the
+//! batches say: checked on load and rebuilt from the log when in doubt. Checkpoints and
+//! snapshots are written atomically (temp file, fsync, rename, fsync directory).
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod leader_epoch;
+pub mod partition_log;
+pub mod producer_state;
+pub mod segment;
+
+pub use checkpoint::{read_offset_checkpoint, write_offset_checkpoint};
+pub use config::LogConfig;
+pub use error::{AppendError, LogError, ReadError};
+pub use leader_epoch::LeaderEpochCache;
+pub use partition_log::{AppendOutcome, FlushTarget, PartitionLog, ReadSlice};
+pub use producer_state::ProducerStateManager;
+pub use segment::Segment;
+
+/// File name of the recovery point checkpoint in a data directory.
+pub const RECOVERY_POINT_CHECKPOINT_FILE: &str = "recovery-point-offset-checkpoint";
+/// File name of the log start offset checkpoint in a data directory.
+pub const LOG_START_OFFSET_CHECKPOINT_FILE: &str = "log-start-offset-checkpoint";
+
+/// Splits a partition directory name `<topic>-<partition>` at the last '-'.
+/// `None` when there is no '-', the topic is empty or the partition is not a non-negative i32.
+pub fn parse_partition_dir_name(name: &str) -> Option<(String, i32)> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    if topic.is_empty() || partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((topic.to_string(), partition.parse().ok()?))
+}
+
+/// The directory name of a partition: `<topic>-<partition>`.
+pub fn partition_dir_name(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_dir_names_round_trip_and_split_at_the_last_dash() {
+        assert_eq!(partition_dir_name("my-topic", 3), "my-topic-3");
+        assert_eq!(
+            parse_partition_dir_name("my-topic-3"),
+            Some(("my-topic".to_string(), 3))
+        );
+        assert_eq!(
+            parse_partition_dir_name("__consumer_offsets-49"),
+            Some(("__consumer_offsets".to_string(), 49))
+        );
+        for bad in ["topic", "-3", "topic-", "topic-x", "topic-99999999999"] {
+            assert_eq!(parse_partition_dir_name(bad), None, "{bad}");
+        }
+    }
+}

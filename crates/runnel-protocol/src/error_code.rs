@@ -72,6 +72,9 @@ error_codes! {
     UnknownProducerId = 59, "UNKNOWN_PRODUCER_ID";
     UnsupportedCompressionType = 76, "UNSUPPORTED_COMPRESSION_TYPE";
     OffsetNotAvailable = 78, "OFFSET_NOT_AVAILABLE";
+    FetchSessionIdNotFound = 70, "FETCH_SESSION_ID_NOT_FOUND";
+    FencedLeaderEpoch = 74, "FENCED_LEADER_EPOCH";
+    UnknownLeaderEpoch = 75, "UNKNOWN_LEADER_EPOCH";
     InvalidRecord = 87, "INVALID_RECORD";
     ProducerFenced = 90, "PRODUCER_FENCED";
     UnknownTopicId = 100, "UNKNOWN_TOPIC_ID";

@@ -1,0 +1,189 @@
+//! Fetch (key 1): whole record batches below the high watermark, with long-polling.
+//!
+//! Limits as in Kafka: each partition returns at most `partition_max_bytes` and the response
+//! at most `max_bytes`, except that the first partition with data returns its first batch whole
+//! even when larger (KIP-74), so consumers always progress. If fewer than `min_bytes` are
+//! ready, the request parks on the broker's data-changed signal until enough arrive or
+//! `max_wait_ms` passes: no polling loop. Fetch sessions (KIP-227) are answered sessionless
+//! (session id 0), which every client accepts. v13+ names topics by id.
+//! `isolation_level` is accepted; with no transactions yet the last stable offset is the high
+//! watermark, so both levels read the same records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use runnel_log::ReadError;
+use runnel_protocol::header::CodecError;
+use runnel_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use runnel_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use runnel_protocol::messages::{FetchRequest, FetchResponse};
+use runnel_protocol::ErrorCode;
+
+use super::{topic_name, Reply, Request};
+use crate::broker::Broker;
+
+/// The longest a fetch may park, whatever `max_wait_ms` says.
+const FETCH_WAIT_MS_MAX: u64 = 60_000;
+/// Kafka's isolation level for read_committed.
+const READ_COMMITTED: i8 = 1;
+
+pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
+    let body: FetchRequest = request.decode()?;
+    let broker = Arc::clone(broker);
+    Ok(Reply::Pending(Box::pin(async move {
+        let response = fetch(&broker, &body, request.version).await;
+        request.respond(&response)
+    })))
+}
+
+async fn fetch(broker: &Broker, body: &FetchRequest, version: i16) -> FetchResponse {
+    if body.session_id != 0 {
+        return FetchResponse::default()
+            .with_error_code(ErrorCode::FetchSessionIdNotFound.code())
+            .with_session_id(0);
+    }
+    let wait = Duration::from_millis((body.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
+    let deadline = tokio::time::Instant::now() + wait;
+    let min_bytes = body.min_bytes.max(0) as usize;
+    let mut data_changed = broker.replicas.data_changed();
+    loop {
+        // Mark the current version seen before reading, so a change during the read wakes us.
+        data_changed.borrow_and_update();
+        let (topics, bytes, errors) = read_all(broker, body, version);
+        let expired = tokio::time::Instant::now() >= deadline;
+        if bytes >= min_bytes || errors || expired {
+            return FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(topics);
+        }
+        if tokio::time::timeout_at(deadline, data_changed.changed())
+            .await
+            .is_err()
+        {
+            // Timed out: one last read, answered whatever it holds.
+            let (topics, _, _) = read_all(broker, body, version);
+            return FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(topics);
+        }
+    }
+}
+
+/// Reads every requested partition once. Returns the topics, the record bytes read, and
+/// whether any partition failed (which answers at once, as Kafka does).
+fn read_all(
+    broker: &Broker,
+    body: &FetchRequest,
+    version: i16,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let mut bytes_left = match body.max_bytes {
+        max if max > 0 => max as usize,
+        _ => usize::MAX,
+    };
+    let mut bytes_read = 0;
+    let mut errors = false;
+    let image = broker.controller.image();
+    let read_committed = body.isolation_level == READ_COMMITTED;
+    let topics = body
+        .topics
+        .iter()
+        .map(|topic: &FetchTopic| {
+            let name = if version >= 13 {
+                image.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
+            } else {
+                Some(topic.topic.to_string())
+            };
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|requested| {
+                    let data = match &name {
+                        None => error(requested.partition, ErrorCode::UnknownTopicId),
+                        Some(name) => read_partition(
+                            broker,
+                            name,
+                            requested,
+                            &mut bytes_left,
+                            bytes_read == 0,
+                        ),
+                    };
+                    let data = if version < 5 {
+                        data.with_log_start_offset(-1)
+                    } else {
+                        data
+                    };
+                    let size = data.records.as_ref().map_or(0, Bytes::len);
+                    bytes_read += size;
+                    errors |= data.error_code != 0;
+                    if read_committed {
+                        data.with_aborted_transactions(Some(Vec::new()))
+                    } else {
+                        data
+                    }
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(topic_name(name.as_deref().unwrap_or_default()))
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    (topics, bytes_read, errors)
+}
+
+fn read_partition(
+    broker: &Broker,
+    topic: &str,
+    requested: &FetchPartition,
+    bytes_left: &mut usize,
+    first_with_data: bool,
+) -> PartitionData {
+    let index = requested.partition;
+    let Some(partition) = broker.replicas.partition(topic, index) else {
+        return error(index, ErrorCode::UnknownTopicOrPartition);
+    };
+    if requested.current_leader_epoch > partition.leader_epoch {
+        return error(index, ErrorCode::UnknownLeaderEpoch);
+    }
+    if requested.current_leader_epoch >= 0
+        && requested.current_leader_epoch < partition.leader_epoch
+    {
+        return error(index, ErrorCode::FencedLeaderEpoch);
+    }
+    let max_bytes = (requested.partition_max_bytes.max(0) as usize).min(*bytes_left);
+    match partition.read(requested.fetch_offset, max_bytes, first_with_data) {
+        Ok(read) => {
+            *bytes_left = bytes_left.saturating_sub(read.records.len());
+            PartitionData::default()
+                .with_partition_index(index)
+                .with_high_watermark(read.high_watermark)
+                .with_last_stable_offset(read.high_watermark)
+                .with_log_start_offset(read.log_start_offset)
+                .with_preferred_read_replica((-1).into())
+                .with_records(Some(read.records))
+        }
+        Err(ReadError::OffsetOutOfRange { .. }) => {
+            let offsets = partition.offsets();
+            error(index, ErrorCode::OffsetOutOfRange)
+                .with_high_watermark(offsets.high_watermark)
+                .with_last_stable_offset(offsets.high_watermark)
+                .with_log_start_offset(offsets.log_start_offset)
+        }
+        Err(failure) => {
+            tracing::error!(topic, partition = index, error = %failure, "read failed");
+            error(index, ErrorCode::KafkaStorageError)
+        }
+    }
+}
+
+fn error(index: i32, code: ErrorCode) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(code.code())
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica((-1).into())
+        .with_records(Some(Bytes::new()))
+}

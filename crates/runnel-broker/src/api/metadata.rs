@@ -1,0 +1,156 @@
+//! Metadata (key 3): brokers, cluster id, controller, and topics with their partitions.
+//!
+//! Request topics: v0 empty list or v1+ null means every topic. A topic may be named or, from
+//! v10, given by id. An unknown named topic is created when `auto.create.topics.enable` is on
+//! and the request allows it (always below v4, `allow_auto_topic_creation` from v4), with
+//! `num.partitions` partitions; the creation is synchronous, so the same response describes it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use runnel_metadata::{validate_topic_name, TopicImage};
+use runnel_protocol::header::CodecError;
+use runnel_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use runnel_protocol::messages::{MetadataRequest, MetadataResponse};
+use runnel_protocol::{ErrorCode, StrBytes};
+use uuid::Uuid;
+
+use super::{topic_name, Reply, Request};
+use crate::broker::Broker;
+use crate::controller::ControllerError;
+
+/// Kafka's "authorized operations not requested" value.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
+    let body: MetadataRequest = request.decode()?;
+    let version = request.version;
+    let allow_auto_create =
+        broker.config.auto_create_topics_enable && (version < 4 || body.allow_auto_topic_creation);
+    let all_topics = match &body.topics {
+        None => true,
+        Some(topics) => version == 0 && topics.is_empty(),
+    };
+
+    let topics: Vec<MetadataResponseTopic> = if all_topics {
+        let image = broker.controller.image();
+        image.topics().map(|topic| describe_topic(topic)).collect()
+    } else {
+        body.topics
+            .iter()
+            .flatten()
+            .map(|requested| match &requested.name {
+                Some(name) => topic_by_name(broker, name, allow_auto_create),
+                None => topic_by_id(broker, requested.topic_id),
+            })
+            .collect()
+    };
+
+    let topics = topics
+        .into_iter()
+        .map(|topic| topic_for_version(topic, version))
+        .collect();
+    let advertised = broker.advertised_listener();
+    let response = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(broker.config.node_id.into())
+            .with_host(StrBytes::from_string(advertised.host.clone()))
+            .with_port(i32::from(advertised.port))])
+        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(broker.cluster_id.clone())))
+        .with_controller_id(
+            if version >= 1 {
+                broker.config.node_id
+            } else {
+                -1
+            }
+            .into(),
+        )
+        .with_topics(topics)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    Ok(Reply::Ready(request.respond(&response)?))
+}
+
+/// Clears the fields the request's version does not have: is_internal (v1+), leader_epoch
+/// (v7+), topic_id (v10+).
+fn topic_for_version(mut topic: MetadataResponseTopic, version: i16) -> MetadataResponseTopic {
+    if version < 1 {
+        topic.is_internal = false;
+    }
+    if version < 7 {
+        for partition in &mut topic.partitions {
+            partition.leader_epoch = -1;
+        }
+    }
+    if version < 10 {
+        topic.topic_id = Uuid::nil();
+    }
+    topic
+}
+
+fn topic_by_name(broker: &Broker, name: &str, allow_auto_create: bool) -> MetadataResponseTopic {
+    if let Err(error) = validate_topic_name(name) {
+        tracing::debug!(%error, "metadata for an invalid topic name");
+        return topic_error(Some(name), Uuid::nil(), ErrorCode::InvalidTopicException);
+    }
+    if let Some(topic) = broker.controller.image().topic(name) {
+        return describe_topic(topic);
+    }
+    if !allow_auto_create {
+        return topic_error(Some(name), Uuid::nil(), ErrorCode::UnknownTopicOrPartition);
+    }
+    match broker.create_topic(name, broker.config.num_partitions, BTreeMap::new()) {
+        Ok(topic) => {
+            tracing::info!(topic = name, "auto-created topic");
+            describe_topic(&topic)
+        }
+        // Another request created it between our look and our write.
+        Err(crate::broker::CreateTopicError::Controller(ControllerError::TopicAlreadyExists {
+            ..
+        })) => match broker.controller.image().topic(name) {
+            Some(topic) => describe_topic(topic),
+            None => topic_error(Some(name), Uuid::nil(), ErrorCode::LeaderNotAvailable),
+        },
+        Err(error) => {
+            tracing::error!(topic = name, %error, "auto-creating a topic failed");
+            topic_error(Some(name), Uuid::nil(), ErrorCode::LeaderNotAvailable)
+        }
+    }
+}
+
+fn topic_by_id(broker: &Broker, topic_id: Uuid) -> MetadataResponseTopic {
+    match broker.controller.image().topic_by_id(&topic_id) {
+        Some(topic) => describe_topic(topic),
+        None => topic_error(None, topic_id, ErrorCode::UnknownTopicId),
+    }
+}
+
+fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|partition| {
+            MetadataResponsePartition::default()
+                .with_partition_index(partition.partition)
+                .with_leader_id(partition.leader.into())
+                .with_leader_epoch(partition.leader_epoch)
+                .with_replica_nodes(partition.replicas.iter().map(|&id| id.into()).collect())
+                .with_isr_nodes(partition.isr.iter().map(|&id| id.into()).collect())
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&topic.name)))
+        .with_topic_id(topic.topic_id)
+        .with_is_internal(topic.is_internal())
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+fn topic_error(name: Option<&str>, topic_id: Uuid, error: ErrorCode) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(error.code())
+        .with_name(name.map(topic_name))
+        .with_topic_id(topic_id)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}

@@ -1,0 +1,81 @@
+//! One module per Kafka API, each with a `handle` function; [`dispatch`] picks one by key.
+//!
+//! A handler runs in the connection's reader, in request order. It does the part of its work
+//! that must happen in that order (a produce appends its batches) before it returns, and
+//! returns the rest as a [`Reply`]: the response now, a future for one that waits (for fsync,
+//! for fetch data), or nothing (acks=0). The connection's writer awaits replies in order, so
+//! responses leave in request order, as Kafka guarantees, while waits overlap.
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use runnel_protocol::header::{self, CodecError};
+use runnel_protocol::messages::{ApiKey, RequestHeader};
+use runnel_protocol::{Decodable, Encodable};
+
+use crate::broker::Broker;
+
+/// A decoded request: its header and the undecoded body.
+pub struct Request {
+    pub api: ApiKey,
+    pub version: i16,
+    pub header: RequestHeader,
+    pub body: Bytes,
+}
+
+impl Request {
+    /// Decodes the body as `T`, requiring every byte to be consumed.
+    pub fn decode<T: Decodable>(&mut self) -> Result<T, CodecError> {
+        header::decode_body(self.api, self.version, &mut self.body)
+    }
+
+    /// Encodes `body` as this request's response frame.
+    pub fn respond<T: Encodable>(&self, body: &T) -> Result<Bytes, CodecError> {
+        header::encode_response(self.api, self.version, self.header.correlation_id, body)
+    }
+}
+
+/// A response still being produced.
+pub type PendingReply = Pin<Box<dyn Future<Output = Result<Bytes, CodecError>> + Send>>;
+
+/// What a handler leaves for the connection's writer.
+pub enum Reply {
+    Ready(Bytes),
+    Pending(PendingReply),
+    /// acks=0 produce: Kafka sends nothing back.
+    None,
+}
+
+/// Routes a request to its API's handler. The caller has checked that the API and version
+/// are served.
+pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, CodecError> {
+    match request.api {
+        ApiKey::ApiVersions => api_versions::handle(request),
+        ApiKey::Metadata => metadata::handle(broker, request),
+        ApiKey::Produce => produce::handle(broker, request),
+        ApiKey::Fetch => fetch::handle(broker, request),
+        ApiKey::ListOffsets => list_offsets::handle(broker, request),
+        ApiKey::CreateTopics => create_topics::handle(broker, request),
+        ApiKey::DeleteTopics => delete_topics::handle(broker, request),
+        ApiKey::InitProducerId => init_producer_id::handle(broker, request),
+        other => unreachable!("{other:?} is not in the served table"),
+    }
+}
+
+pub use api_versions::unsupported_api_versions_response;
+
+/// Shorthand for a topic name in responses.
+pub(crate) fn topic_name(name: &str) -> runnel_protocol::messages::TopicName {
+    runnel_protocol::StrBytes::from_string(name.to_string()).into()
+}

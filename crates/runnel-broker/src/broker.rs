@@ -1,0 +1,84 @@
+//! The state every request handler shares: configuration, the controller (metadata), and the
+//! replica manager (partitions). Topic creation and deletion live here because they span
+//! both: the metadata record first, then the partitions' logs.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use runnel_metadata::TopicImage;
+use uuid::Uuid;
+
+use crate::config::{AdvertisedListener, BrokerConfig};
+use crate::controller::{Controller, ControllerError};
+use crate::replica_manager::{OpenTopicError, ReplicaManager};
+
+/// Why a topic could not be created or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateTopicError {
+    #[error("{0}")]
+    Controller(#[from] ControllerError),
+    #[error("{0}")]
+    Open(#[from] OpenTopicError),
+    #[error("{0}")]
+    Delete(#[from] runnel_log::LogError),
+}
+
+pub struct Broker {
+    pub config: Arc<BrokerConfig>,
+    pub cluster_id: String,
+    pub controller: Controller,
+    pub replicas: ReplicaManager,
+    /// Set once the listener is bound (the port may have been 0).
+    advertised: OnceLock<AdvertisedListener>,
+}
+
+impl Broker {
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        cluster_id: String,
+        controller: Controller,
+        replicas: ReplicaManager,
+    ) -> Broker {
+        Broker {
+            config,
+            cluster_id,
+            controller,
+            replicas,
+            advertised: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn set_advertised_listener(&self, listener: AdvertisedListener) {
+        let _ = self.advertised.set(listener);
+    }
+
+    /// What Metadata tells clients to connect to.
+    pub fn advertised_listener(&self) -> AdvertisedListener {
+        self.advertised
+            .get()
+            .cloned()
+            .unwrap_or_else(|| AdvertisedListener {
+                host: self.config.listen.ip().to_string(),
+                port: self.config.listen.port(),
+            })
+    }
+
+    /// Records a new topic, then opens its partitions.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<TopicImage>, CreateTopicError> {
+        let topic = self.controller.create_topic(name, partitions, configs)?;
+        self.replicas.open_topic(&topic, &Default::default())?;
+        Ok(topic)
+    }
+
+    /// Records a topic's removal, then deletes its partitions.
+    pub fn delete_topic(&self, topic_id: Uuid) -> Result<(), CreateTopicError> {
+        let topic = self.controller.delete_topic(topic_id)?;
+        self.replicas.delete_topic(&topic.name)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,380 @@
+//! Broker and topic configuration, with Kafka's names and (except where noted) defaults.
+//!
+//! Sources, lowest precedence first: built-in defaults, a `server.properties` file, then
+//! `--override key=value` pairs; the binary merges the last two into one map and
+//! [`BrokerConfig::from_properties`] reads it. Unknown keys are logged and ignored, as Kafka
+//! does. Topic-level overrides (given at CreateTopics) take precedence over the broker's `log.*`
+//! defaults; [`TopicSettings::resolve`] applies that rule.
+//!
+//! Departure from Kafka: `log.flush.interval.messages` defaults to 1, not `Long.MAX_VALUE`.
+//! Runnel is durable by default: a produce with acks=1 or acks=all is answered only after its
+//! batch was fsync'd (group-committed with every other partition's pending appends).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use runnel_log::LogConfig;
+use runnel_protocol::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT;
+use thiserror::Error;
+
+/// Kafka's default `message.max.bytes`: 1 MiB plus the record batch overhead.
+pub const MESSAGE_MAX_BYTES_DEFAULT: usize = 1_048_588;
+
+/// A configuration value that cannot be used.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("invalid value {value:?} for configuration {key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, value: &str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where the listener binds and what it tells clients to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertisedListener {
+    pub host: String,
+    pub port: u16,
+}
+
+/// When appended data is fsync'd and when producers are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// `log.flush.interval.messages`: flush a partition once this many messages are unflushed.
+    /// 1 (the default) means durable: acks=1/all wait for the fsync of their batch.
+    pub interval_messages: u64,
+    /// `log.flush.interval.ms`: flush every partition with unflushed data at least this often.
+    pub interval_ms: u64,
+}
+
+impl FlushPolicy {
+    /// Whether producers (acks ≥ 1) and consumers (the high watermark) wait for fsync.
+    pub fn is_durable(&self) -> bool {
+        self.interval_messages <= 1
+    }
+}
+
+/// Everything the broker reads from its configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`.
+    pub node_id: i32,
+    /// `listeners` (`PLAINTEXT://host:port`) or `--listen`.
+    pub listen: SocketAddr,
+    /// `advertised.listeners` or `--advertised-listener`; the bound address when absent.
+    pub advertised_listener: Option<AdvertisedListener>,
+    /// `log.dirs` / `log.dir` or `--data-dir`.
+    pub data_dir: PathBuf,
+    /// `num.partitions`.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics_enable: bool,
+    /// `message.max.bytes`: the largest record batch accepted (per topic: `max.message.bytes`).
+    pub message_max_bytes: usize,
+    /// `socket.request.max.bytes`.
+    pub socket_request_max_bytes: usize,
+    /// `max.connections`.
+    pub connections_max: usize,
+    /// `log.segment.bytes`, `log.roll.ms`, `log.index.interval.bytes`, `log.index.size.max.bytes`.
+    pub log: LogConfig,
+    pub flush: FlushPolicy,
+    /// `log.flush.offset.checkpoint.interval.ms`: how often recovery points are checkpointed.
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_listener: None,
+            data_dir: PathBuf::from("./data"),
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics_enable: true,
+            message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
+            socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
+            connections_max: 10_000,
+            log: LogConfig::default(),
+            flush: FlushPolicy {
+                interval_messages: 1,
+                interval_ms: 1_000,
+            },
+            checkpoint_interval_ms: 60_000,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Reads Kafka-named properties over the defaults.
+    pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut config = BrokerConfig::default();
+        for (key, value) in properties {
+            let value = value.trim();
+            match key.as_str() {
+                "node.id" | "broker.id" => config.node_id = parse_at_least(key, value, 0)?,
+                "listeners" => config.listen = parse_listener(key, value)?,
+                "advertised.listeners" => {
+                    config.advertised_listener = Some(parse_advertised(key, value)?)
+                }
+                "log.dirs" | "log.dir" => {
+                    let first = value.split(',').next().unwrap_or(value).trim();
+                    config.data_dir = PathBuf::from(first);
+                }
+                "num.partitions" => config.num_partitions = parse_at_least(key, value, 1)?,
+                "default.replication.factor" => {
+                    config.default_replication_factor = parse_at_least(key, value, 1)?
+                }
+                "auto.create.topics.enable" => {
+                    config.auto_create_topics_enable = parse_bool(key, value)?
+                }
+                "message.max.bytes" => config.message_max_bytes = parse_at_least(key, value, 0)?,
+                "socket.request.max.bytes" => {
+                    config.socket_request_max_bytes = parse_at_least(key, value, 1)?
+                }
+                "max.connections" => config.connections_max = parse_at_least(key, value, 1)?,
+                "log.segment.bytes" => config.log.segment_bytes = parse_at_least(key, value, 14)?,
+                "log.roll.ms" => config.log.segment_ms = parse_at_least(key, value, 1)?,
+                "log.roll.hours" => {
+                    config.log.segment_ms = parse_at_least::<u64>(key, value, 1)? * 3_600_000
+                }
+                "log.index.interval.bytes" => {
+                    config.log.index_interval_bytes = parse_at_least(key, value, 0)?
+                }
+                "log.index.size.max.bytes" => {
+                    config.log.segment_index_bytes = parse_at_least(key, value, 4)?
+                }
+                "log.flush.interval.messages" => {
+                    config.flush.interval_messages = parse_at_least(key, value, 1)?
+                }
+                "log.flush.interval.ms" => {
+                    config.flush.interval_ms = parse_at_least(key, value, 1)?
+                }
+                "log.flush.offset.checkpoint.interval.ms" => {
+                    config.checkpoint_interval_ms = parse_at_least(key, value, 1)?
+                }
+                _ => tracing::warn!(key, "ignoring unknown configuration"),
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Parses Java `.properties` text: `key=value` or `key: value` lines, `#` and `!` comments.
+pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut properties = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some(split) = line.find(['=', ':']) else {
+            return Err(ConfigError::new(line, "", "expected key=value"));
+        };
+        let (key, value) = (line[..split].trim(), line[split + 1..].trim());
+        properties.insert(key.to_string(), value.to_string());
+    }
+    Ok(properties)
+}
+
+fn parse_at_least<T>(key: &str, value: &str, min: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let parsed: T = value
+        .parse()
+        .map_err(|_| ConfigError::new(key, value, "not a number"))?;
+    if parsed < min {
+        return Err(ConfigError::new(
+            key,
+            value,
+            format!("must be at least {min}"),
+        ));
+    }
+    Ok(parsed)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError::new(key, value, "expected true or false")),
+    }
+}
+
+/// `PLAINTEXT://127.0.0.1:9092` or `127.0.0.1:9092`.
+fn parse_listener(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    let first = value.split(',').next().unwrap_or(value).trim();
+    let address = first.split_once("://").map_or(first, |(_, rest)| rest);
+    let address = if address.starts_with(':') {
+        format!("0.0.0.0{address}")
+    } else {
+        address.into()
+    };
+    address
+        .parse()
+        .map_err(|_| ConfigError::new(key, value, "expected host:port with an IP host"))
+}
+
+fn parse_advertised(key: &str, value: &str) -> Result<AdvertisedListener, ConfigError> {
+    let first = value.split(',').next().unwrap_or(value).trim();
+    let address = first.split_once("://").map_or(first, |(_, rest)| rest);
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| ConfigError::new(key, value, "expected host:port"))?;
+    let port = port
+        .parse()
+        .map_err(|_| ConfigError::new(key, value, "port is not a number"))?;
+    Ok(AdvertisedListener {
+        host: host.trim_matches(['[', ']']).to_string(),
+        port,
+    })
+}
+
+/// Topic-level config names Runnel accepts at CreateTopics. Those not applied yet (retention,
+/// compaction) are stored and reported, and take effect with the storage lifecycle work.
+pub const TOPIC_CONFIG_NAMES: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "flush.ms",
+    "index.interval.bytes",
+    "max.compaction.lag.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.index.bytes",
+    "segment.ms",
+    "unclean.leader.election.enable",
+];
+
+/// The settings one partition's log runs with: the broker's defaults under the topic's
+/// overrides.
+#[derive(Debug, Clone)]
+pub struct TopicSettings {
+    pub max_message_bytes: usize,
+    pub log: LogConfig,
+}
+
+impl TopicSettings {
+    /// Validates `overrides` and applies them over the broker's defaults.
+    pub fn resolve(
+        broker: &BrokerConfig,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut settings = TopicSettings {
+            max_message_bytes: broker.message_max_bytes,
+            log: broker.log.clone(),
+        };
+        for (key, value) in overrides {
+            let value = value.as_str();
+            match key.as_str() {
+                "max.message.bytes" => settings.max_message_bytes = parse_at_least(key, value, 0)?,
+                "segment.bytes" => settings.log.segment_bytes = parse_at_least(key, value, 14)?,
+                "segment.ms" => settings.log.segment_ms = parse_at_least(key, value, 1)?,
+                "segment.index.bytes" => {
+                    settings.log.segment_index_bytes = parse_at_least(key, value, 4)?
+                }
+                "index.interval.bytes" => {
+                    settings.log.index_interval_bytes = parse_at_least(key, value, 0)?
+                }
+                name if TOPIC_CONFIG_NAMES.contains(&name) => {}
+                _ => return Err(ConfigError::new(key, value, "unknown topic configuration")),
+            }
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_durable_and_listen_locally() {
+        let config = BrokerConfig::from_properties(&BTreeMap::new()).expect("defaults");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
+        assert!(config.flush.is_durable());
+        assert_eq!(config.message_max_bytes, 1_048_588);
+        assert_eq!(config.socket_request_max_bytes, 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn kafka_names_are_read() {
+        let config = BrokerConfig::from_properties(&props(&[
+            ("listeners", "PLAINTEXT://0.0.0.0:19092"),
+            ("advertised.listeners", "PLAINTEXT://kafka.local:19092"),
+            ("num.partitions", "6"),
+            ("log.flush.interval.messages", "10000"),
+            ("auto.create.topics.enable", "false"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.listen.port(), 19092);
+        assert_eq!(
+            config.advertised_listener,
+            Some(AdvertisedListener {
+                host: "kafka.local".into(),
+                port: 19092
+            })
+        );
+        assert_eq!(config.num_partitions, 6);
+        assert!(!config.flush.is_durable());
+        assert!(!config.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let error = BrokerConfig::from_properties(&props(&[("num.partitions", "zero")]))
+            .expect_err("invalid");
+        assert_eq!(error.key, "num.partitions");
+        assert!(BrokerConfig::from_properties(&props(&[("num.partitions", "0")])).is_err());
+    }
+
+    #[test]
+    fn properties_files_parse() {
+        let parsed = parse_properties("# c\n! c\nnode.id=3\nlog.dirs : /tmp/x\n\n").expect("ok");
+        assert_eq!(parsed.get("node.id").map(String::as_str), Some("3"));
+        assert_eq!(parsed.get("log.dirs").map(String::as_str), Some("/tmp/x"));
+        assert!(parse_properties("novalue").is_err());
+    }
+
+    #[test]
+    fn topic_overrides_win_and_unknown_names_are_refused() {
+        let broker = BrokerConfig::default();
+        let settings = TopicSettings::resolve(
+            &broker,
+            &props(&[("max.message.bytes", "2048"), ("retention.ms", "1000")]),
+        )
+        .expect("valid");
+        assert_eq!(settings.max_message_bytes, 2048);
+        let error = TopicSettings::resolve(&broker, &props(&[("nope", "1")])).expect_err("unknown");
+        assert_eq!(error.key, "nope");
+        assert!(TopicSettings::resolve(&broker, &props(&[("segment.bytes", "x")])).is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! One client connection: a reader that decodes and dispatches requests in order, and a
+//! writer that sends the replies in the same order.
+//!
+//! Bad input closes the connection with a WARN line and touches nothing else: a size prefix
+//! ≤ 0 or above `socket.request.max.bytes`, a header that does not decode, a body that does
+//! not decode. An unknown API key or an unserved version is answered `UNSUPPORTED_VERSION`
+//! (ApiVersions: the v0 response listing our versions) and the connection stays open.
+//!
+//! Bounds: at most [`IN_FLIGHT_REQUESTS_MAX`] requests are dispatched but not yet answered per
+//! connection (the reader stops reading past that), and a request body is buffered as its
+//! bytes arrive, so memory follows what the peer actually sent, never only what it announced.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use runnel_protocol::api_versions::is_served;
+use runnel_protocol::frame::{check_request_size, FrameError};
+use runnel_protocol::header::{self, CodecError, RawRequestHeader};
+use runnel_protocol::messages::ApiKey;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{self, Reply, Request};
+use crate::broker::Broker;
+
+/// Requests read but not yet answered, per connection.
+pub const IN_FLIGHT_REQUESTS_MAX: usize = 64;
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Why a connection was closed by the broker.
+#[derive(Debug, Error)]
+enum ConnectionError {
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("{0}")]
+    Codec(#[from] CodecError),
+    #[error("connection ended inside a frame: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves one connection until the peer closes it, it misbehaves, or the broker shuts down.
+pub(crate) async fn serve(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
+    }
+    let (read_half, write_half) = stream.into_split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, read_half);
+    let (replies, pending) = mpsc::channel(IN_FLIGHT_REQUESTS_MAX);
+    let writer = tokio::spawn(write_replies(write_half, pending, peer));
+    let request_bytes_max = broker.config.socket_request_max_bytes;
+    loop {
+        let frame = tokio::select! {
+            frame = read_frame(&mut reader, request_bytes_max) => frame,
+            () = crate::server::stopped(&mut shutdown) => break,
+        };
+        let reply = match frame
+            .map_err(ConnectionError::from)
+            .and_then(|frame| match frame {
+                Some(frame) => handle_frame(&broker, frame).map(Some),
+                None => Ok(None),
+            }) {
+            Ok(Some(reply)) => reply,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::warn!(%peer, %error, "closing connection");
+                break;
+            }
+        };
+        if replies.send(reply).await.is_err() {
+            break;
+        }
+    }
+    drop(replies);
+    if writer.await.is_err() {
+        tracing::error!(%peer, "connection writer panicked");
+    }
+}
+
+/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
+///
+/// # Cancel safety
+/// Not cancel safe: a cancelled read loses a partly read frame. It is only cancelled when the
+/// connection closes anyway.
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    request_bytes_max: usize,
+) -> Result<Option<Bytes>, ConnectionError> {
+    let mut size = [0u8; 4];
+    match reader.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error.into()),
+    }
+    let length = check_request_size(i32::from_be_bytes(size), request_bytes_max)?;
+    let mut body = Vec::with_capacity(length.min(READ_BUFFER_BYTES));
+    let read = reader.take(length as u64).read_to_end(&mut body).await?;
+    if read != length {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
+    Ok(Some(Bytes::from(body)))
+}
+
+fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Reply, ConnectionError> {
+    let raw = RawRequestHeader::peek(&frame)?;
+    let api = ApiKey::try_from(raw.api_key).ok();
+    if !is_served(raw.api_key, raw.api_version) {
+        if api == Some(ApiKey::ApiVersions) {
+            let response = api::unsupported_api_versions_response(raw.correlation_id)?;
+            return Ok(Reply::Ready(response));
+        }
+        tracing::warn!(
+            api_key = raw.api_key,
+            api_version = raw.api_version,
+            "request for an unserved API or version; answering UNSUPPORTED_VERSION"
+        );
+        return Ok(Reply::Ready(header::encode_unsupported_version(
+            raw.correlation_id,
+        )));
+    }
+    let api = api.expect("a served key is a known key");
+    let header = header::decode_request_header(api, raw.api_version, &mut frame)?;
+    let request = Request {
+        api,
+        version: raw.api_version,
+        header,
+        body: frame,
+    };
+    Ok(api::dispatch(broker, request)?)
+}
+
+async fn write_replies(
+    write_half: OwnedWriteHalf,
+    mut pending: mpsc::Receiver<Reply>,
+    peer: SocketAddr,
+) {
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write_half);
+    while let Some(reply) = pending.recv().await {
+        let bytes = match reply {
+            Reply::Ready(bytes) => bytes,
+            Reply::None => continue,
+            Reply::Pending(response) => match response.await {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    tracing::error!(%peer, %error, "could not encode a response; closing");
+                    break;
+                }
+            },
+        };
+        if writer.write_all(&bytes).await.is_err() {
+            return;
+        }
+        if pending.is_empty() && writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}

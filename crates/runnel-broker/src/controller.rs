@@ -1,0 +1,234 @@
+//! The quorum-of-one controller: the only writer of the metadata log.
+//!
+//! Each change is validated against the current image, appended to `__cluster_metadata-0` as
+//! one record batch (the record's value is a [`MetadataRecord`] in JSON), fsync'd, and only
+//! then applied and published. At start the whole log is replayed to rebuild the image. A Raft
+//! quorum will replace this writer; the records and the image stay as they are.
+//!
+//! Departure from DESIGN.md §3 (a single-task event loop): metadata changes are rare and
+//! small, so a `Mutex` around the writer gives the same serialisation with less machinery. It
+//! is held across the metadata fsync, which is what orders changes; nothing else waits on it.
+//!
+//! Producer ids are handed out from blocks of [`PRODUCER_ID_BLOCK_SIZE`]: a block is recorded
+//! (durably) before any id in it is used, and a restart starts from the next unrecorded block,
+//! so an id is never handed out twice.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::{Bytes, BytesMut};
+use runnel_log::{LogConfig, LogError, PartitionLog};
+use runnel_metadata::{MetadataImage, MetadataRecord, TopicImage};
+use runnel_protocol::record_batch;
+use runnel_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use thiserror::Error;
+use uuid::Uuid;
+
+/// The metadata log's directory name, as in KRaft.
+pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
+/// Producer ids allocated per durable metadata write.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1_000;
+/// Bytes read per step while replaying the metadata log.
+const REPLAY_READ_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Error)]
+pub enum ControllerError {
+    #[error("metadata log: {0}")]
+    Log(#[from] LogError),
+    #[error("metadata log append: {0}")]
+    Append(#[from] runnel_log::AppendError),
+    #[error("metadata log read: {0}")]
+    Read(#[from] runnel_log::ReadError),
+    #[error("metadata log I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metadata log holds an unreadable record at offset {offset}: {reason}")]
+    Corrupt { offset: i64, reason: String },
+    #[error("topic {name} already exists")]
+    TopicAlreadyExists { name: String },
+    #[error("topic {name} does not exist")]
+    UnknownTopic { name: String },
+}
+
+struct Writer {
+    log: PartitionLog,
+    next_producer_id: i64,
+    producer_id_block_end: i64,
+}
+
+/// The metadata writer and the published image.
+pub struct Controller {
+    node_id: i32,
+    writer: Mutex<Writer>,
+    image: RwLock<Arc<MetadataImage>>,
+}
+
+impl Controller {
+    /// Opens (recovering) the metadata log under `data_dir` and replays it.
+    pub fn open(data_dir: &Path, node_id: i32) -> Result<Controller, ControllerError> {
+        let log = PartitionLog::open(&data_dir.join(METADATA_LOG_DIR), LogConfig::default(), 0)?;
+        let image = replay(&log)?;
+        let next = image.next_producer_id();
+        tracing::info!(
+            topics = image.topics().count(),
+            records_end_offset = log.log_end_offset(),
+            "metadata replayed"
+        );
+        Ok(Controller {
+            node_id,
+            writer: Mutex::new(Writer {
+                log,
+                next_producer_id: next,
+                producer_id_block_end: next,
+            }),
+            image: RwLock::new(Arc::new(image)),
+        })
+    }
+
+    /// The current image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        Arc::clone(&self.image.read().expect("metadata image lock poisoned"))
+    }
+
+    /// Creates a topic led by this node; fails if the name is taken.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<TopicImage>, ControllerError> {
+        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        if self.image().topic(name).is_some() {
+            return Err(ControllerError::TopicAlreadyExists {
+                name: name.to_string(),
+            });
+        }
+        let record = MetadataRecord::Topic {
+            name: name.to_string(),
+            topic_id: Uuid::new_v4(),
+            partitions,
+            leader: self.node_id,
+            configs,
+        };
+        let image = self.write(&mut writer, &record)?;
+        image
+            .topic(name)
+            .cloned()
+            .ok_or_else(|| ControllerError::UnknownTopic {
+                name: name.to_string(),
+            })
+    }
+
+    /// Deletes a topic by id, returning what it was.
+    pub fn delete_topic(&self, topic_id: Uuid) -> Result<Arc<TopicImage>, ControllerError> {
+        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        let Some(topic) = self.image().topic_by_id(&topic_id).cloned() else {
+            return Err(ControllerError::UnknownTopic {
+                name: topic_id.to_string(),
+            });
+        };
+        self.write(&mut writer, &MetadataRecord::RemoveTopic { topic_id })?;
+        Ok(topic)
+    }
+
+    /// A producer id never handed out before, on this node or before a restart.
+    pub fn allocate_producer_id(&self) -> Result<i64, ControllerError> {
+        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        if writer.next_producer_id >= writer.producer_id_block_end {
+            let block_end = writer.producer_id_block_end + PRODUCER_ID_BLOCK_SIZE;
+            let record = MetadataRecord::ProducerIds {
+                next_producer_id: block_end,
+            };
+            self.write(&mut writer, &record)?;
+            writer.producer_id_block_end = block_end;
+        }
+        let id = writer.next_producer_id;
+        writer.next_producer_id += 1;
+        Ok(id)
+    }
+
+    /// Appends, fsyncs, applies and publishes one record.
+    fn write(
+        &self,
+        writer: &mut Writer,
+        record: &MetadataRecord,
+    ) -> Result<Arc<MetadataImage>, ControllerError> {
+        let mut batch = encode_record(record, crate::now_ms());
+        writer.log.append(&mut batch, 0, crate::now_ms())?;
+        if let Some(target) = writer.log.flush_target() {
+            target.sync()?;
+            writer.log.mark_flushed(target.up_to);
+        }
+        let end = writer.log.log_end_offset();
+        writer.log.set_high_watermark(end);
+        let next = Arc::new(self.image().apply(record));
+        *self.image.write().expect("metadata image lock poisoned") = Arc::clone(&next);
+        Ok(next)
+    }
+}
+
+fn encode_record(record: &MetadataRecord, timestamp: i64) -> Vec<u8> {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key: None,
+        value: Some(Bytes::from(record.encode())),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, std::iter::once(&record), &options)
+        .expect("encoding one uncompressed record into memory cannot fail");
+    buf.to_vec()
+}
+
+fn replay(log: &PartitionLog) -> Result<MetadataImage, ControllerError> {
+    let mut image = MetadataImage::default();
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    while offset < end {
+        let bytes = log
+            .read(offset, REPLAY_READ_BYTES, end, true)?
+            .read_bytes()?;
+        if bytes.is_empty() {
+            break;
+        }
+        for item in record_batch::batches(&bytes) {
+            let (header, range) = item.map_err(|error| ControllerError::Corrupt {
+                offset,
+                reason: error.to_string(),
+            })?;
+            let mut batch = Bytes::copy_from_slice(&bytes[range]);
+            let set = RecordBatchDecoder::decode(&mut batch).map_err(|error| {
+                ControllerError::Corrupt {
+                    offset: header.base_offset,
+                    reason: error.to_string(),
+                }
+            })?;
+            for record in set.records {
+                let value = record.value.unwrap_or_default();
+                let decoded =
+                    MetadataRecord::decode(&value).map_err(|error| ControllerError::Corrupt {
+                        offset: record.offset,
+                        reason: error.to_string(),
+                    })?;
+                image = image.apply(&decoded);
+            }
+            offset = header.last_offset() + 1;
+        }
+    }
+    Ok(image)
+}

@@ -1,0 +1,126 @@
+//! `meta.properties`: the node id and cluster id of a data directory, written once.
+//!
+//! Format (Kafka's, KRaft version 1): Java properties with `version=1`, `node.id=<i32>`,
+//! `cluster.id=<22-character base64url UUID>`. Written atomically (temp file, fsync, rename)
+//! on first start; later starts check that `node.id` matches the configuration, so a data
+//! directory is never silently adopted by another node.
+
+use std::io::Write;
+use std::path::Path;
+
+use thiserror::Error;
+
+pub const META_PROPERTIES: &str = "meta.properties";
+
+#[derive(Debug, Error)]
+pub enum MetaPropertiesError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error("{path} belongs to node.id {found}, but this broker is node.id {configured}")]
+    NodeIdMismatch {
+        path: String,
+        found: i32,
+        configured: i32,
+    },
+}
+
+/// Reads the data dir's cluster id, creating `meta.properties` on first start.
+pub fn load_or_create(data_dir: &Path, node_id: i32) -> Result<String, MetaPropertiesError> {
+    let path = data_dir.join(META_PROPERTIES);
+    let display = path.display().to_string();
+    let io = |source| MetaPropertiesError::Io {
+        path: display.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let invalid = |reason: &str| MetaPropertiesError::Invalid {
+                path: display.clone(),
+                reason: reason.to_string(),
+            };
+            let properties = crate::config::parse_properties(&text)
+                .map_err(|error| invalid(&error.to_string()))?;
+            let found: i32 = properties
+                .get("node.id")
+                .and_then(|id| id.parse().ok())
+                .ok_or_else(|| invalid("node.id is missing or not a number"))?;
+            if found != node_id {
+                return Err(MetaPropertiesError::NodeIdMismatch {
+                    path: display.clone(),
+                    found,
+                    configured: node_id,
+                });
+            }
+            properties
+                .get("cluster.id")
+                .cloned()
+                .ok_or_else(|| invalid("cluster.id is missing"))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).map_err(io)?;
+            let cluster_id = base64url(uuid::Uuid::new_v4().as_bytes());
+            let temp = data_dir.join(format!("{META_PROPERTIES}.tmp"));
+            let mut file = std::fs::File::create(&temp).map_err(io)?;
+            write!(
+                file,
+                "#\nversion=1\nnode.id={node_id}\ncluster.id={cluster_id}\n"
+            )
+            .map_err(io)?;
+            file.sync_all().map_err(io)?;
+            std::fs::rename(&temp, &path).map_err(io)?;
+            std::fs::File::open(data_dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io)?;
+            Ok(cluster_id)
+        }
+        Err(error) => Err(io(error)),
+    }
+}
+
+/// Unpadded base64url, as Kafka prints UUIDs.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_of_a_uuid_is_22_characters() {
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(base64url(&[0u8; 16]).len(), 22);
+    }
+
+    #[test]
+    fn written_once_then_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = load_or_create(dir.path(), 1).expect("create");
+        assert_eq!(load_or_create(dir.path(), 1).expect("reload"), first);
+        assert!(matches!(
+            load_or_create(dir.path(), 2),
+            Err(MetaPropertiesError::NodeIdMismatch {
+                found: 1,
+                configured: 2,
+                ..
+            })
+        ));
+    }
+}

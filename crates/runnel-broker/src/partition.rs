@@ -1,0 +1,174 @@
+//! One partition this broker leads: its log behind a short lock, and its high watermark.
+//!
+//! Invariants:
+//! - The log has one writer at a time: the `Mutex` is held only for an append, a read plan or
+//!   a flush plan, never across an `.await` or an fsync, and reads copy bytes after releasing it.
+//! - The high watermark only moves forward (truncation will be the exception, with
+//!   replication). In durable mode it is the fsync'd offset: consumers never see a record that
+//!   a crash could take back, and producers with acks ≥ 1 are answered when it passes their
+//!   batch. Otherwise it is the log end offset.
+//! - `high_watermark` (the `watch`) always equals the log's high watermark after the lock is
+//!   released; waiters subscribe to it and never poll.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use runnel_log::{AppendError, AppendOutcome, FlushTarget, PartitionLog, ReadError};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::config::TopicSettings;
+
+/// A partition led by this broker.
+pub struct Partition {
+    pub topic: Arc<str>,
+    pub topic_id: Uuid,
+    pub index: i32,
+    pub leader_epoch: i32,
+    pub settings: TopicSettings,
+    log: Mutex<PartitionLog>,
+    high_watermark: watch::Sender<i64>,
+    /// Set while the partition sits in the flusher's queue, so it is queued once.
+    pub(crate) flush_queued: AtomicBool,
+    /// Messages appended since the last flush (for `log.flush.interval.messages`).
+    pub(crate) unflushed_messages: AtomicU64,
+}
+
+/// What a read found: whole batches and the offsets a fetch response reports.
+#[derive(Debug, Clone)]
+pub struct PartitionRead {
+    pub records: bytes::Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// The offsets a partition reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+}
+
+impl Partition {
+    pub fn new(
+        topic: Arc<str>,
+        topic_id: Uuid,
+        index: i32,
+        leader_epoch: i32,
+        settings: TopicSettings,
+        log: PartitionLog,
+    ) -> Self {
+        let (high_watermark, _) = watch::channel(log.high_watermark());
+        Partition {
+            topic,
+            topic_id,
+            index,
+            leader_epoch,
+            settings,
+            log: Mutex::new(log),
+            high_watermark,
+            flush_queued: AtomicBool::new(false),
+            unflushed_messages: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PartitionLog> {
+        // A panic while holding the lock means our own state may be inconsistent: stop.
+        self.log.lock().expect("partition log lock poisoned")
+    }
+
+    /// Appends one validated batch. When not durable, the high watermark follows the log end.
+    pub fn append(
+        &self,
+        batch: &mut [u8],
+        now_ms: i64,
+        durable: bool,
+    ) -> Result<AppendOutcome, AppendError> {
+        let mut log = self.lock();
+        let outcome = log.append(batch, self.leader_epoch, now_ms)?;
+        if !durable && !outcome.duplicate {
+            let end = log.log_end_offset();
+            log.set_high_watermark(end);
+            self.high_watermark.send_replace(log.high_watermark());
+        }
+        Ok(outcome)
+    }
+
+    /// Reads whole batches from `offset`, below the high watermark, at most `max_bytes` unless
+    /// `min_one_batch` lets the first batch through whole.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<PartitionRead, ReadError> {
+        let (slice, dir) = {
+            let log = self.lock();
+            let slice = log.read(offset, max_bytes, log.high_watermark(), min_one_batch)?;
+            (slice, log.dir().to_path_buf())
+        };
+        let records = slice.read_bytes().map_err(|source| ReadError::Io {
+            op: "read",
+            path: dir,
+            source,
+        })?;
+        let (high_watermark, log_start_offset) = (slice.high_watermark, slice.log_start_offset);
+        Ok(PartitionRead {
+            records: records.into(),
+            high_watermark,
+            log_start_offset,
+        })
+    }
+
+    pub fn offsets(&self) -> PartitionOffsets {
+        let log = self.lock();
+        PartitionOffsets {
+            log_start_offset: log.log_start_offset(),
+            high_watermark: log.high_watermark(),
+            log_end_offset: log.log_end_offset(),
+        }
+    }
+
+    /// Runs `f` with the log locked, for lookups that need more than offsets.
+    pub fn with_log<T>(&self, f: impl FnOnce(&PartitionLog) -> T) -> T {
+        f(&self.lock())
+    }
+
+    /// Waits until the high watermark is above `offset`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future only drops a `watch` receiver.
+    pub async fn wait_for_high_watermark_above(&self, offset: i64) {
+        let mut receiver = self.high_watermark.subscribe();
+        // The sender lives as long as `self`, so `wait_for` cannot fail while we borrow it.
+        let _ = receiver
+            .wait_for(|high_watermark| *high_watermark > offset)
+            .await;
+    }
+
+    /// What the flusher must fsync, if anything.
+    pub(crate) fn flush_target(&self) -> Option<FlushTarget> {
+        self.lock().flush_target()
+    }
+
+    /// Records that everything below `up_to` is on stable storage.
+    pub(crate) fn mark_flushed(&self, up_to: i64, durable: bool) {
+        let mut log = self.lock();
+        log.mark_flushed(up_to);
+        if durable {
+            let high_watermark = up_to.max(log.high_watermark());
+            log.set_high_watermark(high_watermark);
+            self.high_watermark.send_replace(log.high_watermark());
+        }
+    }
+
+    /// Flushes and closes the log, consuming the partition's last handle.
+    pub(crate) fn into_log(self) -> PartitionLog {
+        self.log.into_inner().expect("partition log lock poisoned")
+    }
+
+    pub(crate) fn note_appended_messages(&self, count: u64) -> u64 {
+        self.unflushed_messages.fetch_add(count, Ordering::Relaxed) + count
+    }
+}

@@ -1,0 +1,364 @@
+//! The partitions this broker hosts: opening them at start, finding them per request,
+//! appending produced batches, and closing them at shutdown.
+//!
+//! DESIGN.md §2 step 4 lives here: a produced batch is checked (extent, magic, CRC, fields,
+//! `max.message.bytes`), handed to its partition's log (which checks the producer's sequence
+//! and assigns offsets), and its partition is queued for the group commit. Errors are per
+//! partition, mapped to Kafka's codes in one place: [`AppendFailure::error_code`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+
+use runnel_log::{
+    partition_dir_name, read_offset_checkpoint, write_offset_checkpoint, AppendError, LogError,
+    PartitionLog,
+};
+use runnel_metadata::TopicImage;
+use runnel_protocol::record_batch::{self, BatchError, BatchHeader};
+use runnel_protocol::ErrorCode;
+use tokio::sync::watch;
+
+use crate::config::{BrokerConfig, ConfigError, TopicSettings};
+use crate::flusher::Flusher;
+use crate::partition::Partition;
+
+/// Kafka's file of per-partition recovery points.
+pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
+/// Kafka's file of per-partition log start offsets.
+pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
+
+/// Why a produced batch was not appended.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendFailure {
+    #[error("produce request carries no records")]
+    NoRecords,
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("{0}")]
+    Batch(#[from] BatchError),
+    #[error("produce request carries more than one record batch")]
+    MultipleBatches,
+    #[error("control batches cannot be produced by clients")]
+    ControlBatch,
+    #[error("transactional produce is not supported yet")]
+    Transactional,
+    #[error("compression codec {codec} is not supported")]
+    UnsupportedCompression { codec: i16 },
+    #[error("{0}")]
+    Log(#[from] AppendError),
+}
+
+impl AppendFailure {
+    /// The Kafka error code a producer gets for this failure.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            AppendFailure::NoRecords
+            | AppendFailure::MultipleBatches
+            | AppendFailure::ControlBatch => ErrorCode::InvalidRecord,
+            AppendFailure::TooLarge { .. } => ErrorCode::MessageTooLarge,
+            AppendFailure::Batch(BatchError::UnsupportedMagic { .. }) => {
+                ErrorCode::UnsupportedForMessageFormat
+            }
+            AppendFailure::Batch(BatchError::CrcMismatch { .. })
+            | AppendFailure::Batch(BatchError::Truncated { .. })
+            | AppendFailure::Batch(BatchError::InvalidLength { .. }) => ErrorCode::CorruptMessage,
+            AppendFailure::Batch(BatchError::Invalid { .. }) => ErrorCode::InvalidRecord,
+            AppendFailure::Transactional => ErrorCode::InvalidTxnState,
+            AppendFailure::UnsupportedCompression { .. } => ErrorCode::UnsupportedCompressionType,
+            AppendFailure::Log(AppendError::InvalidProducerEpoch { .. }) => {
+                ErrorCode::InvalidProducerEpoch
+            }
+            AppendFailure::Log(AppendError::OutOfOrderSequence { .. }) => {
+                ErrorCode::OutOfOrderSequenceNumber
+            }
+            AppendFailure::Log(_) => ErrorCode::KafkaStorageError,
+        }
+    }
+}
+
+/// What an append did: the offsets a produce response reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// The hosted partitions, by topic name then partition index.
+pub struct ReplicaManager {
+    config: Arc<BrokerConfig>,
+    topics: RwLock<HashMap<String, Arc<[Arc<Partition>]>>>,
+    flusher: Arc<Flusher>,
+    flusher_thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+    data_changed: watch::Sender<u64>,
+}
+
+impl ReplicaManager {
+    pub fn new(config: Arc<BrokerConfig>) -> std::io::Result<ReplicaManager> {
+        let (data_changed, _) = watch::channel(0u64);
+        let (flusher, thread) = Flusher::start(config.flush, data_changed.clone())?;
+        Ok(ReplicaManager {
+            config,
+            topics: RwLock::new(HashMap::new()),
+            flusher,
+            flusher_thread: std::sync::Mutex::new(Some(thread)),
+            data_changed,
+        })
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Opens (recovering) every partition of `topic`.
+    pub fn open_topic(
+        &self,
+        topic: &TopicImage,
+        recovery_points: &HashMap<(String, i32), i64>,
+    ) -> Result<(), OpenTopicError> {
+        let settings = TopicSettings::resolve(&self.config, &topic.configs)?;
+        let name: Arc<str> = Arc::from(topic.name.as_str());
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for image in &topic.partitions {
+            let dir = self
+                .data_dir()
+                .join(partition_dir_name(&topic.name, image.partition));
+            let recovery_point = recovery_points
+                .get(&(topic.name.clone(), image.partition))
+                .copied()
+                .unwrap_or(0);
+            let log = PartitionLog::open(&dir, settings.log.clone(), recovery_point)?;
+            partitions.push(Arc::new(Partition::new(
+                Arc::clone(&name),
+                topic.topic_id,
+                image.partition,
+                image.leader_epoch,
+                settings.clone(),
+                log,
+            )));
+        }
+        self.topics
+            .write()
+            .expect("topics lock poisoned")
+            .insert(topic.name.clone(), partitions.into());
+        Ok(())
+    }
+
+    /// Stops hosting `topic` and deletes its partitions' directories.
+    pub fn delete_topic(&self, name: &str) -> Result<(), LogError> {
+        let removed = self
+            .topics
+            .write()
+            .expect("topics lock poisoned")
+            .remove(name);
+        for partition in removed.iter().flat_map(|partitions| partitions.iter()) {
+            // In-flight requests may still hold the partition; its directory goes regardless:
+            // their file handles stay valid until they finish.
+            let dir = partition.with_log(|log| log.dir().to_path_buf());
+            remove_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let topics = self.topics.read().expect("topics lock poisoned");
+        let partitions = topics.get(topic)?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| partitions.get(i))
+            .cloned()
+    }
+
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        let topics = self.topics.read().expect("topics lock poisoned");
+        topics
+            .values()
+            .flat_map(|partitions| partitions.iter().cloned())
+            .collect()
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.config.flush.is_durable()
+    }
+
+    /// A receiver that changes whenever any partition's high watermark advances.
+    pub fn data_changed(&self) -> watch::Receiver<u64> {
+        self.data_changed.subscribe()
+    }
+
+    /// Validates and appends the one record batch of a produce request's partition.
+    pub fn append(
+        &self,
+        partition: &Arc<Partition>,
+        records: &[u8],
+    ) -> Result<Appended, AppendFailure> {
+        let header = validate_produced(records, partition.settings.max_message_bytes)?;
+        let mut batch = records.to_vec();
+        let durable = self.is_durable();
+        let outcome = partition.append(&mut batch, crate::now_ms(), durable)?;
+        if !outcome.duplicate {
+            self.flusher
+                .appended(partition, header.records_count.max(0) as u64);
+            if !durable {
+                self.data_changed
+                    .send_modify(|version| *version = version.wrapping_add(1));
+            }
+        }
+        Ok(Appended {
+            base_offset: outcome.base_offset,
+            last_offset: outcome.last_offset,
+            log_start_offset: outcome.log_start_offset,
+        })
+    }
+
+    /// Writes every partition's recovery point and log start offset to Kafka's checkpoints.
+    pub fn write_checkpoints(&self) -> Result<(), LogError> {
+        let mut recovery_points = HashMap::new();
+        let mut log_starts = HashMap::new();
+        for partition in self.all_partitions() {
+            let key = (partition.topic.to_string(), partition.index);
+            let (recovery_point, log_start) =
+                partition.with_log(|log| (log.recovery_point(), log.log_start_offset()));
+            recovery_points.insert(key.clone(), recovery_point);
+            log_starts.insert(key, log_start);
+        }
+        write_offset_checkpoint(
+            &self.data_dir().join(RECOVERY_POINT_CHECKPOINT),
+            &recovery_points,
+        )?;
+        write_offset_checkpoint(
+            &self.data_dir().join(LOG_START_OFFSET_CHECKPOINT),
+            &log_starts,
+        )?;
+        Ok(())
+    }
+
+    /// The recovery points saved by the last checkpoint (empty when there is none).
+    pub fn read_recovery_points(data_dir: &Path) -> Result<HashMap<(String, i32), i64>, LogError> {
+        read_offset_checkpoint(&data_dir.join(RECOVERY_POINT_CHECKPOINT))
+    }
+
+    /// Stops the flusher after a last pass, closes every log and writes the checkpoints.
+    pub fn shutdown(&self) -> Result<(), LogError> {
+        self.flusher.shutdown();
+        if let Some(thread) = self
+            .flusher_thread
+            .lock()
+            .expect("flusher lock poisoned")
+            .take()
+        {
+            if thread.join().is_err() {
+                tracing::error!("the flusher thread panicked");
+            }
+        }
+        self.write_checkpoints()?;
+        let topics = std::mem::take(&mut *self.topics.write().expect("topics lock poisoned"));
+        for (_, partitions) in topics {
+            for partition in partitions.iter().cloned() {
+                match Arc::try_unwrap(partition) {
+                    Ok(partition) => partition.into_log().close()?,
+                    Err(shared) => {
+                        tracing::warn!(
+                            topic = %shared.topic, partition = shared.index,
+                            "partition still in use at shutdown; flushing it without closing"
+                        );
+                        let dir = shared.with_log(|log| log.dir().to_path_buf());
+                        if let Some(target) = shared.flush_target() {
+                            target.sync().map_err(|source| LogError::Io {
+                                op: "fsync",
+                                path: dir,
+                                source,
+                            })?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Directories under the data dir that look like partitions of topics not in `known`.
+    pub fn stray_partition_dirs(&self, known: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.data_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.path().is_dir())
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().to_string();
+                let (topic, _) = runnel_log::parse_partition_dir_name(&name)?;
+                (!known(&topic) && name != crate::controller::METADATA_LOG_DIR)
+                    .then(|| entry.path())
+            })
+            .collect()
+    }
+}
+
+/// Why a topic's partitions could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenTopicError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Log(#[from] LogError),
+}
+
+/// Checks a produced partition's records: exactly one whole, valid v2 batch within the size
+/// limit, not a control batch, with a known codec.
+pub fn validate_produced(
+    records: &[u8],
+    max_message_bytes: usize,
+) -> Result<BatchHeader, AppendFailure> {
+    if records.is_empty() {
+        return Err(AppendFailure::NoRecords);
+    }
+    if records.len() > max_message_bytes {
+        return Err(AppendFailure::TooLarge {
+            size: records.len(),
+            max: max_message_bytes,
+        });
+    }
+    let mut iter = record_batch::batches(records);
+    let (_, range) = iter.next().ok_or(AppendFailure::NoRecords)??;
+    if range.end != records.len() {
+        return Err(AppendFailure::MultipleBatches);
+    }
+    let header = record_batch::validate_batch(records)?;
+    if header.is_control() {
+        return Err(AppendFailure::ControlBatch);
+    }
+    if header.is_transactional() {
+        return Err(AppendFailure::Transactional);
+    }
+    if header.compression() > 4 {
+        return Err(AppendFailure::UnsupportedCompression {
+            codec: header.compression(),
+        });
+    }
+    Ok(header)
+}
+
+fn remove_dir(dir: &Path) -> Result<(), LogError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(LogError::Io {
+            op: "remove",
+            path: dir.to_path_buf(),
+            source: error,
+        }),
+    }
+}
+
+/// Deletes directories left by topics deleted before a crash.
+pub fn remove_stray_dirs(dirs: &[PathBuf]) {
+    for dir in dirs {
+        tracing::warn!(dir = %dir.display(), "removing the directory of a deleted topic");
+        if let Err(error) = remove_dir(dir) {
+            tracing::error!(%error, "could not remove a deleted topic's directory");
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Starting and stopping a broker: recovery, the listener, and a clean shutdown.
+//!
+//! Start: `meta.properties`, the metadata log (replayed into the image), every partition log
+//! (recovered from the last recovery-point checkpoint), removal of directories of topics
+//! deleted before a crash, then the listener. Shutdown: stop accepting, let connections finish
+//! their in-flight requests (bounded by [`SHUTDOWN_DRAIN`]), then flush and close every log and
+//! write the checkpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::broker::Broker;
+use crate::config::{AdvertisedListener, BrokerConfig};
+use crate::controller::{Controller, ControllerError};
+use crate::meta_properties::{self, MetaPropertiesError};
+use crate::replica_manager::{self, OpenTopicError, ReplicaManager};
+
+/// How long in-flight requests may take to finish at shutdown.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
+/// Pause after a failed `accept` (out of file descriptors, say) before the next.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    MetaProperties(#[from] MetaPropertiesError),
+    #[error("{0}")]
+    Controller(#[from] ControllerError),
+    #[error("opening topic {topic}: {source}")]
+    OpenTopic {
+        topic: String,
+        source: OpenTopicError,
+    },
+    #[error("storage: {0}")]
+    Log(#[from] runnel_log::LogError),
+    #[error("binding {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("starting the flusher: {0}")]
+    Flusher(std::io::Error),
+    #[error("a startup task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A started broker.
+pub struct RunningBroker {
+    local_addr: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: watch::Sender<bool>,
+    accept_loop: JoinHandle<()>,
+    checkpoints: JoinHandle<()>,
+}
+
+impl RunningBroker {
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Stops accepting, drains connections, flushes and closes the logs.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        tracing::info!("shutting down");
+        self.shutdown.send_replace(true);
+        if self.accept_loop.await.is_err() {
+            tracing::error!("the accept loop panicked");
+        }
+        self.checkpoints.abort();
+        let broker = Arc::clone(&self.broker);
+        tokio::task::spawn_blocking(move || broker.replicas.shutdown()).await??;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+}
+
+/// Recovers the data directory and starts serving.
+pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
+    let started = std::time::Instant::now();
+    let config = Arc::new(config);
+    let broker = {
+        let config = Arc::clone(&config);
+        tokio::task::spawn_blocking(move || open(config)).await??
+    };
+    let broker = Arc::new(broker);
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            address: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        address: config.listen,
+        source,
+    })?;
+    let advertised = config
+        .advertised_listener
+        .clone()
+        .unwrap_or_else(|| AdvertisedListener {
+            host: if local_addr.ip().is_unspecified() {
+                "localhost".to_string()
+            } else {
+                local_addr.ip().to_string()
+            },
+            port: local_addr.port(),
+        });
+    broker.set_advertised_listener(advertised.clone());
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let accept_loop = tokio::spawn(accept_loop(
+        listener,
+        Arc::clone(&broker),
+        shutdown_rx.clone(),
+    ));
+    let checkpoints = tokio::spawn(checkpoint_loop(Arc::clone(&broker)));
+    tracing::info!(
+        listen = %local_addr,
+        advertised = %format!("{}:{}", advertised.host, advertised.port),
+        data_dir = %config.data_dir.display(),
+        durable = config.flush.is_durable(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "runnel listening on {local_addr}"
+    );
+    Ok(RunningBroker {
+        local_addr,
+        broker,
+        shutdown,
+        accept_loop,
+        checkpoints,
+    })
+}
+
+fn open(config: Arc<BrokerConfig>) -> Result<Broker, ServerError> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let cluster_id = meta_properties::load_or_create(data_dir, config.node_id)?;
+    let controller = Controller::open(data_dir, config.node_id)?;
+    let replicas = ReplicaManager::new(Arc::clone(&config)).map_err(ServerError::Flusher)?;
+    let recovery_points = ReplicaManager::read_recovery_points(data_dir)?;
+    let image = controller.image();
+    for topic in image.topics() {
+        replicas
+            .open_topic(topic, &recovery_points)
+            .map_err(|source| ServerError::OpenTopic {
+                topic: topic.name.clone(),
+                source,
+            })?;
+    }
+    let stray = replicas.stray_partition_dirs(&|name| image.topic(name).is_some());
+    replica_manager::remove_stray_dirs(&stray);
+    Ok(Broker::new(config, cluster_id, controller, replicas))
+}
+
+async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
+    let connection_slots = Arc::new(Semaphore::new(broker.config.connections_max));
+    let mut connections = JoinSet::new();
+    let mut stopping = shutdown.clone();
+    loop {
+        tokio::select! {
+            () = stopped(&mut stopping) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(slot) = Arc::clone(&connection_slots).try_acquire_owned() else {
+                        tracing::warn!(%peer, "max.connections reached; closing the new connection");
+                        continue;
+                    };
+                    let broker = Arc::clone(&broker);
+                    let shutdown = shutdown.clone();
+                    connections.spawn(async move {
+                        crate::connection::serve(broker, stream, peer, shutdown).await;
+                        drop(slot);
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_DRAIN, drained).await.is_err() {
+        tracing::warn!("in-flight requests did not finish in time; closing their connections");
+        connections.abort_all();
+    }
+}
+
+/// Resolves once shutdown has begun.
+///
+/// # Cancel safety
+/// Cancel safe: it only waits on a `watch` receiver.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stopping.
+    let _ = shutdown.wait_for(|stopping| *stopping).await;
+}
+
+async fn checkpoint_loop(broker: Arc<Broker>) {
+    let period = Duration::from_millis(broker.config.checkpoint_interval_ms);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        ticks.tick().await;
+        let broker = Arc::clone(&broker);
+        match tokio::task::spawn_blocking(move || broker.replicas.write_checkpoints()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "writing checkpoints failed"),
+            Err(error) => tracing::error!(%error, "checkpoint task failed"),
+        }
+    }
+}

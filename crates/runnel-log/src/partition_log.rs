@@ -1,0 +1,445 @@
+//! `PartitionLog`: the segments of one partition directory `<topic>-<partition>/`, with the
+//! log start offset, log end offset, high watermark and recovery point.
+//!
+//! Invariants:
+//! - segments are sorted by base offset, there is always at least one, and the last is the
+//!   active segment (the only one appended to);
+//! - offsets are contiguous: each batch's base offset is the previous batch's last offset + 1,
+//!   and the log end offset is the last segment's next offset;
+//! - `log start offset ≤ high watermark ≤ log end offset` and `recovery point ≤ log end offset`;
+//! - the producer state and the leader-epoch cache describe exactly the batches in the log.
+//!
+//! Locking is the caller's: `&mut self` methods run under the partition's lock and do page-cache
+//! I/O only (fsync happens at roll, truncation and close, which are rare). Reads and flushes
+//! return handles ([`ReadSlice`], [`FlushTarget`]) whose slow I/O runs after the lock is released.
+//!
+//! Opening and recovery live in `partition_log/recovery.rs`, timestamp lookups in
+//! `partition_log/timestamps.rs`.
+
+mod recovery;
+mod timestamps;
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runnel_protocol::record_batch::{
+    set_base_offset, set_partition_leader_epoch, BatchError, BatchHeader,
+};
+
+use crate::checkpoint::sync_dir;
+use crate::config::LogConfig;
+use crate::error::{AppendError, LogError, ReadError};
+use crate::leader_epoch::LeaderEpochCache;
+use crate::producer_state::{delete_snapshots_after, ProducerCheck, ProducerStateManager};
+use crate::segment::Segment;
+
+/// Producer-state snapshots kept in a partition directory.
+pub const SNAPSHOTS_KEPT: usize = 2;
+
+/// The result of one append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The batch was a retry of one already in the log: nothing was written and the offsets
+    /// are the original ones.
+    pub duplicate: bool,
+    pub log_start_offset: i64,
+}
+
+/// What a fetch reads: a byte range of one segment file holding whole batches.
+///
+/// Computed under the partition lock by [`PartitionLog::read`]; the bytes are read afterwards
+/// with [`ReadSlice::read_bytes`] (a segment file is only ever appended to or truncated below
+/// the high watermark by replication, so the range stays valid for reads below it).
+#[derive(Debug, Clone)]
+pub struct ReadSlice {
+    pub file: Arc<File>,
+    pub position: u64,
+    /// Bytes to read; 0 when there is nothing to return.
+    pub length: usize,
+    /// Base offset of the first batch (may be below the requested offset: batches are whole),
+    /// or the requested offset when empty.
+    pub base_offset: i64,
+    /// Offset after the last batch returned: where the next fetch continues.
+    pub next_offset: i64,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+}
+
+impl ReadSlice {
+    /// Reads the range with one `pread`.
+    pub fn read_bytes(&self) -> io::Result<Vec<u8>> {
+        let mut bytes = vec![0u8; self.length];
+        self.file.read_exact_at(&mut bytes, self.position)?;
+        Ok(bytes)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.length == 0
+    }
+}
+
+/// What a group-commit flush must fsync, taken under the lock and synced outside it.
+#[derive(Debug, Clone)]
+pub struct FlushTarget {
+    /// Segment files holding data above the recovery point.
+    pub files: Vec<Arc<File>>,
+    /// Whether the partition directory needs an fsync (segment files created).
+    pub sync_dir: bool,
+    pub dir: PathBuf,
+    /// The log end offset when the target was taken: durable once [`FlushTarget::sync`] returns.
+    pub up_to: i64,
+}
+
+impl FlushTarget {
+    /// `fdatasync`s every file, then the directory if needed.
+    pub fn sync(&self) -> io::Result<()> {
+        for file in &self.files {
+            file.sync_data()?;
+        }
+        if self.sync_dir {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// The log of one partition.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    high_watermark: i64,
+    recovery_point: i64,
+    producers: ProducerStateManager,
+    epochs: LeaderEpochCache,
+}
+
+impl PartitionLog {
+    /// Appends one whole batch, already validated by the broker (`validate_batch`).
+    ///
+    /// Checks the idempotent producer's sequence (a duplicate writes nothing and returns the
+    /// original offsets), assigns offsets from the log end offset, patches base offset and
+    /// leader epoch (the CRC covers neither), rolls if needed and writes to the page cache.
+    pub fn append(
+        &mut self,
+        batch: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, AppendError> {
+        let header = BatchHeader::parse(batch)?;
+        if header.size_bytes() != batch.len() {
+            return Err(AppendError::InvalidBatch(BatchError::Invalid {
+                reason: "not exactly one batch",
+            }));
+        }
+        if batch.len() as u64 > self.config.segment_bytes_max() {
+            return Err(AppendError::RecordTooLarge {
+                size_bytes: batch.len(),
+                segment_bytes: self.config.segment_bytes_max(),
+            });
+        }
+        if let ProducerCheck::Duplicate(original) = self.producers.check(&header)? {
+            return Ok(AppendOutcome {
+                base_offset: original.first_offset,
+                last_offset: original.last_offset,
+                duplicate: true,
+                log_start_offset: self.log_start_offset,
+            });
+        }
+        let base_offset = self.log_end_offset();
+        set_base_offset(batch, base_offset);
+        set_partition_leader_epoch(batch, leader_epoch);
+        let header = BatchHeader {
+            base_offset,
+            partition_leader_epoch: leader_epoch,
+            ..header
+        };
+        if self.should_roll(&header, now_ms) {
+            self.roll()?;
+        }
+        if self.epochs.assign(leader_epoch, base_offset) {
+            if let Err(error) = self.epochs.persist() {
+                self.epochs.truncate_from_end(base_offset);
+                return Err(error.into());
+            }
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(batch, &header, interval, now_ms)?;
+        self.producers.update(&header);
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset: header.last_offset(),
+            duplicate: false,
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    fn should_roll(&self, header: &BatchHeader, now_ms: i64) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            return false;
+        }
+        let full =
+            active.size_bytes() + header.size_bytes() as u64 > self.config.segment_bytes_max();
+        let aged = active.rolling_started_ms.is_some_and(|started| {
+            now_ms.saturating_sub(started) >= self.config.segment_ms.min(i64::MAX as u64) as i64
+        });
+        let index_full = active.offset_index_len() >= self.config.offset_index_entries_max()
+            || active.time_index().len() + 1
+                >= (self.config.segment_index_bytes / crate::segment::TIME_INDEX_ENTRY_SIZE as u64)
+                    as usize;
+        full || aged || index_full || active.offset_overflows(header.last_offset())
+    }
+
+    /// Rolls the active segment if it holds data: seals it (final time-index entry, index
+    /// files), creates a new segment at the log end offset and writes a producer snapshot
+    /// there (whose write fsyncs the directory, making the new segment's files durable).
+    pub fn roll(&mut self) -> Result<(), LogError> {
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        self.active_mut().seal()?;
+        let base_offset = self.log_end_offset();
+        self.segments.push(Segment::create(&self.dir, base_offset)?);
+        self.producers
+            .write_snapshot(&self.dir, base_offset, SNAPSHOTS_KEPT)?;
+        self.active_mut().dir_entry_synced = true;
+        Ok(())
+    }
+
+    /// Computes what to read for a fetch at `offset` (see [`ReadSlice`]). Kafka's semantics:
+    /// whole batches from the one containing `offset`, last offsets below `max_offset`, at most
+    /// `max_bytes` except that `min_one_batch` returns a first batch larger than that whole.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadSlice, ReadError> {
+        let log_end_offset = self.log_end_offset();
+        if offset < self.log_start_offset || offset > log_end_offset {
+            return Err(ReadError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset,
+            });
+        }
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
+        for segment in &self.segments[first..] {
+            if let Some((position, header)) = segment.translate_offset(offset)? {
+                let (end, next_offset) =
+                    segment.read_extent(position, &header, max_bytes, max_offset, min_one_batch)?;
+                let length = (end - position) as usize;
+                return Ok(self.slice(
+                    segment,
+                    position,
+                    length,
+                    if length > 0 {
+                        header.base_offset
+                    } else {
+                        offset
+                    },
+                    if length > 0 { next_offset } else { offset },
+                ));
+            }
+        }
+        let active = self.active();
+        Ok(self.slice(active, active.size_bytes(), 0, offset, offset))
+    }
+
+    fn slice(
+        &self,
+        segment: &Segment,
+        position: u64,
+        length: usize,
+        base_offset: i64,
+        next_offset: i64,
+    ) -> ReadSlice {
+        ReadSlice {
+            file: Arc::clone(segment.file()),
+            position,
+            length,
+            base_offset,
+            next_offset,
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.high_watermark,
+            log_end_offset: self.log_end_offset(),
+        }
+    }
+
+    /// What to fsync for everything appended so far; `None` when all of it is durable.
+    pub fn flush_target(&self) -> Option<FlushTarget> {
+        let files: Vec<Arc<File>> = self
+            .segments
+            .iter()
+            .filter(|s| s.next_offset() > self.recovery_point && !s.is_empty())
+            .map(|s| Arc::clone(s.file()))
+            .collect();
+        let sync_dir = self.segments.iter().any(|s| !s.dir_entry_synced);
+        if files.is_empty() && !sync_dir {
+            return None;
+        }
+        Some(FlushTarget {
+            files,
+            sync_dir,
+            dir: self.dir.clone(),
+            up_to: self.log_end_offset(),
+        })
+    }
+
+    /// Records that everything below `up_to` is durable (after [`FlushTarget::sync`]).
+    /// The recovery point never moves backwards, nor beyond the log end offset.
+    pub fn mark_flushed(&mut self, up_to: i64) {
+        let up_to = up_to.min(self.log_end_offset());
+        self.recovery_point = self.recovery_point.max(up_to);
+        for segment in &mut self.segments {
+            if segment.base_offset() <= up_to {
+                segment.dir_entry_synced = true;
+            }
+        }
+    }
+
+    /// Removes every batch at and after `offset` (whole batches: the log end offset becomes the
+    /// base offset of the batch containing `offset`). At or below the log start offset the log
+    /// is emptied and restarts at `offset`. Adjusts high watermark, recovery point, indexes,
+    /// producer state (rebuilt) and the leader-epoch cache.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset <= self.log_start_offset {
+            for segment in self.segments.drain(..) {
+                Segment::delete_files(&self.dir, segment.base_offset())?;
+            }
+            let offset = offset.max(0);
+            self.segments.push(Segment::create(&self.dir, offset)?);
+            self.log_start_offset = offset;
+        } else {
+            while self.segments.len() > 1 && self.active().base_offset() >= offset {
+                if let Some(segment) = self.segments.pop() {
+                    Segment::delete_files(&self.dir, segment.base_offset())?;
+                }
+            }
+            let interval = self.config.index_interval_bytes;
+            self.active_mut().truncate_to(offset, interval)?;
+        }
+        sync_dir(&self.dir)?;
+        for segment in &mut self.segments {
+            segment.dir_entry_synced = true;
+        }
+        let log_end_offset = self.log_end_offset();
+        self.high_watermark = self
+            .high_watermark
+            .clamp(self.log_start_offset, log_end_offset);
+        self.recovery_point = self.recovery_point.min(log_end_offset);
+        if self.epochs.truncate_from_end(log_end_offset) {
+            self.epochs.persist()?;
+        }
+        delete_snapshots_after(&self.dir, log_end_offset)?;
+        self.rebuild_producer_state()
+    }
+
+    /// Flushes everything, writes the index files, a producer snapshot at the log end offset
+    /// and the leader-epoch checkpoint.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.active_mut().seal()?;
+        for segment in &self.segments {
+            if segment.next_offset() > self.recovery_point && !segment.is_empty() {
+                segment
+                    .file()
+                    .sync_data()
+                    .map_err(LogError::io("fsync", segment.log_path()))?;
+            }
+        }
+        let log_end_offset = self.log_end_offset();
+        self.producers
+            .write_snapshot(&self.dir, log_end_offset, SNAPSHOTS_KEPT)?;
+        self.epochs.persist()?;
+        sync_dir(&self.dir)
+    }
+
+    /// Removes the partition directory and everything in it.
+    pub fn delete(self) -> Result<(), LogError> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(LogError::io("remove directory", &dir))?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+    /// Sets the high watermark, clamped to `[log start offset, log end offset]`.
+    pub fn set_high_watermark(&mut self, offset: i64) {
+        self.high_watermark = offset.clamp(self.log_start_offset, self.log_end_offset());
+    }
+    /// Everything below this offset is known to be on disk.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+    /// Total bytes of the segments' log files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size_bytes).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.iter().map(Segment::base_offset).collect()
+    }
+    /// Number of idempotent producers with state in this partition.
+    pub fn producer_count(&self) -> usize {
+        self.producers.producer_count()
+    }
+    pub fn producer_state(&self) -> &ProducerStateManager {
+        &self.producers
+    }
+    /// The leader-epoch cache entries (epoch, start offset).
+    pub fn leader_epochs(&self) -> &[(i32, i64)] {
+        self.epochs.entries()
+    }
+    /// OffsetForLeaderEpoch: the largest epoch ≤ `epoch` and its end offset.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs
+            .end_offset_for_epoch(epoch, self.log_end_offset())
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a partition log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a partition log always has an active segment")
+    }
+}

@@ -1,0 +1,726 @@
+//! One segment of a partition log: `<base>.log` + `<base>.index` + `<base>.timeindex`, where
+//! `<base>` is the segment's base offset as 20 zero-padded digits (Kafka's file names).
+//!
+//! # `.log`
+//! Record batches (v2) back to back, exactly as produced, with base offset and partition
+//! leader epoch patched by the broker. Offsets increase strictly from batch to batch; the first
+//! batch's base offset is ≥ the segment's base offset and every offset of the segment is below
+//! `base + 2^31` (relative offsets fit the index's 4-byte field). A segment never exceeds
+//! `segment_bytes` (≤ `i32::MAX`, so positions fit 4 bytes).
+//!
+//! # `.index` (offset index), 8-byte entries, big-endian, as Kafka's `OffsetIndex`
+//! | size | field |
+//! |-----:|-------|
+//! | 4 | relative offset: last offset of the batch − segment base offset |
+//! | 4 | position of that batch in `.log` |
+//!
+//! # `.timeindex` (time index), 12-byte entries, big-endian, as Kafka's `TimeIndex`
+//! | size | field |
+//! |-----:|-------|
+//! | 8 | largest timestamp seen in the segment so far |
+//! | 4 | relative offset of the batch (its last offset) that first reached that timestamp |
+//!
+//! Entries are sparse (Kafka's rule): when more than `index_interval_bytes` of log were appended
+//! since the last entry, the batch being appended gets an offset-index entry, and a time-index
+//! entry if the segment's max timestamp grew since the last one. When the segment becomes
+//! inactive (roll, close) a final time-index entry records the segment's max timestamp.
+//! Offset-index entries strictly increase in both fields; time-index entries strictly increase
+//! in timestamp and never decrease in offset.
+//!
+//! # Crash policy
+//! The index contents live in memory (`Vec`s); the files are written whole, without fsync,
+//! when the segment becomes inactive (roll), on close, and after recovery rebuilt them. They are
+//! a cache: on open they are checked (whole entries, monotonic, positions inside the log, the
+//! last entry pointing at a batch that ends at that offset) and rebuilt by scanning the log when
+//! anything is off. Segments holding offsets at or above the recovery point are always scanned
+//! batch by batch with CRC checks and truncated at the first bad batch.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runnel_protocol::record_batch::{validate_batch, BatchHeader, BATCH_HEADER_SIZE};
+
+use crate::error::LogError;
+
+/// Bytes per offset-index entry.
+pub const OFFSET_INDEX_ENTRY_SIZE: usize = 8;
+/// Bytes per time-index entry.
+pub const TIME_INDEX_ENTRY_SIZE: usize = 12;
+pub const LOG_SUFFIX: &str = ".log";
+pub const INDEX_SUFFIX: &str = ".index";
+pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
+
+/// Parses a 20-digit zero-padded offset (a segment or snapshot file stem).
+pub fn parse_base_offset(stem: &str) -> Option<i64> {
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// `<dir>/<20-digit base><suffix>`.
+pub fn segment_file_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}{suffix}"))
+}
+
+/// One offset-index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub relative_offset: u32,
+    pub position: u32,
+}
+
+/// One time-index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    pub timestamp: i64,
+    pub relative_offset: u32,
+}
+
+/// Why recovery cut a segment short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    pub position: u64,
+    pub bytes_dropped: u64,
+    pub reason: String,
+}
+
+/// A segment: its log file, in-memory indexes and the facts derived from its batches.
+#[derive(Debug)]
+pub struct Segment {
+    base_offset: i64,
+    dir: PathBuf,
+    log_path: PathBuf,
+    file: Arc<File>,
+    size_bytes: u64,
+    next_offset: i64,
+    offset_index: Vec<OffsetEntry>,
+    time_index: Vec<TimeEntry>,
+    bytes_since_last_index_entry: u64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    /// When the first batch was appended in this process (or when the segment was opened, if
+    /// it held data): `segment.ms` counts from here.
+    pub(crate) rolling_started_ms: Option<i64>,
+    /// Whether the directory entry of this segment's files is known durable.
+    pub(crate) dir_entry_synced: bool,
+}
+
+impl Segment {
+    /// Creates a new empty segment (empty `.log`, `.index`, `.timeindex`), replacing files of
+    /// the same name.
+    pub fn create(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
+        let log_path = segment_file_path(dir, base_offset, LOG_SUFFIX);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)
+            .map_err(LogError::io("create", &log_path))?;
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let path = segment_file_path(dir, base_offset, suffix);
+            File::create(&path).map_err(LogError::io("create", &path))?;
+        }
+        let mut segment = Segment::empty(dir, base_offset, log_path, file);
+        segment.dir_entry_synced = false;
+        Ok(segment)
+    }
+
+    fn empty(dir: &Path, base_offset: i64, log_path: PathBuf, file: File) -> Segment {
+        Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            log_path,
+            file: Arc::new(file),
+            size_bytes: 0,
+            next_offset: base_offset,
+            offset_index: Vec::new(),
+            time_index: Vec::new(),
+            bytes_since_last_index_entry: 0,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            rolling_started_ms: None,
+            dir_entry_synced: true,
+        }
+    }
+
+    fn open_log(dir: &Path, base_offset: i64) -> Result<(Segment, u64), LogError> {
+        let log_path = segment_file_path(dir, base_offset, LOG_SUFFIX);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(LogError::io("open", &log_path))?;
+        let len = file
+            .metadata()
+            .map_err(LogError::io("stat", &log_path))?
+            .len();
+        Ok((Segment::empty(dir, base_offset, log_path, file), len))
+    }
+
+    /// Opens an existing segment scanning every batch with CRC and continuity checks (the
+    /// recovery path). The log is truncated (and fsynced) at the first bad batch; the indexes
+    /// are rebuilt. `previous_last_offset` is the last offset of the previous segment, if any.
+    /// `on_batch` sees every valid batch header in order.
+    pub fn recover(
+        dir: &Path,
+        base_offset: i64,
+        previous_last_offset: Option<i64>,
+        index_interval_bytes: u64,
+        mut on_batch: impl FnMut(&BatchHeader),
+    ) -> Result<(Segment, Option<Truncation>), LogError> {
+        let (mut segment, file_len) = Segment::open_log(dir, base_offset)?;
+        let mut expected_min = previous_last_offset
+            .map_or(base_offset, |last| last + 1)
+            .max(base_offset);
+        let mut position = 0u64;
+        let mut failure = None;
+        while position < file_len {
+            match segment.read_valid_batch(position, file_len, expected_min) {
+                Ok(header) => {
+                    segment.index_batch(&header, position, index_interval_bytes);
+                    on_batch(&header);
+                    expected_min = header.last_offset() + 1;
+                    position += header.size_bytes() as u64;
+                }
+                Err(reason) => {
+                    failure = Some(reason);
+                    break;
+                }
+            }
+        }
+        let truncation = match failure {
+            None => None,
+            Some(reason) => {
+                segment
+                    .file
+                    .set_len(position)
+                    .map_err(LogError::io("truncate", &segment.log_path))?;
+                segment
+                    .file
+                    .sync_all()
+                    .map_err(LogError::io("fsync", &segment.log_path))?;
+                Some(Truncation {
+                    position,
+                    bytes_dropped: file_len - position,
+                    reason,
+                })
+            }
+        };
+        debug_assert_eq!(segment.size_bytes, position);
+        Ok((segment, truncation))
+    }
+
+    /// Reads and fully validates the batch at `position`; `Err` is the reason to truncate.
+    fn read_valid_batch(
+        &self,
+        position: u64,
+        file_len: u64,
+        expected_min: i64,
+    ) -> Result<BatchHeader, String> {
+        let header = self
+            .read_header(position, file_len)
+            .map_err(|e| e.to_string())?;
+        let size = header.size_bytes() as u64;
+        let mut bytes = vec![0u8; size as usize];
+        self.file
+            .read_exact_at(&mut bytes, position)
+            .map_err(|e| format!("read failed: {e}"))?;
+        let header = validate_batch(&bytes).map_err(|e| e.to_string())?;
+        if header.base_offset < expected_min {
+            return Err(format!(
+                "non-contiguous batch: base offset {} below expected {expected_min}",
+                header.base_offset
+            ));
+        }
+        if header.last_offset() - self.base_offset > i64::from(i32::MAX) {
+            return Err(format!(
+                "offset {} does not fit the segment's relative offsets",
+                header.last_offset()
+            ));
+        }
+        Ok(header)
+    }
+
+    /// Opens an existing segment trusting its data (below the recovery point): loads and checks
+    /// the index files and walks batch headers after the last index entry. Returns `None` when
+    /// anything is inconsistent; the caller then recovers the segment instead.
+    pub fn load(
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+    ) -> Result<Option<Segment>, LogError> {
+        let (mut segment, file_len) = Segment::open_log(dir, base_offset)?;
+        if file_len > i32::MAX as u64 {
+            return Ok(None);
+        }
+        let Some(offset_index) = read_offset_index(dir, base_offset, file_len)? else {
+            return Ok(None);
+        };
+        let Some(time_index) = read_time_index(dir, base_offset)? else {
+            return Ok(None);
+        };
+        let mut position = 0u64;
+        if let Some(last) = offset_index.last() {
+            position = u64::from(last.position);
+            let Ok(header) = segment.read_header(position, file_len) else {
+                return Ok(None);
+            };
+            if header.last_offset() != base_offset + i64::from(last.relative_offset) {
+                return Ok(None);
+            }
+        }
+        if let Some(last) = time_index.last() {
+            segment.max_timestamp = last.timestamp;
+            segment.offset_of_max_timestamp = base_offset + i64::from(last.relative_offset);
+        }
+        segment.offset_index = offset_index;
+        segment.time_index = time_index;
+        let resumed = position;
+        while position < file_len {
+            let Ok(header) = segment.read_header(position, file_len) else {
+                return Ok(None);
+            };
+            if header.base_offset < segment.next_offset
+                || header.last_offset() - base_offset > i64::from(i32::MAX)
+            {
+                return Ok(None);
+            }
+            if position == resumed && !segment.offset_index.is_empty() {
+                // The batch of the last entry: already indexed.
+                segment.note_batch(&header, position);
+                segment.bytes_since_last_index_entry = header.size_bytes() as u64;
+            } else {
+                segment.index_batch(&header, position, index_interval_bytes);
+            }
+            position += header.size_bytes() as u64;
+        }
+        if segment
+            .time_index
+            .last()
+            .is_some_and(|e| i64::from(e.relative_offset) + base_offset >= segment.next_offset)
+        {
+            return Ok(None);
+        }
+        Ok(Some(segment))
+    }
+
+    /// Records a batch's effect on the segment's facts (size, next offset, max timestamp).
+    fn note_batch(&mut self, header: &BatchHeader, position: u64) {
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = header.last_offset();
+        }
+        self.next_offset = header.last_offset() + 1;
+        self.size_bytes = position + header.size_bytes() as u64;
+    }
+
+    /// Kafka's sparse indexing rule for a batch placed at `position`.
+    fn index_batch(&mut self, header: &BatchHeader, position: u64, index_interval_bytes: u64) {
+        self.note_batch(header, position);
+        if self.bytes_since_last_index_entry > index_interval_bytes {
+            self.offset_index.push(OffsetEntry {
+                relative_offset: self.relative(header.last_offset()),
+                position: position as u32,
+            });
+            self.maybe_append_time_entry();
+            self.bytes_since_last_index_entry = 0;
+        }
+        self.bytes_since_last_index_entry += header.size_bytes() as u64;
+    }
+
+    fn maybe_append_time_entry(&mut self) {
+        if self.max_timestamp >= 0
+            && self
+                .time_index
+                .last()
+                .is_none_or(|e| self.max_timestamp > e.timestamp)
+        {
+            self.time_index.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset: self.relative(self.offset_of_max_timestamp),
+            });
+        }
+    }
+
+    fn relative(&self, offset: i64) -> u32 {
+        let relative = offset - self.base_offset;
+        assert!(
+            (0..=i64::from(i32::MAX)).contains(&relative),
+            "offset {offset} outside segment {}",
+            self.base_offset
+        );
+        relative as u32
+    }
+
+    /// Appends one batch (already patched) at the end of the log file: page cache only.
+    /// On a write error the file is cut back to its previous size.
+    pub fn append(
+        &mut self,
+        batch: &[u8],
+        header: &BatchHeader,
+        index_interval_bytes: u64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        assert!(
+            header.base_offset >= self.next_offset,
+            "offsets must increase"
+        );
+        let position = self.size_bytes;
+        if let Err(source) = self.file.write_all_at(batch, position) {
+            let _ = self.file.set_len(position);
+            return Err(LogError::Io {
+                op: "write",
+                path: self.log_path.clone(),
+                source,
+            });
+        }
+        self.index_batch(header, position, index_interval_bytes);
+        self.rolling_started_ms.get_or_insert(now_ms);
+        Ok(())
+    }
+
+    /// Marks the segment inactive: adds the final time-index entry and writes the index files.
+    pub fn seal(&mut self) -> Result<(), LogError> {
+        self.maybe_append_time_entry();
+        self.write_index_files()
+    }
+
+    /// Writes both index files whole from memory (no fsync: they are a cache).
+    pub fn write_index_files(&self) -> Result<(), LogError> {
+        let mut bytes = Vec::with_capacity(self.offset_index.len() * OFFSET_INDEX_ENTRY_SIZE);
+        for entry in &self.offset_index {
+            bytes.extend_from_slice(&entry.relative_offset.to_be_bytes());
+            bytes.extend_from_slice(&entry.position.to_be_bytes());
+        }
+        let path = segment_file_path(&self.dir, self.base_offset, INDEX_SUFFIX);
+        fs::write(&path, &bytes).map_err(LogError::io("write", &path))?;
+        let mut bytes = Vec::with_capacity(self.time_index.len() * TIME_INDEX_ENTRY_SIZE);
+        for entry in &self.time_index {
+            bytes.extend_from_slice(&entry.timestamp.to_be_bytes());
+            bytes.extend_from_slice(&entry.relative_offset.to_be_bytes());
+        }
+        let path = segment_file_path(&self.dir, self.base_offset, TIME_INDEX_SUFFIX);
+        fs::write(&path, &bytes).map_err(LogError::io("write", &path))
+    }
+
+    /// Reads and parses the batch header at `position`, checking that the batch ends within
+    /// `end` (no CRC check).
+    pub fn read_header(&self, position: u64, end: u64) -> Result<BatchHeader, LogError> {
+        let corrupt = |reason: String| LogError::Corrupt {
+            path: self.log_path.clone(),
+            reason,
+        };
+        if position + BATCH_HEADER_SIZE as u64 > end {
+            return Err(corrupt(format!("torn batch header at position {position}")));
+        }
+        let mut bytes = [0u8; BATCH_HEADER_SIZE];
+        self.file
+            .read_exact_at(&mut bytes, position)
+            .map_err(LogError::io("read", &self.log_path))?;
+        let header = BatchHeader::parse(&bytes)
+            .map_err(|e| corrupt(format!("at position {position}: {e}")))?;
+        if position + header.size_bytes() as u64 > end {
+            return Err(corrupt(format!("torn batch at position {position}")));
+        }
+        Ok(header)
+    }
+
+    /// Reads the whole batch at `position`.
+    pub fn read_batch(&self, position: u64, header: &BatchHeader) -> Result<Vec<u8>, LogError> {
+        let mut bytes = vec![0u8; header.size_bytes()];
+        self.file
+            .read_exact_at(&mut bytes, position)
+            .map_err(LogError::io("read", &self.log_path))?;
+        Ok(bytes)
+    }
+
+    /// Position to start scanning for `offset`: the batch of the last index entry at or below
+    /// it, else the start of the segment.
+    fn lookup_position(&self, offset: i64) -> u64 {
+        let relative = offset - self.base_offset;
+        let found = self
+            .offset_index
+            .partition_point(|e| i64::from(e.relative_offset) <= relative);
+        if found == 0 {
+            0
+        } else {
+            u64::from(self.offset_index[found - 1].position)
+        }
+    }
+
+    /// The first batch whose last offset is ≥ `offset`, with its position; `None` when the
+    /// segment holds no such batch.
+    pub fn translate_offset(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        self.scan_from(self.lookup_position(offset), |header| {
+            header.last_offset() >= offset
+        })
+    }
+
+    /// Walks batch headers from `position` to the end; returns the first matching `found`.
+    pub fn scan_from(
+        &self,
+        mut position: u64,
+        mut found: impl FnMut(&BatchHeader) -> bool,
+    ) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        while position < self.size_bytes {
+            let header = self.read_header(position, self.size_bytes)?;
+            if found(&header) {
+                return Ok(Some((position, header)));
+            }
+            position += header.size_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Where a read starting with the batch at `start` (header `first`) ends: whole batches,
+    /// last offsets below `max_offset`, at most `max_bytes` unless `min_one_batch` lets the
+    /// first batch through alone. Returns (end position, offset after the last batch read).
+    pub fn read_extent(
+        &self,
+        start: u64,
+        first: &BatchHeader,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<(u64, i64), LogError> {
+        let first_size = first.size_bytes() as u64;
+        if first.last_offset() >= max_offset || (first_size > max_bytes as u64 && !min_one_batch) {
+            return Ok((start, first.base_offset));
+        }
+        let limit = start.saturating_add((max_bytes as u64).max(first_size));
+        let mut end = start + first_size;
+        // Skip ahead with the index: every batch before an entry's position ends there and has
+        // offsets below the entry's.
+        let usable = self.offset_index.partition_point(|e| {
+            u64::from(e.position) <= limit
+                && self.base_offset + i64::from(e.relative_offset) < max_offset
+        });
+        if usable > 0 {
+            end = end.max(u64::from(self.offset_index[usable - 1].position));
+        }
+        while end < self.size_bytes {
+            let header = self.read_header(end, self.size_bytes)?;
+            if header.last_offset() >= max_offset || end + header.size_bytes() as u64 > limit {
+                return Ok((end, header.base_offset));
+            }
+            end += header.size_bytes() as u64;
+        }
+        Ok((end, self.next_offset))
+    }
+
+    /// Where to start scanning for the first batch with max timestamp ≥ `timestamp`: the time
+    /// index's last entry at or below it says no earlier batch can match.
+    pub fn timestamp_scan_start(&self, timestamp: i64) -> u64 {
+        let found = self
+            .time_index
+            .partition_point(|e| e.timestamp <= timestamp);
+        if found == 0 {
+            0
+        } else {
+            self.lookup_position(
+                self.base_offset + i64::from(self.time_index[found - 1].relative_offset),
+            )
+        }
+    }
+
+    /// Every batch header (position, header) of the segment with base offset below `end_offset`.
+    pub fn headers_below(&self, end_offset: i64) -> Result<Vec<(u64, BatchHeader)>, LogError> {
+        let mut headers = Vec::new();
+        let mut position = 0;
+        while position < self.size_bytes {
+            let header = self.read_header(position, self.size_bytes)?;
+            if header.base_offset >= end_offset {
+                break;
+            }
+            headers.push((position, header));
+            position += header.size_bytes() as u64;
+        }
+        Ok(headers)
+    }
+
+    /// Walks headers from the batch containing `from_offset` to the end, calling `f` on each.
+    pub fn for_each_header_from(
+        &self,
+        from_offset: i64,
+        mut f: impl FnMut(&BatchHeader),
+    ) -> Result<(), LogError> {
+        let Some((mut position, _)) = self.translate_offset(from_offset)? else {
+            return Ok(());
+        };
+        while position < self.size_bytes {
+            let header = self.read_header(position, self.size_bytes)?;
+            f(&header);
+            position += header.size_bytes() as u64;
+        }
+        Ok(())
+    }
+
+    /// Removes every batch from the one containing `offset` on (whole batches: the log may end
+    /// below `offset`), fsyncs, and rebuilds the indexes by walking the remaining headers.
+    pub fn truncate_to(&mut self, offset: i64, index_interval_bytes: u64) -> Result<(), LogError> {
+        let Some((position, _)) = self.translate_offset(offset)? else {
+            return Ok(());
+        };
+        self.file
+            .set_len(position)
+            .map_err(LogError::io("truncate", &self.log_path))?;
+        self.file
+            .sync_all()
+            .map_err(LogError::io("fsync", &self.log_path))?;
+        let old_size = self.size_bytes;
+        self.size_bytes = position;
+        let headers = self.headers_below(i64::MAX);
+        self.size_bytes = old_size;
+        let headers = headers?;
+        self.offset_index.clear();
+        self.time_index.clear();
+        self.bytes_since_last_index_entry = 0;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = -1;
+        self.size_bytes = 0;
+        self.next_offset = self.base_offset;
+        for (position, header) in headers {
+            self.index_batch(&header, position, index_interval_bytes);
+        }
+        Ok(())
+    }
+
+    /// Removes the segment's three files.
+    pub fn delete_files(dir: &Path, base_offset: i64) -> Result<(), LogError> {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let path = segment_file_path(dir, base_offset, suffix);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(LogError::Io {
+                        op: "remove",
+                        path,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    /// Last offset + 1, or the base offset when empty.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+    pub fn is_empty(&self) -> bool {
+        self.size_bytes == 0
+    }
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+    pub fn offset_index(&self) -> &[OffsetEntry] {
+        &self.offset_index
+    }
+    pub fn time_index(&self) -> &[TimeEntry] {
+        &self.time_index
+    }
+    /// Largest batch max timestamp in the segment (-1 when none), and the last offset of the
+    /// first batch that reached it.
+    pub fn max_timestamp(&self) -> (i64, i64) {
+        (self.max_timestamp, self.offset_of_max_timestamp)
+    }
+    /// Entries the offset index holds.
+    pub fn offset_index_len(&self) -> usize {
+        self.offset_index.len()
+    }
+    /// Whether appending `last_offset` would overflow the 4-byte relative offset.
+    pub fn offset_overflows(&self, last_offset: i64) -> bool {
+        last_offset - self.base_offset > i64::from(i32::MAX)
+    }
+}
+
+fn read_index_file(path: &Path) -> Result<Option<Vec<u8>>, LogError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LogError::Io {
+            op: "read",
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+/// Reads and checks an offset index; `None` if missing or invalid.
+fn read_offset_index(
+    dir: &Path,
+    base_offset: i64,
+    log_len: u64,
+) -> Result<Option<Vec<OffsetEntry>>, LogError> {
+    let path = segment_file_path(dir, base_offset, INDEX_SUFFIX);
+    let Some(bytes) = read_index_file(&path)? else {
+        return Ok(None);
+    };
+    if bytes.len() % OFFSET_INDEX_ENTRY_SIZE != 0 {
+        return Ok(None);
+    }
+    let mut entries: Vec<OffsetEntry> = Vec::with_capacity(bytes.len() / OFFSET_INDEX_ENTRY_SIZE);
+    for raw in bytes.chunks_exact(OFFSET_INDEX_ENTRY_SIZE) {
+        let entry = OffsetEntry {
+            relative_offset: u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]),
+            position: u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]),
+        };
+        let monotonic = entries.last().is_none_or(|last| {
+            entry.relative_offset > last.relative_offset && entry.position > last.position
+        });
+        if !monotonic
+            || entry.relative_offset > i32::MAX as u32
+            || u64::from(entry.position) >= log_len
+        {
+            return Ok(None);
+        }
+        entries.push(entry);
+    }
+    Ok(Some(entries))
+}
+
+/// Reads and checks a time index; `None` if missing or invalid.
+fn read_time_index(dir: &Path, base_offset: i64) -> Result<Option<Vec<TimeEntry>>, LogError> {
+    let path = segment_file_path(dir, base_offset, TIME_INDEX_SUFFIX);
+    let Some(bytes) = read_index_file(&path)? else {
+        return Ok(None);
+    };
+    if bytes.len() % TIME_INDEX_ENTRY_SIZE != 0 {
+        return Ok(None);
+    }
+    let mut entries: Vec<TimeEntry> = Vec::with_capacity(bytes.len() / TIME_INDEX_ENTRY_SIZE);
+    for raw in bytes.chunks_exact(TIME_INDEX_ENTRY_SIZE) {
+        let mut timestamp = [0u8; 8];
+        timestamp.copy_from_slice(&raw[..8]);
+        let entry = TimeEntry {
+            timestamp: i64::from_be_bytes(timestamp),
+            relative_offset: u32::from_be_bytes([raw[8], raw[9], raw[10], raw[11]]),
+        };
+        let monotonic = entries.last().is_none_or(|last| {
+            entry.timestamp > last.timestamp && entry.relative_offset >= last.relative_offset
+        });
+        if !monotonic || entry.timestamp < 0 || entry.relative_offset > i32::MAX as u32 {
+            return Ok(None);
+        }
+        entries.push(entry);
+    }
+    Ok(Some(entries))
+}

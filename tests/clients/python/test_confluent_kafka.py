@@ -1,0 +1,154 @@
+"""confluent-kafka (librdkafka, bundled in the wheel) against Runnel."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaError, TopicPartition
+
+import ck
+from helpers import CODECS, Record, assert_round_trip, make_records, now_ms, wait_until
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_round_trip_keyed_and_unkeyed_with_headers(broker, codec):
+    topic = f"ck-round-trip-{codec}"
+    ck.create_topic(broker.bootstrap, topic, partitions=3)
+
+    acked = ck.produce(broker.bootstrap, topic, make_records(topic),
+                       config={"compression.type": codec})
+    stored = ck.consume_all(broker.bootstrap, topic, partitions=3)
+
+    assert_round_trip(acked, stored)
+
+
+@pytest.mark.parametrize("overrides,partitions", [
+    (None, 1),
+    ({"num.partitions": "2"}, 2),
+], ids=["default", "num.partitions=2"])
+def test_produce_to_unknown_topic_auto_creates_it(broker_factory, overrides, partitions):
+    broker = broker_factory(overrides)
+    topic = "ck-auto-created"
+    assert topic not in ck.cluster_metadata(broker.bootstrap).topics
+
+    acked = ck.produce(broker.bootstrap, topic, make_records(topic, keyed=4, unkeyed=2))
+
+    assert ck.partition_count(broker.bootstrap, topic) == partitions
+    assert_round_trip(acked, ck.consume_all(broker.bootstrap, topic, partitions))
+
+
+def test_metadata_lists_brokers_topics_and_partitions(broker):
+    ck.create_topic(broker.bootstrap, "ck-meta-one", partitions=1)
+    ck.create_topic(broker.bootstrap, "ck-meta-three", partitions=3)
+
+    meta = ck.cluster_metadata(broker.bootstrap)
+
+    assert len(meta.brokers) == 1, meta.brokers
+    (node,) = meta.brokers.values()
+    assert (node.host, node.port) == ("127.0.0.1", broker.port)
+    for topic, count in [("ck-meta-one", 1), ("ck-meta-three", 3)]:
+        tmeta = meta.topics[topic]
+        assert tmeta.error is None, tmeta.error
+        assert sorted(tmeta.partitions) == list(range(count))
+        for pmeta in tmeta.partitions.values():
+            assert pmeta.error is None, pmeta.error
+            assert pmeta.leader == node.id
+            assert pmeta.replicas == [node.id]
+            assert pmeta.isrs == [node.id]
+
+
+def test_watermarks_and_offsets_for_times(broker):
+    topic = "ck-offsets"
+    ck.create_topic(broker.bootstrap, topic, partitions=1)
+    base = now_ms() - 600_000
+    records = [Record(None, f"v{i}".encode(), (), base + i * 1000) for i in range(10)]
+    ck.produce(broker.bootstrap, topic, records, partition=0)
+
+    assert ck.watermarks(broker.bootstrap, topic, 0) == (0, 10)
+
+    consumer = ck.assign_only_consumer(broker.bootstrap)
+    try:
+        queries = {base - 1: 0, base: 0, base + 3500: 4, base + 9000: 9, base + 9001: -1}
+        result = consumer.offsets_for_times(
+            [TopicPartition(topic, 0, ts) for ts in queries], timeout=ck.TIMEOUT_S)
+        assert [tp.error for tp in result] == [None] * len(queries)
+        assert [tp.offset for tp in result] == list(queries.values())
+    finally:
+        consumer.close()
+
+
+def test_delete_topic_removes_it_and_its_records(broker):
+    topic = "ck-deleted"
+    ck.create_topic(broker.bootstrap, topic, partitions=2)
+    ck.produce(broker.bootstrap, topic, make_records(topic, keyed=4, unkeyed=0))
+
+    assert ck.delete_topic_result(broker.bootstrap, topic) is None
+
+    wait_until(lambda: topic not in ck.cluster_metadata(broker.bootstrap).topics, ck.TIMEOUT_S,
+               f"{topic} to disappear from metadata")
+    # Recreating the name gives a new, empty topic: the old records do not come back.
+    ck.create_topic(broker.bootstrap, topic, partitions=1)
+    assert ck.watermarks(broker.bootstrap, topic, 0) == (0, 0)
+
+
+def test_deleting_an_unknown_topic_fails(broker):
+    error = ck.delete_topic_result(broker.bootstrap, "ck-never-created")
+    assert error is not None
+    assert ck.kafka_error(error).code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+def test_creating_an_existing_topic_fails_with_topic_already_exists(broker):
+    topic = "ck-exists"
+    ck.create_topic(broker.bootstrap, topic, partitions=2)
+
+    error = ck.create_topic_result(broker.bootstrap, topic, partitions=2)
+
+    assert error is not None, "second CreateTopics succeeded"
+    assert ck.kafka_error(error).code() == KafkaError.TOPIC_ALREADY_EXISTS
+    assert ck.partition_count(broker.bootstrap, topic) == 2
+
+
+@pytest.mark.parametrize("name", ["has space", "slash/name", "..", "x" * 250],
+                         ids=["space", "slash", "dotdot", "too-long"])
+def test_invalid_topic_name_is_refused_and_broker_lives(broker, name):
+    error = ck.create_topic_result(broker.bootstrap, name, partitions=1)
+
+    assert error is not None, f"CreateTopics accepted {name!r}"
+    assert ck.kafka_error(error).code() == KafkaError.TOPIC_EXCEPTION  # INVALID_TOPIC_EXCEPTION
+    assert name not in ck.cluster_metadata(broker.bootstrap).topics
+
+
+def test_replication_factor_above_broker_count_is_refused(broker):
+    topic = "ck-replication-factor-3"
+    error = ck.create_topic_result(broker.bootstrap, topic, partitions=1, replication_factor=3)
+    assert error is not None, "replication factor 3 accepted by a single broker"
+    assert ck.kafka_error(error).code() == KafkaError.INVALID_REPLICATION_FACTOR
+    assert topic not in ck.cluster_metadata(broker.bootstrap).topics
+
+
+def test_out_of_range_offset_with_reset_error_reports_an_error(broker):
+    topic = "ck-out-of-range-error"
+    ck.create_topic(broker.bootstrap, topic, partitions=1)
+    ck.produce(broker.bootstrap, topic, make_records(topic, keyed=3, unkeyed=0), partition=0)
+
+    consumer = ck.assign_only_consumer(broker.bootstrap, {"auto.offset.reset": "error"})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 1000)])
+        error = ck.wait_for_error(consumer)
+        assert error.code() == KafkaError._AUTO_OFFSET_RESET, error
+    finally:
+        consumer.close()
+
+
+def test_out_of_range_offset_with_reset_earliest_restarts_from_zero(broker):
+    topic = "ck-out-of-range-earliest"
+    ck.create_topic(broker.bootstrap, topic, partitions=1)
+    acked = ck.produce(broker.bootstrap, topic, make_records(topic, keyed=3, unkeyed=0),
+                       partition=0)
+
+    consumer = ck.assign_only_consumer(broker.bootstrap, {"auto.offset.reset": "earliest"})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 1000)])
+        first = ck.next_record(consumer)
+        assert (first.offset(), first.value()) == (0, acked[0].record.value)
+    finally:
+        consumer.close()
