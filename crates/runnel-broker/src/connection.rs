@@ -63,19 +63,15 @@ pub(crate) async fn serve(
             frame = read_frame(&mut reader, request_bytes_max) => frame,
             () = crate::server::stopped(&mut shutdown) => break,
         };
-        let reply = match frame
-            .map_err(ConnectionError::from)
-            .and_then(|frame| match frame {
-                Some(frame) => handle_frame(&broker, frame).map(Some),
-                None => Ok(None),
-            }) {
-            Ok(Some(reply)) => reply,
-            Ok(None) => break,
-            Err(error) => {
-                tracing::warn!(%peer, %error, "closing connection");
-                break;
-            }
-        };
+        let reply =
+            match frame.and_then(|frame| frame.map(|f| handle_frame(&broker, f)).transpose()) {
+                Ok(Some(reply)) => reply,
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "closing connection");
+                    break;
+                }
+            };
         if replies.send(reply).await.is_err() {
             break;
         }

@@ -253,29 +253,50 @@ impl ReplicaManager {
                 tracing::error!("the flusher thread panicked");
             }
         }
-        self.write_checkpoints()?;
         let topics = std::mem::take(&mut *self.topics.write().expect("topics lock poisoned"));
-        for (_, partitions) in topics {
-            for partition in partitions.iter().cloned() {
-                match Arc::try_unwrap(partition) {
-                    Ok(partition) => partition.into_log().close()?,
-                    Err(shared) => {
-                        tracing::warn!(
-                            topic = %shared.topic, partition = shared.index,
-                            "partition still in use at shutdown; flushing it without closing"
-                        );
-                        let dir = shared.with_log(|log| log.dir().to_path_buf());
-                        if let Some(target) = shared.flush_target() {
-                            target.sync().map_err(|source| LogError::Io {
-                                op: "fsync",
-                                path: dir,
-                                source,
-                            })?;
-                        }
-                    }
+        let mut recovery_points = HashMap::new();
+        let mut log_starts = HashMap::new();
+        for partition in topics
+            .into_values()
+            .flat_map(|partitions| partitions.to_vec())
+        {
+            let key = (partition.topic.to_string(), partition.index);
+            let (recovery_point, log_start) = match Arc::try_unwrap(partition) {
+                Ok(partition) => {
+                    let log = partition.into_log();
+                    // `close` flushes everything: the whole log is the recovery point.
+                    let offsets = (log.log_end_offset(), log.log_start_offset());
+                    log.close()?;
+                    offsets
                 }
-            }
+                Err(shared) => {
+                    tracing::warn!(
+                        topic = %shared.topic, partition = shared.index,
+                        "partition still in use at shutdown; flushing it without closing"
+                    );
+                    if let Some(target) = shared.flush_target() {
+                        let dir = shared.with_log(|log| log.dir().to_path_buf());
+                        target.sync().map_err(|source| LogError::Io {
+                            op: "fsync",
+                            path: dir,
+                            source,
+                        })?;
+                        shared.mark_flushed(target.up_to, self.is_durable());
+                    }
+                    shared.with_log(|log| (log.recovery_point(), log.log_start_offset()))
+                }
+            };
+            recovery_points.insert(key.clone(), recovery_point);
+            log_starts.insert(key, log_start);
         }
+        write_offset_checkpoint(
+            &self.data_dir().join(RECOVERY_POINT_CHECKPOINT),
+            &recovery_points,
+        )?;
+        write_offset_checkpoint(
+            &self.data_dir().join(LOG_START_OFFSET_CHECKPOINT),
+            &log_starts,
+        )?;
         Ok(())
     }
 

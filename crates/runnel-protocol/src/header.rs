@@ -83,25 +83,20 @@ pub fn decode_request_header(
     })
 }
 
-/// Decodes a request body, requiring every byte to be consumed.
+/// Decodes a request body.
+///
+/// Bytes left after the body are ignored, as Kafka's own parser does: librdkafka 2.12 sends
+/// Metadata v12 with three extra bytes, and a stricter broker would drop its connections.
 pub fn decode_body<T: Decodable>(
     api: ApiKey,
     version: i16,
     body: &mut Bytes,
 ) -> Result<T, CodecError> {
-    let request = T::decode(body, version).map_err(|error| CodecError::MalformedBody {
+    T::decode(body, version).map_err(|error| CodecError::MalformedBody {
         api,
         version,
         reason: error.to_string(),
-    })?;
-    if !body.is_empty() {
-        return Err(CodecError::MalformedBody {
-            api,
-            version,
-            reason: format!("{} trailing bytes", body.len()),
-        });
-    }
-    Ok(request)
+    })
 }
 
 /// Encodes a whole response frame: size prefix, response header and body.
@@ -177,14 +172,16 @@ mod tests {
     }
 
     #[test]
-    fn trailing_bytes_in_a_body_are_malformed() {
+    fn trailing_bytes_after_a_body_are_ignored_but_short_bodies_are_malformed() {
         let mut body = BytesMut::new();
         MetadataRequest::default()
-            .encode(&mut body, 1)
+            .encode(&mut body, 12)
             .expect("encode");
-        body.put_u8(0);
-        let mut body = body.freeze();
-        let result = decode_body::<MetadataRequest>(ApiKey::Metadata, 1, &mut body);
+        body.put_slice(&[0, 0, 0]);
+        let mut whole = body.clone().freeze();
+        assert!(decode_body::<MetadataRequest>(ApiKey::Metadata, 12, &mut whole).is_ok());
+        let mut short = body.freeze().slice(..1);
+        let result = decode_body::<MetadataRequest>(ApiKey::Metadata, 12, &mut short);
         assert!(matches!(result, Err(CodecError::MalformedBody { .. })));
     }
 }

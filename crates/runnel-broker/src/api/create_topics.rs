@@ -138,7 +138,13 @@ fn partition_count(broker: &Broker, topic: &CreatableTopic) -> Result<i32, (Erro
         -1 => broker.config.default_replication_factor,
         factor => factor,
     };
-    if replication_factor < 1 || replication_factor > 1 {
+    if replication_factor < 1 {
+        return Err((
+            ErrorCode::InvalidReplicationFactor,
+            "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+        ));
+    }
+    if replication_factor > 1 {
         return Err((
             ErrorCode::InvalidReplicationFactor,
             format!("Replication factor: {replication_factor} larger than available brokers: 1."),

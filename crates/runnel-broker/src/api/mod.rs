@@ -35,7 +35,7 @@ pub struct Request {
 }
 
 impl Request {
-    /// Decodes the body as `T`, requiring every byte to be consumed.
+    /// Decodes the body as `T` (trailing bytes are ignored, as by Kafka).
     pub fn decode<T: Decodable>(&mut self) -> Result<T, CodecError> {
         header::decode_body(self.api, self.version, &mut self.body)
     }

@@ -1,0 +1,249 @@
+//! Shared test harness: a real broker on 127.0.0.1:0 with a temporary data directory, and a
+//! raw protocol client for the requests no well-behaved client would send.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use runnel_broker::{BrokerConfig, RunningBroker};
+
+/// A broker running in this process on its own runtime.
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    running: Option<RunningBroker>,
+}
+
+impl TestBroker {
+    pub fn start() -> TestBroker {
+        TestBroker::start_with(&[])
+    }
+
+    /// Starts a broker with Kafka-named configuration overrides.
+    pub fn start_with(overrides: &[(&str, &str)]) -> TestBroker {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut broker = TestBroker {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir,
+            runtime,
+            running: None,
+        };
+        broker.boot(overrides);
+        broker
+    }
+
+    fn boot(&mut self, overrides: &[(&str, &str)]) {
+        // Broker logs go to the test's captured output (shown when a test fails).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_test_writer()
+            .try_init();
+        let properties: BTreeMap<String, String> = overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut config = BrokerConfig::from_properties(&properties).expect("valid overrides");
+        config.listen = if self.addr.port() == 0 {
+            "127.0.0.1:0".parse().unwrap()
+        } else {
+            self.addr
+        };
+        config.data_dir = self.data_dir.path().to_path_buf();
+        let running = self
+            .runtime
+            .block_on(runnel_broker::start(config))
+            .expect("broker starts");
+        self.addr = running.local_addr();
+        self.running = Some(running);
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// Shuts down cleanly and starts again on the same data directory and port.
+    pub fn restart(&mut self, overrides: &[(&str, &str)]) {
+        self.stop();
+        self.boot(overrides);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            self.runtime
+                .block_on(running.shutdown())
+                .expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = self.runtime.block_on(running.shutdown());
+        }
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A raw Kafka protocol connection, for requests real clients would never send.
+pub struct RawClient {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl RawClient {
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        RawClient {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// Sends a request with a proper header; returns its correlation id.
+    pub fn send<T: Encodable>(&mut self, api: ApiKey, version: i16, body: &T) -> i32 {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("raw-test")));
+        let mut frame = BytesMut::new();
+        header
+            .encode(&mut frame, api.request_header_version(version))
+            .expect("header");
+        body.encode(&mut frame, version).expect("body");
+        self.send_frame(&frame);
+        self.correlation_id
+    }
+
+    /// Sends raw bytes with a size prefix.
+    pub fn send_frame(&mut self, frame: &[u8]) {
+        let mut bytes = Vec::with_capacity(frame.len() + 4);
+        bytes.extend_from_slice(&(frame.len() as i32).to_be_bytes());
+        bytes.extend_from_slice(frame);
+        self.stream.write_all(&bytes).expect("write");
+    }
+
+    /// Sends bytes exactly as given, no size prefix added.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Reads one response frame (without its size prefix); `None` when the broker closed.
+    pub fn receive_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).ok()?;
+        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut frame).ok()?;
+        Some(Bytes::from(frame))
+    }
+
+    /// Reads and decodes one response, checking its correlation id.
+    pub fn receive<T: Decodable>(&mut self, api: ApiKey, version: i16, correlation_id: i32) -> T {
+        let mut frame = self
+            .receive_frame()
+            .expect("a response, not a closed connection");
+        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
+            .expect("response header");
+        assert_eq!(header.correlation_id, correlation_id);
+        let body = T::decode(&mut frame, version).expect("response body");
+        assert!(!frame.has_remaining(), "trailing bytes in the response");
+        body
+    }
+
+    pub fn request<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Resp {
+        let correlation_id = self.send(api, version, body);
+        self.receive(api, version, correlation_id)
+    }
+
+    /// Whether the broker closed this connection (read returns end of stream).
+    pub fn is_closed_by_broker(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0))
+            || matches!(
+                self.stream.read(&mut byte),
+                Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset
+            )
+    }
+}
+
+/// A record batch v2 of `count` keyed records, as a producer would send it.
+pub fn record_batch(count: usize, value_size: usize) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // offset - sequence must be constant or the encoder splits the batch.
+            sequence: i as i32,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(vec![b'v'; value_size])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
+    buf.freeze()
+}
+
+/// Big-endian i16 at `at`, for poking at raw response bytes.
+pub fn i16_at(bytes: &[u8], at: usize) -> i16 {
+    let mut slice = &bytes[at..at + 2];
+    slice.get_i16()
+}
+
+/// Appends a big-endian i32 length and bytes (a non-compact Kafka string/bytes).
+pub fn put_sized(buf: &mut BytesMut, bytes: &[u8]) {
+    buf.put_i32(bytes.len() as i32);
+    buf.put_slice(bytes);
+}

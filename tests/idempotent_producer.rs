@@ -1,0 +1,137 @@
+//! Idempotent producer rules, end to end: producer ids from InitProducerId never repeat (also
+//! across restarts), and a partition checks each producer's sequence numbers: a duplicate gets
+//! its original offset, a gap OUT_OF_ORDER_SEQUENCE_NUMBER, a stale epoch
+//! INVALID_PRODUCER_EPOCH; all of it survives a restart.
+
+mod common;
+
+use bytes::{Bytes, BytesMut};
+use common::{RawClient, TestBroker};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ProduceRequest, ProduceResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use runnel_protocol::ErrorCode;
+
+const TOPIC: &str = "idem";
+
+fn init_producer_id(client: &mut RawClient) -> i64 {
+    let response: InitProducerIdResponse = client.request(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1),
+    );
+    assert_eq!(response.error_code, 0);
+    assert_eq!(response.producer_epoch, 0);
+    response.producer_id.0
+}
+
+fn batch(producer_id: i64, epoch: i16, base_sequence: i32, count: usize) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: base_sequence + i as i32,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from(format!("seq-{}", base_sequence + i as i32))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
+    buf.freeze()
+}
+
+fn produce(client: &mut RawClient, records: Bytes) -> (i16, i64) {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(StrBytes::from_static_str(TOPIC).into())
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let response: ProduceResponse = client.request(ApiKey::Produce, 9, &request);
+    let partition = &response.responses[0].partition_responses[0];
+    (partition.error_code, partition.base_offset)
+}
+
+fn create_topic(client: &mut RawClient) {
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(StrBytes::from_static_str(TOPIC).into())
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+    let response: CreateTopicsResponse = client.request(ApiKey::CreateTopics, 7, &request);
+    assert_eq!(response.topics[0].error_code, 0);
+}
+
+#[test]
+fn sequence_rules_hold_and_survive_a_restart() {
+    let mut broker = TestBroker::start();
+    let mut client = RawClient::connect(broker.addr);
+    create_topic(&mut client);
+    let producer = init_producer_id(&mut client);
+
+    assert_eq!(produce(&mut client, batch(producer, 0, 0, 3)), (0, 0));
+    assert_eq!(produce(&mut client, batch(producer, 0, 3, 2)), (0, 3));
+    // A retried batch is a duplicate: its original offset, nothing appended.
+    assert_eq!(produce(&mut client, batch(producer, 0, 0, 3)), (0, 0));
+    // A gap is out of order.
+    let (error, _) = produce(&mut client, batch(producer, 0, 9, 1));
+    assert_eq!(error, ErrorCode::OutOfOrderSequenceNumber.code());
+    // The log holds exactly offsets 0..5.
+    assert_eq!(produce(&mut client, batch(producer, 0, 5, 1)), (0, 5));
+
+    broker.restart(&[]);
+    let mut client = RawClient::connect(broker.addr);
+    // After the restart the state is back: a duplicate is still recognised, the next
+    // sequence continues, and a gap is still refused.
+    assert_eq!(produce(&mut client, batch(producer, 0, 3, 2)), (0, 3));
+    let (error, _) = produce(&mut client, batch(producer, 0, 7, 1));
+    assert_eq!(error, ErrorCode::OutOfOrderSequenceNumber.code());
+    assert_eq!(produce(&mut client, batch(producer, 0, 6, 1)), (0, 6));
+    // A new epoch starts at sequence 0; the old epoch is then stale.
+    assert_eq!(produce(&mut client, batch(producer, 1, 0, 1)), (0, 7));
+    let (error, _) = produce(&mut client, batch(producer, 0, 7, 1));
+    assert_eq!(error, ErrorCode::InvalidProducerEpoch.code());
+}
+
+#[test]
+fn producer_ids_never_repeat_across_restarts() {
+    let mut broker = TestBroker::start();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let mut client = RawClient::connect(broker.addr);
+        for _ in 0..5 {
+            assert!(
+                seen.insert(init_producer_id(&mut client)),
+                "producer id handed out twice"
+            );
+        }
+        broker.restart(&[]);
+    }
+    assert_eq!(seen.len(), 15);
+}
