@@ -334,3 +334,38 @@ fn invalid_topic_configs_are_invalid_config() {
         ErrorCode::TopicAlreadyExists.code()
     );
 }
+
+#[test]
+fn list_offsets_naming_a_partition_twice_is_invalid_request() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+    let broker = TestBroker::start();
+    let mut client = RawClient::connect(broker.addr);
+    assert_eq!(create_topic(&mut client, "twice", &[]), 0);
+    let partition = |timestamp| {
+        ListOffsetsPartition::default()
+            .with_partition_index(0)
+            .with_timestamp(timestamp)
+    };
+    let request = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name("twice"))
+            .with_partitions(vec![partition(-1), partition(-2)])]);
+    let response: ListOffsetsResponse = client.request(ApiKey::ListOffsets, 7, &request);
+    let errors: Vec<i16> = response.topics[0]
+        .partitions
+        .iter()
+        .map(|partition| partition.error_code)
+        .collect();
+    assert_eq!(errors, vec![ErrorCode::InvalidRequest.code(); 2]);
+    // Named once, it is answered.
+    let request = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name("twice"))
+            .with_partitions(vec![partition(-1)])]);
+    let response: ListOffsetsResponse = client.request(ApiKey::ListOffsets, 7, &request);
+    assert_eq!(response.topics[0].partitions[0].error_code, 0);
+    assert_eq!(response.topics[0].partitions[0].offset, 0);
+}

@@ -2,11 +2,42 @@
 
 from __future__ import annotations
 
+import logging
+
+import aiokafka  # noqa: F401  (imported so that their module loggers exist; see below)
+import kafka  # noqa: F401
 import pytest
 
 pytest.register_assert_rewrite("helpers", "ck")
 
 from helpers import Broker, free_port, runnel_bin  # noqa: E402
+
+
+class FirstOccurrenceOnly(logging.Filter):
+    """Drop repeats of a log message: a client retrying against a broken broker logs the same
+    ERROR line thousands of times, which would bury the failure report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+CLIENT_LOG_FILTER = FirstOccurrenceOnly()
+for _name in list(logging.root.manager.loggerDict):
+    if _name.split(".")[0] in ("aiokafka", "kafka"):
+        logging.getLogger(_name).addFilter(CLIENT_LOG_FILTER)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_client_log_filter():
+    CLIENT_LOG_FILTER.seen.clear()
 
 
 @pytest.fixture

@@ -52,6 +52,7 @@ def test_sigkill_during_idempotent_acks_all_produce_loses_no_acknowledged_record
     for record in batches[1]:  # queued and in flight while the broker dies
         ck.send(producer, topic, record, deliveries)
     broker.kill()
+    outstanding_at_kill = len(producer)  # queued, in flight, or acked but not yet reported
     acked_before_kill = len(deliveries.acked)
 
     broker.start()
@@ -61,6 +62,7 @@ def test_sigkill_during_idempotent_acks_all_produce_loses_no_acknowledged_record
 
     stored = ck.consume_all(broker.bootstrap, topic, partitions=2)
     assert acked_before_kill >= KILL_AFTER_ACKS
+    assert outstanding_at_kill > 0, "the kill came after everything was delivered"
     assert_offsets_contiguous(stored)
     assert_acked_records_stored(deliveries.acked, stored)
     values = [s.record.value for s in stored]

@@ -32,7 +32,20 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
             let partitions = topic
                 .partitions
                 .iter()
-                .map(|requested| lookup(broker, topic.name.as_str(), requested, request.version))
+                .map(|requested| {
+                    let index = requested.partition_index;
+                    let repeated = topic
+                        .partitions
+                        .iter()
+                        .filter(|p| p.partition_index == index)
+                        .count()
+                        > 1;
+                    if repeated {
+                        // Kafka refuses a partition named twice in one request.
+                        return empty(index).with_error_code(ErrorCode::InvalidRequest.code());
+                    }
+                    lookup(broker, topic.name.as_str(), requested, request.version)
+                })
                 .collect();
             ListOffsetsTopicResponse::default()
                 .with_name(topic.name.clone())
@@ -51,11 +64,7 @@ fn lookup(
     version: i16,
 ) -> ListOffsetsPartitionResponse {
     let index = requested.partition_index;
-    let response = ListOffsetsPartitionResponse::default()
-        .with_partition_index(index)
-        .with_timestamp(-1)
-        .with_offset(-1)
-        .with_leader_epoch(-1);
+    let response = empty(index);
     let Some(partition) = broker.replicas.partition(topic, index) else {
         return response.with_error_code(ErrorCode::UnknownTopicOrPartition.code());
     };
@@ -91,4 +100,13 @@ fn lookup(
             response.with_error_code(ErrorCode::KafkaStorageError.code())
         }
     }
+}
+
+/// A partition's response with no offset found.
+fn empty(index: i32) -> ListOffsetsPartitionResponse {
+    ListOffsetsPartitionResponse::default()
+        .with_partition_index(index)
+        .with_timestamp(-1)
+        .with_offset(-1)
+        .with_leader_epoch(-1)
 }
