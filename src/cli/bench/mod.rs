@@ -1,0 +1,128 @@
+//! `runnel bench`: what kafka-producer-perf-test and kafka-consumer-perf-test report, against
+//! any Kafka-compatible broker, plus the machine limits those figures are compared with.
+//!
+//! - `produce`: records/s, MiB/s and send→ack latency (avg, p50, p99, p99.9, max).
+//! - `consume`: records/s and MiB/s reading every partition from the start, by assignment.
+//! - `e2e`: produce at a fixed rate while consuming; produce→consume latency.
+//! - `disk`: sequential writes with fdatasync after each block: the durable-write limit.
+//! - `tcp`: loopback TCP throughput between two local sockets: the network limit.
+//!
+//! Each prints a live progress line on stderr and a summary on stdout; `--json` prints the
+//! summary as one JSON object instead, which `scripts/bench` collects.
+
+mod baseline;
+mod consume;
+mod e2e;
+mod produce;
+mod stats;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use runnel_client::{Compression, ProducerOptions};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Produce records as fast as allowed and measure send→ack latency.
+    Produce(Workload),
+    /// Consume a topic from the beginning by assignment.
+    Consume(Workload),
+    /// Produce at a rate while consuming, measuring produce→consume latency.
+    E2e(Workload),
+    /// Sequential writes with fdatasync after each block, in a directory.
+    Disk {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1 << 30)]
+        total_bytes: u64,
+        #[arg(long, default_value_t = 1 << 20)]
+        block_bytes: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Loopback TCP throughput between two local sockets.
+    Tcp {
+        #[arg(long, default_value_t = 4 << 30)]
+        total_bytes: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One benchmark workload, named as in Kafka's perf tools.
+#[derive(Args, Clone, Debug)]
+pub struct Workload {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, default_value = "runnel-bench")]
+    topic: String,
+    /// Partitions of the topic, created if missing.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Value bytes per record.
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    num_records: u64,
+    /// Records per second for all producers together; -1 for as fast as possible.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    throughput: i64,
+    /// 0, 1, or -1/all.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    #[arg(long, default_value = "none")]
+    compression: Compression,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// Producer batch.size in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    batch_size: usize,
+    /// Producers running at once, each on its own connection.
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Give records keys (10,000 distinct), so the partition follows the key hash.
+    #[arg(long)]
+    keyed: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Workload {
+    fn producer_options(&self) -> anyhow::Result<ProducerOptions> {
+        let acks = match self.acks.as_str() {
+            "all" | "-1" => -1,
+            "1" => 1,
+            "0" => 0,
+            other => anyhow::bail!("--acks {other:?}: expected 0, 1, all or -1"),
+        };
+        Ok(ProducerOptions {
+            acks,
+            compression: self.compression,
+            linger_ms: self.linger_ms,
+            batch_size_bytes: self.batch_size,
+            idempotence: false,
+        })
+    }
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Produce(workload) => produce::run(&workload),
+        BenchCommand::Consume(workload) => consume::run(&workload),
+        BenchCommand::E2e(workload) => e2e::run(&workload),
+        BenchCommand::Disk {
+            dir,
+            total_bytes,
+            block_bytes,
+            json,
+        } => baseline::disk(&dir, total_bytes, block_bytes, json),
+        BenchCommand::Tcp { total_bytes, json } => baseline::tcp(total_bytes, json),
+    }
+}
