@@ -134,6 +134,13 @@ impl RawClient {
         }
     }
 
+    /// Sets how long a read may block before the test fails.
+    pub fn stream_timeout(&mut self, timeout: Duration) {
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .expect("timeout");
+    }
+
     /// Sends a request with a proper header; returns its correlation id.
     pub fn send<T: Encodable>(&mut self, api: ApiKey, version: i16, body: &T) -> i32 {
         self.correlation_id += 1;

@@ -119,11 +119,8 @@ pub fn assigned_consumer_config(bootstrap: &str) -> ClientConfig {
         .set("group.id", "runnel-assigned")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "10485760")
-        .set("queued.max.messages.kbytes", "1048576")
-        .set("fetch.wait.max.ms", "100");
+        // Fetch sizes stay at librdkafka's defaults: what real consumers ask for.
+        .set("auto.offset.reset", "earliest");
     config
 }
 

@@ -7,7 +7,8 @@
 //! magic, CRC; plus offset continuity). At the first torn, corrupt or non-contiguous batch the
 //! segment is truncated there (set_len + fsync), every later segment is deleted, and a WARN says
 //! what was dropped. The recovered data is then fsynced, so the recovery point and the high
-//! watermark start at the log end offset. Leftover temp files (`*.tmp`, `*.deleted`,
+//! watermark start at the log end offset. An active segment that scans clean and lies wholly
+//! below the recovery point (a clean shutdown) was already fsynced: nothing is rewritten. Leftover temp files (`*.tmp`, `*.deleted`,
 //! `*.cleaned`) and index files without a `.log` are removed.
 
 use std::fs;
@@ -62,7 +63,6 @@ impl PartitionLog {
             let segment = match loaded {
                 Some(segment) => segment,
                 None => {
-                    recovered_any = true;
                     let previous_last = previous_next.map(|next| next - 1);
                     let (mut segment, truncation) = Segment::recover(
                         dir,
@@ -74,6 +74,12 @@ impl PartitionLog {
                         },
                     )?;
                     let stop = truncation.is_some();
+                    // The active segment is scanned even after a clean shutdown; finding it
+                    // intact and wholly below the recovery point changes nothing on disk, so
+                    // it needs no fsync and no rewritten checkpoints.
+                    let verified_clean =
+                        is_last && !stop && segment.next_offset() <= recovery_point;
+                    recovered_any |= !verified_clean;
                     if let Some(cut) = truncation {
                         tracing::warn!(
                             path = %segment.log_path().display(),
