@@ -42,7 +42,7 @@ pub use checkpoint::{read_offset_checkpoint, write_offset_checkpoint};
 pub use config::LogConfig;
 pub use error::{AppendError, LogError, ReadError};
 pub use leader_epoch::LeaderEpochCache;
-pub use partition_log::{AppendOutcome, FlushTarget, PartitionLog, ReadSlice};
+pub use partition_log::{AppendOutcome, FlushTarget, PartitionLog, ReadSlice, RetentionPolicy};
 pub use producer_state::ProducerStateManager;
 pub use segment::Segment;
 

@@ -17,7 +17,10 @@
 //! `partition_log/timestamps.rs`.
 
 mod recovery;
+mod retention;
 mod timestamps;
+
+pub use retention::RetentionPolicy;
 
 use std::fs::File;
 use std::io;
