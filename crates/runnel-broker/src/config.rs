@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use runnel_log::LogConfig;
+use runnel_log::{LogConfig, RetentionPolicy};
 use runnel_protocol::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT;
 use thiserror::Error;
 
@@ -92,6 +92,10 @@ pub struct BrokerConfig {
     pub flush: FlushPolicy,
     /// `log.flush.offset.checkpoint.interval.ms`: how often recovery points are checkpointed.
     pub checkpoint_interval_ms: u64,
+    /// `log.retention.ms` (or `.minutes`, `.hours`) and `log.retention.bytes`.
+    pub retention: RetentionPolicy,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -113,6 +117,8 @@ impl Default for BrokerConfig {
                 interval_ms: 1_000,
             },
             checkpoint_interval_ms: 60_000,
+            retention: RetentionPolicy::default(),
+            retention_check_interval_ms: 300_000,
         }
     }
 }
@@ -162,6 +168,20 @@ impl BrokerConfig {
                 "log.flush.interval.ms" => {
                     config.flush.interval_ms = parse_at_least(key, value, 1)?
                 }
+                // Read in key order: hours, minutes, then ms, so the finest unit wins, as in Kafka.
+                "log.retention.hours" => {
+                    config.retention.retention_ms = retention_ms(key, value, 3_600_000)?
+                }
+                "log.retention.minutes" => {
+                    config.retention.retention_ms = retention_ms(key, value, 60_000)?
+                }
+                "log.retention.ms" => config.retention.retention_ms = retention_ms(key, value, 1)?,
+                "log.retention.bytes" => {
+                    config.retention.retention_bytes = parse_at_least(key, value, -1)?
+                }
+                "log.retention.check.interval.ms" => {
+                    config.retention_check_interval_ms = parse_at_least(key, value, 1)?
+                }
                 "log.flush.offset.checkpoint.interval.ms" => {
                     config.checkpoint_interval_ms = parse_at_least(key, value, 1)?
                 }
@@ -204,6 +224,16 @@ where
         ));
     }
     Ok(parsed)
+}
+
+/// A retention time in `unit` milliseconds; -1 means unlimited.
+fn retention_ms(key: &str, value: &str, unit: i64) -> Result<i64, ConfigError> {
+    let parsed: i64 = parse_at_least(key, value, -1)?;
+    Ok(if parsed < 0 {
+        -1
+    } else {
+        parsed.saturating_mul(unit)
+    })
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
@@ -273,6 +303,7 @@ pub const TOPIC_CONFIG_NAMES: &[&str] = &[
 pub struct TopicSettings {
     pub max_message_bytes: usize,
     pub log: LogConfig,
+    pub retention: RetentionPolicy,
 }
 
 impl TopicSettings {
@@ -284,6 +315,7 @@ impl TopicSettings {
         let mut settings = TopicSettings {
             max_message_bytes: broker.message_max_bytes,
             log: broker.log.clone(),
+            retention: broker.retention,
         };
         for (key, value) in overrides {
             let value = value.as_str();
@@ -296,6 +328,10 @@ impl TopicSettings {
                 }
                 "index.interval.bytes" => {
                     settings.log.index_interval_bytes = parse_at_least(key, value, 0)?
+                }
+                "retention.ms" => settings.retention.retention_ms = retention_ms(key, value, 1)?,
+                "retention.bytes" => {
+                    settings.retention.retention_bytes = parse_at_least(key, value, -1)?
                 }
                 name if TOPIC_CONFIG_NAMES.contains(&name) => {}
                 _ => return Err(ConfigError::new(key, value, "unknown topic configuration")),

@@ -22,6 +22,7 @@ pub mod flusher;
 pub mod meta_properties;
 pub mod partition;
 pub mod replica_manager;
+pub mod retention;
 pub mod server;
 
 pub use config::{BrokerConfig, ConfigError};

@@ -135,6 +135,17 @@ impl Partition {
         f(&self.lock())
     }
 
+    /// Deletes the segments past the topic's retention; returns how many.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize, runnel_log::LogError> {
+        self.lock()
+            .apply_retention(&self.settings.retention, now_ms)
+    }
+
+    /// Moves the log start offset forward (DeleteRecords); returns the new one.
+    pub fn advance_log_start_offset(&self, offset: i64) -> Result<i64, runnel_log::LogError> {
+        self.lock().advance_log_start_offset(offset)
+    }
+
     /// Waits until the high watermark is above `offset`.
     ///
     /// # Cancel safety

@@ -73,6 +73,8 @@ impl AppendFailure {
             AppendFailure::Log(AppendError::OutOfOrderSequence { .. }) => {
                 ErrorCode::OutOfOrderSequenceNumber
             }
+            // Kafka's RecordBatchTooLargeException: a batch larger than a segment.
+            AppendFailure::Log(AppendError::RecordTooLarge { .. }) => ErrorCode::RecordListTooLarge,
             AppendFailure::Log(_) => ErrorCode::KafkaStorageError,
         }
     }
@@ -118,6 +120,16 @@ impl ReplicaManager {
         topic: &TopicImage,
         recovery_points: &HashMap<(String, i32), i64>,
     ) -> Result<(), OpenTopicError> {
+        self.open_topic_at(topic, recovery_points, &HashMap::new())
+    }
+
+    /// [`ReplicaManager::open_topic`] with the checkpointed log start offsets.
+    pub fn open_topic_at(
+        &self,
+        topic: &TopicImage,
+        recovery_points: &HashMap<(String, i32), i64>,
+        log_start_offsets: &HashMap<(String, i32), i64>,
+    ) -> Result<(), OpenTopicError> {
         let settings = TopicSettings::resolve(&self.config, &topic.configs)?;
         let name: Arc<str> = Arc::from(topic.name.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -129,7 +141,11 @@ impl ReplicaManager {
                 .get(&(topic.name.clone(), image.partition))
                 .copied()
                 .unwrap_or(0);
-            let log = PartitionLog::open(&dir, settings.log.clone(), recovery_point)?;
+            let log_start = log_start_offsets
+                .get(&(topic.name.clone(), image.partition))
+                .copied()
+                .unwrap_or(0);
+            let log = PartitionLog::open_at(&dir, settings.log.clone(), recovery_point, log_start)?;
             partitions.push(Arc::new(Partition::new(
                 Arc::clone(&name),
                 topic.topic_id,
@@ -238,6 +254,13 @@ impl ReplicaManager {
     /// The recovery points saved by the last checkpoint (empty when there is none).
     pub fn read_recovery_points(data_dir: &Path) -> Result<HashMap<(String, i32), i64>, LogError> {
         read_offset_checkpoint(&data_dir.join(RECOVERY_POINT_CHECKPOINT))
+    }
+
+    /// The log start offsets saved by the last checkpoint (empty when there is none).
+    pub fn read_log_start_offsets(
+        data_dir: &Path,
+    ) -> Result<HashMap<(String, i32), i64>, LogError> {
+        read_offset_checkpoint(&data_dir.join(LOG_START_OFFSET_CHECKPOINT))
     }
 
     /// Stops the flusher after a last pass, closes every log and writes the checkpoints.

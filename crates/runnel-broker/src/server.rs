@@ -62,6 +62,7 @@ pub struct RunningBroker {
     shutdown: watch::Sender<bool>,
     accept_loop: JoinHandle<()>,
     checkpoints: JoinHandle<()>,
+    retention: JoinHandle<()>,
 }
 
 impl RunningBroker {
@@ -82,6 +83,7 @@ impl RunningBroker {
             tracing::error!("the accept loop panicked");
         }
         self.checkpoints.abort();
+        self.retention.abort();
         let broker = Arc::clone(&self.broker);
         tokio::task::spawn_blocking(move || broker.replicas.shutdown()).await??;
         tracing::info!("shut down cleanly");
@@ -129,6 +131,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         shutdown_rx.clone(),
     ));
     let checkpoints = tokio::spawn(checkpoint_loop(Arc::clone(&broker)));
+    let retention = tokio::spawn(crate::retention::retention_loop(Arc::clone(&broker)));
     tracing::info!(
         listen = %local_addr,
         advertised = %format!("{}:{}", advertised.host, advertised.port),
@@ -143,6 +146,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         shutdown,
         accept_loop,
         checkpoints,
+        retention,
     })
 }
 
@@ -156,10 +160,11 @@ fn open(config: Arc<BrokerConfig>) -> Result<Broker, ServerError> {
     let controller = Controller::open(data_dir, config.node_id)?;
     let replicas = ReplicaManager::new(Arc::clone(&config)).map_err(ServerError::Flusher)?;
     let recovery_points = ReplicaManager::read_recovery_points(data_dir)?;
+    let log_start_offsets = ReplicaManager::read_log_start_offsets(data_dir)?;
     let image = controller.image();
     for topic in image.topics() {
         replicas
-            .open_topic(topic, &recovery_points)
+            .open_topic_at(topic, &recovery_points, &log_start_offsets)
             .map_err(|source| ServerError::OpenTopic {
                 topic: topic.name.clone(),
                 source,

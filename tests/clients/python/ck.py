@@ -121,11 +121,12 @@ def stored_of(msg) -> Stored:
 
 
 def consume_all(bootstrap: str, topic: str, partitions: int, timeout: float = TIMEOUT_S,
-                config: dict | None = None) -> list[Stored]:
-    """Read every partition from offset 0 to its end (partition EOF) by assignment."""
+                config: dict | None = None, start: int = 0) -> list[Stored]:
+    """Read every partition from `start` (offset 0 by default; OFFSET_BEGINNING for the log
+    start) to its end (partition EOF) by assignment."""
     consumer = assign_only_consumer(bootstrap, config)
     try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        consumer.assign([TopicPartition(topic, p, start) for p in range(partitions)])
         at_eof: set[int] = set()
 
         def poll() -> list[Stored]:

@@ -8,6 +8,7 @@
 
 mod api_versions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
 mod fetch;
 mod init_producer_id;
@@ -68,6 +69,7 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, CodecEr
         ApiKey::ListOffsets => list_offsets::handle(broker, request),
         ApiKey::CreateTopics => create_topics::handle(broker, request),
         ApiKey::DeleteTopics => delete_topics::handle(broker, request),
+        ApiKey::DeleteRecords => delete_records::handle(broker, request),
         ApiKey::InitProducerId => init_producer_id::handle(broker, request),
         other => unreachable!("{other:?} is not in the served table"),
     }
