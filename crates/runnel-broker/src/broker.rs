@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use runnel_metadata::TopicImage;
 use uuid::Uuid;
 
-use crate::config::{AdvertisedListener, BrokerConfig};
+use crate::config::{AdvertisedListener, BrokerConfig, ConfigError, TopicSettings};
 use crate::controller::{Controller, ControllerError};
 use crate::replica_manager::{OpenTopicError, ReplicaManager};
 
@@ -21,6 +21,17 @@ pub enum CreateTopicError {
     Open(#[from] OpenTopicError),
     #[error("{0}")]
     Delete(#[from] runnel_log::LogError),
+}
+
+/// Why a topic's configs were not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum AlterConfigsError {
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    Invalid(#[from] ConfigError),
+    #[error("{0}")]
+    Controller(#[from] ControllerError),
 }
 
 pub struct Broker {
@@ -73,6 +84,31 @@ impl Broker {
         let topic = self.controller.create_topic(name, partitions, configs)?;
         self.replicas.open_topic(&topic, &Default::default())?;
         Ok(topic)
+    }
+
+    /// Replaces topic `name`'s config overrides with `configs`: validated against the broker's
+    /// defaults, recorded in the metadata log, then applied to the live partitions. With
+    /// `validate_only`, nothing is recorded.
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), AlterConfigsError> {
+        let topic = self
+            .controller
+            .image()
+            .topic(name)
+            .cloned()
+            .ok_or_else(|| AlterConfigsError::UnknownTopic(name.to_string()))?;
+        let settings = TopicSettings::resolve(&self.config, &configs)?;
+        if validate_only {
+            return Ok(());
+        }
+        self.controller
+            .alter_topic_configs(topic.topic_id, configs)?;
+        self.replicas.update_topic_settings(name, &settings);
+        Ok(())
     }
 
     /// Records a topic's removal, then deletes its partitions.

@@ -133,6 +133,30 @@ impl Controller {
         Ok(topic)
     }
 
+    /// Replaces a topic's config overrides (already validated), returning the topic after.
+    pub fn alter_topic_configs(
+        &self,
+        topic_id: Uuid,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<TopicImage>, ControllerError> {
+        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        if self.image().topic_by_id(&topic_id).is_none() {
+            return Err(ControllerError::UnknownTopic {
+                name: topic_id.to_string(),
+            });
+        }
+        let image = self.write(
+            &mut writer,
+            &MetadataRecord::TopicConfigs { topic_id, configs },
+        )?;
+        image
+            .topic_by_id(&topic_id)
+            .cloned()
+            .ok_or_else(|| ControllerError::UnknownTopic {
+                name: topic_id.to_string(),
+            })
+    }
+
     /// A producer id never handed out before, on this node or before a restart.
     pub fn allocate_producer_id(&self) -> Result<i64, ControllerError> {
         let mut writer = self.writer.lock().expect("metadata writer lock poisoned");

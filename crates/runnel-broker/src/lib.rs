@@ -24,6 +24,7 @@ pub mod partition;
 pub mod replica_manager;
 pub mod retention;
 pub mod server;
+pub mod topic_config;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use server::{start, RunningBroker, ServerError};

@@ -11,7 +11,7 @@
 //!   released; waiters subscribe to it and never poll.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use runnel_log::{AppendError, AppendOutcome, FlushTarget, PartitionLog, ReadError};
 use tokio::sync::watch;
@@ -25,7 +25,8 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     pub leader_epoch: i32,
-    pub settings: TopicSettings,
+    /// The topic's settings; replaced live when its configs change.
+    settings: RwLock<TopicSettings>,
     log: Mutex<PartitionLog>,
     high_watermark: watch::Sender<i64>,
     /// Set while the partition sits in the flusher's queue, so it is queued once.
@@ -65,12 +66,30 @@ impl Partition {
             topic_id,
             index,
             leader_epoch,
-            settings,
+            settings: RwLock::new(settings),
             log: Mutex::new(log),
             high_watermark,
             flush_queued: AtomicBool::new(false),
             unflushed_messages: AtomicU64::new(0),
         }
+    }
+
+    /// The topic's current settings.
+    pub fn settings(&self) -> TopicSettings {
+        self.settings
+            .read()
+            .expect("partition settings lock poisoned")
+            .clone()
+    }
+
+    /// Applies changed topic settings to the live partition: limits at once, segment settings
+    /// from the next roll.
+    pub fn set_settings(&self, settings: TopicSettings) {
+        self.lock().set_config(settings.log.clone());
+        *self
+            .settings
+            .write()
+            .expect("partition settings lock poisoned") = settings;
     }
 
     fn lock(&self) -> MutexGuard<'_, PartitionLog> {
@@ -137,8 +156,8 @@ impl Partition {
 
     /// Deletes the segments past the topic's retention; returns how many.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, runnel_log::LogError> {
-        self.lock()
-            .apply_retention(&self.settings.retention, now_ms)
+        let retention = self.settings().retention;
+        self.lock().apply_retention(&retention, now_ms)
     }
 
     /// Moves the log start offset forward (DeleteRecords); returns the new one.

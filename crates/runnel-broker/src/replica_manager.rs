@@ -86,6 +86,8 @@ pub struct Appended {
     pub base_offset: i64,
     pub last_offset: i64,
     pub log_start_offset: i64,
+    /// The time the broker stamped on a LogAppendTime topic's batch, else -1.
+    pub log_append_time_ms: i64,
 }
 
 /// The hosted partitions, by topic name then partition index.
@@ -178,6 +180,18 @@ impl ReplicaManager {
         Ok(())
     }
 
+    /// Applies a topic's changed configs to its live partitions.
+    pub fn update_topic_settings(&self, topic: &str, settings: &TopicSettings) {
+        let topics = self.topics.read().expect("topics lock poisoned");
+        for partition in topics
+            .get(topic)
+            .iter()
+            .flat_map(|partitions| partitions.iter())
+        {
+            partition.set_settings(settings.clone());
+        }
+    }
+
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let topics = self.topics.read().expect("topics lock poisoned");
         let partitions = topics.get(topic)?;
@@ -210,8 +224,13 @@ impl ReplicaManager {
         partition: &Arc<Partition>,
         records: &[u8],
     ) -> Result<Appended, AppendFailure> {
-        let header = validate_produced(records, partition.settings.max_message_bytes)?;
+        let settings = partition.settings();
+        let header = validate_produced(records, settings.max_message_bytes)?;
         let mut batch = records.to_vec();
+        let log_append_time = settings.log_append_time.then(crate::now_ms);
+        if let Some(now) = log_append_time {
+            record_batch::set_log_append_time(&mut batch, now);
+        }
         let durable = self.is_durable();
         let outcome = partition.append(&mut batch, crate::now_ms(), durable)?;
         if !outcome.duplicate {
@@ -226,6 +245,7 @@ impl ReplicaManager {
             base_offset: outcome.base_offset,
             last_offset: outcome.last_offset,
             log_start_offset: outcome.log_start_offset,
+            log_append_time_ms: log_append_time.unwrap_or(-1),
         })
     }
 

@@ -390,6 +390,12 @@ impl PartitionLog {
     pub fn config(&self) -> &LogConfig {
         &self.config
     }
+
+    /// Applies new settings to a live log (a topic config change): they govern the next roll
+    /// and index entries; existing segments stay as they are.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
     }

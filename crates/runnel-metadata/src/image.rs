@@ -105,6 +105,14 @@ impl MetadataImage {
                     next.topics_by_name.remove(&name);
                 }
             }
+            MetadataRecord::TopicConfigs { topic_id, configs } => {
+                let Some(name) = next.names_by_id.get(topic_id) else {
+                    return next;
+                };
+                if let Some(topic) = next.topics_by_name.get_mut(name) {
+                    Arc::make_mut(topic).configs = configs.clone();
+                }
+            }
             MetadataRecord::ProducerIds { next_producer_id } => {
                 next.next_producer_id = next.next_producer_id.max(*next_producer_id);
             }
@@ -141,6 +149,31 @@ mod tests {
         let removed = again.apply(&MetadataRecord::RemoveTopic { topic_id: id });
         assert!(removed.topic("a").is_none());
         assert!(removed.topic_by_id(&id).is_none());
+    }
+
+    #[test]
+    fn topic_configs_are_replaced_whole() {
+        let id = Uuid::new_v4();
+        let configs = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+        let image =
+            MetadataImage::default()
+                .apply(&topic("a", id))
+                .apply(&MetadataRecord::TopicConfigs {
+                    topic_id: id,
+                    configs: configs.clone(),
+                });
+        assert_eq!(image.topic("a").map(|t| t.configs.clone()), Some(configs));
+        let cleared = image.apply(&MetadataRecord::TopicConfigs {
+            topic_id: id,
+            configs: BTreeMap::new(),
+        });
+        assert!(cleared.topic("a").is_some_and(|t| t.configs.is_empty()));
+        // An unknown topic id changes nothing.
+        let same = cleared.apply(&MetadataRecord::TopicConfigs {
+            topic_id: Uuid::new_v4(),
+            configs: BTreeMap::new(),
+        });
+        assert_eq!(same.topics().count(), 1);
     }
 
     #[test]

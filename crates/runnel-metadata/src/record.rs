@@ -25,6 +25,13 @@ pub enum MetadataRecord {
     },
     /// A topic was deleted.
     RemoveTopic { topic_id: Uuid },
+    /// A topic's config overrides were replaced by `configs` (Kafka's names), whole: an
+    /// alteration is validated against the full result and recorded as one record, so it
+    /// applies atomically.
+    TopicConfigs {
+        topic_id: Uuid,
+        configs: BTreeMap<String, String>,
+    },
     /// Producer ids below `next_producer_id` are allocated; the next block starts there.
     ProducerIds { next_producer_id: i64 },
 }

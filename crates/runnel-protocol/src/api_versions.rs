@@ -32,6 +32,9 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::CreateTopics, 2, 7),
     served(ApiKey::DeleteTopics, 1, 6),
     served(ApiKey::DeleteRecords, 0, 2),
+    served(ApiKey::DescribeConfigs, 1, 4),
+    served(ApiKey::AlterConfigs, 0, 2),
+    served(ApiKey::IncrementalAlterConfigs, 0, 1),
     served(ApiKey::InitProducerId, 0, 5),
 ];
 

@@ -6,11 +6,14 @@
 //! for fetch data), or nothing (acks=0). The connection's writer awaits replies in order, so
 //! responses leave in request order, as Kafka guarantees, while waits overlap.
 
+mod alter_configs;
 mod api_versions;
 mod create_topics;
 mod delete_records;
 mod delete_topics;
+mod describe_configs;
 mod fetch;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -70,6 +73,9 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, CodecEr
         ApiKey::CreateTopics => create_topics::handle(broker, request),
         ApiKey::DeleteTopics => delete_topics::handle(broker, request),
         ApiKey::DeleteRecords => delete_records::handle(broker, request),
+        ApiKey::DescribeConfigs => describe_configs::handle(broker, request),
+        ApiKey::AlterConfigs => alter_configs::handle(broker, request),
+        ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(broker, request),
         ApiKey::InitProducerId => init_producer_id::handle(broker, request),
         other => unreachable!("{other:?} is not in the served table"),
     }

@@ -111,6 +111,7 @@ fn append(broker: &Broker, topic: &str, index: i32, records: Option<&[u8]>) -> P
             base_offset,
             last_offset,
             log_start_offset,
+            log_append_time_ms,
         }) => {
             let wait = broker
                 .replicas
@@ -120,7 +121,7 @@ fn append(broker: &Broker, topic: &str, index: i32, records: Option<&[u8]>) -> P
                 response: PartitionProduceResponse::default()
                     .with_index(index)
                     .with_base_offset(base_offset)
-                    .with_log_append_time_ms(-1)
+                    .with_log_append_time_ms(log_append_time_ms)
                     .with_log_start_offset(log_start_offset),
                 wait,
             }
