@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::{RawClient, TestBroker};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -16,9 +16,7 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use runnel_protocol::ErrorCode;
 
 fn name(topic: &str) -> TopicName {
@@ -38,32 +36,19 @@ fn create(client: &mut RawClient, topic: &str) {
 
 /// One batch whose records carry the given timestamps.
 fn batch_with_timestamps(timestamps: &[i64]) -> Bytes {
-    let records: Vec<Record> = timestamps
+    let records: Vec<_> = timestamps
         .iter()
         .enumerate()
-        .map(|(i, &timestamp)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp,
-            key: None,
-            value: Some(Bytes::from(format!("at-{timestamp}"))),
-            headers: Default::default(),
+        .map(|(i, &timestamp)| {
+            common::record(
+                i,
+                timestamp,
+                None,
+                Some(Bytes::from(format!("at-{timestamp}"))),
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::Lz4,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
-    buf.freeze()
+    common::encode_batch(&records, Compression::Lz4)
 }
 
 fn produce(client: &mut RawClient, topic: &str, records: Bytes) -> i64 {

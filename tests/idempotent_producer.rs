@@ -5,7 +5,7 @@
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::{RawClient, TestBroker};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -14,9 +14,7 @@ use kafka_protocol::messages::{
     InitProducerIdResponse, ProduceRequest, ProduceResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record};
 use runnel_protocol::ErrorCode;
 
 const TOPIC: &str = "idem";
@@ -38,29 +36,18 @@ fn init_producer_id(client: &mut RawClient) -> i64 {
 
 fn batch(producer_id: i64, epoch: i16, base_sequence: i32, count: usize) -> Bytes {
     let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: base_sequence + i as i32,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("seq-{}", base_sequence + i as i32))),
-            headers: Default::default(),
+        .map(|i| {
+            let sequence = base_sequence + i as i32;
+            let value = Some(Bytes::from(format!("seq-{sequence}")));
+            Record {
+                producer_id,
+                producer_epoch: epoch,
+                sequence,
+                ..common::record(i, 1_700_000_000_000, None, value)
+            }
         })
         .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
-    buf.freeze()
+    common::encode_batch(&records, Compression::None)
 }
 
 fn produce(client: &mut RawClient, records: Bytes) -> (i16, i64) {

@@ -214,33 +214,51 @@ impl RawClient {
     }
 }
 
-/// A record batch v2 of `count` keyed records, as a producer would send it.
-pub fn record_batch(count: usize, value_size: usize) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // offset - sequence must be constant or the encoder splits the batch.
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from(vec![b'v'; value_size])),
-            headers: Default::default(),
-        })
-        .collect();
+/// Record `index` of a batch as a producer sends it: offset and sequence deltas equal to the
+/// index (the encoder splits a batch where `offset - sequence` changes), no producer id.
+pub fn record(index: usize, timestamp: i64, key: Option<Bytes>, value: Option<Bytes>) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: index as i64,
+        sequence: index as i32,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
+/// One record batch v2 holding `records`.
+pub fn encode_batch(records: &[Record], compression: Compression) -> Bytes {
     let mut buf = BytesMut::new();
     let options = RecordEncodeOptions {
         version: 2,
-        compression: Compression::None,
+        compression,
     };
     RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
     buf.freeze()
+}
+
+/// A record batch v2 of `count` keyed records, as a producer would send it.
+pub fn record_batch(count: usize, value_size: usize) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| {
+            let key = Some(Bytes::from(format!("key-{i}")));
+            record(
+                i,
+                1_700_000_000_000 + i as i64,
+                key,
+                Some(Bytes::from(vec![b'v'; value_size])),
+            )
+        })
+        .collect();
+    encode_batch(&records, Compression::None)
 }
 
 /// Big-endian i16 at `at`, for poking at raw response bytes.

@@ -260,15 +260,23 @@ impl ReplicaManager {
             recovery_points.insert(key.clone(), recovery_point);
             log_starts.insert(key, log_start);
         }
+        self.write_checkpoint_files(&recovery_points, &log_starts)
+    }
+
+    /// Writes Kafka's two per-partition checkpoint files.
+    fn write_checkpoint_files(
+        &self,
+        recovery_points: &HashMap<(String, i32), i64>,
+        log_starts: &HashMap<(String, i32), i64>,
+    ) -> Result<(), LogError> {
         write_offset_checkpoint(
             &self.data_dir().join(RECOVERY_POINT_CHECKPOINT),
-            &recovery_points,
+            recovery_points,
         )?;
         write_offset_checkpoint(
             &self.data_dir().join(LOG_START_OFFSET_CHECKPOINT),
-            &log_starts,
-        )?;
-        Ok(())
+            log_starts,
+        )
     }
 
     /// The recovery points saved by the last checkpoint (empty when there is none).
@@ -332,15 +340,7 @@ impl ReplicaManager {
             recovery_points.insert(key.clone(), recovery_point);
             log_starts.insert(key, log_start);
         }
-        write_offset_checkpoint(
-            &self.data_dir().join(RECOVERY_POINT_CHECKPOINT),
-            &recovery_points,
-        )?;
-        write_offset_checkpoint(
-            &self.data_dir().join(LOG_START_OFFSET_CHECKPOINT),
-            &log_starts,
-        )?;
-        Ok(())
+        self.write_checkpoint_files(&recovery_points, &log_starts)
     }
 
     /// Directories under the data dir that look like partitions of topics not in `known`.
