@@ -1,5 +1,5 @@
-//! The state every request handler shares: configuration, the controller (metadata), and the
-//! replica manager (partitions). Topic creation and deletion live here because they span
+//! The state every request handler shares: configuration, the controller (metadata), the
+//! replica manager (partitions) and the group coordinator. Topic creation and deletion live here because they span
 //! both: the metadata record first, then the partitions' logs.
 
 use std::collections::BTreeMap;
@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::config::{AdvertisedListener, BrokerConfig, ConfigError, TopicSettings};
 use crate::controller::{Controller, ControllerError};
+use crate::group_coordinator::GroupCoordinator;
 use crate::replica_manager::{OpenTopicError, ReplicaManager};
 
 /// Why a topic could not be created or deleted.
@@ -39,6 +40,8 @@ pub struct Broker {
     pub cluster_id: String,
     pub controller: Controller,
     pub replicas: ReplicaManager,
+    /// The group coordinator's tasks (started with `__consumer_offsets`).
+    pub groups: GroupCoordinator,
     /// Set once the listener is bound (the port may have been 0).
     advertised: OnceLock<AdvertisedListener>,
 }
@@ -55,6 +58,7 @@ impl Broker {
             cluster_id,
             controller,
             replicas,
+            groups: GroupCoordinator::default(),
             advertised: OnceLock::new(),
         }
     }

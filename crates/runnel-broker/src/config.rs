@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use runnel_coordinator::GroupConfig;
 use runnel_log::{LogConfig, RetentionPolicy};
 use runnel_protocol::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT;
 use thiserror::Error;
@@ -99,6 +100,10 @@ pub struct BrokerConfig {
     pub retention: RetentionPolicy,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: u64,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
+    pub offsets_topic_num_partitions: i32,
+    /// `group.*` and `offsets.retention.*` settings of the group coordinator.
+    pub groups: GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -123,6 +128,8 @@ impl Default for BrokerConfig {
             properties: BTreeMap::new(),
             retention: RetentionPolicy::default(),
             retention_check_interval_ms: 300_000,
+            offsets_topic_num_partitions: 50,
+            groups: GroupConfig::default(),
         }
     }
 }
@@ -191,6 +198,30 @@ impl BrokerConfig {
                 }
                 "log.flush.offset.checkpoint.interval.ms" => {
                     config.checkpoint_interval_ms = parse_at_least(key, value, 1)?
+                }
+                "offsets.topic.num.partitions" => {
+                    config.offsets_topic_num_partitions = parse_at_least(key, value, 1)?
+                }
+                "group.initial.rebalance.delay.ms" => {
+                    config.groups.initial_rebalance_delay_ms = parse_at_least(key, value, 0)?
+                }
+                "group.min.session.timeout.ms" => {
+                    config.groups.session_timeout_ms_min = parse_at_least(key, value, 0)?
+                }
+                "group.max.session.timeout.ms" => {
+                    config.groups.session_timeout_ms_max = parse_at_least(key, value, 0)?
+                }
+                "group.max.size" => config.groups.group_size_max = parse_at_least(key, value, 1)?,
+                "offsets.retention.minutes" => {
+                    config.groups.offsets_retention_ms =
+                        parse_at_least::<i64>(key, value, 1)?.saturating_mul(60_000)
+                }
+                "offsets.retention.check.interval.ms" => {
+                    config.groups.offsets_retention_check_interval_ms =
+                        parse_at_least(key, value, 1)?
+                }
+                "offset.metadata.max.bytes" => {
+                    config.groups.offset_metadata_bytes_max = parse_at_least(key, value, 0)?
                 }
                 _ => tracing::warn!(key, "ignoring unknown configuration"),
             }

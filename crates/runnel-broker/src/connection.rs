@@ -63,15 +63,16 @@ pub(crate) async fn serve(
             frame = read_frame(&mut reader, request_bytes_max) => frame,
             () = crate::server::stopped(&mut shutdown) => break,
         };
-        let reply =
-            match frame.and_then(|frame| frame.map(|f| handle_frame(&broker, f)).transpose()) {
-                Ok(Some(reply)) => reply,
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::warn!(%peer, %error, "closing connection");
-                    break;
-                }
-            };
+        let reply = match frame
+            .and_then(|frame| frame.map(|f| handle_frame(&broker, f, peer)).transpose())
+        {
+            Ok(Some(reply)) => reply,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::warn!(%peer, %error, "closing connection");
+                break;
+            }
+        };
         if replies.send(reply).await.is_err() {
             break;
         }
@@ -106,7 +107,11 @@ async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(Bytes::from(body)))
 }
 
-fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Reply, ConnectionError> {
+fn handle_frame(
+    broker: &Arc<Broker>,
+    mut frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Reply, ConnectionError> {
     let raw = RawRequestHeader::peek(&frame)?;
     let api = ApiKey::try_from(raw.api_key).ok();
     if !is_served(raw.api_key, raw.api_version) {
@@ -130,6 +135,7 @@ fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Reply, Connect
         version: raw.api_version,
         header,
         body: frame,
+        peer,
     };
     Ok(api::dispatch(broker, request)?)
 }

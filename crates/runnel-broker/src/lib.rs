@@ -2,7 +2,8 @@
 //!
 //! Owns the listener and connections ([`connection`]), one handler per Kafka API ([`api`]),
 //! the partitions this broker hosts ([`replica_manager`], [`partition`]), the group-commit
-//! flusher that makes acknowledged writes durable ([`flusher`]), the quorum-of-one metadata
+//! flusher that makes acknowledged writes durable ([`flusher`]), the consumer-group
+//! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the quorum-of-one metadata
 //! writer ([`controller`]), configuration with Kafka's names ([`config`]), and start/stop
 //! ([`server`]). Encodings belong to `runnel-protocol`, files to `runnel-log`, the meaning of
 //! metadata to `runnel-metadata`.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod connection;
 pub mod controller;
 pub mod flusher;
+pub mod group_coordinator;
 pub mod meta_properties;
 pub mod partition;
 pub mod replica_manager;

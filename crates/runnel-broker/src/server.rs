@@ -18,6 +18,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::broker::Broker;
 use crate::config::{AdvertisedListener, BrokerConfig};
 use crate::controller::{Controller, ControllerError};
+use crate::group_coordinator::GroupCoordinator;
 use crate::meta_properties::{self, MetaPropertiesError};
 use crate::replica_manager::{self, OpenTopicError, ReplicaManager};
 
@@ -84,6 +85,7 @@ impl RunningBroker {
         }
         self.checkpoints.abort();
         self.retention.abort();
+        self.broker.groups.shutdown().await;
         let broker = Arc::clone(&self.broker);
         tokio::task::spawn_blocking(move || broker.replicas.shutdown()).await??;
         tracing::info!("shut down cleanly");
@@ -100,6 +102,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         tokio::task::spawn_blocking(move || open(config)).await??
     };
     let broker = Arc::new(broker);
+    GroupCoordinator::start_if_present(&broker);
 
     let listener = TcpListener::bind(config.listen)
         .await

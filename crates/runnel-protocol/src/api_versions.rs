@@ -36,6 +36,18 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::AlterConfigs, 0, 2),
     served(ApiKey::IncrementalAlterConfigs, 0, 1),
     served(ApiKey::InitProducerId, 0, 5),
+    served(ApiKey::FindCoordinator, 0, 4),
+    served(ApiKey::JoinGroup, 0, 9),
+    served(ApiKey::SyncGroup, 0, 5),
+    served(ApiKey::Heartbeat, 0, 4),
+    served(ApiKey::LeaveGroup, 0, 5),
+    served(ApiKey::OffsetCommit, 2, 9),
+    served(ApiKey::OffsetFetch, 1, 9),
+    served(ApiKey::ListGroups, 0, 5),
+    served(ApiKey::DescribeGroups, 0, 5),
+    served(ApiKey::DeleteGroups, 0, 2),
+    served(ApiKey::OffsetDelete, 0, 0),
+    served(ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The served range for a raw API key, or `None` when the key is not served.

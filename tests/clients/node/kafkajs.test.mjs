@@ -1,7 +1,7 @@
 // kafkajs 2.2.4 against Runnel (node:test).
 //
-// kafkajs has no assign-only consumer: its consumer always joins a consumer group, which Runnel
-// does not serve yet. So records produced with kafkajs are checked with kafkajs's admin
+// kafkajs has no assign-only consumer: its consumer always joins a consumer group (tested in
+// kafkajs_groups.test.mjs). Here records produced with kafkajs are checked with kafkajs's admin
 // (`fetchTopicOffsets`: high watermarks) and read back with kcat (`-C -e -J`), a librdkafka
 // client that consumes by assignment.
 //

@@ -1,7 +1,8 @@
 """confluent-kafka (librdkafka) helpers shared by several test modules.
 
-Runnel serves no consumer groups yet, so consumers read by assignment: a `group.id` is set only
-because librdkafka requires one for a Consumer; nothing is committed or joined.
+These consumers read by assignment, so a test controls exactly where reading starts: a `group.id`
+is set only because librdkafka requires one for a Consumer; nothing is committed or joined.
+Consumer-group behaviour has its own tests (test_groups_*.py).
 """
 
 from __future__ import annotations

@@ -9,17 +9,30 @@
 mod alter_configs;
 mod api_versions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod incremental_alter_configs;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -36,12 +49,28 @@ pub struct Request {
     pub version: i16,
     pub header: RequestHeader,
     pub body: Bytes,
+    /// The client's address.
+    pub peer: SocketAddr,
 }
 
 impl Request {
     /// Decodes the body as `T` (trailing bytes are ignored, as by Kafka).
     pub fn decode<T: Decodable>(&mut self) -> Result<T, CodecError> {
         header::decode_body(self.api, self.version, &mut self.body)
+    }
+
+    /// The header's client id ("" when null).
+    pub fn client_id(&self) -> String {
+        self.header
+            .client_id
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The client's host as Kafka reports it in group descriptions: `/127.0.0.1`.
+    pub fn client_host(&self) -> String {
+        format!("/{}", self.peer.ip())
     }
 
     /// Encodes `body` as this request's response frame.
@@ -77,6 +106,18 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, CodecEr
         ApiKey::AlterConfigs => alter_configs::handle(broker, request),
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(broker, request),
         ApiKey::InitProducerId => init_producer_id::handle(broker, request),
+        ApiKey::FindCoordinator => find_coordinator::handle(broker, request),
+        ApiKey::JoinGroup => join_group::handle(broker, request),
+        ApiKey::SyncGroup => sync_group::handle(broker, request),
+        ApiKey::Heartbeat => heartbeat::handle(broker, request),
+        ApiKey::LeaveGroup => leave_group::handle(broker, request),
+        ApiKey::OffsetCommit => offset_commit::handle(broker, request),
+        ApiKey::OffsetFetch => offset_fetch::handle(broker, request),
+        ApiKey::ListGroups => list_groups::handle(broker, request),
+        ApiKey::DescribeGroups => describe_groups::handle(broker, request),
+        ApiKey::DeleteGroups => delete_groups::handle(broker, request),
+        ApiKey::OffsetDelete => offset_delete::handle(broker, request),
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, request),
         other => unreachable!("{other:?} is not in the served table"),
     }
 }

@@ -1,0 +1,397 @@
+//! The group coordinator's driver: the I/O around `runnel-coordinator`'s state machine.
+//!
+//! `__consumer_offsets` (internal, `offsets.topic.num.partitions` partitions, created at the
+//! first group request) holds every group's records. Each of its partitions gets one task that
+//! owns that partition's groups (DESIGN.md §3): it first replays the partition's records to
+//! rebuild the groups (requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS), then takes
+//! requests from a bounded queue, each with a oneshot reply, and sleeps until the state
+//! machine's next deadline (session, rebalance and retention timers) when idle: no polling.
+//!
+//! A request's records are appended as one record batch through [`ReplicaManager::append`],
+//! the produce path, and its replies are sent only once that batch is below the high
+//! watermark (fsync'd in durable mode), so an acknowledged commit survives a crash. Parked
+//! JoinGroup/SyncGroup replies live inside the state machine until their rebalance completes.
+//!
+//! Group → partition is Kafka's hash ([`runnel_coordinator::partition_for`]) over the topic's
+//! actual partition count, so a data directory keeps its layout if the setting changes.
+//!
+//! [`ReplicaManager::append`]: crate::replica_manager::ReplicaManager::append
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use runnel_coordinator::request::{
+    JoinResult, LeaveResult, OffsetDeleteResult, Request, Response, SyncResult,
+};
+use runnel_coordinator::{partition_for, Coordinator, CoordinatorRecord, Output};
+use runnel_protocol::record_batch;
+use runnel_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use runnel_protocol::ErrorCode;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::broker::Broker;
+use crate::partition::Partition;
+
+/// Kafka's internal topic of group records.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Requests queued per `__consumer_offsets` partition before senders wait.
+const SHARD_QUEUE_REQUESTS_MAX: usize = 1024;
+/// Bytes read per step while loading a partition.
+const LOAD_READ_BYTES: usize = 1024 * 1024;
+
+type Responder = oneshot::Sender<Response>;
+
+struct Command {
+    request: Request,
+    reply: Responder,
+}
+
+struct Shard {
+    commands: mpsc::Sender<Command>,
+    loaded: Arc<AtomicBool>,
+}
+
+struct Shards {
+    shards: Vec<Shard>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The broker's handle on the coordinator tasks.
+#[derive(Default)]
+pub struct GroupCoordinator {
+    shards: OnceLock<Shards>,
+    starting: Mutex<()>,
+}
+
+impl GroupCoordinator {
+    /// Starts the partition tasks if `__consumer_offsets` exists (at broker start).
+    pub fn start_if_present(broker: &Arc<Broker>) {
+        if broker.controller.image().topic(OFFSETS_TOPIC).is_some() {
+            if let Err(error) = Self::shards(broker) {
+                tracing::error!(%error, "could not start the group coordinator");
+            }
+        }
+    }
+
+    /// The partition tasks, creating `__consumer_offsets` and starting them on first use.
+    fn shards(broker: &Arc<Broker>) -> Result<&Shards, ErrorCode> {
+        let this = &broker.groups;
+        if let Some(shards) = this.shards.get() {
+            return Ok(shards);
+        }
+        let _starting = this
+            .starting
+            .lock()
+            .expect("coordinator start lock poisoned");
+        if let Some(shards) = this.shards.get() {
+            return Ok(shards);
+        }
+        let topic = match broker.controller.image().topic(OFFSETS_TOPIC) {
+            Some(topic) => Arc::clone(topic),
+            None => {
+                let configs = BTreeMap::from([("cleanup.policy".into(), "compact".into())]);
+                let partitions = broker.config.offsets_topic_num_partitions;
+                tracing::info!(partitions, "creating {OFFSETS_TOPIC}");
+                broker
+                    .create_topic(OFFSETS_TOPIC, partitions, configs)
+                    .map_err(|error| {
+                        tracing::error!(%error, "creating {OFFSETS_TOPIC} failed");
+                        ErrorCode::CoordinatorNotAvailable
+                    })?
+            }
+        };
+        let mut shards = Vec::with_capacity(topic.partitions.len());
+        let mut tasks = Vec::with_capacity(topic.partitions.len());
+        for image in &topic.partitions {
+            let partition = broker
+                .replicas
+                .partition(OFFSETS_TOPIC, image.partition)
+                .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+            let (commands, receiver) = mpsc::channel(SHARD_QUEUE_REQUESTS_MAX);
+            let loaded = Arc::new(AtomicBool::new(false));
+            tasks.push(tokio::spawn(run_shard(
+                Arc::clone(broker),
+                partition,
+                receiver,
+                Arc::clone(&loaded),
+            )));
+            shards.push(Shard { commands, loaded });
+        }
+        let _ = this.shards.set(Shards {
+            shards,
+            tasks: Mutex::new(tasks),
+        });
+        Ok(this.shards.get().expect("just set"))
+    }
+
+    /// Makes sure the coordinator runs (FindCoordinator's job); `Err` is the error to answer.
+    pub fn ensure_started(broker: &Arc<Broker>) -> Result<(), ErrorCode> {
+        Self::shards(broker).map(|_| ())
+    }
+
+    /// Sends `request` to the task owning `group_id` and waits for its answer.
+    pub async fn call(
+        broker: &Arc<Broker>,
+        group_id: &str,
+        request: Request,
+    ) -> Result<Response, ErrorCode> {
+        let shards = Self::shards(broker)?;
+        let index = partition_for(group_id, shards.shards.len() as i32) as usize;
+        call_shard(&shards.shards[index], request).await
+    }
+
+    /// Sends a request to every task (ListGroups) and collects the answers.
+    pub async fn call_all(
+        broker: &Arc<Broker>,
+        request: impl Fn() -> Request,
+    ) -> Result<Vec<Response>, ErrorCode> {
+        let shards = Self::shards(broker)?;
+        let mut responses = Vec::with_capacity(shards.shards.len());
+        for shard in &shards.shards {
+            responses.push(call_shard(shard, request()).await?);
+        }
+        Ok(responses)
+    }
+
+    /// Stops the tasks (at broker shutdown): queues close, tasks finish what they hold.
+    pub async fn shutdown(&self) {
+        let Some(shards) = self.shards.get() else {
+            return;
+        };
+        let tasks = std::mem::take(&mut *shards.tasks.lock().expect("tasks lock poisoned"));
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn call_shard(shard: &Shard, request: Request) -> Result<Response, ErrorCode> {
+    if !shard.loaded.load(Ordering::Acquire) {
+        return Err(ErrorCode::CoordinatorLoadInProgress);
+    }
+    let (reply, answer) = oneshot::channel();
+    shard
+        .commands
+        .send(Command { request, reply })
+        .await
+        .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+    answer.await.map_err(|_| ErrorCode::CoordinatorNotAvailable)
+}
+
+async fn run_shard(
+    broker: Arc<Broker>,
+    partition: Arc<Partition>,
+    mut commands: mpsc::Receiver<Command>,
+    loaded: Arc<AtomicBool>,
+) {
+    let mut coordinator = Coordinator::new(broker.config.groups.clone(), crate::now_ms());
+    let reading = Arc::clone(&partition);
+    match tokio::task::spawn_blocking(move || load(&reading)).await {
+        Ok(records) => {
+            let now = crate::now_ms();
+            for record in records {
+                coordinator.replay(record, now);
+            }
+            coordinator.finish_load();
+        }
+        Err(error) => tracing::error!(%error, "loading {OFFSETS_TOPIC} failed"),
+    }
+    if coordinator.group_count() > 0 {
+        tracing::info!(
+            partition = partition.index,
+            groups = coordinator.group_count(),
+            "loaded groups"
+        );
+    }
+    loaded.store(true, Ordering::Release);
+    loop {
+        let wait_ms = (coordinator.next_deadline_ms() - crate::now_ms()).max(0) as u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+        let output = tokio::select! {
+            command = commands.recv() => match command {
+                Some(Command { request, reply }) => {
+                    tracing::debug!(partition = partition.index, ?request, "group request");
+                    coordinator.handle(request, reply, crate::now_ms())
+                }
+                None => break,
+            },
+            () = tokio::time::sleep_until(deadline) => coordinator.expire(crate::now_ms()),
+        };
+        apply(&broker, &partition, output);
+    }
+}
+
+/// Appends the output's records and sends its replies once they are durable.
+fn apply(broker: &Broker, partition: &Arc<Partition>, output: Output<Responder>) {
+    let Output { records, replies } = output;
+    if records.is_empty() {
+        send_all(replies);
+        return;
+    }
+    let batch = encode_batch(&records, crate::now_ms());
+    match broker.replicas.append(partition, &batch) {
+        Ok(appended) if broker.replicas.is_durable() => {
+            let partition = Arc::clone(partition);
+            tokio::spawn(async move {
+                partition
+                    .wait_for_high_watermark_above(appended.last_offset)
+                    .await;
+                send_all(replies);
+            });
+        }
+        Ok(_) => send_all(replies),
+        Err(error) => {
+            tracing::error!(partition = partition.index, %error, "appending group records failed");
+            send_all(
+                replies
+                    .into_iter()
+                    .map(|(to, response)| {
+                        (to, failed(response, ErrorCode::CoordinatorNotAvailable))
+                    })
+                    .collect(),
+            );
+        }
+    }
+}
+
+fn send_all(replies: Vec<(Responder, Response)>) {
+    for (to, response) in replies {
+        tracing::debug!(?response, "group response");
+        // The requester may have gone (connection closed); nothing to do then.
+        let _ = to.send(response);
+    }
+}
+
+/// A response whose records could not be written: every success becomes `error`.
+fn failed(response: Response, error: ErrorCode) -> Response {
+    match response {
+        Response::Join(result) => Response::Join(JoinResult::error(error, &result.member_id)),
+        Response::Sync(_) => Response::Sync(SyncResult::error(error)),
+        Response::Heartbeat(_) => Response::Heartbeat(error),
+        Response::Leave(result) => Response::Leave(LeaveResult {
+            error,
+            members: result.members,
+        }),
+        Response::Commit(partitions) => Response::Commit(
+            partitions
+                .into_iter()
+                .map(|(topic, partition, _)| (topic, partition, error))
+                .collect(),
+        ),
+        Response::Delete(groups) => {
+            Response::Delete(groups.into_iter().map(|(id, _)| (id, error)).collect())
+        }
+        Response::OffsetDelete(_) => Response::OffsetDelete(OffsetDeleteResult {
+            error,
+            partitions: Vec::new(),
+        }),
+        other => other,
+    }
+}
+
+/// One uncompressed record batch holding `records` (keys and values per `record.rs`).
+fn encode_batch(records: &[CoordinatorRecord], timestamp: i64) -> Vec<u8> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let (key, value) = record.encode();
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // offset - sequence constant keeps every record in one batch.
+                sequence: i as i32,
+                timestamp,
+                key: Some(key),
+                value,
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
+        .expect("encoding uncompressed records into memory cannot fail");
+    buf.to_vec()
+}
+
+/// Reads every record of one `__consumer_offsets` partition, in offset order. A batch or
+/// record that does not decode is logged and skipped: the rest still loads.
+fn load(partition: &Partition) -> Vec<CoordinatorRecord> {
+    partition.with_log(|log| {
+        let mut records = Vec::new();
+        let mut offset = log.log_start_offset();
+        let end = log.log_end_offset();
+        while offset < end {
+            let bytes = match log
+                .read(offset, LOAD_READ_BYTES, end, true)
+                .and_then(|slice| {
+                    slice
+                        .read_bytes()
+                        .map_err(|source| runnel_log::ReadError::Io {
+                            op: "read",
+                            path: log.dir().to_path_buf(),
+                            source,
+                        })
+                }) {
+                Ok(bytes) if !bytes.is_empty() => bytes,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::error!(%error, offset, "reading {OFFSETS_TOPIC} failed");
+                    break;
+                }
+            };
+            let before = offset;
+            for item in record_batch::batches(&bytes) {
+                let Ok((header, range)) = item else {
+                    tracing::error!(offset, "unreadable batch in {OFFSETS_TOPIC}");
+                    break;
+                };
+                offset = header.last_offset() + 1;
+                let mut batch = Bytes::copy_from_slice(&bytes[range]);
+                match RecordBatchDecoder::decode(&mut batch) {
+                    Ok(set) => {
+                        for record in set.records {
+                            match CoordinatorRecord::decode(
+                                record.key.as_deref(),
+                                record.value.as_deref(),
+                            ) {
+                                Ok(decoded) => records.push(decoded),
+                                Err(error) => tracing::error!(
+                                    %error, offset = record.offset,
+                                    "skipping an unreadable {OFFSETS_TOPIC} record"
+                                ),
+                            }
+                        }
+                    }
+                    Err(error) => tracing::error!(
+                        %error, offset = header.base_offset,
+                        "skipping an unreadable {OFFSETS_TOPIC} batch"
+                    ),
+                }
+            }
+            if offset == before {
+                break;
+            }
+        }
+        records
+    })
+}

@@ -1,0 +1,1143 @@
+//! [`Coordinator`]: the groups of one `__consumer_offsets` partition, as Kafka's classic
+//! `GroupCoordinator` runs them, minus the I/O.
+//!
+//! The driver calls [`Coordinator::handle`] with a request and an opaque reply handle `T`, and
+//! [`Coordinator::expire`] when [`Coordinator::next_deadline_ms`] passes; both return an
+//! [`Output`]: records to append to the partition and replies to send once those records are
+//! durable (at once when there are none). A JoinGroup reply is held until its rebalance's join
+//! phase completes; a SyncGroup reply until the leader's assignment arrives. State changes
+//! apply at once, as in Kafka's coordinator runtime; only the answers wait for the log.
+//!
+//! Rebalance flow (Kafka's, unchanged): a join, leave or expiry moves the group to
+//! PreparingRebalance; members learn of it from heartbeats (REBALANCE_IN_PROGRESS) and rejoin;
+//! once every member has rejoined (or the rebalance timeout passes, dropping the missing ones)
+//! the generation is bumped, a protocol selected, the leader is sent every member's metadata,
+//! and the group is CompletingRebalance until the leader's SyncGroup brings the assignments
+//! (Stable). An empty group's first rebalance waits `group.initial.rebalance.delay.ms`.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use runnel_protocol::ErrorCode;
+
+use crate::config::GroupConfig;
+use crate::group::{Group, GroupState, Member};
+use crate::record::{CoordinatorRecord, OffsetValue};
+use crate::request::*;
+
+/// What the driver must do after an event.
+#[derive(Debug)]
+pub struct Output<T> {
+    /// Records to append to this partition of `__consumer_offsets`, in order.
+    pub records: Vec<CoordinatorRecord>,
+    /// Replies to send once `records` are durable.
+    pub replies: Vec<(T, Response)>,
+}
+
+impl<T> Default for Output<T> {
+    fn default() -> Self {
+        Output {
+            records: Vec::new(),
+            replies: Vec::new(),
+        }
+    }
+}
+
+impl<T> Output<T> {
+    fn reply(&mut self, to: T, response: Response) {
+        self.replies.push((to, response));
+    }
+}
+
+/// The groups of one `__consumer_offsets` partition.
+#[derive(Debug)]
+pub struct Coordinator<T> {
+    config: GroupConfig,
+    groups: HashMap<String, Group<T>>,
+    next_retention_check_ms: i64,
+}
+
+impl<T> Coordinator<T> {
+    pub fn new(config: GroupConfig, now_ms: i64) -> Coordinator<T> {
+        let next_retention_check_ms = now_ms + config.offsets_retention_check_interval_ms;
+        Coordinator {
+            config,
+            groups: HashMap::new(),
+            next_retention_check_ms,
+        }
+    }
+
+    /// Applies one record read back from the log (at load). Order matters: later records win.
+    pub fn replay(&mut self, record: CoordinatorRecord, now_ms: i64) {
+        match record {
+            CoordinatorRecord::Offset {
+                group,
+                topic,
+                partition,
+                value,
+            } => match value {
+                Some(value) => {
+                    self.groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group, now_ms))
+                        .offsets
+                        .insert((topic, partition), value);
+                }
+                None => {
+                    if let Some(group) = self.groups.get_mut(&group) {
+                        group.offsets.remove(&(topic, partition));
+                    }
+                }
+            },
+            CoordinatorRecord::Group { group, value } => match value {
+                Some(value) => self
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group, now_ms))
+                    .apply_value(value, now_ms),
+                None => {
+                    if let Some(existing) = self.groups.get_mut(&group) {
+                        let offsets = std::mem::take(&mut existing.offsets);
+                        *existing = Group::new(&group, now_ms);
+                        existing.offsets = offsets;
+                    }
+                }
+            },
+        }
+    }
+
+    /// Drops groups left with neither members nor offsets after a load.
+    pub fn finish_load(&mut self) {
+        self.groups
+            .retain(|_, group| !group.members.is_empty() || !group.offsets.is_empty());
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The earliest time [`Coordinator::expire`] has work to do.
+    pub fn next_deadline_ms(&self) -> i64 {
+        let mut next = self.next_retention_check_ms;
+        for group in self.groups.values() {
+            for deadline in group.pending_members.values() {
+                next = next.min(*deadline);
+            }
+            for member in &group.members {
+                if member.awaiting_join.is_none() && member.awaiting_sync.is_none() {
+                    next = next.min(member.heartbeat_deadline_ms);
+                }
+            }
+            if group.state == GroupState::PreparingRebalance {
+                if let Some(deadline) = group.rebalance_deadline_ms {
+                    next = next.min(deadline);
+                }
+                if let Some(until) = group.initial_delay_until_ms {
+                    next = next.min(until);
+                }
+            }
+        }
+        next
+    }
+
+    /// Handles one request; `reply` is answered now or later through an [`Output`].
+    pub fn handle(&mut self, request: Request, reply: T, now_ms: i64) -> Output<T> {
+        let mut out = Output::default();
+        match request {
+            Request::Join(join) => self.join(join, reply, now_ms, &mut out),
+            Request::Sync(sync) => self.sync(sync, reply, now_ms, &mut out),
+            Request::Heartbeat(heartbeat) => {
+                let error = self.heartbeat(&heartbeat, now_ms);
+                out.reply(reply, Response::Heartbeat(error));
+            }
+            Request::Leave { group_id, members } => {
+                let result = self.leave(&group_id, members, now_ms, &mut out);
+                out.reply(reply, Response::Leave(result));
+            }
+            Request::Commit(commit) => {
+                let result = self.commit(commit, now_ms, &mut out);
+                out.reply(reply, Response::Commit(result));
+            }
+            Request::Fetch(fetch) => out.reply(reply, Response::Fetch(self.fetch(fetch))),
+            Request::Describe(groups) => {
+                let described = groups.iter().map(|id| self.describe(id)).collect();
+                out.reply(reply, Response::Describe(described));
+            }
+            Request::List(states) => out.reply(reply, Response::List(self.list(&states))),
+            Request::Delete(groups) => {
+                let results = groups
+                    .into_iter()
+                    .map(|id| {
+                        let error = self.delete(&id, &mut out);
+                        (id, error)
+                    })
+                    .collect();
+                out.reply(reply, Response::Delete(results));
+            }
+            Request::OffsetDelete(request) => {
+                let result = self.delete_offsets(request, &mut out);
+                out.reply(reply, Response::OffsetDelete(result));
+            }
+        }
+        out
+    }
+
+    /// Acts on every deadline that has passed by `now_ms`: lapsed pending members, session
+    /// timeouts, rebalance delays and timeouts, offset retention.
+    pub fn expire(&mut self, now_ms: i64) -> Output<T> {
+        let mut out = Output::default();
+        let ids: Vec<String> = self.groups.keys().cloned().collect();
+        for id in ids {
+            let Some(group) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            group
+                .pending_members
+                .retain(|_, deadline| *deadline > now_ms);
+            let expired: Vec<String> = group
+                .members
+                .iter()
+                .filter(|m| m.awaiting_join.is_none() && m.awaiting_sync.is_none())
+                .filter(|m| m.heartbeat_deadline_ms <= now_ms)
+                .map(|m| m.member_id.clone())
+                .collect();
+            for member_id in expired {
+                self.remove_member_and_rebalance(&id, &member_id, now_ms, &mut out);
+            }
+            if let Some(group) = self.groups.get_mut(&id) {
+                let forced = group.rebalance_deadline_ms.is_some_and(|d| d <= now_ms);
+                try_complete_join(group, now_ms, forced, &mut out);
+            }
+        }
+        if now_ms >= self.next_retention_check_ms {
+            self.expire_offsets(now_ms, &mut out);
+            self.next_retention_check_ms = now_ms + self.config.offsets_retention_check_interval_ms;
+        }
+        out
+    }
+
+    fn join(&mut self, join: JoinRequest, reply: T, now_ms: i64, out: &mut Output<T>) {
+        let fail = |out: &mut Output<T>, reply: T, error: ErrorCode, member_id: &str| {
+            out.reply(reply, Response::Join(JoinResult::error(error, member_id)));
+        };
+        if join.group_id.is_empty() {
+            return fail(out, reply, ErrorCode::InvalidGroupId, &join.member_id);
+        }
+        if join.session_timeout_ms < self.config.session_timeout_ms_min
+            || join.session_timeout_ms > self.config.session_timeout_ms_max
+        {
+            return fail(
+                out,
+                reply,
+                ErrorCode::InvalidSessionTimeout,
+                &join.member_id,
+            );
+        }
+        if !join.member_id.is_empty() && !self.groups.contains_key(&join.group_id) {
+            return fail(out, reply, ErrorCode::UnknownMemberId, &join.member_id);
+        }
+        let group_size_max = self.config.group_size_max;
+        let group = self
+            .groups
+            .entry(join.group_id.clone())
+            .or_insert_with(|| Group::new(&join.group_id, now_ms));
+        if group.state == GroupState::Dead {
+            return fail(
+                out,
+                reply,
+                ErrorCode::CoordinatorNotAvailable,
+                &join.member_id,
+            );
+        }
+        if !group.supports_protocols(&join.protocol_type, &join.protocols) {
+            return fail(
+                out,
+                reply,
+                ErrorCode::InconsistentGroupProtocol,
+                &join.member_id,
+            );
+        }
+        if join.member_id.is_empty() {
+            self.join_new_member(join, reply, now_ms, out);
+            return;
+        }
+        let group = self
+            .groups
+            .get_mut(&join.group_id)
+            .expect("the group was just found");
+        if group.pending_members.remove(&join.member_id).is_some() {
+            if group.members.len() >= group_size_max {
+                return fail(out, reply, ErrorCode::GroupMaxSizeReached, &join.member_id);
+            }
+            let member_id = join.member_id.clone();
+            add_member_and_rebalance(group, join, member_id, reply, now_ms, &self.config, out);
+            return;
+        }
+        if group.is_fenced(join.group_instance_id.as_deref(), &join.member_id) {
+            return fail(out, reply, ErrorCode::FencedInstanceId, &join.member_id);
+        }
+        if !group.has_member(&join.member_id) {
+            return fail(out, reply, ErrorCode::UnknownMemberId, &join.member_id);
+        }
+        rejoin_known_member(group, join, reply, now_ms, &self.config, out);
+    }
+
+    fn join_new_member(&mut self, join: JoinRequest, reply: T, now_ms: i64, out: &mut Output<T>) {
+        let config = self.config.clone();
+        let group = self
+            .groups
+            .get_mut(&join.group_id)
+            .expect("the caller found the group");
+        let instance_member = join
+            .group_instance_id
+            .as_deref()
+            .and_then(|instance| group.static_member(instance))
+            .map(|m| m.member_id.clone());
+        if let Some(old_member_id) = instance_member {
+            let new_member_id = new_member_id(join.group_instance_id.as_deref().unwrap_or(""));
+            let replacement = Replacement {
+                old_member_id,
+                new_member_id,
+                join,
+            };
+            replace_static_member(group, replacement, reply, now_ms, &config, out);
+            return;
+        }
+        if group.members.len() + group.pending_members.len() >= config.group_size_max {
+            out.reply(
+                reply,
+                Response::Join(JoinResult::error(ErrorCode::GroupMaxSizeReached, "")),
+            );
+            return;
+        }
+        let member_id = new_member_id(&join.client_id);
+        if join.require_known_member_id && join.group_instance_id.is_none() {
+            group.pending_members.insert(
+                member_id.clone(),
+                now_ms + i64::from(join.session_timeout_ms),
+            );
+            out.reply(
+                reply,
+                Response::Join(JoinResult::error(ErrorCode::MemberIdRequired, &member_id)),
+            );
+            return;
+        }
+        add_member_and_rebalance(group, join, member_id, reply, now_ms, &config, out);
+    }
+
+    fn sync(&mut self, sync: SyncRequest, reply: T, now_ms: i64, out: &mut Output<T>) {
+        let error = |out: &mut Output<T>, reply: T, error: ErrorCode| {
+            out.reply(reply, Response::Sync(SyncResult::error(error)));
+        };
+        let Some(group) = self.groups.get_mut(&sync.group_id) else {
+            return error(out, reply, ErrorCode::UnknownMemberId);
+        };
+        if group.state == GroupState::Dead {
+            return error(out, reply, ErrorCode::CoordinatorNotAvailable);
+        }
+        if group.is_fenced(sync.group_instance_id.as_deref(), &sync.member_id) {
+            return error(out, reply, ErrorCode::FencedInstanceId);
+        }
+        if !group.has_member(&sync.member_id) {
+            return error(out, reply, ErrorCode::UnknownMemberId);
+        }
+        if sync.generation_id != group.generation_id {
+            return error(out, reply, ErrorCode::IllegalGeneration);
+        }
+        let type_differs = sync
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| group.protocol_type.as_ref() != Some(t));
+        let name_differs = sync
+            .protocol_name
+            .as_ref()
+            .is_some_and(|n| group.protocol_name.as_ref() != Some(n));
+        if type_differs || name_differs {
+            return error(out, reply, ErrorCode::InconsistentGroupProtocol);
+        }
+        match group.state {
+            GroupState::Empty | GroupState::Dead => error(out, reply, ErrorCode::UnknownMemberId),
+            GroupState::PreparingRebalance => error(out, reply, ErrorCode::RebalanceInProgress),
+            GroupState::CompletingRebalance => {
+                let is_leader = group.is_leader(&sync.member_id);
+                if let Some(member) = group.member_mut(&sync.member_id) {
+                    member.awaiting_sync = Some(reply);
+                    member.heartbeat_deadline_ms = now_ms + i64::from(member.session_timeout_ms);
+                }
+                if is_leader {
+                    let mut assignments: HashMap<String, Bytes> =
+                        sync.assignments.into_iter().collect();
+                    for member in &mut group.members {
+                        member.assignment =
+                            assignments.remove(&member.member_id).unwrap_or_default();
+                    }
+                    group.transition(GroupState::Stable, now_ms);
+                    out.records.push(CoordinatorRecord::Group {
+                        group: group.group_id.clone(),
+                        value: Some(group.to_value()),
+                    });
+                    let (protocol_type, protocol_name) =
+                        (group.protocol_type.clone(), group.protocol_name.clone());
+                    for member in &mut group.members {
+                        if let Some(waiting) = member.awaiting_sync.take() {
+                            out.reply(
+                                waiting,
+                                Response::Sync(SyncResult {
+                                    error: ErrorCode::None,
+                                    protocol_type: protocol_type.clone(),
+                                    protocol_name: protocol_name.clone(),
+                                    assignment: member.assignment.clone(),
+                                }),
+                            );
+                        }
+                    }
+                }
+            }
+            GroupState::Stable => {
+                let (protocol_type, protocol_name) =
+                    (group.protocol_type.clone(), group.protocol_name.clone());
+                let member = group
+                    .member_mut(&sync.member_id)
+                    .expect("membership was checked");
+                member.heartbeat_deadline_ms = now_ms + i64::from(member.session_timeout_ms);
+                out.reply(
+                    reply,
+                    Response::Sync(SyncResult {
+                        error: ErrorCode::None,
+                        protocol_type,
+                        protocol_name,
+                        assignment: member.assignment.clone(),
+                    }),
+                );
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, heartbeat: &HeartbeatRequest, now_ms: i64) -> ErrorCode {
+        let Some(group) = self.groups.get_mut(&heartbeat.group_id) else {
+            return ErrorCode::UnknownMemberId;
+        };
+        match group.state {
+            GroupState::Dead => return ErrorCode::CoordinatorNotAvailable,
+            GroupState::Empty => return ErrorCode::UnknownMemberId,
+            _ => {}
+        }
+        if group.is_fenced(heartbeat.group_instance_id.as_deref(), &heartbeat.member_id) {
+            return ErrorCode::FencedInstanceId;
+        }
+        if !group.has_member(&heartbeat.member_id) {
+            return ErrorCode::UnknownMemberId;
+        }
+        if heartbeat.generation_id != group.generation_id {
+            return ErrorCode::IllegalGeneration;
+        }
+        let state = group.state;
+        let member = group
+            .member_mut(&heartbeat.member_id)
+            .expect("membership was checked");
+        member.heartbeat_deadline_ms = now_ms + i64::from(member.session_timeout_ms);
+        if state == GroupState::PreparingRebalance {
+            ErrorCode::RebalanceInProgress
+        } else {
+            ErrorCode::None
+        }
+    }
+
+    fn leave(
+        &mut self,
+        group_id: &str,
+        members: Vec<LeavingMember>,
+        now_ms: i64,
+        out: &mut Output<T>,
+    ) -> LeaveResult {
+        let mut results = Vec::with_capacity(members.len());
+        for leaving in members {
+            let error = self.leave_one(group_id, &leaving, now_ms, out);
+            results.push((leaving.member_id, leaving.group_instance_id, error));
+        }
+        LeaveResult {
+            error: ErrorCode::None,
+            members: results,
+        }
+    }
+
+    fn leave_one(
+        &mut self,
+        group_id: &str,
+        leaving: &LeavingMember,
+        now_ms: i64,
+        out: &mut Output<T>,
+    ) -> ErrorCode {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return ErrorCode::UnknownMemberId;
+        };
+        if group.state == GroupState::Dead {
+            return ErrorCode::CoordinatorNotAvailable;
+        }
+        let member_id = match leaving.group_instance_id.as_deref() {
+            Some(instance) => match group.static_member(instance) {
+                None => return ErrorCode::UnknownMemberId,
+                Some(m) if !leaving.member_id.is_empty() && m.member_id != leaving.member_id => {
+                    return ErrorCode::FencedInstanceId
+                }
+                Some(m) => m.member_id.clone(),
+            },
+            None => {
+                if group.pending_members.remove(&leaving.member_id).is_some() {
+                    try_complete_join(group, now_ms, false, out);
+                    return ErrorCode::None;
+                }
+                if !group.has_member(&leaving.member_id) {
+                    return ErrorCode::UnknownMemberId;
+                }
+                leaving.member_id.clone()
+            }
+        };
+        self.remove_member_and_rebalance(group_id, &member_id, now_ms, out);
+        ErrorCode::None
+    }
+
+    fn remove_member_and_rebalance(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        now_ms: i64,
+        out: &mut Output<T>,
+    ) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        let Some(mut member) = group.remove_member(member_id) else {
+            return;
+        };
+        if let Some(waiting) = member.awaiting_join.take() {
+            out.reply(
+                waiting,
+                Response::Join(JoinResult::error(ErrorCode::UnknownMemberId, member_id)),
+            );
+        }
+        if let Some(waiting) = member.awaiting_sync.take() {
+            out.reply(
+                waiting,
+                Response::Sync(SyncResult::error(ErrorCode::UnknownMemberId)),
+            );
+        }
+        match group.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                prepare_rebalance(group, now_ms, &self.config, out);
+            }
+            GroupState::PreparingRebalance => try_complete_join(group, now_ms, false, out),
+            GroupState::Empty | GroupState::Dead => {}
+        }
+    }
+
+    fn commit(&mut self, commit: CommitRequest, now_ms: i64, out: &mut Output<T>) -> CommitResult {
+        let error = self.commit_error(&commit, now_ms);
+        let metadata_max = self.config.offset_metadata_bytes_max;
+        let mut results = Vec::with_capacity(commit.partitions.len());
+        for partition in commit.partitions {
+            let metadata = partition.metadata.unwrap_or_default();
+            let error = if error != ErrorCode::None {
+                error
+            } else if metadata.len() > metadata_max {
+                ErrorCode::OffsetMetadataTooLarge
+            } else {
+                let value = OffsetValue {
+                    offset: partition.offset,
+                    leader_epoch: partition.leader_epoch,
+                    metadata,
+                    commit_timestamp_ms: now_ms,
+                };
+                let group = self
+                    .groups
+                    .entry(commit.group_id.clone())
+                    .or_insert_with(|| Group::new(&commit.group_id, now_ms));
+                group.offsets.insert(
+                    (partition.topic.clone(), partition.partition),
+                    value.clone(),
+                );
+                out.records.push(CoordinatorRecord::Offset {
+                    group: commit.group_id.clone(),
+                    topic: partition.topic.clone(),
+                    partition: partition.partition,
+                    value: Some(value),
+                });
+                ErrorCode::None
+            };
+            results.push((partition.topic, partition.partition, error));
+        }
+        results
+    }
+
+    /// Kafka's checks before a commit is stored, in Kafka's order.
+    fn commit_error(&mut self, commit: &CommitRequest, now_ms: i64) -> ErrorCode {
+        if commit.group_id.is_empty() {
+            return ErrorCode::InvalidGroupId;
+        }
+        let Some(group) = self.groups.get_mut(&commit.group_id) else {
+            return if commit.generation_id < 0 {
+                ErrorCode::None
+            } else {
+                ErrorCode::IllegalGeneration
+            };
+        };
+        if group.state == GroupState::Dead {
+            return ErrorCode::CoordinatorNotAvailable;
+        }
+        if group.is_fenced(commit.group_instance_id.as_deref(), &commit.member_id) {
+            return ErrorCode::FencedInstanceId;
+        }
+        if commit.generation_id < 0 && group.state == GroupState::Empty {
+            return ErrorCode::None;
+        }
+        let Some(member) = group.member_mut(&commit.member_id) else {
+            return ErrorCode::UnknownMemberId;
+        };
+        member.heartbeat_deadline_ms = now_ms + i64::from(member.session_timeout_ms);
+        if commit.generation_id != group.generation_id {
+            return ErrorCode::IllegalGeneration;
+        }
+        if group.state == GroupState::CompletingRebalance {
+            return ErrorCode::RebalanceInProgress;
+        }
+        ErrorCode::None
+    }
+
+    fn fetch(&self, fetch: FetchRequest) -> FetchResult {
+        let group = self.groups.get(&fetch.group_id);
+        let offsets = match fetch.partitions {
+            Some(partitions) => partitions
+                .into_iter()
+                .map(|(topic, partition)| {
+                    let value = group.and_then(|g| g.offsets.get(&(topic.clone(), partition)));
+                    fetched(topic, partition, value)
+                })
+                .collect(),
+            None => group
+                .map(|g| {
+                    g.offsets
+                        .iter()
+                        .map(|((topic, partition), value)| {
+                            fetched(topic.clone(), *partition, Some(value))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        FetchResult {
+            error: ErrorCode::None,
+            offsets,
+        }
+    }
+
+    fn describe(&self, group_id: &str) -> GroupDescription {
+        let Some(group) = self.groups.get(group_id) else {
+            return GroupDescription {
+                group_id: group_id.to_string(),
+                error: ErrorCode::None,
+                state: GroupState::Dead.name(),
+                protocol_type: String::new(),
+                protocol_name: String::new(),
+                members: Vec::new(),
+            };
+        };
+        let stable = group.state == GroupState::Stable;
+        let protocol = group.protocol_name.clone().unwrap_or_default();
+        GroupDescription {
+            group_id: group_id.to_string(),
+            error: ErrorCode::None,
+            state: group.state.name(),
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            protocol_name: if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: group
+                .members
+                .iter()
+                .map(|m| DescribedMember {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable {
+                        m.metadata(&protocol)
+                    } else {
+                        Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    fn list(&self, states: &[String]) -> Vec<ListedGroup> {
+        let mut listed: Vec<ListedGroup> = self
+            .groups
+            .values()
+            .filter(|g| g.state != GroupState::Dead)
+            .filter(|g| {
+                states.is_empty()
+                    || states
+                        .iter()
+                        .any(|s| s.eq_ignore_ascii_case(g.state.name()))
+            })
+            .map(|g| ListedGroup {
+                group_id: g.group_id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state.name(),
+            })
+            .collect();
+        listed.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        listed
+    }
+
+    fn delete(&mut self, group_id: &str, out: &mut Output<T>) -> ErrorCode {
+        let Some(group) = self.groups.get(group_id) else {
+            return ErrorCode::GroupIdNotFound;
+        };
+        match group.state {
+            GroupState::Dead => return ErrorCode::GroupIdNotFound,
+            GroupState::Empty => {}
+            _ => return ErrorCode::NonEmptyGroup,
+        }
+        let group = self.groups.remove(group_id).expect("the group was found");
+        for (topic, partition) in group.offsets.into_keys() {
+            out.records.push(CoordinatorRecord::Offset {
+                group: group_id.to_string(),
+                topic,
+                partition,
+                value: None,
+            });
+        }
+        out.records.push(CoordinatorRecord::Group {
+            group: group_id.to_string(),
+            value: None,
+        });
+        ErrorCode::None
+    }
+
+    fn delete_offsets(
+        &mut self,
+        request: OffsetDeleteRequest,
+        out: &mut Output<T>,
+    ) -> OffsetDeleteResult {
+        let Some(group) = self.groups.get_mut(&request.group_id) else {
+            return OffsetDeleteResult {
+                error: ErrorCode::GroupIdNotFound,
+                partitions: Vec::new(),
+            };
+        };
+        if group.state == GroupState::Dead {
+            return OffsetDeleteResult {
+                error: ErrorCode::GroupIdNotFound,
+                partitions: Vec::new(),
+            };
+        }
+        let subscribed = if group.members.is_empty() {
+            Some(Vec::new())
+        } else {
+            group.subscribed_topics()
+        };
+        let Some(subscribed) = subscribed else {
+            return OffsetDeleteResult {
+                error: ErrorCode::NonEmptyGroup,
+                partitions: Vec::new(),
+            };
+        };
+        let mut partitions = Vec::with_capacity(request.partitions.len());
+        for (topic, partition) in request.partitions {
+            if subscribed.contains(&topic) {
+                partitions.push((topic, partition, ErrorCode::GroupSubscribedToTopic));
+                continue;
+            }
+            if group.offsets.remove(&(topic.clone(), partition)).is_some() {
+                out.records.push(CoordinatorRecord::Offset {
+                    group: request.group_id.clone(),
+                    topic: topic.clone(),
+                    partition,
+                    value: None,
+                });
+            }
+            partitions.push((topic, partition, ErrorCode::None));
+        }
+        OffsetDeleteResult {
+            error: ErrorCode::None,
+            partitions,
+        }
+    }
+
+    /// `offsets.retention.minutes`: an empty group's offsets expire once both their commit
+    /// and the group's becoming empty are older than the retention; a group left with
+    /// nothing is removed.
+    fn expire_offsets(&mut self, now_ms: i64, out: &mut Output<T>) {
+        let retention_ms = self.config.offsets_retention_ms;
+        let mut removed_groups = Vec::new();
+        for group in self.groups.values_mut() {
+            if group.state != GroupState::Empty {
+                continue;
+            }
+            let empty_since = group.state_timestamp_ms;
+            let expired: Vec<(String, i32)> = group
+                .offsets
+                .iter()
+                .filter(|(_, v)| v.commit_timestamp_ms.max(empty_since) + retention_ms <= now_ms)
+                .map(|(key, _)| key.clone())
+                .collect();
+            for (topic, partition) in expired {
+                group.offsets.remove(&(topic.clone(), partition));
+                out.records.push(CoordinatorRecord::Offset {
+                    group: group.group_id.clone(),
+                    topic,
+                    partition,
+                    value: None,
+                });
+            }
+            if group.offsets.is_empty() && group.members.is_empty() {
+                removed_groups.push(group.group_id.clone());
+            }
+        }
+        for group_id in removed_groups {
+            self.groups.remove(&group_id);
+            out.records.push(CoordinatorRecord::Group {
+                group: group_id,
+                value: None,
+            });
+        }
+    }
+}
+
+fn fetched(topic: String, partition: i32, value: Option<&OffsetValue>) -> FetchedOffset {
+    match value {
+        Some(value) => FetchedOffset {
+            topic,
+            partition,
+            offset: value.offset,
+            leader_epoch: value.leader_epoch,
+            metadata: value.metadata.clone(),
+        },
+        None => FetchedOffset {
+            topic,
+            partition,
+            offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+        },
+    }
+}
+
+fn new_member_id(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4())
+}
+
+fn add_member_and_rebalance<T>(
+    group: &mut Group<T>,
+    join: JoinRequest,
+    member_id: String,
+    reply: T,
+    now_ms: i64,
+    config: &GroupConfig,
+    out: &mut Output<T>,
+) {
+    if group.members.is_empty() {
+        group.protocol_type = Some(join.protocol_type.clone());
+    }
+    if group.leader_id.is_none() {
+        group.leader_id = Some(member_id.clone());
+    }
+    group.members.push(Member {
+        member_id,
+        group_instance_id: join.group_instance_id,
+        client_id: join.client_id,
+        client_host: join.client_host,
+        rebalance_timeout_ms: join.rebalance_timeout_ms,
+        session_timeout_ms: join.session_timeout_ms,
+        protocol_type: join.protocol_type,
+        protocols: join.protocols,
+        assignment: Bytes::new(),
+        awaiting_join: Some(reply),
+        awaiting_sync: None,
+        heartbeat_deadline_ms: now_ms + i64::from(join.session_timeout_ms),
+    });
+    match group.state {
+        GroupState::PreparingRebalance => {
+            if let Some(until) = group.initial_delay_until_ms {
+                // Kafka's InitialDelayedJoin: each new member extends the wait by the delay,
+                // within the rebalance timeout.
+                let bound = group.rebalance_deadline_ms.unwrap_or(until);
+                group.initial_delay_until_ms = Some(
+                    (now_ms + config.initial_rebalance_delay_ms)
+                        .min(bound)
+                        .max(until),
+                );
+            }
+            try_complete_join(group, now_ms, false, out);
+        }
+        _ => prepare_rebalance(group, now_ms, config, out),
+    }
+}
+
+fn rejoin_known_member<T>(
+    group: &mut Group<T>,
+    join: JoinRequest,
+    reply: T,
+    now_ms: i64,
+    config: &GroupConfig,
+    out: &mut Output<T>,
+) {
+    let state = group.state;
+    let is_leader = group.is_leader(&join.member_id);
+    let member = group
+        .member_mut(&join.member_id)
+        .expect("the caller checked membership");
+    let unchanged = member.same_protocols(&join.protocols);
+    member.heartbeat_deadline_ms = now_ms + i64::from(join.session_timeout_ms);
+    member.session_timeout_ms = join.session_timeout_ms;
+    member.rebalance_timeout_ms = join.rebalance_timeout_ms;
+    member.client_id = join.client_id;
+    member.client_host = join.client_host;
+    match state {
+        GroupState::PreparingRebalance => {
+            member.protocols = join.protocols;
+            if let Some(previous) = member.awaiting_join.replace(reply) {
+                out.reply(
+                    previous,
+                    Response::Join(JoinResult::error(
+                        ErrorCode::RebalanceInProgress,
+                        &join.member_id,
+                    )),
+                );
+            }
+            try_complete_join(group, now_ms, false, out);
+        }
+        GroupState::CompletingRebalance | GroupState::Stable
+            if unchanged && (state == GroupState::CompletingRebalance || !is_leader) =>
+        {
+            // Kafka answers a repeated join of an unchanged member with the current
+            // generation (the leader gets the members again while assignments are pending).
+            let result = join_result(group, &join.member_id, is_leader);
+            out.reply(reply, Response::Join(result));
+        }
+        GroupState::CompletingRebalance | GroupState::Stable => {
+            member.protocols = join.protocols;
+            member.awaiting_join = Some(reply);
+            prepare_rebalance(group, now_ms, config, out);
+        }
+        GroupState::Empty | GroupState::Dead => out.reply(
+            reply,
+            Response::Join(JoinResult::error(
+                ErrorCode::UnknownMemberId,
+                &join.member_id,
+            )),
+        ),
+    }
+}
+
+/// KIP-345: a static member rejoining without its member id takes over its instance's place
+/// under a new member id; the old id is fenced. A stable group keeps its assignment.
+struct Replacement {
+    old_member_id: String,
+    new_member_id: String,
+    join: JoinRequest,
+}
+
+fn replace_static_member<T>(
+    group: &mut Group<T>,
+    replacement: Replacement,
+    reply: T,
+    now_ms: i64,
+    config: &GroupConfig,
+    out: &mut Output<T>,
+) {
+    let Replacement {
+        old_member_id,
+        new_member_id,
+        join,
+    } = replacement;
+    let old_member_id = old_member_id.as_str();
+    let previous_leader = group.leader_id.clone().unwrap_or_default();
+    let member = group
+        .member_mut(old_member_id)
+        .expect("the caller found the static member");
+    if let Some(waiting) = member.awaiting_join.take() {
+        out.reply(
+            waiting,
+            Response::Join(JoinResult::error(
+                ErrorCode::FencedInstanceId,
+                old_member_id,
+            )),
+        );
+    }
+    if let Some(waiting) = member.awaiting_sync.take() {
+        out.reply(
+            waiting,
+            Response::Sync(SyncResult::error(ErrorCode::FencedInstanceId)),
+        );
+    }
+    let unchanged = member.same_protocols(&join.protocols);
+    member.member_id = new_member_id.clone();
+    member.client_id = join.client_id;
+    member.client_host = join.client_host;
+    member.session_timeout_ms = join.session_timeout_ms;
+    member.rebalance_timeout_ms = join.rebalance_timeout_ms;
+    member.protocols = join.protocols;
+    member.heartbeat_deadline_ms = now_ms + i64::from(join.session_timeout_ms);
+    if group.leader_id.as_deref() == Some(old_member_id) {
+        group.leader_id = Some(new_member_id.clone());
+    }
+    match group.state {
+        GroupState::Stable if unchanged => {
+            out.records.push(CoordinatorRecord::Group {
+                group: group.group_id.clone(),
+                value: Some(group.to_value()),
+            });
+            // The old leader id is returned so that the member does not take itself for the
+            // leader and assign again in a stable group (as Kafka does).
+            let mut result = join_result(group, &new_member_id, false);
+            result.leader = previous_leader;
+            out.reply(reply, Response::Join(result));
+        }
+        GroupState::PreparingRebalance => {
+            let member = group
+                .member_mut(&new_member_id)
+                .expect("the member was just renamed");
+            member.awaiting_join = Some(reply);
+            try_complete_join(group, now_ms, false, out);
+        }
+        _ => {
+            let member = group
+                .member_mut(&new_member_id)
+                .expect("the member was just renamed");
+            member.awaiting_join = Some(reply);
+            prepare_rebalance(group, now_ms, config, out);
+        }
+    }
+}
+
+fn join_result<T>(group: &Group<T>, member_id: &str, with_members: bool) -> JoinResult {
+    let protocol = group.protocol_name.clone().unwrap_or_default();
+    JoinResult {
+        error: ErrorCode::None,
+        generation_id: group.generation_id,
+        protocol_type: group.protocol_type.clone(),
+        protocol_name: group.protocol_name.clone(),
+        leader: group.leader_id.clone().unwrap_or_default(),
+        member_id: member_id.to_string(),
+        members: if with_members {
+            group
+                .members
+                .iter()
+                .map(|m| JoinedMember {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    metadata: m.metadata(&protocol),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+fn prepare_rebalance<T>(
+    group: &mut Group<T>,
+    now_ms: i64,
+    config: &GroupConfig,
+    out: &mut Output<T>,
+) {
+    if group.state == GroupState::CompletingRebalance {
+        for member in &mut group.members {
+            member.assignment = Bytes::new();
+            if let Some(waiting) = member.awaiting_sync.take() {
+                out.reply(
+                    waiting,
+                    Response::Sync(SyncResult::error(ErrorCode::RebalanceInProgress)),
+                );
+            }
+        }
+    }
+    let rebalance_timeout_ms = group.max_rebalance_timeout_ms();
+    if group.state == GroupState::Empty && config.initial_rebalance_delay_ms > 0 {
+        let bound = rebalance_timeout_ms.max(config.initial_rebalance_delay_ms);
+        group.initial_delay_until_ms = Some(now_ms + config.initial_rebalance_delay_ms);
+        group.rebalance_deadline_ms = Some(now_ms + bound);
+    } else {
+        group.initial_delay_until_ms = None;
+        group.rebalance_deadline_ms = Some(now_ms + rebalance_timeout_ms);
+    }
+    group.transition(GroupState::PreparingRebalance, now_ms);
+    try_complete_join(group, now_ms, false, out);
+}
+
+/// Completes the join phase if it may: every member (and no pending one) has rejoined, or
+/// `forced` (the rebalance timeout passed). Members that did not rejoin are removed.
+fn try_complete_join<T>(group: &mut Group<T>, now_ms: i64, forced: bool, out: &mut Output<T>) {
+    if group.state != GroupState::PreparingRebalance {
+        return;
+    }
+    if group
+        .initial_delay_until_ms
+        .is_some_and(|until| now_ms < until)
+        && !forced
+    {
+        return;
+    }
+    let all_joined =
+        group.members.iter().all(|m| m.awaiting_join.is_some()) && group.pending_members.is_empty();
+    if !all_joined && !forced {
+        return;
+    }
+    let missing: Vec<String> = group
+        .members
+        .iter()
+        .filter(|m| m.awaiting_join.is_none())
+        .map(|m| m.member_id.clone())
+        .collect();
+    for member_id in missing {
+        group.remove_member(&member_id);
+    }
+    group.initial_delay_until_ms = None;
+    group.rebalance_deadline_ms = None;
+    group.generation_id += 1;
+    if group.members.is_empty() {
+        group.protocol_name = None;
+        group.leader_id = None;
+        group.transition(GroupState::Empty, now_ms);
+        out.records.push(CoordinatorRecord::Group {
+            group: group.group_id.clone(),
+            value: Some(group.to_value()),
+        });
+        return;
+    }
+    group.protocol_name = group.select_protocol();
+    if !group
+        .leader_id
+        .as_deref()
+        .is_some_and(|leader| group.has_member(leader))
+    {
+        group.leader_id = group.members.first().map(|m| m.member_id.clone());
+    }
+    group.transition(GroupState::CompletingRebalance, now_ms);
+    let leader = group.leader_id.clone().unwrap_or_default();
+    let leader_view = join_result(group, &leader, true);
+    for member in &mut group.members {
+        member.heartbeat_deadline_ms = now_ms + i64::from(member.session_timeout_ms);
+        if let Some(waiting) = member.awaiting_join.take() {
+            let mut result = leader_view.clone();
+            result.member_id = member.member_id.clone();
+            if member.member_id != leader {
+                result.members = Vec::new();
+            }
+            out.reply(waiting, Response::Join(result));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "coordinator_tests.rs"]
+mod tests;

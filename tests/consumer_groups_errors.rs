@@ -1,0 +1,288 @@
+//! Each error the group coordinator answers, sent as raw requests (clients hide most of them):
+//! MEMBER_ID_REQUIRED, INVALID_SESSION_TIMEOUT, UNKNOWN_MEMBER_ID, INCONSISTENT_GROUP_PROTOCOL,
+//! ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID, NON_EMPTY_GROUP,
+//! GROUP_ID_NOT_FOUND, UNKNOWN_TOPIC_OR_PARTITION; and a simple consumer's commit accepted.
+
+mod common;
+
+use bytes::Bytes;
+use common::{RawClient, TestBroker};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, DeleteGroupsRequest, DeleteGroupsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use runnel_protocol::ErrorCode;
+
+const OVERRIDES: &[(&str, &str)] = &[
+    ("group.initial.rebalance.delay.ms", "0"),
+    ("offsets.topic.num.partitions", "3"),
+];
+
+fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+fn group(id: &str) -> GroupId {
+    GroupId(s(id))
+}
+
+fn code(error: i16) -> ErrorCode {
+    ErrorCode::from_code(error).unwrap_or_else(|| panic!("unknown error code {error}"))
+}
+
+fn join_request(group_id: &str, member_id: &str, instance: Option<&str>) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(group(group_id))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(s(member_id))
+        .with_group_instance_id(instance.map(s))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(Bytes::from_static(b"m"))])
+}
+
+fn join(client: &mut RawClient, request: &JoinGroupRequest) -> JoinGroupResponse {
+    client.request(ApiKey::JoinGroup, 5, request)
+}
+
+/// A member through KIP-394's two joins, synced; returns (member id, generation).
+fn stable_member(client: &mut RawClient, group_id: &str) -> (String, i32) {
+    let first = join(client, &join_request(group_id, "", None));
+    assert_eq!(code(first.error_code), ErrorCode::MemberIdRequired);
+    let member_id = first.member_id.to_string();
+    let joined = join(client, &join_request(group_id, &member_id, None));
+    assert_eq!(code(joined.error_code), ErrorCode::None);
+    let synced: SyncGroupResponse = client.request(
+        ApiKey::SyncGroup,
+        3,
+        &SyncGroupRequest::default()
+            .with_group_id(group(group_id))
+            .with_generation_id(joined.generation_id)
+            .with_member_id(s(&member_id)),
+    );
+    assert_eq!(code(synced.error_code), ErrorCode::None);
+    (member_id, joined.generation_id)
+}
+
+fn heartbeat(client: &mut RawClient, group_id: &str, generation: i32, member: &str) -> ErrorCode {
+    let response: HeartbeatResponse = client.request(
+        ApiKey::Heartbeat,
+        3,
+        &HeartbeatRequest::default()
+            .with_group_id(group(group_id))
+            .with_generation_id(generation)
+            .with_member_id(s(member)),
+    );
+    code(response.error_code)
+}
+
+fn commit(client: &mut RawClient, group_id: &str, generation: i32, topic: &str) -> ErrorCode {
+    let response: OffsetCommitResponse = client.request(
+        ApiKey::OffsetCommit,
+        7,
+        &OffsetCommitRequest::default()
+            .with_group_id(group(group_id))
+            .with_generation_id_or_member_epoch(generation)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(42)
+                    .with_committed_metadata(Some(s("kept")))])]),
+    );
+    code(response.topics[0].partitions[0].error_code)
+}
+
+fn broker_with_topic() -> (TestBroker, RawClient) {
+    let broker = TestBroker::start_with(OVERRIDES);
+    let mut client = RawClient::connect(broker.addr);
+    let found: FindCoordinatorResponse = client.request(
+        ApiKey::FindCoordinator,
+        2,
+        &FindCoordinatorRequest::default().with_key(s("any")),
+    );
+    assert_eq!(found.error_code, 0);
+    // Auto-create a topic to commit to.
+    let _: kafka_protocol::messages::MetadataResponse = client.request(
+        ApiKey::Metadata,
+        4,
+        &kafka_protocol::messages::MetadataRequest::default()
+            .with_allow_auto_topic_creation(true)
+            .with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(s("t")))),
+            ])),
+    );
+    (broker, client)
+}
+
+#[test]
+fn join_sync_and_heartbeat_errors() {
+    let (_broker, mut client) = broker_with_topic();
+    let mut short = join_request("g", "", None);
+    short.session_timeout_ms = 1_000;
+    assert_eq!(
+        code(join(&mut client, &short).error_code),
+        ErrorCode::InvalidSessionTimeout
+    );
+    assert_eq!(
+        code(join(&mut client, &join_request("g", "ghost", None)).error_code),
+        ErrorCode::UnknownMemberId
+    );
+    let (member, generation) = stable_member(&mut client, "g");
+    let mut other_type = join_request("g", "", None);
+    other_type.protocol_type = s("connect");
+    assert_eq!(
+        code(join(&mut client, &other_type).error_code),
+        ErrorCode::InconsistentGroupProtocol
+    );
+    assert_eq!(
+        heartbeat(&mut client, "g", generation, &member),
+        ErrorCode::None
+    );
+    assert_eq!(
+        heartbeat(&mut client, "g", generation + 1, &member),
+        ErrorCode::IllegalGeneration
+    );
+    assert_eq!(
+        heartbeat(&mut client, "g", generation, "nobody"),
+        ErrorCode::UnknownMemberId
+    );
+    let stale_sync: SyncGroupResponse = client.request(
+        ApiKey::SyncGroup,
+        3,
+        &SyncGroupRequest::default()
+            .with_group_id(group("g"))
+            .with_generation_id(generation + 5)
+            .with_member_id(s(&member)),
+    );
+    assert_eq!(code(stale_sync.error_code), ErrorCode::IllegalGeneration);
+
+    // A second member's join (parked) puts the group into a rebalance.
+    let mut second = RawClient::connect(_broker.addr);
+    let first = join(&mut second, &join_request("g", "", None));
+    second.send(
+        ApiKey::JoinGroup,
+        5,
+        &join_request("g", &first.member_id.to_string(), None),
+    );
+    common::wait_until("the rebalance", std::time::Duration::from_secs(10), || {
+        heartbeat(&mut client, "g", generation, &member) == ErrorCode::RebalanceInProgress
+    });
+    assert_eq!(
+        commit(&mut client, "g", generation - 1, "t"),
+        ErrorCode::UnknownMemberId,
+        "a commit without the member id"
+    );
+}
+
+#[test]
+fn static_members_are_fenced() {
+    let (_broker, mut client) = broker_with_topic();
+    let first = join(&mut client, &join_request("s", "", Some("instance-1")));
+    assert_eq!(code(first.error_code), ErrorCode::None);
+    let old_member = first.member_id.to_string();
+    let again = join(&mut client, &join_request("s", "", Some("instance-1")));
+    assert_eq!(code(again.error_code), ErrorCode::None);
+    assert_ne!(again.member_id.to_string(), old_member);
+    let fenced: HeartbeatResponse = client.request(
+        ApiKey::Heartbeat,
+        3,
+        &HeartbeatRequest::default()
+            .with_group_id(group("s"))
+            .with_generation_id(again.generation_id)
+            .with_member_id(s(&old_member))
+            .with_group_instance_id(Some(s("instance-1"))),
+    );
+    assert_eq!(code(fenced.error_code), ErrorCode::FencedInstanceId);
+}
+
+#[test]
+fn commits_deletes_and_their_errors() {
+    let (_broker, mut client) = broker_with_topic();
+    assert_eq!(
+        commit(&mut client, "simple", -1, "t"),
+        ErrorCode::None,
+        "a simple consumer commits with generation -1"
+    );
+    assert_eq!(
+        commit(&mut client, "other", 3, "t"),
+        ErrorCode::IllegalGeneration
+    );
+    assert_eq!(
+        commit(&mut client, "simple", -1, "missing-topic"),
+        ErrorCode::UnknownTopicOrPartition
+    );
+    let fetched: OffsetFetchResponse = client.request(
+        ApiKey::OffsetFetch,
+        5,
+        &OffsetFetchRequest::default()
+            .with_group_id(group("simple"))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partition_indexes(vec![0, 1])])),
+    );
+    let partitions = &fetched.topics[0].partitions;
+    assert_eq!(partitions[0].committed_offset, 42);
+    assert_eq!(partitions[0].metadata.as_deref(), Some("kept"));
+    assert_eq!(partitions[1].committed_offset, -1);
+
+    stable_member(&mut client, "busy");
+    let deleted: DeleteGroupsResponse = client.request(
+        ApiKey::DeleteGroups,
+        2,
+        &DeleteGroupsRequest::default().with_groups_names(vec![
+            group("busy"),
+            group("nope"),
+            group("simple"),
+        ]),
+    );
+    let errors: Vec<ErrorCode> = deleted.results.iter().map(|r| code(r.error_code)).collect();
+    assert_eq!(
+        errors,
+        [
+            ErrorCode::NonEmptyGroup,
+            ErrorCode::GroupIdNotFound,
+            ErrorCode::None
+        ]
+    );
+    let offset_delete = |client: &mut RawClient, group_id: &str| -> OffsetDeleteResponse {
+        client.request(
+            ApiKey::OffsetDelete,
+            0,
+            &OffsetDeleteRequest::default()
+                .with_group_id(group(group_id))
+                .with_topics(vec![OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partitions(vec![
+                        OffsetDeleteRequestPartition::default().with_partition_index(0)
+                    ])]),
+        )
+    };
+    assert_eq!(
+        code(offset_delete(&mut client, "simple").error_code),
+        ErrorCode::GroupIdNotFound,
+        "deleted with its group"
+    );
+    assert_eq!(commit(&mut client, "simple", -1, "t"), ErrorCode::None);
+    let response = offset_delete(&mut client, "simple");
+    assert_eq!(code(response.error_code), ErrorCode::None);
+    assert_eq!(
+        code(response.topics[0].partitions[0].error_code),
+        ErrorCode::None
+    );
+}
