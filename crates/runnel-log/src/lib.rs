@@ -2,7 +2,8 @@
 //!
 //! # What it owns
 //! - [`PartitionLog`]: the segments of one partition directory, with log start offset, log end
-//!   offset, high watermark and recovery point; append, read, roll, truncate, recover, flush.
+//!   offset, high watermark and recovery point; append, read, roll, truncate, recover, flush,
+//!   retention and compaction (`partition_log/compaction.rs`: `.cleaned` / `.swap` files).
 //! - [`Segment`]: `<base>.log` + `<base>.index` + `<base>.timeindex` (see `segment.rs`).
 //! - Idempotent producer state and its snapshots (`producer_state.rs`), the leader-epoch
 //!   cache (`leader_epoch.rs`), Kafka's offset checkpoint files (`checkpoint.rs`).
@@ -42,7 +43,10 @@ pub use checkpoint::{read_offset_checkpoint, write_offset_checkpoint};
 pub use config::LogConfig;
 pub use error::{AppendError, LogError, ReadError};
 pub use leader_epoch::LeaderEpochCache;
-pub use partition_log::{AppendOutcome, FlushTarget, PartitionLog, ReadSlice, RetentionPolicy};
+pub use partition_log::{
+    AppendOutcome, CompactionOutcome, CompactionPolicy, FlushTarget, PartitionLog, ReadSlice,
+    RetentionPolicy,
+};
 pub use producer_state::ProducerStateManager;
 pub use segment::Segment;
 
@@ -50,6 +54,8 @@ pub use segment::Segment;
 pub const RECOVERY_POINT_CHECKPOINT_FILE: &str = "recovery-point-offset-checkpoint";
 /// File name of the log start offset checkpoint in a data directory.
 pub const LOG_START_OFFSET_CHECKPOINT_FILE: &str = "log-start-offset-checkpoint";
+/// File name of the cleaner offset checkpoint in a data directory (Kafka's name).
+pub const CLEANER_OFFSET_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 
 /// Splits a partition directory name `<topic>-<partition>` at the last '-'.
 /// `None` when there is no '-', the topic is empty or the partition is not a non-negative i32.

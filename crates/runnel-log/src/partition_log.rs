@@ -4,8 +4,9 @@
 //! Invariants:
 //! - segments are sorted by base offset, there is always at least one, and the last is the
 //!   active segment (the only one appended to);
-//! - offsets are contiguous: each batch's base offset is the previous batch's last offset + 1,
-//!   and the log end offset is the last segment's next offset;
+//! - offsets increase: each batch's base offset is above the previous batch's last offset
+//!   (contiguous as appended; compaction leaves gaps, and its batches may hold fewer records
+//!   than offsets, or none), and the log end offset is the last segment's next offset;
 //! - `log start offset ≤ high watermark ≤ log end offset` and `recovery point ≤ log end offset`;
 //! - the producer state and the leader-epoch cache describe exactly the batches in the log.
 //!
@@ -14,12 +15,16 @@
 //! return handles ([`ReadSlice`], [`FlushTarget`]) whose slow I/O runs after the lock is released.
 //!
 //! Opening and recovery live in `partition_log/recovery.rs`, timestamp lookups in
-//! `partition_log/timestamps.rs`.
+//! `partition_log/timestamps.rs`, retention in `partition_log/retention.rs`, compaction in
+//! `partition_log/compaction.rs`. Reads, truncation and lookups find the first batch whose last
+//! offset is at or after the offset asked for, so they land on the next record across gaps.
 
+mod compaction;
 mod recovery;
 mod retention;
 mod timestamps;
 
+pub use compaction::{CompactionOutcome, CompactionPolicy, OFFSET_MAP_ENTRY_OVERHEAD_BYTES};
 pub use retention::RetentionPolicy;
 
 use std::fs::File;
@@ -123,6 +128,11 @@ pub struct PartitionLog {
     recovery_point: i64,
     producers: ProducerStateManager,
     epochs: LeaderEpochCache,
+    /// Below this offset the log is clean (compacted); see `compaction.rs`.
+    cleaner_offset: i64,
+    /// Newest-record timestamp of the earliest segment where the last compaction kept a
+    /// tombstone: a pass is due once it is older than `delete.retention.ms`.
+    tombstone_horizon_ms: Option<i64>,
 }
 
 impl PartitionLog {
@@ -347,6 +357,8 @@ impl PartitionLog {
             .high_watermark
             .clamp(self.log_start_offset, log_end_offset);
         self.recovery_point = self.recovery_point.min(log_end_offset);
+        // Offsets appended again after the truncation are dirty.
+        self.cleaner_offset = self.cleaner_offset.min(log_end_offset);
         if self.epochs.truncate_from_end(log_end_offset) {
             self.epochs.persist()?;
         }

@@ -3,7 +3,10 @@
 //!
 //! # `.log`
 //! Record batches (v2) back to back, exactly as produced, with base offset and partition
-//! leader epoch patched by the broker. Offsets increase strictly from batch to batch; the first
+//! leader epoch patched by the broker, or as rewritten by compaction (fewer records than
+//! offsets, or an empty header; see [`validate_stored_batch`] and
+//! `partition_log/compaction.rs`, which writes `<base>.log.cleaned` and `<base>.log.swap`
+//! beside the segment). Offsets increase strictly from batch to batch, gaps allowed; the first
 //! batch's base offset is ≥ the segment's base offset and every offset of the segment is below
 //! `base + 2^31` (relative offsets fit the index's 4-byte field). A segment never exceeds
 //! `segment_bytes` (≤ `i32::MAX`, so positions fit 4 bytes).
@@ -41,7 +44,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use runnel_protocol::record_batch::{validate_batch, BatchHeader, BATCH_HEADER_SIZE};
+use runnel_protocol::record_batch::{BatchHeader, BATCH_HEADER_SIZE};
 
 use crate::error::LogError;
 
@@ -52,6 +55,46 @@ pub const TIME_INDEX_ENTRY_SIZE: usize = 12;
 pub const LOG_SUFFIX: &str = ".log";
 pub const INDEX_SUFFIX: &str = ".index";
 pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
+/// Suffix of a segment being written by the cleaner (`<base>.log.cleaned`); deleted on open.
+pub const CLEANED_SUFFIX: &str = ".log.cleaned";
+/// Suffix of a cleaned segment ready to replace the segments it covers (`<base>.log.swap`);
+/// completed on open (see `partition_log/compaction.rs`).
+pub const SWAP_SUFFIX: &str = ".log.swap";
+
+/// Byte offset of the attributes field in a batch header, where the CRC's coverage starts.
+const ATTRIBUTES_AT: usize = 21;
+
+/// Checks one whole stored batch, exactly `bytes.len()` long: header, extent, CRC and the
+/// counts. Looser than the producer-side `validate_batch` in one way, which compaction needs:
+/// a batch may hold fewer records than its offset range (offsets removed by the cleaner), and
+/// may hold none at all (the cleaner keeps an idempotent producer's last batch header).
+pub fn validate_stored_batch(bytes: &[u8]) -> Result<BatchHeader, String> {
+    let header = BatchHeader::parse(bytes).map_err(|e| e.to_string())?;
+    if header.size_bytes() != bytes.len() {
+        return Err(format!(
+            "batch length {} does not match its {} bytes",
+            header.size_bytes(),
+            bytes.len()
+        ));
+    }
+    let computed = crc32c::crc32c(&bytes[ATTRIBUTES_AT..]);
+    if computed != header.crc {
+        return Err(format!(
+            "record batch CRC mismatch: stored {:#010x}, computed {computed:#010x}",
+            header.crc
+        ));
+    }
+    if header.records_count < 0 || header.last_offset_delta < 0 {
+        return Err("negative records count or last offset delta".to_string());
+    }
+    if i64::from(header.records_count) > i64::from(header.last_offset_delta) + 1 {
+        return Err("more records than offsets".to_string());
+    }
+    if header.records_count == 0 && !header.is_control() && !header.has_producer_id() {
+        return Err("empty record batch without a producer id".to_string());
+    }
+    Ok(header)
+}
 
 /// Parses a 20-digit zero-padded offset (a segment or snapshot file stem).
 pub fn parse_base_offset(stem: &str) -> Option<i64> {
@@ -128,6 +171,27 @@ impl Segment {
         let mut segment = Segment::empty(dir, base_offset, log_path, file);
         segment.dir_entry_synced = false;
         Ok(segment)
+    }
+
+    /// Creates an empty segment written to `<base>.log.cleaned` (the cleaner's output), without
+    /// index files: they are written by [`Segment::seal`] once the file is renamed to `.log`.
+    pub(crate) fn create_cleaned(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
+        let log_path = segment_file_path(dir, base_offset, CLEANED_SUFFIX);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)
+            .map_err(LogError::io("create", &log_path))?;
+        let mut segment = Segment::empty(dir, base_offset, log_path, file);
+        segment.dir_entry_synced = false;
+        Ok(segment)
+    }
+
+    /// Records that the segment's file was renamed to `path` (the open handle stays valid).
+    pub(crate) fn set_log_path(&mut self, path: PathBuf) {
+        self.log_path = path;
     }
 
     fn empty(dir: &Path, base_offset: i64, log_path: PathBuf, file: File) -> Segment {
@@ -230,7 +294,7 @@ impl Segment {
         self.file
             .read_exact_at(&mut bytes, position)
             .map_err(|e| format!("read failed: {e}"))?;
-        let header = validate_batch(&bytes).map_err(|e| e.to_string())?;
+        let header = validate_stored_batch(&bytes)?;
         if header.base_offset < expected_min {
             return Err(format!(
                 "non-contiguous batch: base offset {} below expected {expected_min}",

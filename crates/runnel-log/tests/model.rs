@@ -1,38 +1,58 @@
-//! Model-based test: a `PartitionLog` against a `Vec` of record values over random append /
-//! roll / truncate / flush / close+reopen / crash (drop without close, then lose unsynced bytes
-//! off the end of the active segment file).
+//! Model-based test: a `PartitionLog` against a model of its records (offset, key, value) over
+//! random append / roll / truncate / flush / close+reopen / crash (drop without close, then
+//! lose unsynced bytes off the end of the active segment file) / compaction / retention.
 //!
 //! Invariant after every step: reading from the log start gives exactly the model. After a
 //! crash the log keeps a prefix of the model that includes everything flushed, and the model
-//! is cut to that prefix.
+//! is cut to that prefix. A compaction that reports cleaner offset `c` leaves, below `c`, only
+//! the latest record of each key (and every null-key record), and everything from `c` on; the
+//! model applies the same rule. Retention drops the records below the new log start offset.
+//! The cleaner offset survives reopen and crash as the broker's checkpoint would carry it.
 
 mod support;
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 
 use proptest::prelude::*;
 use runnel_log::segment::segment_file_path;
-use runnel_log::{LogConfig, PartitionLog};
-use support::{batch, read_all};
+use runnel_log::{CompactionPolicy, LogConfig, PartitionLog, RetentionPolicy};
+use support::{decode_keyed, keyed_batch};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: usize, value_bytes: usize },
+    Append {
+        keys: Vec<Option<u8>>,
+        value_bytes: usize,
+    },
     Roll,
-    Truncate { fraction: f64 },
+    Truncate {
+        fraction: f64,
+    },
     Flush,
     Reopen,
-    Crash { chop_fraction: f64 },
+    Crash {
+        chop_fraction: f64,
+    },
+    Compact {
+        map_keys: usize,
+    },
+    Retain {
+        keep_fraction: f64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (1usize..5, 0usize..60).prop_map(|(records, value_bytes)| Op::Append { records, value_bytes }),
+        6 => (proptest::collection::vec(proptest::option::weighted(0.8, 0u8..6), 1..5), 0usize..60)
+            .prop_map(|(keys, value_bytes)| Op::Append { keys, value_bytes }),
         1 => Just(Op::Roll),
         1 => (0.0f64..1.0).prop_map(|fraction| Op::Truncate { fraction }),
         2 => Just(Op::Flush),
         1 => Just(Op::Reopen),
         1 => (0.0f64..1.0).prop_map(|chop_fraction| Op::Crash { chop_fraction }),
+        2 => (1usize..8).prop_map(|map_keys| Op::Compact { map_keys }),
+        1 => (0.3f64..1.0).prop_map(|keep_fraction| Op::Retain { keep_fraction }),
     ]
 }
 
@@ -44,44 +64,91 @@ fn config() -> LogConfig {
     }
 }
 
-fn check(log: &mut PartitionLog, model: &[String]) {
-    assert_eq!(log.log_end_offset(), model.len() as i64);
+/// What the log should hold: its records in offset order, its log end offset and the offset
+/// below which it is compacted.
+#[derive(Debug, Default)]
+struct Model {
+    records: Vec<(i64, Option<String>, String)>,
+    end: i64,
+    cleaned: i64,
+}
+
+impl Model {
+    fn keep_below(&mut self, end: i64) {
+        self.records.retain(|r| r.0 < end);
+        self.end = end;
+        self.cleaned = self.cleaned.min(end);
+    }
+
+    fn compact_below(&mut self, cleaned: i64) {
+        let mut latest: HashMap<String, i64> = HashMap::new();
+        for (offset, key, _) in self.records.iter().filter(|r| r.0 < cleaned) {
+            if let Some(key) = key {
+                latest.insert(key.clone(), *offset);
+            }
+        }
+        self.records.retain(|(offset, key, _)| {
+            *offset >= cleaned || key.as_ref().is_none_or(|k| latest.get(k) == Some(offset))
+        });
+        self.cleaned = self.cleaned.max(cleaned);
+    }
+}
+
+fn read_all(log: &PartitionLog) -> Vec<(i64, Option<String>, String)> {
+    let mut offset = log.log_start_offset();
+    let mut out = Vec::new();
+    loop {
+        let slice = log
+            .read(offset, 1 << 20, log.high_watermark(), true)
+            .expect("read");
+        if slice.is_empty() {
+            return out;
+        }
+        out.extend(decode_keyed(&slice.read_bytes().expect("pread")));
+        assert!(slice.next_offset > offset, "reads make progress");
+        offset = slice.next_offset;
+    }
+}
+
+fn check(log: &mut PartitionLog, model: &Model) {
+    assert_eq!(log.log_end_offset(), model.end);
     log.set_high_watermark(log.log_end_offset());
-    let values: Vec<String> = read_all(log, log.high_watermark())
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    assert_eq!(values, model);
+    assert_eq!(read_all(log), model.records);
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn partition_log_matches_a_vec_model(ops in proptest::collection::vec(op(), 1..40)) {
+    fn partition_log_matches_a_model(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("model-0");
         let mut log = PartitionLog::open(&path, config(), 0).expect("open");
-        let mut model: Vec<String> = Vec::new();
+        let mut model = Model::default();
         let mut counter = 0usize;
         for op in ops {
             match op {
-                Op::Append { records, value_bytes } => {
+                Op::Append { keys, value_bytes } => {
                     let tag = format!("v{counter}");
                     counter += 1;
-                    let mut bytes = batch(records, &tag, value_bytes, 1_000 + counter as i64, None);
-                    let expected: Vec<String> = support::decode(&bytes).into_iter().map(|(_, v)| v).collect();
+                    let keys: Vec<Option<String>> =
+                        keys.iter().map(|k| k.map(|k| format!("k{k}"))).collect();
+                    let mut bytes = keyed_batch(&keys, &tag, value_bytes, 1_000 + counter as i64);
+                    let expected = decode_keyed(&bytes);
                     let outcome = log.append(&mut bytes, 0, 0).expect("append");
-                    prop_assert_eq!(outcome.base_offset, model.len() as i64);
-                    model.extend(expected);
+                    prop_assert_eq!(outcome.base_offset, model.end);
+                    model.records.extend(
+                        expected.into_iter().map(|(o, k, v)| (o + outcome.base_offset, k, v)),
+                    );
+                    model.end = outcome.last_offset + 1;
                 }
                 Op::Roll => log.roll().expect("roll"),
                 Op::Truncate { fraction } => {
-                    let target = (model.len() as f64 * fraction) as i64;
+                    let target = (model.end as f64 * fraction) as i64;
                     log.truncate_to(target).expect("truncate");
                     let end = log.log_end_offset();
-                    prop_assert!(end <= target.max(0) || target >= model.len() as i64);
-                    model.truncate(end as usize);
+                    prop_assert!(end <= target.max(0) || target >= model.end);
+                    model.keep_below(end);
                 }
                 Op::Flush => {
                     if let Some(target) = log.flush_target() {
@@ -92,7 +159,8 @@ proptest! {
                 }
                 Op::Reopen => {
                     log.close().expect("close");
-                    log = PartitionLog::open(&path, config(), model.len() as i64).expect("reopen");
+                    log = PartitionLog::open(&path, config(), model.end).expect("reopen");
+                    log.set_cleaner_offset(model.cleaned);
                 }
                 Op::Crash { chop_fraction } => {
                     let recovery_point = log.recovery_point();
@@ -111,10 +179,33 @@ proptest! {
                     let chop = ((file_len - durable_len) as f64 * chop_fraction) as u64;
                     OpenOptions::new().write(true).open(&file).and_then(|f| f.set_len(file_len - chop)).expect("chop");
                     log = PartitionLog::open(&path, config(), recovery_point).expect("recover");
+                    log.set_cleaner_offset(model.cleaned);
                     let recovered = log.log_end_offset();
                     prop_assert!(recovered >= recovery_point, "lost flushed data: {} < {}", recovered, recovery_point);
-                    prop_assert!(recovered <= model.len() as i64);
-                    model.truncate(recovered as usize);
+                    prop_assert!(recovered <= model.end);
+                    model.keep_below(recovered);
+                }
+                Op::Compact { map_keys } => {
+                    let policy = CompactionPolicy {
+                        delete_retention_ms: i64::MAX,
+                        min_cleanable_dirty_ratio: 0.0,
+                        ..CompactionPolicy::default()
+                    };
+                    let map_bytes = map_keys * (runnel_log::partition_log::OFFSET_MAP_ENTRY_OVERHEAD_BYTES + 2);
+                    let before = log.cleaner_offset();
+                    let outcome = log.compact(&policy, 1_000_000, map_bytes).expect("compact");
+                    prop_assert!(outcome.cleaner_offset >= before);
+                    prop_assert_eq!(outcome.cleaner_offset, log.cleaner_offset());
+                    model.compact_below(outcome.cleaner_offset);
+                }
+                Op::Retain { keep_fraction } => {
+                    let policy = RetentionPolicy {
+                        retention_ms: -1,
+                        retention_bytes: (log.size_bytes() as f64 * keep_fraction) as i64,
+                    };
+                    log.apply_retention(&policy, 1_000_000).expect("retention");
+                    let start = log.log_start_offset();
+                    model.records.retain(|r| r.0 >= start);
                 }
             }
             check(&mut log, &model);

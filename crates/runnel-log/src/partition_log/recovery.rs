@@ -3,13 +3,17 @@
 //!
 //! Crash policy: data below the recovery point was fsynced and is trusted (its indexes are
 //! checked and rebuilt when in doubt). Every segment holding offsets at or above the recovery
-//! point, and always the active segment, is scanned batch by batch (`validate_batch`: extent,
+//! point, and always the active segment, is scanned batch by batch (`validate_stored_batch`: extent,
 //! magic, CRC; plus offset continuity). At the first torn, corrupt or non-contiguous batch the
 //! segment is truncated there (set_len + fsync), every later segment is deleted, and a WARN says
 //! what was dropped. The recovered data is then fsynced, so the recovery point and the high
 //! watermark start at the log end offset. An active segment that scans clean and lies wholly
-//! below the recovery point (a clean shutdown) was already fsynced: nothing is rewritten. Leftover temp files (`*.tmp`, `*.deleted`,
-//! `*.cleaned`) and index files without a `.log` are removed.
+//! below the recovery point (a clean shutdown) was already fsynced: nothing is rewritten.
+//! Leftover temp files (`*.tmp`, `*.deleted`, `*.cleaned`) and index files without a `.log` are
+//! removed. A compaction interrupted after its `<base>.log.swap` was complete is finished first:
+//! the `.log` files whose base offset lies in `[swap base, swap next offset)` (the segment it
+//! replaces) are deleted with their indexes and the swap is renamed to `<base>.log`; its
+//! indexes are then rebuilt by the scan (see `compaction.rs`).
 
 use std::fs;
 use std::path::Path;
@@ -20,7 +24,10 @@ use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{delete_snapshots_after, load_newest_snapshot, ProducerStateManager};
-use crate::segment::{parse_base_offset, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::{
+    parse_base_offset, segment_file_path, Segment, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX,
+    TIME_INDEX_SUFFIX,
+};
 
 impl PartitionLog {
     /// Opens (creating if missing) the partition directory `dir` and recovers it; see the
@@ -43,6 +50,7 @@ impl PartitionLog {
         log_start_offset: i64,
     ) -> Result<PartitionLog, LogError> {
         fs::create_dir_all(dir).map_err(LogError::io("create directory", dir))?;
+        complete_swaps(dir)?;
         let bases = scan_directory(dir)?;
         let mut epochs = LeaderEpochCache::load(dir)?;
         let mut segments: Vec<Segment> = Vec::new();
@@ -160,6 +168,8 @@ impl PartitionLog {
             recovery_point: log_end_offset,
             producers: ProducerStateManager::new(),
             epochs,
+            cleaner_offset: log_start_offset,
+            tombstone_horizon_ms: None,
         };
         delete_snapshots_after(dir, log_end_offset)?;
         log.rebuild_producer_state()?;
@@ -181,6 +191,67 @@ impl PartitionLog {
         }
         Ok(())
     }
+}
+
+/// Finishes every interrupted segment swap of a compaction: deletes the segments a
+/// `<base>.log.swap` replaces and renames it to `<base>.log`.
+fn complete_swaps(dir: &Path) -> Result<(), LogError> {
+    let mut swaps = Vec::new();
+    let mut logs = Vec::new();
+    for entry in fs::read_dir(dir).map_err(LogError::io("list", dir))? {
+        let entry = entry.map_err(LogError::io("list", dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = name.strip_suffix(SWAP_SUFFIX).and_then(parse_base_offset) {
+            swaps.push(base);
+        } else if let Some(base) = name.strip_suffix(LOG_SUFFIX).and_then(parse_base_offset) {
+            logs.push(base);
+        }
+    }
+    if swaps.is_empty() {
+        return Ok(());
+    }
+    for base in swaps {
+        let swap_path = segment_file_path(dir, base, SWAP_SUFFIX);
+        let next_offset = swap_next_offset(&swap_path, base)?;
+        for &old in logs
+            .iter()
+            .filter(|&&old| old >= base && old < next_offset.max(base + 1))
+        {
+            Segment::delete_files(dir, old)?;
+        }
+        // The swap's own stale index files, if the old segment's were left behind.
+        Segment::delete_files(dir, base)?;
+        let log_path = segment_file_path(dir, base, LOG_SUFFIX);
+        fs::rename(&swap_path, &log_path).map_err(LogError::io("rename", &swap_path))?;
+        tracing::warn!(path = %log_path.display(), "completed an interrupted compaction swap");
+    }
+    sync_dir(dir)
+}
+
+/// The offset after the last whole batch of a swap file (its base when it holds none). The
+/// swap was fsynced before it got its name; the scan after this one checks CRCs.
+fn swap_next_offset(path: &Path, base: i64) -> Result<i64, LogError> {
+    use runnel_protocol::record_batch::{BatchHeader, BATCH_HEADER_SIZE};
+    use std::os::unix::fs::FileExt;
+    let file = fs::File::open(path).map_err(LogError::io("open", path))?;
+    let len = file.metadata().map_err(LogError::io("stat", path))?.len();
+    let mut position = 0u64;
+    let mut next_offset = base;
+    let mut bytes = [0u8; BATCH_HEADER_SIZE];
+    while position + BATCH_HEADER_SIZE as u64 <= len {
+        file.read_exact_at(&mut bytes, position)
+            .map_err(LogError::io("read", path))?;
+        let Ok(header) = BatchHeader::parse(&bytes) else {
+            break;
+        };
+        if position + header.size_bytes() as u64 > len {
+            break;
+        }
+        next_offset = next_offset.max(header.last_offset() + 1);
+        position += header.size_bytes() as u64;
+    }
+    Ok(next_offset)
 }
 
 /// Lists segment base offsets, removing temp files and orphan index files.

@@ -109,12 +109,18 @@ impl PartitionLog {
         count
     }
 
-    /// Segments from the front that hold data wholly below the high watermark.
+    /// Segments from the front wholly below the high watermark, holding data or not active
+    /// (compaction may leave the first segment empty).
     fn deletable(&self) -> impl Iterator<Item = &Segment> {
         let high_watermark = self.high_watermark;
+        let active = self.segments.len() - 1;
         self.segments
             .iter()
-            .take_while(move |s| !s.is_empty() && s.next_offset() <= high_watermark)
+            .enumerate()
+            .take_while(move |(i, s)| {
+                (*i < active || !s.is_empty()) && s.next_offset() <= high_watermark
+            })
+            .map(|(_, s)| s)
     }
 
     fn delete_leading_segments(&mut self, count: usize) -> Result<(), LogError> {

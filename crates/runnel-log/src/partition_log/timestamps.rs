@@ -3,13 +3,14 @@
 //! Only offsets below the high watermark and at or above the log start offset count. Segment
 //! max timestamps and the time index narrow the search; batch headers (max timestamp) find the
 //! batch; `record_timestamps` finds the record inside it. The segment holding the high
-//! watermark is scanned header by header for MAX_TIMESTAMP (a rare request).
+//! watermark is scanned header by header for MAX_TIMESTAMP (a rare request). Compacted batches
+//! may skip offsets or hold no records: only the records present count.
 
-use runnel_protocol::record_batch::{record_timestamps, BatchHeader};
+use runnel_protocol::record_batch::BatchHeader;
 
 use super::PartitionLog;
 use crate::error::LogError;
-use crate::segment::Segment;
+use crate::segment::{validate_stored_batch, Segment};
 
 impl PartitionLog {
     /// The first record (offset, timestamp) whose timestamp is ≥ `timestamp`.
@@ -108,9 +109,26 @@ impl PartitionLog {
         header: &BatchHeader,
     ) -> Result<Vec<(i64, i64)>, LogError> {
         let bytes = segment.read_batch(position, header)?;
-        record_timestamps(&bytes).map_err(|error| LogError::Corrupt {
+        let corrupt = |reason: String| LogError::Corrupt {
             path: segment.log_path().to_path_buf(),
-            reason: format!("batch at position {position}: {error}"),
-        })
+            reason: format!("batch at position {position}: {reason}"),
+        };
+        let header = validate_stored_batch(&bytes).map_err(corrupt)?;
+        let mut buf = bytes::Bytes::from(bytes);
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+            .map_err(|error| corrupt(format!("records do not decode: {error}")))?;
+        // With LogAppendTime every record carries the batch's max timestamp.
+        Ok(set
+            .records
+            .iter()
+            .map(|record| {
+                let timestamp = if header.is_log_append_time() {
+                    header.max_timestamp
+                } else {
+                    record.timestamp
+                };
+                (record.offset, timestamp)
+            })
+            .collect())
     }
 }

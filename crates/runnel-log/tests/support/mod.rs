@@ -110,3 +110,62 @@ pub fn small_config(segment_bytes: u64) -> LogConfig {
         ..LogConfig::default()
     }
 }
+
+/// A batch of records with the given keys (None = null key) and values `"{tag}-{i}"` padded to
+/// `value_bytes`, timestamps `timestamp + i`.
+pub fn keyed_batch(
+    keys: &[Option<String>],
+    tag: &str,
+    value_bytes: usize,
+    timestamp: i64,
+) -> Vec<u8> {
+    let records: Vec<Record> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let mut value = format!("{tag}-{i}");
+            while value.len() < value_bytes {
+                value.push('.');
+            }
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32,
+                timestamp: timestamp + i as i64,
+                key: key.clone().map(Bytes::from),
+                value: Some(Bytes::from(value)),
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
+    buf.to_vec()
+}
+
+/// Decodes batches back to back into (offset, key, value) triples.
+pub fn decode_keyed(bytes: &[u8]) -> Vec<(i64, Option<String>, String)> {
+    let mut buf = Bytes::copy_from_slice(bytes);
+    let mut out = Vec::new();
+    for set in RecordBatchDecoder::decode_all(&mut buf).expect("decode") {
+        for record in set.records {
+            let text = |b: Bytes| String::from_utf8_lossy(&b).into_owned();
+            out.push((
+                record.offset,
+                record.key.map(text),
+                record.value.map(text).unwrap_or_default(),
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,579 @@
+//! Log compaction (`cleanup.policy=compact`): rewriting the non-active segments so that each key
+//! keeps only its latest record, with Kafka's cleaner rules (`LogCleaner`, `Cleaner`).
+//!
+//! # What a pass does
+//! The *cleaner offset* splits the log: below it the clean section (already compacted once),
+//! from it the dirty section. A pass runs when the dirty share of the non-active segments'
+//! bytes ([`PartitionLog::cleanable_ratio`]) reaches `min.cleanable.dirty.ratio`, when the
+//! oldest dirty record is older than `max.compaction.lag.ms`, or when a kept tombstone's delete
+//! horizon has passed. It:
+//! 1. bounds the dirty section at the first segment that is active, not wholly below the high
+//!    watermark, or (when `min.compaction.lag.ms` > 0) holds a record younger than that lag;
+//! 2. builds a key → latest offset map over the dirty section, at most `offset_map_bytes_max`
+//!    bytes (estimated [`OFFSET_MAP_ENTRY_OVERHEAD_BYTES`] + key length per key); when full,
+//!    the pass cleans only up to the first offset the map does not cover;
+//! 3. rewrites every non-active segment from the log start up to that end: a keyed record is
+//!    kept only if no newer record of its key is in the map (records of the clean section
+//!    included); records with a null key are kept; control batches are kept as they are;
+//! 4. moves the cleaner offset to the end of the cleaned section.
+//!
+//! Invariants: the clean section holds at most one record per key (every pass deduplicates
+//! it against the map); retained records keep their offsets (gaps are allowed, the log end
+//! offset never moves); the active segment and everything at or above the high watermark are
+//! never touched.
+//!
+//! # Batches
+//! A batch whose records all survive is copied byte for byte. Otherwise it becomes one new batch
+//! with the same codec, timestamp type (LogAppendTime batches keep their max timestamp),
+//! producer id/epoch, transactional flag and leader epoch, whose base offset is its first
+//! retained record's offset and whose base sequence moves with it (so each record keeps its
+//! sequence). A batch left with no records is dropped, except the last batch of an idempotent
+//! producer (per the live producer state), which stays as an empty header with its original
+//! offsets and sequences, as Kafka does, so that rebuilding producer state from the log still
+//! finds the producer's epoch and last sequence. A segment left empty is deleted, except the
+//! first one, which keeps the log start offset where it was.
+//!
+//! # Tombstones
+//! We use the rule of Kafka before KIP-534, on record timestamps: a tombstone (null value) is
+//! dropped once it has survived one pass (it lies below the cleaner offset when the pass starts)
+//! and its segment's newest record is older than `now_ms - delete.retention.ms`. Nothing is
+//! written to the batch (no delete-horizon attribute). After a pass keeps tombstones, the
+//! log remembers (in memory only) the earliest such segment timestamp, so that a later pass runs
+//! when it expires even without new dirty data; after a restart the next regular pass drops
+//! them.
+//!
+//! # Crash policy (Kafka's `.cleaned` / `.swap` discipline)
+//! Each cleaned segment is written to `<base>.log.cleaned` and fsynced, renamed to
+//! `<base>.log.swap`, the directory fsynced; then the replaced segment's `.log`, `.index` and
+//! `.timeindex` are deleted, the swap is renamed to `<base>.log`, its index files are written
+//! (a cache, rebuilt if missing) and the directory fsynced. On open (`recovery.rs`),
+//! `*.cleaned` files are deleted (the old segment is intact) and every `*.swap` is completed:
+//! the `.log` files whose base offset lies in `[swap base, swap next offset)` are deleted and the
+//! swap becomes `<base>.log`, its indexes rebuilt by scanning. A crash at any point therefore
+//! leaves, per segment, either the old or the cleaned version; both hold every record a
+//! compaction must keep. The cleaner offset is persisted by the broker
+//! (`cleaner-offset-checkpoint`) after a pass; an older checkpoint only makes the next pass
+//! treat more of the log as dirty.
+
+use std::collections::HashMap;
+use std::fs;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+};
+use runnel_protocol::record_batch::{set_log_append_time, BatchHeader, BATCH_HEADER_SIZE};
+
+use super::PartitionLog;
+use crate::checkpoint::sync_dir;
+use crate::error::LogError;
+use crate::segment::{
+    segment_file_path, validate_stored_batch, Segment, CLEANED_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX,
+};
+
+/// Estimated bytes one key takes in the offset map, besides the key itself (hash table slot,
+/// `Bytes` handle, offset).
+pub const OFFSET_MAP_ENTRY_OVERHEAD_BYTES: usize = 48;
+
+/// The compaction settings of a topic, with Kafka's names. Negative lags count as 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompactionPolicy {
+    /// `delete.retention.ms`: how long a tombstone stays after its first pass.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: a segment with a record younger than this stays dirty.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty record older than this forces a pass.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the dirty share of bytes that starts a pass.
+    pub min_cleanable_dirty_ratio: f64,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        // Kafka's defaults: 1 day, 0, unlimited, 0.5.
+        CompactionPolicy {
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
+        }
+    }
+}
+
+/// What one call of [`PartitionLog::compact`] did. All zero (and the cleaner offset unchanged)
+/// when no pass was due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompactionOutcome {
+    /// Segments replaced by a cleaned version or deleted because nothing in them survived.
+    pub segments_rewritten: usize,
+    /// Log bytes of the segments the pass covered, before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub records_removed: u64,
+    /// The cleaner offset after the pass: everything below it is clean.
+    pub cleaner_offset: i64,
+}
+
+/// Key → offset of its latest record in the dirty section, bounded in estimated bytes.
+struct OffsetMap {
+    latest: HashMap<Bytes, i64>,
+    size_bytes: usize,
+    size_bytes_max: usize,
+}
+
+impl OffsetMap {
+    fn new(size_bytes_max: usize) -> Self {
+        OffsetMap {
+            latest: HashMap::new(),
+            size_bytes: 0,
+            size_bytes_max,
+        }
+    }
+
+    /// Records `offset` as the latest of `key`; `false` when a new key does not fit (the first
+    /// key always fits, so that every pass makes progress).
+    fn put(&mut self, key: &Bytes, offset: i64) -> bool {
+        if let Some(latest) = self.latest.get_mut(key) {
+            *latest = offset;
+            return true;
+        }
+        let entry_bytes = OFFSET_MAP_ENTRY_OVERHEAD_BYTES + key.len();
+        if !self.latest.is_empty() && self.size_bytes + entry_bytes > self.size_bytes_max {
+            return false;
+        }
+        self.size_bytes += entry_bytes;
+        self.latest.insert(key.clone(), offset);
+        true
+    }
+
+    fn latest(&self, key: &Bytes) -> Option<i64> {
+        self.latest.get(key).copied()
+    }
+}
+
+/// The rules of one pass for deciding each record's fate.
+struct Pass<'a> {
+    map: &'a OffsetMap,
+    /// The cleaner offset when the pass started: records below it survived a pass already.
+    first_dirty: i64,
+    /// Tombstones in segments whose newest record is older than this may go.
+    tombstone_cutoff_ms: i64,
+}
+
+/// What became of one batch.
+enum Verdict {
+    /// Every record survives: copy the batch as it is.
+    Unchanged,
+    /// Some records survive, or an empty header must stay: these bytes replace the batch.
+    Rewritten(Vec<u8>),
+    Dropped,
+}
+
+/// The cleaned version of one segment.
+struct CleanedSegment {
+    segment: Segment,
+    changed: bool,
+    records_removed: u64,
+    keeps_tombstones: bool,
+}
+
+impl PartitionLog {
+    /// Everything below this offset is clean (compacted at least once); clamped to
+    /// `[log start offset, log end offset]`.
+    pub fn cleaner_offset(&self) -> i64 {
+        self.cleaner_offset
+            .clamp(self.log_start_offset, self.log_end_offset())
+    }
+
+    /// Sets the cleaner offset (from `cleaner-offset-checkpoint`, after open).
+    pub fn set_cleaner_offset(&mut self, offset: i64) {
+        self.cleaner_offset = offset;
+    }
+
+    /// Dirty bytes / all bytes of the non-active segments, where a segment is dirty when it
+    /// holds offsets at or after the cleaner offset. 0 when there are no such bytes.
+    pub fn cleanable_ratio(&self) -> f64 {
+        let first_dirty = self.cleaner_offset();
+        let (mut clean, mut dirty) = (0u64, 0u64);
+        for segment in &self.segments[..self.segments.len() - 1] {
+            if segment.next_offset() > first_dirty {
+                dirty += segment.size_bytes();
+            } else {
+                clean += segment.size_bytes();
+            }
+        }
+        if clean + dirty == 0 {
+            0.0
+        } else {
+            dirty as f64 / (clean + dirty) as f64
+        }
+    }
+
+    /// Runs one cleaning pass if one is due at `now_ms` (see the module doc).
+    pub fn compact(
+        &mut self,
+        policy: &CompactionPolicy,
+        now_ms: i64,
+        offset_map_bytes_max: usize,
+    ) -> Result<CompactionOutcome, LogError> {
+        let first_dirty = self.cleaner_offset();
+        let end_bound = self
+            .first_uncleanable_offset(policy, now_ms)
+            .max(first_dirty);
+        let tombstone_cutoff_ms = now_ms.saturating_sub(policy.delete_retention_ms.max(0));
+        let has_dirty = end_bound > first_dirty;
+        let dirty_due = has_dirty
+            && (self.cleanable_ratio() >= policy.min_cleanable_dirty_ratio
+                || self.dirty_lag_exceeded(first_dirty, policy, now_ms)?);
+        let due = dirty_due
+            || self
+                .tombstone_horizon_ms
+                .is_some_and(|newest| newest < tombstone_cutoff_ms);
+        if !due {
+            return Ok(CompactionOutcome {
+                cleaner_offset: first_dirty,
+                ..CompactionOutcome::default()
+            });
+        }
+        let (map, dirty_end) =
+            self.build_offset_map(first_dirty, end_bound, offset_map_bytes_max)?;
+        let pass = Pass {
+            map: &map,
+            first_dirty,
+            tombstone_cutoff_ms,
+        };
+        let mut outcome = CompactionOutcome::default();
+        let mut tombstone_horizon_ms: Option<i64> = None;
+        let mut index = 0;
+        while index + 1 < self.segments.len() && self.segments[index].base_offset() < dirty_end {
+            let bytes_before = self.segments[index].size_bytes();
+            let cleaned = self.clean_segment(index, &pass, now_ms)?;
+            outcome.bytes_before += bytes_before;
+            outcome.records_removed += cleaned.records_removed;
+            if cleaned.keeps_tombstones {
+                let newest = cleaned.segment.max_timestamp().0;
+                tombstone_horizon_ms = Some(tombstone_horizon_ms.map_or(newest, |t| t.min(newest)));
+            }
+            if !cleaned.changed {
+                let path = cleaned.segment.log_path().to_path_buf();
+                drop(cleaned.segment);
+                fs::remove_file(&path).map_err(LogError::io("remove", &path))?;
+                outcome.bytes_after += bytes_before;
+                index += 1;
+            } else if cleaned.segment.is_empty() && index > 0 {
+                self.drop_emptied_segment(index, cleaned.segment)?;
+                outcome.segments_rewritten += 1;
+            } else {
+                outcome.bytes_after += cleaned.segment.size_bytes();
+                self.swap_in(index, cleaned.segment)?;
+                outcome.segments_rewritten += 1;
+                index += 1;
+            }
+        }
+        self.tombstone_horizon_ms = tombstone_horizon_ms;
+        self.cleaner_offset = dirty_end.max(first_dirty);
+        outcome.cleaner_offset = self.cleaner_offset();
+        tracing::info!(
+            dir = %self.dir.display(),
+            segments_rewritten = outcome.segments_rewritten,
+            bytes_before = outcome.bytes_before,
+            bytes_after = outcome.bytes_after,
+            records_removed = outcome.records_removed,
+            cleaner_offset = outcome.cleaner_offset,
+            "compacted log"
+        );
+        Ok(outcome)
+    }
+
+    /// Base offset of the first segment the pass may not clean: the active one, one not wholly
+    /// below the high watermark, or a dirty one holding a record younger than the minimum lag.
+    fn first_uncleanable_offset(&self, policy: &CompactionPolicy, now_ms: i64) -> i64 {
+        let first_dirty = self.cleaner_offset();
+        let lag_cutoff_ms = now_ms.saturating_sub(policy.min_compaction_lag_ms.max(0));
+        for segment in &self.segments[..self.segments.len() - 1] {
+            let too_young = policy.min_compaction_lag_ms > 0
+                && segment.next_offset() > first_dirty
+                && segment.max_timestamp().0 > lag_cutoff_ms;
+            if segment.next_offset() > self.high_watermark || too_young {
+                return segment.base_offset();
+            }
+        }
+        self.active().base_offset()
+    }
+
+    /// Whether the first dirty batch is older than `max.compaction.lag.ms`.
+    fn dirty_lag_exceeded(
+        &self,
+        first_dirty: i64,
+        policy: &CompactionPolicy,
+        now_ms: i64,
+    ) -> Result<bool, LogError> {
+        for segment in self
+            .segments
+            .iter()
+            .filter(|s| s.next_offset() > first_dirty)
+        {
+            if let Some((_, header)) = segment.translate_offset(first_dirty)? {
+                let oldest_ms = header.base_timestamp;
+                return Ok(oldest_ms >= 0
+                    && now_ms.saturating_sub(oldest_ms) > policy.max_compaction_lag_ms.max(0));
+            }
+        }
+        Ok(false)
+    }
+
+    /// The key → latest offset map over `[first_dirty, end_bound)`, and the offset where it
+    /// stops covering (`end_bound` unless it filled up).
+    fn build_offset_map(
+        &self,
+        first_dirty: i64,
+        end_bound: i64,
+        size_bytes_max: usize,
+    ) -> Result<(OffsetMap, i64), LogError> {
+        let mut map = OffsetMap::new(size_bytes_max);
+        let dirty = self
+            .segments
+            .iter()
+            .filter(|s| s.next_offset() > first_dirty && s.base_offset() < end_bound);
+        for segment in dirty {
+            for (position, header) in segment.headers_below(end_bound)? {
+                if header.last_offset() < first_dirty || header.is_control() {
+                    continue;
+                }
+                for record in decode_records(segment, position, &header)? {
+                    if record.offset < first_dirty || record.offset >= end_bound {
+                        continue;
+                    }
+                    let Some(key) = &record.key else { continue };
+                    if !map.put(key, record.offset) {
+                        return Ok((map, record.offset));
+                    }
+                }
+            }
+        }
+        Ok((map, end_bound))
+    }
+
+    /// Writes the cleaned version of segment `index` to `<base>.log.cleaned`.
+    fn clean_segment(
+        &self,
+        index: usize,
+        pass: &Pass<'_>,
+        now_ms: i64,
+    ) -> Result<CleanedSegment, LogError> {
+        let source = &self.segments[index];
+        let mut cleaned = CleanedSegment {
+            segment: Segment::create_cleaned(&self.dir, source.base_offset())?,
+            changed: false,
+            records_removed: 0,
+            keeps_tombstones: false,
+        };
+        let tombstones_expire = source.max_timestamp().0 < pass.tombstone_cutoff_ms;
+        let interval = self.config.index_interval_bytes;
+        for (position, header) in source.headers_below(i64::MAX)? {
+            let bytes = source.read_batch(position, &header)?;
+            let verdict = if header.is_control() {
+                Verdict::Unchanged
+            } else {
+                let records = decode_records(source, position, &header)?;
+                let total = records.len();
+                let retained: Vec<Record> = records
+                    .into_iter()
+                    .filter(|r| retain_record(r, pass, tombstones_expire))
+                    .collect();
+                cleaned.records_removed += (total - retained.len()) as u64;
+                cleaned.keeps_tombstones |= retained
+                    .iter()
+                    .any(|r| r.key.is_some() && r.value.is_none());
+                if retained.len() == total {
+                    Verdict::Unchanged
+                } else if !retained.is_empty() {
+                    let corrupt = |reason: String| LogError::Corrupt {
+                        path: source.log_path().to_path_buf(),
+                        reason: format!(
+                            "re-encoding batch at offset {}: {reason}",
+                            header.base_offset
+                        ),
+                    };
+                    Verdict::Rewritten(encode_retained(&header, retained).map_err(corrupt)?)
+                } else if self.is_producers_last_batch(&header) {
+                    Verdict::Rewritten(empty_batch(&header))
+                } else {
+                    Verdict::Dropped
+                }
+            };
+            let written = match verdict {
+                Verdict::Unchanged => bytes,
+                Verdict::Rewritten(rewritten) => {
+                    cleaned.changed = true;
+                    rewritten
+                }
+                Verdict::Dropped => {
+                    cleaned.changed = true;
+                    continue;
+                }
+            };
+            let written_header =
+                validate_stored_batch(&written).map_err(|reason| LogError::Corrupt {
+                    path: source.log_path().to_path_buf(),
+                    reason: format!("cleaned batch at offset {}: {reason}", header.base_offset),
+                })?;
+            cleaned
+                .segment
+                .append(&written, &written_header, interval, now_ms)?;
+        }
+        Ok(cleaned)
+    }
+
+    /// Whether `header` is the last batch the live producer state knows of its producer.
+    fn is_producers_last_batch(&self, header: &BatchHeader) -> bool {
+        header.has_producer_id()
+            && self
+                .producers
+                .entry(header.producer_id)
+                .and_then(|entry| entry.batches.back())
+                .is_some_and(|last| last.last_offset == header.last_offset())
+    }
+
+    /// Replaces segment `index` with its cleaned version: fsync, `.cleaned` → `.swap`, fsync
+    /// directory, delete the old files, `.swap` → `.log`, index files, fsync directory.
+    fn swap_in(&mut self, index: usize, mut cleaned: Segment) -> Result<(), LogError> {
+        let base_offset = cleaned.base_offset();
+        let cleaned_path = segment_file_path(&self.dir, base_offset, CLEANED_SUFFIX);
+        let swap_path = segment_file_path(&self.dir, base_offset, SWAP_SUFFIX);
+        let log_path = segment_file_path(&self.dir, base_offset, LOG_SUFFIX);
+        cleaned
+            .file()
+            .sync_all()
+            .map_err(LogError::io("fsync", &cleaned_path))?;
+        fs::rename(&cleaned_path, &swap_path).map_err(LogError::io("rename", &cleaned_path))?;
+        sync_dir(&self.dir)?;
+        Segment::delete_files(&self.dir, base_offset)?;
+        fs::rename(&swap_path, &log_path).map_err(LogError::io("rename", &swap_path))?;
+        cleaned.set_log_path(log_path);
+        cleaned.seal()?;
+        sync_dir(&self.dir)?;
+        cleaned.dir_entry_synced = true;
+        self.segments[index] = cleaned;
+        Ok(())
+    }
+
+    /// Deletes segment `index` (not the first), none of whose records survived.
+    fn drop_emptied_segment(&mut self, index: usize, cleaned: Segment) -> Result<(), LogError> {
+        let cleaned_path = cleaned.log_path().to_path_buf();
+        drop(cleaned);
+        fs::remove_file(&cleaned_path).map_err(LogError::io("remove", &cleaned_path))?;
+        let removed = self.segments.remove(index);
+        Segment::delete_files(&self.dir, removed.base_offset())?;
+        sync_dir(&self.dir)
+    }
+}
+
+/// Whether a record of a non-control batch survives the pass.
+fn retain_record(record: &Record, pass: &Pass<'_>, tombstones_expire: bool) -> bool {
+    let Some(key) = &record.key else {
+        return true;
+    };
+    if pass
+        .map
+        .latest(key)
+        .is_some_and(|latest| record.offset < latest)
+    {
+        return false;
+    }
+    let expired_tombstone =
+        record.value.is_none() && record.offset < pass.first_dirty && tombstones_expire;
+    !expired_tombstone
+}
+
+/// Decodes the records of the batch at `position`, checking its CRC first.
+fn decode_records(
+    segment: &Segment,
+    position: u64,
+    header: &BatchHeader,
+) -> Result<Vec<Record>, LogError> {
+    let bytes = segment.read_batch(position, header)?;
+    let corrupt = |reason: String| LogError::Corrupt {
+        path: segment.log_path().to_path_buf(),
+        reason: format!("batch at position {position}: {reason}"),
+    };
+    validate_stored_batch(&bytes).map_err(corrupt)?;
+    let mut buf = Bytes::from(bytes);
+    let set = RecordBatchDecoder::decode(&mut buf)
+        .map_err(|error| corrupt(format!("records do not decode: {error}")))?;
+    Ok(set.records)
+}
+
+/// Kafka's sequence arithmetic: `base + delta`, wrapping from `i32::MAX` to 0.
+fn sequence_after(base_sequence: i32, delta: i64) -> i32 {
+    ((i64::from(base_sequence) + delta) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+/// One batch holding `retained` (non-empty, from the batch `original`), based at the first
+/// retained record's offset, with the original's codec, flags, producer fields and, for
+/// LogAppendTime, max timestamp.
+fn encode_retained(original: &BatchHeader, mut retained: Vec<Record>) -> Result<Vec<u8>, String> {
+    let Some(first_offset) = retained.first().map(|r| r.offset) else {
+        return Err("no records".to_string());
+    };
+    let base_sequence = if original.base_sequence < 0 {
+        -1
+    } else {
+        sequence_after(original.base_sequence, first_offset - original.base_offset)
+    };
+    // The encoder keeps records in one batch only while offset - sequence is constant, and
+    // takes the base sequence from the first record.
+    for record in &mut retained {
+        record.sequence = base_sequence.wrapping_add((record.offset - first_offset) as i32);
+    }
+    let compression = match original.compression() {
+        0 => Compression::None,
+        1 => Compression::Gzip,
+        2 => Compression::Snappy,
+        3 => Compression::Lz4,
+        4 => Compression::Zstd,
+        other => return Err(format!("unknown compression codec {other}")),
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, retained.iter(), &options)
+        .map_err(|error| error.to_string())?;
+    let mut bytes = buf.to_vec();
+    let header = BatchHeader::parse(&bytes).map_err(|error| error.to_string())?;
+    if header.size_bytes() != bytes.len() || header.records_count as usize != retained.len() {
+        return Err("the retained records did not encode as one batch".to_string());
+    }
+    if original.is_log_append_time() {
+        set_log_append_time(&mut bytes, original.max_timestamp);
+    }
+    Ok(bytes)
+}
+
+/// A batch header with no records standing for `original` (an idempotent producer's last
+/// batch): same offsets, sequences, producer fields, flags and timestamps, no compression.
+fn empty_batch(original: &BatchHeader) -> Vec<u8> {
+    const CODEC_MASK: i16 = 0x07;
+    let mut bytes = Vec::with_capacity(BATCH_HEADER_SIZE);
+    bytes.extend_from_slice(&original.base_offset.to_be_bytes());
+    bytes.extend_from_slice(&((BATCH_HEADER_SIZE - 12) as i32).to_be_bytes());
+    bytes.extend_from_slice(&original.partition_leader_epoch.to_be_bytes());
+    bytes.push(2);
+    bytes.extend_from_slice(&[0; 4]);
+    bytes.extend_from_slice(&(original.attributes & !CODEC_MASK).to_be_bytes());
+    bytes.extend_from_slice(&original.last_offset_delta.to_be_bytes());
+    bytes.extend_from_slice(&original.max_timestamp.to_be_bytes());
+    bytes.extend_from_slice(&original.max_timestamp.to_be_bytes());
+    bytes.extend_from_slice(&original.producer_id.to_be_bytes());
+    bytes.extend_from_slice(&original.producer_epoch.to_be_bytes());
+    bytes.extend_from_slice(&original.base_sequence.to_be_bytes());
+    bytes.extend_from_slice(&0i32.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+#[cfg(test)]
+mod tests;

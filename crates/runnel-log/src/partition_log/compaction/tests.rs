@@ -1,0 +1,485 @@
+//! Compaction through real files: the view after passes, tombstones, bounded offset maps,
+//! idempotent producers, reads at removed offsets, reopen, and crashes mid-swap.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::*;
+use crate::config::LogConfig;
+use crate::segment::segment_file_path;
+
+const T0: i64 = 1_700_000_000_000;
+const MAP_BYTES: usize = 1 << 20;
+
+/// (offset, key, value) of one record as read back.
+type Entry = (i64, Option<String>, Option<String>);
+
+fn keyed_batch(
+    records: &[(Option<String>, Option<String>)],
+    timestamp: i64,
+    producer: Option<(i64, i16, i32)>,
+    compression: Compression,
+) -> Vec<u8> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: producer.map_or(-1, |p| p.0),
+            producer_epoch: producer.map_or(-1, |p| p.1),
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: producer.map_or(i as i32, |p| p.2 + i as i32),
+            timestamp: timestamp + i as i64,
+            key: key.clone().map(Bytes::from),
+            value: value.clone().map(Bytes::from),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
+    buf.to_vec()
+}
+
+fn text(bytes: Option<Bytes>) -> Option<String> {
+    bytes.map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+fn decode(bytes: &[u8]) -> Vec<Entry> {
+    let mut buf = Bytes::copy_from_slice(bytes);
+    RecordBatchDecoder::decode_all(&mut buf)
+        .expect("decode")
+        .into_iter()
+        .flat_map(|set| set.records)
+        .map(|r| (r.offset, text(r.key), text(r.value)))
+        .collect()
+}
+
+/// Every record from `offset` to the high watermark, by repeated reads.
+fn read_from(log: &PartitionLog, mut offset: i64) -> Vec<Entry> {
+    let mut out = Vec::new();
+    loop {
+        let slice = log
+            .read(offset, 1 << 16, log.high_watermark(), true)
+            .expect("read");
+        if slice.is_empty() {
+            return out;
+        }
+        out.extend(
+            decode(&slice.read_bytes().expect("pread"))
+                .into_iter()
+                .filter(|e| e.0 >= offset),
+        );
+        assert!(slice.next_offset > offset, "reads make progress");
+        offset = slice.next_offset;
+    }
+}
+
+fn read_all(log: &PartitionLog) -> Vec<Entry> {
+    read_from(log, log.log_start_offset())
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    }
+}
+
+fn policy(delete_retention_ms: i64) -> CompactionPolicy {
+    CompactionPolicy {
+        delete_retention_ms,
+        ..CompactionPolicy::default()
+    }
+}
+
+/// 5,000 records over 50 keys in batches of 5, 10 tombstones (keys k0..k9), 20 null-key
+/// records, then a roll and a tail batch in the active segment. Returns the newest timestamp.
+fn fill(log: &mut PartitionLog) -> i64 {
+    let mut timestamp = T0;
+    for b in 0..1_000 {
+        let records: Vec<_> = (0..5)
+            .map(|r| {
+                let i = b * 5 + r;
+                (Some(format!("k{}", i % 50)), Some(format!("v{i}")))
+            })
+            .collect();
+        let compression = if b % 3 == 0 {
+            Compression::Gzip
+        } else {
+            Compression::None
+        };
+        log.append(
+            &mut keyed_batch(&records, timestamp, None, compression),
+            0,
+            timestamp,
+        )
+        .expect("append");
+        timestamp += 5;
+    }
+    let tombstones: Vec<_> = (0..10).map(|k| (Some(format!("k{k}")), None)).collect();
+    log.append(
+        &mut keyed_batch(&tombstones, timestamp, None, Compression::None),
+        0,
+        timestamp,
+    )
+    .expect("append");
+    timestamp += 10;
+    let unkeyed: Vec<_> = (0..20).map(|i| (None, Some(format!("n{i}")))).collect();
+    log.append(
+        &mut keyed_batch(&unkeyed, timestamp, None, Compression::None),
+        0,
+        timestamp,
+    )
+    .expect("append");
+    timestamp += 20;
+    log.roll().expect("roll");
+    let tail = vec![(Some("tail".to_string()), Some("t".to_string()))];
+    log.append(
+        &mut keyed_batch(&tail, timestamp, None, Compression::None),
+        0,
+        timestamp,
+    )
+    .expect("append");
+    let end = log.log_end_offset();
+    log.set_high_watermark(end);
+    timestamp
+}
+
+/// Latest value per key (None = tombstone) and the unkeyed values, from the uncompacted input.
+fn latest_by_key(entries: &[Entry]) -> HashMap<String, Option<String>> {
+    entries
+        .iter()
+        .filter_map(|(_, k, v)| k.clone().map(|k| (k, v.clone())))
+        .collect()
+}
+
+fn assert_compacted(
+    view: &[Entry],
+    latest: &HashMap<String, Option<String>>,
+    tombstones_gone: bool,
+) {
+    assert!(view.windows(2).all(|w| w[0].0 < w[1].0), "offsets increase");
+    let mut seen = HashMap::new();
+    for (offset, key, value) in view {
+        if let Some(key) = key {
+            assert!(seen.insert(key.clone(), *offset).is_none(), "{key} twice");
+            assert_eq!(latest.get(key), Some(value), "{key} has its latest value");
+            if tombstones_gone {
+                assert!(value.is_some(), "tombstone of {key} still there");
+            }
+        }
+    }
+    for (key, value) in latest {
+        let expected = value.is_some() || !tombstones_gone;
+        assert_eq!(seen.contains_key(key), expected, "{key}");
+    }
+    assert_eq!(
+        view.iter().filter(|e| e.1.is_none()).count(),
+        20,
+        "null keys kept"
+    );
+}
+
+#[test]
+fn compaction_keeps_the_latest_record_per_key_and_drops_tombstones_later() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    let newest = fill(&mut log);
+    assert!(log.segment_count() > 20, "{}", log.segment_count());
+    let before = read_all(&log);
+    let latest = latest_by_key(&before);
+    let end = log.log_end_offset();
+    assert_eq!(log.cleaner_offset(), 0);
+    assert_eq!(log.cleanable_ratio(), 1.0);
+
+    let first = log
+        .compact(&policy(60_000), newest + 1, MAP_BYTES)
+        .expect("compact");
+    let active_base = *log.segment_base_offsets().last().expect("segments");
+    assert_eq!(first.cleaner_offset, active_base);
+    assert!(first.records_removed > 4_900, "{first:?}");
+    assert!(first.bytes_after < first.bytes_before / 10, "{first:?}");
+    assert_eq!(log.log_end_offset(), end, "the log end offset stays");
+    let view = read_all(&log);
+    assert_compacted(&view, &latest, false);
+    assert_eq!(log.cleanable_ratio(), 0.0);
+
+    // Nothing dirty and the tombstones are young: no pass.
+    let idle = log
+        .compact(&policy(60_000), newest + 2, MAP_BYTES)
+        .expect("compact");
+    assert_eq!(
+        (idle.segments_rewritten, idle.cleaner_offset),
+        (0, active_base)
+    );
+
+    // Once delete.retention.ms has passed since, the tombstones go.
+    let second = log
+        .compact(&policy(60_000), newest + 60_002, MAP_BYTES)
+        .expect("compact");
+    assert_eq!(second.records_removed, 10, "{second:?}");
+    let view = read_all(&log);
+    assert_compacted(&view, &latest, true);
+
+    // A read at any offset lands on the first retained record at or after it.
+    for offset in 0..end {
+        let expected = view.iter().find(|e| e.0 >= offset).map(|e| e.0);
+        let got = read_from(&log, offset).first().map(|e| e.0);
+        if offset % 97 == 0 || got != expected {
+            assert_eq!(got, expected, "read at {offset}");
+        }
+    }
+    // Timestamp lookups decode the compacted batches.
+    let found = log.offset_for_timestamp(T0).expect("lookup").expect("some");
+    assert_eq!(found.0, view[0].0);
+    assert!(log.max_timestamp().expect("max").is_some());
+    // Truncation inside a compacted segment keeps what lies below.
+    let cleaner_offset = log.cleaner_offset();
+
+    // Reopen: same view, cleaner offset restored by the caller.
+    log.close().expect("close");
+    let mut log = PartitionLog::open(dir.path(), config(), end).expect("reopen");
+    assert_eq!(log.cleaner_offset(), 0);
+    log.set_cleaner_offset(cleaner_offset);
+    assert_eq!(read_all(&log), view);
+    // Opened with a recovery point of 0, every batch is CRC-checked by the scan, and survives.
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(), 0).expect("recover");
+    assert_eq!(read_all(&log), view);
+}
+
+#[test]
+fn a_full_offset_map_cleans_part_of_the_dirty_section_per_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    let newest = fill(&mut log);
+    let latest = latest_by_key(&read_all(&log));
+    let active_base = *log.segment_base_offsets().last().expect("segments");
+    // Room for about 10 of the 50 keys.
+    let map_bytes = 10 * (OFFSET_MAP_ENTRY_OVERHEAD_BYTES + 3);
+    let mut passes = 0;
+    let mut previous = log.cleaner_offset();
+    let no_ratio = CompactionPolicy {
+        min_cleanable_dirty_ratio: 0.0,
+        ..policy(60_000)
+    };
+    while log.cleaner_offset() < active_base {
+        let outcome = log
+            .compact(&no_ratio, newest + 1, map_bytes)
+            .expect("compact");
+        assert!(outcome.cleaner_offset > previous, "progress: {outcome:?}");
+        previous = outcome.cleaner_offset;
+        passes += 1;
+        assert!(passes < 1_000);
+    }
+    assert!(passes > 1);
+    assert_compacted(&read_all(&log), &latest, false);
+}
+
+#[test]
+fn nothing_at_or_above_the_high_watermark_or_too_young_is_cleaned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    let newest = fill(&mut log);
+    let before = read_all(&log);
+    log.set_high_watermark(0);
+    let outcome = log.compact(&policy(0), newest, MAP_BYTES).expect("compact");
+    assert_eq!((outcome.segments_rewritten, outcome.cleaner_offset), (0, 0));
+    let end = log.log_end_offset();
+    log.set_high_watermark(end);
+    let young = CompactionPolicy {
+        min_compaction_lag_ms: 1_000_000,
+        ..policy(0)
+    };
+    let outcome = log.compact(&young, newest, MAP_BYTES).expect("compact");
+    assert_eq!(outcome.segments_rewritten, 0);
+    assert_eq!(read_all(&log), before);
+    // Half of the segments are old enough.
+    let middle = T0 + 2_500;
+    let outcome = log
+        .compact(&young, middle + 1_000_000, MAP_BYTES)
+        .expect("compact");
+    assert!(
+        outcome.cleaner_offset > 0 && outcome.cleaner_offset < end,
+        "{outcome:?}"
+    );
+    // A dirty record older than max.compaction.lag.ms forces a pass below the ratio.
+    let forced = CompactionPolicy {
+        min_cleanable_dirty_ratio: 1.1,
+        max_compaction_lag_ms: 10,
+        ..policy(0)
+    };
+    let outcome = log
+        .compact(&forced, newest + 100, MAP_BYTES)
+        .expect("compact");
+    assert!(outcome.records_removed > 0, "{outcome:?}");
+}
+
+#[test]
+fn an_idempotent_producers_last_batch_survives_as_an_empty_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    let same_key = |value: &str| vec![(Some("k".to_string()), Some(value.to_string()))];
+    for sequence in 0..3 {
+        let mut bytes = keyed_batch(
+            &same_key(&format!("p{sequence}")),
+            T0,
+            Some((7, 2, sequence)),
+            Compression::None,
+        );
+        log.append(&mut bytes, 0, T0).expect("append");
+    }
+    let mut bytes = keyed_batch(&same_key("later"), T0, None, Compression::None);
+    log.append(&mut bytes, 0, T0).expect("append");
+    log.roll().expect("roll");
+    log.append(
+        &mut keyed_batch(&same_key("tail"), T0, None, Compression::None),
+        0,
+        T0,
+    )
+    .expect("append");
+    let end = log.log_end_offset();
+    log.set_high_watermark(end);
+    let state = log.producer_state().clone();
+    log.compact(&policy(0), T0 + 1, MAP_BYTES).expect("compact");
+    // The producer's last batch stays as an empty header before the latest value of "k".
+    let view = read_all(&log);
+    let offsets: Vec<i64> = view.iter().map(|e| e.0).collect();
+    assert_eq!(offsets, vec![3, 4], "{view:?}");
+    let slice = log.read(0, 1 << 16, end, true).expect("read");
+    let bytes = slice.read_bytes().expect("pread");
+    let header = BatchHeader::parse(&bytes).expect("header");
+    assert_eq!(
+        (
+            header.base_offset,
+            header.records_count,
+            header.producer_id,
+            header.base_sequence
+        ),
+        (2, 0, 7, 2)
+    );
+    // Rebuilt from the log alone (no snapshots), the producer state is the same for id 7.
+    log.close().expect("close");
+    for (_, path) in crate::producer_state::list_snapshots(dir.path()).expect("list") {
+        fs::remove_file(path).expect("remove snapshot");
+    }
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("reopen");
+    let last = |s: &crate::ProducerStateManager| {
+        s.entry(7).map(|e| {
+            (
+                e.epoch,
+                e.batches.back().map(|b| (b.last_sequence, b.last_offset)),
+            )
+        })
+    };
+    assert_eq!(last(log.producer_state()), last(&state));
+    let mut next = keyed_batch(&same_key("p3"), T0, Some((7, 2, 3)), Compression::None);
+    assert!(
+        log.append(&mut next, 0, T0).is_ok(),
+        "the next sequence is accepted"
+    );
+}
+
+/// Copies every file of `from` into `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for entry in fs::read_dir(from).expect("list") {
+        let entry = entry.expect("entry");
+        fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_swap_leaves_a_readable_log_with_every_kept_record() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let original = root.path().join("original");
+    let mut log = PartitionLog::open(&original, config(), 0).expect("open");
+    let newest = fill(&mut log);
+    let uncompacted = read_all(&log);
+    let end = log.log_end_offset();
+    log.close().expect("close");
+    let compacted_dir = root.path().join("compacted");
+    copy_dir(&original, &compacted_dir);
+    let mut log = PartitionLog::open(&compacted_dir, config(), end).expect("open");
+    log.compact(&policy(60_000), newest + 1, MAP_BYTES)
+        .expect("compact");
+    let kept = read_all(&log);
+    let bases = log.segment_base_offsets();
+    drop(log);
+    // The last segment after the first that the pass rewrote (and did not delete).
+    let (base, cleaned) = bases[1..bases.len() - 1]
+        .iter()
+        .rev()
+        .map(|&base| {
+            let path = segment_file_path(&compacted_dir, base, LOG_SUFFIX);
+            (base, fs::read(path).expect("read"))
+        })
+        .find(|(base, cleaned)| {
+            let old = segment_file_path(&original, *base, LOG_SUFFIX);
+            *cleaned != fs::read(old).expect("read")
+        })
+        .expect("a rewritten segment");
+
+    type Crash = fn(&Path, i64, &[u8]);
+    let crashes: [(&str, Crash); 3] = [
+        ("after .cleaned was written", |dir, base, cleaned| {
+            fs::write(segment_file_path(dir, base, CLEANED_SUFFIX), cleaned).expect("write");
+        }),
+        (
+            "after .swap exists, old segment present",
+            |dir, base, cleaned| {
+                fs::write(segment_file_path(dir, base, SWAP_SUFFIX), cleaned).expect("write");
+            },
+        ),
+        (
+            "after the old segment was deleted, before the rename",
+            |dir, base, cleaned| {
+                fs::write(segment_file_path(dir, base, SWAP_SUFFIX), cleaned).expect("write");
+                Segment::delete_files(dir, base).expect("delete");
+            },
+        ),
+    ];
+    for (i, (name, crash)) in crashes.iter().enumerate() {
+        let dir = root.path().join(format!("crash-{i}"));
+        copy_dir(&original, &dir);
+        crash(&dir, base, &cleaned);
+        let log = PartitionLog::open(&dir, config(), end).expect(name);
+        assert_eq!(log.log_end_offset(), end, "{name}");
+        let view = read_all(&log);
+        assert!(
+            view.windows(2).all(|w| w[0].0 < w[1].0),
+            "{name}: offsets increase"
+        );
+        for entry in &kept {
+            assert!(view.contains(entry), "{name}: lost {entry:?}");
+        }
+        assert!(view.iter().all(|e| uncompacted.contains(e)), "{name}");
+        if i == 0 {
+            assert_eq!(view, uncompacted, "{name}");
+        }
+        for entry in fs::read_dir(&dir).expect("list") {
+            let name = entry.expect("entry").file_name();
+            let name = name.to_string_lossy();
+            assert!(
+                !name.ends_with(".cleaned") && !name.ends_with(".swap"),
+                "{name} left"
+            );
+        }
+        assert!(segment_file_path(&dir, base, LOG_SUFFIX).exists());
+    }
+}
