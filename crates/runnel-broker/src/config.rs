@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use runnel_coordinator::GroupConfig;
-use runnel_log::{LogConfig, RetentionPolicy};
+use runnel_log::{CompactionPolicy, LogConfig, RetentionPolicy};
 use runnel_protocol::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT;
 use thiserror::Error;
 
@@ -46,6 +46,27 @@ impl ConfigError {
 pub struct AdvertisedListener {
     pub host: String,
     pub port: u16,
+}
+
+/// The compaction task (`log.cleaner.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanerConfig {
+    /// `log.cleaner.enable`.
+    pub enable: bool,
+    /// `log.cleaner.backoff.ms`: the pause between passes over the compacted partitions.
+    pub backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: the bound on one pass's key → offset map.
+    pub dedupe_buffer_bytes: usize,
+}
+
+impl Default for CleanerConfig {
+    fn default() -> Self {
+        CleanerConfig {
+            enable: true,
+            backoff_ms: 15_000,
+            dedupe_buffer_bytes: 128 * 1024 * 1024,
+        }
+    }
 }
 
 /// When appended data is fsync'd and when producers are answered.
@@ -100,6 +121,8 @@ pub struct BrokerConfig {
     pub retention: RetentionPolicy,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: u64,
+    /// `log.cleaner.*`: the compaction task.
+    pub cleaner: CleanerConfig,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
     pub offsets_topic_num_partitions: i32,
     /// `group.*` and `offsets.retention.*` settings of the group coordinator.
@@ -128,6 +151,7 @@ impl Default for BrokerConfig {
             properties: BTreeMap::new(),
             retention: RetentionPolicy::default(),
             retention_check_interval_ms: 300_000,
+            cleaner: CleanerConfig::default(),
             offsets_topic_num_partitions: 50,
             groups: GroupConfig::default(),
         }
@@ -192,6 +216,22 @@ impl BrokerConfig {
                 "log.retention.ms" => config.retention.retention_ms = retention_ms(key, value, 1)?,
                 "log.retention.bytes" => {
                     config.retention.retention_bytes = parse_at_least(key, value, -1)?
+                }
+                "log.cleaner.enable" => config.cleaner.enable = parse_bool(key, value)?,
+                "log.cleaner.backoff.ms" => {
+                    config.cleaner.backoff_ms = parse_at_least(key, value, 1)?
+                }
+                "log.cleaner.dedupe.buffer.size" => {
+                    config.cleaner.dedupe_buffer_bytes = parse_at_least(key, value, 1024)?
+                }
+                // Topic defaults read through topic_config's synonyms; checked here.
+                "log.cleanup.policy"
+                | "log.cleaner.delete.retention.ms"
+                | "log.cleaner.min.compaction.lag.ms"
+                | "log.cleaner.max.compaction.lag.ms"
+                | "log.cleaner.min.cleanable.ratio"
+                | "log.message.timestamp.type" => {
+                    crate::topic_config::validate_broker_default(key, value)?
                 }
                 "log.retention.check.interval.ms" => {
                     config.retention_check_interval_ms = parse_at_least(key, value, 1)?
@@ -320,6 +360,14 @@ pub struct TopicSettings {
     pub retention: RetentionPolicy,
     /// `message.timestamp.type=LogAppendTime`: the broker stamps batches with its own time.
     pub log_append_time: bool,
+    /// `cleanup.policy` includes `delete`: retention applies.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` includes `compact`: the cleaner keeps the latest record per key, and
+    /// records without a key are refused.
+    pub cleanup_compact: bool,
+    /// `delete.retention.ms`, `min.compaction.lag.ms`, `max.compaction.lag.ms`,
+    /// `min.cleanable.dirty.ratio`.
+    pub compaction: CompactionPolicy,
 }
 
 impl TopicSettings {
@@ -330,12 +378,31 @@ impl TopicSettings {
         broker: &BrokerConfig,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Self, ConfigError> {
+        // Settings without a field of BrokerConfig start from the broker's value for them.
+        let default = |name: &str| crate::topic_config::broker_default(name, broker);
         let mut settings = TopicSettings {
             max_message_bytes: broker.message_max_bytes,
             log: broker.log.clone(),
             retention: broker.retention,
             log_append_time: false,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            compaction: CompactionPolicy::default(),
         };
+        for name in [
+            "cleanup.policy",
+            "delete.retention.ms",
+            "max.compaction.lag.ms",
+            "message.timestamp.type",
+            "min.cleanable.dirty.ratio",
+            "min.compaction.lag.ms",
+        ] {
+            let value = overrides
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| default(name));
+            settings.apply_compaction_setting(name, &value)?;
+        }
         for (key, value) in overrides {
             let value = value.as_str();
             crate::topic_config::validate(key, value)?;
@@ -353,12 +420,35 @@ impl TopicSettings {
                 "retention.bytes" => {
                     settings.retention.retention_bytes = parse_at_least(key, value, -1)?
                 }
-                "message.timestamp.type" => settings.log_append_time = value == "LogAppendTime",
                 // Stored and described; applied by later work (see topic_config's docs).
                 _ => {}
             }
         }
         Ok(settings)
+    }
+
+    /// Applies one of the settings that may come from a broker default as well as an override.
+    fn apply_compaction_setting(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        crate::topic_config::validate(name, value)?;
+        let value = value.trim();
+        let number = |min| parse_at_least::<i64>(name, value, min);
+        match name {
+            "cleanup.policy" => {
+                self.cleanup_delete = value.split(',').any(|p| p.trim() == "delete");
+                self.cleanup_compact = value.split(',').any(|p| p.trim() == "compact");
+            }
+            "delete.retention.ms" => self.compaction.delete_retention_ms = number(0)?,
+            "min.compaction.lag.ms" => self.compaction.min_compaction_lag_ms = number(0)?,
+            "max.compaction.lag.ms" => self.compaction.max_compaction_lag_ms = number(1)?,
+            "min.cleanable.dirty.ratio" => {
+                self.compaction.min_cleanable_dirty_ratio = value
+                    .parse()
+                    .map_err(|_| ConfigError::new(name, value, "not a number"))?
+            }
+            "message.timestamp.type" => self.log_append_time = value == "LogAppendTime",
+            _ => {}
+        }
+        Ok(())
     }
 }
 

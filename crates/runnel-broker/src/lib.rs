@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod cleaner;
 pub mod config;
 pub mod connection;
 pub mod controller;

@@ -156,8 +156,38 @@ impl Partition {
 
     /// Deletes the segments past the topic's retention; returns how many.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, runnel_log::LogError> {
-        let retention = self.settings().retention;
-        self.lock().apply_retention(&retention, now_ms)
+        let settings = self.settings();
+        if !settings.cleanup_delete {
+            return Ok(0);
+        }
+        self.lock().apply_retention(&settings.retention, now_ms)
+    }
+
+    /// Runs one compaction pass if the topic is compacted and enough of it is dirty.
+    ///
+    /// The pass holds the partition's lock for its whole duration (runnel-log's `compact`
+    /// rewrites segments under `&mut self`): produce and fetch on this partition wait for it.
+    pub fn compact(
+        &self,
+        now_ms: i64,
+        offset_map_bytes_max: usize,
+    ) -> Result<Option<runnel_log::CompactionOutcome>, runnel_log::LogError> {
+        let settings = self.settings();
+        if !settings.cleanup_compact {
+            return Ok(None);
+        }
+        self.lock()
+            .compact(&settings.compaction, now_ms, offset_map_bytes_max)
+            .map(Some)
+    }
+
+    /// Where the cleaner has reached: offsets below it are compacted.
+    pub fn cleaner_offset(&self) -> i64 {
+        self.lock().cleaner_offset()
+    }
+
+    pub fn set_cleaner_offset(&self, offset: i64) {
+        self.lock().set_cleaner_offset(offset);
     }
 
     /// Moves the log start offset forward (DeleteRecords); returns the new one.

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use runnel_log::{
     partition_dir_name, read_offset_checkpoint, write_offset_checkpoint, AppendError, LogError,
-    PartitionLog,
+    PartitionLog, CLEANER_OFFSET_CHECKPOINT_FILE,
 };
 use runnel_metadata::TopicImage;
 use runnel_protocol::record_batch::{self, BatchError, BatchHeader};
@@ -44,6 +44,8 @@ pub enum AppendFailure {
     ControlBatch,
     #[error("transactional produce is not supported yet")]
     Transactional,
+    #[error("compacted topics cannot accept records without a key")]
+    KeylessOnCompactedTopic,
     #[error("compression codec {codec} is not supported")]
     UnsupportedCompression { codec: i16 },
     #[error("{0}")]
@@ -56,7 +58,8 @@ impl AppendFailure {
         match self {
             AppendFailure::NoRecords
             | AppendFailure::MultipleBatches
-            | AppendFailure::ControlBatch => ErrorCode::InvalidRecord,
+            | AppendFailure::ControlBatch
+            | AppendFailure::KeylessOnCompactedTopic => ErrorCode::InvalidRecord,
             AppendFailure::TooLarge { .. } => ErrorCode::MessageTooLarge,
             AppendFailure::Batch(BatchError::UnsupportedMagic { .. }) => {
                 ErrorCode::UnsupportedForMessageFormat
@@ -226,6 +229,9 @@ impl ReplicaManager {
     ) -> Result<Appended, AppendFailure> {
         let settings = partition.settings();
         let header = validate_produced(records, settings.max_message_bytes)?;
+        if settings.cleanup_compact && record_batch::has_record_without_key(records)? {
+            return Err(AppendFailure::KeylessOnCompactedTopic);
+        }
         let mut batch = records.to_vec();
         let log_append_time = settings.log_append_time.then(crate::now_ms);
         if let Some(now) = log_append_time {
@@ -277,6 +283,33 @@ impl ReplicaManager {
             &self.data_dir().join(LOG_START_OFFSET_CHECKPOINT),
             log_starts,
         )
+    }
+
+    /// Writes `cleaner-offset-checkpoint`: where the cleaner has reached in each compacted
+    /// partition, so a restart does not clean everything again.
+    pub fn write_cleaner_checkpoint(&self) -> Result<(), LogError> {
+        let offsets: HashMap<(String, i32), i64> = self
+            .all_partitions()
+            .iter()
+            .filter(|partition| partition.settings().cleanup_compact)
+            .map(|p| ((p.topic.to_string(), p.index), p.cleaner_offset()))
+            .collect();
+        write_offset_checkpoint(
+            &self.data_dir().join(CLEANER_OFFSET_CHECKPOINT_FILE),
+            &offsets,
+        )
+    }
+
+    /// Sets each partition's cleaner offset from `cleaner-offset-checkpoint`, if any.
+    pub fn load_cleaner_checkpoint(&self) -> Result<(), LogError> {
+        let offsets =
+            read_offset_checkpoint(&self.data_dir().join(CLEANER_OFFSET_CHECKPOINT_FILE))?;
+        for ((topic, index), offset) in offsets {
+            if let Some(partition) = self.partition(&topic, index) {
+                partition.set_cleaner_offset(offset);
+            }
+        }
+        Ok(())
     }
 
     /// The recovery points saved by the last checkpoint (empty when there is none).

@@ -64,6 +64,7 @@ pub struct RunningBroker {
     accept_loop: JoinHandle<()>,
     checkpoints: JoinHandle<()>,
     retention: JoinHandle<()>,
+    cleaner: JoinHandle<()>,
 }
 
 impl RunningBroker {
@@ -85,6 +86,7 @@ impl RunningBroker {
         }
         self.checkpoints.abort();
         self.retention.abort();
+        self.cleaner.abort();
         self.broker.groups.shutdown().await;
         let broker = Arc::clone(&self.broker);
         tokio::task::spawn_blocking(move || broker.replicas.shutdown()).await??;
@@ -135,6 +137,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     ));
     let checkpoints = tokio::spawn(checkpoint_loop(Arc::clone(&broker)));
     let retention = tokio::spawn(crate::retention::retention_loop(Arc::clone(&broker)));
+    let cleaner = tokio::spawn(crate::cleaner::cleaner_loop(Arc::clone(&broker)));
     tracing::info!(
         listen = %local_addr,
         advertised = %format!("{}:{}", advertised.host, advertised.port),
@@ -150,6 +153,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         accept_loop,
         checkpoints,
         retention,
+        cleaner,
     })
 }
 
@@ -173,6 +177,7 @@ fn open(config: Arc<BrokerConfig>) -> Result<Broker, ServerError> {
                 source,
             })?;
     }
+    replicas.load_cleaner_checkpoint()?;
     let stray = replicas.stray_partition_dirs(&|name| image.topic(name).is_some());
     replica_manager::remove_stray_dirs(&stray);
     Ok(Broker::new(config, cluster_id, controller, replicas))

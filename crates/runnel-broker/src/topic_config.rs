@@ -185,6 +185,27 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
     (def.check)(value.trim()).map_err(invalid)
 }
 
+/// The broker's value for topic config `name` (its synonym's value, or Kafka's default).
+pub fn broker_default(name: &str, broker: &BrokerConfig) -> String {
+    definition(name).map_or_else(String::new, |def| broker_value(def, broker).0)
+}
+
+/// Checks a broker-level default (`log.cleanup.policy`, ...) as its topic config would be.
+pub fn validate_broker_default(key: &str, value: &str) -> Result<(), ConfigError> {
+    let Some(def) = TOPIC_CONFIGS.iter().find(|def| def.broker_synonym == key) else {
+        return Err(ConfigError {
+            key: key.into(),
+            value: value.into(),
+            reason: "unknown".into(),
+        });
+    };
+    (def.check)(value.trim()).map_err(|reason| ConfigError {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason,
+    })
+}
+
 /// The value a topic gets from the broker when it has no override, and its source.
 pub fn broker_value(def: &'static TopicConfigDef, broker: &BrokerConfig) -> (String, i8) {
     let effective = match def.name {
