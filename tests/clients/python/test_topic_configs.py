@@ -28,7 +28,9 @@ def produce_error(bootstrap: str, topic: str, size: int):
     """Produces one record of `size` bytes; returns the delivery error (None on success)."""
     errors = []
     p = ck.producer(bootstrap, {"message.max.bytes": 10_000_000, "retries": 0})
-    p.produce(topic, value=b"x" * size, partition=0, on_delivery=lambda err, msg: errors.append(err))
+    # Keyed: the test makes the topic compacted on the way, and compacted topics need keys.
+    p.produce(topic, key=b"k", value=b"x" * size, partition=0,
+              on_delivery=lambda err, msg: errors.append(err))
     assert p.flush(ck.TIMEOUT_S) == 0
     return errors[0]
 
