@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka.admin import NewTopic
 
 import ck
 from helpers import CODECS, Record, assert_round_trip, make_records, now_ms, wait_until
@@ -58,18 +59,23 @@ def test_metadata_lists_brokers_topics_and_partitions(broker):
 
 def test_watermarks_and_offsets_for_times(broker):
     topic = "ck-offsets"
-    ck.create_topic(broker.bootstrap, topic, partitions=1)
+    admin = ck.admin(broker.bootstrap)
+    # Small segments, so the lookups cross segments and use the time index.
+    admin.create_topics([NewTopic(topic, 1, 1, config={"segment.bytes": "2048"})])[topic].result(
+        ck.TIMEOUT_S)
     base = now_ms() - 600_000
-    records = [Record(None, f"v{i}".encode(), (), base + i * 1000) for i in range(10)]
-    ck.produce(broker.bootstrap, topic, records, partition=0)
+    records = [Record(None, f"v{i}".encode(), (), base + i * 1000) for i in range(100)]
+    ck.produce(broker.bootstrap, topic, records, partition=0, config={"batch.size": 512})
 
-    assert ck.watermarks(broker.bootstrap, topic, 0) == (0, 10)
+    assert ck.watermarks(broker.bootstrap, topic, 0) == (0, 100)
 
     consumer = ck.assign_only_consumer(broker.bootstrap)
     try:
         # One partition per request: Kafka refuses a ListOffsets naming a partition twice.
-        for ts, want in [(base - 1, 0), (base, 0), (base + 3500, 4), (base + 9000, 9),
-                         (base + 9001, -1)]:
+        queries = [(base - 1, 0), (base + 99_001, -1)]
+        queries += [(base + i * 1000, i) for i in range(100)]  # exact timestamps
+        queries += [(base + i * 1000 - 500, i) for i in range(1, 100, 7)]  # between records
+        for ts, want in queries:
             (tp,) = consumer.offsets_for_times([TopicPartition(topic, 0, ts)],
                                                timeout=ck.TIMEOUT_S)
             assert (tp.error, tp.offset) == (None, want), f"offsets_for_times(base{ts - base:+})"
