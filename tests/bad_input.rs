@@ -6,21 +6,13 @@ mod common;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use common::{i16_at, record_batch, RawClient, TestBroker};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
+    MetadataResponse,
 };
-use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::ErrorCode;
-
-fn name(topic: &str) -> TopicName {
-    StrBytes::from_string(topic.to_string()).into()
-}
 
 /// The broker answers ApiVersions on a fresh connection.
 fn assert_serving(broker: &TestBroker) {
@@ -31,40 +23,6 @@ fn assert_serving(broker: &TestBroker) {
     assert!(!response.api_keys.is_empty());
 }
 
-fn create_topic(client: &mut RawClient, topic: &str, configs: &[(&str, &str)]) -> i16 {
-    let configs = configs
-        .iter()
-        .map(|(k, v)| {
-            CreatableTopicConfig::default()
-                .with_name(StrBytes::from_string(k.to_string()))
-                .with_value(Some(StrBytes::from_string(v.to_string())))
-        })
-        .collect();
-    let request = CreateTopicsRequest::default()
-        .with_timeout_ms(5_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
-            .with_num_partitions(1)
-            .with_replication_factor(1)
-            .with_configs(configs)]);
-    let response: CreateTopicsResponse = client.request(ApiKey::CreateTopics, 7, &request);
-    response.topics[0].error_code
-}
-
-fn produce(client: &mut RawClient, topic: &str, records: Bytes) -> (i16, i64) {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let response: ProduceResponse = client.request(ApiKey::Produce, 9, &request);
-    let partition = &response.responses[0].partition_responses[0];
-    (partition.error_code, partition.base_offset)
-}
-
 /// Fetches partition 0 from offset 0 and returns (error code, high watermark, record bytes).
 fn fetch_all(client: &mut RawClient, topic: &str) -> (i16, i64, Bytes) {
     let request = FetchRequest::default()
@@ -72,7 +30,7 @@ fn fetch_all(client: &mut RawClient, topic: &str) -> (i16, i64, Bytes) {
         .with_min_bytes(0)
         .with_max_bytes(10 << 20)
         .with_topics(vec![FetchTopic::default()
-            .with_topic(name(topic))
+            .with_topic(common::topic_name(topic))
             .with_partitions(vec![FetchPartition::default()
                 .with_partition(0)
                 .with_fetch_offset(0)
@@ -200,13 +158,13 @@ fn api_versions_above_our_max_gets_the_v0_error_response_with_our_versions() {
 fn unknown_topics_are_unknown_topic_or_partition() {
     let broker = TestBroker::start_with(&[("auto.create.topics.enable", "false")]);
     let mut client = RawClient::connect(broker.addr);
-    let (error, _) = produce(&mut client, "nowhere", record_batch(1, 10));
+    let (error, _) = common::produce(&mut client, "nowhere", 0, record_batch(1, 10));
     assert_eq!(error, ErrorCode::UnknownTopicOrPartition.code());
     let (error, _, _) = fetch_all(&mut client, "nowhere");
     assert_eq!(error, ErrorCode::UnknownTopicOrPartition.code());
     let request = MetadataRequest::default()
         .with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(name("nowhere")))
+            MetadataRequestTopic::default().with_name(Some(common::topic_name("nowhere")))
         ]))
         .with_allow_auto_topic_creation(true);
     let response: MetadataResponse = client.request(ApiKey::Metadata, 9, &request);
@@ -223,12 +181,12 @@ fn invalid_topic_names_are_invalid_topic_exception() {
     let mut client = RawClient::connect(broker.addr);
     for bad in ["bad name", "..", "x/y", &"a".repeat(250)] {
         assert_eq!(
-            create_topic(&mut client, bad, &[]),
+            common::create_topic(&mut client, bad, 1, &[]),
             ErrorCode::InvalidTopicException.code()
         );
         let request = MetadataRequest::default()
             .with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(name(bad)))
+                MetadataRequestTopic::default().with_name(Some(common::topic_name(bad)))
             ]))
             .with_allow_auto_topic_creation(true);
         let response: MetadataResponse = client.request(ApiKey::Metadata, 9, &request);
@@ -244,12 +202,12 @@ fn invalid_topic_names_are_invalid_topic_exception() {
 fn refused_without_damage(mutate: impl FnOnce(&mut Vec<u8>), expected: ErrorCode) {
     let broker = TestBroker::start();
     let mut client = RawClient::connect(broker.addr);
-    assert_eq!(create_topic(&mut client, "t", &[]), 0);
+    assert_eq!(common::create_topic(&mut client, "t", 1, &[]), 0);
     let good = record_batch(3, 20);
-    assert_eq!(produce(&mut client, "t", good.clone()), (0, 0));
+    assert_eq!(common::produce(&mut client, "t", 0, good.clone()), (0, 0));
     let mut bad = record_batch(2, 20).to_vec();
     mutate(&mut bad);
-    let (error, _) = produce(&mut client, "t", Bytes::from(bad));
+    let (error, _) = common::produce(&mut client, "t", 0, Bytes::from(bad));
     assert_eq!(ErrorCode::from_code(error), Some(expected));
     let (error, high_watermark, records) = fetch_all(&mut client, "t");
     assert_eq!((error, high_watermark), (0, 3));
@@ -257,7 +215,10 @@ fn refused_without_damage(mutate: impl FnOnce(&mut Vec<u8>), expected: ErrorCode
     assert_eq!(&records[12..16], &0i32.to_be_bytes());
     assert_eq!(&records[16..], &good[16..]);
     // And the log still takes good batches at the next offset.
-    assert_eq!(produce(&mut client, "t", record_batch(1, 5)), (0, 3));
+    assert_eq!(
+        common::produce(&mut client, "t", 0, record_batch(1, 5)),
+        (0, 3)
+    );
     assert_serving(&broker);
 }
 
@@ -295,22 +256,27 @@ fn a_batch_whose_length_field_lies_is_corrupt_message() {
 fn batches_above_max_message_bytes_are_message_too_large() {
     let broker = TestBroker::start_with(&[("message.max.bytes", "4096")]);
     let mut client = RawClient::connect(broker.addr);
-    assert_eq!(create_topic(&mut client, "broker-limit", &[]), 0);
+    assert_eq!(common::create_topic(&mut client, "broker-limit", 1, &[]), 0);
     assert_eq!(
-        create_topic(&mut client, "topic-limit", &[("max.message.bytes", "1024")]),
+        common::create_topic(
+            &mut client,
+            "topic-limit",
+            1,
+            &[("max.message.bytes", "1024")]
+        ),
         0
     );
-    let (error, _) = produce(&mut client, "broker-limit", record_batch(1, 5_000));
+    let (error, _) = common::produce(&mut client, "broker-limit", 0, record_batch(1, 5_000));
     assert_eq!(error, ErrorCode::MessageTooLarge.code());
-    let (error, _) = produce(&mut client, "topic-limit", record_batch(1, 2_000));
+    let (error, _) = common::produce(&mut client, "topic-limit", 0, record_batch(1, 2_000));
     assert_eq!(error, ErrorCode::MessageTooLarge.code());
     // Under each limit, accepted.
     assert_eq!(
-        produce(&mut client, "broker-limit", record_batch(1, 2_000)).0,
+        common::produce(&mut client, "broker-limit", 0, record_batch(1, 2_000)).0,
         0
     );
     assert_eq!(
-        produce(&mut client, "topic-limit", record_batch(1, 500)).0,
+        common::produce(&mut client, "topic-limit", 0, record_batch(1, 500)).0,
         0
     );
     assert_serving(&broker);
@@ -321,16 +287,16 @@ fn invalid_topic_configs_are_invalid_config() {
     let broker = TestBroker::start();
     let mut client = RawClient::connect(broker.addr);
     assert_eq!(
-        create_topic(&mut client, "c1", &[("max.message.bytes", "lots")]),
+        common::create_topic(&mut client, "c1", 1, &[("max.message.bytes", "lots")]),
         ErrorCode::InvalidConfig.code()
     );
     assert_eq!(
-        create_topic(&mut client, "c2", &[("no.such.config", "1")]),
+        common::create_topic(&mut client, "c2", 1, &[("no.such.config", "1")]),
         ErrorCode::InvalidConfig.code()
     );
-    assert_eq!(create_topic(&mut client, "c3", &[]), 0);
+    assert_eq!(common::create_topic(&mut client, "c3", 1, &[]), 0);
     assert_eq!(
-        create_topic(&mut client, "c3", &[]),
+        common::create_topic(&mut client, "c3", 1, &[]),
         ErrorCode::TopicAlreadyExists.code()
     );
 }
@@ -341,7 +307,7 @@ fn list_offsets_naming_a_partition_twice_is_invalid_request() {
     use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
     let broker = TestBroker::start();
     let mut client = RawClient::connect(broker.addr);
-    assert_eq!(create_topic(&mut client, "twice", &[]), 0);
+    assert_eq!(common::create_topic(&mut client, "twice", 1, &[]), 0);
     let partition = |timestamp| {
         ListOffsetsPartition::default()
             .with_partition_index(0)
@@ -350,7 +316,7 @@ fn list_offsets_naming_a_partition_twice_is_invalid_request() {
     let request = ListOffsetsRequest::default()
         .with_replica_id((-1).into())
         .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(name("twice"))
+            .with_name(common::topic_name("twice"))
             .with_partitions(vec![partition(-1), partition(-2)])]);
     let response: ListOffsetsResponse = client.request(ApiKey::ListOffsets, 7, &request);
     let errors: Vec<i16> = response.topics[0]
@@ -363,7 +329,7 @@ fn list_offsets_naming_a_partition_twice_is_invalid_request() {
     let request = ListOffsetsRequest::default()
         .with_replica_id((-1).into())
         .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(name("twice"))
+            .with_name(common::topic_name("twice"))
             .with_partitions(vec![partition(-1)])]);
     let response: ListOffsetsResponse = client.request(ApiKey::ListOffsets, 7, &request);
     assert_eq!(response.topics[0].partitions[0].error_code, 0);

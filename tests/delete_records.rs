@@ -3,17 +3,11 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::{RawClient, TestBroker};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
-    ProduceRequest, ProduceResponse,
-};
+use kafka_protocol::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::ErrorCode;
 
@@ -34,25 +28,11 @@ fn delete_records(client: &mut RawClient, topic: &str, offset: i64) -> (i16, i64
 fn delete_records_answers() {
     let broker = TestBroker::start();
     let mut client = RawClient::connect(broker.addr);
-    let request = CreateTopicsRequest::default()
-        .with_timeout_ms(5_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(StrBytes::from_static_str("dr").into())
-            .with_num_partitions(1)
-            .with_replication_factor(1)]);
-    let response: CreateTopicsResponse = client.request(ApiKey::CreateTopics, 7, &request);
-    assert_eq!(response.topics[0].error_code, 0);
-    let batch: Bytes = common::record_batch(5, 10);
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(StrBytes::from_static_str("dr").into())
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch))])]);
-    let response: ProduceResponse = client.request(ApiKey::Produce, 9, &request);
-    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(common::create_topic(&mut client, "dr", 1, &[]), 0);
+    assert_eq!(
+        common::produce(&mut client, "dr", 0, common::record_batch(5, 10)),
+        (0, 0)
+    );
 
     assert_eq!(
         delete_records(&mut client, "dr", 6),

@@ -7,32 +7,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{RawClient, TestBroker};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse,
-    ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
 };
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use runnel_protocol::ErrorCode;
-
-fn name(topic: &str) -> TopicName {
-    StrBytes::from_string(topic.to_string()).into()
-}
-
-fn create(client: &mut RawClient, topic: &str) {
-    let request = CreateTopicsRequest::default()
-        .with_timeout_ms(5_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
-            .with_num_partitions(1)
-            .with_replication_factor(1)]);
-    let response: CreateTopicsResponse = client.request(ApiKey::CreateTopics, 7, &request);
-    assert_eq!(response.topics[0].error_code, 0);
-}
 
 /// One batch whose records carry the given timestamps.
 fn batch_with_timestamps(timestamps: &[i64]) -> Bytes {
@@ -51,26 +32,21 @@ fn batch_with_timestamps(timestamps: &[i64]) -> Bytes {
     common::encode_batch(&records, Compression::Lz4)
 }
 
+fn create(client: &mut RawClient, topic: &str) {
+    assert_eq!(common::create_topic(client, topic, 1, &[]), 0);
+}
+
 fn produce(client: &mut RawClient, topic: &str, records: Bytes) -> i64 {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let response: ProduceResponse = client.request(ApiKey::Produce, 9, &request);
-    let partition = &response.responses[0].partition_responses[0];
-    assert_eq!(partition.error_code, 0);
-    partition.base_offset
+    let (error, base_offset) = common::produce(client, topic, 0, records);
+    assert_eq!(error, 0);
+    base_offset
 }
 
 fn list_offset(client: &mut RawClient, topic: &str, timestamp: i64) -> (i16, i64, i64) {
     let request = ListOffsetsRequest::default()
         .with_replica_id((-1).into())
         .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(name(topic))
+            .with_name(common::topic_name(topic))
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(0)
                 .with_timestamp(timestamp)])]);
@@ -87,7 +63,7 @@ fn fetch_request(topic: &str, offset: i64, min_bytes: i32, max_wait_ms: i32) -> 
         .with_max_bytes(1 << 20)
         .with_session_epoch(-1)
         .with_topics(vec![FetchTopic::default()
-            .with_topic(name(topic))
+            .with_topic(common::topic_name(topic))
             .with_partitions(vec![FetchPartition::default()
                 .with_partition(0)
                 .with_fetch_offset(offset)

@@ -7,17 +7,15 @@ mod common;
 
 use bytes::Bytes;
 use common::{RawClient, TestBroker};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ProduceRequest, ProduceResponse,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
 use kafka_protocol::records::{Compression, Record};
 use runnel_protocol::ErrorCode;
 
 const TOPIC: &str = "idem";
+
+fn produce(client: &mut RawClient, records: Bytes) -> (i16, i64) {
+    common::produce(client, TOPIC, 0, records)
+}
 
 fn init_producer_id(client: &mut RawClient) -> i64 {
     let response: InitProducerIdResponse = client.request(
@@ -50,36 +48,11 @@ fn batch(producer_id: i64, epoch: i16, base_sequence: i32, count: usize) -> Byte
     common::encode_batch(&records, Compression::None)
 }
 
-fn produce(client: &mut RawClient, records: Bytes) -> (i16, i64) {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(StrBytes::from_static_str(TOPIC).into())
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let response: ProduceResponse = client.request(ApiKey::Produce, 9, &request);
-    let partition = &response.responses[0].partition_responses[0];
-    (partition.error_code, partition.base_offset)
-}
-
-fn create_topic(client: &mut RawClient) {
-    let request = CreateTopicsRequest::default()
-        .with_timeout_ms(5_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(StrBytes::from_static_str(TOPIC).into())
-            .with_num_partitions(1)
-            .with_replication_factor(1)]);
-    let response: CreateTopicsResponse = client.request(ApiKey::CreateTopics, 7, &request);
-    assert_eq!(response.topics[0].error_code, 0);
-}
-
 #[test]
 fn sequence_rules_hold_and_survive_a_restart() {
     let mut broker = TestBroker::start();
     let mut client = RawClient::connect(broker.addr);
-    create_topic(&mut client);
+    assert_eq!(common::create_topic(&mut client, TOPIC, 1, &[]), 0);
     let producer = init_producer_id(&mut client);
 
     assert_eq!(produce(&mut client, batch(producer, 0, 0, 3)), (0, 0));

@@ -261,6 +261,57 @@ pub fn record_batch(count: usize, value_size: usize) -> Bytes {
     encode_batch(&records, Compression::None)
 }
 
+/// A topic name for a request.
+pub fn topic_name(topic: &str) -> kafka_protocol::messages::TopicName {
+    StrBytes::from_string(topic.to_string()).into()
+}
+
+/// Creates `topic` with a raw CreateTopics v7; returns the topic's error code.
+pub fn create_topic(
+    client: &mut RawClient,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> i16 {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+    let configs = configs
+        .iter()
+        .map(|(key, value)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(key.to_string()))
+                .with_value(Some(StrBytes::from_string(value.to_string())))
+        })
+        .collect();
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(configs)]);
+    let response: CreateTopicsResponse = client.request(ApiKey::CreateTopics, 7, &request);
+    response.topics[0].error_code
+}
+
+/// Produces `records` to one partition with acks=all (Produce v9); returns the partition's
+/// error code and base offset.
+pub fn produce(client: &mut RawClient, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let response: ProduceResponse = client.request(ApiKey::Produce, 9, &request);
+    let result = &response.responses[0].partition_responses[0];
+    (result.error_code, result.base_offset)
+}
+
 /// Big-endian i16 at `at`, for poking at raw response bytes.
 pub fn i16_at(bytes: &[u8], at: usize) -> i16 {
     let mut slice = &bytes[at..at + 2];
