@@ -298,12 +298,22 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
 /// max-timestamp lookups. With LogAppendTime every record carries the batch's max timestamp.
 pub fn record_timestamps(batch: &[u8]) -> Result<Vec<(i64, i64)>, BatchError> {
     let header = validate_batch(batch)?;
+    timestamps_of_validated(&header, batch)
+}
+
+/// [`record_timestamps`] for a batch its caller has already checked with its own rules (the
+/// log accepts compacted batches, whose offsets have gaps, which [`validate_batch`] refuses).
+pub fn timestamps_of_validated(
+    header: &BatchHeader,
+    batch: &[u8],
+) -> Result<Vec<(i64, i64)>, BatchError> {
     let mut buf = bytes::Bytes::copy_from_slice(batch);
     let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|_| {
         BatchError::Invalid {
             reason: "records do not decode",
         }
     })?;
+    // With LogAppendTime every record carries the batch's max timestamp.
     Ok(set
         .records
         .iter()

@@ -6,7 +6,7 @@
 //! watermark is scanned header by header for MAX_TIMESTAMP (a rare request). Compacted batches
 //! may skip offsets or hold no records: only the records present count.
 
-use runnel_protocol::record_batch::BatchHeader;
+use runnel_protocol::record_batch::{self, BatchHeader};
 
 use super::PartitionLog;
 use crate::error::LogError;
@@ -114,21 +114,7 @@ impl PartitionLog {
             reason: format!("batch at position {position}: {reason}"),
         };
         let header = validate_stored_batch(&bytes).map_err(corrupt)?;
-        let mut buf = bytes::Bytes::from(bytes);
-        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
-            .map_err(|error| corrupt(format!("records do not decode: {error}")))?;
-        // With LogAppendTime every record carries the batch's max timestamp.
-        Ok(set
-            .records
-            .iter()
-            .map(|record| {
-                let timestamp = if header.is_log_append_time() {
-                    header.max_timestamp
-                } else {
-                    record.timestamp
-                };
-                (record.offset, timestamp)
-            })
-            .collect())
+        record_batch::timestamps_of_validated(&header, &bytes)
+            .map_err(|error| corrupt(error.to_string()))
     }
 }
