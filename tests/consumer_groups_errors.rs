@@ -286,3 +286,52 @@ fn commits_deletes_and_their_errors() {
         ErrorCode::None
     );
 }
+
+#[test]
+fn offset_fetch_v8_answers_several_groups_at_once() {
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+    };
+    use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+    let (_broker, mut client) = broker_with_topic();
+    // Two simple consumers commit 42 (generation -1); a third group commits nothing.
+    assert_eq!(commit(&mut client, "first", -1, "t"), ErrorCode::None);
+    assert_eq!(commit(&mut client, "second", -1, "t"), ErrorCode::None);
+    let group_request = |id: &str| {
+        OffsetFetchRequestGroup::default()
+            .with_group_id(group(id))
+            .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                .with_name(TopicName(s("t")))
+                .with_partition_indexes(vec![0])]))
+    };
+    let response: OffsetFetchResponse = client.request(
+        ApiKey::OffsetFetch,
+        8,
+        &OffsetFetchRequest::default().with_groups(vec![
+            group_request("first"),
+            group_request("second"),
+            group_request("none"),
+        ]),
+    );
+    let offsets: Vec<(String, i16, i64, Option<String>)> = response
+        .groups
+        .iter()
+        .map(|g| {
+            let partition = &g.topics[0].partitions[0];
+            (
+                g.group_id.to_string(),
+                g.error_code,
+                partition.committed_offset,
+                partition.metadata.as_ref().map(ToString::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        offsets,
+        vec![
+            ("first".to_string(), 0, 42, Some("kept".to_string())),
+            ("second".to_string(), 0, 42, Some("kept".to_string())),
+            ("none".to_string(), 0, -1, Some(String::new())),
+        ]
+    );
+}

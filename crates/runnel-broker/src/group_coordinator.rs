@@ -395,3 +395,25 @@ fn load(partition: &Partition) -> Vec<CoordinatorRecord> {
         records
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A partition whose groups are still being read from `__consumer_offsets` answers
+    /// COORDINATOR_LOAD_IN_PROGRESS, which clients retry; nothing reaches the coordinator.
+    #[tokio::test]
+    async fn requests_to_a_loading_partition_are_coordinator_load_in_progress() {
+        let (commands, mut received) = mpsc::channel(1);
+        let shard = Shard {
+            commands,
+            loaded: Arc::new(AtomicBool::new(false)),
+        };
+        let request = Request::List(Vec::new());
+        assert_eq!(
+            call_shard(&shard, request).await.err(),
+            Some(ErrorCode::CoordinatorLoadInProgress)
+        );
+        assert!(received.try_recv().is_err());
+    }
+}

@@ -392,3 +392,76 @@ fn a_member_leaving_rebalances_the_rest() {
     let out = c.handle(join("g", &a, None), 7, 0);
     assert_eq!(join_result(&out, 7).generation_id, 3);
 }
+
+#[test]
+fn an_empty_groups_offsets_expire_after_the_retention() {
+    let retention = GroupConfig {
+        offsets_retention_ms: 60_000,
+        offsets_retention_check_interval_ms: 1_000,
+        ..config()
+    };
+    let mut c = Coordinator::new(retention, 0);
+    c.handle(commit("idle", -1, "", 5), 1, 0);
+    let fetch = || {
+        Request::Fetch(FetchRequest {
+            group_id: "idle".into(),
+            partitions: Some(vec![("t".into(), 0)]),
+        })
+    };
+    // Before the retention has passed, the offset stays.
+    let out = c.expire(30_000);
+    assert!(out.records.is_empty());
+    let Response::Fetch(kept) = &c.handle(fetch(), 2, 30_000).replies[0].1 else {
+        panic!("fetch");
+    };
+    assert_eq!(kept.offsets[0].offset, 5);
+    // After it, the offset is tombstoned, and the group, left with nothing, too.
+    let out = c.expire(61_000);
+    assert!(out.records.iter().any(|r| matches!(
+        r,
+        CoordinatorRecord::Offset { group, value: None, .. } if group == "idle"
+    )));
+    assert!(out.records.iter().any(|r| matches!(
+        r,
+        CoordinatorRecord::Group { group, value: None } if group == "idle"
+    )));
+    let Response::Fetch(gone) = &c.handle(fetch(), 3, 61_000).replies[0].1 else {
+        panic!("fetch");
+    };
+    assert_eq!(gone.offsets[0].offset, -1);
+}
+
+#[test]
+fn list_groups_filters_by_state_case_insensitively() {
+    let mut c = Coordinator::new(config(), 0);
+    let (a, _) = join_new(&mut c, "busy", 1, 0);
+    c.handle(sync("busy", 1, &a, &[]), 2, 0);
+    c.handle(commit("quiet", -1, "", 1), 3, 0);
+    let list = |c: &mut Coordinator<u32>, states: &[&str]| {
+        let request = Request::List(states.iter().map(|s| s.to_string()).collect());
+        let Response::List(groups) = &c.handle(request, 9, 0).replies[0].1 else {
+            panic!("list");
+        };
+        let mut listed: Vec<(String, &str)> = groups
+            .iter()
+            .map(|g| (g.group_id.clone(), g.state))
+            .collect();
+        listed.sort();
+        listed
+    };
+    assert_eq!(
+        list(&mut c, &[]),
+        vec![
+            ("busy".to_string(), "Stable"),
+            ("quiet".to_string(), "Empty")
+        ]
+    );
+    assert_eq!(
+        list(&mut c, &["stable"]),
+        vec![("busy".to_string(), "Stable")]
+    );
+    assert_eq!(
+        list(&mut c, &["Empty", "Dead"]),
+        vec![("quiet".to_string(), "Empty")]
+    );
+}
