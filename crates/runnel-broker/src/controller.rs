@@ -17,13 +17,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use runnel_log::{LogConfig, LogError, PartitionLog};
 use runnel_metadata::{MetadataImage, MetadataRecord, TopicImage};
 use runnel_protocol::record_batch;
-use runnel_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use runnel_protocol::records::RecordBatchDecoder;
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -194,29 +192,8 @@ impl Controller {
 }
 
 fn encode_record(record: &MetadataRecord, timestamp: i64) -> Vec<u8> {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp,
-        key: None,
-        value: Some(Bytes::from(record.encode())),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, std::iter::once(&record), &options)
-        .expect("encoding one uncompressed record into memory cannot fail");
-    buf.to_vec()
+    let value = Some(Bytes::from(record.encode()));
+    record_batch::encode_internal_batch([(None, value)], timestamp)
 }
 
 fn replay(log: &PartitionLog) -> Result<MetadataImage, ControllerError> {

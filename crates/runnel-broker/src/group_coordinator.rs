@@ -22,15 +22,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use runnel_coordinator::request::{
     JoinResult, LeaveResult, OffsetDeleteResult, Request, Response, SyncResult,
 };
 use runnel_coordinator::{partition_for, Coordinator, CoordinatorRecord, Output};
 use runnel_protocol::record_batch;
-use runnel_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use runnel_protocol::records::RecordBatchDecoder;
 use runnel_protocol::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -300,37 +298,11 @@ fn failed(response: Response, error: ErrorCode) -> Response {
 
 /// One uncompressed record batch holding `records` (keys and values per `record.rs`).
 fn encode_batch(records: &[CoordinatorRecord], timestamp: i64) -> Vec<u8> {
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, record)| {
-            let (key, value) = record.encode();
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // offset - sequence constant keeps every record in one batch.
-                sequence: i as i32,
-                timestamp,
-                key: Some(key),
-                value,
-                headers: Default::default(),
-            }
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
-        .expect("encoding uncompressed records into memory cannot fail");
-    buf.to_vec()
+    let entries = records.iter().map(|record| {
+        let (key, value) = record.encode();
+        (Some(key), value)
+    });
+    record_batch::encode_internal_batch(entries, timestamp)
 }
 
 /// Reads every record of one `__consumer_offsets` partition, in offset order. A batch or

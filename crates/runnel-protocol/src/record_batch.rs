@@ -328,6 +328,46 @@ pub fn timestamps_of_validated(
         .collect())
 }
 
+/// One uncompressed batch of records the broker writes itself (metadata, group coordinator):
+/// each entry is a key and a value, stamped with `timestamp`. The base offset and leader epoch
+/// are set on append, like any batch's.
+pub fn encode_internal_batch(
+    entries: impl IntoIterator<Item = (Option<bytes::Bytes>, Option<bytes::Bytes>)>,
+    timestamp: i64,
+) -> Vec<u8> {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // offset - sequence constant keeps every record in one batch.
+            sequence: i as i32,
+            timestamp,
+            key,
+            value,
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
+        .expect("encoding uncompressed records into memory cannot fail");
+    buf.to_vec()
+}
+
 /// Whether any record of one whole batch has a null key (decompressing if needed). Compacted
 /// topics refuse such records, as Kafka does.
 pub fn has_record_without_key(batch: &[u8]) -> Result<bool, BatchError> {
@@ -456,6 +496,20 @@ mod tests {
         assert!(items[0].is_ok() && items[1].is_ok());
         assert!(items[2].is_err());
         assert_eq!(items[1].as_ref().map(|(_, r)| r.end).ok(), Some(whole));
+    }
+
+    #[test]
+    fn internal_batches_hold_every_entry_in_one_valid_batch() {
+        let entries = (0..3).map(|i| {
+            (
+                Some(bytes::Bytes::from(format!("k{i}"))),
+                Some(bytes::Bytes::from("v")),
+            )
+        });
+        let batch = encode_internal_batch(entries, 7);
+        let header = validate_batch(&batch).expect("one valid batch");
+        assert_eq!((header.records_count, header.max_timestamp), (3, 7));
+        assert_eq!(has_record_without_key(&batch), Ok(false));
     }
 
     #[test]
