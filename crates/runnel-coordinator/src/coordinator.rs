@@ -128,6 +128,9 @@ impl<T> Coordinator<T> {
                     next = next.min(member.heartbeat_deadline_ms);
                 }
             }
+            if let Some(deadline) = group.sync_deadline_ms {
+                next = next.min(deadline);
+            }
             if group.state == GroupState::PreparingRebalance {
                 if let Some(deadline) = group.rebalance_deadline_ms {
                     next = next.min(deadline);
@@ -204,6 +207,7 @@ impl<T> Coordinator<T> {
             for member_id in expired {
                 self.remove_member_and_rebalance(&id, &member_id, now_ms, &mut out);
             }
+            self.expire_pending_syncs(&id, now_ms, &mut out);
             if let Some(group) = self.groups.get_mut(&id) {
                 let forced = group.rebalance_deadline_ms.is_some_and(|d| d <= now_ms);
                 try_complete_join(group, now_ms, forced, &mut out);
@@ -214,6 +218,32 @@ impl<T> Coordinator<T> {
             self.next_retention_check_ms = now_ms + self.config.offsets_retention_check_interval_ms;
         }
         out
+    }
+
+    /// Kafka's pending-sync expiry: members that have not sent SyncGroup within the rebalance
+    /// timeout after the join are removed and the group rebalances without them. Heartbeats
+    /// alone do not keep such a member: a leader that never assigns would otherwise hold
+    /// every member in CompletingRebalance for as long as it lives.
+    fn expire_pending_syncs(&mut self, group_id: &str, now_ms: i64, out: &mut Output<T>) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        if group.sync_deadline_ms.is_none_or(|d| d > now_ms) {
+            return;
+        }
+        let lapsed: Vec<String> = group.pending_sync.iter().cloned().collect();
+        tracing::info!(
+            group = %group_id,
+            members = ?lapsed,
+            "removing members that did not sync within the rebalance timeout"
+        );
+        for member_id in &lapsed {
+            // Such members park no request: they sent no SyncGroup, and a JoinGroup would
+            // have started a new rebalance (which clears the pending syncs).
+            group.remove_member(member_id);
+        }
+        group.clear_pending_syncs();
+        prepare_rebalance(group, now_ms, &self.config, out);
     }
 
     fn join(&mut self, join: JoinRequest, reply: T, now_ms: i64, out: &mut Output<T>) {
@@ -359,6 +389,7 @@ impl<T> Coordinator<T> {
             GroupState::Empty | GroupState::Dead => error(out, reply, ErrorCode::UnknownMemberId),
             GroupState::PreparingRebalance => error(out, reply, ErrorCode::RebalanceInProgress),
             GroupState::CompletingRebalance => {
+                group.synced(&sync.member_id);
                 let is_leader = group.is_leader(&sync.member_id);
                 if let Some(member) = group.member_mut(&sync.member_id) {
                     member.awaiting_sync = Some(reply);
@@ -394,6 +425,7 @@ impl<T> Coordinator<T> {
                 }
             }
             GroupState::Stable => {
+                group.synced(&sync.member_id);
                 let (protocol_type, protocol_name) =
                     (group.protocol_type.clone(), group.protocol_name.clone());
                 let member = group
@@ -990,6 +1022,9 @@ fn replace_static_member<T>(
     if group.leader_id.as_deref() == Some(old_member_id) {
         group.leader_id = Some(new_member_id.clone());
     }
+    if group.pending_sync.remove(old_member_id) {
+        group.pending_sync.insert(new_member_id.clone());
+    }
     match group.state {
         GroupState::Stable if unchanged => {
             out.records.push(CoordinatorRecord::Group {
@@ -1061,6 +1096,7 @@ fn prepare_rebalance<T>(
             }
         }
     }
+    group.clear_pending_syncs();
     let rebalance_timeout_ms = group.max_rebalance_timeout_ms();
     if group.state == GroupState::Empty && config.initial_rebalance_delay_ms > 0 {
         let bound = rebalance_timeout_ms.max(config.initial_rebalance_delay_ms);
@@ -1123,6 +1159,7 @@ fn try_complete_join<T>(group: &mut Group<T>, now_ms: i64, forced: bool, out: &m
         group.leader_id = group.members.first().map(|m| m.member_id.clone());
     }
     group.transition(GroupState::CompletingRebalance, now_ms);
+    group.await_syncs(now_ms);
     let leader = group.leader_id.clone().unwrap_or_default();
     let leader_view = join_result(group, &leader, true);
     for member in &mut group.members {

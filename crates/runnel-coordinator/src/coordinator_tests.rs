@@ -465,3 +465,106 @@ fn list_groups_filters_by_state_case_insensitively() {
         vec![("quiet".to_string(), "Empty")]
     );
 }
+
+/// Two members joined in generation 2 with `a` as the leader; neither has synced yet.
+fn two_members_joined(c: &mut Coordinator<u32>) -> (String, String) {
+    let (a, _) = join_new(c, "g", 1, 0);
+    c.handle(sync("g", 1, &a, &[(&a, "all")]), 2, 0);
+    let (b, _) = join_new(c, "g", 3, 0);
+    let out = c.handle(join("g", &a, None), 4, 0);
+    assert_eq!(join_result(&out, 4).generation_id, 2);
+    assert_eq!(join_result(&out, 4).leader, a);
+    (a, b)
+}
+
+#[test]
+fn a_leader_that_never_syncs_is_removed_after_the_rebalance_timeout() {
+    let mut c = Coordinator::new(config(), 0);
+    let (a, b) = two_members_joined(&mut c);
+    let out = c.handle(sync("g", 2, &b, &[]), 5, 100);
+    assert!(
+        out.replies.is_empty(),
+        "b waits for the leader's assignment"
+    );
+    // The leader stays alive (heartbeats) but never assigns.
+    let timeout = i64::from(REBALANCE_MS);
+    for now in (5_000..timeout).step_by(5_000) {
+        assert_eq!(
+            heartbeat_error(&mut c, heartbeat("g", 2, &a), now),
+            ErrorCode::None
+        );
+        assert!(c.expire(now).replies.is_empty());
+    }
+    assert_eq!(c.next_deadline_ms(), timeout);
+    let out = c.expire(timeout);
+    assert_eq!(sync_result(&out, 5).error, ErrorCode::RebalanceInProgress);
+    assert_eq!(
+        heartbeat_error(&mut c, heartbeat("g", 2, &a), timeout),
+        ErrorCode::UnknownMemberId
+    );
+    // b rejoins alone and leads generation 3.
+    let out = c.handle(join("g", &b, None), 6, timeout);
+    let joined = join_result(&out, 6);
+    assert_eq!(
+        (joined.generation_id, joined.leader.as_str()),
+        (3, b.as_str())
+    );
+    assert_eq!(joined.members.len(), 1);
+}
+
+#[test]
+fn a_follower_that_never_syncs_is_removed_from_the_stable_group() {
+    let mut c = Coordinator::new(config(), 0);
+    let (a, b) = two_members_joined(&mut c);
+    let out = c.handle(sync("g", 2, &a, &[(&a, "x"), (&b, "y")]), 5, 100);
+    assert_eq!(sync_result(&out, 5).assignment, Bytes::from_static(b"x"));
+    // b heartbeats in the stable group but never fetches its assignment.
+    let timeout = i64::from(REBALANCE_MS);
+    for now in (5_000..timeout).step_by(5_000) {
+        assert_eq!(
+            heartbeat_error(&mut c, heartbeat("g", 2, &b), now),
+            ErrorCode::None
+        );
+        assert_eq!(
+            heartbeat_error(&mut c, heartbeat("g", 2, &a), now),
+            ErrorCode::None
+        );
+        assert!(c.expire(now).replies.is_empty());
+    }
+    c.expire(timeout);
+    assert_eq!(
+        heartbeat_error(&mut c, heartbeat("g", 2, &a), timeout),
+        ErrorCode::RebalanceInProgress
+    );
+    assert_eq!(
+        heartbeat_error(&mut c, heartbeat("g", 2, &b), timeout),
+        ErrorCode::UnknownMemberId
+    );
+}
+
+#[test]
+fn members_that_all_sync_leave_no_sync_deadline() {
+    let mut c = Coordinator::new(config(), 0);
+    let (a, b) = two_members_joined(&mut c);
+    c.handle(sync("g", 2, &b, &[]), 5, 100);
+    c.handle(sync("g", 2, &a, &[(&a, "x"), (&b, "y")]), 6, 200);
+    // Only the session timeouts (from the syncs) and the retention check remain.
+    assert_eq!(c.next_deadline_ms(), 100 + i64::from(SESSION_MS));
+    for now in (9_000..=i64::from(REBALANCE_MS)).step_by(9_000) {
+        assert_eq!(
+            heartbeat_error(&mut c, heartbeat("g", 2, &a), now),
+            ErrorCode::None
+        );
+        assert_eq!(
+            heartbeat_error(&mut c, heartbeat("g", 2, &b), now),
+            ErrorCode::None
+        );
+        assert!(c.expire(now).replies.is_empty());
+    }
+    let after_timeout = i64::from(REBALANCE_MS) + 1;
+    assert!(c.expire(after_timeout).replies.is_empty());
+    assert_eq!(
+        heartbeat_error(&mut c, heartbeat("g", 2, &a), after_timeout),
+        ErrorCode::None
+    );
+}

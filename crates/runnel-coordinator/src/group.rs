@@ -6,8 +6,10 @@
 //!   parked SyncGroup reply only while it is CompletingRebalance (the coordinator answers or
 //!   drops them on every transition out of those states).
 //! - At most one member has a given group instance id.
+//! - `pending_sync` names only members, and only while the group is CompletingRebalance or
+//!   Stable; `sync_deadline_ms` is set exactly when it is not empty.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 
@@ -88,6 +90,11 @@ pub struct Group<T> {
     pub rebalance_deadline_ms: Option<i64>,
     /// PreparingRebalance from Empty: the join does not complete before this time.
     pub initial_delay_until_ms: Option<i64>,
+    /// Members of the current generation that have not sent their SyncGroup yet (Kafka's
+    /// pending-sync members). Those still missing at `sync_deadline_ms` are removed.
+    pub pending_sync: HashSet<String>,
+    /// When the members in `pending_sync` lapse: the rebalance timeout after the join.
+    pub sync_deadline_ms: Option<i64>,
     pub state_timestamp_ms: i64,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
 }
@@ -105,6 +112,8 @@ impl<T> Group<T> {
             pending_members: HashMap::new(),
             rebalance_deadline_ms: None,
             initial_delay_until_ms: None,
+            pending_sync: HashSet::new(),
+            sync_deadline_ms: None,
             state_timestamp_ms: now_ms,
             offsets: BTreeMap::new(),
         }
@@ -148,10 +157,32 @@ impl<T> Group<T> {
     pub fn remove_member(&mut self, member_id: &str) -> Option<Member<T>> {
         let index = self.members.iter().position(|m| m.member_id == member_id)?;
         let member = self.members.remove(index);
+        self.synced(member_id);
         if self.is_leader(member_id) {
             self.leader_id = self.members.first().map(|m| m.member_id.clone());
         }
         Some(member)
+    }
+
+    /// Starts waiting for every member's SyncGroup, until the rebalance timeout from now.
+    pub fn await_syncs(&mut self, now_ms: i64) {
+        self.pending_sync = self.members.iter().map(|m| m.member_id.clone()).collect();
+        self.sync_deadline_ms =
+            (!self.pending_sync.is_empty()).then(|| now_ms + self.max_rebalance_timeout_ms());
+    }
+
+    /// `member_id` sent its SyncGroup (or is gone): it no longer holds the generation up.
+    pub fn synced(&mut self, member_id: &str) {
+        self.pending_sync.remove(member_id);
+        if self.pending_sync.is_empty() {
+            self.sync_deadline_ms = None;
+        }
+    }
+
+    /// Stops waiting for SyncGroups (a new rebalance began, or the group emptied).
+    pub fn clear_pending_syncs(&mut self) {
+        self.pending_sync.clear();
+        self.sync_deadline_ms = None;
     }
 
     /// The protocols every member supports, in the first member's order of preference.
