@@ -1,5 +1,8 @@
-"""aiokafka group consumers against Runnel: two members split a topic, read every record once,
-commit, and the survivor takes over when one stops."""
+"""aiokafka group consumers against Runnel: two members on one event loop split a topic, read
+every record once, commit, and the survivor takes over when one stops.
+
+Members in separate processes (three and four of them, rebalances, a SIGKILLed member) are
+tested in test_groups_each_client.py."""
 
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ the partitions to the other member; a new member resumes after the commits.
 
 kafka-python's consumer is driven by its poll loop (a member that is not polled neither
 heartbeats nor rejoins), so it polls in its own thread, as applications run it. Its partner
-member is a confluent-kafka consumer (two kafka-python consumers in one process stall each
-other's group traffic in kafka-python 3.0.12, whatever the broker), which also shows that two
-different client libraries share one group."""
+member is a confluent-kafka consumer, which shows that two different client libraries share one
+group. Groups made of kafka-python members only (several processes, rebalances, a SIGKILLed
+member) are tested in test_groups_each_client.py."""
 
 from __future__ import annotations
 
