@@ -1,7 +1,12 @@
 //! Each error the group coordinator answers, sent as raw requests (clients hide most of them):
 //! MEMBER_ID_REQUIRED, INVALID_SESSION_TIMEOUT, UNKNOWN_MEMBER_ID, INCONSISTENT_GROUP_PROTOCOL,
 //! ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID, NON_EMPTY_GROUP,
-//! GROUP_ID_NOT_FOUND, UNKNOWN_TOPIC_OR_PARTITION; and a simple consumer's commit accepted.
+//! GROUP_ID_NOT_FOUND, UNKNOWN_TOPIC_OR_PARTITION, INVALID_GROUP_ID, GROUP_MAX_SIZE_REACHED,
+//! OFFSET_METADATA_TOO_LARGE, COORDINATOR_NOT_AVAILABLE (transaction coordinators are not served
+//! yet), OffsetForLeaderEpoch's UNKNOWN_LEADER_EPOCH; and a simple consumer's commit accepted.
+//!
+//! COORDINATOR_LOAD_IN_PROGRESS is tested in the broker's group driver (a partition still
+//! loading); NOT_COORDINATOR cannot arise on a single node, which coordinates every group.
 
 mod common;
 
@@ -91,6 +96,16 @@ fn heartbeat(client: &mut RawClient, group_id: &str, generation: i32, member: &s
 }
 
 fn commit(client: &mut RawClient, group_id: &str, generation: i32, topic: &str) -> ErrorCode {
+    commit_with_metadata(client, group_id, generation, topic, "kept")
+}
+
+fn commit_with_metadata(
+    client: &mut RawClient,
+    group_id: &str,
+    generation: i32,
+    topic: &str,
+    metadata: &str,
+) -> ErrorCode {
     let response: OffsetCommitResponse = client.request(
         ApiKey::OffsetCommit,
         7,
@@ -102,13 +117,19 @@ fn commit(client: &mut RawClient, group_id: &str, generation: i32, topic: &str) 
                 .with_partitions(vec![OffsetCommitRequestPartition::default()
                     .with_partition_index(0)
                     .with_committed_offset(42)
-                    .with_committed_metadata(Some(s("kept")))])]),
+                    .with_committed_metadata(Some(s(metadata)))])]),
     );
     code(response.topics[0].partitions[0].error_code)
 }
 
 fn broker_with_topic() -> (TestBroker, RawClient) {
-    let broker = TestBroker::start_with(OVERRIDES);
+    broker_with_topic_and(&[])
+}
+
+/// A broker with [`OVERRIDES`] and `more`, a topic `t` to commit to, and a raw client.
+fn broker_with_topic_and(more: &[(&str, &str)]) -> (TestBroker, RawClient) {
+    let overrides: Vec<(&str, &str)> = OVERRIDES.iter().chain(more).copied().collect();
+    let broker = TestBroker::start_with(&overrides);
     let mut client = RawClient::connect(broker.addr);
     let found: FindCoordinatorResponse = client.request(
         ApiKey::FindCoordinator,
@@ -333,5 +354,93 @@ fn offset_fetch_v8_answers_several_groups_at_once() {
             ("second".to_string(), 0, 42, Some("kept".to_string())),
             ("none".to_string(), 0, -1, Some(String::new())),
         ]
+    );
+}
+
+#[test]
+fn group_limits_and_invalid_ids() {
+    let (broker, mut client) =
+        broker_with_topic_and(&[("group.max.size", "1"), ("offset.metadata.max.bytes", "16")]);
+    assert_eq!(
+        code(join(&mut client, &join_request("", "", None)).error_code),
+        ErrorCode::InvalidGroupId
+    );
+    assert_eq!(commit(&mut client, "", -1, "t"), ErrorCode::InvalidGroupId);
+
+    stable_member(&mut client, "full");
+    let mut second = RawClient::connect(broker.addr);
+    assert_eq!(
+        code(join(&mut second, &join_request("full", "", None)).error_code),
+        ErrorCode::GroupMaxSizeReached,
+        "group.max.size=1 and one member already"
+    );
+
+    assert_eq!(
+        commit_with_metadata(&mut client, "simple", -1, "t", &"m".repeat(17)),
+        ErrorCode::OffsetMetadataTooLarge
+    );
+    assert_eq!(
+        commit_with_metadata(&mut client, "simple", -1, "t", &"m".repeat(16)),
+        ErrorCode::None,
+        "metadata of offset.metadata.max.bytes is kept"
+    );
+}
+
+#[test]
+fn transaction_coordinators_are_not_available_yet() {
+    let (_broker, mut client) = broker_with_topic();
+    let found: FindCoordinatorResponse = client.request(
+        ApiKey::FindCoordinator,
+        2,
+        &FindCoordinatorRequest::default()
+            .with_key(s("a-transactional-id"))
+            .with_key_type(1),
+    );
+    assert_eq!(code(found.error_code), ErrorCode::CoordinatorNotAvailable);
+}
+
+#[test]
+fn offset_for_leader_epoch_answers_end_offsets_and_epoch_errors() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+    let (_broker, mut client) = broker_with_topic();
+    let (error, _) = common::produce(&mut client, "t", 0, common::record_batch(7, 10));
+    assert_eq!(code(error), ErrorCode::None);
+    let ask = |client: &mut RawClient, topic: &str, current: i32, epoch: i32| {
+        let response: OffsetForLeaderEpochResponse = client.request(
+            ApiKey::OffsetForLeaderEpoch,
+            4,
+            &OffsetForLeaderEpochRequest::default()
+                .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+                .with_topics(vec![OffsetForLeaderTopic::default()
+                    .with_topic(TopicName(s(topic)))
+                    .with_partitions(vec![OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(current)
+                        .with_leader_epoch(epoch)])]),
+        );
+        let partition = &response.topics[0].partitions[0];
+        (
+            code(partition.error_code),
+            partition.leader_epoch,
+            partition.end_offset,
+        )
+    };
+    assert_eq!(ask(&mut client, "t", 0, 0), (ErrorCode::None, 0, 7));
+    assert_eq!(
+        ask(&mut client, "t", -1, 0),
+        (ErrorCode::None, 0, 7),
+        "no current epoch: not fenced"
+    );
+    assert_eq!(
+        ask(&mut client, "t", 5, 0),
+        (ErrorCode::UnknownLeaderEpoch, -1, -1),
+        "a current epoch newer than the leader's"
+    );
+    assert_eq!(
+        ask(&mut client, "missing", 0, 0),
+        (ErrorCode::UnknownTopicOrPartition, -1, -1)
     );
 }

@@ -159,3 +159,34 @@ def test_out_of_range_offset_with_reset_earliest_restarts_from_zero(broker):
         assert (first.offset(), first.value()) == (0, acked[0].record.value)
     finally:
         consumer.close()
+
+
+def test_seek_with_a_leader_epoch_is_validated_by_offset_for_leader_epoch(broker):
+    """KIP-320: librdkafka checks a seek position that carries a leader epoch with
+    OffsetForLeaderEpoch before fetching. A position inside the epoch's range reads on from
+    there; one past the end offset the broker reports for that epoch is log truncation, which
+    librdkafka reports with the broker's end offset (an unvalidated position past the end would
+    fail on Fetch with OFFSET_OUT_OF_RANGE instead, without it)."""
+    topic = "ck-offset-validation"
+    ck.create_topic(broker.bootstrap, topic, partitions=1)
+    acked = ck.produce(broker.bootstrap, topic, make_records(topic, keyed=10, unkeyed=0),
+                       partition=0)
+
+    consumer = ck.assign_only_consumer(broker.bootstrap, {"auto.offset.reset": "error"})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        first = ck.next_record(consumer)
+        epoch = first.leader_epoch()
+        assert epoch is not None and epoch >= 0, f"record leader epoch {epoch}"
+
+        consumer.seek(TopicPartition(topic, 0, 6, leader_epoch=epoch))
+        validated = ck.next_record(consumer)
+        assert (validated.offset(), validated.value()) == (6, acked[6].record.value)
+
+        consumer.seek(TopicPartition(topic, 0, len(acked) + 5, leader_epoch=epoch))
+        error = ck.wait_for_error(consumer)
+        assert error.code() == KafkaError._AUTO_OFFSET_RESET, error
+        assert (f"Partition log truncation detected at offset {len(acked) + 5}" in error.str()
+                and f"broker end offset is {len(acked)}" in error.str()), error
+    finally:
+        consumer.close()

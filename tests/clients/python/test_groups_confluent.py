@@ -9,7 +9,8 @@ import sys
 import textwrap
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, TopicPartition
+from confluent_kafka import (Consumer, ConsumerGroupState, KafkaError, KafkaException,
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient
 
 from ck import TIMEOUT_S, create_topic, produce
@@ -289,3 +290,43 @@ def test_empty_groups_are_deleted_and_busy_ones_refused(group_broker):
     assert committed(bootstrap, "idle", topic, 1) == [TopicPartition(topic, 0).offset]
     assert "idle" not in {g.group_id for g in list_groups(bootstrap).valid}
     busy.consumers[0].close()
+
+
+def test_commit_errors_reach_the_client(broker_factory):
+    """Errors a committing application sees through librdkafka: metadata past
+    offset.metadata.max.bytes is OFFSET_METADATA_TOO_LARGE (metadata within it is kept), and a
+    member past group.max.size is refused with GROUP_MAX_SIZE_REACHED. (librdkafka sends the
+    metadata string with its NUL terminator, which counts towards the limit.)"""
+    bootstrap = broker_factory({**GROUP_OVERRIDES, "offset.metadata.max.bytes": "64",
+                                "group.max.size": "1"}).bootstrap
+    topic, group = "commit-errors", "committers"
+    create_topic(bootstrap, topic, 1)
+
+    c = member(bootstrap, group)
+    try:
+        with pytest.raises(KafkaException) as refused:
+            c.commit(offsets=[TopicPartition(topic, 0, 3, metadata="m" * 100)],
+                     asynchronous=False)
+        assert refused.value.args[0].code() == KafkaError.OFFSET_METADATA_TOO_LARGE
+        c.commit(offsets=[TopicPartition(topic, 0, 3, metadata="m" * 20)], asynchronous=False)
+        (kept,) = c.committed([TopicPartition(topic, 0)], timeout=TIMEOUT_S)
+        assert (kept.offset, kept.metadata) == (3, "m" * 20)
+    finally:
+        c.close()
+
+    first, second = member(bootstrap, group), member(bootstrap, group)
+    try:
+        first.subscribe([topic])
+        second.subscribe([topic])
+        wait_until(lambda: first.poll(0.1) is None and first.assignment(), 30,
+                   "the first member's assignment")
+
+        def second_refused():
+            msg = second.poll(0.1)
+            return msg is not None and msg.error() is not None and msg.error()
+        error = wait_until(second_refused, 30, "the second member's join to be refused",
+                           interval=0)
+        assert error.code() == KafkaError.GROUP_MAX_SIZE_REACHED, error
+    finally:
+        first.close()
+        second.close()
