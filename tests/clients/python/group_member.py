@@ -5,8 +5,10 @@ with `MemberProcess`, which runs this file as a script:
 
     python group_member.py <client> <bootstrap> <group> <topic> [--name N]
                            [--session-timeout-ms MS] [--heartbeat-interval-ms MS]
+                           [--assignor NAME]
 
-where <client> is "kafka-python" or "aiokafka". The member subscribes to <topic> (no auto
+where <client> is "kafka-python" or "aiokafka" and NAME one of ASSIGNORS[client] (the
+library's own partition assignors; "range" by default). The member subscribes to <topic> (no auto
 commit, reading from the earliest offset) and talks to its parent in JSON lines:
 
   stdout  {"event": "assigned", "partitions": [0, 3]}     whenever its assignment changes
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -40,6 +43,24 @@ from pathlib import Path
 from typing import Any, Iterable
 
 CLIENTS = ("kafka-python", "aiokafka")
+# Each library's assignors by protocol name: module and class, imported in the member only.
+ASSIGNORS = {
+    "kafka-python": {
+        "range": ("kafka.coordinator.assignors.range", "RangePartitionAssignor"),
+        "roundrobin": ("kafka.coordinator.assignors.roundrobin", "RoundRobinPartitionAssignor"),
+        "sticky": ("kafka.coordinator.assignors.sticky.sticky_assignor",
+                   "StickyPartitionAssignor"),
+        "cooperative-sticky": ("kafka.coordinator.assignors.cooperative_sticky",
+                               "CooperativeStickyAssignor"),
+    },
+    "aiokafka": {
+        "range": ("aiokafka.coordinator.assignors.range", "RangePartitionAssignor"),
+        "roundrobin": ("aiokafka.coordinator.assignors.roundrobin",
+                       "RoundRobinPartitionAssignor"),
+        "sticky": ("aiokafka.coordinator.assignors.sticky.sticky_assignor",
+                   "StickyPartitionAssignor"),
+    },
+}
 POLL_TIMEOUT_MS = 300
 COMMAND_TIMEOUT_S = 30.0
 
@@ -90,6 +111,11 @@ def next_command(commands: queue.Queue[str]) -> str | None:
         return None
 
 
+def assignor(args: argparse.Namespace) -> type:
+    module, name = ASSIGNORS[args.client][args.assignor]
+    return getattr(importlib.import_module(module), name)
+
+
 def run_kafka_python(args: argparse.Namespace, commands: queue.Queue[str]) -> None:
     from kafka import KafkaConsumer
 
@@ -97,7 +123,8 @@ def run_kafka_python(args: argparse.Namespace, commands: queue.Queue[str]) -> No
         args.topic, bootstrap_servers=args.bootstrap, group_id=args.group, client_id=args.name,
         auto_offset_reset="earliest", enable_auto_commit=False,
         session_timeout_ms=args.session_timeout_ms,
-        heartbeat_interval_ms=args.heartbeat_interval_ms)
+        heartbeat_interval_ms=args.heartbeat_interval_ms,
+        partition_assignment_strategy=[assignor(args)])
     reporter = Reporter()
     while True:
         batches = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
@@ -122,7 +149,8 @@ async def run_aiokafka(args: argparse.Namespace, commands: queue.Queue[str]) -> 
         args.topic, bootstrap_servers=args.bootstrap, group_id=args.group, client_id=args.name,
         auto_offset_reset="earliest", enable_auto_commit=False,
         session_timeout_ms=args.session_timeout_ms,
-        heartbeat_interval_ms=args.heartbeat_interval_ms)
+        heartbeat_interval_ms=args.heartbeat_interval_ms,
+        partition_assignment_strategy=[assignor(args)])
     await consumer.start()
     reporter = Reporter()
     while True:
@@ -150,7 +178,10 @@ def main() -> None:
     parser.add_argument("--name", default="member")
     parser.add_argument("--session-timeout-ms", type=int, default=6000)
     parser.add_argument("--heartbeat-interval-ms", type=int, default=500)
+    parser.add_argument("--assignor", default="range")
     args = parser.parse_args()
+    if args.assignor not in ASSIGNORS[args.client]:
+        parser.error(f"{args.client} has no assignor {args.assignor!r}")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format=f"[{args.name} %(asctime)s %(levelname)s %(name)s] %(message)s")
     commands = read_commands()
@@ -176,12 +207,13 @@ class MemberProcess:
     """
 
     def __init__(self, client: str, bootstrap: str, group: str, topic: str, name: str,
-                 session_timeout_ms: int = 6000, heartbeat_interval_ms: int = 500):
+                 session_timeout_ms: int = 6000, heartbeat_interval_ms: int = 500,
+                 assignor: str = "range"):
         self.name = name
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), client, bootstrap, group, topic,
              "--name", name, "--session-timeout-ms", str(session_timeout_ms),
-             "--heartbeat-interval-ms", str(heartbeat_interval_ms)],
+             "--heartbeat-interval-ms", str(heartbeat_interval_ms), "--assignor", assignor],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self._lock = threading.Lock()
         self._assigned: set[int] = set()

@@ -1,6 +1,7 @@
 """Consumer groups through confluent-kafka (librdkafka): partitions shared and rebalanced among
-members (eager and cooperative-sticky), SIGKILLed members evicted after their session timeout,
-static membership, commits surviving restarts and kill -9, admin describe/list/delete."""
+members (range, roundrobin and cooperative-sticky), SIGKILLed members evicted after their session
+timeout, static membership, commits surviving restarts and kill -9, admin describe/list/delete,
+commit and group-size errors."""
 
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[i
         c.close()
 
 
-@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+@pytest.mark.parametrize("strategy", ["range", "roundrobin", "cooperative-sticky"])
 def test_three_members_share_six_partitions_then_a_fourth_joins(group_broker, strategy):
     bootstrap, topic, group = group_broker.bootstrap, "orders", f"billing-{strategy}"
     create_topic(bootstrap, topic, 6)
@@ -317,9 +318,9 @@ def test_commit_errors_reach_the_client(broker_factory):
     first, second = member(bootstrap, group), member(bootstrap, group)
     try:
         first.subscribe([topic])
-        second.subscribe([topic])
         wait_until(lambda: first.poll(0.1) is None and first.assignment(), 30,
                    "the first member's assignment")
+        second.subscribe([topic])
 
         def second_refused():
             msg = second.poll(0.1)

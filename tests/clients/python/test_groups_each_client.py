@@ -2,7 +2,9 @@
 
 test_groups_confluent.py proves the group protocol with librdkafka members; this module runs the
 same acceptance scenario with every member a separate OS process of one Python client library
-(see group_member.py), so that a member can be SIGKILLed:
+(see group_member.py), so that a member can be SIGKILLed, with the library's own assignors
+(kafka-python: range, sticky and cooperative-sticky, whose incremental rebalances move only
+the partitions that change owner; aiokafka: range and sticky):
 
 1. three members share a 6-partition topic two partitions each, read every record once between
    them, and commit offsets equal to the partition ends; DescribeGroups (through that library's
@@ -23,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from kafka import KafkaAdminClient
 
 from ck import create_topic, produce
-from group_member import CLIENTS, MemberProcess
+from group_member import MemberProcess
 from helpers import Record, now_ms, wait_until
 
 GROUP_OVERRIDES = {
@@ -40,6 +42,7 @@ WAIT_S = 60.0
 class GroupView:
     state: str
     members: int
+    protocol: str  # the assignor chosen (only reported while Stable)
 
 
 class KafkaPythonAdmin:
@@ -58,7 +61,8 @@ class KafkaPythonAdmin:
     def describe(self, group: str) -> GroupView:
         description = self._run(lambda admin: admin.describe_groups([group])[group])
         assert description["error"] is None, description
-        return GroupView(description["group_state"], len(description["members"]))
+        return GroupView(description["group_state"], len(description["members"]),
+                         description["protocol_data"])
 
     def listed(self) -> set[str]:
         return {g["group_id"] for g in self._run(lambda admin: admin.list_groups())}
@@ -89,9 +93,9 @@ class AiokafkaAdmin:
         # aiokafka returns the raw responses: (error_code, group_id, state, protocol_type,
         # protocol, members, ...) per group.
         (description,) = [g for r in responses for g in r.groups if g[1] == group]
-        error_code, _, state, _, _, members = description[:6]
+        error_code, _, state, _, protocol, members = description[:6]
         assert error_code == 0, description
-        return GroupView(state, len(members))
+        return GroupView(state, len(members), protocol)
 
     def listed(self) -> set[str]:
         return {g[0] for g in self._run(lambda admin: admin.list_consumer_groups())}
@@ -125,17 +129,21 @@ def wait_for_split(members: list[MemberProcess], sizes: list[int], timeout: floa
         raise AssertionError(f"{e}; members: {'; '.join(m.summary() for m in members)}") from None
 
 
-@pytest.mark.parametrize("client", CLIENTS)
-def test_members_share_rebalance_and_leave_by_close_and_by_kill(broker_factory, client):
+@pytest.mark.parametrize("client, assignor", [
+    ("kafka-python", "range"), ("kafka-python", "sticky"), ("kafka-python", "cooperative-sticky"),
+    ("aiokafka", "range"), ("aiokafka", "sticky"),
+])
+def test_members_share_rebalance_and_leave_by_close_and_by_kill(broker_factory, client, assignor):
     bootstrap = broker_factory(GROUP_OVERRIDES).bootstrap
-    topic, group = "orders", f"billing-{client}"
+    topic, group = "orders", f"billing-{client}-{assignor}"
     create_topic(bootstrap, topic, PARTITIONS)
     admin = ADMINS[client](bootstrap)
     started: list[MemberProcess] = []
 
     def start_member() -> MemberProcess:
         member = MemberProcess(client, bootstrap, group, topic, name=f"{client}-{len(started)}",
-                               session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=500)
+                               session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=500,
+                               assignor=assignor)
         started.append(member)
         return member
 
@@ -154,7 +162,7 @@ def test_members_share_rebalance_and_leave_by_close_and_by_kill(broker_factory, 
             m.commit()
         ends = {p: sum(1 for s in acked if s.partition == p) for p in range(PARTITIONS)}
         assert admin.committed(group, topic) == ends
-        assert admin.describe(group) == GroupView("Stable", 3)
+        assert admin.describe(group) == GroupView("Stable", 3, assignor)
         assert group in admin.listed()
 
         # 2. A fourth member joins: the six partitions are spread over four.
@@ -170,7 +178,7 @@ def test_members_share_rebalance_and_leave_by_close_and_by_kill(broker_factory, 
         members.pop(0).kill()
         wait_for_split(members, [3, 3], SESSION_TIMEOUT_S + 30,
                        "the killed member's partitions to move after its session timeout")
-        assert admin.describe(group) == GroupView("Stable", 2)
+        assert admin.describe(group) == GroupView("Stable", 2, assignor)
     finally:
         for m in started:
             m.stop()
