@@ -90,6 +90,17 @@ impl Broker {
         Ok(topic)
     }
 
+    /// Records a topic's new partition count, then opens the new partitions.
+    pub fn create_partitions(
+        &self,
+        topic_id: Uuid,
+        partitions: i32,
+    ) -> Result<Arc<TopicImage>, CreateTopicError> {
+        let topic = self.controller.create_partitions(topic_id, partitions)?;
+        self.replicas.open_new_partitions(&topic)?;
+        Ok(topic)
+    }
+
     /// Replaces topic `name`'s config overrides with `configs`: validated against the broker's
     /// defaults, recorded in the metadata log, then applied to the live partitions. With
     /// `validate_only`, nothing is recorded.

@@ -48,6 +48,12 @@ pub enum ControllerError {
     TopicAlreadyExists { name: String },
     #[error("topic {name} does not exist")]
     UnknownTopic { name: String },
+    #[error("topic {name} has {current} partitions: {requested} is not more")]
+    PartitionCountNotIncreased {
+        name: String,
+        current: i32,
+        requested: i32,
+    },
 }
 
 struct Writer {
@@ -129,6 +135,42 @@ impl Controller {
         };
         self.write(&mut writer, &MetadataRecord::RemoveTopic { topic_id })?;
         Ok(topic)
+    }
+
+    /// Grows a topic to `partitions` partitions led by this node, returning the topic after.
+    /// The count only grows: records are routed by partition count, so a shrink would move
+    /// keys and strand data.
+    pub fn create_partitions(
+        &self,
+        topic_id: Uuid,
+        partitions: i32,
+    ) -> Result<Arc<TopicImage>, ControllerError> {
+        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        let Some(topic) = self.image().topic_by_id(&topic_id).cloned() else {
+            return Err(ControllerError::UnknownTopic {
+                name: topic_id.to_string(),
+            });
+        };
+        let current = topic.partitions.len() as i32;
+        if partitions <= current {
+            return Err(ControllerError::PartitionCountNotIncreased {
+                name: topic.name.clone(),
+                current,
+                requested: partitions,
+            });
+        }
+        let record = MetadataRecord::PartitionCount {
+            topic_id,
+            partitions,
+            leader: self.node_id,
+        };
+        let image = self.write(&mut writer, &record)?;
+        image
+            .topic_by_id(&topic_id)
+            .cloned()
+            .ok_or_else(|| ControllerError::UnknownTopic {
+                name: topic.name.clone(),
+            })
     }
 
     /// Replaces a topic's config overrides (already validated), returning the topic after.

@@ -15,7 +15,7 @@ use runnel_log::{
     partition_dir_name, read_offset_checkpoint, write_offset_checkpoint, AppendError, LogError,
     PartitionLog, CLEANER_OFFSET_CHECKPOINT_FILE,
 };
-use runnel_metadata::TopicImage;
+use runnel_metadata::{PartitionImage, TopicImage};
 use runnel_protocol::record_batch::{self, BatchError, BatchHeader};
 use runnel_protocol::ErrorCode;
 use tokio::sync::watch;
@@ -136,35 +136,62 @@ impl ReplicaManager {
         log_start_offsets: &HashMap<(String, i32), i64>,
     ) -> Result<(), OpenTopicError> {
         let settings = TopicSettings::resolve(&self.config, &topic.configs)?;
-        let name: Arc<str> = Arc::from(topic.name.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for image in &topic.partitions {
-            let dir = self
-                .data_dir()
-                .join(partition_dir_name(&topic.name, image.partition));
-            let recovery_point = recovery_points
-                .get(&(topic.name.clone(), image.partition))
-                .copied()
-                .unwrap_or(0);
-            let log_start = log_start_offsets
-                .get(&(topic.name.clone(), image.partition))
-                .copied()
-                .unwrap_or(0);
-            let log = PartitionLog::open_at(&dir, settings.log.clone(), recovery_point, log_start)?;
-            partitions.push(Arc::new(Partition::new(
-                Arc::clone(&name),
-                topic.topic_id,
-                image.partition,
-                image.leader_epoch,
-                settings.clone(),
-                log,
-            )));
+            let key = (topic.name.clone(), image.partition);
+            let recovery_point = recovery_points.get(&key).copied().unwrap_or(0);
+            let log_start = log_start_offsets.get(&key).copied().unwrap_or(0);
+            partitions.push(self.open_partition(
+                topic,
+                image,
+                &settings,
+                recovery_point,
+                log_start,
+            )?);
         }
         self.topics
             .write()
             .expect("topics lock poisoned")
             .insert(topic.name.clone(), partitions.into());
         Ok(())
+    }
+
+    /// Opens the partitions of `topic` (as the image has it now) that are not hosted yet,
+    /// after CreatePartitions; the hosted ones stay as they are, in use.
+    pub fn open_new_partitions(&self, topic: &TopicImage) -> Result<(), OpenTopicError> {
+        let settings = TopicSettings::resolve(&self.config, &topic.configs)?;
+        let mut topics = self.topics.write().expect("topics lock poisoned");
+        let mut partitions: Vec<Arc<Partition>> = topics
+            .get(&topic.name)
+            .map(|hosted| hosted.to_vec())
+            .unwrap_or_default();
+        for image in &topic.partitions[partitions.len().min(topic.partitions.len())..] {
+            partitions.push(self.open_partition(topic, image, &settings, 0, 0)?);
+        }
+        topics.insert(topic.name.clone(), partitions.into());
+        Ok(())
+    }
+
+    fn open_partition(
+        &self,
+        topic: &TopicImage,
+        image: &PartitionImage,
+        settings: &TopicSettings,
+        recovery_point: i64,
+        log_start: i64,
+    ) -> Result<Arc<Partition>, OpenTopicError> {
+        let dir = self
+            .data_dir()
+            .join(partition_dir_name(&topic.name, image.partition));
+        let log = PartitionLog::open_at(&dir, settings.log.clone(), recovery_point, log_start)?;
+        Ok(Arc::new(Partition::new(
+            Arc::from(topic.name.as_str()),
+            topic.topic_id,
+            image.partition,
+            image.leader_epoch,
+            settings.clone(),
+            log,
+        )))
     }
 
     /// Stops hosting `topic` and deletes its partitions' directories.

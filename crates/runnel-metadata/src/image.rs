@@ -23,6 +23,19 @@ pub struct PartitionImage {
     pub isr: Vec<i32>,
 }
 
+impl PartitionImage {
+    /// A new partition: `leader` its only replica, at leader epoch 0.
+    pub fn led_by(partition: i32, leader: i32) -> PartitionImage {
+        PartitionImage {
+            partition,
+            leader,
+            leader_epoch: 0,
+            replicas: vec![leader],
+            isr: vec![leader],
+        }
+    }
+}
+
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicImage {
@@ -83,13 +96,7 @@ impl MetadataImage {
                     return next;
                 }
                 let partitions = (0..*partitions)
-                    .map(|partition| PartitionImage {
-                        partition,
-                        leader: *leader,
-                        leader_epoch: 0,
-                        replicas: vec![*leader],
-                        isr: vec![*leader],
-                    })
+                    .map(|partition| PartitionImage::led_by(partition, *leader))
                     .collect();
                 let topic = TopicImage {
                     name: name.clone(),
@@ -103,6 +110,22 @@ impl MetadataImage {
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(name) = next.names_by_id.remove(topic_id) {
                     next.topics_by_name.remove(&name);
+                }
+            }
+            MetadataRecord::PartitionCount {
+                topic_id,
+                partitions,
+                leader,
+            } => {
+                let Some(name) = next.names_by_id.get(topic_id) else {
+                    return next;
+                };
+                if let Some(topic) = next.topics_by_name.get_mut(name) {
+                    let topic = Arc::make_mut(topic);
+                    let first_new = topic.partitions.len() as i32;
+                    topic.partitions.extend(
+                        (first_new..*partitions).map(|p| PartitionImage::led_by(p, *leader)),
+                    );
                 }
             }
             MetadataRecord::TopicConfigs { topic_id, configs } => {
@@ -149,6 +172,34 @@ mod tests {
         let removed = again.apply(&MetadataRecord::RemoveTopic { topic_id: id });
         assert!(removed.topic("a").is_none());
         assert!(removed.topic_by_id(&id).is_none());
+    }
+
+    #[test]
+    fn partitions_are_added_never_removed() {
+        let id = Uuid::new_v4();
+        let image = MetadataImage::default().apply(&topic("a", id));
+        let grown = image.apply(&MetadataRecord::PartitionCount {
+            topic_id: id,
+            partitions: 5,
+            leader: 1,
+        });
+        let a = grown.topic("a").expect("a exists");
+        let indexes: Vec<i32> = a.partitions.iter().map(|p| p.partition).collect();
+        assert_eq!(indexes, [0, 1, 2, 3, 4]);
+        assert_eq!(a.partitions[4], PartitionImage::led_by(4, 1));
+        assert_eq!(grown.topic_by_id(&id).map(|t| t.partitions.len()), Some(5));
+        let shrunk = grown.apply(&MetadataRecord::PartitionCount {
+            topic_id: id,
+            partitions: 2,
+            leader: 1,
+        });
+        assert_eq!(shrunk.topic("a").map(|t| t.partitions.len()), Some(5));
+        let unknown = grown.apply(&MetadataRecord::PartitionCount {
+            topic_id: Uuid::new_v4(),
+            partitions: 9,
+            leader: 1,
+        });
+        assert_eq!(unknown.topics().count(), 1);
     }
 
     #[test]

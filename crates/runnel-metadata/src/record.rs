@@ -25,6 +25,14 @@ pub enum MetadataRecord {
     },
     /// A topic was deleted.
     RemoveTopic { topic_id: Uuid },
+    /// Partitions were added to a topic (CreatePartitions): it now has `partitions`, the new
+    /// ones led by `leader` at epoch 0. Existing partitions are unchanged; the count never
+    /// shrinks.
+    PartitionCount {
+        topic_id: Uuid,
+        partitions: i32,
+        leader: i32,
+    },
     /// A topic's config overrides were replaced by `configs` (Kafka's names), whole: an
     /// alteration is validated against the full result and recorded as one record, so it
     /// applies atomically.

@@ -31,6 +31,7 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::ApiVersions, 0, 4),
     served(ApiKey::CreateTopics, 2, 7),
     served(ApiKey::DeleteTopics, 1, 6),
+    served(ApiKey::CreatePartitions, 0, 3),
     served(ApiKey::DeleteRecords, 0, 2),
     served(ApiKey::DescribeConfigs, 1, 4),
     served(ApiKey::AlterConfigs, 0, 2),

@@ -176,4 +176,24 @@ describe('kafkajs', () => {
       await admin.deleteTopics({ topics: [topic], timeout: WAIT_MS });
       await waitUntil(async () => !(await admin.listTopics()).includes(topic), WAIT_MS, `${topic} to be deleted`);
     }));
+
+  it('admin: createPartitions grows a topic; a smaller count is refused', { timeout: TEST_TIMEOUT_MS },
+    () => withBrokerLog(broker, async () => {
+      const topic = 'kafkajs-grow';
+      await createTopic(topic, 2);
+      await admin.createPartitions({ topicPartitions: [{ topic, count: 4 }] });
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+      assert.deepEqual(topics[0].partitions.map((p) => p.partitionId).sort(), [0, 1, 2, 3]);
+      await assert.rejects(admin.createPartitions({ topicPartitions: [{ topic, count: 3 }] }),
+        (error) => error.type === 'INVALID_PARTITIONS' || error.errors?.some((e) => e.type === 'INVALID_PARTITIONS'));
+
+      const producer = kafka.producer();
+      await producer.connect();
+      try {
+        const [result] = await producer.send({ topic, acks: -1, messages: [{ value: 'new', partition: 3 }] });
+        assert.deepEqual([result.partition, result.errorCode, result.baseOffset], [3, 0, '0']);
+      } finally {
+        await producer.disconnect();
+      }
+    }));
 });

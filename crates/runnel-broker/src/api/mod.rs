@@ -8,6 +8,7 @@
 
 mod alter_configs;
 mod api_versions;
+mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_records;
@@ -100,6 +101,7 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, CodecEr
         ApiKey::Fetch => fetch::handle(broker, request),
         ApiKey::ListOffsets => list_offsets::handle(broker, request),
         ApiKey::CreateTopics => create_topics::handle(broker, request),
+        ApiKey::CreatePartitions => create_partitions::handle(broker, request),
         ApiKey::DeleteTopics => delete_topics::handle(broker, request),
         ApiKey::DeleteRecords => delete_records::handle(broker, request),
         ApiKey::DescribeConfigs => describe_configs::handle(broker, request),

@@ -1,0 +1,132 @@
+//! CreatePartitions (key 37): grows topics to a new partition count.
+//!
+//! Per topic, in Kafka's order: named once in the request (`INVALID_REQUEST`), known
+//! (`UNKNOWN_TOPIC_OR_PARTITION`), not `__consumer_offsets` (groups are mapped to its
+//! partitions by count, so growing it would move every group: `INVALID_REQUEST`), a count above
+//! the current one (`INVALID_PARTITIONS`), and manual assignments, if any, one per new
+//! partition and onto this broker (`INVALID_REPLICA_ASSIGNMENT`). `validate_only` checks
+//! without changing anything. The new count is recorded in the metadata log before the new
+//! partitions open, so a crash in between reopens them at start. Errors are per topic, with a
+//! message.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use runnel_protocol::header::CodecError;
+use runnel_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use runnel_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use runnel_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use runnel_protocol::{ErrorCode, StrBytes};
+
+use super::{Reply, Request};
+use crate::broker::Broker;
+use crate::group_coordinator::OFFSETS_TOPIC;
+
+pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
+    let body: CreatePartitionsRequest = request.decode()?;
+    let mut seen = HashSet::new();
+    let duplicated: HashSet<&str> = body
+        .topics
+        .iter()
+        .filter(|topic| !seen.insert(topic.name.as_str()))
+        .map(|topic| topic.name.as_str())
+        .collect();
+    let results = body
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.name.as_str();
+            let outcome = if duplicated.contains(name) {
+                Err((
+                    ErrorCode::InvalidRequest,
+                    "Duplicate topic name.".to_string(),
+                ))
+            } else {
+                create(broker, topic, body.validate_only)
+            };
+            let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+            match outcome {
+                Ok(()) => result,
+                Err((code, message)) => {
+                    tracing::info!(topic = name, error = %code, %message, "partitions not created");
+                    result
+                        .with_error_code(code.code())
+                        .with_error_message(Some(StrBytes::from_string(message)))
+                }
+            }
+        })
+        .collect();
+    let response = CreatePartitionsResponse::default().with_results(results);
+    Ok(Reply::Ready(request.respond(&response)?))
+}
+
+fn create(
+    broker: &Broker,
+    topic: &CreatePartitionsTopic,
+    validate_only: bool,
+) -> Result<(), (ErrorCode, String)> {
+    let name = topic.name.as_str();
+    let Some(image) = broker.controller.image().topic(name).cloned() else {
+        return Err((
+            ErrorCode::UnknownTopicOrPartition,
+            format!("The topic '{name}' does not exist."),
+        ));
+    };
+    if name == OFFSETS_TOPIC {
+        return Err((
+            ErrorCode::InvalidRequest,
+            format!("Partitions cannot be added to {OFFSETS_TOPIC}: groups are mapped to its partitions by their count."),
+        ));
+    }
+    let current = image.partitions.len() as i32;
+    if topic.count < current {
+        return Err((
+            ErrorCode::InvalidPartitions,
+            format!(
+                "The topic {name} currently has {current} partition(s); {} would not be an increase.",
+                topic.count
+            ),
+        ));
+    }
+    if topic.count == current {
+        return Err((
+            ErrorCode::InvalidPartitions,
+            format!("Topic already has {current} partition(s)."),
+        ));
+    }
+    if let Some(assignments) = &topic.assignments {
+        let added = topic.count - current;
+        if assignments.len() as i32 != added {
+            return Err((
+                ErrorCode::InvalidReplicaAssignment,
+                format!(
+                    "Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.",
+                    assignments.len()
+                ),
+            ));
+        }
+        let node_id = broker.config.node_id;
+        if let Some(other) = assignments
+            .iter()
+            .find(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != node_id)
+        {
+            let brokers: Vec<i32> = other.broker_ids.iter().map(|b| b.0).collect();
+            return Err((
+                ErrorCode::InvalidReplicaAssignment,
+                format!(
+                    "The replica assignment {brokers:?} is not onto the only broker, {node_id}."
+                ),
+            ));
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    broker
+        .create_partitions(image.topic_id, topic.count)
+        .map(|_| ())
+        .map_err(|error| {
+            tracing::error!(topic = name, %error, "adding partitions failed");
+            (ErrorCode::KafkaStorageError, error.to_string())
+        })
+}
