@@ -331,3 +331,42 @@ def test_commit_errors_reach_the_client(broker_factory):
     finally:
         first.close()
         second.close()
+
+
+def test_admin_resets_an_inactive_groups_offsets(group_broker):
+    """AlterConsumerGroupOffsets (an OffsetCommit from the admin client, no member) is what
+    `kafka-consumer-groups --reset-offsets` sends: accepted for an empty group, and the next
+    member resumes there; refused with UNKNOWN_MEMBER_ID while the group has members."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    bootstrap, topic, group = group_broker.bootstrap, "rewound", "rewinders"
+    create_topic(bootstrap, topic, 1)
+    produce(bootstrap, topic, records("r", 8))
+    reader = Members([member(bootstrap, group)])
+    reader.consumers[0].subscribe([topic])
+    reader.until(lambda: len(reader.values()) >= 8, "the first read")
+    reader.consumers[0].commit(asynchronous=False)
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def alter(offset: int):
+        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, offset)])
+        (future,) = admin.alter_consumer_group_offsets([request],
+                                                       request_timeout=TIMEOUT_S).values()
+        return future.result(timeout=TIMEOUT_S)
+
+    (refused,) = alter(3).topic_partitions
+    assert refused.error is not None and refused.error.code() == KafkaError.UNKNOWN_MEMBER_ID, \
+        refused.error
+    reader.consumers[0].close()
+
+    altered = alter(3)
+    assert [(tp.offset, tp.error) for tp in altered.topic_partitions] == [(3, None)]
+    (listed,) = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)], request_timeout=TIMEOUT_S).values()
+    assert [tp.offset for tp in listed.result(timeout=TIMEOUT_S).topic_partitions] == [3]
+
+    resumed = Members([member(bootstrap, group)])
+    resumed.consumers[0].subscribe([topic])
+    resumed.until(lambda: len(resumed.values()) >= 5, "the records after offset 3")
+    assert [offset for (_, offset, _) in resumed.read[0]] == [3, 4, 5, 6, 7]
+    resumed.consumers[0].close()

@@ -99,3 +99,23 @@ def test_successive_idempotent_producers_append_to_one_partition(broker):
 
     assert [s.offset for s in first + second + third] == list(range(15))
     assert_round_trip(first + second + third, consume_all(broker.bootstrap, topic, partitions=1))
+
+
+def test_admin_delete_records_and_delete_topics(broker):
+    """kafka-python's admin: DeleteRecords moves the low watermark (reads start there), and
+    DeleteTopics removes the topic."""
+    topic = "kpy-admin-deletes"
+    create_topic(broker.bootstrap, topic, partitions=1)
+    acked = produce(broker.bootstrap, topic, make_records(topic, keyed=8, unkeyed=0))
+    tp = TopicPartition(topic, 0)
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=TIMEOUT_MS)
+    try:
+        deleted = admin.delete_records({tp: 5}, timeout_ms=TIMEOUT_MS)
+        assert deleted[tp]["low_watermark"] == 5, deleted
+        stored = consume_all(broker.bootstrap, topic, partitions=1)
+        assert [s.offset for s in stored] == list(range(5, len(acked)))
+
+        admin.delete_topics([topic], timeout_ms=TIMEOUT_MS)
+        assert topic not in admin.list_topics()
+    finally:
+        admin.close()
