@@ -23,20 +23,39 @@ struct Cli {
 enum Command {
     /// Run a broker.
     Server(cli::server::ServerArgs),
+    /// List, describe, create, alter and delete topics (kafka-topics).
+    Topic(cli::topic::TopicArgs),
+    /// List, describe and delete consumer groups; reset their offsets (kafka-consumer-groups).
+    Group(cli::group::GroupArgs),
+    /// Produce standard input's lines as records (kcat -P).
+    Produce(cli::produce::ProduceArgs),
+    /// Print a topic's records (kcat -C).
+    Consume(cli::consume::ConsumeArgs),
     /// Measure throughput and latency against a running broker, or this machine's limits.
     Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The server and the benchmark report progress at INFO; the client tools print their
+    // results on stdout and only warnings and errors on stderr.
+    let default_level = match cli.command {
+        Command::Server(_) | Command::Bench(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Server(args) => cli::server::run(args),
+        Command::Topic(args) => cli::topic::run(args),
+        Command::Group(args) => cli::group::run(args),
+        Command::Produce(args) => cli::produce::run(args),
+        Command::Consume(args) => cli::consume::run(args),
         Command::Bench(args) => cli::bench::run(args),
     }
 }

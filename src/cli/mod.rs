@@ -1,4 +1,10 @@
-//! The subcommands of the `runnel` binary, one module each.
+//! The subcommands of the `runnel` binary, one module each; `cluster` holds what the client
+//! subcommands share.
 
 pub mod bench;
+pub mod cluster;
+pub mod consume;
+pub mod group;
+pub mod produce;
 pub mod server;
+pub mod topic;

@@ -4,7 +4,10 @@
 //! A well-kept client rather than a home-made one (DESIGN.md §1): the benchmark then measures
 //! the broker as real applications see it, and the CLI behaves like every other Kafka tool.
 //! This crate owns the mapping from Runnel's options to librdkafka's configuration names and
-//! the few admin calls the tools need; it knows nothing of broker internals.
+//! the admin calls the tools need ([`admin`]); it knows nothing of broker internals.
+
+pub mod admin;
+mod assignment;
 
 use std::time::Duration;
 
@@ -24,6 +27,11 @@ pub enum ClientError {
     #[error("topic {topic}: {code}")]
     Topic {
         topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("group {group}: {code}")]
+    Group {
+        group: String,
         code: RDKafkaErrorCode,
     },
     #[error("starting a runtime for admin calls: {0}")]

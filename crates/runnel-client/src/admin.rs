@@ -1,0 +1,372 @@
+//! [`Admin`]: the cluster administration the CLI does (topics, their configs and partitions;
+//! groups, their members, commits and lag), as blocking calls over librdkafka's admin client.
+//!
+//! Each call waits at most the admin's timeout. Per-item failures (one topic of several)
+//! come back as [`ClientError::Topic`] / [`ClientError::Group`] with Kafka's error code, the
+//! first one met; the items before it were done.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
+    ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::metadata::Metadata;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::assignment::decode_assignment;
+use crate::ClientError;
+
+/// A topic's config override, or a value the broker reports with its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub name: String,
+    pub value: Option<String>,
+    /// Set on the topic itself (not a broker default).
+    pub is_override: bool,
+}
+
+/// One member of a group, as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    /// The partitions the group's leader assigned it, (topic, partition).
+    pub assignment: Vec<(String, i32)>,
+}
+
+/// A group: its state, assignor and members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<GroupMember>,
+}
+
+/// One partition of a group's progress: its commit, the log end offset and the lag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// The committed offset; `None` when the group has committed nothing for the partition.
+    pub committed: Option<i64>,
+    pub log_end_offset: i64,
+}
+
+impl PartitionLag {
+    /// Records between the commit and the log end (everything, when nothing is committed).
+    pub fn lag(&self) -> i64 {
+        self.log_end_offset - self.committed.unwrap_or(0).min(self.log_end_offset)
+    }
+}
+
+/// Where to move a group's committed offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    Earliest,
+    Latest,
+    Offset(i64),
+}
+
+/// A connection to a cluster for administration.
+pub struct Admin {
+    bootstrap: String,
+    client: AdminClient<DefaultClientContext>,
+    runtime: tokio::runtime::Runtime,
+    timeout: Duration,
+}
+
+impl Admin {
+    pub fn connect(bootstrap: &str, timeout: Duration) -> Result<Admin, ClientError> {
+        let client = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ClientError::Runtime)?;
+        Ok(Admin {
+            bootstrap: bootstrap.to_string(),
+            client,
+            runtime,
+            timeout,
+        })
+    }
+
+    fn options(&self) -> AdminOptions {
+        AdminOptions::new()
+            .operation_timeout(Some(self.timeout))
+            .request_timeout(Some(self.timeout))
+    }
+
+    /// Every topic's metadata, or one topic's (an unknown one reports its error in the
+    /// metadata rather than failing).
+    pub fn metadata(&self, topic: Option<&str>) -> Result<Metadata, ClientError> {
+        Ok(self.client.inner().fetch_metadata(topic, self.timeout)?)
+    }
+
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: &[(String, String)],
+    ) -> Result<(), ClientError> {
+        let mut topic = NewTopic::new(
+            name,
+            partitions,
+            TopicReplication::Fixed(replication_factor),
+        );
+        for (key, value) in configs {
+            topic = topic.set(key, value);
+        }
+        let results = self
+            .runtime
+            .block_on(self.client.create_topics(&[topic], &self.options()))?;
+        topic_results(results)
+    }
+
+    pub fn delete_topics(&self, names: &[String]) -> Result<(), ClientError> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let results = self
+            .runtime
+            .block_on(self.client.delete_topics(&names, &self.options()))?;
+        topic_results(results)
+    }
+
+    /// Grows `name` to `total` partitions.
+    pub fn create_partitions(&self, name: &str, total: usize) -> Result<(), ClientError> {
+        let grow = NewPartitions::new(name, total);
+        let results = self
+            .runtime
+            .block_on(self.client.create_partitions(&[grow], &self.options()))?;
+        topic_results(results)
+    }
+
+    /// The topic's configuration: every config the broker reports, overrides marked.
+    pub fn topic_configs(&self, name: &str) -> Result<Vec<TopicConfig>, ClientError> {
+        let results = self.runtime.block_on(
+            self.client
+                .describe_configs(&[ResourceSpecifier::Topic(name)], &self.options()),
+        )?;
+        let mut configs = Vec::new();
+        for result in results {
+            let resource = result.map_err(|code| ClientError::Topic {
+                topic: name.to_string(),
+                code,
+            })?;
+            configs.extend(resource.entries.into_iter().map(|entry| TopicConfig {
+                is_override: entry.source == ConfigSource::DynamicTopic,
+                name: entry.name,
+                value: entry.value,
+            }));
+        }
+        Ok(configs)
+    }
+
+    /// Sets `set` and removes `remove` among the topic's overrides, keeping the others.
+    /// (AlterConfigs replaces a topic's whole override set, so the current one is read first.)
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        set: &[(String, String)],
+        remove: &[String],
+    ) -> Result<(), ClientError> {
+        let mut overrides: BTreeMap<String, String> = self
+            .topic_configs(name)?
+            .into_iter()
+            .filter(|c| c.is_override)
+            .filter_map(|c| c.value.map(|value| (c.name, value)))
+            .collect();
+        for key in remove {
+            overrides.remove(key);
+        }
+        overrides.extend(set.iter().cloned());
+        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
+        for (key, value) in &overrides {
+            alter = alter.set(key, value);
+        }
+        let results = self
+            .runtime
+            .block_on(self.client.alter_configs(&[alter], &self.options()))?;
+        for result in results {
+            result.map_err(|(_, code)| ClientError::Topic {
+                topic: name.to_string(),
+                code,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every group, or one, with members and their assignments.
+    pub fn groups(&self, group: Option<&str>) -> Result<Vec<GroupDescription>, ClientError> {
+        let list = self.client.inner().fetch_group_list(group, self.timeout)?;
+        Ok(list
+            .groups()
+            .iter()
+            .map(|g| GroupDescription {
+                group_id: g.name().to_string(),
+                state: g.state().to_string(),
+                protocol_type: g.protocol_type().to_string(),
+                protocol: g.protocol().to_string(),
+                members: g
+                    .members()
+                    .iter()
+                    .map(|m| GroupMember {
+                        member_id: m.id().to_string(),
+                        client_id: m.client_id().to_string(),
+                        client_host: m.client_host().to_string(),
+                        assignment: m.assignment().map(decode_assignment).unwrap_or_default(),
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    pub fn delete_groups(&self, groups: &[String]) -> Result<(), ClientError> {
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        let results = self
+            .runtime
+            .block_on(self.client.delete_groups(&groups, &self.options()))?;
+        for result in results {
+            result.map_err(|(group, code)| ClientError::Group { group, code })?;
+        }
+        Ok(())
+    }
+
+    /// The group's commit, log end offset and lag for every partition of `topics`. With no
+    /// `topics`: the partitions of the topics assigned to the group's members, or, for a
+    /// group without members, every partition the group has committed to.
+    pub fn group_lag(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<PartitionLag>, ClientError> {
+        let consumer = self.group_consumer(group)?;
+        let mut partitions = self.partitions_of(group, topics)?;
+        let committed_only = partitions.is_empty() && topics.is_empty();
+        if committed_only {
+            let metadata = self.metadata(None)?;
+            partitions = metadata
+                .topics()
+                .iter()
+                .filter(|t| !t.name().starts_with("__"))
+                .flat_map(|t| {
+                    t.partitions()
+                        .iter()
+                        .map(|p| (t.name().to_string(), p.id()))
+                })
+                .collect();
+        }
+        let mut request = TopicPartitionList::new();
+        for (topic, partition) in &partitions {
+            request.add_partition(topic, *partition);
+        }
+        let committed = consumer.committed_offsets(request, self.timeout)?;
+        let mut lags = Vec::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            let (_, high) = consumer.fetch_watermarks(&topic, partition, self.timeout)?;
+            let committed =
+                committed
+                    .find_partition(&topic, partition)
+                    .and_then(|p| match p.offset() {
+                        Offset::Offset(offset) => Some(offset),
+                        _ => None,
+                    });
+            if committed_only && committed.is_none() {
+                continue;
+            }
+            lags.push(PartitionLag {
+                topic,
+                partition,
+                committed,
+                log_end_offset: high,
+            });
+        }
+        Ok(lags)
+    }
+
+    /// Commits new offsets for an inactive group on every partition of `topic`: what
+    /// `kafka-consumer-groups --reset-offsets --execute` does. Returns the offsets committed.
+    /// A group with members refuses it (UNKNOWN_MEMBER_ID), as Kafka does.
+    pub fn reset_group_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        to: ResetTo,
+    ) -> Result<Vec<(i32, i64)>, ClientError> {
+        let consumer = self.group_consumer(group)?;
+        let mut offsets = TopicPartitionList::new();
+        let mut chosen = Vec::new();
+        for (_, partition) in self.partitions_of(group, &[topic.to_string()])? {
+            let (low, high) = consumer.fetch_watermarks(topic, partition, self.timeout)?;
+            let offset = match to {
+                ResetTo::Earliest => low,
+                ResetTo::Latest => high,
+                ResetTo::Offset(offset) => offset.clamp(low, high),
+            };
+            offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+            chosen.push((partition, offset));
+        }
+        consumer.commit(&offsets, CommitMode::Sync)?;
+        Ok(chosen)
+    }
+
+    /// A consumer carrying `group`'s id that never joins it: commits and fetches offsets
+    /// as a simple (generation -1) consumer.
+    fn group_consumer(&self, group: &str) -> Result<BaseConsumer, ClientError> {
+        Ok(ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()?)
+    }
+
+    /// (topic, partition) for every partition of `topics`, or of the topics assigned to the
+    /// group's members when `topics` is empty.
+    fn partitions_of(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<(String, i32)>, ClientError> {
+        let mut names: Vec<String> = topics.to_vec();
+        if names.is_empty() {
+            for description in self.groups(Some(group))? {
+                for member in description.members {
+                    names.extend(member.assignment.into_iter().map(|(topic, _)| topic));
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        let mut partitions = Vec::new();
+        for name in names {
+            let metadata = self.metadata(Some(&name))?;
+            for topic in metadata.topics() {
+                if let Some(error) = topic.error() {
+                    return Err(ClientError::Topic {
+                        topic: name.clone(),
+                        code: RDKafkaErrorCode::from(error),
+                    });
+                }
+                partitions.extend(topic.partitions().iter().map(|p| (name.clone(), p.id())));
+            }
+        }
+        Ok(partitions)
+    }
+}
+
+fn topic_results(results: Vec<rdkafka::admin::TopicResult>) -> Result<(), ClientError> {
+    for result in results {
+        result.map_err(|(topic, code)| ClientError::Topic { topic, code })?;
+    }
+    Ok(())
+}

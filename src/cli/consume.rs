@@ -1,0 +1,330 @@
+//! `runnel consume`: kcat -C for Runnel (or any Kafka cluster). Reads a topic by assignment
+//! (every partition, or `-p`) from `-o` (beginning, end, stored, an offset, or `-N` for the
+//! last N records), or as a member of group `-g` (subscribed, committing what it has
+//! printed). Each record is printed with `-f` (kcat's format: `%t` topic, `%p` partition,
+//! `%o` offset, `%k` key, `%s` value, `%K`/`%S` their lengths, `%T` timestamp in ms, `%h`
+//! headers as k=v,..., `%%`, and `\n`, `\t`, `\\`). `-e` exits once every partition is read
+//! to its end; `-c` after that many records.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use runnel_client::rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use runnel_client::rdkafka::error::KafkaError;
+use runnel_client::rdkafka::message::{BorrowedMessage, Headers, Message};
+use runnel_client::rdkafka::types::RDKafkaErrorCode;
+use runnel_client::rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use super::cluster::ClusterArgs;
+
+/// How long one poll waits before the output is flushed and the loop checks its ends.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+
+#[derive(Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// The topic to read.
+    topic: String,
+    /// Read only this partition [default: every partition].
+    #[arg(short, long, conflicts_with = "group")]
+    partition: Option<i32>,
+    /// Where to start: beginning, end, stored, an offset, or -N (the last N records).
+    #[arg(short, long, default_value = "beginning", allow_hyphen_values = true)]
+    offset: String,
+    /// Read as a member of this consumer group (offsets committed as records are printed).
+    #[arg(short, long)]
+    group: Option<String>,
+    /// The output format for each record.
+    #[arg(short, long, default_value = "%s\\n")]
+    format: String,
+    /// Exit once every partition has been read to its end.
+    #[arg(short = 'e', long)]
+    exit_at_end: bool,
+    /// Exit after this many records.
+    #[arg(short, long)]
+    count: Option<u64>,
+}
+
+/// librdkafka's context for this consumer: reaching a partition's end is how `-e` works, not
+/// an error to log; other client errors are logged as librdkafka reports them.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let at_end = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !at_end {
+            tracing::error!(%error, reason, "librdkafka");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
+pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
+    let start = parse_offset(&args.offset)?;
+    let format = Format::parse(&args.format)?;
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &args.cluster.bootstrap)
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", auto_offset_reset(start));
+    match &args.group {
+        Some(group) => config.set("group.id", group),
+        // librdkafka wants a group id even when no group protocol is used.
+        None => config
+            .set("group.id", "runnel-consume")
+            .set("enable.auto.commit", "false"),
+    };
+    let consumer: BaseConsumer<QuietEof> = config
+        .create_with_context(QuietEof)
+        .with_context(|| format!("connect to {}", args.cluster.bootstrap))?;
+
+    if args.group.is_some() {
+        consumer
+            .subscribe(&[&args.topic])
+            .with_context(|| format!("subscribe to {}", args.topic))?;
+    } else {
+        let partitions = match args.partition {
+            Some(partition) => vec![partition],
+            None => partitions_of(&consumer, &args.topic, args.cluster.timeout())?,
+        };
+        let mut assignment = TopicPartitionList::new();
+        for partition in partitions {
+            assignment.add_partition_offset(&args.topic, partition, start)?;
+        }
+        consumer
+            .assign(&assignment)
+            .context("assign the partitions")?;
+    }
+
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut at_end: HashSet<i32> = HashSet::new();
+    let mut printed: u64 = 0;
+    loop {
+        if args.count.is_some_and(|count| printed >= count) {
+            break;
+        }
+        match consumer.poll(POLL_WAIT) {
+            None => out.flush().context("write standard output")?,
+            Some(Ok(message)) => {
+                at_end.remove(&message.partition());
+                format.write(&mut out, &message)?;
+                printed += 1;
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Some(Err(error)) => return Err(error).context("read records"),
+        }
+        if args.exit_at_end {
+            let assigned = consumer.assignment().context("read the assignment")?;
+            let count = assigned.count();
+            if count > 0 && at_end.len() >= count && all_at_end(&assigned, &at_end) {
+                break;
+            }
+        }
+    }
+    out.flush().context("write standard output")?;
+    Ok(())
+}
+
+fn all_at_end(assigned: &TopicPartitionList, at_end: &HashSet<i32>) -> bool {
+    assigned
+        .elements()
+        .iter()
+        .all(|element| at_end.contains(&element.partition()))
+}
+
+fn partitions_of(
+    consumer: &BaseConsumer<QuietEof>,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<i32>> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .with_context(|| format!("read the metadata of {topic}"))?;
+    let Some(found) = metadata.topics().first() else {
+        bail!("topic {topic}: no metadata");
+    };
+    if let Some(error) = found.error() {
+        bail!("topic {topic}: {}", RDKafkaErrorCode::from(error));
+    }
+    Ok(found.partitions().iter().map(|p| p.id()).collect())
+}
+
+fn parse_offset(text: &str) -> anyhow::Result<Offset> {
+    Ok(match text {
+        "beginning" => Offset::Beginning,
+        "end" => Offset::End,
+        "stored" => Offset::Stored,
+        _ => match text.strip_prefix('-') {
+            Some(tail) => Offset::OffsetTail(
+                tail.parse()
+                    .with_context(|| format!("offset {text:?}: -N takes a count"))?,
+            ),
+            None => Offset::Offset(
+                text.parse()
+                    .with_context(|| format!("offset {text:?}: beginning, end, stored, N or -N"))?,
+            ),
+        },
+    })
+}
+
+/// Where a group member without a commit starts (and where an out-of-range offset goes).
+fn auto_offset_reset(start: Offset) -> &'static str {
+    match start {
+        Offset::End => "latest",
+        _ => "earliest",
+    }
+}
+
+/// One piece of a parsed `-f` format.
+#[derive(Debug, PartialEq, Eq)]
+enum Piece {
+    Text(Vec<u8>),
+    Topic,
+    Partition,
+    Offset,
+    Key,
+    Value,
+    KeyLength,
+    ValueLength,
+    Timestamp,
+    Headers,
+}
+
+#[derive(Debug)]
+struct Format(Vec<Piece>);
+
+impl Format {
+    fn parse(format: &str) -> anyhow::Result<Format> {
+        let mut pieces = Vec::new();
+        let mut text = Vec::new();
+        let mut chars = format.chars();
+        while let Some(c) = chars.next() {
+            let field = match c {
+                '%' => match chars.next() {
+                    Some('t') => Piece::Topic,
+                    Some('p') => Piece::Partition,
+                    Some('o') => Piece::Offset,
+                    Some('k') => Piece::Key,
+                    Some('s') => Piece::Value,
+                    Some('K') => Piece::KeyLength,
+                    Some('S') => Piece::ValueLength,
+                    Some('T') => Piece::Timestamp,
+                    Some('h') => Piece::Headers,
+                    Some('%') => {
+                        text.push(b'%');
+                        continue;
+                    }
+                    other => bail!("format {format:?}: unknown field %{}", other.unwrap_or(' ')),
+                },
+                '\\' => {
+                    match chars.next() {
+                        Some('n') => text.push(b'\n'),
+                        Some('t') => text.push(b'\t'),
+                        Some('\\') => text.push(b'\\'),
+                        other => bail!(
+                            "format {format:?}: unknown escape \\{}",
+                            other.unwrap_or(' ')
+                        ),
+                    }
+                    continue;
+                }
+                c => {
+                    let mut buf = [0u8; 4];
+                    text.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    continue;
+                }
+            };
+            if !text.is_empty() {
+                pieces.push(Piece::Text(std::mem::take(&mut text)));
+            }
+            pieces.push(field);
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        Ok(Format(pieces))
+    }
+
+    fn write(&self, out: &mut impl Write, message: &BorrowedMessage<'_>) -> anyhow::Result<()> {
+        let key = message.key().unwrap_or_default();
+        let value = message.payload().unwrap_or_default();
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(text) => out.write_all(text)?,
+                Piece::Topic => out.write_all(message.topic().as_bytes())?,
+                Piece::Partition => write!(out, "{}", message.partition())?,
+                Piece::Offset => write!(out, "{}", message.offset())?,
+                Piece::Key => out.write_all(key)?,
+                Piece::Value => out.write_all(value)?,
+                Piece::KeyLength => {
+                    write!(out, "{}", message.key().map_or(-1, |k| k.len() as i64))?
+                }
+                Piece::ValueLength => {
+                    write!(out, "{}", message.payload().map_or(-1, |v| v.len() as i64))?
+                }
+                Piece::Timestamp => {
+                    write!(out, "{}", message.timestamp().to_millis().unwrap_or(-1))?
+                }
+                Piece::Headers => {
+                    if let Some(headers) = message.headers() {
+                        for (i, header) in headers.iter().enumerate() {
+                            if i > 0 {
+                                out.write_all(b",")?;
+                            }
+                            out.write_all(header.key.as_bytes())?;
+                            out.write_all(b"=")?;
+                            out.write_all(header.value.unwrap_or_default())?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse_fields_escapes_and_text() {
+        let Format(pieces) = Format::parse("%p:%o %k=%s\\t%%\\n").expect("valid");
+        assert_eq!(
+            pieces,
+            [
+                Piece::Partition,
+                Piece::Text(b":".to_vec()),
+                Piece::Offset,
+                Piece::Text(b" ".to_vec()),
+                Piece::Key,
+                Piece::Text(b"=".to_vec()),
+                Piece::Value,
+                Piece::Text(b"\t%\n".to_vec()),
+            ]
+        );
+        assert!(Format::parse("%x").is_err());
+        assert!(Format::parse("trailing %").is_err());
+        assert!(Format::parse("\\q").is_err());
+    }
+
+    #[test]
+    fn offsets_parse() {
+        assert_eq!(parse_offset("beginning").unwrap(), Offset::Beginning);
+        assert_eq!(parse_offset("end").unwrap(), Offset::End);
+        assert_eq!(parse_offset("42").unwrap(), Offset::Offset(42));
+        assert_eq!(parse_offset("-5").unwrap(), Offset::OffsetTail(5));
+        assert!(parse_offset("soon").is_err());
+        assert!(parse_offset("-x").is_err());
+    }
+}

@@ -1,0 +1,195 @@
+//! `runnel topic`: kafka-topics for Runnel (or any Kafka cluster): list, describe, create,
+//! alter (partitions and config overrides) and delete topics. `describe` prints
+//! kafka-topics' own layout, so scripts written for it keep working.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+use super::cluster::{key_values, ClusterArgs};
+
+#[derive(Args)]
+pub struct TopicArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(subcommand)]
+    command: TopicCommand,
+}
+
+#[derive(Subcommand)]
+enum TopicCommand {
+    /// Print every topic's name, one a line.
+    List {
+        /// Include internal topics (`__consumer_offsets`).
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Print topics' partitions (leader, replicas, ISR) and config overrides.
+    Describe {
+        /// The topics [default: every topic but internal ones].
+        topics: Vec<String>,
+    },
+    /// Create a topic.
+    Create {
+        topic: String,
+        /// Partition count [default: the broker's num.partitions].
+        #[arg(short, long)]
+        partitions: Option<i32>,
+        /// Replication factor [default: the broker's default.replication.factor].
+        #[arg(short, long)]
+        replication_factor: Option<i32>,
+        /// A topic config, key=value (Kafka's names); repeatable.
+        #[arg(short, long = "config")]
+        configs: Vec<String>,
+    },
+    /// Grow a topic's partition count or change its config overrides.
+    Alter {
+        topic: String,
+        /// The new (larger) partition count.
+        #[arg(short, long)]
+        partitions: Option<usize>,
+        /// Set a topic config, key=value; repeatable.
+        #[arg(short, long = "config")]
+        configs: Vec<String>,
+        /// Remove a topic config override (back to the broker's default); repeatable.
+        #[arg(long = "delete-config")]
+        delete_configs: Vec<String>,
+    },
+    /// Delete topics and their records.
+    Delete {
+        #[arg(required = true)]
+        topics: Vec<String>,
+    },
+}
+
+pub fn run(args: TopicArgs) -> anyhow::Result<()> {
+    let admin = args.cluster.admin()?;
+    match args.command {
+        TopicCommand::List { internal } => {
+            let metadata = admin
+                .metadata(None)
+                .context("read the cluster's metadata")?;
+            let mut names: Vec<&str> = metadata
+                .topics()
+                .iter()
+                .map(|t| t.name())
+                .filter(|name| internal || !name.starts_with("__"))
+                .collect();
+            names.sort_unstable();
+            for name in names {
+                println!("{name}");
+            }
+        }
+        TopicCommand::Describe { topics } => describe(&admin, topics)?,
+        TopicCommand::Create {
+            topic,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            let configs = key_values(&configs)?;
+            admin
+                .create_topic(
+                    &topic,
+                    partitions.unwrap_or(-1),
+                    replication_factor.unwrap_or(-1),
+                    &configs,
+                )
+                .with_context(|| format!("create topic {topic}"))?;
+            println!("Created topic {topic}.");
+        }
+        TopicCommand::Alter {
+            topic,
+            partitions,
+            configs,
+            delete_configs,
+        } => {
+            if partitions.is_none() && configs.is_empty() && delete_configs.is_empty() {
+                bail!("nothing to alter: give --partitions, --config or --delete-config");
+            }
+            if let Some(partitions) = partitions {
+                admin
+                    .create_partitions(&topic, partitions)
+                    .with_context(|| format!("grow topic {topic} to {partitions} partitions"))?;
+            }
+            if !configs.is_empty() || !delete_configs.is_empty() {
+                let configs = key_values(&configs)?;
+                admin
+                    .alter_topic_configs(&topic, &configs, &delete_configs)
+                    .with_context(|| format!("alter the configs of topic {topic}"))?;
+            }
+            println!("Altered topic {topic}.");
+        }
+        TopicCommand::Delete { topics } => {
+            admin
+                .delete_topics(&topics)
+                .with_context(|| format!("delete {}", topics.join(", ")))?;
+            for topic in topics {
+                println!("Deleted topic {topic}.");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe(admin: &runnel_client::admin::Admin, topics: Vec<String>) -> anyhow::Result<()> {
+    let names = if topics.is_empty() {
+        let metadata = admin
+            .metadata(None)
+            .context("read the cluster's metadata")?;
+        let mut names: Vec<String> = metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .filter(|name| !name.starts_with("__"))
+            .collect();
+        names.sort_unstable();
+        names
+    } else {
+        topics
+    };
+    for name in names {
+        let metadata = admin
+            .metadata(Some(&name))
+            .with_context(|| format!("read the metadata of topic {name}"))?;
+        let Some(topic) = metadata.topics().first() else {
+            bail!("topic {name}: no metadata");
+        };
+        if let Some(error) = topic.error() {
+            bail!("topic {name}: {:?}", rdkafka_code(error));
+        }
+        let overrides: Vec<String> = admin
+            .topic_configs(&name)
+            .with_context(|| format!("read the configs of topic {name}"))?
+            .into_iter()
+            .filter(|c| c.is_override)
+            .map(|c| format!("{}={}", c.name, c.value.unwrap_or_default()))
+            .collect();
+        let partitions = topic.partitions();
+        let replication = partitions.first().map_or(0, |p| p.replicas().len());
+        println!(
+            "Topic: {name}\tPartitionCount: {}\tReplicationFactor: {replication}\tConfigs: {}",
+            partitions.len(),
+            overrides.join(",")
+        );
+        for p in partitions {
+            println!(
+                "\tTopic: {name}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
+                p.id(),
+                p.leader(),
+                join(p.replicas()),
+                join(p.isr())
+            );
+        }
+    }
+    Ok(())
+}
+
+fn join(ids: &[i32]) -> String {
+    ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn rdkafka_code(
+    error: runnel_client::rdkafka::types::RDKafkaRespErr,
+) -> runnel_client::rdkafka::error::RDKafkaErrorCode {
+    error.into()
+}
