@@ -1,8 +1,10 @@
 //! One partition this broker leads: its log behind a short lock, and its high watermark.
 //!
 //! Invariants:
-//! - The log has one writer at a time: the `Mutex` is held only for an append, a read plan or
-//!   a flush plan, never across an `.await` or an fsync, and reads copy bytes after releasing it.
+//! - The log has one writer at a time: the `Mutex` is held only for an append, a read plan, a
+//!   flush plan, a retention step, or a compaction pass's plan and swap (renames and directory
+//!   fsyncs; the pass's reading, writing and file fsyncs run without it). It is never held
+//!   across an `.await` or a data fsync, and reads copy bytes after releasing it.
 //! - The high watermark only moves forward (truncation will be the exception, with
 //!   replication). In durable mode it is the fsync'd offset: consumers never see a record that
 //!   a crash could take back, and producers with acks ≥ 1 are answered when it passes their
@@ -33,6 +35,8 @@ pub struct Partition {
     pub(crate) flush_queued: AtomicBool,
     /// Messages appended since the last flush (for `log.flush.interval.messages`).
     pub(crate) unflushed_messages: AtomicU64,
+    /// Set (under the log's lock) once the partition's topic is deleted.
+    deleted: AtomicBool,
 }
 
 /// What a read found: whole batches and the offsets a fetch response reports.
@@ -71,6 +75,7 @@ impl Partition {
             high_watermark,
             flush_queued: AtomicBool::new(false),
             unflushed_messages: AtomicU64::new(0),
+            deleted: AtomicBool::new(false),
         }
     }
 
@@ -165,8 +170,11 @@ impl Partition {
 
     /// Runs one compaction pass if the topic is compacted and enough of it is dirty.
     ///
-    /// The pass holds the partition's lock for its whole duration (runnel-log's `compact`
-    /// rewrites segments under `&mut self`): produce and fetch on this partition wait for it.
+    /// Only the pass's first and last steps hold the partition's lock: planning (which
+    /// segments, copies of their handles) and swapping the cleaned segments in (renames and
+    /// directory fsyncs). Reading the dirty section, building the key map and writing and
+    /// fsyncing the cleaned segments run without it, so produce and fetch go on meanwhile.
+    /// A partition deleted meanwhile gets none of the pass's files.
     pub fn compact(
         &self,
         now_ms: i64,
@@ -176,9 +184,32 @@ impl Partition {
         if !settings.cleanup_compact {
             return Ok(None);
         }
-        self.lock()
-            .compact(&settings.compaction, now_ms, offset_map_bytes_max)
-            .map(Some)
+        let plan =
+            self.lock()
+                .plan_compaction(&settings.compaction, now_ms, offset_map_bytes_max)?;
+        let Some(plan) = plan else {
+            return Ok(Some(runnel_log::CompactionOutcome {
+                cleaner_offset: self.cleaner_offset(),
+                ..Default::default()
+            }));
+        };
+        let compacted = plan.run()?;
+        let mut log = self.lock();
+        if self.deleted.load(Ordering::Acquire) {
+            drop(log);
+            compacted.discard()?;
+            return Ok(None);
+        }
+        log.apply_compaction(compacted).map(Some)
+    }
+
+    /// Marks the partition deleted (its topic was): taken under the log's lock, so that a
+    /// compaction pass either applies before the deletion or sees the mark and applies nothing.
+    /// Returns the log's directory, for the caller to remove.
+    pub(crate) fn mark_deleted(&self) -> std::path::PathBuf {
+        let log = self.lock();
+        self.deleted.store(true, Ordering::Release);
+        log.dir().to_path_buf()
     }
 
     /// Where the cleaner has reached: offsets below it are compacted.

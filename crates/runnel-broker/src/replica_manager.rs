@@ -204,7 +204,7 @@ impl ReplicaManager {
         for partition in removed.iter().flat_map(|partitions| partitions.iter()) {
             // In-flight requests may still hold the partition; its directory goes regardless:
             // their file handles stay valid until they finish.
-            let dir = partition.with_log(|log| log.dir().to_path_buf());
+            let dir = partition.mark_deleted();
             remove_dir(&dir)?;
         }
         Ok(())

@@ -44,8 +44,8 @@ pub use config::LogConfig;
 pub use error::{AppendError, LogError, ReadError};
 pub use leader_epoch::LeaderEpochCache;
 pub use partition_log::{
-    AppendOutcome, CompactionOutcome, CompactionPolicy, FlushTarget, PartitionLog, ReadSlice,
-    RetentionPolicy,
+    AppendOutcome, CompactedSegments, CompactionOutcome, CompactionPlan, CompactionPolicy,
+    FlushTarget, PartitionLog, ReadSlice, RetentionPolicy,
 };
 pub use producer_state::ProducerStateManager;
 pub use segment::Segment;

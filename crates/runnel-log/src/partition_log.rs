@@ -24,7 +24,10 @@ mod recovery;
 mod retention;
 mod timestamps;
 
-pub use compaction::{CompactionOutcome, CompactionPolicy, OFFSET_MAP_ENTRY_OVERHEAD_BYTES};
+pub use compaction::{
+    CompactedSegments, CompactionOutcome, CompactionPlan, CompactionPolicy,
+    OFFSET_MAP_ENTRY_OVERHEAD_BYTES,
+};
 pub use retention::RetentionPolicy;
 
 use std::fs::File;

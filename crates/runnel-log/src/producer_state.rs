@@ -101,6 +101,14 @@ impl ProducerStateManager {
         self.producers.get(&producer_id)
     }
 
+    /// Each producer's newest batch's last offset, by producer id.
+    pub fn last_batch_offsets(&self) -> HashMap<i64, i64> {
+        self.producers
+            .iter()
+            .filter_map(|(id, entry)| Some((*id, entry.batches.back()?.last_offset)))
+            .collect()
+    }
+
     /// Checks a batch against the producer's state without changing it.
     pub fn check(&self, header: &BatchHeader) -> Result<ProducerCheck, AppendError> {
         if !header.has_producer_id() {

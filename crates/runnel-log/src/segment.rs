@@ -132,7 +132,10 @@ pub struct Truncation {
 }
 
 /// A segment: its log file, in-memory indexes and the facts derived from its batches.
-#[derive(Debug)]
+///
+/// A clone shares the open file: compaction reads a sealed segment's clone without the
+/// partition's lock (a sealed segment's bytes never change; it is only ever replaced whole).
+#[derive(Debug, Clone)]
 pub struct Segment {
     base_offset: i64,
     dir: PathBuf,

@@ -22,6 +22,17 @@
 //! offset never moves); the active segment and everything at or above the high watermark are
 //! never touched.
 //!
+//! # Concurrency
+//! A pass is three steps so that the partition's lock is not held while it reads and writes:
+//! [`PartitionLog::plan_compaction`] (under the lock) decides whether a pass is due and copies
+//! the handles and indexes of the sealed segments below the dirty section's end (sealed bytes
+//! never change); [`CompactionPlan::run`] (no lock) builds the key map and writes and fsyncs the
+//! `.cleaned` files; [`PartitionLog::apply_compaction`] (under the lock) swaps them in. Between
+//! plan and apply the log only grows at its active segment or loses whole segments at its
+//! start (retention, DeleteRecords); a planned segment gone by then is skipped and its cleaned
+//! file deleted. Records appended meanwhile are dirty for the next pass. [`PartitionLog::compact`]
+//! runs the three steps back to back.
+//!
 //! # Batches
 //! A batch whose records all survive is copied byte for byte. Otherwise it becomes one new batch
 //! with the same codec, timestamp type (LogAppendTime batches keep their max timestamp),
@@ -57,6 +68,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
@@ -169,9 +181,13 @@ enum Verdict {
     Dropped,
 }
 
-/// The cleaned version of one segment.
+/// The cleaned version of one segment, and what it was made from.
+#[derive(Debug)]
 struct CleanedSegment {
     segment: Segment,
+    source_base_offset: i64,
+    source_next_offset: i64,
+    source_size_bytes: u64,
     changed: bool,
     records_removed: u64,
     keeps_tombstones: bool,
@@ -209,13 +225,35 @@ impl PartitionLog {
         }
     }
 
-    /// Runs one cleaning pass if one is due at `now_ms` (see the module doc).
+    /// Runs one cleaning pass if one is due at `now_ms` (see the module doc): plan, run and
+    /// apply in one go, for a caller that holds the log throughout.
     pub fn compact(
         &mut self,
         policy: &CompactionPolicy,
         now_ms: i64,
         offset_map_bytes_max: usize,
     ) -> Result<CompactionOutcome, LogError> {
+        match self.plan_compaction(policy, now_ms, offset_map_bytes_max)? {
+            Some(plan) => {
+                let compacted = plan.run()?;
+                self.apply_compaction(compacted)
+            }
+            None => Ok(CompactionOutcome {
+                cleaner_offset: self.cleaner_offset(),
+                ..CompactionOutcome::default()
+            }),
+        }
+    }
+
+    /// Decides whether a pass is due at `now_ms` and, if so, what it covers: the first step
+    /// of a pass, taken under the partition's lock. The returned plan holds copies of the
+    /// sealed segments it reads, so [`CompactionPlan::run`] needs no lock.
+    pub fn plan_compaction(
+        &self,
+        policy: &CompactionPolicy,
+        now_ms: i64,
+        offset_map_bytes_max: usize,
+    ) -> Result<Option<CompactionPlan>, LogError> {
         let first_dirty = self.cleaner_offset();
         let end_bound = self
             .first_uncleanable_offset(policy, now_ms)
@@ -230,48 +268,80 @@ impl PartitionLog {
                 .tombstone_horizon_ms
                 .is_some_and(|newest| newest < tombstone_cutoff_ms);
         if !due {
-            return Ok(CompactionOutcome {
-                cleaner_offset: first_dirty,
-                ..CompactionOutcome::default()
-            });
+            return Ok(None);
         }
-        let (map, dirty_end) =
-            self.build_offset_map(first_dirty, end_bound, offset_map_bytes_max)?;
-        let pass = Pass {
-            map: &map,
+        let sealed = &self.segments[..self.segments.len() - 1];
+        Ok(Some(CompactionPlan {
+            dir: self.dir.clone(),
+            index_interval_bytes: self.config.index_interval_bytes,
             first_dirty,
+            end_bound,
             tombstone_cutoff_ms,
-        };
+            now_ms,
+            offset_map_bytes_max,
+            segments: sealed
+                .iter()
+                .take_while(|s| s.base_offset() < end_bound)
+                .cloned()
+                .collect(),
+            producers_last_offsets: self.producers.last_batch_offsets(),
+        }))
+    }
+
+    /// Swaps in what [`CompactionPlan::run`] wrote: the last step of a pass, under the
+    /// partition's lock. A planned segment that retention or DeleteRecords removed meanwhile
+    /// is skipped (its cleaned file deleted); so is one that changed in any other way, which
+    /// also holds the cleaner offset back to it, since it was not cleaned.
+    pub fn apply_compaction(
+        &mut self,
+        compacted: CompactedSegments,
+    ) -> Result<CompactionOutcome, LogError> {
         let mut outcome = CompactionOutcome::default();
-        let mut tombstone_horizon_ms: Option<i64> = None;
-        let mut index = 0;
-        while index + 1 < self.segments.len() && self.segments[index].base_offset() < dirty_end {
-            let bytes_before = self.segments[index].size_bytes();
-            let cleaned = self.clean_segment(index, &pass, now_ms)?;
-            outcome.bytes_before += bytes_before;
+        let mut cleaner_offset = compacted.dirty_end.max(compacted.first_dirty);
+        let mut pending = compacted.cleaned.into_iter();
+        while let Some(cleaned) = pending.next() {
+            let sealed = &self.segments[..self.segments.len() - 1];
+            let live = sealed
+                .iter()
+                .position(|s| s.base_offset() == cleaned.source_base_offset);
+            let index = match live {
+                Some(index) if same_segment(&self.segments[index], &cleaned) => index,
+                Some(_) => {
+                    tracing::warn!(
+                        dir = %self.dir.display(),
+                        base_offset = cleaned.source_base_offset,
+                        "segment changed during compaction: left as it is"
+                    );
+                    cleaner_offset = cleaner_offset.min(cleaned.source_base_offset);
+                    discard(cleaned.segment)?;
+                    continue;
+                }
+                None => {
+                    discard(cleaned.segment)?;
+                    continue;
+                }
+            };
+            outcome.bytes_before += cleaned.source_size_bytes;
             outcome.records_removed += cleaned.records_removed;
-            if cleaned.keeps_tombstones {
-                let newest = cleaned.segment.max_timestamp().0;
-                tombstone_horizon_ms = Some(tombstone_horizon_ms.map_or(newest, |t| t.min(newest)));
-            }
             if !cleaned.changed {
-                let path = cleaned.segment.log_path().to_path_buf();
-                drop(cleaned.segment);
-                fs::remove_file(&path).map_err(LogError::io("remove", &path))?;
-                outcome.bytes_after += bytes_before;
-                index += 1;
+                discard(cleaned.segment)?;
+                outcome.bytes_after += cleaned.source_size_bytes;
             } else if cleaned.segment.is_empty() && index > 0 {
                 self.drop_emptied_segment(index, cleaned.segment)?;
                 outcome.segments_rewritten += 1;
             } else {
                 outcome.bytes_after += cleaned.segment.size_bytes();
-                self.swap_in(index, cleaned.segment)?;
+                if let Err(error) = self.swap_in(index, cleaned.segment) {
+                    for rest in pending {
+                        discard(rest.segment)?;
+                    }
+                    return Err(error);
+                }
                 outcome.segments_rewritten += 1;
-                index += 1;
             }
         }
-        self.tombstone_horizon_ms = tombstone_horizon_ms;
-        self.cleaner_offset = dirty_end.max(first_dirty);
+        self.tombstone_horizon_ms = compacted.tombstone_horizon_ms;
+        self.cleaner_offset = cleaner_offset;
         outcome.cleaner_offset = self.cleaner_offset();
         tracing::info!(
             dir = %self.dir.display(),
@@ -322,54 +392,143 @@ impl PartitionLog {
         Ok(false)
     }
 
-    /// The key → latest offset map over `[first_dirty, end_bound)`, and the offset where it
-    /// stops covering (`end_bound` unless it filled up).
-    fn build_offset_map(
-        &self,
-        first_dirty: i64,
-        end_bound: i64,
-        size_bytes_max: usize,
-    ) -> Result<(OffsetMap, i64), LogError> {
-        let mut map = OffsetMap::new(size_bytes_max);
-        let dirty = self
-            .segments
-            .iter()
-            .filter(|s| s.next_offset() > first_dirty && s.base_offset() < end_bound);
-        for segment in dirty {
-            for (position, header) in segment.headers_below(end_bound)? {
-                if header.last_offset() < first_dirty || header.is_control() {
-                    continue;
-                }
-                for record in decode_records(segment, position, &header)? {
-                    if record.offset < first_dirty || record.offset >= end_bound {
-                        continue;
-                    }
-                    let Some(key) = &record.key else { continue };
-                    if !map.put(key, record.offset) {
-                        return Ok((map, record.offset));
-                    }
-                }
-            }
-        }
-        Ok((map, end_bound))
+    /// Replaces segment `index` with its cleaned version (already fsync'd): `.cleaned` →
+    /// `.swap`, fsync directory, delete the old files, `.swap` → `.log`, index files, fsync
+    /// directory.
+    fn swap_in(&mut self, index: usize, mut cleaned: Segment) -> Result<(), LogError> {
+        let base_offset = cleaned.base_offset();
+        let cleaned_path = segment_file_path(&self.dir, base_offset, CLEANED_SUFFIX);
+        let swap_path = segment_file_path(&self.dir, base_offset, SWAP_SUFFIX);
+        let log_path = segment_file_path(&self.dir, base_offset, LOG_SUFFIX);
+        fs::rename(&cleaned_path, &swap_path).map_err(LogError::io("rename", &cleaned_path))?;
+        sync_dir(&self.dir)?;
+        Segment::delete_files(&self.dir, base_offset)?;
+        fs::rename(&swap_path, &log_path).map_err(LogError::io("rename", &swap_path))?;
+        cleaned.set_log_path(log_path);
+        cleaned.seal()?;
+        sync_dir(&self.dir)?;
+        cleaned.dir_entry_synced = true;
+        self.segments[index] = cleaned;
+        Ok(())
     }
 
-    /// Writes the cleaned version of segment `index` to `<base>.log.cleaned`.
-    fn clean_segment(
-        &self,
-        index: usize,
-        pass: &Pass<'_>,
-        now_ms: i64,
-    ) -> Result<CleanedSegment, LogError> {
-        let source = &self.segments[index];
+    /// Deletes segment `index` (not the first), none of whose records survived.
+    fn drop_emptied_segment(&mut self, index: usize, cleaned: Segment) -> Result<(), LogError> {
+        discard(cleaned)?;
+        let removed = self.segments.remove(index);
+        Segment::delete_files(&self.dir, removed.base_offset())?;
+        sync_dir(&self.dir)
+    }
+}
+
+/// A compaction pass planned under the partition's lock, to be run without it.
+#[derive(Debug)]
+pub struct CompactionPlan {
+    dir: PathBuf,
+    index_interval_bytes: u64,
+    /// The cleaner offset when the pass was planned.
+    first_dirty: i64,
+    /// Where the dirty section the pass may clean ends.
+    end_bound: i64,
+    tombstone_cutoff_ms: i64,
+    now_ms: i64,
+    offset_map_bytes_max: usize,
+    /// Copies of the sealed segments below `end_bound`, oldest first.
+    segments: Vec<Segment>,
+    /// Each idempotent producer's newest batch's last offset when the pass was planned. A
+    /// batch that was a producer's last then may have been superseded since; keeping its empty
+    /// header is then merely unneeded, never wrong.
+    producers_last_offsets: HashMap<i64, i64>,
+}
+
+/// What a run wrote: each planned segment's cleaned version (an fsync'd `.cleaned` file),
+/// to be swapped in by [`PartitionLog::apply_compaction`].
+#[derive(Debug)]
+pub struct CompactedSegments {
+    first_dirty: i64,
+    dirty_end: i64,
+    tombstone_horizon_ms: Option<i64>,
+    cleaned: Vec<CleanedSegment>,
+}
+
+impl CompactedSegments {
+    /// Deletes the cleaned files without applying them (the partition went away).
+    pub fn discard(self) -> Result<(), LogError> {
+        for cleaned in self.cleaned {
+            discard(cleaned.segment)?;
+        }
+        Ok(())
+    }
+}
+
+impl CompactionPlan {
+    /// Builds the offset map and writes every planned segment's cleaned version: the long
+    /// step of a pass, which reads and writes only the plan's own copies and new files.
+    pub fn run(self) -> Result<CompactedSegments, LogError> {
+        let (map, dirty_end) = build_offset_map(
+            &self.segments,
+            self.first_dirty,
+            self.end_bound,
+            self.offset_map_bytes_max,
+        )?;
+        let pass = Pass {
+            map: &map,
+            first_dirty: self.first_dirty,
+            tombstone_cutoff_ms: self.tombstone_cutoff_ms,
+        };
+        let mut cleaned = Vec::new();
+        let mut tombstone_horizon_ms: Option<i64> = None;
+        for source in self.segments.iter().filter(|s| s.base_offset() < dirty_end) {
+            let result = self.clean_segment(source, &pass).and_then(|segment| {
+                if segment.changed {
+                    let path = segment.segment.log_path().to_path_buf();
+                    segment
+                        .segment
+                        .file()
+                        .sync_all()
+                        .map_err(LogError::io("fsync", &path))?;
+                }
+                Ok(segment)
+            });
+            let segment = match result {
+                Ok(segment) => segment,
+                Err(error) => {
+                    CompactedSegments {
+                        first_dirty: self.first_dirty,
+                        dirty_end,
+                        tombstone_horizon_ms,
+                        cleaned,
+                    }
+                    .discard()?;
+                    return Err(error);
+                }
+            };
+            if segment.keeps_tombstones {
+                let newest = segment.segment.max_timestamp().0;
+                tombstone_horizon_ms = Some(tombstone_horizon_ms.map_or(newest, |t| t.min(newest)));
+            }
+            cleaned.push(segment);
+        }
+        Ok(CompactedSegments {
+            first_dirty: self.first_dirty,
+            dirty_end,
+            tombstone_horizon_ms,
+            cleaned,
+        })
+    }
+
+    /// Writes the cleaned version of `source` to `<base>.log.cleaned`.
+    fn clean_segment(&self, source: &Segment, pass: &Pass<'_>) -> Result<CleanedSegment, LogError> {
         let mut cleaned = CleanedSegment {
             segment: Segment::create_cleaned(&self.dir, source.base_offset())?,
+            source_base_offset: source.base_offset(),
+            source_next_offset: source.next_offset(),
+            source_size_bytes: source.size_bytes(),
             changed: false,
             records_removed: 0,
             keeps_tombstones: false,
         };
         let tombstones_expire = source.max_timestamp().0 < pass.tombstone_cutoff_ms;
-        let interval = self.config.index_interval_bytes;
         for (position, header) in source.headers_below(i64::MAX)? {
             let bytes = source.read_batch(position, &header)?;
             let verdict = if header.is_control() {
@@ -418,55 +577,65 @@ impl PartitionLog {
                     path: source.log_path().to_path_buf(),
                     reason: format!("cleaned batch at offset {}: {reason}", header.base_offset),
                 })?;
-            cleaned
-                .segment
-                .append(&written, &written_header, interval, now_ms)?;
+            cleaned.segment.append(
+                &written,
+                &written_header,
+                self.index_interval_bytes,
+                self.now_ms,
+            )?;
         }
         Ok(cleaned)
     }
 
-    /// Whether `header` is the last batch the live producer state knows of its producer.
+    /// Whether `header` was the last batch the producer state knew of its producer.
     fn is_producers_last_batch(&self, header: &BatchHeader) -> bool {
         header.has_producer_id()
-            && self
-                .producers
-                .entry(header.producer_id)
-                .and_then(|entry| entry.batches.back())
-                .is_some_and(|last| last.last_offset == header.last_offset())
+            && self.producers_last_offsets.get(&header.producer_id) == Some(&header.last_offset())
     }
+}
 
-    /// Replaces segment `index` with its cleaned version: fsync, `.cleaned` → `.swap`, fsync
-    /// directory, delete the old files, `.swap` → `.log`, index files, fsync directory.
-    fn swap_in(&mut self, index: usize, mut cleaned: Segment) -> Result<(), LogError> {
-        let base_offset = cleaned.base_offset();
-        let cleaned_path = segment_file_path(&self.dir, base_offset, CLEANED_SUFFIX);
-        let swap_path = segment_file_path(&self.dir, base_offset, SWAP_SUFFIX);
-        let log_path = segment_file_path(&self.dir, base_offset, LOG_SUFFIX);
-        cleaned
-            .file()
-            .sync_all()
-            .map_err(LogError::io("fsync", &cleaned_path))?;
-        fs::rename(&cleaned_path, &swap_path).map_err(LogError::io("rename", &cleaned_path))?;
-        sync_dir(&self.dir)?;
-        Segment::delete_files(&self.dir, base_offset)?;
-        fs::rename(&swap_path, &log_path).map_err(LogError::io("rename", &swap_path))?;
-        cleaned.set_log_path(log_path);
-        cleaned.seal()?;
-        sync_dir(&self.dir)?;
-        cleaned.dir_entry_synced = true;
-        self.segments[index] = cleaned;
-        Ok(())
-    }
+/// Whether the live segment is still the one a cleaned segment was made from.
+fn same_segment(live: &Segment, cleaned: &CleanedSegment) -> bool {
+    live.next_offset() == cleaned.source_next_offset
+        && live.size_bytes() == cleaned.source_size_bytes
+}
 
-    /// Deletes segment `index` (not the first), none of whose records survived.
-    fn drop_emptied_segment(&mut self, index: usize, cleaned: Segment) -> Result<(), LogError> {
-        let cleaned_path = cleaned.log_path().to_path_buf();
-        drop(cleaned);
-        fs::remove_file(&cleaned_path).map_err(LogError::io("remove", &cleaned_path))?;
-        let removed = self.segments.remove(index);
-        Segment::delete_files(&self.dir, removed.base_offset())?;
-        sync_dir(&self.dir)
+/// Closes and deletes a cleaned segment's file that will not be swapped in.
+fn discard(cleaned: Segment) -> Result<(), LogError> {
+    let path = cleaned.log_path().to_path_buf();
+    drop(cleaned);
+    fs::remove_file(&path).map_err(LogError::io("remove", &path))
+}
+
+/// The key → latest offset map over `[first_dirty, end_bound)` of `segments`, and the offset
+/// where it stops covering (`end_bound` unless it filled up).
+fn build_offset_map(
+    segments: &[Segment],
+    first_dirty: i64,
+    end_bound: i64,
+    size_bytes_max: usize,
+) -> Result<(OffsetMap, i64), LogError> {
+    let mut map = OffsetMap::new(size_bytes_max);
+    let dirty = segments
+        .iter()
+        .filter(|s| s.next_offset() > first_dirty && s.base_offset() < end_bound);
+    for segment in dirty {
+        for (position, header) in segment.headers_below(end_bound)? {
+            if header.last_offset() < first_dirty || header.is_control() {
+                continue;
+            }
+            for record in decode_records(segment, position, &header)? {
+                if record.offset < first_dirty || record.offset >= end_bound {
+                    continue;
+                }
+                let Some(key) = &record.key else { continue };
+                if !map.put(key, record.offset) {
+                    return Ok((map, record.offset));
+                }
+            }
+        }
     }
+    Ok((map, end_bound))
 }
 
 /// Whether a record of a non-control batch survives the pass.
