@@ -143,8 +143,10 @@ pub struct Segment {
     file: Arc<File>,
     size_bytes: u64,
     next_offset: i64,
-    offset_index: Vec<OffsetEntry>,
-    time_index: Vec<TimeEntry>,
+    /// Shared with clones (see the type's doc); copied on write, which only the active
+    /// segment, never cloned, does in practice.
+    offset_index: Arc<Vec<OffsetEntry>>,
+    time_index: Arc<Vec<TimeEntry>>,
     bytes_since_last_index_entry: u64,
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
@@ -205,8 +207,8 @@ impl Segment {
             file: Arc::new(file),
             size_bytes: 0,
             next_offset: base_offset,
-            offset_index: Vec::new(),
-            time_index: Vec::new(),
+            offset_index: Arc::new(Vec::new()),
+            time_index: Arc::new(Vec::new()),
             bytes_since_last_index_entry: 0,
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
@@ -345,8 +347,8 @@ impl Segment {
             segment.max_timestamp = last.timestamp;
             segment.offset_of_max_timestamp = base_offset + i64::from(last.relative_offset);
         }
-        segment.offset_index = offset_index;
-        segment.time_index = time_index;
+        segment.offset_index = Arc::new(offset_index);
+        segment.time_index = Arc::new(time_index);
         let resumed = position;
         while position < file_len {
             let Ok(header) = segment.read_header(position, file_len) else {
@@ -390,10 +392,11 @@ impl Segment {
     fn index_batch(&mut self, header: &BatchHeader, position: u64, index_interval_bytes: u64) {
         self.note_batch(header, position);
         if self.bytes_since_last_index_entry > index_interval_bytes {
-            self.offset_index.push(OffsetEntry {
+            let entry = OffsetEntry {
                 relative_offset: self.relative(header.last_offset()),
                 position: position as u32,
-            });
+            };
+            Arc::make_mut(&mut self.offset_index).push(entry);
             self.maybe_append_time_entry();
             self.bytes_since_last_index_entry = 0;
         }
@@ -407,10 +410,11 @@ impl Segment {
                 .last()
                 .is_none_or(|e| self.max_timestamp > e.timestamp)
         {
-            self.time_index.push(TimeEntry {
+            let entry = TimeEntry {
                 timestamp: self.max_timestamp,
                 relative_offset: self.relative(self.offset_of_max_timestamp),
-            });
+            };
+            Arc::make_mut(&mut self.time_index).push(entry);
         }
     }
 
@@ -460,14 +464,14 @@ impl Segment {
     /// Writes both index files whole from memory (no fsync: they are a cache).
     pub fn write_index_files(&self) -> Result<(), LogError> {
         let mut bytes = Vec::with_capacity(self.offset_index.len() * OFFSET_INDEX_ENTRY_SIZE);
-        for entry in &self.offset_index {
+        for entry in self.offset_index.iter() {
             bytes.extend_from_slice(&entry.relative_offset.to_be_bytes());
             bytes.extend_from_slice(&entry.position.to_be_bytes());
         }
         let path = segment_file_path(&self.dir, self.base_offset, INDEX_SUFFIX);
         fs::write(&path, &bytes).map_err(LogError::io("write", &path))?;
         let mut bytes = Vec::with_capacity(self.time_index.len() * TIME_INDEX_ENTRY_SIZE);
-        for entry in &self.time_index {
+        for entry in self.time_index.iter() {
             bytes.extend_from_slice(&entry.timestamp.to_be_bytes());
             bytes.extend_from_slice(&entry.relative_offset.to_be_bytes());
         }
@@ -647,8 +651,8 @@ impl Segment {
         let headers = self.headers_below(i64::MAX);
         self.size_bytes = old_size;
         let headers = headers?;
-        self.offset_index.clear();
-        self.time_index.clear();
+        Arc::make_mut(&mut self.offset_index).clear();
+        Arc::make_mut(&mut self.time_index).clear();
         self.bytes_since_last_index_entry = 0;
         self.max_timestamp = -1;
         self.offset_of_max_timestamp = -1;

@@ -24,9 +24,9 @@
 //!
 //! # Concurrency
 //! A pass is three steps so that the partition's lock is not held while it reads and writes:
-//! [`PartitionLog::plan_compaction`] (under the lock) decides whether a pass is due and copies
-//! the handles and indexes of the sealed segments below the dirty section's end (sealed bytes
-//! never change); [`CompactionPlan::run`] (no lock) builds the key map and writes and fsyncs the
+//! [`PartitionLog::plan_compaction`] (under the lock) decides whether a pass is due and clones
+//! the sealed segments below the dirty section's end (shared file handles and indexes: sealed
+//! bytes never change); [`CompactionPlan::run`] (no lock) builds the key map and writes and fsyncs the
 //! `.cleaned` files; [`PartitionLog::apply_compaction`] (under the lock) swaps them in. Between
 //! plan and apply the log only grows at its active segment or loses whole segments at its
 //! start (retention, DeleteRecords); a planned segment gone by then is skipped and its cleaned
