@@ -201,9 +201,11 @@ impl PartitionLog {
             .clamp(self.log_start_offset, self.log_end_offset())
     }
 
-    /// Sets the cleaner offset (from `cleaner-offset-checkpoint`, after open).
+    /// Sets the cleaner offset (from `cleaner-offset-checkpoint`, after open), at most the
+    /// log end offset: a checkpoint above what recovery kept would otherwise mark offsets
+    /// appended again later as clean, though no pass has seen them.
     pub fn set_cleaner_offset(&mut self, offset: i64) {
-        self.cleaner_offset = offset;
+        self.cleaner_offset = offset.min(self.log_end_offset());
     }
 
     /// Dirty bytes / all bytes of the non-active segments, where a segment is dirty when it
