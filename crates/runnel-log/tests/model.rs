@@ -1,6 +1,8 @@
 //! Model-based test: a `PartitionLog` against a model of its records (offset, key, value) over
 //! random append / roll / truncate / flush / close+reopen / crash (drop without close, then
-//! lose unsynced bytes off the end of the active segment file) / compaction / retention.
+//! lose unsynced bytes off the end of the active segment file) / compaction / retention, and
+//! compaction passes whose plan and apply steps have appends, a roll and retention between
+//! them (as the broker runs a pass's middle step without the partition's lock).
 //!
 //! Invariant after every step: reading from the log start gives exactly the model. After a
 //! crash the log keeps a prefix of the model that includes everything flushed, and the model
@@ -40,6 +42,12 @@ enum Op {
     Retain {
         keep_fraction: f64,
     },
+    /// Plan a pass, then append these batches, roll, retain, then run and apply it.
+    CompactMeanwhile {
+        map_keys: usize,
+        batches: Vec<Vec<Option<u8>>>,
+        keep_fraction: f64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -53,6 +61,19 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0.0f64..1.0).prop_map(|chop_fraction| Op::Crash { chop_fraction }),
         2 => (1usize..8).prop_map(|map_keys| Op::Compact { map_keys }),
         1 => (0.3f64..1.0).prop_map(|keep_fraction| Op::Retain { keep_fraction }),
+        2 => (
+            1usize..8,
+            proptest::collection::vec(
+                proptest::collection::vec(proptest::option::weighted(0.8, 0u8..6), 1..5),
+                0..4,
+            ),
+            0.3f64..1.0,
+        )
+            .prop_map(|(map_keys, batches, keep_fraction)| Op::CompactMeanwhile {
+                map_keys,
+                batches,
+                keep_fraction,
+            }),
     ]
 }
 
@@ -94,6 +115,52 @@ impl Model {
     }
 }
 
+/// Appends one batch of `keys` to the log and the model.
+fn append(
+    log: &mut PartitionLog,
+    model: &mut Model,
+    keys: &[Option<u8>],
+    value_bytes: usize,
+    counter: &mut usize,
+) {
+    let tag = format!("v{counter}");
+    *counter += 1;
+    let keys: Vec<Option<String>> = keys.iter().map(|k| k.map(|k| format!("k{k}"))).collect();
+    let mut bytes = keyed_batch(&keys, &tag, value_bytes, 1_000 + *counter as i64);
+    let expected = decode_keyed(&bytes);
+    let outcome = log.append(&mut bytes, 0, 0).expect("append");
+    assert_eq!(outcome.base_offset, model.end);
+    model.records.extend(
+        expected
+            .into_iter()
+            .map(|(o, k, v)| (o + outcome.base_offset, k, v)),
+    );
+    model.end = outcome.last_offset + 1;
+}
+
+/// Retention keeping about `keep_fraction` of the log's bytes, in the log and the model.
+fn retain(log: &mut PartitionLog, model: &mut Model, keep_fraction: f64) {
+    let policy = RetentionPolicy {
+        retention_ms: -1,
+        retention_bytes: (log.size_bytes() as f64 * keep_fraction) as i64,
+    };
+    log.apply_retention(&policy, 1_000_000).expect("retention");
+    let start = log.log_start_offset();
+    model.records.retain(|r| r.0 >= start);
+}
+
+fn compaction_policy() -> CompactionPolicy {
+    CompactionPolicy {
+        delete_retention_ms: i64::MAX,
+        min_cleanable_dirty_ratio: 0.0,
+        ..CompactionPolicy::default()
+    }
+}
+
+fn map_bytes(map_keys: usize) -> usize {
+    map_keys * (runnel_log::partition_log::OFFSET_MAP_ENTRY_OVERHEAD_BYTES + 2)
+}
+
 fn read_all(log: &PartitionLog) -> Vec<(i64, Option<String>, String)> {
     let mut offset = log.log_start_offset();
     let mut out = Vec::new();
@@ -129,18 +196,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Append { keys, value_bytes } => {
-                    let tag = format!("v{counter}");
-                    counter += 1;
-                    let keys: Vec<Option<String>> =
-                        keys.iter().map(|k| k.map(|k| format!("k{k}"))).collect();
-                    let mut bytes = keyed_batch(&keys, &tag, value_bytes, 1_000 + counter as i64);
-                    let expected = decode_keyed(&bytes);
-                    let outcome = log.append(&mut bytes, 0, 0).expect("append");
-                    prop_assert_eq!(outcome.base_offset, model.end);
-                    model.records.extend(
-                        expected.into_iter().map(|(o, k, v)| (o + outcome.base_offset, k, v)),
-                    );
-                    model.end = outcome.last_offset + 1;
+                    append(&mut log, &mut model, &keys, value_bytes, &mut counter);
                 }
                 Op::Roll => log.roll().expect("roll"),
                 Op::Truncate { fraction } => {
@@ -186,26 +242,32 @@ proptest! {
                     model.keep_below(recovered);
                 }
                 Op::Compact { map_keys } => {
-                    let policy = CompactionPolicy {
-                        delete_retention_ms: i64::MAX,
-                        min_cleanable_dirty_ratio: 0.0,
-                        ..CompactionPolicy::default()
-                    };
-                    let map_bytes = map_keys * (runnel_log::partition_log::OFFSET_MAP_ENTRY_OVERHEAD_BYTES + 2);
                     let before = log.cleaner_offset();
-                    let outcome = log.compact(&policy, 1_000_000, map_bytes).expect("compact");
+                    let outcome = log
+                        .compact(&compaction_policy(), 1_000_000, map_bytes(map_keys))
+                        .expect("compact");
                     prop_assert!(outcome.cleaner_offset >= before);
                     prop_assert_eq!(outcome.cleaner_offset, log.cleaner_offset());
                     model.compact_below(outcome.cleaner_offset);
                 }
-                Op::Retain { keep_fraction } => {
-                    let policy = RetentionPolicy {
-                        retention_ms: -1,
-                        retention_bytes: (log.size_bytes() as f64 * keep_fraction) as i64,
-                    };
-                    log.apply_retention(&policy, 1_000_000).expect("retention");
-                    let start = log.log_start_offset();
-                    model.records.retain(|r| r.0 >= start);
+                Op::Retain { keep_fraction } => retain(&mut log, &mut model, keep_fraction),
+                Op::CompactMeanwhile { map_keys, batches, keep_fraction } => {
+                    log.set_high_watermark(log.log_end_offset());
+                    let plan = log
+                        .plan_compaction(&compaction_policy(), 1_000_000, map_bytes(map_keys))
+                        .expect("plan");
+                    for keys in &batches {
+                        append(&mut log, &mut model, keys, 10, &mut counter);
+                    }
+                    log.roll().expect("roll");
+                    retain(&mut log, &mut model, keep_fraction);
+                    if let Some(plan) = plan {
+                        let outcome = log
+                            .apply_compaction(plan.run().expect("run"))
+                            .expect("apply");
+                        prop_assert_eq!(outcome.cleaner_offset, log.cleaner_offset());
+                        model.compact_below(outcome.cleaner_offset);
+                    }
                 }
             }
             check(&mut log, &model);
