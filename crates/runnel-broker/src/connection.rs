@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, Reply, Request};
 use crate::broker::Broker;
+use crate::zero_copy;
 
 /// Requests read but not yet answered, per connection.
 pub const IN_FLIGHT_REQUESTS_MAX: usize = 64;
@@ -157,6 +158,25 @@ async fn write_replies(
                     break;
                 }
             },
+            Reply::PendingPieces(response) => {
+                let pieces = match response.await {
+                    Ok(pieces) => pieces,
+                    Err(error) => {
+                        tracing::error!(%peer, %error, "could not encode a response; closing");
+                        break;
+                    }
+                };
+                if let Err(error) = zero_copy::write_pieces(&mut writer, pieces).await {
+                    if error.kind() == std::io::ErrorKind::UnexpectedEof {
+                        tracing::error!(%peer, %error, "could not send fetched records; closing");
+                    }
+                    return;
+                }
+                if pending.is_empty() && writer.flush().await.is_err() {
+                    return;
+                }
+                continue;
+            }
         };
         if writer.write_all(&bytes).await.is_err() {
             return;

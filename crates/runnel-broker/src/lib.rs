@@ -4,8 +4,8 @@
 //! the partitions this broker hosts ([`replica_manager`], [`partition`]), the group-commit
 //! flusher that makes acknowledged writes durable ([`flusher`]), the consumer-group
 //! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the quorum-of-one metadata
-//! writer ([`controller`]), configuration with Kafka's names ([`config`]), and start/stop
-//! ([`server`]). Encodings belong to `runnel-protocol`, files to `runnel-log`, the meaning of
+//! writer ([`controller`]), configuration with Kafka's names ([`config`]), sending fetched
+//! records straight from segment files ([`zero_copy`]), and start/stop ([`server`]). Encodings belong to `runnel-protocol`, files to `runnel-log`, the meaning of
 //! metadata to `runnel-metadata`.
 //!
 //! A produce, socket to disk: [`connection`] reads a frame and checks its size and API
@@ -28,6 +28,7 @@ pub mod replica_manager;
 pub mod retention;
 pub mod server;
 pub mod topic_config;
+pub mod zero_copy;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use server::{start, RunningBroker, ServerError};

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::config::TopicSettings;
+use crate::zero_copy::FileRange;
 
 /// A partition led by this broker.
 pub struct Partition {
@@ -42,7 +43,7 @@ pub struct Partition {
 /// What a read found: whole batches and the offsets a fetch response reports.
 #[derive(Debug, Clone)]
 pub struct PartitionRead {
-    pub records: bytes::Bytes,
+    pub records: FileRange,
     pub high_watermark: i64,
     pub log_start_offset: i64,
 }
@@ -119,29 +120,27 @@ impl Partition {
         Ok(outcome)
     }
 
-    /// Reads whole batches from `offset`, below the high watermark, at most `max_bytes` unless
-    /// `min_one_batch` lets the first batch through whole.
+    /// Finds whole batches from `offset`, below the high watermark, at most `max_bytes` unless
+    /// `min_one_batch` lets the first batch through whole: the range of a segment file that
+    /// holds them, read (or sent) after the lock is released.
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<PartitionRead, ReadError> {
-        let (slice, dir) = {
+        let slice = {
             let log = self.lock();
-            let slice = log.read(offset, max_bytes, log.high_watermark(), min_one_batch)?;
-            (slice, log.dir().to_path_buf())
+            log.read(offset, max_bytes, log.high_watermark(), min_one_batch)?
         };
-        let records = slice.read_bytes().map_err(|source| ReadError::Io {
-            op: "read",
-            path: dir,
-            source,
-        })?;
-        let (high_watermark, log_start_offset) = (slice.high_watermark, slice.log_start_offset);
         Ok(PartitionRead {
-            records: records.into(),
-            high_watermark,
-            log_start_offset,
+            records: FileRange {
+                file: slice.file,
+                position: slice.position,
+                length: slice.length,
+            },
+            high_watermark: slice.high_watermark,
+            log_start_offset: slice.log_start_offset,
         })
     }
 

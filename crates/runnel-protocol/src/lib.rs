@@ -6,6 +6,8 @@
 //!   encoding, including ApiVersions' always-v0 response header.
 //! - [`api_versions`]: the table of API keys and version ranges Runnel serves.
 //! - [`error_code`]: Kafka's error codes, names verbatim.
+//! - [`fetch_response`]: Fetch responses encoded around their record bytes, which the caller
+//!   supplies (file ranges), for zero-copy sends.
 //! - [`record_batch`]: record batch v2 headers, validation (size, magic, CRC-32C, fields) and the
 //!   fields the broker patches on append.
 //!
@@ -14,6 +16,7 @@
 
 pub mod api_versions;
 pub mod error_code;
+pub mod fetch_response;
 pub mod frame;
 pub mod header;
 pub mod record_batch;

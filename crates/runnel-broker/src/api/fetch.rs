@@ -8,20 +8,27 @@
 //! (session id 0), which every client accepts. v13+ names topics by id.
 //! `isolation_level` is accepted; with no transactions yet the last stable offset is the high
 //! watermark, so both levels read the same records.
+//!
+//! Records are not read here: each partition's answer carries the range of its segment file,
+//! and the response is encoded around the ranges and sent with `sendfile` ([`crate::zero_copy`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use runnel_log::ReadError;
+use runnel_protocol::fetch_response::{
+    self, FetchResponse, PartitionResponse, RecordsLength, TopicResponse,
+};
 use runnel_protocol::header::CodecError;
 use runnel_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use runnel_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use runnel_protocol::messages::{FetchRequest, FetchResponse};
+use runnel_protocol::messages::FetchRequest;
 use runnel_protocol::ErrorCode;
 
-use super::{topic_name, Reply, Request};
+use super::{Reply, Request};
 use crate::broker::Broker;
+use crate::zero_copy::FileRange;
+
+type PartitionData = PartitionResponse<FileRange>;
 
 /// The longest a fetch may park, whatever `max_wait_ms` says.
 const FETCH_WAIT_MS_MAX: u64 = 60_000;
@@ -31,17 +38,27 @@ const READ_COMMITTED: i8 = 1;
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: FetchRequest = request.decode()?;
     let broker = Arc::clone(broker);
-    Ok(Reply::Pending(Box::pin(async move {
+    Ok(Reply::PendingPieces(Box::pin(async move {
         let response = fetch(&broker, &body, request.version).await;
-        request.respond(&response)
+        fetch_response::encode(request.version, request.header.correlation_id, response)
     })))
 }
 
-async fn fetch(broker: &Broker, body: &FetchRequest, version: i16) -> FetchResponse {
+fn response(
+    error_code: ErrorCode,
+    topics: Vec<TopicResponse<FileRange>>,
+) -> FetchResponse<FileRange> {
+    FetchResponse {
+        throttle_time_ms: 0,
+        error_code: error_code.code(),
+        session_id: 0,
+        topics,
+    }
+}
+
+async fn fetch(broker: &Broker, body: &FetchRequest, version: i16) -> FetchResponse<FileRange> {
     if body.session_id != 0 {
-        return FetchResponse::default()
-            .with_error_code(ErrorCode::FetchSessionIdNotFound.code())
-            .with_session_id(0);
+        return response(ErrorCode::FetchSessionIdNotFound, Vec::new());
     }
     let wait = Duration::from_millis((body.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
@@ -53,9 +70,7 @@ async fn fetch(broker: &Broker, body: &FetchRequest, version: i16) -> FetchRespo
         let (topics, bytes, errors) = read_all(broker, body, version);
         let expired = tokio::time::Instant::now() >= deadline;
         if bytes >= min_bytes || errors || expired {
-            return FetchResponse::default()
-                .with_session_id(0)
-                .with_responses(topics);
+            return response(ErrorCode::None, topics);
         }
         if tokio::time::timeout_at(deadline, data_changed.changed())
             .await
@@ -63,9 +78,7 @@ async fn fetch(broker: &Broker, body: &FetchRequest, version: i16) -> FetchRespo
         {
             // Timed out: one last read, answered whatever it holds.
             let (topics, _, _) = read_all(broker, body, version);
-            return FetchResponse::default()
-                .with_session_id(0)
-                .with_responses(topics);
+            return response(ErrorCode::None, topics);
         }
     }
 }
@@ -76,7 +89,7 @@ fn read_all(
     broker: &Broker,
     body: &FetchRequest,
     version: i16,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+) -> (Vec<TopicResponse<FileRange>>, usize, bool) {
     let mut bytes_left = match body.max_bytes {
         max if max > 0 => max as usize,
         _ => usize::MAX,
@@ -108,25 +121,20 @@ fn read_all(
                             bytes_read == 0,
                         ),
                     };
-                    let data = if version < 5 {
-                        data.with_log_start_offset(-1)
-                    } else {
-                        data
-                    };
-                    let size = data.records.as_ref().map_or(0, Bytes::len);
-                    bytes_read += size;
+                    let mut data = data;
+                    bytes_read += data.records.as_ref().map_or(0, RecordsLength::records_len);
                     errors |= data.error_code != 0;
                     if read_committed {
-                        data.with_aborted_transactions(Some(Vec::new()))
-                    } else {
-                        data
+                        data.aborted_transactions = Some(Vec::new());
                     }
+                    data
                 })
                 .collect();
-            FetchableTopicResponse::default()
-                .with_topic(topic_name(name.as_deref().unwrap_or_default()))
-                .with_topic_id(topic.topic_id)
-                .with_partitions(partitions)
+            TopicResponse {
+                name: name.unwrap_or_default(),
+                topic_id: topic.topic_id,
+                partitions,
+            }
         })
         .collect();
     (topics, bytes_read, errors)
@@ -154,21 +162,23 @@ fn read_partition(
     let max_bytes = (requested.partition_max_bytes.max(0) as usize).min(*bytes_left);
     match partition.read(requested.fetch_offset, max_bytes, first_with_data) {
         Ok(read) => {
-            *bytes_left = bytes_left.saturating_sub(read.records.len());
-            PartitionData::default()
-                .with_partition_index(index)
-                .with_high_watermark(read.high_watermark)
-                .with_last_stable_offset(read.high_watermark)
-                .with_log_start_offset(read.log_start_offset)
-                .with_preferred_read_replica((-1).into())
-                .with_records(Some(read.records))
+            *bytes_left = bytes_left.saturating_sub(read.records.length);
+            PartitionData {
+                high_watermark: read.high_watermark,
+                last_stable_offset: read.high_watermark,
+                log_start_offset: read.log_start_offset,
+                records: Some(read.records),
+                ..error(index, ErrorCode::None)
+            }
         }
         Err(ReadError::OffsetOutOfRange { .. }) => {
             let offsets = partition.offsets();
-            error(index, ErrorCode::OffsetOutOfRange)
-                .with_high_watermark(offsets.high_watermark)
-                .with_last_stable_offset(offsets.high_watermark)
-                .with_log_start_offset(offsets.log_start_offset)
+            PartitionData {
+                high_watermark: offsets.high_watermark,
+                last_stable_offset: offsets.high_watermark,
+                log_start_offset: offsets.log_start_offset,
+                ..error(index, ErrorCode::OffsetOutOfRange)
+            }
         }
         Err(failure) => {
             tracing::error!(topic, partition = index, error = %failure, "read failed");
@@ -177,13 +187,16 @@ fn read_partition(
     }
 }
 
+/// A partition answer with `code`, no offsets and no records.
 fn error(index: i32, code: ErrorCode) -> PartitionData {
-    PartitionData::default()
-        .with_partition_index(index)
-        .with_error_code(code.code())
-        .with_high_watermark(-1)
-        .with_last_stable_offset(-1)
-        .with_log_start_offset(-1)
-        .with_preferred_read_replica((-1).into())
-        .with_records(Some(Bytes::new()))
+    PartitionResponse {
+        partition_index: index,
+        error_code: code.code(),
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+        aborted_transactions: None,
+        preferred_read_replica: -1,
+        records: None,
+    }
 }

@@ -38,6 +38,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use runnel_protocol::fetch_response::Piece;
 use runnel_protocol::header::{self, CodecError};
 use runnel_protocol::messages::{ApiKey, RequestHeader};
 use runnel_protocol::{Decodable, Encodable};
@@ -83,10 +84,17 @@ impl Request {
 /// A response still being produced.
 pub type PendingReply = Pin<Box<dyn Future<Output = Result<Bytes, CodecError>> + Send>>;
 
+/// A response still being produced whose frame holds records to send from segment files.
+pub type PendingPieces = Pin<
+    Box<dyn Future<Output = Result<Vec<Piece<crate::zero_copy::FileRange>>, CodecError>> + Send>,
+>;
+
 /// What a handler leaves for the connection's writer.
 pub enum Reply {
     Ready(Bytes),
     Pending(PendingReply),
+    /// A Fetch response: encoded bytes and file ranges (see [`crate::zero_copy`]).
+    PendingPieces(PendingPieces),
     /// acks=0 produce: Kafka sends nothing back.
     None,
 }
