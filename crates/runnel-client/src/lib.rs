@@ -11,8 +11,6 @@ mod assignment;
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use thiserror::Error;
@@ -139,21 +137,11 @@ pub fn ensure_topic(
     partitions: i32,
     timeout: Duration,
 ) -> Result<(), ClientError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ClientError::Runtime)?;
-    let options = AdminOptions::new().operation_timeout(Some(timeout));
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let results = runtime.block_on(admin.create_topics(&[new_topic], &options))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(ClientError::Topic { topic, code }),
-        }
+    match admin::Admin::connect(bootstrap, timeout)?.create_topic(topic, partitions, 1, &[]) {
+        Err(ClientError::Topic {
+            code: RDKafkaErrorCode::TopicAlreadyExists,
+            ..
+        }) => Ok(()),
+        other => other,
     }
-    Ok(())
 }
