@@ -1,6 +1,7 @@
 //! librdkafka (the `rdkafka` crate, bundled librdkafka 2.12) against a real broker: admin
 //! create and delete, produce in every codec with keys, headers and timestamps, consume by
-//! assignment, watermarks and offsets by time.
+//! assignment, watermarks and offsets by time, and large multi-partition fetches (sent with
+//! sendfile) through a small socket buffer.
 
 mod common;
 
@@ -205,4 +206,84 @@ fn every_codec_round_trips_through_librdkafka() {
     assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
     let metadata = consumer.fetch_metadata(None, TIMEOUT).expect("metadata");
     assert!(metadata.topics().iter().all(|t| t.name() != topic));
+}
+
+/// Fetch responses are sent with sendfile: many megabytes over several partitions, read by a
+/// consumer with a small socket buffer (so the broker's sends block and resume midway), arrive
+/// whole and in order, every record where it was written.
+#[test]
+fn large_fetches_from_several_partitions_arrive_whole() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    const PARTITIONS: i32 = 3;
+    const RECORDS_PER_PARTITION: usize = 8_000;
+    const VALUE_BYTES: usize = 1_000;
+    let broker = TestBroker::start();
+    let created = common::create_topic(
+        &mut common::RawClient::connect(broker.addr),
+        "bulk",
+        PARTITIONS,
+        &[],
+    );
+    assert_eq!(created, 0);
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()
+        .expect("producer");
+    let value = |partition: i32, index: usize| -> Vec<u8> {
+        let tag = format!("{partition}/{index}/");
+        tag.bytes().cycle().take(VALUE_BYTES).collect()
+    };
+    for index in 0..RECORDS_PER_PARTITION {
+        for partition in 0..PARTITIONS {
+            let payload = value(partition, index);
+            let record: BaseRecord<'_, (), [u8]> = BaseRecord::to("bulk")
+                .partition(partition)
+                .payload(&payload);
+            producer.send(record).map_err(|(e, _)| e).expect("queue");
+        }
+    }
+    producer.flush(TIMEOUT).expect("flush");
+
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "unused-assign-only")
+        .set("enable.auto.commit", "false")
+        .set("socket.receive.buffer.bytes", "16384")
+        .set("fetch.max.bytes", "8388608")
+        .set("max.partition.fetch.bytes", "4194304")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment
+            .add_partition_offset("bulk", partition, Offset::Beginning)
+            .expect("assign");
+    }
+    reader.assign(&assignment).expect("assign");
+    let mut next = [0usize; PARTITIONS as usize];
+    let total = RECORDS_PER_PARTITION * PARTITIONS as usize;
+    let mut read = 0;
+    common::wait_until("every record", Duration::from_secs(120), || {
+        while let Some(message) = reader.poll(Duration::from_millis(50)) {
+            let message = message.expect("no consume error");
+            let partition = message.partition();
+            let index = next[partition as usize];
+            assert_eq!(
+                message.offset(),
+                index as i64,
+                "partition {partition} in order"
+            );
+            assert_eq!(
+                message.payload(),
+                Some(&value(partition, index)[..]),
+                "record {partition}/{index}"
+            );
+            next[partition as usize] += 1;
+            read += 1;
+        }
+        read == total
+    });
 }
