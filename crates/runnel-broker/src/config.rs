@@ -368,6 +368,8 @@ pub struct TopicSettings {
     /// `delete.retention.ms`, `min.compaction.lag.ms`, `max.compaction.lag.ms`,
     /// `min.cleanable.dirty.ratio`.
     pub compaction: CompactionPolicy,
+    /// `min.insync.replicas`: an acks=all produce needs at least this many in-sync replicas.
+    pub min_insync_replicas: usize,
 }
 
 impl TopicSettings {
@@ -388,6 +390,7 @@ impl TopicSettings {
             cleanup_delete: true,
             cleanup_compact: false,
             compaction: CompactionPolicy::default(),
+            min_insync_replicas: 1,
         };
         for name in [
             "cleanup.policy",
@@ -396,12 +399,13 @@ impl TopicSettings {
             "message.timestamp.type",
             "min.cleanable.dirty.ratio",
             "min.compaction.lag.ms",
+            "min.insync.replicas",
         ] {
             let value = overrides
                 .get(name)
                 .cloned()
                 .unwrap_or_else(|| default(name));
-            settings.apply_compaction_setting(name, &value)?;
+            settings.apply_default_setting(name, &value)?;
         }
         for (key, value) in overrides {
             let value = value.as_str();
@@ -428,7 +432,7 @@ impl TopicSettings {
     }
 
     /// Applies one of the settings that may come from a broker default as well as an override.
-    fn apply_compaction_setting(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+    fn apply_default_setting(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
         crate::topic_config::validate(name, value)?;
         let value = value.trim();
         let number = |min| parse_at_least::<i64>(name, value, min);
@@ -446,6 +450,7 @@ impl TopicSettings {
                     .map_err(|_| ConfigError::new(name, value, "not a number"))?
             }
             "message.timestamp.type" => self.log_append_time = value == "LogAppendTime",
+            "min.insync.replicas" => self.min_insync_replicas = parse_at_least(name, value, 1)?,
             _ => {}
         }
         Ok(())

@@ -236,7 +236,7 @@ fn apply(broker: &Broker, partition: &Arc<Partition>, output: Output<Responder>)
         return;
     }
     let batch = encode_batch(&records, crate::now_ms());
-    match broker.replicas.append(partition, &batch) {
+    match broker.replicas.append(partition, &batch, false) {
         Ok(appended) if broker.replicas.is_durable() => {
             let partition = Arc::clone(partition);
             tokio::spawn(async move {

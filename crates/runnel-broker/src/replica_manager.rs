@@ -46,6 +46,10 @@ pub enum AppendFailure {
     Transactional,
     #[error("compacted topics cannot accept records without a key")]
     KeylessOnCompactedTopic,
+    #[error(
+        "the in-sync replicas ({isr}) are fewer than min.insync.replicas ({min}) for acks=all"
+    )]
+    NotEnoughReplicas { isr: usize, min: usize },
     #[error("compression codec {codec} is not supported")]
     UnsupportedCompression { codec: i16 },
     #[error("{0}")]
@@ -61,6 +65,7 @@ impl AppendFailure {
             | AppendFailure::ControlBatch
             | AppendFailure::KeylessOnCompactedTopic => ErrorCode::InvalidRecord,
             AppendFailure::TooLarge { .. } => ErrorCode::MessageTooLarge,
+            AppendFailure::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
             AppendFailure::Batch(BatchError::UnsupportedMagic { .. }) => {
                 ErrorCode::UnsupportedForMessageFormat
             }
@@ -248,13 +253,23 @@ impl ReplicaManager {
         self.data_changed.subscribe()
     }
 
-    /// Validates and appends the one record batch of a produce request's partition.
+    /// Validates and appends the one record batch of a produce request's partition. With
+    /// `acks_all`, the partition's in-sync replicas must number at least the topic's
+    /// `min.insync.replicas` (single node: the ISR is this broker alone), as Kafka checks
+    /// before appending.
     pub fn append(
         &self,
         partition: &Arc<Partition>,
         records: &[u8],
+        acks_all: bool,
     ) -> Result<Appended, AppendFailure> {
         let settings = partition.settings();
+        if acks_all && settings.min_insync_replicas > IN_SYNC_REPLICAS {
+            return Err(AppendFailure::NotEnoughReplicas {
+                isr: IN_SYNC_REPLICAS,
+                min: settings.min_insync_replicas,
+            });
+        }
         let header = validate_produced(records, settings.max_message_bytes)?;
         if settings.cleanup_compact && record_batch::has_record_without_key(records)? {
             return Err(AppendFailure::KeylessOnCompactedTopic);
@@ -420,6 +435,9 @@ impl ReplicaManager {
             .collect()
     }
 }
+
+/// In-sync replicas of every partition on a single node: its leader, this broker.
+const IN_SYNC_REPLICAS: usize = 1;
 
 /// Why a topic's partitions could not be opened.
 #[derive(Debug, thiserror::Error)]

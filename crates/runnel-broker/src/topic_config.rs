@@ -154,7 +154,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", ConfigType::Long, "0",
         non_negative, "The shortest a record stays uncompacted."),
     def("min.insync.replicas", "min.insync.replicas", ConfigType::Int, "1", positive,
-        "Accepted for compatibility; a single node is always its whole ISR."),
+        "The fewest in-sync replicas an acks=all produce needs (NOT_ENOUGH_REPLICAS below it); a single node is a one-replica ISR."),
     def("retention.bytes", "log.retention.bytes", ConfigType::Long, "-1", not_negative_one_or_more,
         "The size a partition keeps before old segments are deleted; -1 for no limit."),
     def("retention.ms", "log.retention.ms", ConfigType::Long, "604800000", not_negative_one_or_more,

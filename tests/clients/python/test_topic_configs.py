@@ -128,3 +128,32 @@ def test_kafka_python_admin_reads_and_alters_topic_configs(broker):
         assert described("modified") == {"segment.bytes": "1048576"}
     finally:
         admin.close()
+
+
+def test_min_insync_replicas_refuses_acks_all_on_a_single_node(broker):
+    """min.insync.replicas=2 on one broker (a one-replica ISR): acks=all produces get
+    NOT_ENOUGH_REPLICAS and write nothing, acks=1 still works, and lowering the setting live
+    lets acks=all through."""
+    topic = "needs-two-replicas"
+    admin = ck.admin(broker.bootstrap)
+    created = admin.create_topics([NewTopic(topic, 1, 1, config={"min.insync.replicas": "2"})])
+    created[topic].result(ck.TIMEOUT_S)
+
+    def deliver(acks: str):
+        errors = []
+        p = ck.producer(broker.bootstrap, {"acks": acks, "retries": 0,
+                                           "enable.idempotence": False})
+        p.produce(topic, value=f"acks={acks}".encode(), partition=0,
+                  on_delivery=lambda err, msg: errors.append(err))
+        assert p.flush(ck.TIMEOUT_S) == 0
+        return errors[0]
+
+    refused = deliver("all")
+    assert refused is not None and refused.code() == KafkaError.NOT_ENOUGH_REPLICAS, refused
+    assert deliver("1") is None
+    assert ck.watermarks(broker.bootstrap, topic, 0) == (0, 1), "the refused record was written"
+
+    incremental(admin, topic, ConfigEntry("min.insync.replicas", "1",
+                                          incremental_operation=AlterConfigOpType.SET))
+    assert deliver("all") is None
+    assert ck.watermarks(broker.bootstrap, topic, 0) == (0, 2)

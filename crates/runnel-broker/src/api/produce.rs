@@ -47,6 +47,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                     topic.name.as_str(),
                     data.index,
                     data.records.as_deref(),
+                    acks == -1,
                 )
             })
             .map(|outcome| outcome.for_version(request.version))
@@ -99,13 +100,19 @@ impl PartitionOutcome {
     }
 }
 
-fn append(broker: &Broker, topic: &str, index: i32, records: Option<&[u8]>) -> PartitionOutcome {
+fn append(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    records: Option<&[u8]>,
+    acks_all: bool,
+) -> PartitionOutcome {
     let Some(partition) = broker.replicas.partition(topic, index) else {
         return failed(index, ErrorCode::UnknownTopicOrPartition, None);
     };
     match broker
         .replicas
-        .append(&partition, records.unwrap_or_default())
+        .append(&partition, records.unwrap_or_default(), acks_all)
     {
         Ok(Appended {
             base_offset,
