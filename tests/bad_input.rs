@@ -6,11 +6,9 @@ mod common;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use common::{i16_at, record_batch, RawClient, TestBroker};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
-    MetadataResponse,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
 };
 use runnel_protocol::ErrorCode;
 
@@ -21,27 +19,6 @@ fn assert_serving(broker: &TestBroker) {
         client.request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(response.error_code, 0);
     assert!(!response.api_keys.is_empty());
-}
-
-/// Fetches partition 0 from offset 0 and returns (error code, high watermark, record bytes).
-fn fetch_all(client: &mut RawClient, topic: &str) -> (i16, i64, Bytes) {
-    let request = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
-        .with_max_bytes(10 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(common::topic_name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(10 << 20)])]);
-    let response: FetchResponse = client.request(ApiKey::Fetch, 12, &request);
-    let partition = &response.responses[0].partitions[0];
-    (
-        partition.error_code,
-        partition.high_watermark,
-        partition.records.clone().unwrap_or_default(),
-    )
 }
 
 #[test]
@@ -160,7 +137,7 @@ fn unknown_topics_are_unknown_topic_or_partition() {
     let mut client = RawClient::connect(broker.addr);
     let (error, _) = common::produce(&mut client, "nowhere", 0, record_batch(1, 10));
     assert_eq!(error, ErrorCode::UnknownTopicOrPartition.code());
-    let (error, _, _) = fetch_all(&mut client, "nowhere");
+    let (error, _, _) = common::fetch_all(&mut client, "nowhere");
     assert_eq!(error, ErrorCode::UnknownTopicOrPartition.code());
     let request = MetadataRequest::default()
         .with_topics(Some(vec![
@@ -209,7 +186,7 @@ fn refused_without_damage(mutate: impl FnOnce(&mut Vec<u8>), expected: ErrorCode
     mutate(&mut bad);
     let (error, _) = common::produce(&mut client, "t", 0, Bytes::from(bad));
     assert_eq!(ErrorCode::from_code(error), Some(expected));
-    let (error, high_watermark, records) = fetch_all(&mut client, "t");
+    let (error, high_watermark, records) = common::fetch_all(&mut client, "t");
     assert_eq!((error, high_watermark), (0, 3));
     // Stored as produced, but for the base offset and leader epoch the broker sets (0 and 0).
     assert_eq!(&records[12..16], &0i32.to_be_bytes());

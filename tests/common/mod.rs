@@ -312,6 +312,32 @@ pub fn produce(client: &mut RawClient, topic: &str, partition: i32, records: Byt
     (result.error_code, result.base_offset)
 }
 
+/// Fetches partition 0 from offset 0 and returns (error code, high watermark, record bytes).
+pub fn fetch_all(client: &mut RawClient, topic: &str) -> (i16, i64, Bytes) {
+    let request = kafka_protocol::messages::FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(10 << 20)
+        .with_topics(vec![
+            kafka_protocol::messages::fetch_request::FetchTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(vec![
+                    kafka_protocol::messages::fetch_request::FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(10 << 20),
+                ]),
+        ]);
+    let response: kafka_protocol::messages::FetchResponse =
+        client.request(ApiKey::Fetch, 12, &request);
+    let partition = &response.responses[0].partitions[0];
+    (
+        partition.error_code,
+        partition.high_watermark,
+        partition.records.clone().unwrap_or_default(),
+    )
+}
+
 /// Big-endian i16 at `at`, for poking at raw response bytes.
 pub fn i16_at(bytes: &[u8], at: usize) -> i16 {
     let mut slice = &bytes[at..at + 2];

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use runnel_coordinator::GroupConfig;
 use runnel_log::{CompactionPolicy, LogConfig, RetentionPolicy};
 use runnel_protocol::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT;
+use runnel_protocol::records::Compression;
 use thiserror::Error;
 
 /// Kafka's default `message.max.bytes`: 1 MiB plus the record batch overhead.
@@ -370,6 +371,9 @@ pub struct TopicSettings {
     pub compaction: CompactionPolicy,
     /// `min.insync.replicas`: an acks=all produce needs at least this many in-sync replicas.
     pub min_insync_replicas: usize,
+    /// `compression.type`: the codec batches are stored in (recompressed on append when they
+    /// come in another); `None` for `producer`, which keeps each batch's own.
+    pub compression: Option<Compression>,
 }
 
 impl TopicSettings {
@@ -391,6 +395,7 @@ impl TopicSettings {
             cleanup_compact: false,
             compaction: CompactionPolicy::default(),
             min_insync_replicas: 1,
+            compression: None,
         };
         for name in [
             "cleanup.policy",
@@ -400,6 +405,7 @@ impl TopicSettings {
             "min.cleanable.dirty.ratio",
             "min.compaction.lag.ms",
             "min.insync.replicas",
+            "compression.type",
         ] {
             let value = overrides
                 .get(name)
@@ -451,6 +457,16 @@ impl TopicSettings {
             }
             "message.timestamp.type" => self.log_append_time = value == "LogAppendTime",
             "min.insync.replicas" => self.min_insync_replicas = parse_at_least(name, value, 1)?,
+            "compression.type" => {
+                self.compression = match value {
+                    "uncompressed" => Some(Compression::None),
+                    "gzip" => Some(Compression::Gzip),
+                    "snappy" => Some(Compression::Snappy),
+                    "lz4" => Some(Compression::Lz4),
+                    "zstd" => Some(Compression::Zstd),
+                    _ => None,
+                }
+            }
             _ => {}
         }
         Ok(())

@@ -17,6 +17,7 @@ use runnel_log::{
 };
 use runnel_metadata::{PartitionImage, TopicImage};
 use runnel_protocol::record_batch::{self, BatchError, BatchHeader};
+use runnel_protocol::reencode;
 use runnel_protocol::ErrorCode;
 use tokio::sync::watch;
 
@@ -52,6 +53,8 @@ pub enum AppendFailure {
     NotEnoughReplicas { isr: usize, min: usize },
     #[error("compression codec {codec} is not supported")]
     UnsupportedCompression { codec: i16 },
+    #[error("recompressing the batch for the topic's compression.type failed: {reason}")]
+    Recompress { reason: String },
     #[error("{0}")]
     Log(#[from] AppendError),
 }
@@ -75,6 +78,8 @@ impl AppendFailure {
             AppendFailure::Batch(BatchError::Invalid { .. }) => ErrorCode::InvalidRecord,
             AppendFailure::Transactional => ErrorCode::InvalidTxnState,
             AppendFailure::UnsupportedCompression { .. } => ErrorCode::UnsupportedCompressionType,
+            // The CRC held but the records did not decode: their content is corrupt.
+            AppendFailure::Recompress { .. } => ErrorCode::CorruptMessage,
             AppendFailure::Log(AppendError::InvalidProducerEpoch { .. }) => {
                 ErrorCode::InvalidProducerEpoch
             }
@@ -274,7 +279,13 @@ impl ReplicaManager {
         if settings.cleanup_compact && record_batch::has_record_without_key(records)? {
             return Err(AppendFailure::KeylessOnCompactedTopic);
         }
-        let mut batch = records.to_vec();
+        let mut batch = match settings.compression {
+            Some(codec) if reencode::codec_of(codec) != header.compression() => {
+                reencode::recompress(records, &header, codec)
+                    .map_err(|reason| AppendFailure::Recompress { reason })?
+            }
+            _ => records.to_vec(),
+        };
         let log_append_time = settings.log_append_time.then(crate::now_ms);
         if let Some(now) = log_append_time {
             record_batch::set_log_append_time(&mut batch, now);

@@ -132,7 +132,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def("cleanup.policy", "log.cleanup.policy", ConfigType::List, "delete", cleanup_policy,
         "delete: old segments are removed by retention; compact: the latest record per key is kept."),
     def("compression.type", "compression.type", ConfigType::String, "producer", compression_type,
-        "Stored as accepted; batches are kept as the producer compressed them."),
+        "The codec batches are stored in: producer keeps each batch's own; uncompressed, gzip, snappy, lz4 or zstd recompress batches that come in another."),
     def("delete.retention.ms", "log.cleaner.delete.retention.ms", ConfigType::Long, "86400000",
         non_negative, "How long tombstones are kept in compacted topics."),
     def("file.delete.delay.ms", "log.segment.delete.delay.ms", ConfigType::Long, "60000",

@@ -10,6 +10,8 @@
 //!   supplies (file ranges), for zero-copy sends.
 //! - [`record_batch`]: record batch v2 headers, validation (size, magic, CRC-32C, fields) and the
 //!   fields the broker patches on append.
+//! - [`reencode`]: a batch's records written again as one batch (compaction's survivors, a
+//!   topic's `compression.type`).
 //!
 //! Message bodies are the `kafka-protocol` crate's generated types, re-exported as
 //! [`messages`]; this crate adds what that crate leaves to a broker.
@@ -20,6 +22,7 @@ pub mod fetch_response;
 pub mod frame;
 pub mod header;
 pub mod record_batch;
+pub mod reencode;
 
 pub use error_code::ErrorCode;
 pub use kafka_protocol::messages;

@@ -157,3 +157,23 @@ def test_min_insync_replicas_refuses_acks_all_on_a_single_node(broker):
                                           incremental_operation=AlterConfigOpType.SET))
     assert deliver("all") is None
     assert ck.watermarks(broker.bootstrap, topic, 0) == (0, 2)
+
+
+def test_compression_type_recompresses_and_idempotent_producers_keep_going(broker):
+    """compression.type=lz4 on the topic: an idempotent producer's uncompressed batches are
+    stored as lz4 with their sequences kept, so its later batches are accepted in order, and
+    every record reads back as written (the segment holding less than the raw values)."""
+    topic = "lz4-stored"
+    admin = ck.admin(broker.bootstrap)
+    created = admin.create_topics([NewTopic(topic, 1, 1, config={"compression.type": "lz4"})])
+    created[topic].result(ck.TIMEOUT_S)
+    values = [f"record {i} ".encode() * 40 for i in range(600)]
+    records = [Record(f"k{i}".encode(), v, (), now_ms()) for i, v in enumerate(values)]
+    acked = ck.produce(broker.bootstrap, topic, records, partition=0,
+                       config={"enable.idempotence": True, "compression.codec": "none",
+                               "linger.ms": 0, "batch.size": 16384})
+    assert [s.offset for s in acked] == list(range(600))
+    stored = ck.consume_all(broker.bootstrap, topic, partitions=1)
+    assert [s.record.value for s in stored] == values
+    segment = next((broker.data_dir / f"{topic}-0").glob("*.log"))
+    assert segment.stat().st_size < sum(len(v) for v in values) / 4, "not recompressed"

@@ -70,11 +70,10 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-};
-use runnel_protocol::record_batch::{set_log_append_time, BatchHeader, BATCH_HEADER_SIZE};
+use bytes::Bytes;
+use kafka_protocol::records::{Record, RecordBatchDecoder};
+use runnel_protocol::record_batch::{BatchHeader, BATCH_HEADER_SIZE};
+use runnel_protocol::reencode;
 
 use super::PartitionLog;
 use crate::checkpoint::sync_dir;
@@ -675,52 +674,11 @@ fn decode_records(
     Ok(set.records)
 }
 
-/// Kafka's sequence arithmetic: `base + delta`, wrapping from `i32::MAX` to 0.
-fn sequence_after(base_sequence: i32, delta: i64) -> i32 {
-    ((i64::from(base_sequence) + delta) % (i64::from(i32::MAX) + 1)) as i32
-}
-
-/// One batch holding `retained` (non-empty, from the batch `original`), based at the first
-/// retained record's offset, with the original's codec, flags, producer fields and, for
-/// LogAppendTime, max timestamp.
-fn encode_retained(original: &BatchHeader, mut retained: Vec<Record>) -> Result<Vec<u8>, String> {
-    let Some(first_offset) = retained.first().map(|r| r.offset) else {
-        return Err("no records".to_string());
-    };
-    let base_sequence = if original.base_sequence < 0 {
-        -1
-    } else {
-        sequence_after(original.base_sequence, first_offset - original.base_offset)
-    };
-    // The encoder keeps records in one batch only while offset - sequence is constant, and
-    // takes the base sequence from the first record.
-    for record in &mut retained {
-        record.sequence = base_sequence.wrapping_add((record.offset - first_offset) as i32);
-    }
-    let compression = match original.compression() {
-        0 => Compression::None,
-        1 => Compression::Gzip,
-        2 => Compression::Snappy,
-        3 => Compression::Lz4,
-        4 => Compression::Zstd,
-        other => return Err(format!("unknown compression codec {other}")),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
-    };
-    RecordBatchEncoder::encode(&mut buf, retained.iter(), &options)
-        .map_err(|error| error.to_string())?;
-    let mut bytes = buf.to_vec();
-    let header = BatchHeader::parse(&bytes).map_err(|error| error.to_string())?;
-    if header.size_bytes() != bytes.len() || header.records_count as usize != retained.len() {
-        return Err("the retained records did not encode as one batch".to_string());
-    }
-    if original.is_log_append_time() {
-        set_log_append_time(&mut bytes, original.max_timestamp);
-    }
-    Ok(bytes)
+/// One batch holding `retained` (non-empty, from the batch `original`), in the original's
+/// codec (see `runnel_protocol::reencode`).
+fn encode_retained(original: &BatchHeader, retained: Vec<Record>) -> Result<Vec<u8>, String> {
+    let compression = reencode::compression_of(original.compression())?;
+    reencode::encode_like(original, retained, compression)
 }
 
 /// A batch header with no records standing for `original` (an idempotent producer's last
