@@ -1,7 +1,7 @@
 //! `runnel server`: a single-node broker. Configuration, lowest precedence first: Kafka's
 //! defaults (durable flushing being Runnel's own), `--config server.properties`, each
 //! `--override key=value`, then the explicit flags (`--listen`, `--advertised-listener`,
-//! `--data-dir`, `--node-id`). SIGTERM or SIGINT stops it cleanly: no new connections,
+//! `--data-dir`, `--node-id`, `--http-listen`). SIGTERM or SIGINT stops it cleanly: no new connections,
 //! in-flight requests finished, logs flushed, exit status 0.
 
 use std::collections::BTreeMap;
@@ -27,6 +27,9 @@ pub struct ServerArgs {
     /// This broker's node id [default: 1].
     #[arg(long)]
     node_id: Option<i32>,
+    /// Serve `GET /metrics` (Prometheus) and `GET /health` here [default: off; `http.listen`].
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
     /// A Kafka `server.properties` file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -86,6 +89,9 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
     }
     if let Some(node_id) = args.node_id {
         config.node_id = node_id;
+    }
+    if let Some(http_listen) = args.http_listen {
+        config.http_listen = Some(http_listen);
     }
     Ok(config)
 }

@@ -42,6 +42,8 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     /// The group coordinator's tasks (started with `__consumer_offsets`).
     pub groups: GroupCoordinator,
+    /// Request, connection and partition figures for `GET /metrics`.
+    pub metrics: crate::metrics::BrokerMetrics,
     /// Set once the listener is bound (the port may have been 0).
     advertised: OnceLock<AdvertisedListener>,
 }
@@ -59,6 +61,7 @@ impl Broker {
             controller,
             replicas,
             groups: GroupCoordinator::default(),
+            metrics: Default::default(),
             advertised: OnceLock::new(),
         }
     }

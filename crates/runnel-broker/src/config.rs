@@ -110,6 +110,9 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `max.connections`.
     pub connections_max: usize,
+    /// `http.listen` or `--http-listen`: where `GET /metrics` and `GET /health` are served;
+    /// off when absent (Runnel's own key: Kafka has no HTTP port).
+    pub http_listen: Option<SocketAddr>,
     /// `log.segment.bytes`, `log.roll.ms`, `log.index.interval.bytes`, `log.index.size.max.bytes`.
     pub log: LogConfig,
     pub flush: FlushPolicy,
@@ -143,6 +146,7 @@ impl Default for BrokerConfig {
             message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
             socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
             connections_max: 10_000,
+            http_listen: None,
             log: LogConfig::default(),
             flush: FlushPolicy {
                 interval_messages: 1,
@@ -190,6 +194,11 @@ impl BrokerConfig {
                     config.socket_request_max_bytes = parse_at_least(key, value, 1)?
                 }
                 "max.connections" => config.connections_max = parse_at_least(key, value, 1)?,
+                "http.listen" => {
+                    config.http_listen = Some(value.parse().map_err(|_| {
+                        ConfigError::new(key, value, "expected host:port, such as 127.0.0.1:9644")
+                    })?)
+                }
                 "log.segment.bytes" => config.log.segment_bytes = parse_at_least(key, value, 14)?,
                 "log.roll.ms" => config.log.segment_ms = parse_at_least(key, value, 1)?,
                 "log.roll.hours" => {

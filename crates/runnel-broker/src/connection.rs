@@ -11,7 +11,9 @@
 //! bytes arrive, so memory follows what the peer actually sent, never only what it announced.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use runnel_protocol::api_versions::is_served;
@@ -57,13 +59,19 @@ pub(crate) async fn serve(
     let (read_half, write_half) = stream.into_split();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, read_half);
     let (replies, pending) = mpsc::channel(IN_FLIGHT_REQUESTS_MAX);
-    let writer = tokio::spawn(write_replies(write_half, pending, peer));
+    let writer = tokio::spawn(write_replies(
+        Arc::clone(&broker),
+        write_half,
+        pending,
+        peer,
+    ));
     let request_bytes_max = broker.config.socket_request_max_bytes;
     loop {
         let frame = tokio::select! {
             frame = read_frame(&mut reader, request_bytes_max) => frame,
             () = crate::server::stopped(&mut shutdown) => break,
         };
+        let received = Instant::now();
         let reply = match frame
             .and_then(|frame| frame.map(|f| handle_frame(&broker, f, peer)).transpose())
         {
@@ -71,10 +79,14 @@ pub(crate) async fn serve(
             Ok(None) => break,
             Err(error) => {
                 tracing::warn!(%peer, %error, "closing connection");
+                broker
+                    .metrics
+                    .connections_closed_bad_input
+                    .fetch_add(1, Ordering::Relaxed);
                 break;
             }
         };
-        if replies.send(reply).await.is_err() {
+        if replies.send((received, reply)).await.is_err() {
             break;
         }
     }
@@ -108,26 +120,37 @@ async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(Bytes::from(body)))
 }
 
+/// A reply on its way to the writer: which API and version it answers (for the metrics) and
+/// when its request was read.
+struct Answer {
+    request: Option<(ApiKey, i16)>,
+    reply: Reply,
+}
+
 fn handle_frame(
     broker: &Arc<Broker>,
     mut frame: Bytes,
     peer: SocketAddr,
-) -> Result<Reply, ConnectionError> {
+) -> Result<Answer, ConnectionError> {
     let raw = RawRequestHeader::peek(&frame)?;
     let api = ApiKey::try_from(raw.api_key).ok();
     if !is_served(raw.api_key, raw.api_version) {
         if api == Some(ApiKey::ApiVersions) {
             let response = api::unsupported_api_versions_response(raw.correlation_id)?;
-            return Ok(Reply::Ready(response));
+            return Ok(Answer {
+                request: None,
+                reply: Reply::Ready(response),
+            });
         }
         tracing::warn!(
             api_key = raw.api_key,
             api_version = raw.api_version,
             "request for an unserved API or version; answering UNSUPPORTED_VERSION"
         );
-        return Ok(Reply::Ready(header::encode_unsupported_version(
-            raw.correlation_id,
-        )));
+        return Ok(Answer {
+            request: None,
+            reply: Reply::Ready(header::encode_unsupported_version(raw.correlation_id)),
+        });
     }
     let api = api.expect("a served key is a known key");
     let header = header::decode_request_header(api, raw.api_version, &mut frame)?;
@@ -138,19 +161,33 @@ fn handle_frame(
         body: frame,
         peer,
     };
-    Ok(api::dispatch(broker, request)?)
+    Ok(Answer {
+        request: Some((api, raw.api_version)),
+        reply: api::dispatch(broker, request)?,
+    })
 }
 
 async fn write_replies(
+    broker: Arc<Broker>,
     write_half: OwnedWriteHalf,
-    mut pending: mpsc::Receiver<Reply>,
+    mut pending: mpsc::Receiver<(Instant, Answer)>,
     peer: SocketAddr,
 ) {
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write_half);
-    while let Some(reply) = pending.recv().await {
+    let answered = |received: Instant, request: Option<(ApiKey, i16)>| {
+        if let Some((api, version)) = request {
+            broker
+                .metrics
+                .request_answered(api, version, received.elapsed());
+        }
+    };
+    while let Some((received, Answer { request, reply })) = pending.recv().await {
         let bytes = match reply {
             Reply::Ready(bytes) => bytes,
-            Reply::None => continue,
+            Reply::None => {
+                answered(received, request);
+                continue;
+            }
             Reply::Pending(response) => match response.await {
                 Ok(bytes) => bytes,
                 Err(error) => {
@@ -172,6 +209,7 @@ async fn write_replies(
                     }
                     return;
                 }
+                answered(received, request);
                 if pending.is_empty() && writer.flush().await.is_err() {
                     return;
                 }
@@ -181,6 +219,7 @@ async fn write_replies(
         if writer.write_all(&bytes).await.is_err() {
             return;
         }
+        answered(received, request);
         if pending.is_empty() && writer.flush().await.is_err() {
             return;
         }

@@ -38,6 +38,8 @@ pub struct Partition {
     pub(crate) unflushed_messages: AtomicU64,
     /// Set (under the log's lock) once the partition's topic is deleted.
     deleted: AtomicBool,
+    /// Bytes and records produced, bytes fetched.
+    pub metrics: crate::metrics::PartitionMetrics,
 }
 
 /// What a read found: whole batches and the offsets a fetch response reports.
@@ -77,6 +79,7 @@ impl Partition {
             flush_queued: AtomicBool::new(false),
             unflushed_messages: AtomicU64::new(0),
             deleted: AtomicBool::new(false),
+            metrics: Default::default(),
         }
     }
 
@@ -151,6 +154,11 @@ impl Partition {
             high_watermark: log.high_watermark(),
             log_end_offset: log.log_end_offset(),
         }
+    }
+
+    /// Bytes of the partition's segment files.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().size_bytes()
     }
 
     /// Runs `f` with the log locked, for lookups that need more than offsets.

@@ -293,8 +293,16 @@ impl ReplicaManager {
         let durable = self.is_durable();
         let outcome = partition.append(&mut batch, crate::now_ms(), durable)?;
         if !outcome.duplicate {
-            self.flusher
-                .appended(partition, header.records_count.max(0) as u64);
+            let records = header.records_count.max(0) as u64;
+            partition
+                .metrics
+                .bytes_in
+                .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            partition
+                .metrics
+                .records_in
+                .fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+            self.flusher.appended(partition, records);
             if !durable {
                 self.data_changed
                     .send_modify(|version| *version = version.wrapping_add(1));

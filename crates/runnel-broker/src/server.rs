@@ -7,6 +7,7 @@
 //! write the checkpoints.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +60,8 @@ pub enum ServerError {
 /// A started broker.
 pub struct RunningBroker {
     local_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    http: Option<JoinHandle<()>>,
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     accept_loop: JoinHandle<()>,
@@ -73,6 +76,11 @@ impl RunningBroker {
         self.local_addr
     }
 
+    /// The address the HTTP port (`http.listen`) is bound to, if it is on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
@@ -83,6 +91,11 @@ impl RunningBroker {
         self.shutdown.send_replace(true);
         if self.accept_loop.await.is_err() {
             tracing::error!("the accept loop panicked");
+        }
+        if let Some(http) = self.http {
+            if http.await.is_err() {
+                tracing::error!("the HTTP port panicked");
+            }
         }
         self.checkpoints.abort();
         self.retention.abort();
@@ -129,7 +142,25 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         });
     broker.set_advertised_listener(advertised.clone());
 
+    let http_listener = match config.http_listen {
+        Some(address) => Some(
+            crate::http::bind(address)
+                .await
+                .map_err(|source| ServerError::Bind { address, source })?,
+        ),
+        None => None,
+    };
+    let http_addr = http_listener
+        .as_ref()
+        .and_then(|listener| listener.local_addr().ok());
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let http = http_listener.map(|listener| {
+        tokio::spawn(crate::http::serve(
+            listener,
+            Arc::clone(&broker),
+            shutdown_rx.clone(),
+        ))
+    });
     let accept_loop = tokio::spawn(accept_loop(
         listener,
         Arc::clone(&broker),
@@ -143,11 +174,14 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         advertised = %format!("{}:{}", advertised.host, advertised.port),
         data_dir = %config.data_dir.display(),
         durable = config.flush.is_durable(),
+        http = ?http_addr,
         startup_ms = started.elapsed().as_millis() as u64,
         "runnel listening on {local_addr}"
     );
     Ok(RunningBroker {
         local_addr,
+        http_addr,
+        http,
         broker,
         shutdown,
         accept_loop,
@@ -195,12 +229,16 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
                 Ok((stream, peer)) => {
                     let Ok(slot) = Arc::clone(&connection_slots).try_acquire_owned() else {
                         tracing::warn!(%peer, "max.connections reached; closing the new connection");
+                        broker.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
+                    broker.metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
+                    broker.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
                     let broker = Arc::clone(&broker);
                     let shutdown = shutdown.clone();
                     connections.spawn(async move {
-                        crate::connection::serve(broker, stream, peer, shutdown).await;
+                        crate::connection::serve(Arc::clone(&broker), stream, peer, shutdown).await;
+                        broker.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
                         drop(slot);
                     });
                 }

@@ -70,7 +70,7 @@ async fn fetch(broker: &Broker, body: &FetchRequest, version: i16) -> FetchRespo
         let (topics, bytes, errors) = read_all(broker, body, version);
         let expired = tokio::time::Instant::now() >= deadline;
         if bytes >= min_bytes || errors || expired {
-            return response(ErrorCode::None, topics);
+            return answered(broker, topics);
         }
         if tokio::time::timeout_at(deadline, data_changed.changed())
             .await
@@ -78,9 +78,29 @@ async fn fetch(broker: &Broker, body: &FetchRequest, version: i16) -> FetchRespo
         {
             // Timed out: one last read, answered whatever it holds.
             let (topics, _, _) = read_all(broker, body, version);
-            return response(ErrorCode::None, topics);
+            return answered(broker, topics);
         }
     }
+}
+
+/// The response for `topics`, each partition's bytes counted as fetched from it (only the
+/// reads that are answered: a long-poll's earlier reads are not).
+fn answered(broker: &Broker, topics: Vec<TopicResponse<FileRange>>) -> FetchResponse<FileRange> {
+    for topic in &topics {
+        for data in &topic.partitions {
+            let length = data.records.as_ref().map_or(0, RecordsLength::records_len);
+            if length == 0 {
+                continue;
+            }
+            if let Some(partition) = broker.replicas.partition(&topic.name, data.partition_index) {
+                partition
+                    .metrics
+                    .bytes_out
+                    .fetch_add(length as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    response(ErrorCode::None, topics)
 }
 
 /// Reads every requested partition once. Returns the topics, the record bytes read, and

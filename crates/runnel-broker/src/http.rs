@@ -1,0 +1,58 @@
+//! The broker's HTTP port (`http.listen`, off unless set): `GET /metrics` in Prometheus' text
+//! format ([`crate::metrics`]) and `GET /health`, which answers 200 `ok` while the broker
+//! serves. It stops with the broker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+
+/// Prometheus' text exposition format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Binds `address`; the caller serves the listener with [`serve`].
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await
+}
+
+/// Serves `/metrics` and `/health` on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .with_state(broker);
+    let stopping = async move { crate::server::stopped(&mut shutdown).await };
+    if let Err(error) = axum::serve(listener, app)
+        .with_graceful_shutdown(stopping)
+        .await
+    {
+        tracing::error!(%error, "the HTTP port failed");
+    }
+}
+
+async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+    // Rendering takes each partition's lock briefly: off the async workers.
+    let body = tokio::task::spawn_blocking(move || crate::metrics::render(&broker))
+        .await
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "rendering metrics failed");
+            String::new()
+        });
+    ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], body)
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}

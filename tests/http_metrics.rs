@@ -1,0 +1,123 @@
+//! The HTTP port: `GET /health` while serving, and `GET /metrics` in Prometheus' text format
+//! with the figures of what the broker just did (requests per API and version, latency
+//! histograms, connections, and per partition offsets, size, bytes and records in and out).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use common::{RawClient, TestBroker};
+
+/// `GET path` with HTTP/1.1; returns (status line, headers, body).
+fn get(address: SocketAddr, path: &str) -> (String, String, String) {
+    let mut stream = TcpStream::connect(address).expect("connect to the HTTP port");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: runnel\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.to_string(), headers.to_lowercase(), body.to_string())
+}
+
+/// The value of the metric line starting with `series` (name and labels).
+fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn health_and_metrics_report_what_the_broker_did() {
+    let broker = TestBroker::start_with(&[("http.listen", "127.0.0.1:0")]);
+    let http = broker.http_addr().expect("the HTTP port is on");
+    let (status, _, body) = get(http, "/health");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(body.trim(), "ok");
+
+    let mut client = RawClient::connect(broker.addr);
+    assert_eq!(common::create_topic(&mut client, "m", 2, &[]), 0);
+    let batch = common::record_batch(5, 10);
+    assert_eq!(common::produce(&mut client, "m", 0, batch.clone()), (0, 0));
+    let (error, _, fetched) = common::fetch_all(&mut client, "m");
+    assert_eq!((error, fetched.len()), (0, batch.len()));
+    let mut bad = RawClient::connect(broker.addr);
+    bad.send_raw(&0i32.to_be_bytes());
+    assert!(bad.is_closed_by_broker());
+
+    let (status, headers, metrics) = get(http, "/metrics");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(
+        headers.contains("content-type: text/plain; version=0.0.4"),
+        "{headers}"
+    );
+    let expect = |series: &str, wanted: f64| {
+        assert_eq!(
+            value(&metrics, series),
+            Some(wanted),
+            "{series} in:\n{metrics}"
+        );
+    };
+    expect("runnel_requests_total{api=\"Produce\",version=\"9\"}", 1.0);
+    expect("runnel_requests_total{api=\"Fetch\",version=\"12\"}", 1.0);
+    expect(
+        "runnel_requests_total{api=\"CreateTopics\",version=\"7\"}",
+        1.0,
+    );
+    expect(
+        "runnel_request_duration_seconds_count{api=\"Produce\"}",
+        1.0,
+    );
+    expect(
+        "runnel_request_duration_seconds_bucket{api=\"Produce\",le=\"+Inf\"}",
+        1.0,
+    );
+    expect(
+        "runnel_partition_log_end_offset{topic=\"m\",partition=\"0\"}",
+        5.0,
+    );
+    expect(
+        "runnel_partition_high_watermark{topic=\"m\",partition=\"0\"}",
+        5.0,
+    );
+    expect(
+        "runnel_partition_log_end_offset{topic=\"m\",partition=\"1\"}",
+        0.0,
+    );
+    expect(
+        "runnel_partition_records_in_total{topic=\"m\",partition=\"0\"}",
+        5.0,
+    );
+    let size = batch.len() as f64;
+    expect(
+        "runnel_partition_bytes_in_total{topic=\"m\",partition=\"0\"}",
+        size,
+    );
+    expect(
+        "runnel_partition_bytes_out_total{topic=\"m\",partition=\"0\"}",
+        size,
+    );
+    expect(
+        "runnel_partition_size_bytes{topic=\"m\",partition=\"0\"}",
+        size,
+    );
+    expect("runnel_connections_accepted_total", 2.0);
+    expect("runnel_connections_closed_bad_input_total", 1.0);
+    common::wait_until(
+        "the closed connection to leave the open count",
+        std::time::Duration::from_secs(10),
+        || {
+            let (_, _, metrics) = get(http, "/metrics");
+            value(&metrics, "runnel_connections_open") == Some(1.0)
+        },
+    );
+    assert!(metrics.contains("# TYPE runnel_request_duration_seconds histogram"));
+
+    let (status, _, _) = get(http, "/nowhere");
+    assert!(status.starts_with("HTTP/1.1 404"), "{status}");
+}
