@@ -358,6 +358,20 @@ fn group_commands_describe_lag_reset_and_delete() {
     );
     assert_eq!(ok(&broker, &["group", "list"], b""), "");
     assert!(fails(&broker, &["group", "delete", "workers"]).contains("GroupIdNotFound"));
+
+    // Several at once: each is reported, and one failure fails the command.
+    ok(
+        &broker,
+        &["consume", "jobs", "-g", "second", "-c", "1"],
+        b"",
+    );
+    let output = runnel(&broker, &["group", "delete", "second", "never"], b"");
+    assert!(!output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Deleted group second.\n"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("group never: GroupIdNotFound"));
 }
 
 /// (topic, partition, committed, log end offset, lag) of each row of `group describe`.

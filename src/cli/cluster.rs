@@ -28,6 +28,28 @@ impl ClusterArgs {
     }
 }
 
+/// Prints `done` for each item that succeeded and the error of each that failed, on stderr;
+/// fails if any did.
+pub fn report_each<E: std::fmt::Display>(
+    outcomes: Vec<Result<String, E>>,
+    done: impl Fn(&str) -> String,
+) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for outcome in outcomes {
+        match outcome {
+            Ok(item) => println!("{}", done(&item)),
+            Err(error) => {
+                eprintln!("Error: {error}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} failed");
+    }
+    Ok(())
+}
+
 /// `key=value` into its two halves.
 pub fn key_value(pair: &str) -> anyhow::Result<(String, String)> {
     match pair.split_once('=') {

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use runnel_client::admin::{GroupDescription, ResetTo};
 
-use super::cluster::ClusterArgs;
+use super::cluster::{report_each, ClusterArgs};
 
 #[derive(Args)]
 pub struct GroupArgs {
@@ -105,12 +105,10 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
             }
         }
         GroupCommand::Delete { groups } => {
-            admin
+            let outcomes = admin
                 .delete_groups(&groups)
                 .with_context(|| format!("delete {}", groups.join(", ")))?;
-            for group in groups {
-                println!("Deleted group {group}.");
-            }
+            report_each(outcomes, |group| format!("Deleted group {group}."))?;
         }
         GroupCommand::ResetOffsets {
             group,

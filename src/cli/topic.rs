@@ -5,7 +5,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use super::cluster::{key_values, ClusterArgs};
+use super::cluster::{key_values, report_each, ClusterArgs};
 
 #[derive(Args)]
 pub struct TopicArgs {
@@ -120,12 +120,10 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             println!("Altered topic {topic}.");
         }
         TopicCommand::Delete { topics } => {
-            admin
+            let outcomes = admin
                 .delete_topics(&topics)
                 .with_context(|| format!("delete {}", topics.join(", ")))?;
-            for topic in topics {
-                println!("Deleted topic {topic}.");
-            }
+            report_each(outcomes, |topic| format!("Deleted topic {topic}."))?;
         }
     }
     Ok(())

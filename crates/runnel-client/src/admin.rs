@@ -2,8 +2,8 @@
 //! groups, their members, commits and lag), as blocking calls over librdkafka's admin client.
 //!
 //! Each call waits at most the admin's timeout. Per-item failures (one topic of several)
-//! come back as [`ClientError::Topic`] / [`ClientError::Group`] with Kafka's error code, the
-//! first one met; the items before it were done.
+//! come back as [`ClientError::Topic`] / [`ClientError::Group`] with Kafka's error code: the
+//! deletions report each item's outcome, the other calls the first failure.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -134,12 +134,19 @@ impl Admin {
         topic_results(results)
     }
 
-    pub fn delete_topics(&self, names: &[String]) -> Result<(), ClientError> {
+    /// Deletes topics; each topic's outcome, in order.
+    pub fn delete_topics(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<Result<String, ClientError>>, ClientError> {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let results = self
             .runtime
             .block_on(self.client.delete_topics(&names, &self.options()))?;
-        topic_results(results)
+        Ok(results
+            .into_iter()
+            .map(|r| r.map_err(|(topic, code)| ClientError::Topic { topic, code }))
+            .collect())
     }
 
     /// Grows `name` to `total` partitions.
@@ -231,15 +238,19 @@ impl Admin {
             .collect())
     }
 
-    pub fn delete_groups(&self, groups: &[String]) -> Result<(), ClientError> {
+    /// Deletes (empty) groups; each group's outcome, in order.
+    pub fn delete_groups(
+        &self,
+        groups: &[String],
+    ) -> Result<Vec<Result<String, ClientError>>, ClientError> {
         let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
         let results = self
             .runtime
             .block_on(self.client.delete_groups(&groups, &self.options()))?;
-        for result in results {
-            result.map_err(|(group, code)| ClientError::Group { group, code })?;
-        }
-        Ok(())
+        Ok(results
+            .into_iter()
+            .map(|r| r.map_err(|(group, code)| ClientError::Group { group, code }))
+            .collect())
     }
 
     /// The group's commit, log end offset and lag for every partition of `topics`. With no

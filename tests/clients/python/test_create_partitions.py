@@ -48,12 +48,13 @@ def test_confluent_kafka_grows_a_topic_and_the_new_partitions_last(broker):
                        partition=4)
     assert [s.offset for s in added] == [0, 1, 2]
 
-    broker.stop()
-    broker.start()
-    assert ck.partition_count(broker.bootstrap, topic) == 5
-    stored = ck.consume_all(broker.bootstrap, topic, 5)
-    assert sorted((s.partition, s.offset, s.record.value) for s in stored) == sorted(
-        (s.partition, s.offset, s.record.value) for s in before + added)
+    expected = sorted((s.partition, s.offset, s.record.value) for s in before + added)
+    for restart in (broker.stop, broker.kill):  # a clean stop, then kill -9
+        restart()
+        broker.start()
+        assert ck.partition_count(broker.bootstrap, topic) == 5
+        stored = ck.consume_all(broker.bootstrap, topic, 5)
+        assert sorted((s.partition, s.offset, s.record.value) for s in stored) == expected
 
 
 def test_confluent_kafka_refusals(broker):
