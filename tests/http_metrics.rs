@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use common::{RawClient, TestBroker};
+use runnel_protocol::ErrorCode;
 
 /// `GET path` with HTTP/1.1; returns (status line, headers, body).
 fn get(address: SocketAddr, path: &str) -> (String, String, String) {
@@ -120,4 +121,81 @@ fn health_and_metrics_report_what_the_broker_did() {
 
     let (status, _, _) = get(http, "/nowhere");
     assert!(status.starts_with("HTTP/1.1 404"), "{status}");
+}
+
+#[test]
+fn the_console_shows_topics_partitions_and_groups() {
+    let broker = TestBroker::start_with(&[
+        ("http.listen", "127.0.0.1:0"),
+        ("offsets.topic.num.partitions", "2"),
+        ("group.initial.rebalance.delay.ms", "0"),
+    ]);
+    let http = broker.http_addr().expect("the HTTP port is on");
+    let (status, headers, page) = get(http, "/");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(headers.contains("content-type: text/html"), "{headers}");
+    assert!(page.contains("<title>Runnel</title>") && page.contains("No topics."));
+    assert!(
+        broker.data_dir.path().read_dir().expect("list").all(|e| !e
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .starts_with("__consumer_offsets")),
+        "viewing the console created __consumer_offsets"
+    );
+
+    let mut client = RawClient::connect(broker.addr);
+    assert_eq!(
+        common::create_topic(&mut client, "orders<1>", 2, &[]),
+        ErrorCode::InvalidTopicException.code(),
+        "no markup in topic names"
+    );
+    assert_eq!(
+        common::create_topic(&mut client, "orders", 2, &[("retention.ms", "60000")]),
+        0
+    );
+    assert_eq!(
+        common::produce(&mut client, "orders", 1, common::record_batch(3, 10)),
+        (0, 0)
+    );
+    // The first group request creates __consumer_offsets, which loads before it answers.
+    common::wait_until(
+        "a commit once the coordinator has loaded",
+        std::time::Duration::from_secs(30),
+        || commit_as_simple_consumer(&mut client, "billing", "orders") == 0,
+    );
+
+    let (_, _, page) = get(http, "/");
+    let row = |partition: &str, end: &str| {
+        format!(
+            "<tr><td>orders</td><td class=\"n\">{partition}</td><td class=\"n\">0</td>\
+             <td class=\"n\">{end}</td><td class=\"n\">{end}</td>"
+        )
+    };
+    assert!(page.contains(&row("0", "0")), "{page}");
+    assert!(page.contains(&row("1", "3")), "{page}");
+    assert!(page.contains("retention.ms=60000"), "{page}");
+    assert!(
+        page.contains("<tr><td>billing</td><td>Empty</td>"),
+        "{page}"
+    );
+}
+
+/// OffsetCommit of offset 1 on partition 0 of `topic` for `group` with generation -1.
+fn commit_as_simple_consumer(client: &mut RawClient, group: &str, topic: &str) -> i16 {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{ApiKey, GroupId, OffsetCommitRequest, OffsetCommitResponse};
+    use kafka_protocol::protocol::StrBytes;
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(common::topic_name(topic))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1)])]);
+    let response: OffsetCommitResponse = client.request(ApiKey::OffsetCommit, 7, &request);
+    response.topics[0].partitions[0].error_code
 }

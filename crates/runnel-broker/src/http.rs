@@ -1,13 +1,13 @@
-//! The broker's HTTP port (`http.listen`, off unless set): `GET /metrics` in Prometheus' text
-//! format ([`crate::metrics`]) and `GET /health`, which answers 200 `ok` while the broker
-//! serves. It stops with the broker.
+//! The broker's HTTP port (`http.listen`, off unless set): the web console at `GET /`
+//! ([`crate::console`]), `GET /metrics` in Prometheus' text format ([`crate::metrics`]) and
+//! `GET /health`, which answers 200 `ok` while the broker serves. It stops with the broker.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -30,6 +30,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let app = Router::new()
+        .route("/", get(console))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .with_state(broker);
@@ -51,6 +52,10 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
             String::new()
         });
     ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], body)
+}
+
+async fn console(State(broker): State<Arc<Broker>>) -> Html<String> {
+    Html(crate::console::page(&broker).await)
 }
 
 async fn health() -> &'static str {

@@ -5,8 +5,8 @@
 //! flusher that makes acknowledged writes durable ([`flusher`]), the consumer-group
 //! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the quorum-of-one metadata
 //! writer ([`controller`]), configuration with Kafka's names ([`config`]), sending fetched
-//! records straight from segment files ([`zero_copy`]), metrics ([`metrics`]) on the HTTP port
-//! ([`http`]), and start/stop ([`server`]). Encodings belong to `runnel-protocol`, files to `runnel-log`, the meaning of
+//! records straight from segment files ([`zero_copy`]), metrics ([`metrics`]) and the web console
+//! ([`console`]) on the HTTP port ([`http`]), and start/stop ([`server`]). Encodings belong to `runnel-protocol`, files to `runnel-log`, the meaning of
 //! metadata to `runnel-metadata`.
 //!
 //! A produce, socket to disk: [`connection`] reads a frame and checks its size and API
@@ -20,6 +20,7 @@ pub mod broker;
 pub mod cleaner;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod controller;
 pub mod flusher;
 pub mod group_coordinator;
