@@ -32,6 +32,7 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::CreateTopics, 2, 7),
     served(ApiKey::DeleteTopics, 1, 6),
     served(ApiKey::CreatePartitions, 0, 3),
+    served(ApiKey::ElectLeaders, 0, 2),
     served(ApiKey::DeleteRecords, 0, 2),
     served(ApiKey::DescribeConfigs, 1, 4),
     served(ApiKey::AlterConfigs, 0, 2),

@@ -86,6 +86,7 @@ error_codes! {
     MemberIdRequired = 79, "MEMBER_ID_REQUIRED";
     GroupMaxSizeReached = 81, "GROUP_MAX_SIZE_REACHED";
     FencedInstanceId = 82, "FENCED_INSTANCE_ID";
+    ElectionNotNeeded = 84, "ELECTION_NOT_NEEDED";
     GroupSubscribedToTopic = 86, "GROUP_SUBSCRIBED_TO_TOPIC";
     FetchSessionIdNotFound = 70, "FETCH_SESSION_ID_NOT_FOUND";
     FencedLeaderEpoch = 74, "FENCED_LEADER_EPOCH";

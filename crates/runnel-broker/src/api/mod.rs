@@ -15,6 +15,7 @@ mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod describe_groups;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -110,6 +111,7 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, CodecEr
         ApiKey::ListOffsets => list_offsets::handle(broker, request),
         ApiKey::CreateTopics => create_topics::handle(broker, request),
         ApiKey::CreatePartitions => create_partitions::handle(broker, request),
+        ApiKey::ElectLeaders => elect_leaders::handle(broker, request),
         ApiKey::DeleteTopics => delete_topics::handle(broker, request),
         ApiKey::DeleteRecords => delete_records::handle(broker, request),
         ApiKey::DescribeConfigs => describe_configs::handle(broker, request),
