@@ -18,6 +18,8 @@ use runnel_coordinator::GroupConfig;
 use runnel_log::{CompactionPolicy, LogConfig, RetentionPolicy};
 use runnel_protocol::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT;
 use runnel_protocol::records::Compression;
+
+use crate::sasl::PlainUsers;
 use thiserror::Error;
 
 /// Kafka's default `message.max.bytes`: 1 MiB plus the record batch overhead.
@@ -110,6 +112,12 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `max.connections`.
     pub connections_max: usize,
+    /// The users of a `SASL_PLAINTEXT` listener (SASL/PLAIN, see [`crate::sasl`]); `None`
+    /// for a `PLAINTEXT` one.
+    pub sasl_plain_users: Option<PlainUsers>,
+    /// `connection.failed.authentication.delay.ms`: how long a connection whose authentication
+    /// failed stays open after the failure is answered (Kafka's KIP-306 delay).
+    pub failed_authentication_delay_ms: u64,
     /// `http.listen` or `--http-listen`: where `GET /metrics` and `GET /health` are served;
     /// off when absent (Runnel's own key: Kafka has no HTTP port).
     pub http_listen: Option<SocketAddr>,
@@ -147,6 +155,8 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
             connections_max: 10_000,
             http_listen: None,
+            sasl_plain_users: None,
+            failed_authentication_delay_ms: 100,
             log: LogConfig::default(),
             flush: FlushPolicy {
                 interval_messages: 1,
@@ -194,6 +204,11 @@ impl BrokerConfig {
                     config.socket_request_max_bytes = parse_at_least(key, value, 1)?
                 }
                 "max.connections" => config.connections_max = parse_at_least(key, value, 1)?,
+                "connection.failed.authentication.delay.ms" => {
+                    config.failed_authentication_delay_ms = parse_at_least(key, value, 0)?
+                }
+                "listener.security.protocol.map" | "sasl.enabled.mechanisms" => {}
+                key if key.starts_with("listener.name.") && key.ends_with(".sasl.jaas.config") => {}
                 "http.listen" => {
                     config.http_listen = Some(value.parse().map_err(|_| {
                         ConfigError::new(key, value, "expected host:port, such as 127.0.0.1:9644")
@@ -276,6 +291,7 @@ impl BrokerConfig {
                 _ => tracing::warn!(key, "ignoring unknown configuration"),
             }
         }
+        config.sasl_plain_users = listener_security(properties)?;
         Ok(config)
     }
 }
@@ -333,6 +349,63 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
 }
 
 /// `PLAINTEXT://127.0.0.1:9092` or `127.0.0.1:9092`.
+/// The users of the listener when its security protocol is `SASL_PLAINTEXT` (directly, or
+/// through `listener.security.protocol.map`); `None` for `PLAINTEXT`. SSL is not served.
+fn listener_security(
+    properties: &BTreeMap<String, String>,
+) -> Result<Option<PlainUsers>, ConfigError> {
+    let Some(listeners) = properties.get("listeners") else {
+        return Ok(None);
+    };
+    let first = listeners.split(',').next().unwrap_or(listeners).trim();
+    let name = first
+        .split_once("://")
+        .map_or("PLAINTEXT", |(name, _)| name);
+    let map = properties
+        .get("listener.security.protocol.map")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let protocol = map
+        .split(',')
+        .filter_map(|pair| pair.split_once(':'))
+        .find(|(listener, _)| listener.trim().eq_ignore_ascii_case(name))
+        .map_or(name, |(_, protocol)| protocol.trim());
+    match protocol.to_ascii_uppercase().as_str() {
+        "PLAINTEXT" => Ok(None),
+        "SASL_PLAINTEXT" => {
+            let mechanisms = properties
+                .get("sasl.enabled.mechanisms")
+                .map(String::as_str)
+                .unwrap_or("GSSAPI");
+            if !mechanisms
+                .split(',')
+                .any(|m| m.trim() == crate::sasl::PLAIN)
+            {
+                return Err(ConfigError::new(
+                    "sasl.enabled.mechanisms",
+                    mechanisms,
+                    "must include PLAIN, the only SASL mechanism served",
+                ));
+            }
+            let key = format!(
+                "listener.name.{}.plain.sasl.jaas.config",
+                name.to_lowercase()
+            );
+            let jaas = properties.get(&key).ok_or_else(|| {
+                ConfigError::new(&key, "", "a SASL_PLAINTEXT listener needs its PLAIN users")
+            })?;
+            PlainUsers::from_jaas_config(jaas)
+                .map(Some)
+                .map_err(|reason| ConfigError::new(&key, jaas, reason))
+        }
+        other => Err(ConfigError::new(
+            "listeners",
+            listeners,
+            format!("security protocol {other} is not served (PLAINTEXT and SASL_PLAINTEXT are)"),
+        )),
+    }
+}
+
 fn parse_listener(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     let first = value.split(',').next().unwrap_or(value).trim();
     let address = first.split_once("://").map_or(first, |(_, rest)| rest);

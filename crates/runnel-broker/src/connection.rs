@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use runnel_protocol::api_versions::is_served;
@@ -28,12 +28,16 @@ use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, Reply, Request};
 use crate::broker::Broker;
+use crate::sasl::{SaslState, Step};
 use crate::zero_copy;
 
 /// Requests read but not yet answered, per connection.
 pub const IN_FLIGHT_REQUESTS_MAX: usize = 64;
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// How long a connection refused after a response (a failed authentication) waits for the
+/// peer to close, so that the response is not lost to a reset.
+const LINGER_AFTER_REFUSAL: Duration = Duration::from_secs(5);
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, Error)]
@@ -66,16 +70,24 @@ pub(crate) async fn serve(
         peer,
     ));
     let request_bytes_max = broker.config.socket_request_max_bytes;
+    let users = broker.config.sasl_plain_users.as_ref();
+    let mut sasl = SaslState::new(users.is_some());
+    let mut linger = false;
     loop {
         let frame = tokio::select! {
             frame = read_frame(&mut reader, request_bytes_max) => frame,
             () = crate::server::stopped(&mut shutdown) => break,
         };
         let received = Instant::now();
-        let reply = match frame
-            .and_then(|frame| frame.map(|f| handle_frame(&broker, f, peer)).transpose())
-        {
-            Ok(Some(reply)) => reply,
+        let (reply, then_close) = match frame.and_then(|frame| match frame {
+            Some(frame) => answer(&broker, &mut sasl, users, frame, peer).map(Some),
+            None => Ok(None),
+        }) {
+            Ok(Some(Ok(answered))) => answered,
+            Ok(Some(Err(refusal))) => {
+                tracing::warn!(%peer, %refusal, "closing connection");
+                break;
+            }
             Ok(None) => break,
             Err(error) => {
                 tracing::warn!(%peer, %error, "closing connection");
@@ -89,10 +101,39 @@ pub(crate) async fn serve(
         if replies.send((received, reply)).await.is_err() {
             break;
         }
+        if then_close {
+            // As Kafka does, hold the connection open a moment after the refusal: a client
+            // then reads the answer before it sees the connection end.
+            let delay = Duration::from_millis(broker.config.failed_authentication_delay_ms);
+            let pause = Answer {
+                request: None,
+                reply: Reply::Pending(Box::pin(async move {
+                    tokio::time::sleep(delay).await;
+                    Ok(Bytes::new())
+                })),
+            };
+            let _ = replies.send((received, pause)).await;
+            linger = true;
+            break;
+        }
     }
     drop(replies);
     if writer.await.is_err() {
         tracing::error!(%peer, "connection writer panicked");
+    }
+    if linger {
+        // The last response (a refusal) is on its way, followed by our FIN. Closing with bytes
+        // of the peer's still unread would reset the connection and could destroy that
+        // response before the peer reads it: read and drop what the peer sends until it closes.
+        let mut scratch = [0u8; 4096];
+        let drained = async {
+            while let Ok(read) = reader.read(&mut scratch).await {
+                if read == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_AFTER_REFUSAL, drained).await;
     }
 }
 
@@ -118,6 +159,27 @@ async fn read_frame<R: AsyncRead + Unpin>(
         return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
     }
     Ok(Some(Bytes::from(body)))
+}
+
+/// What to send for one frame and whether to close the connection after it, or (`Err`) why
+/// to close it at once (a request before SASL authentication, a failed v0 token).
+fn answer(
+    broker: &Arc<Broker>,
+    sasl: &mut SaslState,
+    users: Option<&crate::sasl::PlainUsers>,
+    mut frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Result<(Answer, bool), String>, ConnectionError> {
+    let ready = |bytes| Answer {
+        request: None,
+        reply: Reply::Ready(bytes),
+    };
+    Ok(match sasl.step(users, &mut frame)? {
+        Step::Dispatch => Ok((handle_frame(broker, frame, peer)?, false)),
+        Step::Respond(bytes) => Ok((ready(bytes), false)),
+        Step::RespondAndClose(bytes) => Ok((ready(bytes), true)),
+        Step::Close(reason) => Err(reason),
+    })
 }
 
 /// A reply on its way to the writer: which API and version it answers (for the metrics) and
@@ -182,6 +244,12 @@ async fn write_replies(
         }
     };
     while let Some((received, Answer { request, reply })) = pending.recv().await {
+        // Responses already written go out before waiting on one that is not ready (a
+        // long-poll fetch, a produce waiting for fsync): they must not wait behind it.
+        let waits = matches!(reply, Reply::Pending(_) | Reply::PendingPieces(_));
+        if waits && !writer.buffer().is_empty() && writer.flush().await.is_err() {
+            return;
+        }
         let bytes = match reply {
             Reply::Ready(bytes) => bytes,
             Reply::None => {

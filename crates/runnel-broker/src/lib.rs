@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod partition;
 pub mod replica_manager;
 pub mod retention;
+pub mod sasl;
 pub mod server;
 pub mod topic_config;
 pub mod zero_copy;

@@ -29,6 +29,8 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::ListOffsets, 1, 8),
     served(ApiKey::Metadata, 0, 12),
     served(ApiKey::ApiVersions, 0, 4),
+    served(ApiKey::SaslHandshake, 0, 1),
+    served(ApiKey::SaslAuthenticate, 0, 2),
     served(ApiKey::CreateTopics, 2, 7),
     served(ApiKey::DeleteTopics, 1, 6),
     served(ApiKey::CreatePartitions, 0, 3),

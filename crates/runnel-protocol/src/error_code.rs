@@ -62,6 +62,8 @@ error_codes! {
     InvalidSessionTimeout = 26, "INVALID_SESSION_TIMEOUT";
     RebalanceInProgress = 27, "REBALANCE_IN_PROGRESS";
     InvalidTimestamp = 32, "INVALID_TIMESTAMP";
+    UnsupportedSaslMechanism = 33, "UNSUPPORTED_SASL_MECHANISM";
+    IllegalSaslState = 34, "ILLEGAL_SASL_STATE";
     UnsupportedVersion = 35, "UNSUPPORTED_VERSION";
     TopicAlreadyExists = 36, "TOPIC_ALREADY_EXISTS";
     InvalidPartitions = 37, "INVALID_PARTITIONS";
@@ -78,6 +80,7 @@ error_codes! {
     InvalidProducerIdMapping = 49, "INVALID_PRODUCER_ID_MAPPING";
     TransactionalIdAuthorizationFailed = 53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED";
     KafkaStorageError = 56, "KAFKA_STORAGE_ERROR";
+    SaslAuthenticationFailed = 58, "SASL_AUTHENTICATION_FAILED";
     UnknownProducerId = 59, "UNKNOWN_PRODUCER_ID";
     NonEmptyGroup = 68, "NON_EMPTY_GROUP";
     GroupIdNotFound = 69, "GROUP_ID_NOT_FOUND";
