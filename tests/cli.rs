@@ -386,3 +386,60 @@ fn lag_rows(described: &str) -> Vec<(&str, i32, i64, i64, i64)> {
         })
         .collect()
 }
+
+#[test]
+fn librdkafka_properties_reach_a_sasl_broker() {
+    let jaas = "org.apache.kafka.common.security.plain.PlainLoginModule required \
+                user_alice=\"alice-secret\";";
+    let broker = TestBroker::start_with(&[
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+        ("sasl.enabled.mechanisms", "PLAIN"),
+        ("listener.name.sasl_plaintext.plain.sasl.jaas.config", jaas),
+    ]);
+    let sasl = [
+        "-X",
+        "security.protocol=SASL_PLAINTEXT",
+        "-X",
+        "sasl.mechanism=PLAIN",
+        "-X",
+        "sasl.username=alice",
+        "-X",
+        "sasl.password=alice-secret",
+    ];
+    let with_sasl = |args: &[&'static str]| -> Vec<&str> {
+        args.iter().copied().chain(sasl.iter().copied()).collect()
+    };
+    ok(
+        &broker,
+        &with_sasl(&["topic", "create", "private", "-p", "1"]),
+        b"",
+    );
+    ok(
+        &broker,
+        &with_sasl(&["produce", "private"]),
+        b"secret one\nsecret two\n",
+    );
+    assert_eq!(
+        ok(&broker, &with_sasl(&["consume", "private", "-e"]), b""),
+        "secret one\nsecret two\n"
+    );
+    let refused = runnel(
+        &broker,
+        &[
+            "topic",
+            "list",
+            "--timeout-ms",
+            "3000",
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+            "-X",
+            "sasl.mechanism=PLAIN",
+            "-X",
+            "sasl.username=alice",
+            "-X",
+            "sasl.password=wrong",
+        ],
+        b"",
+    );
+    assert!(!refused.status.success(), "a wrong password lists nothing");
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use runnel_client::admin::Admin;
+use runnel_client::rdkafka::ClientConfig;
 
 #[derive(Args, Clone)]
 pub struct ClusterArgs {
@@ -15,6 +16,10 @@ pub struct ClusterArgs {
     /// How long one call to the cluster may take, in milliseconds.
     #[arg(long, default_value_t = 30_000, global = true)]
     pub timeout_ms: u64,
+    /// A librdkafka property, key=value (as kcat's -X), e.g. `-X security.protocol=SASL_PLAINTEXT
+    /// -X sasl.mechanism=PLAIN -X sasl.username=alice -X sasl.password=...`; repeatable.
+    #[arg(short = 'X', long = "property", global = true)]
+    pub properties: Vec<String>,
 }
 
 impl ClusterArgs {
@@ -22,8 +27,25 @@ impl ClusterArgs {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// `-X` properties over `base` (which already says what the tool needs).
+    pub fn apply(&self, base: &mut ClientConfig) -> anyhow::Result<()> {
+        for (key, value) in key_values(&self.properties)? {
+            base.set(key, value);
+        }
+        Ok(())
+    }
+
+    /// The configuration a client of this cluster starts from: the bootstrap servers and the
+    /// `-X` properties.
+    pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        self.apply(&mut config)?;
+        Ok(config)
+    }
+
     pub fn admin(&self) -> anyhow::Result<Admin> {
-        Admin::connect(&self.bootstrap, self.timeout())
+        Admin::connect(&self.client_config()?, self.timeout())
             .with_context(|| format!("connect to {}", self.bootstrap))
     }
 }

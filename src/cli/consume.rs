@@ -82,6 +82,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             .set("group.id", "runnel-consume")
             .set("enable.auto.commit", "false"),
     };
+    args.cluster.apply(&mut config)?;
     let consumer: BaseConsumer<QuietEof> = config
         .create_with_context(QuietEof)
         .with_context(|| format!("connect to {}", args.cluster.bootstrap))?;

@@ -86,7 +86,9 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
         ..ProducerOptions::default()
     };
     let deliveries = Arc::new(Mutex::new(Deliveries::default()));
-    let producer: ThreadedProducer<Reports> = producer_config(&args.cluster.bootstrap, &options)
+    let mut config = producer_config(&args.cluster.bootstrap, &options);
+    args.cluster.apply(&mut config)?;
+    let producer: ThreadedProducer<Reports> = config
         .create_with_context(Reports(Arc::clone(&deliveries)))
         .with_context(|| format!("connect to {}", args.cluster.bootstrap))?;
     let mut headers = OwnedHeaders::new();

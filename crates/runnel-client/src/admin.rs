@@ -78,23 +78,24 @@ pub enum ResetTo {
 
 /// A connection to a cluster for administration.
 pub struct Admin {
-    bootstrap: String,
+    /// The client configuration every client made here starts from.
+    config: ClientConfig,
     client: AdminClient<DefaultClientContext>,
     runtime: tokio::runtime::Runtime,
     timeout: Duration,
 }
 
 impl Admin {
-    pub fn connect(bootstrap: &str, timeout: Duration) -> Result<Admin, ClientError> {
-        let client = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .create()?;
+    /// Connects with `config` (`bootstrap.servers` and any other librdkafka properties, such
+    /// as SASL credentials).
+    pub fn connect(config: &ClientConfig, timeout: Duration) -> Result<Admin, ClientError> {
+        let client = config.create()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(ClientError::Runtime)?;
         Ok(Admin {
-            bootstrap: bootstrap.to_string(),
+            config: config.clone(),
             client,
             runtime,
             timeout,
@@ -334,8 +335,9 @@ impl Admin {
     /// A consumer carrying `group`'s id that never joins it: commits and fetches offsets
     /// as a simple (generation -1) consumer.
     fn group_consumer(&self, group: &str) -> Result<BaseConsumer, ClientError> {
-        Ok(ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        Ok(self
+            .config
+            .clone()
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .create()?)

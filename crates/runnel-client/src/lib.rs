@@ -137,7 +137,9 @@ pub fn ensure_topic(
     partitions: i32,
     timeout: Duration,
 ) -> Result<(), ClientError> {
-    match admin::Admin::connect(bootstrap, timeout)?.create_topic(topic, partitions, 1, &[]) {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    match admin::Admin::connect(&config, timeout)?.create_topic(topic, partitions, 1, &[]) {
         Err(ClientError::Topic {
             code: RDKafkaErrorCode::TopicAlreadyExists,
             ..
