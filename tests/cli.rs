@@ -443,3 +443,51 @@ fn librdkafka_properties_reach_a_sasl_broker() {
     );
     assert!(!refused.status.success(), "a wrong password lists nothing");
 }
+
+#[test]
+fn an_interrupted_group_consumer_commits_and_leaves_at_once() {
+    use std::io::{BufRead, BufReader};
+    let broker = TestBroker::start_with(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("offsets.topic.num.partitions", "2"),
+    ]);
+    ok(&broker, &["topic", "create", "tasks", "-p", "1"], b"");
+    ok(&broker, &["produce", "tasks"], b"t1\nt2\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args([
+            "consume",
+            "tasks",
+            "-g",
+            "leavers",
+            "--bootstrap",
+            &broker.bootstrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run runnel consume");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout piped")).lines();
+    let read: Vec<String> = (0..2)
+        .map(|_| lines.next().expect("a line").expect("utf-8"))
+        .collect();
+    assert_eq!(read, ["t1", "t2"]);
+    let described = ok(&broker, &["group", "describe", "leavers"], b"");
+    assert!(described.contains("state Stable"), "{described}");
+
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupted.success());
+    let status = child.wait().expect("wait for runnel consume");
+    assert!(status.success(), "{status}");
+
+    // Left (LeaveGroup) rather than timed out, and committed what it printed.
+    let described = ok(&broker, &["group", "describe", "leavers"], b"");
+    assert!(
+        described.starts_with("Group leavers: state Empty"),
+        "{described}"
+    );
+    assert_eq!(lag_rows(&described), [("tasks", 0, 2, 2, 0)]);
+}

@@ -4,7 +4,8 @@
 //! printed). Each record is printed with `-f` (kcat's format: `%t` topic, `%p` partition,
 //! `%o` offset, `%k` key, `%s` value, `%K`/`%S` their lengths, `%T` timestamp in ms, `%h`
 //! headers as k=v,..., `%%`, and `\n`, `\t`, `\\`). `-e` exits once every partition is read
-//! to its end; `-c` after that many records.
+//! to its end; `-c` after that many records; SIGINT or SIGTERM after closing the consumer
+//! cleanly (a group member commits and leaves its group).
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -108,8 +109,11 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut at_end: HashSet<i32> = HashSet::new();
     let mut printed: u64 = 0;
+    let interrupted = interrupt_flag();
     loop {
-        if args.count.is_some_and(|count| printed >= count) {
+        if args.count.is_some_and(|count| printed >= count)
+            || interrupted.load(std::sync::atomic::Ordering::Relaxed)
+        {
             break;
         }
         match consumer.poll(POLL_WAIT) {
@@ -134,6 +138,39 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     }
     out.flush().context("write standard output")?;
     Ok(())
+}
+
+/// A flag raised by SIGINT or SIGTERM, so that the loop ends and the consumer closes cleanly:
+/// a group member commits what it printed and leaves its group at once (its partitions move
+/// without waiting for its session to time out).
+fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let flag = Arc::new(AtomicBool::new(false));
+    let raised = Arc::clone(&flag);
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut interrupt), Ok(mut terminate)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            raised.store(true, Ordering::Relaxed);
+        });
+    });
+    flag
 }
 
 fn all_at_end(assigned: &TopicPartitionList, at_end: &HashSet<i32>) -> bool {
