@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use runnel_client::rdkafka::types::RDKafkaErrorCode;
 
 use super::cluster::{key_values, report_each, ClusterArgs};
 
@@ -153,7 +154,7 @@ fn describe(admin: &runnel_client::admin::Admin, topics: Vec<String>) -> anyhow:
             bail!("topic {name}: no metadata");
         };
         if let Some(error) = topic.error() {
-            bail!("topic {name}: {:?}", rdkafka_code(error));
+            bail!("topic {name}: {}", RDKafkaErrorCode::from(error));
         }
         let overrides: Vec<String> = admin
             .topic_configs(&name)
@@ -184,10 +185,4 @@ fn describe(admin: &runnel_client::admin::Admin, topics: Vec<String>) -> anyhow:
 
 fn join(ids: &[i32]) -> String {
     ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
-}
-
-fn rdkafka_code(
-    error: runnel_client::rdkafka::types::RDKafkaRespErr,
-) -> runnel_client::rdkafka::error::RDKafkaErrorCode {
-    error.into()
 }
