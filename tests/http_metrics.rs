@@ -176,12 +176,31 @@ fn the_console_shows_topics_partitions_and_groups() {
     assert!(page.contains(&row("1", "3")), "{page}");
     assert!(page.contains("retention.ms=60000"), "{page}");
     assert!(
-        page.contains("<tr><td>billing</td><td>Empty</td>"),
-        "{page}"
+        page.contains(
+            "<tr><td>billing</td><td>Empty</td><td></td><td class=\"n\">1</td>\
+             <td class=\"n\">2</td></tr>"
+        ),
+        "one partition committed at 1 of 3: a lag of 2, in:\n{page}"
+    );
+    let (_, _, metrics) = get(http, "/metrics");
+    assert_eq!(
+        value(
+            &metrics,
+            "runnel_group_committed_offset{group=\"billing\",topic=\"orders\",partition=\"1\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            "runnel_group_lag{group=\"billing\",topic=\"orders\",partition=\"1\"}"
+        ),
+        Some(2.0)
     );
 }
 
-/// OffsetCommit of offset 1 on partition 0 of `topic` for `group` with generation -1.
+/// OffsetCommit of offset 1 on partition 1 of `topic` for `group` with generation -1.
 fn commit_as_simple_consumer(client: &mut RawClient, group: &str, topic: &str) -> i16 {
     use kafka_protocol::messages::offset_commit_request::{
         OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -194,7 +213,7 @@ fn commit_as_simple_consumer(client: &mut RawClient, group: &str, topic: &str) -
         .with_topics(vec![OffsetCommitRequestTopic::default()
             .with_name(common::topic_name(topic))
             .with_partitions(vec![OffsetCommitRequestPartition::default()
-                .with_partition_index(0)
+                .with_partition_index(1)
                 .with_committed_offset(1)])]);
     let response: OffsetCommitResponse = client.request(ApiKey::OffsetCommit, 7, &request);
     response.topics[0].partitions[0].error_code

@@ -1,49 +1,29 @@
 //! The web console (`GET /` on the HTTP port): one read-only page of what the broker holds,
 //! rendered on the server, refreshed by the browser every few seconds. It shows the broker
 //! (node, cluster id, listener, data directory), every topic (partitions, records, size, config
-//! overrides) with its partitions' offsets, and the consumer groups (state, protocol).
-//! Viewing it changes nothing: it reads the metadata image and the partitions, and asks the
-//! group coordinator only when `__consumer_offsets` exists already.
+//! overrides) with its partitions' offsets, and the consumer groups (state, protocol, how
+//! many partitions they committed, their total lag). Viewing it changes nothing: it reads
+//! the metadata image and the partitions, and the groups through [`crate::group_offsets`].
 
 use std::fmt::Write;
 use std::sync::Arc;
 
-use runnel_coordinator::request::{ListedGroup, Request, Response};
-
 use crate::broker::Broker;
-use crate::group_coordinator::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::group_offsets::{self, GroupOffsets};
 
 /// Seconds between the browser's reloads.
 const REFRESH_S: u32 = 5;
 
 /// The console page.
 pub async fn page(broker: &Arc<Broker>) -> String {
-    let groups = groups(broker).await;
+    let groups = group_offsets::read(broker).await;
     let broker = Arc::clone(broker);
     tokio::task::spawn_blocking(move || render(&broker, &groups))
         .await
         .unwrap_or_else(|error| format!("<p>rendering failed: {}</p>", escape(&error.to_string())))
 }
 
-async fn groups(broker: &Arc<Broker>) -> Result<Vec<ListedGroup>, String> {
-    if broker.controller.image().topic(OFFSETS_TOPIC).is_none() {
-        return Ok(Vec::new());
-    }
-    let responses = GroupCoordinator::call_all(broker, || Request::List(Vec::new()))
-        .await
-        .map_err(|code| code.to_string())?;
-    let mut groups: Vec<ListedGroup> = responses
-        .into_iter()
-        .flat_map(|response| match response {
-            Response::List(groups) => groups,
-            _ => Vec::new(),
-        })
-        .collect();
-    groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-    Ok(groups)
-}
-
-fn render(broker: &Broker, groups: &Result<Vec<ListedGroup>, String>) -> String {
+fn render(broker: &Broker, groups: &Result<Vec<GroupOffsets>, String>) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let listener = broker.advertised_listener();
     let _ = write!(
@@ -71,14 +51,20 @@ fn render(broker: &Broker, groups: &Result<Vec<ListedGroup>, String>) -> String 
         }
         Ok(groups) if groups.is_empty() => out.push_str("<p>No groups.</p>\n"),
         Ok(groups) => {
-            out.push_str("<table><tr><th>Group</th><th>State</th><th>Protocol type</th></tr>\n");
+            out.push_str(
+                "<table><tr><th>Group</th><th>State</th><th>Protocol type</th>\
+                 <th>Partitions committed</th><th>Lag</th></tr>\n",
+            );
             for group in groups {
+                let lag: i64 = group.lags(broker).map(|(_, _, lag)| lag).sum();
                 let _ = writeln!(
                     out,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>\
+                     <td class=\"n\">{lag}</td></tr>",
                     escape(&group.group_id),
                     group.state,
-                    escape(&group.protocol_type)
+                    escape(&group.protocol_type),
+                    group.committed.len(),
                 );
             }
             out.push_str("</table>\n");

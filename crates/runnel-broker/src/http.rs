@@ -44,8 +44,14 @@ pub async fn serve(
 }
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+    let groups = crate::group_offsets::read(&broker)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "group offsets unavailable for /metrics");
+            Vec::new()
+        });
     // Rendering takes each partition's lock briefly: off the async workers.
-    let body = tokio::task::spawn_blocking(move || crate::metrics::render(&broker))
+    let body = tokio::task::spawn_blocking(move || crate::metrics::render(&broker, &groups))
         .await
         .unwrap_or_else(|error| {
             tracing::error!(%error, "rendering metrics failed");

@@ -24,6 +24,7 @@ pub mod console;
 pub mod controller;
 pub mod flusher;
 pub mod group_coordinator;
+pub mod group_offsets;
 pub mod http;
 pub mod meta_properties;
 pub mod metrics;

@@ -4,7 +4,8 @@
 //! (from the frame being read to its response written, as a client sees it), connections
 //! accepted, refused (`max.connections`) and open, and connections closed for bad input. Per
 //! partition, bytes and records produced and bytes fetched are counters on the partition
-//! itself; its offsets and size are read when scraped. Everything is lock-free atomics.
+//! itself; its offsets and size are read when scraped, as are each consumer group's commits
+//! and lag ([`crate::group_offsets`]). The counters are lock-free atomics.
 //!
 //! Departure from DESIGN.md §7 (`metrics` + `metrics-exporter-prometheus`): that facade keeps
 //! one recorder per process, and a process may run several brokers (every integration test
@@ -18,6 +19,7 @@ use runnel_protocol::api_versions::SERVED_APIS;
 use runnel_protocol::messages::ApiKey;
 
 use crate::broker::Broker;
+use crate::group_offsets::GroupOffsets;
 
 /// Latency bucket upper bounds, in seconds (Prometheus `le`).
 const LATENCY_BUCKETS_S: [f64; 14] = [
@@ -89,8 +91,9 @@ pub struct PartitionMetrics {
     pub bytes_out: AtomicU64,
 }
 
-/// The broker's metrics in Prometheus' text exposition format (version 0.0.4).
-pub fn render(broker: &Broker) -> String {
+/// The broker's metrics in Prometheus' text exposition format (version 0.0.4), with each
+/// group's commits and lag from `groups`.
+pub fn render(broker: &Broker, groups: &[GroupOffsets]) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let metrics = &broker.metrics;
     header(
@@ -181,7 +184,43 @@ pub fn render(broker: &Broker) -> String {
         let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
     }
     render_partitions(broker, &mut out);
+    render_groups(broker, groups, &mut out);
     out
+}
+
+fn render_groups(broker: &Broker, groups: &[GroupOffsets], out: &mut String) {
+    header(
+        out,
+        "runnel_group_committed_offset",
+        "gauge",
+        "A consumer group's committed offset.",
+    );
+    for group in groups {
+        for (topic, partition, offset) in &group.committed {
+            let _ = writeln!(
+                out,
+                "runnel_group_committed_offset{{group=\"{}\",topic=\"{}\",partition=\"{partition}\"}} {offset}",
+                escape(&group.group_id),
+                escape(topic)
+            );
+        }
+    }
+    header(
+        out,
+        "runnel_group_lag",
+        "gauge",
+        "Records between a consumer group's commit and the partition's high watermark.",
+    );
+    for group in groups {
+        for (topic, partition, lag) in group.lags(broker) {
+            let _ = writeln!(
+                out,
+                "runnel_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{partition}\"}} {lag}",
+                escape(&group.group_id),
+                escape(topic)
+            );
+        }
+    }
 }
 
 fn render_partitions(broker: &Broker, out: &mut String) {
