@@ -295,12 +295,18 @@ fn consume_prints_another_clients_records_in_the_format_asked() {
     assert!(fails(&broker, &["consume", "ledger", "-f", "%x"]).contains("unknown field %x"));
 }
 
+/// A broker whose groups form at once (no initial rebalance delay), with a small
+/// `__consumer_offsets`.
+fn group_broker() -> TestBroker {
+    TestBroker::start_with(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("offsets.topic.num.partitions", "2"),
+    ])
+}
+
 #[test]
 fn group_commands_describe_lag_reset_and_delete() {
-    let broker = TestBroker::start_with(&[
-        ("group.initial.rebalance.delay.ms", "0"),
-        ("offsets.topic.num.partitions", "3"),
-    ]);
+    let broker = group_broker();
     ok(&broker, &["topic", "create", "jobs", "-p", "2"], b"");
     ok(&broker, &["produce", "jobs", "-p", "0"], b"j0\nj1\nj2\n");
     ok(&broker, &["produce", "jobs", "-p", "1"], b"j3\n");
@@ -447,10 +453,7 @@ fn librdkafka_properties_reach_a_sasl_broker() {
 #[test]
 fn an_interrupted_group_consumer_commits_and_leaves_at_once() {
     use std::io::{BufRead, BufReader};
-    let broker = TestBroker::start_with(&[
-        ("group.initial.rebalance.delay.ms", "0"),
-        ("offsets.topic.num.partitions", "2"),
-    ]);
+    let broker = group_broker();
     ok(&broker, &["topic", "create", "tasks", "-p", "1"], b"");
     ok(&broker, &["produce", "tasks"], b"t1\nt2\n");
     let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
