@@ -59,6 +59,10 @@ fn fails(broker: &TestBroker, args: &[&str]) -> String {
     String::from_utf8(output.stderr).expect("utf-8 output")
 }
 
+fn as_args(owned: &[String]) -> Vec<&str> {
+    owned.iter().map(String::as_str).collect()
+}
+
 fn lines(text: &str) -> Vec<&str> {
     text.lines().collect()
 }
@@ -402,51 +406,41 @@ fn librdkafka_properties_reach_a_sasl_broker() {
         ("sasl.enabled.mechanisms", "PLAIN"),
         ("listener.name.sasl_plaintext.plain.sasl.jaas.config", jaas),
     ]);
-    let sasl = [
-        "-X",
-        "security.protocol=SASL_PLAINTEXT",
-        "-X",
-        "sasl.mechanism=PLAIN",
-        "-X",
-        "sasl.username=alice",
-        "-X",
-        "sasl.password=alice-secret",
-    ];
-    let with_sasl = |args: &[&'static str]| -> Vec<&str> {
-        args.iter().copied().chain(sasl.iter().copied()).collect()
+    // `args` followed by the -X properties of a SASL/PLAIN login as alice with `password`.
+    let login = |args: &[&'static str], password: &'static str| -> Vec<String> {
+        let sasl = [
+            "security.protocol=SASL_PLAINTEXT".to_string(),
+            "sasl.mechanism=PLAIN".to_string(),
+            "sasl.username=alice".to_string(),
+            format!("sasl.password={password}"),
+        ];
+        let properties = sasl.into_iter().flat_map(|p| ["-X".to_string(), p]);
+        args.iter()
+            .map(|a| a.to_string())
+            .chain(properties)
+            .collect()
     };
+    let with_sasl = |args: &[&'static str]| login(args, "alice-secret");
     ok(
         &broker,
-        &with_sasl(&["topic", "create", "private", "-p", "1"]),
+        &as_args(&with_sasl(&["topic", "create", "private", "-p", "1"])),
         b"",
     );
     ok(
         &broker,
-        &with_sasl(&["produce", "private"]),
+        &as_args(&with_sasl(&["produce", "private"])),
         b"secret one\nsecret two\n",
     );
     assert_eq!(
-        ok(&broker, &with_sasl(&["consume", "private", "-e"]), b""),
+        ok(
+            &broker,
+            &as_args(&with_sasl(&["consume", "private", "-e"])),
+            b""
+        ),
         "secret one\nsecret two\n"
     );
-    let refused = runnel(
-        &broker,
-        &[
-            "topic",
-            "list",
-            "--timeout-ms",
-            "3000",
-            "-X",
-            "security.protocol=SASL_PLAINTEXT",
-            "-X",
-            "sasl.mechanism=PLAIN",
-            "-X",
-            "sasl.username=alice",
-            "-X",
-            "sasl.password=wrong",
-        ],
-        b"",
-    );
+    let wrong = login(&["topic", "list", "--timeout-ms", "3000"], "wrong");
+    let refused = runnel(&broker, &as_args(&wrong), b"");
     assert!(!refused.status.success(), "a wrong password lists nothing");
 }
 
