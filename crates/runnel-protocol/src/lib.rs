@@ -15,6 +15,13 @@
 //!
 //! Message bodies are the `kafka-protocol` crate's generated types, re-exported as
 //! [`messages`]; this crate adds what that crate leaves to a broker.
+//!
+//! Invariant: no count or length read from the wire is believed before it is checked against
+//! the bytes left, whoever decodes it. The published `kafka-protocol` 0.18.0 allocated for array
+//! counts (and record, header and snappy lengths) as read, so a 21-byte frame could abort the
+//! process; the workspace builds a patched copy instead (`vendor/kafka-protocol`, through
+//! `[patch.crates-io]` in the root `Cargo.toml`), whose `RUNNEL-PATCHES.md` says what changed,
+//! why, and how to re-apply it on an upgrade.
 
 pub mod api_versions;
 pub mod error_code;
