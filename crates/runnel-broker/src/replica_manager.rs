@@ -2,7 +2,8 @@
 //! appending produced batches, and closing them at shutdown.
 //!
 //! DESIGN.md §2 step 4 lives here: a produced batch is checked (extent, magic, CRC, fields,
-//! `max.message.bytes`), handed to its partition's log (which checks the producer's sequence
+//! `max.message.bytes`, then every record, streaming through the decompressor with the inflated
+//! size bounded by `socket.request.max.bytes`: `runnel_protocol::record_validation`), handed to its partition's log (which checks the producer's sequence
 //! and assigns offsets), and its partition is queued for the group commit. Errors are per
 //! partition, mapped to Kafka's codes in one place: [`AppendFailure::error_code`].
 
@@ -17,6 +18,7 @@ use runnel_log::{
 };
 use runnel_metadata::{PartitionImage, TopicImage};
 use runnel_protocol::record_batch::{self, BatchError, BatchHeader};
+use runnel_protocol::record_validation::{self, CheckedRecords, RecordValidationError};
 use runnel_protocol::reencode;
 use runnel_protocol::ErrorCode;
 use tokio::sync::watch;
@@ -45,16 +47,18 @@ pub enum AppendFailure {
     ControlBatch,
     #[error("transactional produce is not supported yet")]
     Transactional,
-    #[error("compacted topics cannot accept records without a key")]
-    KeylessOnCompactedTopic,
+    #[error(
+        "record {record_index} has no key: compacted topics cannot accept records without a key"
+    )]
+    KeylessOnCompactedTopic { record_index: i32 },
     #[error(
         "the in-sync replicas ({isr}) are fewer than min.insync.replicas ({min}) for acks=all"
     )]
     NotEnoughReplicas { isr: usize, min: usize },
     #[error("compression codec {codec} is not supported")]
     UnsupportedCompression { codec: i16 },
-    #[error("recompressing the batch for the topic's compression.type failed: {reason}")]
-    Recompress { reason: String },
+    #[error("{0}")]
+    Records(#[from] RecordValidationError),
     #[error("{0}")]
     Log(#[from] AppendError),
 }
@@ -66,7 +70,7 @@ impl AppendFailure {
             AppendFailure::NoRecords
             | AppendFailure::MultipleBatches
             | AppendFailure::ControlBatch
-            | AppendFailure::KeylessOnCompactedTopic => ErrorCode::InvalidRecord,
+            | AppendFailure::KeylessOnCompactedTopic { .. } => ErrorCode::InvalidRecord,
             AppendFailure::TooLarge { .. } => ErrorCode::MessageTooLarge,
             AppendFailure::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
             AppendFailure::Batch(BatchError::UnsupportedMagic { .. }) => {
@@ -78,8 +82,7 @@ impl AppendFailure {
             AppendFailure::Batch(BatchError::Invalid { .. }) => ErrorCode::InvalidRecord,
             AppendFailure::Transactional => ErrorCode::InvalidTxnState,
             AppendFailure::UnsupportedCompression { .. } => ErrorCode::UnsupportedCompressionType,
-            // The CRC held but the records did not decode: their content is corrupt.
-            AppendFailure::Recompress { .. } => ErrorCode::CorruptMessage,
+            AppendFailure::Records(error) => error.error_code(),
             AppendFailure::Log(AppendError::InvalidProducerEpoch { .. }) => {
                 ErrorCode::InvalidProducerEpoch
             }
@@ -276,16 +279,33 @@ impl ReplicaManager {
             });
         }
         let header = validate_produced(records, settings.max_message_bytes)?;
-        if settings.cleanup_compact && record_batch::has_record_without_key(records)? {
-            return Err(AppendFailure::KeylessOnCompactedTopic);
-        }
-        let mut batch = match settings.compression {
+        let inflated_bytes_max = self.config.socket_request_max_bytes;
+        let (checked, recompressed) = match settings.compression {
             Some(codec) if reencode::codec_of(codec) != header.compression() => {
-                reencode::recompress(records, &header, codec)
-                    .map_err(|reason| AppendFailure::Recompress { reason })?
+                let (checked, batch) = record_validation::validate_and_recompress(
+                    records,
+                    &header,
+                    codec,
+                    inflated_bytes_max,
+                    settings.max_message_bytes,
+                )?;
+                (checked, Some(batch))
             }
-            _ => records.to_vec(),
+            _ => (
+                record_validation::validate_records(records, &header, inflated_bytes_max)?,
+                None,
+            ),
         };
+        if let CheckedRecords {
+            first_keyless_record: Some(record_index),
+            ..
+        } = checked
+        {
+            if settings.cleanup_compact {
+                return Err(AppendFailure::KeylessOnCompactedTopic { record_index });
+            }
+        }
+        let mut batch = recompressed.unwrap_or_else(|| records.to_vec());
         let log_append_time = settings.log_append_time.then(crate::now_ms);
         if let Some(now) = log_append_time {
             record_batch::set_log_append_time(&mut batch, now);

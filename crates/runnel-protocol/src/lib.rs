@@ -10,8 +10,10 @@
 //!   supplies (file ranges), for zero-copy sends.
 //! - [`record_batch`]: record batch v2 headers, validation (size, magic, CRC-32C, fields) and the
 //!   fields the broker patches on append.
-//! - [`reencode`]: a batch's records written again as one batch (compaction's survivors, a
-//!   topic's `compression.type`).
+//! - [`record_validation`]: every record of a produced batch walked before it is
+//!   acknowledged (streaming through the decompressor, with a bound on the inflated size), and
+//!   a topic's `compression.type` applied in the same pass.
+//! - [`reencode`]: records written again as one batch (compaction's survivors).
 //!
 //! Message bodies are the `kafka-protocol` crate's generated types, re-exported as
 //! [`messages`]; this crate adds what that crate leaves to a broker.
@@ -29,6 +31,7 @@ pub mod fetch_response;
 pub mod frame;
 pub mod header;
 pub mod record_batch;
+pub mod record_validation;
 pub mod reencode;
 
 pub use error_code::ErrorCode;

@@ -303,6 +303,21 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Finishes a batch whose records were recompressed: `batch` holds the original header and
+/// the new records; sets the length, the codec bits of the attributes and the CRC.
+///
+/// # Panics
+/// If `batch` is shorter than a batch header or longer than `i32::MAX`: callers build it
+/// from a validated header and bound its size.
+pub(crate) fn seal_recompressed(batch: &mut [u8], codec: i16) {
+    let length = i32::try_from(batch.len() - BATCH_LOG_OVERHEAD).expect("bounded batch size");
+    batch[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes = (read_i16(batch, ATTRIBUTES_AT) & !ATTR_COMPRESSION_MASK) | codec;
+    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// The offset and timestamp of every record in one whole batch, decompressing if needed.
 ///
 /// Used where Kafka needs record precision inside a batch: ListOffsets by timestamp and
