@@ -81,14 +81,18 @@ impl Broker {
             })
     }
 
-    /// Records a new topic, then opens its partitions.
+    /// Records a new topic, then opens its partitions. A partition directory of that name
+    /// left on disk (data the metadata does not name) refuses the creation.
     pub fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
-        let topic = self.controller.create_topic(name, partitions, configs)?;
+        let no_directory = || self.replicas.check_no_directory(name, 0..partitions);
+        let topic = self
+            .controller
+            .create_topic(name, partitions, configs, no_directory)?;
         self.replicas.open_topic(&topic, &Default::default())?;
         Ok(topic)
     }
@@ -99,7 +103,14 @@ impl Broker {
         topic_id: Uuid,
         partitions: i32,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
-        let topic = self.controller.create_partitions(topic_id, partitions)?;
+        let no_directory = |topic: &TopicImage| {
+            let current = topic.partitions.len() as i32;
+            self.replicas
+                .check_no_directory(&topic.name, current..partitions.max(current))
+        };
+        let topic = self
+            .controller
+            .create_partitions(topic_id, partitions, no_directory)?;
         self.replicas.open_new_partitions(&topic)?;
         Ok(topic)
     }

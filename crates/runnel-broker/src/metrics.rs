@@ -5,7 +5,9 @@
 //! accepted, refused (`max.connections`) and open, and connections closed for bad input. Per
 //! partition, bytes and records produced and bytes fetched are counters on the partition
 //! itself; its offsets and size are read when scraped, as are each consumer group's commits
-//! and lag ([`crate::group_offsets`]). The counters are lock-free atomics.
+//! and lag ([`crate::group_offsets`]). The count of stray partition directories (found at start,
+//! not named by the metadata, kept: [`crate::data_dir`]) is a gauge. The counters are
+//! lock-free atomics. Every series is listed in `docs/metrics.md`.
 //!
 //! Departure from DESIGN.md §7 (`metrics` + `metrics-exporter-prometheus`): that facade keeps
 //! one recorder per process, and a process may run several brokers (every integration test
@@ -183,6 +185,14 @@ pub fn render(broker: &Broker, groups: &[GroupOffsets]) -> String {
         header(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
     }
+    header(
+        &mut out,
+        "runnel_stray_partition_dirs",
+        "gauge",
+        "Partition directories found at start that the metadata does not name: kept, not served.",
+    );
+    let stray = broker.replicas.stray_partition_dirs().len();
+    let _ = writeln!(out, "runnel_stray_partition_dirs {stray}");
     render_partitions(broker, &mut out);
     render_groups(broker, groups, &mut out);
     out

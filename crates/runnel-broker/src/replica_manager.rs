@@ -24,8 +24,10 @@ use runnel_protocol::ErrorCode;
 use tokio::sync::watch;
 
 use crate::config::{BrokerConfig, ConfigError, TopicSettings};
+use crate::data_dir::{self, PartitionDir};
 use crate::flusher::Flusher;
 use crate::partition::Partition;
+use crate::partition_metadata::{self, PartitionMetadataError};
 
 /// Kafka's file of per-partition recovery points.
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
@@ -113,6 +115,9 @@ pub struct ReplicaManager {
     flusher: Arc<Flusher>,
     flusher_thread: std::sync::Mutex<Option<JoinHandle<()>>>,
     data_changed: watch::Sender<u64>,
+    /// Partition directories found at start that the metadata does not name: kept, not
+    /// served, reported ([`crate::data_dir::settle_stray`]).
+    stray_dirs: RwLock<Vec<PartitionDir>>,
 }
 
 impl ReplicaManager {
@@ -125,6 +130,7 @@ impl ReplicaManager {
             flusher,
             flusher_thread: std::sync::Mutex::new(Some(thread)),
             data_changed,
+            stray_dirs: RwLock::new(Vec::new()),
         })
     }
 
@@ -197,6 +203,7 @@ impl ReplicaManager {
             .data_dir()
             .join(partition_dir_name(&topic.name, image.partition));
         let log = PartitionLog::open_at(&dir, settings.log.clone(), recovery_point, log_start)?;
+        partition_metadata::ensure(&dir, topic.topic_id)?;
         Ok(Arc::new(Partition::new(
             Arc::from(topic.name.as_str()),
             topic.topic_id,
@@ -207,7 +214,39 @@ impl ReplicaManager {
         )))
     }
 
-    /// Stops hosting `topic` and deletes its partitions' directories.
+    /// Refuses partitions `partitions` of a new or growing `topic` whose directory exists
+    /// already: it holds data the metadata does not name, which a new partition must never
+    /// adopt.
+    pub fn check_no_directory(
+        &self,
+        topic: &str,
+        partitions: std::ops::Range<i32>,
+    ) -> Result<(), OpenTopicError> {
+        for partition in partitions {
+            let dir = self.data_dir().join(partition_dir_name(topic, partition));
+            if dir.exists() {
+                return Err(OpenTopicError::DirectoryExists { dir });
+            }
+        }
+        Ok(())
+    }
+
+    /// The partition directories found at start that the metadata does not name.
+    pub fn stray_partition_dirs(&self) -> Vec<PartitionDir> {
+        self.stray_dirs
+            .read()
+            .expect("stray dirs lock poisoned")
+            .clone()
+    }
+
+    pub(crate) fn set_stray_partition_dirs(&self, dirs: Vec<PartitionDir>) {
+        *self.stray_dirs.write().expect("stray dirs lock poisoned") = dirs;
+    }
+
+    /// Stops hosting `topic` and deletes its partitions' directories: each is first renamed
+    /// to Kafka's `<topic>-<partition>.<id>-delete` (so a half-deleted directory never looks
+    /// like a partition, and a restart finishes the removal), then removed. The caller has
+    /// made the RemoveTopic record durable first.
     pub fn delete_topic(&self, name: &str) -> Result<(), LogError> {
         let removed = self
             .topics
@@ -218,7 +257,20 @@ impl ReplicaManager {
             // In-flight requests may still hold the partition; its directory goes regardless:
             // their file handles stay valid until they finish.
             let dir = partition.mark_deleted();
-            remove_dir(&dir)?;
+            let renamed = self
+                .data_dir()
+                .join(data_dir::delete_dir_name(&partition.topic, partition.index));
+            match std::fs::rename(&dir, &renamed) {
+                Ok(()) => remove_dir(&renamed)?,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(LogError::Io {
+                        op: "rename for deletion",
+                        path: dir,
+                        source,
+                    })
+                }
+            }
         }
         Ok(())
     }
@@ -456,23 +508,6 @@ impl ReplicaManager {
         }
         self.write_checkpoint_files(&recovery_points, &log_starts)
     }
-
-    /// Directories under the data dir that look like partitions of topics not in `known`.
-    pub fn stray_partition_dirs(&self, known: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(self.data_dir()) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(Result::ok)
-            .filter(|entry| entry.path().is_dir())
-            .filter_map(|entry| {
-                let name = entry.file_name().to_string_lossy().to_string();
-                let (topic, _) = runnel_log::parse_partition_dir_name(&name)?;
-                (!known(&topic) && name != crate::controller::METADATA_LOG_DIR)
-                    .then(|| entry.path())
-            })
-            .collect()
-    }
 }
 
 /// In-sync replicas of every partition on a single node: its leader, this broker.
@@ -485,6 +520,13 @@ pub enum OpenTopicError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Log(#[from] LogError),
+    #[error("{0}")]
+    PartitionMetadata(#[from] PartitionMetadataError),
+    #[error(
+        "directory {dir} exists but the metadata does not name it: it is kept, and a new \
+         partition will not adopt its data; move it away first"
+    )]
+    DirectoryExists { dir: PathBuf },
 }
 
 /// Checks a produced partition's records: exactly one whole, valid v2 batch within the size
@@ -531,15 +573,5 @@ fn remove_dir(dir: &Path) -> Result<(), LogError> {
             path: dir.to_path_buf(),
             source: error,
         }),
-    }
-}
-
-/// Deletes directories left by topics deleted before a crash.
-pub fn remove_stray_dirs(dirs: &[PathBuf]) {
-    for dir in dirs {
-        tracing::warn!(dir = %dir.display(), "removing the directory of a deleted topic");
-        if let Err(error) = remove_dir(dir) {
-            tracing::error!(%error, "could not remove a deleted topic's directory");
-        }
     }
 }

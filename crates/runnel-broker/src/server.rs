@@ -1,8 +1,14 @@
 //! Starting and stopping a broker: recovery, the listener, and a clean shutdown.
 //!
-//! Start: `meta.properties`, the metadata log (replayed into the image), every partition log
-//! (recovered from the last recovery-point checkpoint), removal of directories of topics
-//! deleted before a crash, then the listener. Shutdown: stop accepting, let connections finish
+//! Start: the data directory's lock (one server per directory), `meta.properties`, the
+//! metadata log (replayed into the image), every partition log (recovered from the last
+//! recovery-point checkpoint), removal of directories of topics deleted before a crash (only
+//! those the metadata log accounts for; other stray directories are kept and reported, see
+//! [`crate::data_dir`]), then the listener. A data directory holding partition data is never
+//! given a new `meta.properties` or an empty metadata log: a missing `meta.properties`, a
+//! missing or empty metadata log, or a damaged one (not just a torn tail,
+//! [`crate::metadata_log`]) refuses the start with what to do, `runnel metadata rebuild` among
+//! it. Shutdown: stop accepting, let connections finish
 //! their in-flight requests (bounded by [`SHUTDOWN_DRAIN`]), then flush and close every log and
 //! write the checkpoints.
 
@@ -18,26 +24,53 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::broker::Broker;
 use crate::config::{AdvertisedListener, BrokerConfig};
-use crate::controller::{Controller, ControllerError};
+use crate::controller::{Controller, ControllerError, METADATA_LOG_DIR};
+use crate::data_dir::{self, DataDirError, DataDirLock, Inventory};
 use crate::group_coordinator::GroupCoordinator;
-use crate::meta_properties::{self, MetaPropertiesError};
-use crate::replica_manager::{self, OpenTopicError, ReplicaManager};
+use crate::meta_properties::{self, MetaPropertiesError, META_PROPERTIES};
+use crate::metadata_log::{self, MetadataLogDamage};
+use crate::replica_manager::{OpenTopicError, ReplicaManager};
 
 /// How long in-flight requests may take to finish at shutdown.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
 /// Pause after a failed `accept` (out of file descriptors, say) before the next.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Partition directories named in a start-refusal message; the rest are counted.
+const DIRS_NAMED_MAX: usize = 5;
+
 #[derive(Debug, Error)]
 pub enum ServerError {
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error(
+        "{dir}/{META_PROPERTIES} is missing, but {dir} holds data ({holds}); refusing to start \
+         rather than adopt it under a new cluster id. Restore {META_PROPERTIES} from a backup, \
+         or adopt the data with `runnel metadata rebuild --data-dir {dir}`, which writes a new \
+         one"
+    )]
+    MetaPropertiesMissing { dir: String, holds: String },
+    #[error(
+        "the metadata log {dir}/{METADATA_LOG_DIR} is missing or empty, but {dir} holds \
+         partition directories ({partitions}); refusing to start, so that no partition data \
+         is deleted or hidden. Restore {METADATA_LOG_DIR} from a backup, or rebuild it from the \
+         partition directories with `runnel metadata rebuild --data-dir {dir}` (it reports the \
+         topic configs it cannot recover)"
+    )]
+    MetadataMissing { dir: String, partitions: String },
+    #[error(
+        "{damage}. Refusing to start: recovering past this point would drop acknowledged \
+         metadata. Restore {METADATA_LOG_DIR} from a backup, or run `runnel metadata rebuild \
+         --data-dir {dir}`: it keeps the damaged log aside, keeps the records before the damage \
+         and recreates the topics from the partition directories"
+    )]
+    MetadataDamaged {
+        dir: String,
+        damage: MetadataLogDamage,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     MetaProperties(#[from] MetaPropertiesError),
-    #[error("{0}")]
+    #[error(transparent)]
     Controller(#[from] ControllerError),
     #[error("opening topic {topic}: {source}")]
     OpenTopic {
@@ -59,6 +92,8 @@ pub enum ServerError {
 
 /// A started broker.
 pub struct RunningBroker {
+    /// Held until the broker is shut down or dropped: one server per data directory.
+    _data_dir_lock: DataDirLock,
     local_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     http: Option<JoinHandle<()>>,
@@ -112,7 +147,7 @@ impl RunningBroker {
 pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     let started = std::time::Instant::now();
     let config = Arc::new(config);
-    let broker = {
+    let (broker, data_dir_lock) = {
         let config = Arc::clone(&config);
         tokio::task::spawn_blocking(move || open(config)).await??
     };
@@ -179,6 +214,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         "runnel listening on {local_addr}"
     );
     Ok(RunningBroker {
+        _data_dir_lock: data_dir_lock,
         local_addr,
         http_addr,
         http,
@@ -191,14 +227,36 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     })
 }
 
-fn open(config: Arc<BrokerConfig>) -> Result<Broker, ServerError> {
+fn open(config: Arc<BrokerConfig>) -> Result<(Broker, DataDirLock), ServerError> {
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir {
-        path: data_dir.display().to_string(),
-        source,
-    })?;
-    let cluster_id = meta_properties::load_or_create(data_dir, config.node_id)?;
-    let controller = Controller::open(data_dir, config.node_id)?;
+    let dir = data_dir.display().to_string();
+    let lock = DataDirLock::acquire(data_dir)?;
+    let inventory = Inventory::scan(data_dir)?;
+    let metadata_dir = data_dir.join(METADATA_LOG_DIR);
+    let scan =
+        metadata_log::scan(&metadata_dir).map_err(|damage| ServerError::MetadataDamaged {
+            dir: dir.clone(),
+            damage,
+        })?;
+    let cluster_id = match meta_properties::load(data_dir, config.node_id)? {
+        Some(cluster_id) => cluster_id,
+        None if !inventory.partitions.is_empty() || scan.end_offset > 0 => {
+            let holds = if inventory.partitions.is_empty() {
+                format!("the metadata log {METADATA_LOG_DIR}")
+            } else {
+                inventory.examples(DIRS_NAMED_MAX)
+            };
+            return Err(ServerError::MetaPropertiesMissing { dir, holds });
+        }
+        None => meta_properties::create(data_dir, config.node_id)?,
+    };
+    if scan.records.is_empty() && !inventory.partitions.is_empty() {
+        return Err(ServerError::MetadataMissing {
+            dir,
+            partitions: inventory.examples(DIRS_NAMED_MAX),
+        });
+    }
+    let controller = Controller::open_scanned(data_dir, config.node_id, scan)?;
     let replicas = ReplicaManager::new(Arc::clone(&config)).map_err(ServerError::Flusher)?;
     let recovery_points = ReplicaManager::read_recovery_points(data_dir)?;
     let log_start_offsets = ReplicaManager::read_log_start_offsets(data_dir)?;
@@ -212,9 +270,9 @@ fn open(config: Arc<BrokerConfig>) -> Result<Broker, ServerError> {
             })?;
     }
     replicas.load_cleaner_checkpoint()?;
-    let stray = replicas.stray_partition_dirs(&|name| image.topic(name).is_some());
-    replica_manager::remove_stray_dirs(&stray);
-    Ok(Broker::new(config, cluster_id, controller, replicas))
+    let stray = data_dir::settle_stray(&inventory, &image, controller.removed_topics());
+    replicas.set_stray_partition_dirs(stray);
+    Ok((Broker::new(config, cluster_id, controller, replicas), lock))
 }
 
 async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
