@@ -516,6 +516,7 @@ impl TopicSettings {
                 _ => {}
             }
         }
+        settings.log.compacted = settings.cleanup_compact;
         Ok(settings)
     }
 
