@@ -110,6 +110,13 @@ pub struct ReplicaManager {
     flusher: Arc<Flusher>,
     flusher_thread: std::sync::Mutex<Option<JoinHandle<()>>>,
     data_changed: watch::Sender<u64>,
+    /// One writer at a time of `recovery-point-offset-checkpoint` and
+    /// `log-start-offset-checkpoint` (the checkpoint task, retention, shutdown): held across
+    /// reading the offsets and writing both files, so that writers neither collide on the
+    /// files' temporary `.tmp` nor write older offsets over newer ones.
+    checkpoint_writer: std::sync::Mutex<()>,
+    /// The same for `cleaner-offset-checkpoint`.
+    cleaner_checkpoint_writer: std::sync::Mutex<()>,
 }
 
 impl ReplicaManager {
@@ -122,6 +129,8 @@ impl ReplicaManager {
             flusher,
             flusher_thread: std::sync::Mutex::new(Some(thread)),
             data_changed,
+            checkpoint_writer: std::sync::Mutex::new(()),
+            cleaner_checkpoint_writer: std::sync::Mutex::new(()),
         })
     }
 
@@ -318,6 +327,10 @@ impl ReplicaManager {
 
     /// Writes every partition's recovery point and log start offset to Kafka's checkpoints.
     pub fn write_checkpoints(&self) -> Result<(), LogError> {
+        let _writer = self
+            .checkpoint_writer
+            .lock()
+            .expect("checkpoint writer lock poisoned");
         let mut recovery_points = HashMap::new();
         let mut log_starts = HashMap::new();
         for partition in self.all_partitions() {
@@ -330,7 +343,8 @@ impl ReplicaManager {
         self.write_checkpoint_files(&recovery_points, &log_starts)
     }
 
-    /// Writes Kafka's two per-partition checkpoint files.
+    /// Writes Kafka's two per-partition checkpoint files; the caller holds
+    /// `checkpoint_writer`.
     fn write_checkpoint_files(
         &self,
         recovery_points: &HashMap<(String, i32), i64>,
@@ -349,6 +363,10 @@ impl ReplicaManager {
     /// Writes `cleaner-offset-checkpoint`: where the cleaner has reached in each compacted
     /// partition, so a restart does not clean everything again.
     pub fn write_cleaner_checkpoint(&self) -> Result<(), LogError> {
+        let _writer = self
+            .cleaner_checkpoint_writer
+            .lock()
+            .expect("cleaner checkpoint writer lock poisoned");
         let offsets: HashMap<(String, i32), i64> = self
             .all_partitions()
             .iter()
@@ -434,6 +452,10 @@ impl ReplicaManager {
             recovery_points.insert(key.clone(), recovery_point);
             log_starts.insert(key, log_start);
         }
+        let _writer = self
+            .checkpoint_writer
+            .lock()
+            .expect("checkpoint writer lock poisoned");
         self.write_checkpoint_files(&recovery_points, &log_starts)
     }
 
