@@ -76,6 +76,11 @@ impl TestBroker {
         self.running = Some(running);
     }
 
+    /// The running broker (for calling its internals from a test's threads).
+    pub fn running(&self) -> &RunningBroker {
+        self.running.as_ref().expect("the broker is running")
+    }
+
     /// The HTTP port's address, when the broker was started with `http.listen`.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.running.as_ref().and_then(RunningBroker::http_addr)

@@ -51,6 +51,11 @@ pub struct AdvertisedListener {
     pub port: u16,
 }
 
+/// Default of `log.scrub.bytes.per.second`: 1 MiB/s, a small share of any disk.
+pub const SCRUB_BYTES_PER_SECOND_DEFAULT: u64 = 1024 * 1024;
+/// Default of `log.scrub.interval.ms`: one hour between passes.
+pub const SCRUB_INTERVAL_MS_DEFAULT: u64 = 3_600_000;
+
 /// The compaction task (`log.cleaner.*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CleanerConfig {
@@ -135,6 +140,12 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// `log.cleaner.*`: the compaction task.
     pub cleaner: CleanerConfig,
+    /// `log.scrub.bytes.per.second` (Runnel's own key; Kafka has no scrubber): the rate at
+    /// which the scrubber re-reads sealed segments to verify their CRCs; 0 turns it off.
+    pub scrub_bytes_per_second: u64,
+    /// `log.scrub.interval.ms` (Runnel's own key): the pause between two scrub passes over
+    /// every partition.
+    pub scrub_interval_ms: u64,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
     pub offsets_topic_num_partitions: i32,
     /// `group.*` and `offsets.retention.*` settings of the group coordinator.
@@ -167,6 +178,8 @@ impl Default for BrokerConfig {
             retention: RetentionPolicy::default(),
             retention_check_interval_ms: 300_000,
             cleaner: CleanerConfig::default(),
+            scrub_bytes_per_second: SCRUB_BYTES_PER_SECOND_DEFAULT,
+            scrub_interval_ms: SCRUB_INTERVAL_MS_DEFAULT,
             offsets_topic_num_partitions: 50,
             groups: GroupConfig::default(),
         }
@@ -260,6 +273,12 @@ impl BrokerConfig {
                 }
                 "log.retention.check.interval.ms" => {
                     config.retention_check_interval_ms = parse_at_least(key, value, 1)?
+                }
+                "log.scrub.bytes.per.second" => {
+                    config.scrub_bytes_per_second = parse_at_least(key, value, 0)?
+                }
+                "log.scrub.interval.ms" => {
+                    config.scrub_interval_ms = parse_at_least(key, value, 1)?
                 }
                 "log.flush.offset.checkpoint.interval.ms" => {
                     config.checkpoint_interval_ms = parse_at_least(key, value, 1)?
@@ -516,6 +535,7 @@ impl TopicSettings {
                 _ => {}
             }
         }
+        settings.log.compacted = settings.cleanup_compact;
         Ok(settings)
     }
 

@@ -38,6 +38,7 @@ pub mod partition_metadata;
 pub mod replica_manager;
 pub mod retention;
 pub mod sasl;
+pub mod scrubber;
 pub mod server;
 pub mod topic_config;
 pub mod zero_copy;

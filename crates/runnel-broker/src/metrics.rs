@@ -4,10 +4,10 @@
 //! (from the frame being read to its response written, as a client sees it), connections
 //! accepted, refused (`max.connections`) and open, and connections closed for bad input. Per
 //! partition, bytes and records produced and bytes fetched are counters on the partition
-//! itself; its offsets and size are read when scraped, as are each consumer group's commits
-//! and lag ([`crate::group_offsets`]). The count of stray partition directories (found at start,
-//! not named by the metadata, kept: [`crate::data_dir`]) is a gauge. The counters are
-//! lock-free atomics. Every series is listed in `docs/metrics.md`.
+//! itself; its offsets, size and damaged ranges are read when scraped, as are each consumer
+//! group's commits and lag ([`crate::group_offsets`]). The count of stray partition directories
+//! (found at start, not named by the metadata, kept: [`crate::data_dir`]) is a gauge. The
+//! counters are lock-free atomics. Every series is listed in `docs/metrics.md`.
 //!
 //! Departure from DESIGN.md §7 (`metrics` + `metrics-exporter-prometheus`): that facade keeps
 //! one recorder per process, and a process may run several brokers (every integration test
@@ -294,6 +294,45 @@ fn render_partitions(broker: &Broker, out: &mut String) {
                 escape(&partition.topic),
                 partition.index,
                 value(offsets, *size, &partition.metrics)
+            );
+        }
+    }
+    render_damage(&partitions, out);
+}
+
+/// Per partition, the damaged ranges (offsets lost or corrupt below the recovery point, not
+/// served) and the bytes of segment files they leave unserved.
+fn render_damage(partitions: &[std::sync::Arc<crate::partition::Partition>], out: &mut String) {
+    let damage: Vec<_> = partitions
+        .iter()
+        .map(|p| {
+            let ranges = p.damaged_ranges();
+            let bytes: u64 = ranges.iter().map(|r| r.bytes).sum();
+            (p, ranges.len() as u64, bytes)
+        })
+        .collect();
+    type DamageFigure = fn(u64, u64) -> u64;
+    let series: [(&str, &str, DamageFigure); 2] = [
+        (
+            "runnel_partition_damaged_ranges",
+            "Damaged offset ranges below the recovery point, refused to fetches.",
+            |ranges, _| ranges,
+        ),
+        (
+            "runnel_partition_damaged_bytes",
+            "Bytes of segment files in damaged ranges, not served.",
+            |_, bytes| bytes,
+        ),
+    ];
+    for (name, help, value) in series {
+        header(out, name, "gauge", help);
+        for (partition, ranges, bytes) in &damage {
+            let _ = writeln!(
+                out,
+                "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
+                escape(&partition.topic),
+                partition.index,
+                value(*ranges, *bytes)
             );
         }
     }

@@ -118,6 +118,13 @@ pub struct ReplicaManager {
     /// Partition directories found at start that the metadata does not name: kept, not
     /// served, reported ([`crate::data_dir::settle_stray`]).
     stray_dirs: RwLock<Vec<PartitionDir>>,
+    /// One writer at a time of `recovery-point-offset-checkpoint` and
+    /// `log-start-offset-checkpoint` (the checkpoint task, retention, shutdown): held across
+    /// reading the offsets and writing both files, so that writers neither collide on the
+    /// files' temporary `.tmp` nor write older offsets over newer ones.
+    checkpoint_writer: std::sync::Mutex<()>,
+    /// The same for `cleaner-offset-checkpoint`.
+    cleaner_checkpoint_writer: std::sync::Mutex<()>,
 }
 
 impl ReplicaManager {
@@ -131,6 +138,8 @@ impl ReplicaManager {
             flusher_thread: std::sync::Mutex::new(Some(thread)),
             data_changed,
             stray_dirs: RwLock::new(Vec::new()),
+            checkpoint_writer: std::sync::Mutex::new(()),
+            cleaner_checkpoint_writer: std::sync::Mutex::new(()),
         })
     }
 
@@ -390,6 +399,10 @@ impl ReplicaManager {
 
     /// Writes every partition's recovery point and log start offset to Kafka's checkpoints.
     pub fn write_checkpoints(&self) -> Result<(), LogError> {
+        let _writer = self
+            .checkpoint_writer
+            .lock()
+            .expect("checkpoint writer lock poisoned");
         let mut recovery_points = HashMap::new();
         let mut log_starts = HashMap::new();
         for partition in self.all_partitions() {
@@ -402,7 +415,8 @@ impl ReplicaManager {
         self.write_checkpoint_files(&recovery_points, &log_starts)
     }
 
-    /// Writes Kafka's two per-partition checkpoint files.
+    /// Writes Kafka's two per-partition checkpoint files; the caller holds
+    /// `checkpoint_writer`.
     fn write_checkpoint_files(
         &self,
         recovery_points: &HashMap<(String, i32), i64>,
@@ -421,6 +435,10 @@ impl ReplicaManager {
     /// Writes `cleaner-offset-checkpoint`: where the cleaner has reached in each compacted
     /// partition, so a restart does not clean everything again.
     pub fn write_cleaner_checkpoint(&self) -> Result<(), LogError> {
+        let _writer = self
+            .cleaner_checkpoint_writer
+            .lock()
+            .expect("cleaner checkpoint writer lock poisoned");
         let offsets: HashMap<(String, i32), i64> = self
             .all_partitions()
             .iter()
@@ -506,6 +524,10 @@ impl ReplicaManager {
             recovery_points.insert(key.clone(), recovery_point);
             log_starts.insert(key, log_start);
         }
+        let _writer = self
+            .checkpoint_writer
+            .lock()
+            .expect("checkpoint writer lock poisoned");
         self.write_checkpoint_files(&recovery_points, &log_starts)
     }
 }

@@ -103,6 +103,7 @@ pub struct RunningBroker {
     checkpoints: JoinHandle<()>,
     retention: JoinHandle<()>,
     cleaner: JoinHandle<()>,
+    scrubber: JoinHandle<()>,
 }
 
 impl RunningBroker {
@@ -135,6 +136,7 @@ impl RunningBroker {
         self.checkpoints.abort();
         self.retention.abort();
         self.cleaner.abort();
+        self.scrubber.abort();
         self.broker.groups.shutdown().await;
         let broker = Arc::clone(&self.broker);
         tokio::task::spawn_blocking(move || broker.replicas.shutdown()).await??;
@@ -204,6 +206,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     let checkpoints = tokio::spawn(checkpoint_loop(Arc::clone(&broker)));
     let retention = tokio::spawn(crate::retention::retention_loop(Arc::clone(&broker)));
     let cleaner = tokio::spawn(crate::cleaner::cleaner_loop(Arc::clone(&broker)));
+    let scrubber = tokio::spawn(crate::scrubber::scrub_loop(Arc::clone(&broker)));
     tracing::info!(
         listen = %local_addr,
         advertised = %format!("{}:{}", advertised.host, advertised.port),
@@ -224,6 +227,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         checkpoints,
         retention,
         cleaner,
+        scrubber,
     })
 }
 

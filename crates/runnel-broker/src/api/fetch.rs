@@ -6,6 +6,8 @@
 //! ready, the request parks on the broker's data-changed signal until enough arrive or
 //! `max_wait_ms` passes: no polling loop. Fetch sessions (KIP-227) are answered sessionless
 //! (session id 0), which every client accepts. v13+ names topics by id.
+//! A partition whose fetch offset lies in a damaged range of its log answers `CORRUPT_MESSAGE`
+//! (Kafka's answer when a read meets corrupt bytes); see `runnel_log`'s `damage.rs`.
 //! `isolation_level` is accepted; with no transactions yet the last stable offset is the high
 //! watermark, so both levels read the same records.
 //!
@@ -198,6 +200,18 @@ fn read_partition(
                 last_stable_offset: offsets.high_watermark,
                 log_start_offset: offsets.log_start_offset,
                 ..error(index, ErrorCode::OffsetOutOfRange)
+            }
+        }
+        // Kafka answers a read that meets corrupt bytes (CorruptRecordException) with
+        // CORRUPT_MESSAGE for the partition; a damaged range is exactly that, reported at
+        // ERROR when it was found (not again for each fetch).
+        Err(ReadError::Damaged { .. }) => {
+            let offsets = partition.offsets();
+            PartitionData {
+                high_watermark: offsets.high_watermark,
+                last_stable_offset: offsets.high_watermark,
+                log_start_offset: offsets.log_start_offset,
+                ..error(index, ErrorCode::CorruptMessage)
             }
         }
         Err(failure) => {

@@ -67,6 +67,7 @@ impl PartitionLog {
             return Ok(self.log_start_offset);
         }
         self.log_start_offset = offset;
+        self.forget_damage_below_log_start()?;
         if self.active().next_offset() <= offset && !self.active().is_empty() {
             self.roll()?;
         }
@@ -139,6 +140,7 @@ impl PartitionLog {
         for segment in &removed {
             Segment::delete_files(&self.dir, segment.base_offset())?;
         }
+        self.forget_damage_below_log_start()?;
         tracing::info!(
             dir = %self.dir.display(),
             segments = removed.len(),
