@@ -267,36 +267,6 @@ fn garbage_in_an_old_segment_is_found_by_the_scrubber_refused_and_found_again_at
 }
 
 #[test]
-fn damage_in_the_last_segment_below_the_recovery_point_continues_offsets_after_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (bases, end) = closed_log(dir.path(), 28);
-    let last = *bases.last().expect("segments");
-    assert!(end - last >= 3, "the last segment holds batches");
-    let path = log_file(dir.path(), last);
-    let length = fs::metadata(&path).expect("stat").len();
-    OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .and_then(|f| f.set_len(length - 7))
-        .expect("tear");
-    // The recovery point says the whole log was durable: this is damage, not a crash.
-    let mut log = reopen(dir.path(), end);
-    let ranges = log.damaged_ranges().to_vec();
-    assert_eq!(ranges.len(), 1, "{ranges:?}");
-    assert_eq!(ranges[0].end_offset, end);
-    assert_eq!(log.log_end_offset(), end, "no offset is handed out twice");
-    assert_eq!(fs::metadata(&path).expect("stat").len(), length - 7);
-    let mut bytes = batch(1, "after", 20, NOW, None);
-    assert_eq!(
-        log.append(&mut bytes, 0, NOW).expect("append").base_offset,
-        end
-    );
-    log.set_high_watermark(i64::MAX);
-    assert_eq!(first_offset_read(&log, end).expect("new"), Some(end));
-    assert_refused(&log, end - 1, &ranges[0]);
-}
-
-#[test]
 fn deleting_records_past_a_damaged_range_forgets_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (bases, end) = closed_log(dir.path(), 40);

@@ -6,9 +6,10 @@
 //! batch there (torn, CRC mismatch, non-contiguous), a segment shorter than its offset or time
 //! index says, or a gap between segments is damage from outside (a disk, a person). Three
 //! kinds, each one [`DamagedRange`] of offsets `[start_offset, end_offset)`:
-//! - **a damaged segment**: its valid prefix is served; the range runs from the prefix's next
-//!   offset to the next segment's base offset (for the last segment, to the recovery point,
-//!   and a new active segment starts there so that no offset is handed out twice);
+//! - **a damaged sealed segment**: its valid prefix is served; the range runs from the
+//!   prefix's next offset to the next segment's base offset. The active segment is always
+//!   crash-recovered (truncated at its first bad batch, as the torn-tail tests pin), whatever
+//!   the recovery point says;
 //! - **a gap between segments** (a missing segment, or one cut short at a batch boundary):
 //!   `[one segment's next offset, the next one's base offset)`, below the recovery point. In a
 //!   log that is never compacted every roll starts the next segment at the previous one's next

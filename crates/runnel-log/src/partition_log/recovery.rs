@@ -5,12 +5,13 @@
 //! checked and rebuilt when in doubt). Every segment holding offsets at or above the recovery
 //! point, and always the active segment, is scanned batch by batch (`validate_stored_batch`: extent,
 //! magic, CRC; plus offset continuity), and so is every segment whose indexes are inconsistent
-//! or that `damaged-segments` lists. At the first torn, corrupt or non-contiguous batch at or
-//! above the recovery point (the unflushed tail) the segment is truncated there (set_len +
-//! fsync), every later segment is deleted, and a WARN says what was dropped. A bad batch below
-//! the recovery point is damage, not a crash: the segment is kept as it is on disk, its valid
-//! prefix served, later segments kept, and the lost offsets become a damaged range reported at
-//! ERROR (`damage.rs`, which also finds unexplained gaps between segments). The recovered data is then fsynced, so the recovery point and the high
+//! or that `damaged-segments` lists. At the first torn, corrupt or non-contiguous batch of the
+//! active segment, or at or above the recovery point (the unflushed tail), the segment is
+//! truncated there (set_len + fsync), every later segment is deleted, and a WARN says what was
+//! dropped. A bad batch below the recovery point in a sealed segment is damage, not a crash: the
+//! segment is kept as it is on disk, its valid prefix served, later segments kept, and the lost
+//! offsets become a damaged range reported at ERROR (`damage.rs`, which also finds unexplained
+//! gaps between segments). The recovered data is then fsynced, so the recovery point and the high
 //! watermark start at the log end offset. An active segment that scans clean and lies wholly
 //! below the recovery point (a clean shutdown) was already fsynced: nothing is rewritten.
 //! Leftover temp files (`*.tmp`, `*.deleted`, `*.cleaned`) and index files without a `.log` are
@@ -203,8 +204,8 @@ impl Loader<'_> {
         let damaged_from = segment
             .next_offset()
             .max(previous_next.unwrap_or(base_offset));
-        if damaged_from < self.recovery_point {
-            self.isolate_damage(segment, damaged_from, next_base, cut)?;
+        if let Some(next_base) = next_base.filter(|_| damaged_from < self.recovery_point) {
+            self.isolate_damage(segment, damaged_from, next_base, cut);
             return Ok(true);
         }
         segment.truncate_file_to_size()?;
@@ -224,34 +225,25 @@ impl Loader<'_> {
         Ok(false)
     }
 
-    /// Keeps a segment damaged below the recovery point as it is on disk (its valid prefix
-    /// served, no index written so the next open finds the damage again) and records the
-    /// range it loses: up to the next segment, or for the last segment up to the recovery
-    /// point, where a new active segment starts.
+    /// Keeps a sealed segment damaged below the recovery point as it is on disk (its valid
+    /// prefix served, no index written so the next open finds the damage again) and records
+    /// the range it loses, up to the next segment's base offset.
     fn isolate_damage(
         &mut self,
         segment: Segment,
         damaged_from: i64,
-        next_base: Option<i64>,
+        next_base: i64,
         cut: Truncation,
-    ) -> Result<(), LogError> {
-        let end_offset = next_base
-            .unwrap_or(self.recovery_point)
-            .max(damaged_from + 1);
+    ) {
         self.damaged.push(DamagedRange {
             start_offset: damaged_from,
-            end_offset,
+            end_offset: next_base.max(damaged_from + 1),
             segment_base_offset: segment.base_offset(),
             position: cut.position,
             bytes: cut.bytes_dropped,
             reason: format!("at position {}: {}", cut.position, cut.reason),
         });
         self.segments.push(segment);
-        if next_base.is_none() {
-            self.segments.push(Segment::create(self.dir, end_offset)?);
-            self.removed_any = true;
-        }
-        Ok(())
     }
 
     /// After the last segment: an empty log gets its first segment, an empty last segment
