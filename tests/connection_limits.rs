@@ -237,6 +237,11 @@ fn stalled_giant_frames_are_bounded_by_queued_max_request_bytes() {
     );
 
     let peak = broker.memory_bytes("VmHWM");
+    eprintln!(
+        "{} of {CONNECTIONS} giant frames admitted; broker peak RSS {} MiB",
+        finished.load(Ordering::SeqCst),
+        peak >> 20
+    );
     assert!(
         peak < POOL_BYTES + MARGIN_BYTES,
         "peak RSS {} MiB exceeds the pool ({} MiB) plus {} MiB",
@@ -257,8 +262,9 @@ fn stalled_giant_frames_are_bounded_by_queued_max_request_bytes() {
 }
 
 /// Kafka's Selector closes a connection with no bytes read or written for
-/// `connections.max.idle.ms`. 10,000 idle connections fill `max.connections` (default 10,000);
-/// the broker closes them all, and a real client (librdkafka) then produces and consumes.
+/// `connections.max.idle.ms`. 10,000 idle connections (half of them stalled inside a frame)
+/// fill `max.connections` (default 10,000), so a real client (librdkafka) is refused at first; the broker closes the idle ones, and the
+/// client, retrying as it does, gets in, produces and consumes.
 #[test]
 fn idle_connections_are_closed_and_do_not_lock_out_a_real_client() {
     use rdkafka::config::ClientConfig;
@@ -268,12 +274,18 @@ fn idle_connections_are_closed_and_do_not_lock_out_a_real_client() {
 
     const IDLE: usize = 10_000;
     raise_fd_limit(IDLE as u64 + 1_000);
-    let broker = BrokerProcess::start(&[("connections.max.idle.ms", "3000")]);
-    let idle: Vec<TcpStream> = (0..IDLE)
-        .map(|_| TcpStream::connect(broker.addr).expect("connect an idle connection"))
-        .collect();
-    wait_until("the idle connections to be accepted", DEADLINE, || {
-        broker.metric("runnel_connections_accepted_total") >= Some(IDLE as f64)
+    // Long enough to see all 10,000 open at once even on a loaded machine (accepting them takes
+    // the debug broker about a second of CPU).
+    let broker = BrokerProcess::start(&[("connections.max.idle.ms", "20000")]);
+    let mut idle = connect_many(broker.addr, IDLE);
+    // Half of them stall inside a frame: 10 bytes of an announced 100.
+    for stream in idle.iter_mut().step_by(2) {
+        stream.write_all(&100i32.to_be_bytes()).expect("size");
+        stream.write_all(&[0u8; 10]).expect("part of a body");
+    }
+    // The broker is full: max.connections (10,000) are open, all idle.
+    wait_until("all idle connections to be open at once", DEADLINE, || {
+        broker.metric("runnel_connections_open") == Some(IDLE as f64)
     });
 
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
@@ -327,6 +339,39 @@ fn idle_connections_are_closed_and_do_not_lock_out_a_real_client() {
         }
     }
     assert!(broker.metric("runnel_connections_closed_idle_total") >= Some(IDLE as f64));
+    eprintln!(
+        "connections refused at max.connections meanwhile: {:?}",
+        broker.metric("runnel_connections_refused_total")
+    );
+}
+
+/// `count` connections to `addr`, a few hundred handshakes at a time.
+fn connect_many(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    const CONCURRENT: usize = 128;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENT));
+        let mut connecting = tokio::task::JoinSet::new();
+        for index in 0..count {
+            let permit = Arc::clone(&permits).acquire_owned().await.expect("permit");
+            connecting.spawn(async move {
+                let stream = tokio::net::TcpStream::connect(addr).await;
+                drop(permit);
+                (index, stream.expect("connect an idle connection"))
+            });
+        }
+        let mut streams = Vec::with_capacity(count);
+        while let Some(joined) = connecting.join_next().await {
+            let (_, stream) = joined.expect("connect task");
+            let stream = stream.into_std().expect("std stream");
+            stream.set_nonblocking(false).expect("blocking");
+            streams.push(stream);
+        }
+        streams
+    })
 }
 
 /// A client connection from `local` (another loopback address is another client IP).
