@@ -144,6 +144,22 @@ impl RawClient {
         }
     }
 
+    /// A client on a connection made elsewhere (from a chosen local address, say).
+    pub fn from_stream(stream: TcpStream) -> RawClient {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        RawClient {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// The connection itself, for socket options and addresses.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
     /// Sets how long a read may block before the test fails.
     pub fn stream_timeout(&mut self, timeout: Duration) {
         self.stream

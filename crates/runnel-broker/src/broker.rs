@@ -44,6 +44,12 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Request, connection and partition figures for `GET /metrics`.
     pub metrics: crate::metrics::BrokerMetrics,
+    /// `queued.max.request.bytes`: memory for request frames, shared by every connection.
+    pub request_memory: Arc<crate::request_memory::RequestMemoryPool>,
+    /// `max.connections.per.ip` and its overrides.
+    pub connection_quotas: Arc<crate::connection_quotas::ConnectionQuotas>,
+    /// Raised once at shutdown, so that parked requests (long-poll fetches) answer at once.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// Set once the listener is bound (the port may have been 0).
     advertised: OnceLock<AdvertisedListener>,
 }
@@ -55,6 +61,12 @@ impl Broker {
         controller: Controller,
         replicas: ReplicaManager,
     ) -> Broker {
+        let request_memory =
+            crate::request_memory::RequestMemoryPool::new(config.queued_max_request_bytes);
+        let connection_quotas = crate::connection_quotas::ConnectionQuotas::new(
+            config.connections_max_per_ip,
+            config.connections_max_per_ip_overrides.clone(),
+        );
         Broker {
             config,
             cluster_id,
@@ -62,8 +74,21 @@ impl Broker {
             replicas,
             groups: GroupCoordinator::default(),
             metrics: Default::default(),
+            request_memory,
+            connection_quotas,
+            stopping: tokio::sync::watch::channel(false).0,
             advertised: OnceLock::new(),
         }
+    }
+
+    /// Marks the broker as shutting down (see [`Broker::stopping`]).
+    pub(crate) fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// A receiver whose value turns `true` when shutdown begins.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     pub(crate) fn set_advertised_listener(&self, listener: AdvertisedListener) {

@@ -1,6 +1,7 @@
 //! The Runnel broker: everything between a client's socket and the storage engine.
 //!
-//! Owns the listener and connections ([`connection`]), one handler per Kafka API ([`api`]),
+//! Owns the listener and connections ([`connection`], with their limits in
+//! [`connection_quotas`] and [`request_memory`]), one handler per Kafka API ([`api`]),
 //! the partitions this broker hosts ([`replica_manager`], [`partition`]), the group-commit
 //! flusher that makes acknowledged writes durable ([`flusher`]), the consumer-group
 //! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the quorum-of-one metadata
@@ -22,6 +23,7 @@ pub mod broker;
 pub mod cleaner;
 pub mod config;
 pub mod connection;
+pub mod connection_quotas;
 pub mod console;
 pub mod controller;
 pub mod data_dir;
@@ -29,6 +31,7 @@ pub mod flusher;
 pub mod group_coordinator;
 pub mod group_offsets;
 pub mod http;
+pub mod idle_expiry;
 pub mod meta_properties;
 pub mod metadata_log;
 pub mod metadata_rebuild;
@@ -36,6 +39,7 @@ pub mod metrics;
 pub mod partition;
 pub mod partition_metadata;
 pub mod replica_manager;
+pub mod request_memory;
 pub mod retention;
 pub mod sasl;
 pub mod scrubber;

@@ -2,7 +2,10 @@
 //!
 //! What is counted as it happens, in [`BrokerMetrics`]: requests and their latency per API
 //! (from the frame being read to its response written, as a client sees it), connections
-//! accepted, refused (`max.connections`) and open, and connections closed for bad input. Per
+//! accepted, refused (`max.connections`, `max.connections.per.ip`) and open, connections
+//! closed for bad input or idleness (`connections.max.idle.ms`), and fetches parked waiting
+//! for data; request memory reserved and connections waiting for it (`queued.max.request.bytes`)
+//! are read from the pool when scraped. Per
 //! partition, bytes and records produced and bytes fetched are counters on the partition
 //! itself; its offsets, size and damaged ranges are read when scraped, as are each consumer
 //! group's commits and lag ([`crate::group_offsets`]). The count of stray partition directories
@@ -43,8 +46,12 @@ pub struct BrokerMetrics {
     apis: Vec<ApiFigures>,
     pub connections_accepted: AtomicU64,
     pub connections_refused: AtomicU64,
+    pub connections_refused_per_ip: AtomicU64,
     pub connections_open: AtomicU64,
     pub connections_closed_bad_input: AtomicU64,
+    pub connections_closed_idle: AtomicU64,
+    /// Fetches parked waiting for data now (Kafka's fetch purgatory size).
+    pub fetch_purgatory_size: AtomicU64,
 }
 
 impl Default for BrokerMetrics {
@@ -61,8 +68,11 @@ impl Default for BrokerMetrics {
                 .collect(),
             connections_accepted: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            connections_refused_per_ip: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             connections_closed_bad_input: AtomicU64::new(0),
+            connections_closed_idle: AtomicU64::new(0),
+            fetch_purgatory_size: AtomicU64::new(0),
         }
     }
 }
@@ -169,16 +179,34 @@ pub fn render(broker: &Broker, groups: &[GroupOffsets]) -> String {
             &metrics.connections_refused,
         ),
         (
+            "runnel_connections_refused_per_ip_total",
+            "counter",
+            "Connections refused at max.connections.per.ip (or the IP's override).",
+            &metrics.connections_refused_per_ip,
+        ),
+        (
             "runnel_connections_closed_bad_input_total",
             "counter",
             "Connections closed for a bad frame, header or body.",
             &metrics.connections_closed_bad_input,
         ),
         (
+            "runnel_connections_closed_idle_total",
+            "counter",
+            "Connections closed after connections.max.idle.ms without activity.",
+            &metrics.connections_closed_idle,
+        ),
+        (
             "runnel_connections_open",
             "gauge",
             "Connections open now.",
             &metrics.connections_open,
+        ),
+        (
+            "runnel_fetch_purgatory_size",
+            "gauge",
+            "Fetches parked now, waiting for data or their max_wait_ms.",
+            &metrics.fetch_purgatory_size,
         ),
     ];
     for (name, kind, help, value) in connection_counters {
@@ -193,6 +221,22 @@ pub fn render(broker: &Broker, groups: &[GroupOffsets]) -> String {
     );
     let stray = broker.replicas.stray_partition_dirs().len();
     let _ = writeln!(out, "runnel_stray_partition_dirs {stray}");
+    let pool = &broker.request_memory;
+    for (name, help, value) in [
+        (
+            "runnel_request_memory_bytes",
+            "Request bytes reserved now against queued.max.request.bytes.",
+            pool.reserved_bytes(),
+        ),
+        (
+            "runnel_request_memory_waiting",
+            "Connections waiting now for request memory (reading nothing meanwhile).",
+            pool.waiting(),
+        ),
+    ] {
+        header(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
     render_partitions(broker, &mut out);
     render_groups(broker, groups, &mut out);
     out

@@ -8,9 +8,10 @@
 //! given a new `meta.properties` or an empty metadata log: a missing `meta.properties`, a
 //! missing or empty metadata log, or a damaged one (not just a torn tail,
 //! [`crate::metadata_log`]) refuses the start with what to do, `runnel metadata rebuild` among
-//! it. Shutdown: stop accepting, let connections finish
-//! their in-flight requests (bounded by [`SHUTDOWN_DRAIN`]), then flush and close every log and
-//! write the checkpoints.
+//! it. Shutdown: stop accepting, answer parked fetches at once, let connections finish their
+//! in-flight requests (bounded by [`SHUTDOWN_DRAIN`]), then flush and close every log and write
+//! the checkpoints. The accept loop applies `max.connections.per.ip`
+//! ([`crate::connection_quotas`]) and `max.connections`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -125,6 +126,7 @@ impl RunningBroker {
     pub async fn shutdown(self) -> Result<(), ServerError> {
         tracing::info!("shutting down");
         self.shutdown.send_replace(true);
+        self.broker.begin_shutdown();
         if self.accept_loop.await.is_err() {
             tracing::error!("the accept loop panicked");
         }
@@ -289,6 +291,15 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(ip_slot) = broker.connection_quotas.try_acquire(peer.ip()) else {
+                        tracing::warn!(
+                            %peer,
+                            limit = broker.connection_quotas.limit(peer.ip()),
+                            "max.connections.per.ip reached for this IP; closing the new connection"
+                        );
+                        broker.metrics.connections_refused_per_ip.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
                     let Ok(slot) = Arc::clone(&connection_slots).try_acquire_owned() else {
                         tracing::warn!(%peer, "max.connections reached; closing the new connection");
                         broker.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
@@ -301,7 +312,7 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
                     connections.spawn(async move {
                         crate::connection::serve(Arc::clone(&broker), stream, peer, shutdown).await;
                         broker.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
-                        drop(slot);
+                        drop((slot, ip_slot));
                     });
                 }
                 Err(error) => {
