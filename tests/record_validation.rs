@@ -302,13 +302,13 @@ fn compressed_batches_whose_records_lie_are_invalid_record() {
 
 /// A zstd frame built block by block: two records whose values are 2 GiB - 64 bytes of
 /// zeros each, stored as raw blocks for the record fields and RLE blocks for the zeros. About
-/// 128 KiB that inflate to 4 GiB.
-fn zstd_bomb() -> (Vec<u8>, i32) {
+/// 128 KiB that inflate to 4 GiB, declaring a window of 2^`window_log` bytes (17 to 27).
+fn zstd_bomb(window_log: u8) -> (Vec<u8>, i32) {
     const BLOCK_BYTES: usize = 128 << 10;
     let value_bytes: i64 = (1 << 31) - 64;
     let mut frame = 0xFD2F_B528u32.to_le_bytes().to_vec();
     frame.push(0x00); // no content size, not single-segment, no checksum, no dictionary
-    frame.push(7 << 3); // window 2^(10+7) = 128 KiB
+    frame.push((window_log - 10) << 3); // window descriptor: exponent, mantissa 0
     let block = |frame: &mut Vec<u8>, last: bool, kind: u32, size: usize| {
         let header = u32::from(last) | (kind << 1) | ((size as u32) << 3);
         frame.extend_from_slice(&header.to_le_bytes()[..3]);
@@ -395,38 +395,48 @@ impl Drop for BrokerProcess {
 
 #[test]
 fn a_zstd_bomb_is_message_too_large_without_inflating_in_memory() {
-    let (bomb, count) = zstd_bomb();
-    assert!(bomb.len() < 160 << 10, "the bomb is {} bytes", bomb.len());
     let broker = BrokerProcess::start();
     let mut client = RawClient::connect(broker.addr);
     client.stream_timeout(Duration::from_secs(60));
     assert_eq!(common::create_topic(&mut client, "bomb", 1, &[]), 0);
     assert_eq!(produce(&mut client, "bomb", record_batch(3, 20)).0, 0);
-    let before_kib = broker.peak_rss_kib();
-    // Twice, and once where the topic recompresses (to uncompressed: the worst case).
     let configs = [("compression.type", "uncompressed")];
     assert_eq!(
         common::create_topic(&mut client, "bomb-recompressed", 1, &configs),
         0
     );
-    // The bound named is the one hit: the inflated size (socket.request.max.bytes), or, where
-    // the batch is recompressed, the recompressed batch's (max.message.bytes).
-    for (topic, bound) in [
-        ("bomb", "socket.request.max.bytes"),
-        ("bomb", "socket.request.max.bytes"),
-        ("bomb-recompressed", "max.message.bytes"),
-    ] {
-        let (error, message, _) = produce(&mut client, topic, batch_of(&bomb, count, 4));
-        assert_eq!(
-            ErrorCode::from_code(error),
-            Some(ErrorCode::MessageTooLarge),
-            "{message:?}"
-        );
-        assert!(
-            message.as_deref().is_some_and(|m| m.contains(bound)),
-            "{message:?}"
-        );
+    let before_kib = broker.peak_rss_kib();
+    // Windows of 128 KiB and of 8 MiB (the largest accepted): inflated until the bound named
+    // is hit, the inflated size (socket.request.max.bytes) or, where the topic recompresses
+    // (to uncompressed: the worst case), the recompressed batch's (max.message.bytes).
+    for window_log in [17, 23] {
+        let (bomb, count) = zstd_bomb(window_log);
+        assert!(bomb.len() < 160 << 10, "the bomb is {} bytes", bomb.len());
+        for (topic, bound) in [
+            ("bomb", "socket.request.max.bytes"),
+            ("bomb-recompressed", "max.message.bytes"),
+        ] {
+            let (error, message, _) = produce(&mut client, topic, batch_of(&bomb, count, 4));
+            assert_eq!(
+                ErrorCode::from_code(error),
+                Some(ErrorCode::MessageTooLarge),
+                "window 2^{window_log}: {message:?}"
+            );
+            assert!(
+                message.as_deref().is_some_and(|m| m.contains(bound)),
+                "{message:?}"
+            );
+        }
     }
+    // A window of 128 MiB (zstd's default limit, which Kafka accepts) would hold up to the
+    // bound in memory: refused.
+    let (bomb, count) = zstd_bomb(27);
+    let (error, message, _) = produce(&mut client, "bomb", batch_of(&bomb, count, 4));
+    assert_eq!(
+        ErrorCode::from_code(error),
+        Some(ErrorCode::CorruptMessage),
+        "{message:?}"
+    );
     let after_kib = broker.peak_rss_kib();
     eprintln!("broker peak RSS: {before_kib} KiB before the bombs, {after_kib} KiB after");
     // Inflating to the 100 MiB bound in memory would add 100 MiB or more.
@@ -437,6 +447,7 @@ fn a_zstd_bomb_is_message_too_large_without_inflating_in_memory() {
     // Nothing written, and the broker serves on.
     let (error, high_watermark, _) = fetch_from(&mut client, "bomb", 0);
     assert_eq!((error, high_watermark), (0, 3));
+    assert_eq!(fetch_from(&mut client, "bomb-recompressed", 0).1, 0);
     assert_eq!(
         produce(&mut client, "bomb", record_batch(1, 5)),
         (0, None, 3)

@@ -3,8 +3,8 @@
 //!
 //! DESIGN.md §2 step 4 lives here: a produced batch is checked (extent, magic, CRC, fields,
 //! `max.message.bytes`, then every record, streaming through the decompressor with the inflated
-//! size bounded by `socket.request.max.bytes`: `runnel_protocol::record_validation`), handed to its partition's log (which checks the producer's sequence
-//! and assigns offsets), and its partition is queued for the group commit. Errors are per
+//! size bounded by `socket.request.max.bytes`: `runnel_protocol::record_validation`), handed
+//! to its partition's log (which checks the producer's sequence and assigns offsets), and its partition is queued for the group commit. Errors are per
 //! partition, mapped to Kafka's codes in one place: [`AppendFailure::error_code`].
 
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use runnel_log::{
 };
 use runnel_metadata::{PartitionImage, TopicImage};
 use runnel_protocol::record_batch::{self, BatchError, BatchHeader};
-use runnel_protocol::record_validation::{self, CheckedRecords, RecordValidationError};
+use runnel_protocol::record_validation::{self, RecordValidationError};
 use runnel_protocol::reencode;
 use runnel_protocol::ErrorCode;
 use tokio::sync::watch;
@@ -340,33 +340,7 @@ impl ReplicaManager {
             });
         }
         let header = validate_produced(records, settings.max_message_bytes)?;
-        let inflated_bytes_max = self.config.socket_request_max_bytes;
-        let (checked, recompressed) = match settings.compression {
-            Some(codec) if reencode::codec_of(codec) != header.compression() => {
-                let (checked, batch) = record_validation::validate_and_recompress(
-                    records,
-                    &header,
-                    codec,
-                    inflated_bytes_max,
-                    settings.max_message_bytes,
-                )?;
-                (checked, Some(batch))
-            }
-            _ => (
-                record_validation::validate_records(records, &header, inflated_bytes_max)?,
-                None,
-            ),
-        };
-        if let CheckedRecords {
-            first_keyless_record: Some(record_index),
-            ..
-        } = checked
-        {
-            if settings.cleanup_compact {
-                return Err(AppendFailure::KeylessOnCompactedTopic { record_index });
-            }
-        }
-        let mut batch = recompressed.unwrap_or_else(|| records.to_vec());
+        let mut batch = self.checked_batch(records, &header, &settings)?;
         let log_append_time = settings.log_append_time.then(crate::now_ms);
         if let Some(now) = log_append_time {
             record_batch::set_log_append_time(&mut batch, now);
@@ -395,6 +369,40 @@ impl ReplicaManager {
             log_start_offset: outcome.log_start_offset,
             log_append_time_ms: log_append_time.unwrap_or(-1),
         })
+    }
+
+    /// Walks every record of the validated batch `records` (Kafka's `LogValidator`) and returns
+    /// the batch to append: `records` itself, or, where the topic's `compression.type` names
+    /// another codec, the batch recompressed in the same pass. A compacted topic refuses a
+    /// record without a key.
+    fn checked_batch(
+        &self,
+        records: &[u8],
+        header: &BatchHeader,
+        settings: &TopicSettings,
+    ) -> Result<Vec<u8>, AppendFailure> {
+        let inflated_bytes_max = self.config.socket_request_max_bytes;
+        let (checked, recompressed) = match settings.compression {
+            Some(codec) if reencode::codec_of(codec) != header.compression() => {
+                let (checked, batch) = record_validation::validate_and_recompress(
+                    records,
+                    header,
+                    codec,
+                    inflated_bytes_max,
+                    settings.max_message_bytes,
+                )?;
+                (checked, Some(batch))
+            }
+            _ => (
+                record_validation::validate_records(records, header, inflated_bytes_max)?,
+                None,
+            ),
+        };
+        if let (true, Some(record_index)) = (settings.cleanup_compact, checked.first_keyless_record)
+        {
+            return Err(AppendFailure::KeylessOnCompactedTopic { record_index });
+        }
+        Ok(recompressed.unwrap_or_else(|| records.to_vec()))
     }
 
     /// Writes every partition's recovery point and log start offset to Kafka's checkpoints.

@@ -51,9 +51,9 @@
 //!   recompresses it. Kafka has no such bound: it streams a compressed batch through its
 //!   iterator without one, and when it must recompress it holds every record in memory.
 //! - Compressed payloads stream through one [`SCRATCH_BYTES`] buffer; the decoders' own state
-//!   is bounded by their formats (gzip: a 32 KiB window; lz4: blocks of at most 4 MiB; zstd: the
-//!   window the frame declares, at most 2^27 bytes as in Kafka's zstd-jni default, and never
-//!   more than the bytes actually inflated). Raw snappy (no Xerial framing, as librdkafka
+//!   is bounded by their formats (gzip: a 32 KiB window; lz4: blocks of at most 4 MiB) or by us
+//!   (zstd: the window a frame declares, at most 2^[`ZSTD_WINDOW_LOG_MAX`] bytes; Kafka allows
+//!   2^27, a departure explained at the constant). Raw snappy (no Xerial framing, as librdkafka
 //!   writes) has no streaming form: its one block is inflated whole, after its declared size is
 //!   checked against `inflated_bytes_max` and against what snappy can encode
 //!   ([`SNAPPY_INFLATION_MAX`] × its compressed size).
@@ -75,8 +75,8 @@ use kafka_protocol::records::Compression;
 use crate::record_batch::{self, BatchHeader, BATCH_HEADER_SIZE};
 use crate::ErrorCode;
 
-pub use codecs::SNAPPY_INFLATION_MAX;
 use codecs::{inflater, Recompressor};
+pub use codecs::{SNAPPY_INFLATION_MAX, ZSTD_WINDOW_LOG_MAX};
 
 /// Bytes of the buffer a compressed payload is inflated through.
 pub const SCRATCH_BYTES: usize = 32 * 1024;

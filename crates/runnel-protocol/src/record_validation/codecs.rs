@@ -25,6 +25,14 @@ const XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x0
 /// snappy-java's block size, used when writing.
 const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
 
+/// The largest window a zstd frame may declare: 2^23 bytes (8 MiB), what zstd's levels 1 to 19
+/// use for inputs of unknown size (Kafka's Java producer at its default level 3: 2 MiB;
+/// librdkafka, kafka-python and Go clients write frames of known size, whose windows are no
+/// larger than the batch). The decoder fills its window as it inflates, so without this cap a
+/// frame declaring zstd's default limit (2^27, which Kafka accepts) holds up to the inflated
+/// bound in memory. Refused: Java producers set to `compression.zstd.level` 20-22.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
 const GZIP_LEVEL: u32 = 6;
 const LZ4_LEVEL: u32 = 4;
 const ZSTD_LEVEL: i32 = 3;
@@ -82,7 +90,10 @@ pub(super) fn inflater(
             )
         }
         4 => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(payload)
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(payload)
+                .map_err(|e| decompression("zstd", e))?;
+            decoder
+                .window_log_max(ZSTD_WINDOW_LOG_MAX)
                 .map_err(|e| decompression("zstd", e))?;
             ("zstd", Box::new(decoder))
         }
