@@ -301,9 +301,12 @@ fn mutated_frames_of_every_api_never_crash_the_broker_or_lose_acknowledged_data(
     let elapsed = started.elapsed();
     let frames = counts.frames.load(Ordering::Relaxed);
     let hwm_kib = broker.status_kib("VmHWM").unwrap_or(0);
+    let anon_kib = broker.status_kib("RssAnon").unwrap_or(0);
+    let file_kib = broker.status_kib("RssFile").unwrap_or(0);
     eprintln!(
         "frame_fuzz: {frames} frames in {:.1} s ({:.0} frames/s) over {} connections: \
-         {} answered, {} closed by the broker, {} silent; peak VmRSS {} MiB, VmHWM {} MiB",
+         {} answered, {} closed by the broker, {} silent; peak VmRSS {} MiB, VmHWM {} MiB \
+         (at the end RssAnon {} MiB, RssFile {} MiB)",
         elapsed.as_secs_f64(),
         frames as f64 / elapsed.as_secs_f64().max(1e-9),
         counts.connections.load(Ordering::Relaxed),
@@ -311,7 +314,9 @@ fn mutated_frames_of_every_api_never_crash_the_broker_or_lose_acknowledged_data(
         counts.closed.load(Ordering::Relaxed),
         counts.silent.load(Ordering::Relaxed),
         rss_peak_kib / 1024,
-        hwm_kib / 1024
+        hwm_kib / 1024,
+        anon_kib / 1024,
+        file_kib / 1024
     );
 
     let alive = !died && broker.is_alive();
@@ -328,6 +333,13 @@ fn mutated_frames_of_every_api_never_crash_the_broker_or_lose_acknowledged_data(
                 text.push_str(&format!("\n  worker {worker}: {}", hex(frame)));
             }
         }
+        // The data directory goes with the broker: keep its log where the failure names it.
+        let kept = std::env::temp_dir().join(format!("frame_fuzz-{:x}.log", settings.seed));
+        if std::fs::copy(broker.log_path(), &kept).is_ok() {
+            text.push_str(&format!("\nbroker log kept at {}", kept.display()));
+        }
+        text.push_str("\nfatal log lines:\n");
+        text.push_str(&broker.fatal_log_lines().join("\n"));
         let log = broker.log();
         let tail: Vec<&str> = log.lines().rev().take(30).collect();
         text.push_str("\nlog tail:\n");
