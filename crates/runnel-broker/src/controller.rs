@@ -96,15 +96,17 @@ impl Controller {
         Arc::clone(&self.image.read().expect("metadata image lock poisoned"))
     }
 
-    /// Creates a topic led by this node; fails if the name is taken.
-    pub fn create_topic(
+    /// The record that creates topic `name` led by this node (a new topic id), and the topic
+    /// as the image will hold it once the record is written: the broker opens the partitions
+    /// from it before [`Controller::create_topic`] records them (all or nothing).
+    pub fn plan_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
-    ) -> Result<Arc<TopicImage>, ControllerError> {
-        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
-        if self.image().topic(name).is_some() {
+    ) -> Result<(MetadataRecord, Arc<TopicImage>), ControllerError> {
+        let image = self.image();
+        if image.topic(name).is_some() {
             return Err(ControllerError::TopicAlreadyExists {
                 name: name.to_string(),
             });
@@ -116,13 +118,24 @@ impl Controller {
             leader: self.node_id,
             configs,
         };
-        let image = self.write(&mut writer, &record)?;
-        image
-            .topic(name)
-            .cloned()
-            .ok_or_else(|| ControllerError::UnknownTopic {
+        let topic = image.apply(&record).topic(name).cloned().ok_or_else(|| {
+            ControllerError::UnknownTopic {
                 name: name.to_string(),
-            })
+            }
+        })?;
+        Ok((record, topic))
+    }
+
+    /// Writes a record from [`Controller::plan_topic`]; fails if the name was taken since.
+    pub fn create_topic(&self, record: &MetadataRecord) -> Result<(), ControllerError> {
+        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        if let MetadataRecord::Topic { name, .. } = record {
+            if self.image().topic(name).is_some() {
+                return Err(ControllerError::TopicAlreadyExists { name: name.clone() });
+            }
+        }
+        self.write(&mut writer, record)?;
+        Ok(())
     }
 
     /// Deletes a topic by id, returning what it was.
@@ -137,16 +150,17 @@ impl Controller {
         Ok(topic)
     }
 
-    /// Grows a topic to `partitions` partitions led by this node, returning the topic after.
-    /// The count only grows: records are routed by partition count, so a shrink would move
-    /// keys and strand data.
-    pub fn create_partitions(
+    /// The record that grows a topic to `partitions` partitions led by this node, and the
+    /// topic as the image will hold it once written (see [`Controller::plan_topic`]). The
+    /// count only grows: records are routed by partition count, so a shrink would move keys
+    /// and strand data.
+    pub fn plan_partitions(
         &self,
         topic_id: Uuid,
         partitions: i32,
-    ) -> Result<Arc<TopicImage>, ControllerError> {
-        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
-        let Some(topic) = self.image().topic_by_id(&topic_id).cloned() else {
+    ) -> Result<(MetadataRecord, Arc<TopicImage>), ControllerError> {
+        let image = self.image();
+        let Some(topic) = image.topic_by_id(&topic_id).cloned() else {
             return Err(ControllerError::UnknownTopic {
                 name: topic_id.to_string(),
             });
@@ -164,13 +178,45 @@ impl Controller {
             partitions,
             leader: self.node_id,
         };
-        let image = self.write(&mut writer, &record)?;
-        image
+        let grown = image
+            .apply(&record)
             .topic_by_id(&topic_id)
             .cloned()
             .ok_or_else(|| ControllerError::UnknownTopic {
                 name: topic.name.clone(),
-            })
+            })?;
+        Ok((record, grown))
+    }
+
+    /// Writes a record from [`Controller::plan_partitions`] if the topic still has the count
+    /// `current` it was planned from.
+    pub fn create_partitions(
+        &self,
+        record: &MetadataRecord,
+        current: usize,
+    ) -> Result<(), ControllerError> {
+        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        if let MetadataRecord::PartitionCount {
+            topic_id,
+            partitions,
+            ..
+        } = record
+        {
+            let Some(topic) = self.image().topic_by_id(topic_id).cloned() else {
+                return Err(ControllerError::UnknownTopic {
+                    name: topic_id.to_string(),
+                });
+            };
+            if topic.partitions.len() != current {
+                return Err(ControllerError::PartitionCountNotIncreased {
+                    name: topic.name.clone(),
+                    current: topic.partitions.len() as i32,
+                    requested: *partitions,
+                });
+            }
+        }
+        self.write(&mut writer, record)?;
+        Ok(())
     }
 
     /// Replaces a topic's config overrides (already validated), returning the topic after.

@@ -166,20 +166,86 @@ impl ReplicaManager {
         Ok(())
     }
 
-    /// Opens the partitions of `topic` (as the image has it now) that are not hosted yet,
-    /// after CreatePartitions; the hosted ones stay as they are, in use.
-    pub fn open_new_partitions(&self, topic: &TopicImage) -> Result<(), OpenTopicError> {
+    /// Opens the partitions of `topic` (as the image will have it) from index `from` on,
+    /// without hosting them yet: the first step of an all-or-nothing creation. When one fails
+    /// (out of disk space, say), the ones opened are closed and the directories this call
+    /// created are removed again (a directory that was already there is left as it was), and
+    /// the error is returned.
+    pub fn prepare_partitions(
+        &self,
+        topic: &TopicImage,
+        from: usize,
+    ) -> Result<PreparedPartitions, OpenTopicError> {
         let settings = TopicSettings::resolve(&self.config, &topic.configs)?;
+        let mut prepared = PreparedPartitions {
+            topic: topic.name.clone(),
+            from,
+            partitions: Vec::with_capacity(topic.partitions.len().saturating_sub(from)),
+            created_dirs: Vec::new(),
+        };
+        for image in topic.partitions.iter().skip(from) {
+            let dir = self
+                .data_dir()
+                .join(partition_dir_name(&topic.name, image.partition));
+            if !dir.exists() {
+                prepared.created_dirs.push(dir);
+            }
+            match self.open_partition(topic, image, &settings, 0, 0) {
+                Ok(partition) => prepared.partitions.push(partition),
+                Err(error) => {
+                    self.discard(prepared);
+                    return Err(error);
+                }
+            }
+        }
+        // The new directories' entries, once for the whole creation.
+        if !prepared.created_dirs.is_empty() {
+            let synced = std::fs::File::open(self.data_dir()).and_then(|dir| dir.sync_all());
+            if let Err(source) = synced {
+                self.discard(prepared);
+                return Err(OpenTopicError::Log(LogError::Io {
+                    op: "fsync",
+                    path: self.data_dir().to_path_buf(),
+                    source,
+                }));
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// Hosts partitions from [`ReplicaManager::prepare_partitions`] once their record is
+    /// written.
+    pub fn install(&self, prepared: PreparedPartitions) {
         let mut topics = self.topics.write().expect("topics lock poisoned");
         let mut partitions: Vec<Arc<Partition>> = topics
-            .get(&topic.name)
-            .map(|hosted| hosted.to_vec())
+            .get(&prepared.topic)
+            .map(|hosted| hosted[..prepared.from.min(hosted.len())].to_vec())
             .unwrap_or_default();
-        for image in &topic.partitions[partitions.len().min(topic.partitions.len())..] {
-            partitions.push(self.open_partition(topic, image, &settings, 0, 0)?);
+        partitions.extend(prepared.partitions);
+        topics.insert(prepared.topic, partitions.into());
+    }
+
+    /// Undoes [`ReplicaManager::prepare_partitions`]: closes the partitions and removes the
+    /// directories it created.
+    pub fn discard(&self, prepared: PreparedPartitions) {
+        drop(prepared.partitions);
+        for dir in &prepared.created_dirs {
+            if let Err(error) = remove_dir(dir) {
+                tracing::error!(%error, "removing a partition directory of a failed creation");
+            }
         }
-        topics.insert(topic.name.clone(), partitions.into());
-        Ok(())
+        if !prepared.created_dirs.is_empty() {
+            if let Err(error) = std::fs::File::open(self.data_dir()).and_then(|dir| dir.sync_all())
+            {
+                tracing::warn!(%error, "fsync of the data directory after a failed creation");
+            }
+        }
+    }
+
+    /// Partitions hosted now.
+    pub fn partition_count(&self) -> usize {
+        let topics = self.topics.read().expect("topics lock poisoned");
+        topics.values().map(|partitions| partitions.len()).sum()
     }
 
     fn open_partition(
@@ -453,6 +519,17 @@ impl ReplicaManager {
             })
             .collect()
     }
+}
+
+/// Partitions opened for a creation but not hosted yet (see
+/// [`ReplicaManager::prepare_partitions`]).
+pub struct PreparedPartitions {
+    topic: String,
+    /// Index of the first partition prepared.
+    from: usize,
+    partitions: Vec<Arc<Partition>>,
+    /// Directories the preparation created (removed again if the creation fails).
+    created_dirs: Vec<PathBuf>,
 }
 
 /// In-sync replicas of every partition on a single node: its leader, this broker.

@@ -198,6 +198,17 @@ fn open(config: Arc<BrokerConfig>) -> Result<Broker, ServerError> {
         source,
     })?;
     let cluster_id = meta_properties::load_or_create(data_dir, config.node_id)?;
+    let open_files = runnel_log::OpenFiles::global();
+    open_files.set_capacity(
+        config
+            .open_files_max
+            .unwrap_or_else(runnel_log::open_files::default_capacity),
+    );
+    tracing::info!(
+        open_files_max = open_files.capacity(),
+        rlimit_nofile = ?runnel_log::open_files::soft_open_files_limit(),
+        "segment files held open at most"
+    );
     let controller = Controller::open(data_dir, config.node_id)?;
     let replicas = ReplicaManager::new(Arc::clone(&config)).map_err(ServerError::Flusher)?;
     let recovery_points = ReplicaManager::read_recovery_points(data_dir)?;
