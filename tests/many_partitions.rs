@@ -103,6 +103,7 @@ fn start(data_dir: &Path, port: u16) -> (Broker, Duration) {
 
 /// SIGTERM, and exit status 0 within the deadline.
 fn stop(mut broker: Broker) {
+    let begun = Instant::now();
     let status = Command::new("kill")
         .args(["-TERM", &broker.child.id().to_string()])
         .status()
@@ -114,6 +115,7 @@ fn stop(mut broker: Broker) {
         exit.is_some()
     });
     assert_eq!(exit.and_then(|status| status.code()), Some(0));
+    eprintln!("stopped in {:?}", begun.elapsed());
 }
 
 fn topic(index: usize) -> String {
@@ -153,6 +155,7 @@ fn fetch(client: &mut RawClient, topic: &str, partition: i32) -> (i16, i64, usiz
 
 /// Every touched partition holds `batches` batches of 3 records, readable from offset 0.
 fn check_touched(client: &mut RawClient, batches: i64) {
+    let begun = Instant::now();
     for t in 0..TOPICS {
         for partition in touched() {
             let (code, high_watermark, bytes) = fetch(client, &topic(t), partition);
@@ -161,9 +164,11 @@ fn check_touched(client: &mut RawClient, batches: i64) {
             assert!(bytes > 0, "{}-{partition} returned no records", topic(t));
         }
     }
+    eprintln!("fetched {} partitions in {:?}", TOPICS * touched().len(), begun.elapsed());
 }
 
 fn produce_touched(client: &mut RawClient, expected_base: i64) {
+    let begun = Instant::now();
     for t in 0..TOPICS {
         for partition in touched() {
             let (code, base) = produce(client, &topic(t), partition, record_batch(3, 16));
@@ -171,6 +176,7 @@ fn produce_touched(client: &mut RawClient, expected_base: i64) {
             assert_eq!(base, expected_base, "{}-{partition}", topic(t));
         }
     }
+    eprintln!("produced to {} partitions in {:?}", TOPICS * touched().len(), begun.elapsed());
 }
 
 #[test]
