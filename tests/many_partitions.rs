@@ -164,7 +164,11 @@ fn check_touched(client: &mut RawClient, batches: i64) {
             assert!(bytes > 0, "{}-{partition} returned no records", topic(t));
         }
     }
-    eprintln!("fetched {} partitions in {:?}", TOPICS * touched().len(), begun.elapsed());
+    eprintln!(
+        "fetched {} partitions in {:?}",
+        TOPICS * touched().len(),
+        begun.elapsed()
+    );
 }
 
 fn produce_touched(client: &mut RawClient, expected_base: i64) {
@@ -176,7 +180,11 @@ fn produce_touched(client: &mut RawClient, expected_base: i64) {
             assert_eq!(base, expected_base, "{}-{partition}", topic(t));
         }
     }
-    eprintln!("produced to {} partitions in {:?}", TOPICS * touched().len(), begun.elapsed());
+    eprintln!(
+        "produced to {} partitions in {:?}",
+        TOPICS * touched().len(),
+        begun.elapsed()
+    );
 }
 
 #[test]

@@ -1,6 +1,11 @@
 //! The partitions this broker hosts: opening them at start, finding them per request,
 //! appending produced batches, and closing them at shutdown.
 //!
+//! New partitions are opened in two steps so that a creation is all or nothing
+//! ([`ReplicaManager::prepare_partitions`], then [`ReplicaManager::install`] once the metadata
+//! records them, or [`ReplicaManager::discard`]). A partition holds no file descriptor of its
+//! own: segment files live in `runnel_log`'s bounded cache of open files.
+//!
 //! DESIGN.md §2 step 4 lives here: a produced batch is checked (extent, magic, CRC, fields,
 //! `max.message.bytes`), handed to its partition's log (which checks the producer's sequence
 //! and assigns offsets), and its partition is queued for the group commit. Errors are per
