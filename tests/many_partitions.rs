@@ -4,6 +4,9 @@
 //! Kafka's most per request), serves produce and fetch on partitions across the whole range,
 //! stops, starts again on the same data and serves again.
 //!
+//! `RUNNEL_BIN=target/release/runnel` runs another build of the broker (to time a release
+//! start: the phases' times are printed with `--nocapture`).
+//!
 //! Before the open-segment-file cache each partition held its active segment's descriptor, so
 //! creation failed with EMFILE near the 1,000th partition (and a start with more partitions
 //! than the limit failed outright).
@@ -55,7 +58,7 @@ fn start(data_dir: &Path, port: u16) -> (Broker, Duration) {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(format!("ulimit -n {NOFILE} && exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_runnel"))
+        .arg(std::env::var_os("RUNNEL_BIN").unwrap_or(env!("CARGO_BIN_EXE_runnel").into()))
         .args(["server", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", &format!("127.0.0.1:{port}")])
