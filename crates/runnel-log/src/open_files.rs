@@ -19,7 +19,10 @@
 //! - Eviction drops only the cache's reference: a handle handed out by [`SegmentFile::get`]
 //!   (a fetch's `sendfile`, a flush's `fdatasync`, a compaction's reads) stays open and
 //!   valid until its holder drops it. The descriptors open at a time are therefore the
-//!   capacity plus the handles in use.
+//!   capacity plus the handles in use: a fetch response holds one per partition with records
+//!   until it is sent (an empty read holds none), a compaction pass one per planned segment.
+//!   When an open still fails with EMFILE the caller gets the error (a partition-level
+//!   `KAFKA_STORAGE_ERROR`), never a crash.
 //! - A file is reopened by path, so a path is only ever reopened while it names the same
 //!   file: renames go through [`SegmentFile::set_path`], and a segment whose files are deleted
 //!   or replaced is [`SegmentFile::retire`]d first; a retired file is never reopened.
