@@ -403,7 +403,11 @@ impl PartitionLog {
     /// checkpoint is written on every change already. A log unchanged since it was opened
     /// thus closes without an fsync: a start and stop of many partitions stays cheap.
     pub fn close(mut self) -> Result<(), LogError> {
-        self.active_mut().seal()?;
+        // An empty active segment has no index entries to write (and is always scanned on
+        // open, never loaded from its index files).
+        if !self.active().is_empty() {
+            self.active_mut().seal()?;
+        }
         for segment in &self.segments {
             if segment.next_offset() > self.recovery_point && !segment.is_empty() {
                 segment
