@@ -3,6 +3,9 @@
 //! - `runnel server`: a single-node broker ([`cli::server`]).
 //! - `runnel bench produce|consume|e2e|disk|tcp`: the benchmark and the machine baselines it is
 //!   compared with ([`cli::bench`]).
+//! - `runnel metadata rebuild`: a new metadata log for a stopped broker ([`cli::metadata`]).
+//!
+//! A failure prints one line on stderr, `error: ` and the causes joined by `: `, and exits 1.
 
 mod cli;
 
@@ -33,9 +36,18 @@ enum Command {
     Consume(cli::consume::ConsumeArgs),
     /// Measure throughput and latency against a running broker, or this machine's limits.
     Bench(cli::bench::BenchArgs),
+    /// Repair a stopped broker's metadata (rebuild it from the partition directories).
+    Metadata(cli::metadata::MetadataArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(error) = run() {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The server and the benchmark report progress at INFO; the client tools print their
     // results on stdout and only warnings and errors on stderr.
@@ -57,5 +69,6 @@ fn main() -> anyhow::Result<()> {
         Command::Produce(args) => cli::produce::run(args),
         Command::Consume(args) => cli::consume::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Metadata(args) => cli::metadata::run(args),
     }
 }

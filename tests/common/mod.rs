@@ -76,6 +76,11 @@ impl TestBroker {
         self.running = Some(running);
     }
 
+    /// The running broker (for calling its internals from a test's threads).
+    pub fn running(&self) -> &RunningBroker {
+        self.running.as_ref().expect("the broker is running")
+    }
+
     /// The HTTP port's address, when the broker was started with `http.listen`.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.running.as_ref().and_then(RunningBroker::http_addr)
@@ -137,6 +142,22 @@ impl RawClient {
             stream,
             correlation_id: 0,
         }
+    }
+
+    /// A client on a connection made elsewhere (from a chosen local address, say).
+    pub fn from_stream(stream: TcpStream) -> RawClient {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        RawClient {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// The connection itself, for socket options and addresses.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
     }
 
     /// Sets how long a read may block before the test fails.

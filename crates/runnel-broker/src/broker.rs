@@ -51,6 +51,12 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Request, connection and partition figures for `GET /metrics`.
     pub metrics: crate::metrics::BrokerMetrics,
+    /// `queued.max.request.bytes`: memory for request frames, shared by every connection.
+    pub request_memory: Arc<crate::request_memory::RequestMemoryPool>,
+    /// `max.connections.per.ip` and its overrides.
+    pub connection_quotas: Arc<crate::connection_quotas::ConnectionQuotas>,
+    /// Raised once at shutdown, so that parked requests (long-poll fetches) answer at once.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// Set once the listener is bound (the port may have been 0).
     advertised: OnceLock<AdvertisedListener>,
     /// Serialises topic and partition creations: plan, open, record, host.
@@ -64,6 +70,12 @@ impl Broker {
         controller: Controller,
         replicas: ReplicaManager,
     ) -> Broker {
+        let request_memory =
+            crate::request_memory::RequestMemoryPool::new(config.queued_max_request_bytes);
+        let connection_quotas = crate::connection_quotas::ConnectionQuotas::new(
+            config.connections_max_per_ip,
+            config.connections_max_per_ip_overrides.clone(),
+        );
         Broker {
             config,
             cluster_id,
@@ -71,9 +83,22 @@ impl Broker {
             replicas,
             groups: GroupCoordinator::default(),
             metrics: Default::default(),
+            request_memory,
+            connection_quotas,
+            stopping: tokio::sync::watch::channel(false).0,
             advertised: OnceLock::new(),
             creations: Mutex::new(()),
         }
+    }
+
+    /// Marks the broker as shutting down (see [`Broker::stopping`]).
+    pub(crate) fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// A receiver whose value turns `true` when shutdown begins.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     pub(crate) fn set_advertised_listener(&self, listener: AdvertisedListener) {
@@ -91,12 +116,15 @@ impl Broker {
             })
     }
 
-    /// Creates a topic, all or nothing: checks `max.broker.partitions`, opens every
+    /// Creates a topic, all or nothing: checks `max.broker.partitions`, refuses a name whose
+    /// partition directories are already on disk (data the metadata does not name, which a
+    /// new partition must never adopt: checked before anything is opened), opens every
     /// partition (creating its directory), then records the topic in the metadata log and
     /// hosts the partitions. A failure at any step (a partition directory that cannot be
     /// created, the metadata write) removes what was created and returns the error: no partial
     /// topic is left in the metadata or on disk. A crash before the record is written leaves
-    /// empty partition directories of a topic the metadata does not name.
+    /// empty partition directories of a topic the metadata does not name (kept and reported
+    /// at the next start as stray directories, `data_dir.rs`).
     pub fn create_topic(
         &self,
         name: &str,
@@ -106,6 +134,7 @@ impl Broker {
         let _creating = self.creations.lock().expect("creations lock poisoned");
         self.check_partition_limit(usize::try_from(partitions).unwrap_or(0))?;
         let (record, topic) = self.controller.plan_topic(name, partitions, configs)?;
+        self.replicas.check_no_directory(name, 0..partitions)?;
         let prepared = self.replicas.prepare_partitions(&topic, 0)?;
         if let Err(error) = self.controller.create_topic(&record) {
             self.replicas.discard(prepared);
@@ -116,7 +145,8 @@ impl Broker {
     }
 
     /// Grows a topic to `partitions` partitions, all or nothing, as [`Broker::create_topic`]:
-    /// the new partitions are opened first, then the count is recorded.
+    /// new partitions whose directories are already on disk are refused, the new partitions
+    /// are opened, then the count is recorded.
     pub fn create_partitions(
         &self,
         topic_id: Uuid,
@@ -133,6 +163,9 @@ impl Broker {
             .saturating_sub(current);
         self.check_partition_limit(added)?;
         let (record, topic) = self.controller.plan_partitions(topic_id, partitions)?;
+        let first_new = i32::try_from(current).unwrap_or(i32::MAX);
+        self.replicas
+            .check_no_directory(&topic.name, first_new..partitions)?;
         let prepared = self.replicas.prepare_partitions(&topic, current)?;
         if let Err(error) = self.controller.create_partitions(&record, current) {
             self.replicas.discard(prepared);

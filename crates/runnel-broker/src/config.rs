@@ -9,9 +9,15 @@
 //! Departure from Kafka: `log.flush.interval.messages` defaults to 1, not `Long.MAX_VALUE`.
 //! Runnel is durable by default: a produce with acks=1 or acks=all is answered only after its
 //! batch was fsync'd (group-committed with every other partition's pending appends).
+//!
+//! Departure from Kafka: `queued.max.request.bytes` defaults to 256 MiB, not -1 (unbounded).
+//! Kafka bounds queued requests by count (`queued.max.requests`, 500) instead, which holds
+//! up to 500 frames of `socket.request.max.bytes` (50 GB); Runnel has no request queue to
+//! count, and bounds the bytes. It must be at least `socket.request.max.bytes`; ≤ 0 means
+//! unbounded, as in Kafka.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use runnel_coordinator::GroupConfig;
@@ -21,6 +27,9 @@ use runnel_protocol::records::Compression;
 
 use crate::sasl::PlainUsers;
 use thiserror::Error;
+
+/// Runnel's default `queued.max.request.bytes` (Kafka's is -1, unbounded).
+pub const QUEUED_MAX_REQUEST_BYTES_DEFAULT: usize = 256 << 20;
 
 /// Kafka's default `message.max.bytes`: 1 MiB plus the record batch overhead.
 pub const MESSAGE_MAX_BYTES_DEFAULT: usize = 1_048_588;
@@ -50,6 +59,11 @@ pub struct AdvertisedListener {
     pub host: String,
     pub port: u16,
 }
+
+/// Default of `log.scrub.bytes.per.second`: 1 MiB/s, a small share of any disk.
+pub const SCRUB_BYTES_PER_SECOND_DEFAULT: u64 = 1024 * 1024;
+/// Default of `log.scrub.interval.ms`: one hour between passes.
+pub const SCRUB_INTERVAL_MS_DEFAULT: u64 = 3_600_000;
 
 /// The compaction task (`log.cleaner.*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +126,17 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `max.connections`.
     pub connections_max: usize,
+    /// `max.connections.per.ip`.
+    pub connections_max_per_ip: usize,
+    /// `max.connections.per.ip.overrides`: `ip:count` pairs (IP addresses; host names are not
+    /// resolved).
+    pub connections_max_per_ip_overrides: HashMap<IpAddr, usize>,
+    /// `connections.max.idle.ms`: connections with no bytes read or written for this long, and
+    /// no request waiting on the broker, are closed; `None` (a negative value) never.
+    pub connections_max_idle_ms: Option<u64>,
+    /// `queued.max.request.bytes`: request bytes in flight, over all connections; `None`
+    /// (a value ≤ 0) unbounded.
+    pub queued_max_request_bytes: Option<usize>,
     /// The users of a `SASL_PLAINTEXT` listener (SASL/PLAIN, see [`crate::sasl`]); `None`
     /// for a `PLAINTEXT` one.
     pub sasl_plain_users: Option<PlainUsers>,
@@ -135,6 +160,12 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// `log.cleaner.*`: the compaction task.
     pub cleaner: CleanerConfig,
+    /// `log.scrub.bytes.per.second` (Runnel's own key; Kafka has no scrubber): the rate at
+    /// which the scrubber re-reads sealed segments to verify their CRCs; 0 turns it off.
+    pub scrub_bytes_per_second: u64,
+    /// `log.scrub.interval.ms` (Runnel's own key): the pause between two scrub passes over
+    /// every partition.
+    pub scrub_interval_ms: u64,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
     pub offsets_topic_num_partitions: i32,
     /// `group.*` and `offsets.retention.*` settings of the group coordinator.
@@ -165,6 +196,10 @@ impl Default for BrokerConfig {
             message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
             socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
             connections_max: 10_000,
+            connections_max_per_ip: i32::MAX as usize,
+            connections_max_per_ip_overrides: HashMap::new(),
+            connections_max_idle_ms: Some(600_000),
+            queued_max_request_bytes: Some(QUEUED_MAX_REQUEST_BYTES_DEFAULT),
             http_listen: None,
             sasl_plain_users: None,
             failed_authentication_delay_ms: 100,
@@ -178,6 +213,8 @@ impl Default for BrokerConfig {
             retention: RetentionPolicy::default(),
             retention_check_interval_ms: 300_000,
             cleaner: CleanerConfig::default(),
+            scrub_bytes_per_second: SCRUB_BYTES_PER_SECOND_DEFAULT,
+            scrub_interval_ms: SCRUB_INTERVAL_MS_DEFAULT,
             offsets_topic_num_partitions: 50,
             groups: GroupConfig::default(),
             open_files_max: None,
@@ -217,6 +254,21 @@ impl BrokerConfig {
                     config.socket_request_max_bytes = parse_at_least(key, value, 1)?
                 }
                 "max.connections" => config.connections_max = parse_at_least(key, value, 1)?,
+                "max.connections.per.ip" => {
+                    config.connections_max_per_ip = parse_at_least(key, value, 0)?
+                }
+                "max.connections.per.ip.overrides" => {
+                    config.connections_max_per_ip_overrides = parse_ip_overrides(key, value)?
+                }
+                "connections.max.idle.ms" => {
+                    let ms: i64 = parse_at_least(key, value, i64::MIN)?;
+                    config.connections_max_idle_ms = u64::try_from(ms).ok();
+                }
+                "queued.max.request.bytes" => {
+                    let bytes: i64 = parse_at_least(key, value, i64::MIN)?;
+                    config.queued_max_request_bytes =
+                        usize::try_from(bytes).ok().filter(|&bytes| bytes > 0);
+                }
                 "log.open.files.max" => {
                     config.open_files_max = match parse_at_least::<i64>(key, value, -1)? {
                         -1 => None,
@@ -287,6 +339,12 @@ impl BrokerConfig {
                 "log.retention.check.interval.ms" => {
                     config.retention_check_interval_ms = parse_at_least(key, value, 1)?
                 }
+                "log.scrub.bytes.per.second" => {
+                    config.scrub_bytes_per_second = parse_at_least(key, value, 0)?
+                }
+                "log.scrub.interval.ms" => {
+                    config.scrub_interval_ms = parse_at_least(key, value, 1)?
+                }
                 "log.flush.offset.checkpoint.interval.ms" => {
                     config.checkpoint_interval_ms = parse_at_least(key, value, 1)?
                 }
@@ -318,8 +376,54 @@ impl BrokerConfig {
             }
         }
         config.sasl_plain_users = listener_security(properties)?;
+        config.check_connection_limits()?;
         Ok(config)
     }
+
+    /// The rules between the connection settings, as Kafka checks them at start.
+    fn check_connection_limits(&self) -> Result<(), ConfigError> {
+        if let Some(queued) = self.queued_max_request_bytes {
+            if self.socket_request_max_bytes > queued {
+                return Err(ConfigError::new(
+                    "queued.max.request.bytes",
+                    &queued.to_string(),
+                    format!(
+                        "must be at least socket.request.max.bytes ({}): a frame larger than \
+                         the pool could never be read",
+                        self.socket_request_max_bytes
+                    ),
+                ));
+            }
+        }
+        if self.connections_max_per_ip == 0 && self.connections_max_per_ip_overrides.is_empty() {
+            return Err(ConfigError::new(
+                "max.connections.per.ip",
+                "0",
+                "may be 0 only with max.connections.per.ip.overrides",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `ip:count,ip:count` (an IPv6 address keeps its colons: the count follows the last one).
+fn parse_ip_overrides(key: &str, value: &str) -> Result<HashMap<IpAddr, usize>, ConfigError> {
+    let mut overrides = HashMap::new();
+    for pair in value
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let (host, count) = pair
+            .rsplit_once(':')
+            .ok_or_else(|| ConfigError::new(key, value, "expected ip:count pairs"))?;
+        let ip: IpAddr =
+            host.trim().trim_matches(['[', ']']).parse().map_err(|_| {
+                ConfigError::new(key, value, format!("{host:?} is not an IP address"))
+            })?;
+        overrides.insert(ip, parse_at_least(key, count.trim(), 0)?);
+    }
+    Ok(overrides)
 }
 
 /// Parses Java `.properties` text: `key=value` or `key: value` lines, `#` and `!` comments.
@@ -542,6 +646,7 @@ impl TopicSettings {
                 _ => {}
             }
         }
+        settings.log.compacted = settings.cleanup_compact;
         Ok(settings)
     }
 
@@ -630,6 +735,42 @@ mod tests {
             .expect_err("invalid");
         assert_eq!(error.key, "num.partitions");
         assert!(BrokerConfig::from_properties(&props(&[("num.partitions", "0")])).is_err());
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_checked() {
+        let config = BrokerConfig::from_properties(&props(&[
+            ("max.connections.per.ip", "5"),
+            ("max.connections.per.ip.overrides", "10.0.0.1:2, ::1:7"),
+            ("connections.max.idle.ms", "-1"),
+            ("queued.max.request.bytes", "-1"),
+        ]))
+        .expect("valid");
+        assert_eq!(config.connections_max_per_ip, 5);
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(config.connections_max_per_ip_overrides[&ip("10.0.0.1")], 2);
+        assert_eq!(config.connections_max_per_ip_overrides[&ip("::1")], 7);
+        assert_eq!(config.connections_max_idle_ms, None);
+        assert_eq!(config.queued_max_request_bytes, None);
+        let defaults = BrokerConfig::default();
+        assert_eq!(defaults.connections_max_idle_ms, Some(600_000));
+        assert_eq!(defaults.queued_max_request_bytes, Some(256 << 20));
+
+        let error = BrokerConfig::from_properties(&props(&[
+            ("socket.request.max.bytes", "2000"),
+            ("queued.max.request.bytes", "1000"),
+        ]))
+        .expect_err("a pool smaller than a frame");
+        assert_eq!(error.key, "queued.max.request.bytes");
+        let error = BrokerConfig::from_properties(&props(&[("max.connections.per.ip", "0")]))
+            .expect_err("zero without overrides");
+        assert_eq!(error.key, "max.connections.per.ip");
+        let error = BrokerConfig::from_properties(&props(&[(
+            "max.connections.per.ip.overrides",
+            "kafka.local:3",
+        )]))
+        .expect_err("a host name");
+        assert_eq!(error.key, "max.connections.per.ip.overrides");
     }
 
     #[test]

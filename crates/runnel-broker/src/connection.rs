@@ -7,8 +7,18 @@
 //! (ApiVersions: the v0 response listing our versions) and the connection stays open.
 //!
 //! Bounds: at most [`IN_FLIGHT_REQUESTS_MAX`] requests are dispatched but not yet answered per
-//! connection (the reader stops reading past that), and a request body is buffered as its
-//! bytes arrive, so memory follows what the peer actually sent, never only what it announced.
+//! connection (the reader stops reading past that). A frame's announced size is reserved from
+//! the broker's request memory (`queued.max.request.bytes`, [`crate::request_memory`]) before
+//! its body is read; the reader waits, reading nothing, until it gets it, and the reservation
+//! is released once the response has been written (or the connection closed). The body's pages
+//! become resident only as its bytes arrive. A connection idle for `connections.max.idle.ms`
+//! ([`crate::idle_expiry`]) is closed, also one stalled inside a frame.
+//!
+//! Ends: a peer that closes or resets the connection between frames ends it quietly (DEBUG);
+//! one that ends inside a frame is bad input (WARN, "connection ended inside a frame").
+//! At shutdown the reader stops and the writer still sends the responses owed; parked fetches
+//! answer at once ([`crate::api`]'s fetch watches [`Broker::stopping`]). Departure from Kafka:
+//! its socket server closes such connections unanswered when it stops.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -28,6 +38,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, Reply, Request};
 use crate::broker::Broker;
+use crate::idle_expiry::{Activity, ActivityReader};
+use crate::request_memory::{RequestMemoryPool, Reservation};
 use crate::sasl::{SaslState, Step};
 use crate::zero_copy;
 
@@ -50,7 +62,8 @@ enum ConnectionError {
     Io(#[from] std::io::Error),
 }
 
-/// Serves one connection until the peer closes it, it misbehaves, or the broker shuts down.
+/// Serves one connection until the peer closes it, it misbehaves, it is idle for
+/// `connections.max.idle.ms`, or the broker shuts down.
 pub(crate) async fn serve(
     broker: Arc<Broker>,
     stream: TcpStream,
@@ -60,45 +73,67 @@ pub(crate) async fn serve(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
     }
+    let activity = Activity::new();
     let (read_half, write_half) = stream.into_split();
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, read_half);
+    let mut reader = BufReader::with_capacity(
+        READ_BUFFER_BYTES,
+        ActivityReader::new(read_half, Arc::clone(&activity)),
+    );
     let (replies, pending) = mpsc::channel(IN_FLIGHT_REQUESTS_MAX);
     let writer = tokio::spawn(write_replies(
         Arc::clone(&broker),
         write_half,
         pending,
         peer,
+        Arc::clone(&activity),
     ));
     let request_bytes_max = broker.config.socket_request_max_bytes;
+    let idle_max = broker
+        .config
+        .connections_max_idle_ms
+        .map(Duration::from_millis);
     let users = broker.config.sasl_plain_users.as_ref();
     let mut sasl = SaslState::new(users.is_some());
     let mut linger = false;
+    let mut idle = false;
     loop {
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, request_bytes_max) => frame,
+            frame = read_frame(&mut reader, &broker.request_memory, request_bytes_max, peer) => frame,
             () = crate::server::stopped(&mut shutdown) => break,
+            () = activity.expired(idle_max) => {
+                idle = true;
+                break;
+            }
         };
         let received = Instant::now();
-        let (reply, then_close) = match frame.and_then(|frame| match frame {
-            Some(frame) => answer(&broker, &mut sasl, users, frame, peer).map(Some),
-            None => Ok(None),
-        }) {
-            Ok(Some(Ok(answered))) => answered,
-            Ok(Some(Err(refusal))) => {
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(error) => {
+                closed_for_bad_input(&broker, peer, &error);
+                break;
+            }
+        };
+        let (mut reply, then_close) = match answer(&broker, &mut sasl, users, frame.bytes, peer) {
+            Ok(Ok(answered)) => answered,
+            Ok(Err(refusal)) => {
                 tracing::warn!(%peer, %refusal, "closing connection");
                 break;
             }
-            Ok(None) => break,
             Err(error) => {
-                tracing::warn!(%peer, %error, "closing connection");
-                broker
-                    .metrics
-                    .connections_closed_bad_input
-                    .fetch_add(1, Ordering::Relaxed);
+                closed_for_bad_input(&broker, peer, &error);
                 break;
             }
         };
-        if replies.send((received, reply)).await.is_err() {
+        reply.memory = Some(frame.memory);
+        let sent = tokio::select! {
+            sent = replies.send((received, reply)) => sent.is_ok(),
+            () = activity.expired(idle_max) => {
+                idle = true;
+                false
+            }
+        };
+        if !sent {
             break;
         }
         if then_close {
@@ -111,6 +146,7 @@ pub(crate) async fn serve(
                     tokio::time::sleep(delay).await;
                     Ok(Bytes::new())
                 })),
+                memory: None,
             };
             let _ = replies.send((received, pause)).await;
             linger = true;
@@ -118,8 +154,19 @@ pub(crate) async fn serve(
         }
     }
     drop(replies);
-    if writer.await.is_err() {
-        tracing::error!(%peer, "connection writer panicked");
+    if idle {
+        // The writer may be stuck on a peer that reads nothing: it goes too.
+        tracing::debug!(%peer, "closing a connection idle for connections.max.idle.ms");
+        broker
+            .metrics
+            .connections_closed_idle
+            .fetch_add(1, Ordering::Relaxed);
+        writer.abort();
+    }
+    if let Err(error) = writer.await {
+        if error.is_panic() {
+            tracing::error!(%peer, "connection writer panicked");
+        }
     }
     if linger {
         // The last response (a refusal) is on its way, followed by our FIN. Closing with bytes
@@ -137,28 +184,53 @@ pub(crate) async fn serve(
     }
 }
 
-/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
+fn closed_for_bad_input(broker: &Broker, peer: SocketAddr, error: &ConnectionError) {
+    tracing::warn!(%peer, %error, "closing connection");
+    broker
+        .metrics
+        .connections_closed_bad_input
+        .fetch_add(1, Ordering::Relaxed);
+}
+
+/// A request frame and the request memory held for it.
+struct Frame {
+    bytes: Bytes,
+    memory: Reservation,
+}
+
+/// Reads one frame. `Ok(None)` is an end of the connection between frames: a clean close, or
+/// a reset or other error before the first byte of a frame (logged at DEBUG, as Kafka's
+/// Selector logs a disconnection). Once a frame has begun, its end is an error.
 ///
 /// # Cancel safety
 /// Not cancel safe: a cancelled read loses a partly read frame. It is only cancelled when the
 /// connection closes anyway.
 async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
+    memory: &Arc<RequestMemoryPool>,
     request_bytes_max: usize,
-) -> Result<Option<Bytes>, ConnectionError> {
+    peer: SocketAddr,
+) -> Result<Option<Frame>, ConnectionError> {
     let mut size = [0u8; 4];
-    match reader.read_exact(&mut size).await {
+    match reader.read(&mut size[..1]).await {
+        Ok(0) => return Ok(None),
         Ok(_) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(error) => return Err(error.into()),
+        Err(error) => {
+            tracing::debug!(%peer, %error, "connection ended between frames");
+            return Ok(None);
+        }
     }
+    reader.read_exact(&mut size[1..]).await?;
     let length = check_request_size(i32::from_be_bytes(size), request_bytes_max)?;
-    let mut body = Vec::with_capacity(length.min(READ_BUFFER_BYTES));
-    let read = reader.take(length as u64).read_to_end(&mut body).await?;
-    if read != length {
-        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-    }
-    Ok(Some(Bytes::from(body)))
+    // Muted until the pool has room: nothing more is read from this peer meanwhile.
+    let reservation = memory.reserve(length).await;
+    // Zeroed pages of a large allocation are mapped lazily: resident as bytes arrive.
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await?;
+    Ok(Some(Frame {
+        bytes: Bytes::from(body),
+        memory: reservation,
+    }))
 }
 
 /// What to send for one frame and whether to close the connection after it, or (`Err`) why
@@ -173,6 +245,7 @@ fn answer(
     let ready = |bytes| Answer {
         request: None,
         reply: Reply::Ready(bytes),
+        memory: None,
     };
     Ok(match sasl.step(users, &mut frame)? {
         Step::Dispatch => Ok((handle_frame(broker, frame, peer)?, false)),
@@ -182,11 +255,12 @@ fn answer(
     })
 }
 
-/// A reply on its way to the writer: which API and version it answers (for the metrics) and
-/// when its request was read.
+/// A reply on its way to the writer: which API and version it answers (for the metrics), and
+/// the request memory its frame holds until the reply is written.
 struct Answer {
     request: Option<(ApiKey, i16)>,
     reply: Reply,
+    memory: Option<Reservation>,
 }
 
 fn handle_frame(
@@ -202,6 +276,7 @@ fn handle_frame(
             return Ok(Answer {
                 request: None,
                 reply: Reply::Ready(response),
+                memory: None,
             });
         }
         tracing::warn!(
@@ -212,6 +287,7 @@ fn handle_frame(
         return Ok(Answer {
             request: None,
             reply: Reply::Ready(header::encode_unsupported_version(raw.correlation_id)),
+            memory: None,
         });
     }
     let api = api.expect("a served key is a known key");
@@ -226,6 +302,7 @@ fn handle_frame(
     Ok(Answer {
         request: Some((api, raw.api_version)),
         reply: api::dispatch(broker, request)?,
+        memory: None,
     })
 }
 
@@ -234,6 +311,7 @@ async fn write_replies(
     write_half: OwnedWriteHalf,
     mut pending: mpsc::Receiver<(Instant, Answer)>,
     peer: SocketAddr,
+    activity: Arc<Activity>,
 ) {
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write_half);
     let answered = |received: Instant, request: Option<(ApiKey, i16)>| {
@@ -243,7 +321,13 @@ async fn write_replies(
                 .request_answered(api, version, received.elapsed());
         }
     };
-    while let Some((received, Answer { request, reply })) = pending.recv().await {
+    // Each response's memory (`_memory`) is released at the end of its iteration.
+    while let Some((received, answer)) = pending.recv().await {
+        let Answer {
+            request,
+            reply,
+            memory: _memory,
+        } = answer;
         // Responses already written go out before waiting on one that is not ready (a
         // long-poll fetch, a produce waiting for fsync): they must not wait behind it.
         let waits = matches!(reply, Reply::Pending(_) | Reply::PendingPieces(_));
@@ -256,7 +340,7 @@ async fn write_replies(
                 answered(received, request);
                 continue;
             }
-            Reply::Pending(response) => match response.await {
+            Reply::Pending(response) => match waited_on(&activity, response).await {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     tracing::error!(%peer, %error, "could not encode a response; closing");
@@ -264,7 +348,7 @@ async fn write_replies(
                 }
             },
             Reply::PendingPieces(response) => {
-                let pieces = match response.await {
+                let pieces = match waited_on(&activity, response).await {
                     Ok(pieces) => pieces,
                     Err(error) => {
                         tracing::error!(%peer, %error, "could not encode a response; closing");
@@ -278,9 +362,11 @@ async fn write_replies(
                     return;
                 }
                 answered(received, request);
+                activity.touch();
                 if pending.is_empty() && writer.flush().await.is_err() {
                     return;
                 }
+                activity.touch();
                 continue;
             }
         };
@@ -288,10 +374,22 @@ async fn write_replies(
             return;
         }
         answered(received, request);
+        activity.touch();
         if pending.is_empty() && writer.flush().await.is_err() {
             return;
         }
+        activity.touch();
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+}
+
+/// Awaits a response the broker owes (a long-poll, an fsync): the connection is not idle
+/// meanwhile.
+async fn waited_on<T>(
+    activity: &Arc<Activity>,
+    response: impl std::future::Future<Output = T>,
+) -> T {
+    let _awaiting = activity.awaiting_broker();
+    response.await
 }

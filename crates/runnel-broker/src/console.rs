@@ -2,7 +2,8 @@
 //! rendered on the server, refreshed by the browser every few seconds. It shows the broker
 //! (node, cluster id, listener, data directory), every topic (partitions, records, size, config
 //! overrides) with its partitions' offsets, and the consumer groups (state, protocol, how
-//! many partitions they committed, their total lag). Viewing it changes nothing: it reads
+//! many partitions they committed, their total lag), and the stray partition directories found
+//! at start (kept, not served: [`crate::data_dir`]). Viewing it changes nothing: it reads
 //! the metadata image and the partitions, and the groups through [`crate::group_offsets`].
 
 use std::fmt::Write;
@@ -44,6 +45,7 @@ fn render(broker: &Broker, groups: &Result<Vec<GroupOffsets>, String>) -> String
         escape(&broker.config.data_dir.display().to_string()),
     );
     render_topics(broker, &mut out);
+    render_stray_dirs(broker, &mut out);
     out.push_str("<h2>Consumer groups</h2>\n");
     match groups {
         Err(error) => {
@@ -110,6 +112,33 @@ fn render_topics(broker: &Broker, out: &mut String) {
                 escape(&configs.join(", ")),
             );
         }
+    }
+    out.push_str("</table>\n");
+}
+
+/// The partition directories the metadata does not name, if any: kept on disk, not served.
+fn render_stray_dirs(broker: &Broker, out: &mut String) {
+    let stray = broker.replicas.stray_partition_dirs();
+    if stray.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<h2>Stray partition directories</h2>\n<p>{} director{} in the data directory that \
+         the metadata does not name: kept untouched and not served. Move them away, or stop \
+         the broker and run <code>runnel metadata rebuild</code> if the metadata lost them.</p>",
+        stray.len(),
+        if stray.len() == 1 { "y" } else { "ies" },
+    );
+    out.push_str("<table><tr><th>Directory</th><th>Topic</th><th>Partition</th></tr>\n");
+    for dir in &stray {
+        let _ = writeln!(
+            out,
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td></tr>",
+            escape(&dir.path.display().to_string()),
+            escape(&dir.topic),
+            dir.partition,
+        );
     }
     out.push_str("</table>\n");
 }

@@ -2,8 +2,11 @@
 //!
 //! Each change is validated against the current image, appended to `__cluster_metadata-0` as
 //! one record batch (the record's value is a [`MetadataRecord`] in JSON), fsync'd, and only
-//! then applied and published. At start the whole log is replayed to rebuild the image. A Raft
-//! quorum will replace this writer; the records and the image stay as they are.
+//! then applied and published. At start the whole log is read ([`crate::metadata_log`], which
+//! refuses damage other than the torn tail of an unfinished write) and folded into the image;
+//! the topics its RemoveTopic records deleted are kept aside so the start can finish their
+//! deletion ([`crate::data_dir::settle_stray`]). A Raft quorum will replace this writer; the
+//! records and the image stay as they are.
 //!
 //! Departure from DESIGN.md §3 (a single-task event loop): metadata changes are rare and
 //! small, so a `Mutex` around the writer gives the same serialisation with less machinery. It
@@ -21,16 +24,16 @@ use bytes::Bytes;
 use runnel_log::{LogConfig, LogError, PartitionLog};
 use runnel_metadata::{MetadataImage, MetadataRecord, TopicImage};
 use runnel_protocol::record_batch;
-use runnel_protocol::records::RecordBatchDecoder;
 use thiserror::Error;
 use uuid::Uuid;
+
+use crate::data_dir::RemovedTopic;
+use crate::metadata_log::{self, MetadataLogDamage, MetadataLogScan, METADATA_BATCH_BYTES_MAX};
 
 /// The metadata log's directory name, as in KRaft.
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 /// Producer ids allocated per durable metadata write.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1_000;
-/// Bytes read per step while replaying the metadata log.
-const REPLAY_READ_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ControllerError {
@@ -44,6 +47,10 @@ pub enum ControllerError {
     Io(#[from] std::io::Error),
     #[error("metadata log holds an unreadable record at offset {offset}: {reason}")]
     Corrupt { offset: i64, reason: String },
+    #[error(transparent)]
+    Damaged(#[from] MetadataLogDamage),
+    #[error("a metadata record of {bytes} bytes is above {METADATA_BATCH_BYTES_MAX}")]
+    RecordTooLarge { bytes: usize },
     #[error("topic {name} already exists")]
     TopicAlreadyExists { name: String },
     #[error("topic {name} does not exist")]
@@ -65,15 +72,47 @@ struct Writer {
 /// The metadata writer and the published image.
 pub struct Controller {
     node_id: i32,
+    /// Topics the log's RemoveTopic records deleted, as they were (read at open).
+    removed_at_open: Vec<RemovedTopic>,
     writer: Mutex<Writer>,
     image: RwLock<Arc<MetadataImage>>,
 }
 
 impl Controller {
-    /// Opens (recovering) the metadata log under `data_dir` and replays it.
+    /// Opens (recovering) the metadata log under `data_dir` and replays it; a damaged log
+    /// is refused.
     pub fn open(data_dir: &Path, node_id: i32) -> Result<Controller, ControllerError> {
+        let scan = metadata_log::scan(&data_dir.join(METADATA_LOG_DIR))?;
+        Controller::open_scanned(data_dir, node_id, scan)
+    }
+
+    /// Opens the metadata log under `data_dir` that `scan` read: its torn tail, if any, is
+    /// truncated by the log's recovery, and the image is folded from the scanned records.
+    pub fn open_scanned(
+        data_dir: &Path,
+        node_id: i32,
+        scan: MetadataLogScan,
+    ) -> Result<Controller, ControllerError> {
+        if let Some(torn) = &scan.torn_tail {
+            tracing::warn!(
+                segment = %torn.segment.display(),
+                position = torn.position,
+                bytes = torn.bytes,
+                "the metadata log ends in the torn tail of an unfinished write; truncating it"
+            );
+        }
         let log = PartitionLog::open(&data_dir.join(METADATA_LOG_DIR), LogConfig::default(), 0)?;
-        let image = replay(&log)?;
+        if log.log_end_offset() != scan.end_offset {
+            return Err(ControllerError::Corrupt {
+                offset: log.log_end_offset().min(scan.end_offset),
+                reason: format!(
+                    "recovery kept offsets up to {} but the scan read up to {}",
+                    log.log_end_offset(),
+                    scan.end_offset
+                ),
+            });
+        }
+        let (image, removed_at_open) = fold(scan.records.iter().map(|(_, record)| record));
         let next = image.next_producer_id();
         tracing::info!(
             topics = image.topics().count(),
@@ -82,6 +121,7 @@ impl Controller {
         );
         Ok(Controller {
             node_id,
+            removed_at_open,
             writer: Mutex::new(Writer {
                 log,
                 next_producer_id: next,
@@ -89,6 +129,11 @@ impl Controller {
             }),
             image: RwLock::new(Arc::new(image)),
         })
+    }
+
+    /// The topics the metadata log's RemoveTopic records deleted, as they were before.
+    pub fn removed_topics(&self) -> &[RemovedTopic] {
+        &self.removed_at_open
     }
 
     /// The current image.
@@ -266,6 +311,9 @@ impl Controller {
         record: &MetadataRecord,
     ) -> Result<Arc<MetadataImage>, ControllerError> {
         let mut batch = encode_record(record, crate::now_ms());
+        if batch.len() > METADATA_BATCH_BYTES_MAX {
+            return Err(ControllerError::RecordTooLarge { bytes: batch.len() });
+        }
         writer.log.append(&mut batch, 0, crate::now_ms())?;
         if let Some(target) = writer.log.flush_target() {
             target.sync()?;
@@ -279,45 +327,29 @@ impl Controller {
     }
 }
 
-fn encode_record(record: &MetadataRecord, timestamp: i64) -> Vec<u8> {
+/// One metadata record as the batch the log stores.
+pub(crate) fn encode_record(record: &MetadataRecord, timestamp: i64) -> Vec<u8> {
     let value = Some(Bytes::from(record.encode()));
     record_batch::encode_internal_batch([(None, value)], timestamp)
 }
 
-fn replay(log: &PartitionLog) -> Result<MetadataImage, ControllerError> {
+/// The image after `records`, and the topics their RemoveTopic records deleted.
+pub(crate) fn fold<'a>(
+    records: impl IntoIterator<Item = &'a MetadataRecord>,
+) -> (MetadataImage, Vec<RemovedTopic>) {
     let mut image = MetadataImage::default();
-    let mut offset = log.log_start_offset();
-    let end = log.log_end_offset();
-    while offset < end {
-        let bytes = log
-            .read(offset, REPLAY_READ_BYTES, end, true)?
-            .read_bytes()?;
-        if bytes.is_empty() {
-            break;
-        }
-        for item in record_batch::batches(&bytes) {
-            let (header, range) = item.map_err(|error| ControllerError::Corrupt {
-                offset,
-                reason: error.to_string(),
-            })?;
-            let mut batch = Bytes::copy_from_slice(&bytes[range]);
-            let set = RecordBatchDecoder::decode(&mut batch).map_err(|error| {
-                ControllerError::Corrupt {
-                    offset: header.base_offset,
-                    reason: error.to_string(),
-                }
-            })?;
-            for record in set.records {
-                let value = record.value.unwrap_or_default();
-                let decoded =
-                    MetadataRecord::decode(&value).map_err(|error| ControllerError::Corrupt {
-                        offset: record.offset,
-                        reason: error.to_string(),
-                    })?;
-                image = image.apply(&decoded);
+    let mut removed = Vec::new();
+    for record in records {
+        if let MetadataRecord::RemoveTopic { topic_id } = record {
+            if let Some(topic) = image.topic_by_id(topic_id) {
+                removed.push(RemovedTopic {
+                    name: topic.name.clone(),
+                    topic_id: *topic_id,
+                    partitions: topic.partitions.len() as i32,
+                });
             }
-            offset = header.last_offset() + 1;
         }
+        image = image.apply(record);
     }
-    Ok(image)
+    (image, removed)
 }

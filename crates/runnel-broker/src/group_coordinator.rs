@@ -60,6 +60,11 @@ struct Shards {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// The config overrides `__consumer_offsets` is created with (Kafka's: compacted).
+pub(crate) fn offsets_topic_configs() -> BTreeMap<String, String> {
+    BTreeMap::from([("cleanup.policy".into(), "compact".into())])
+}
+
 /// The broker's handle on the coordinator tasks.
 #[derive(Default)]
 pub struct GroupCoordinator {
@@ -93,7 +98,7 @@ impl GroupCoordinator {
         let topic = match broker.controller.image().topic(OFFSETS_TOPIC) {
             Some(topic) => Arc::clone(topic),
             None => {
-                let configs = BTreeMap::from([("cleanup.policy".into(), "compact".into())]);
+                let configs = offsets_topic_configs();
                 let partitions = broker.config.offsets_topic_num_partitions;
                 tracing::info!(partitions, "creating {OFFSETS_TOPIC}");
                 broker

@@ -1,10 +1,13 @@
 //! The Runnel broker: everything between a client's socket and the storage engine.
 //!
-//! Owns the listener and connections ([`connection`]), one handler per Kafka API ([`api`]),
+//! Owns the listener and connections ([`connection`], with their limits in
+//! [`connection_quotas`] and [`request_memory`]), one handler per Kafka API ([`api`]),
 //! the partitions this broker hosts ([`replica_manager`], [`partition`]), the group-commit
 //! flusher that makes acknowledged writes durable ([`flusher`]), the consumer-group
 //! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the quorum-of-one metadata
-//! writer ([`controller`]), configuration with Kafka's names ([`config`]), sending fetched
+//! writer ([`controller`]) and its log read at start ([`metadata_log`]: torn tail or damage), the data
+//! directory's lock and stray partition directories ([`data_dir`]), Kafka's `partition.metadata`
+//! ([`partition_metadata`]), `runnel metadata rebuild` ([`metadata_rebuild`]), configuration with Kafka's names ([`config`]), sending fetched
 //! records straight from segment files ([`zero_copy`]), metrics ([`metrics`]) and the web console
 //! ([`console`]) on the HTTP port ([`http`]), and start/stop ([`server`]). Encodings belong to `runnel-protocol`, files to `runnel-log`, the meaning of
 //! metadata to `runnel-metadata`.
@@ -20,18 +23,26 @@ pub mod broker;
 pub mod cleaner;
 pub mod config;
 pub mod connection;
+pub mod connection_quotas;
 pub mod console;
 pub mod controller;
+pub mod data_dir;
 pub mod flusher;
 pub mod group_coordinator;
 pub mod group_offsets;
 pub mod http;
+pub mod idle_expiry;
 pub mod meta_properties;
+pub mod metadata_log;
+pub mod metadata_rebuild;
 pub mod metrics;
 pub mod partition;
+pub mod partition_metadata;
 pub mod replica_manager;
+pub mod request_memory;
 pub mod retention;
 pub mod sasl;
+pub mod scrubber;
 pub mod server;
 pub mod topic_config;
 pub mod zero_copy;

@@ -3,7 +3,8 @@
 //! Format (Kafka's, KRaft version 1): Java properties with `version=1`, `node.id=<i32>`,
 //! `cluster.id=<22-character base64url UUID>`. Written atomically (temp file, fsync, rename)
 //! on first start; later starts check that `node.id` matches the configuration, so a data
-//! directory is never silently adopted by another node.
+//! directory is never silently adopted by another node. A data directory that holds data but
+//! no `meta.properties` is refused by the server (see `server.rs`), never given a new one.
 
 use std::io::Write;
 use std::path::Path;
@@ -31,59 +32,77 @@ pub enum MetaPropertiesError {
 
 /// Reads the data dir's cluster id, creating `meta.properties` on first start.
 pub fn load_or_create(data_dir: &Path, node_id: i32) -> Result<String, MetaPropertiesError> {
-    let path = data_dir.join(META_PROPERTIES);
-    let display = path.display().to_string();
-    let io = |source| MetaPropertiesError::Io {
-        path: display.clone(),
-        source,
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let invalid = |reason: &str| MetaPropertiesError::Invalid {
-                path: display.clone(),
-                reason: reason.to_string(),
-            };
-            let properties = crate::config::parse_properties(&text)
-                .map_err(|error| invalid(&error.to_string()))?;
-            let found: i32 = properties
-                .get("node.id")
-                .and_then(|id| id.parse().ok())
-                .ok_or_else(|| invalid("node.id is missing or not a number"))?;
-            if found != node_id {
-                return Err(MetaPropertiesError::NodeIdMismatch {
-                    path: display.clone(),
-                    found,
-                    configured: node_id,
-                });
-            }
-            properties
-                .get("cluster.id")
-                .cloned()
-                .ok_or_else(|| invalid("cluster.id is missing"))
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(io)?;
-            let cluster_id = base64url(uuid::Uuid::new_v4().as_bytes());
-            let temp = data_dir.join(format!("{META_PROPERTIES}.tmp"));
-            let mut file = std::fs::File::create(&temp).map_err(io)?;
-            write!(
-                file,
-                "#\nversion=1\nnode.id={node_id}\ncluster.id={cluster_id}\n"
-            )
-            .map_err(io)?;
-            file.sync_all().map_err(io)?;
-            std::fs::rename(&temp, &path).map_err(io)?;
-            std::fs::File::open(data_dir)
-                .and_then(|dir| dir.sync_all())
-                .map_err(io)?;
-            Ok(cluster_id)
-        }
-        Err(error) => Err(io(error)),
+    match load(data_dir, node_id)? {
+        Some(cluster_id) => Ok(cluster_id),
+        None => create(data_dir, node_id),
     }
 }
 
+/// The data dir's cluster id, checking its node id; `None` when there is no
+/// `meta.properties`.
+pub fn load(data_dir: &Path, node_id: i32) -> Result<Option<String>, MetaPropertiesError> {
+    let path = data_dir.join(META_PROPERTIES);
+    let display = path.display().to_string();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(MetaPropertiesError::Io {
+                path: display,
+                source,
+            })
+        }
+    };
+    let invalid = |reason: &str| MetaPropertiesError::Invalid {
+        path: display.clone(),
+        reason: reason.to_string(),
+    };
+    let properties =
+        crate::config::parse_properties(&text).map_err(|error| invalid(&error.to_string()))?;
+    let found: i32 = properties
+        .get("node.id")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| invalid("node.id is missing or not a number"))?;
+    if found != node_id {
+        return Err(MetaPropertiesError::NodeIdMismatch {
+            path: display.clone(),
+            found,
+            configured: node_id,
+        });
+    }
+    properties
+        .get("cluster.id")
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| invalid("cluster.id is missing"))
+}
+
+/// Writes a new `meta.properties` with a new cluster id, atomically; returns the id.
+pub fn create(data_dir: &Path, node_id: i32) -> Result<String, MetaPropertiesError> {
+    let path = data_dir.join(META_PROPERTIES);
+    let io = |source| MetaPropertiesError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let cluster_id = base64url(uuid::Uuid::new_v4().as_bytes());
+    let temp = data_dir.join(format!("{META_PROPERTIES}.tmp"));
+    let mut file = std::fs::File::create(&temp).map_err(io)?;
+    write!(
+        file,
+        "#\nversion=1\nnode.id={node_id}\ncluster.id={cluster_id}\n"
+    )
+    .map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&temp, &path).map_err(io)?;
+    std::fs::File::open(data_dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io)?;
+    Ok(cluster_id)
+}
+
 /// Unpadded base64url, as Kafka prints UUIDs.
-fn base64url(bytes: &[u8]) -> String {
+pub(crate) fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -99,6 +118,33 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
+/// The UUID that [`base64url`] printed as these 22 characters, or `None`.
+pub(crate) fn uuid_from_base64url(text: &str) -> Option<uuid::Uuid> {
+    const BASE64_UUID_CHARS: usize = 22;
+    if text.len() != BASE64_UUID_CHARS {
+        return None;
+    }
+    let sextet = |byte: u8| match byte {
+        b'A'..=b'Z' => Some(byte - b'A'),
+        b'a'..=b'z' => Some(byte - b'a' + 26),
+        b'0'..=b'9' => Some(byte - b'0' + 52),
+        b'-' => Some(62),
+        b'_' => Some(63),
+        _ => None,
+    };
+    // 22 characters carry 132 bits: 128 of the UUID, then 4 zero bits.
+    let (head, last) = text.as_bytes().split_at(BASE64_UUID_CHARS - 1);
+    let mut bits: u128 = 0;
+    for &byte in head {
+        bits = bits << 6 | u128::from(sextet(byte)?);
+    }
+    let last = sextet(last[0])?;
+    if last & 0x0f != 0 {
+        return None;
+    }
+    Some(uuid::Uuid::from_u128(bits << 2 | u128::from(last >> 4)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +153,10 @@ mod tests {
     fn base64url_of_a_uuid_is_22_characters() {
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
         assert_eq!(base64url(&[0u8; 16]).len(), 22);
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(uuid_from_base64url(&base64url(id.as_bytes())), Some(id));
+        assert_eq!(uuid_from_base64url("not a uuid"), None);
+        assert_eq!(uuid_from_base64url("AAAAAAAAAAAAAAAAAAAAAB"), None);
     }
 
     #[test]

@@ -2,10 +2,15 @@
 //!
 //! What is counted as it happens, in [`BrokerMetrics`]: requests and their latency per API
 //! (from the frame being read to its response written, as a client sees it), connections
-//! accepted, refused (`max.connections`) and open, and connections closed for bad input. Per
+//! accepted, refused (`max.connections`, `max.connections.per.ip`) and open, connections
+//! closed for bad input or idleness (`connections.max.idle.ms`), and fetches parked waiting
+//! for data; request memory reserved and connections waiting for it (`queued.max.request.bytes`)
+//! are read from the pool when scraped. Per
 //! partition, bytes and records produced and bytes fetched are counters on the partition
-//! itself; its offsets and size are read when scraped, as are each consumer group's commits
-//! and lag ([`crate::group_offsets`]). The counters are lock-free atomics.
+//! itself; its offsets, size and damaged ranges are read when scraped, as are each consumer
+//! group's commits and lag ([`crate::group_offsets`]). The count of stray partition directories
+//! (found at start, not named by the metadata, kept: [`crate::data_dir`]) is a gauge. The
+//! counters are lock-free atomics. Every series is listed in `docs/metrics.md`.
 //!
 //! Departure from DESIGN.md §7 (`metrics` + `metrics-exporter-prometheus`): that facade keeps
 //! one recorder per process, and a process may run several brokers (every integration test
@@ -41,8 +46,12 @@ pub struct BrokerMetrics {
     apis: Vec<ApiFigures>,
     pub connections_accepted: AtomicU64,
     pub connections_refused: AtomicU64,
+    pub connections_refused_per_ip: AtomicU64,
     pub connections_open: AtomicU64,
     pub connections_closed_bad_input: AtomicU64,
+    pub connections_closed_idle: AtomicU64,
+    /// Fetches parked waiting for data now (Kafka's fetch purgatory size).
+    pub fetch_purgatory_size: AtomicU64,
 }
 
 impl Default for BrokerMetrics {
@@ -59,8 +68,11 @@ impl Default for BrokerMetrics {
                 .collect(),
             connections_accepted: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            connections_refused_per_ip: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             connections_closed_bad_input: AtomicU64::new(0),
+            connections_closed_idle: AtomicU64::new(0),
+            fetch_purgatory_size: AtomicU64::new(0),
         }
     }
 }
@@ -167,10 +179,22 @@ pub fn render(broker: &Broker, groups: &[GroupOffsets]) -> String {
             &metrics.connections_refused,
         ),
         (
+            "runnel_connections_refused_per_ip_total",
+            "counter",
+            "Connections refused at max.connections.per.ip (or the IP's override).",
+            &metrics.connections_refused_per_ip,
+        ),
+        (
             "runnel_connections_closed_bad_input_total",
             "counter",
             "Connections closed for a bad frame, header or body.",
             &metrics.connections_closed_bad_input,
+        ),
+        (
+            "runnel_connections_closed_idle_total",
+            "counter",
+            "Connections closed after connections.max.idle.ms without activity.",
+            &metrics.connections_closed_idle,
         ),
         (
             "runnel_connections_open",
@@ -178,10 +202,40 @@ pub fn render(broker: &Broker, groups: &[GroupOffsets]) -> String {
             "Connections open now.",
             &metrics.connections_open,
         ),
+        (
+            "runnel_fetch_purgatory_size",
+            "gauge",
+            "Fetches parked now, waiting for data or their max_wait_ms.",
+            &metrics.fetch_purgatory_size,
+        ),
     ];
     for (name, kind, help, value) in connection_counters {
         header(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    }
+    header(
+        &mut out,
+        "runnel_stray_partition_dirs",
+        "gauge",
+        "Partition directories found at start that the metadata does not name: kept, not served.",
+    );
+    let stray = broker.replicas.stray_partition_dirs().len();
+    let _ = writeln!(out, "runnel_stray_partition_dirs {stray}");
+    let pool = &broker.request_memory;
+    for (name, help, value) in [
+        (
+            "runnel_request_memory_bytes",
+            "Request bytes reserved now against queued.max.request.bytes.",
+            pool.reserved_bytes(),
+        ),
+        (
+            "runnel_request_memory_waiting",
+            "Connections waiting now for request memory (reading nothing meanwhile).",
+            pool.waiting(),
+        ),
+    ] {
+        header(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
     }
     render_partitions(broker, &mut out);
     render_groups(broker, groups, &mut out);
@@ -284,6 +338,45 @@ fn render_partitions(broker: &Broker, out: &mut String) {
                 escape(&partition.topic),
                 partition.index,
                 value(offsets, *size, &partition.metrics)
+            );
+        }
+    }
+    render_damage(&partitions, out);
+}
+
+/// Per partition, the damaged ranges (offsets lost or corrupt below the recovery point, not
+/// served) and the bytes of segment files they leave unserved.
+fn render_damage(partitions: &[std::sync::Arc<crate::partition::Partition>], out: &mut String) {
+    let damage: Vec<_> = partitions
+        .iter()
+        .map(|p| {
+            let ranges = p.damaged_ranges();
+            let bytes: u64 = ranges.iter().map(|r| r.bytes).sum();
+            (p, ranges.len() as u64, bytes)
+        })
+        .collect();
+    type DamageFigure = fn(u64, u64) -> u64;
+    let series: [(&str, &str, DamageFigure); 2] = [
+        (
+            "runnel_partition_damaged_ranges",
+            "Damaged offset ranges below the recovery point, refused to fetches.",
+            |ranges, _| ranges,
+        ),
+        (
+            "runnel_partition_damaged_bytes",
+            "Bytes of segment files in damaged ranges, not served.",
+            |_, bytes| bytes,
+        ),
+    ];
+    for (name, help, value) in series {
+        header(out, name, "gauge", help);
+        for (partition, ranges, bytes) in &damage {
+            let _ = writeln!(
+                out,
+                "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
+                escape(&partition.topic),
+                partition.index,
+                value(*ranges, *bytes)
             );
         }
     }

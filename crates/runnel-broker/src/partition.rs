@@ -219,6 +219,30 @@ impl Partition {
         log.dir().to_path_buf()
     }
 
+    /// The log's damaged ranges (offsets lost or corrupt below the recovery point).
+    pub fn damaged_ranges(&self) -> Vec<runnel_log::DamagedRange> {
+        self.lock().damaged_ranges().to_vec()
+    }
+
+    /// Copies of the sealed segments for the scrubber to verify without the lock.
+    pub(crate) fn scrub_candidates(&self) -> Vec<runnel_log::Segment> {
+        self.lock().scrub_candidates()
+    }
+
+    /// Records damage the scrubber found in a segment whose next offset was
+    /// `scrubbed_next_offset` (nothing for a partition deleted meanwhile).
+    pub(crate) fn record_damage(
+        &self,
+        range: runnel_log::DamagedRange,
+        scrubbed_next_offset: i64,
+    ) -> Result<bool, runnel_log::LogError> {
+        let mut log = self.lock();
+        if self.deleted.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        log.record_damage(range, scrubbed_next_offset)
+    }
+
     /// Where the cleaner has reached: offsets below it are compacted.
     pub fn cleaner_offset(&self) -> i64 {
         self.lock().cleaner_offset()

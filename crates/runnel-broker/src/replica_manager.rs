@@ -7,8 +7,9 @@
 //! own: segment files live in `runnel_log`'s bounded cache of open files.
 //!
 //! DESIGN.md §2 step 4 lives here: a produced batch is checked (extent, magic, CRC, fields,
-//! `max.message.bytes`), handed to its partition's log (which checks the producer's sequence
-//! and assigns offsets), and its partition is queued for the group commit. Errors are per
+//! `max.message.bytes`, then every record, streaming through the decompressor with the inflated
+//! size bounded by `socket.request.max.bytes`: `runnel_protocol::record_validation`), handed
+//! to its partition's log (which checks the producer's sequence and assigns offsets), and its partition is queued for the group commit. Errors are per
 //! partition, mapped to Kafka's codes in one place: [`AppendFailure::error_code`].
 
 use std::collections::HashMap;
@@ -22,13 +23,16 @@ use runnel_log::{
 };
 use runnel_metadata::{PartitionImage, TopicImage};
 use runnel_protocol::record_batch::{self, BatchError, BatchHeader};
+use runnel_protocol::record_validation::{self, RecordValidationError};
 use runnel_protocol::reencode;
 use runnel_protocol::ErrorCode;
 use tokio::sync::watch;
 
 use crate::config::{BrokerConfig, ConfigError, TopicSettings};
+use crate::data_dir::{self, PartitionDir};
 use crate::flusher::Flusher;
 use crate::partition::Partition;
+use crate::partition_metadata::{self, PartitionMetadataError};
 
 /// Kafka's file of per-partition recovery points.
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
@@ -50,16 +54,18 @@ pub enum AppendFailure {
     ControlBatch,
     #[error("transactional produce is not supported yet")]
     Transactional,
-    #[error("compacted topics cannot accept records without a key")]
-    KeylessOnCompactedTopic,
+    #[error(
+        "record {record_index} has no key: compacted topics cannot accept records without a key"
+    )]
+    KeylessOnCompactedTopic { record_index: i32 },
     #[error(
         "the in-sync replicas ({isr}) are fewer than min.insync.replicas ({min}) for acks=all"
     )]
     NotEnoughReplicas { isr: usize, min: usize },
     #[error("compression codec {codec} is not supported")]
     UnsupportedCompression { codec: i16 },
-    #[error("recompressing the batch for the topic's compression.type failed: {reason}")]
-    Recompress { reason: String },
+    #[error("{0}")]
+    Records(#[from] RecordValidationError),
     #[error("{0}")]
     Log(#[from] AppendError),
 }
@@ -71,7 +77,7 @@ impl AppendFailure {
             AppendFailure::NoRecords
             | AppendFailure::MultipleBatches
             | AppendFailure::ControlBatch
-            | AppendFailure::KeylessOnCompactedTopic => ErrorCode::InvalidRecord,
+            | AppendFailure::KeylessOnCompactedTopic { .. } => ErrorCode::InvalidRecord,
             AppendFailure::TooLarge { .. } => ErrorCode::MessageTooLarge,
             AppendFailure::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
             AppendFailure::Batch(BatchError::UnsupportedMagic { .. }) => {
@@ -83,8 +89,7 @@ impl AppendFailure {
             AppendFailure::Batch(BatchError::Invalid { .. }) => ErrorCode::InvalidRecord,
             AppendFailure::Transactional => ErrorCode::InvalidTxnState,
             AppendFailure::UnsupportedCompression { .. } => ErrorCode::UnsupportedCompressionType,
-            // The CRC held but the records did not decode: their content is corrupt.
-            AppendFailure::Recompress { .. } => ErrorCode::CorruptMessage,
+            AppendFailure::Records(error) => error.error_code(),
             AppendFailure::Log(AppendError::InvalidProducerEpoch { .. }) => {
                 ErrorCode::InvalidProducerEpoch
             }
@@ -115,6 +120,16 @@ pub struct ReplicaManager {
     flusher: Arc<Flusher>,
     flusher_thread: std::sync::Mutex<Option<JoinHandle<()>>>,
     data_changed: watch::Sender<u64>,
+    /// Partition directories found at start that the metadata does not name: kept, not
+    /// served, reported ([`crate::data_dir::settle_stray`]).
+    stray_dirs: RwLock<Vec<PartitionDir>>,
+    /// One writer at a time of `recovery-point-offset-checkpoint` and
+    /// `log-start-offset-checkpoint` (the checkpoint task, retention, shutdown): held across
+    /// reading the offsets and writing both files, so that writers neither collide on the
+    /// files' temporary `.tmp` nor write older offsets over newer ones.
+    checkpoint_writer: std::sync::Mutex<()>,
+    /// The same for `cleaner-offset-checkpoint`.
+    cleaner_checkpoint_writer: std::sync::Mutex<()>,
 }
 
 impl ReplicaManager {
@@ -127,6 +142,9 @@ impl ReplicaManager {
             flusher,
             flusher_thread: std::sync::Mutex::new(Some(thread)),
             data_changed,
+            stray_dirs: RwLock::new(Vec::new()),
+            checkpoint_writer: std::sync::Mutex::new(()),
+            cleaner_checkpoint_writer: std::sync::Mutex::new(()),
         })
     }
 
@@ -265,6 +283,7 @@ impl ReplicaManager {
             .data_dir()
             .join(partition_dir_name(&topic.name, image.partition));
         let log = PartitionLog::open_at(&dir, settings.log.clone(), recovery_point, log_start)?;
+        partition_metadata::ensure(&dir, topic.topic_id)?;
         Ok(Arc::new(Partition::new(
             Arc::from(topic.name.as_str()),
             topic.topic_id,
@@ -275,7 +294,39 @@ impl ReplicaManager {
         )))
     }
 
-    /// Stops hosting `topic` and deletes its partitions' directories.
+    /// Refuses partitions `partitions` of a new or growing `topic` whose directory exists
+    /// already: it holds data the metadata does not name, which a new partition must never
+    /// adopt.
+    pub fn check_no_directory(
+        &self,
+        topic: &str,
+        partitions: std::ops::Range<i32>,
+    ) -> Result<(), OpenTopicError> {
+        for partition in partitions {
+            let dir = self.data_dir().join(partition_dir_name(topic, partition));
+            if dir.exists() {
+                return Err(OpenTopicError::DirectoryExists { dir });
+            }
+        }
+        Ok(())
+    }
+
+    /// The partition directories found at start that the metadata does not name.
+    pub fn stray_partition_dirs(&self) -> Vec<PartitionDir> {
+        self.stray_dirs
+            .read()
+            .expect("stray dirs lock poisoned")
+            .clone()
+    }
+
+    pub(crate) fn set_stray_partition_dirs(&self, dirs: Vec<PartitionDir>) {
+        *self.stray_dirs.write().expect("stray dirs lock poisoned") = dirs;
+    }
+
+    /// Stops hosting `topic` and deletes its partitions' directories: each is first renamed
+    /// to Kafka's `<topic>-<partition>.<id>-delete` (so a half-deleted directory never looks
+    /// like a partition, and a restart finishes the removal), then removed. The caller has
+    /// made the RemoveTopic record durable first.
     pub fn delete_topic(&self, name: &str) -> Result<(), LogError> {
         let removed = self
             .topics
@@ -286,7 +337,20 @@ impl ReplicaManager {
             // In-flight requests may still hold the partition; its directory goes regardless:
             // their file handles stay valid until they finish.
             let dir = partition.mark_deleted();
-            remove_dir(&dir)?;
+            let renamed = self
+                .data_dir()
+                .join(data_dir::delete_dir_name(&partition.topic, partition.index));
+            match std::fs::rename(&dir, &renamed) {
+                Ok(()) => remove_dir(&renamed)?,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(LogError::Io {
+                        op: "rename for deletion",
+                        path: dir,
+                        source,
+                    })
+                }
+            }
         }
         Ok(())
     }
@@ -347,16 +411,7 @@ impl ReplicaManager {
             });
         }
         let header = validate_produced(records, settings.max_message_bytes)?;
-        if settings.cleanup_compact && record_batch::has_record_without_key(records)? {
-            return Err(AppendFailure::KeylessOnCompactedTopic);
-        }
-        let mut batch = match settings.compression {
-            Some(codec) if reencode::codec_of(codec) != header.compression() => {
-                reencode::recompress(records, &header, codec)
-                    .map_err(|reason| AppendFailure::Recompress { reason })?
-            }
-            _ => records.to_vec(),
-        };
+        let mut batch = self.checked_batch(records, &header, &settings)?;
         let log_append_time = settings.log_append_time.then(crate::now_ms);
         if let Some(now) = log_append_time {
             record_batch::set_log_append_time(&mut batch, now);
@@ -387,8 +442,46 @@ impl ReplicaManager {
         })
     }
 
+    /// Walks every record of the validated batch `records` (Kafka's `LogValidator`) and returns
+    /// the batch to append: `records` itself, or, where the topic's `compression.type` names
+    /// another codec, the batch recompressed in the same pass. A compacted topic refuses a
+    /// record without a key.
+    fn checked_batch(
+        &self,
+        records: &[u8],
+        header: &BatchHeader,
+        settings: &TopicSettings,
+    ) -> Result<Vec<u8>, AppendFailure> {
+        let inflated_bytes_max = self.config.socket_request_max_bytes;
+        let (checked, recompressed) = match settings.compression {
+            Some(codec) if reencode::codec_of(codec) != header.compression() => {
+                let (checked, batch) = record_validation::validate_and_recompress(
+                    records,
+                    header,
+                    codec,
+                    inflated_bytes_max,
+                    settings.max_message_bytes,
+                )?;
+                (checked, Some(batch))
+            }
+            _ => (
+                record_validation::validate_records(records, header, inflated_bytes_max)?,
+                None,
+            ),
+        };
+        if let (true, Some(record_index)) = (settings.cleanup_compact, checked.first_keyless_record)
+        {
+            return Err(AppendFailure::KeylessOnCompactedTopic { record_index });
+        }
+        Ok(recompressed.unwrap_or_else(|| records.to_vec()))
+    }
+
     /// Writes every partition's recovery point and log start offset to Kafka's checkpoints.
     pub fn write_checkpoints(&self) -> Result<(), LogError> {
+        let _writer = self
+            .checkpoint_writer
+            .lock()
+            .expect("checkpoint writer lock poisoned");
         let mut recovery_points = HashMap::new();
         let mut log_starts = HashMap::new();
         for partition in self.all_partitions() {
@@ -401,7 +494,8 @@ impl ReplicaManager {
         self.write_checkpoint_files(&recovery_points, &log_starts)
     }
 
-    /// Writes Kafka's two per-partition checkpoint files.
+    /// Writes Kafka's two per-partition checkpoint files; the caller holds
+    /// `checkpoint_writer`.
     fn write_checkpoint_files(
         &self,
         recovery_points: &HashMap<(String, i32), i64>,
@@ -420,6 +514,10 @@ impl ReplicaManager {
     /// Writes `cleaner-offset-checkpoint`: where the cleaner has reached in each compacted
     /// partition, so a restart does not clean everything again.
     pub fn write_cleaner_checkpoint(&self) -> Result<(), LogError> {
+        let _writer = self
+            .cleaner_checkpoint_writer
+            .lock()
+            .expect("cleaner checkpoint writer lock poisoned");
         let offsets: HashMap<(String, i32), i64> = self
             .all_partitions()
             .iter()
@@ -505,24 +603,11 @@ impl ReplicaManager {
             recovery_points.insert(key.clone(), recovery_point);
             log_starts.insert(key, log_start);
         }
+        let _writer = self
+            .checkpoint_writer
+            .lock()
+            .expect("checkpoint writer lock poisoned");
         self.write_checkpoint_files(&recovery_points, &log_starts)
-    }
-
-    /// Directories under the data dir that look like partitions of topics not in `known`.
-    pub fn stray_partition_dirs(&self, known: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(self.data_dir()) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(Result::ok)
-            .filter(|entry| entry.path().is_dir())
-            .filter_map(|entry| {
-                let name = entry.file_name().to_string_lossy().to_string();
-                let (topic, _) = runnel_log::parse_partition_dir_name(&name)?;
-                (!known(&topic) && name != crate::controller::METADATA_LOG_DIR)
-                    .then(|| entry.path())
-            })
-            .collect()
     }
 }
 
@@ -547,6 +632,13 @@ pub enum OpenTopicError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Log(#[from] LogError),
+    #[error("{0}")]
+    PartitionMetadata(#[from] PartitionMetadataError),
+    #[error(
+        "directory {dir} exists but the metadata does not name it: it is kept, and a new \
+         partition will not adopt its data; move it away first"
+    )]
+    DirectoryExists { dir: PathBuf },
 }
 
 /// Checks a produced partition's records: exactly one whole, valid v2 batch within the size
@@ -593,15 +685,5 @@ fn remove_dir(dir: &Path) -> Result<(), LogError> {
             path: dir.to_path_buf(),
             source: error,
         }),
-    }
-}
-
-/// Deletes directories left by topics deleted before a crash.
-pub fn remove_stray_dirs(dirs: &[PathBuf]) {
-    for dir in dirs {
-        tracing::warn!(dir = %dir.display(), "removing the directory of a deleted topic");
-        if let Err(error) = remove_dir(dir) {
-            tracing::error!(%error, "could not remove a deleted topic's directory");
-        }
     }
 }

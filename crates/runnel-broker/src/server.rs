@@ -1,10 +1,17 @@
 //! Starting and stopping a broker: recovery, the listener, and a clean shutdown.
 //!
-//! Start: `meta.properties`, the metadata log (replayed into the image), every partition log
-//! (recovered from the last recovery-point checkpoint), removal of directories of topics
-//! deleted before a crash, then the listener. Shutdown: stop accepting, let connections finish
-//! their in-flight requests (bounded by [`SHUTDOWN_DRAIN`]), then flush and close every log and
-//! write the checkpoints.
+//! Start: the data directory's lock (one server per directory), `meta.properties`, the
+//! metadata log (replayed into the image), every partition log (recovered from the last
+//! recovery-point checkpoint), removal of directories of topics deleted before a crash (only
+//! those the metadata log accounts for; other stray directories are kept and reported, see
+//! [`crate::data_dir`]), then the listener. A data directory holding partition data is never
+//! given a new `meta.properties` or an empty metadata log: a missing `meta.properties`, a
+//! missing or empty metadata log, or a damaged one (not just a torn tail,
+//! [`crate::metadata_log`]) refuses the start with what to do, `runnel metadata rebuild` among
+//! it. Shutdown: stop accepting, answer parked fetches at once, let connections finish their
+//! in-flight requests (bounded by [`SHUTDOWN_DRAIN`]), then flush and close every log and write
+//! the checkpoints. The accept loop applies `max.connections.per.ip`
+//! ([`crate::connection_quotas`]) and `max.connections`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -18,26 +25,53 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::broker::Broker;
 use crate::config::{AdvertisedListener, BrokerConfig};
-use crate::controller::{Controller, ControllerError};
+use crate::controller::{Controller, ControllerError, METADATA_LOG_DIR};
+use crate::data_dir::{self, DataDirError, DataDirLock, Inventory};
 use crate::group_coordinator::GroupCoordinator;
-use crate::meta_properties::{self, MetaPropertiesError};
-use crate::replica_manager::{self, OpenTopicError, ReplicaManager};
+use crate::meta_properties::{self, MetaPropertiesError, META_PROPERTIES};
+use crate::metadata_log::{self, MetadataLogDamage};
+use crate::replica_manager::{OpenTopicError, ReplicaManager};
 
 /// How long in-flight requests may take to finish at shutdown.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
 /// Pause after a failed `accept` (out of file descriptors, say) before the next.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Partition directories named in a start-refusal message; the rest are counted.
+const DIRS_NAMED_MAX: usize = 5;
+
 #[derive(Debug, Error)]
 pub enum ServerError {
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error(
+        "{dir}/{META_PROPERTIES} is missing, but {dir} holds data ({holds}); refusing to start \
+         rather than adopt it under a new cluster id. Restore {META_PROPERTIES} from a backup, \
+         or adopt the data with `runnel metadata rebuild --data-dir {dir}`, which writes a new \
+         one"
+    )]
+    MetaPropertiesMissing { dir: String, holds: String },
+    #[error(
+        "the metadata log {dir}/{METADATA_LOG_DIR} is missing or empty, but {dir} holds \
+         partition directories ({partitions}); refusing to start, so that no partition data \
+         is deleted or hidden. Restore {METADATA_LOG_DIR} from a backup, or rebuild it from the \
+         partition directories with `runnel metadata rebuild --data-dir {dir}` (it reports the \
+         topic configs it cannot recover)"
+    )]
+    MetadataMissing { dir: String, partitions: String },
+    #[error(
+        "{damage}. Refusing to start: recovering past this point would drop acknowledged \
+         metadata. Restore {METADATA_LOG_DIR} from a backup, or run `runnel metadata rebuild \
+         --data-dir {dir}`: it keeps the damaged log aside, keeps the records before the damage \
+         and recreates the topics from the partition directories"
+    )]
+    MetadataDamaged {
+        dir: String,
+        damage: MetadataLogDamage,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     MetaProperties(#[from] MetaPropertiesError),
-    #[error("{0}")]
+    #[error(transparent)]
     Controller(#[from] ControllerError),
     #[error("opening topic {topic}: {source}")]
     OpenTopic {
@@ -59,6 +93,8 @@ pub enum ServerError {
 
 /// A started broker.
 pub struct RunningBroker {
+    /// Held until the broker is shut down or dropped: one server per data directory.
+    _data_dir_lock: DataDirLock,
     local_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     http: Option<JoinHandle<()>>,
@@ -68,6 +104,7 @@ pub struct RunningBroker {
     checkpoints: JoinHandle<()>,
     retention: JoinHandle<()>,
     cleaner: JoinHandle<()>,
+    scrubber: JoinHandle<()>,
 }
 
 impl RunningBroker {
@@ -89,6 +126,7 @@ impl RunningBroker {
     pub async fn shutdown(self) -> Result<(), ServerError> {
         tracing::info!("shutting down");
         self.shutdown.send_replace(true);
+        self.broker.begin_shutdown();
         if self.accept_loop.await.is_err() {
             tracing::error!("the accept loop panicked");
         }
@@ -100,6 +138,7 @@ impl RunningBroker {
         self.checkpoints.abort();
         self.retention.abort();
         self.cleaner.abort();
+        self.scrubber.abort();
         self.broker.groups.shutdown().await;
         let broker = Arc::clone(&self.broker);
         tokio::task::spawn_blocking(move || broker.replicas.shutdown()).await??;
@@ -112,7 +151,7 @@ impl RunningBroker {
 pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     let started = std::time::Instant::now();
     let config = Arc::new(config);
-    let broker = {
+    let (broker, data_dir_lock) = {
         let config = Arc::clone(&config);
         tokio::task::spawn_blocking(move || open(config)).await??
     };
@@ -169,6 +208,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     let checkpoints = tokio::spawn(checkpoint_loop(Arc::clone(&broker)));
     let retention = tokio::spawn(crate::retention::retention_loop(Arc::clone(&broker)));
     let cleaner = tokio::spawn(crate::cleaner::cleaner_loop(Arc::clone(&broker)));
+    let scrubber = tokio::spawn(crate::scrubber::scrub_loop(Arc::clone(&broker)));
     tracing::info!(
         listen = %local_addr,
         advertised = %format!("{}:{}", advertised.host, advertised.port),
@@ -179,6 +219,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         "runnel listening on {local_addr}"
     );
     Ok(RunningBroker {
+        _data_dir_lock: data_dir_lock,
         local_addr,
         http_addr,
         http,
@@ -188,16 +229,14 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         checkpoints,
         retention,
         cleaner,
+        scrubber,
     })
 }
 
-fn open(config: Arc<BrokerConfig>) -> Result<Broker, ServerError> {
+fn open(config: Arc<BrokerConfig>) -> Result<(Broker, DataDirLock), ServerError> {
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir {
-        path: data_dir.display().to_string(),
-        source,
-    })?;
-    let cluster_id = meta_properties::load_or_create(data_dir, config.node_id)?;
+    let dir = data_dir.display().to_string();
+    let lock = DataDirLock::acquire(data_dir)?;
     let open_files = runnel_log::OpenFiles::global();
     open_files.set_capacity(
         config
@@ -209,7 +248,32 @@ fn open(config: Arc<BrokerConfig>) -> Result<Broker, ServerError> {
         rlimit_nofile = ?runnel_log::open_files::soft_open_files_limit(),
         "segment files held open at most"
     );
-    let controller = Controller::open(data_dir, config.node_id)?;
+    let inventory = Inventory::scan(data_dir)?;
+    let metadata_dir = data_dir.join(METADATA_LOG_DIR);
+    let scan =
+        metadata_log::scan(&metadata_dir).map_err(|damage| ServerError::MetadataDamaged {
+            dir: dir.clone(),
+            damage,
+        })?;
+    let cluster_id = match meta_properties::load(data_dir, config.node_id)? {
+        Some(cluster_id) => cluster_id,
+        None if !inventory.partitions.is_empty() || scan.end_offset > 0 => {
+            let holds = if inventory.partitions.is_empty() {
+                format!("the metadata log {METADATA_LOG_DIR}")
+            } else {
+                inventory.examples(DIRS_NAMED_MAX)
+            };
+            return Err(ServerError::MetaPropertiesMissing { dir, holds });
+        }
+        None => meta_properties::create(data_dir, config.node_id)?,
+    };
+    if scan.records.is_empty() && !inventory.partitions.is_empty() {
+        return Err(ServerError::MetadataMissing {
+            dir,
+            partitions: inventory.examples(DIRS_NAMED_MAX),
+        });
+    }
+    let controller = Controller::open_scanned(data_dir, config.node_id, scan)?;
     let replicas = ReplicaManager::new(Arc::clone(&config)).map_err(ServerError::Flusher)?;
     let recovery_points = ReplicaManager::read_recovery_points(data_dir)?;
     let log_start_offsets = ReplicaManager::read_log_start_offsets(data_dir)?;
@@ -223,9 +287,9 @@ fn open(config: Arc<BrokerConfig>) -> Result<Broker, ServerError> {
             })?;
     }
     replicas.load_cleaner_checkpoint()?;
-    let stray = replicas.stray_partition_dirs(&|name| image.topic(name).is_some());
-    replica_manager::remove_stray_dirs(&stray);
-    Ok(Broker::new(config, cluster_id, controller, replicas))
+    let stray = data_dir::settle_stray(&inventory, &image, controller.removed_topics());
+    replicas.set_stray_partition_dirs(stray);
+    Ok((Broker::new(config, cluster_id, controller, replicas), lock))
 }
 
 async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
@@ -238,6 +302,15 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(ip_slot) = broker.connection_quotas.try_acquire(peer.ip()) else {
+                        tracing::warn!(
+                            %peer,
+                            limit = broker.connection_quotas.limit(peer.ip()),
+                            "max.connections.per.ip reached for this IP; closing the new connection"
+                        );
+                        broker.metrics.connections_refused_per_ip.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
                     let Ok(slot) = Arc::clone(&connection_slots).try_acquire_owned() else {
                         tracing::warn!(%peer, "max.connections reached; closing the new connection");
                         broker.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
@@ -250,7 +323,7 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
                     connections.spawn(async move {
                         crate::connection::serve(Arc::clone(&broker), stream, peer, shutdown).await;
                         broker.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
-                        drop(slot);
+                        drop((slot, ip_slot));
                     });
                 }
                 Err(error) => {

@@ -16,6 +16,13 @@ pub struct LogConfig {
     /// `segment.index.bytes`: a segment rolls when its offset index would exceed this size.
     /// Default 10 MiB.
     pub segment_index_bytes: u64,
+    /// `cleanup.policy` includes `compact`: the cleaner may leave offset gaps between segments
+    /// (it drops emptied segments and the last records of others), so a gap between one
+    /// segment's next offset and the next one's base offset is not damage. Default false:
+    /// in a log that is never compacted every roll starts the next segment at the previous
+    /// one's next offset, and a gap below the recovery point is damage (see
+    /// `partition_log/damage.rs`).
+    pub compacted: bool,
 }
 
 impl Default for LogConfig {
@@ -25,6 +32,7 @@ impl Default for LogConfig {
             segment_ms: 7 * 24 * 60 * 60 * 1000,
             index_interval_bytes: 4096,
             segment_index_bytes: 10 * 1024 * 1024,
+            compacted: false,
         }
     }
 }

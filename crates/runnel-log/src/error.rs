@@ -99,6 +99,14 @@ pub enum ReadError {
         log_start_offset: i64,
         log_end_offset: i64,
     },
+    /// The offset lies in a damaged range: its records are lost or corrupt (see
+    /// `partition_log/damage.rs`).
+    #[error("offset {offset} lies in the damaged range [{start_offset}, {end_offset})")]
+    Damaged {
+        offset: i64,
+        start_offset: i64,
+        end_offset: i64,
+    },
     /// Reading batch headers failed.
     #[error("{op} {}: {source}", path.display())]
     Io {

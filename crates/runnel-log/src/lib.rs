@@ -29,7 +29,9 @@
 //! [`FlushTarget::sync`], [`PartitionLog::mark_flushed`]) and records the recovery point. On
 //! open, everything at or above the recovery point (and always the active segment) is scanned
 //! with CRC and continuity checks and truncated at the first bad batch; later segments are
-//! deleted. Indexes, producer snapshots and the leader-epoch checkpoint are caches of what the
+//! deleted. Damage below the recovery point is not a crash: it is kept on disk, reported and
+//! refused to readers as a damaged range (`partition_log/damage.rs`); [`scrub`] re-verifies
+//! sealed segments in the background. Indexes, producer snapshots and the leader-epoch checkpoint are caches of what the
 //! batches say: checked on load and rebuilt from the log when in doubt. Checkpoints and
 //! snapshots are written atomically (temp file, fsync, rename, fsync directory).
 
@@ -40,6 +42,7 @@ pub mod leader_epoch;
 pub mod open_files;
 pub mod partition_log;
 pub mod producer_state;
+pub mod scrub;
 pub mod segment;
 
 pub use checkpoint::{read_offset_checkpoint, write_offset_checkpoint};
@@ -49,7 +52,7 @@ pub use leader_epoch::LeaderEpochCache;
 pub use open_files::{OpenFiles, OpenFilesStats, SegmentFile};
 pub use partition_log::{
     AppendOutcome, CompactedSegments, CompactionOutcome, CompactionPlan, CompactionPolicy,
-    FlushTarget, PartitionLog, ReadSlice, RetentionPolicy,
+    DamagedRange, FlushTarget, PartitionLog, ReadSlice, RetentionPolicy, DAMAGED_SEGMENTS_FILE,
 };
 pub use producer_state::ProducerStateManager;
 pub use segment::Segment;

@@ -16,10 +16,13 @@
 //!
 //! Opening and recovery live in `partition_log/recovery.rs`, timestamp lookups in
 //! `partition_log/timestamps.rs`, retention in `partition_log/retention.rs`, compaction in
-//! `partition_log/compaction.rs`. Reads, truncation and lookups find the first batch whose last
-//! offset is at or after the offset asked for, so they land on the next record across gaps.
+//! `partition_log/compaction.rs`, damage below the recovery point in `partition_log/damage.rs`.
+//! Reads, truncation and lookups find the first batch whose last offset is at or after the
+//! offset asked for, so they land on the next record across gaps, except across a damaged range:
+//! a read inside one fails and a read below one stops before it.
 
 mod compaction;
+mod damage;
 mod recovery;
 mod retention;
 mod timestamps;
@@ -28,6 +31,7 @@ pub use compaction::{
     CompactedSegments, CompactionOutcome, CompactionPlan, CompactionPolicy,
     OFFSET_MAP_ENTRY_OVERHEAD_BYTES,
 };
+pub use damage::{DamagedRange, DAMAGED_SEGMENTS_FILE};
 pub use retention::RetentionPolicy;
 
 use std::fs::File;
@@ -150,6 +154,8 @@ pub struct PartitionLog {
     /// Offset of the newest producer snapshot known on disk (loaded or written): `close`
     /// writes none when it is already at the log end offset.
     snapshot_offset: Option<i64>,
+    /// Offsets lost or corrupt below the recovery point, by start offset (`damage.rs`).
+    damaged: Vec<DamagedRange>,
 }
 
 impl PartitionLog {
@@ -249,6 +255,8 @@ impl PartitionLog {
     /// Computes what to read for a fetch at `offset` (see [`ReadSlice`]). Kafka's semantics:
     /// whole batches from the one containing `offset`, last offsets below `max_offset`, at most
     /// `max_bytes` except that `min_one_batch` returns a first batch larger than that whole.
+    /// An offset in a damaged range is refused ([`ReadError::Damaged`]); a read below one ends
+    /// before it.
     pub fn read(
         &self,
         offset: i64,
@@ -264,6 +272,16 @@ impl PartitionLog {
                 log_end_offset,
             });
         }
+        if let Some(range) = self.damage_at(offset) {
+            return Err(ReadError::Damaged {
+                offset,
+                start_offset: range.start_offset,
+                end_offset: range.end_offset,
+            });
+        }
+        let max_offset = self
+            .damage_above(offset)
+            .map_or(max_offset, |range| max_offset.min(range.start_offset));
         let first = self
             .segments
             .partition_point(|s| s.base_offset() <= offset)

@@ -265,6 +265,30 @@ impl Segment {
         base_offset: i64,
         previous_last_offset: Option<i64>,
         index_interval_bytes: u64,
+        on_batch: impl FnMut(&BatchHeader),
+    ) -> Result<(Segment, Option<Truncation>), LogError> {
+        let (segment, damage) = Segment::scan(
+            dir,
+            base_offset,
+            previous_last_offset,
+            index_interval_bytes,
+            on_batch,
+        )?;
+        if damage.is_some() {
+            segment.truncate_file_to_size()?;
+        }
+        Ok((segment, damage))
+    }
+
+    /// [`Segment::recover`] without touching the file: the segment holds the valid prefix of
+    /// its log (its size and next offset stop before the first bad batch), and the returned
+    /// [`Truncation`] says where the prefix ends and how many bytes of the file lie beyond it.
+    /// For damage found below the recovery point, which is reported and kept, not cut away.
+    pub fn scan(
+        dir: &Path,
+        base_offset: i64,
+        previous_last_offset: Option<i64>,
+        index_interval_bytes: u64,
         mut on_batch: impl FnMut(&BatchHeader),
     ) -> Result<(Segment, Option<Truncation>), LogError> {
         let (mut segment, file_len) = Segment::open_log(dir, base_offset)?;
@@ -272,7 +296,6 @@ impl Segment {
             .map_or(base_offset, |last| last + 1)
             .max(base_offset);
         let mut position = 0u64;
-        let mut failure = None;
         while position < file_len {
             match segment.read_valid_batch(position, file_len, expected_min) {
                 Ok(header) => {
@@ -282,28 +305,45 @@ impl Segment {
                     position += header.size_bytes() as u64;
                 }
                 Err(reason) => {
-                    failure = Some(reason);
-                    break;
+                    debug_assert_eq!(segment.size_bytes, position);
+                    return Ok((
+                        segment,
+                        Some(Truncation {
+                            position,
+                            bytes_dropped: file_len - position,
+                            reason,
+                        }),
+                    ));
                 }
             }
         }
-        let truncation = match failure {
-            None => None,
-            Some(reason) => {
-                let file = segment.file()?;
-                file.set_len(position)
-                    .map_err(LogError::io("truncate", &segment.log_path))?;
-                file.sync_all()
-                    .map_err(LogError::io("fsync", &segment.log_path))?;
-                Some(Truncation {
-                    position,
-                    bytes_dropped: file_len - position,
-                    reason,
-                })
-            }
-        };
         debug_assert_eq!(segment.size_bytes, position);
-        Ok((segment, truncation))
+        Ok((segment, None))
+    }
+
+    /// Cuts the log file to the segment's size (the valid prefix) and fsyncs it.
+    pub(crate) fn truncate_file_to_size(&self) -> Result<(), LogError> {
+        let file = self.file()?;
+        file.set_len(self.size_bytes)
+            .map_err(LogError::io("truncate", &self.log_path))?;
+        file.sync_all()
+            .map_err(LogError::io("fsync", &self.log_path))
+    }
+
+    /// Makes the segment serve only its first `position` bytes, ending at `next_offset` (in
+    /// memory only: the file keeps its bytes). For a sealed segment found damaged at
+    /// `position`, so that walks from batch to batch never reach the damage.
+    pub(crate) fn limit_to(&mut self, position: u64, next_offset: i64) {
+        if position < self.size_bytes {
+            self.size_bytes = position;
+            self.next_offset = next_offset.clamp(self.base_offset, self.next_offset);
+        }
+    }
+
+    /// Reads the batch at `position` and checks it whole (extent, CRC, counts): the
+    /// scrubber's check of a sealed segment. `Err` is the reason the batch is damaged.
+    pub fn verify_batch(&self, position: u64) -> Result<BatchHeader, String> {
+        self.read_valid_batch(position, self.size_bytes, i64::MIN)
     }
 
     /// Reads and fully validates the batch at `position`; `Err` is the reason to truncate.

@@ -81,6 +81,8 @@ fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 400,
         index_interval_bytes: 50,
+        // Compaction passes run here: gaps between segments are the cleaner's.
+        compacted: true,
         ..LogConfig::default()
     }
 }

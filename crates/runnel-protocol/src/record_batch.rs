@@ -109,14 +109,25 @@ impl BatchHeader {
         if magic != MAGIC_V2 {
             return Err(BatchError::UnsupportedMagic { magic });
         }
+        let base_offset = read_i64(bytes, BASE_OFFSET_AT);
+        let last_offset_delta = read_i32(bytes, LAST_OFFSET_DELTA_AT);
+        // The last offset and the one after it must exist: callers compute both.
+        if base_offset
+            .checked_add(i64::from(last_offset_delta) + 1)
+            .is_none()
+        {
+            return Err(BatchError::Invalid {
+                reason: "base offset + last offset delta overflows",
+            });
+        }
         Ok(BatchHeader {
-            base_offset: read_i64(bytes, BASE_OFFSET_AT),
+            base_offset,
             length,
             partition_leader_epoch: read_i32(bytes, LEADER_EPOCH_AT),
             magic,
             crc: read_i32(bytes, CRC_AT) as u32,
             attributes: read_i16(bytes, ATTRIBUTES_AT),
-            last_offset_delta: read_i32(bytes, LAST_OFFSET_DELTA_AT),
+            last_offset_delta,
             base_timestamp: read_i64(bytes, BASE_TIMESTAMP_AT),
             max_timestamp: read_i64(bytes, MAX_TIMESTAMP_AT),
             producer_id: read_i64(bytes, PRODUCER_ID_AT),
@@ -288,6 +299,21 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     let attributes = read_i16(batch, ATTRIBUTES_AT) | ATTR_LOG_APPEND_TIME;
     batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Finishes a batch whose records were recompressed: `batch` holds the original header and
+/// the new records; sets the length, the codec bits of the attributes and the CRC.
+///
+/// # Panics
+/// If `batch` is shorter than a batch header or longer than `i32::MAX`: callers build it
+/// from a validated header and bound its size.
+pub(crate) fn seal_recompressed(batch: &mut [u8], codec: i16) {
+    let length = i32::try_from(batch.len() - BATCH_LOG_OVERHEAD).expect("bounded batch size");
+    batch[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes = (read_i16(batch, ATTRIBUTES_AT) & !ATTR_COMPRESSION_MASK) | codec;
+    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
@@ -557,5 +583,20 @@ mod tests {
             let _ = validate_batch(&bytes);
             let _ = batches(&bytes).count();
         }
+    }
+
+    #[test]
+    fn offsets_that_overflow_are_refused_not_computed() {
+        let mut batch = encode_batch(3, Compression::None);
+        batch[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&(i64::MAX - 2).to_be_bytes());
+        assert_eq!(
+            BatchHeader::parse(&batch),
+            Err(BatchError::Invalid {
+                reason: "base offset + last offset delta overflows"
+            })
+        );
+        batch[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&(i64::MAX - 3).to_be_bytes());
+        let header = BatchHeader::parse(&batch).expect("the last offset fits");
+        assert_eq!(header.last_offset(), i64::MAX - 1);
     }
 }

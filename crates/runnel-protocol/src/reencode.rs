@@ -1,5 +1,6 @@
-//! Writing a batch's records again as one new batch: what compaction does with the records it
-//! keeps, and what a topic's `compression.type` does with a batch produced in another codec.
+//! Writing records again as one new batch: what compaction does with the records it keeps.
+//! (A topic's `compression.type` is applied by [`crate::record_validation`], in the pass that
+//! validates the produced batch.)
 //!
 //! The new batch keeps what the original says about its records: producer id and epoch, the
 //! transactional flag and the timestamp type (all carried on each decoded record, which the
@@ -7,10 +8,8 @@
 //! base offset is the first record's offset and its base sequence moves with it, so each record
 //! keeps its offset and sequence.
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-};
+use bytes::BytesMut;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
 use crate::record_batch::{set_log_append_time, BatchHeader};
 
@@ -75,85 +74,7 @@ pub fn encode_like(
     Ok(bytes)
 }
 
-/// The validated batch `batch` (with header `header`) with its records compressed with
-/// `compression` instead.
-pub fn recompress(
-    batch: &[u8],
-    header: &BatchHeader,
-    compression: Compression,
-) -> Result<Vec<u8>, String> {
-    let mut buf = Bytes::copy_from_slice(batch);
-    let set = RecordBatchDecoder::decode(&mut buf)
-        .map_err(|error| format!("records do not decode: {error}"))?;
-    encode_like(header, set.records, compression)
-}
-
 /// Kafka's sequence arithmetic: `base + delta`, wrapping from `i32::MAX` to 0.
 pub fn sequence_after(base_sequence: i32, delta: i64) -> i32 {
     ((i64::from(base_sequence) + delta) % (i64::from(i32::MAX) + 1)) as i32
-}
-
-#[cfg(test)]
-mod tests {
-    use kafka_protocol::records::TimestampType;
-
-    use super::*;
-    use crate::record_batch::validate_batch;
-
-    fn batch(compression: Compression, producer: Option<(i64, i16, i32)>) -> Vec<u8> {
-        let records: Vec<Record> = (0..5)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: producer.map_or(-1, |p| p.0),
-                producer_epoch: producer.map_or(-1, |p| p.1),
-                timestamp_type: TimestampType::Creation,
-                offset: i,
-                sequence: producer.map_or(i as i32, |p| p.2 + i as i32),
-                timestamp: 1_700_000_000_000 + i,
-                key: Some(Bytes::from(format!("k{i}"))),
-                value: Some(Bytes::from(format!("value {i} ").repeat(20))),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .expect("encode");
-        buf.to_vec()
-    }
-
-    fn records_of(bytes: &[u8]) -> Vec<Record> {
-        let mut buf = Bytes::copy_from_slice(bytes);
-        RecordBatchDecoder::decode(&mut buf)
-            .expect("decode")
-            .records
-    }
-
-    #[test]
-    fn recompressing_keeps_records_offsets_sequences_and_producer() {
-        for (from, to) in [
-            (Compression::None, Compression::Zstd),
-            (Compression::Gzip, Compression::Lz4),
-            (Compression::Snappy, Compression::None),
-        ] {
-            let original = batch(from, Some((7, 2, 40)));
-            let header = validate_batch(&original).expect("valid");
-            let recompressed = recompress(&original, &header, to).expect("recompress");
-            let new_header = validate_batch(&recompressed).expect("valid, CRC included");
-            assert_eq!(new_header.compression(), codec_of(to));
-            assert_eq!((new_header.producer_id, new_header.producer_epoch), (7, 2));
-            assert_eq!(new_header.base_sequence, 40);
-            assert_eq!(new_header.last_offset_delta, header.last_offset_delta);
-            assert_eq!(records_of(&recompressed), records_of(&original));
-        }
-    }
 }

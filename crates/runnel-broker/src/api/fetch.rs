@@ -3,15 +3,19 @@
 //! Limits as in Kafka: each partition returns at most `partition_max_bytes` and the response
 //! at most `max_bytes`, except that the first partition with data returns its first batch whole
 //! even when larger (KIP-74), so consumers always progress. If fewer than `min_bytes` are
-//! ready, the request parks on the broker's data-changed signal until enough arrive or
-//! `max_wait_ms` passes: no polling loop. Fetch sessions (KIP-227) are answered sessionless
-//! (session id 0), which every client accepts. v13+ names topics by id.
+//! ready, the request parks on the broker's data-changed signal until enough arrive,
+//! `max_wait_ms` passes, or the broker begins to shut down: no polling loop. Fetch sessions
+//! (KIP-227) are answered sessionless (session id 0), which every client accepts. v13+ names
+//! topics by id. A partition whose fetch offset lies in a damaged range of its log answers
+//! `CORRUPT_MESSAGE` (Kafka's answer when a read meets corrupt bytes); see `runnel_log`'s
+//! `damage.rs`.
 //! `isolation_level` is accepted; with no transactions yet the last stable offset is the high
 //! watermark, so both levels read the same records.
 //!
 //! Records are not read here: each partition's answer carries the range of its segment file,
 //! and the response is encoded around the ranges and sent with `sendfile` ([`crate::zero_copy`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,22 +68,43 @@ async fn fetch(broker: &Broker, body: &FetchRequest, version: i16) -> FetchRespo
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = body.min_bytes.max(0) as usize;
     let mut data_changed = broker.replicas.data_changed();
+    let mut stopping = broker.stopping();
+    let mut parked = None;
     loop {
         // Mark the current version seen before reading, so a change during the read wakes us.
         data_changed.borrow_and_update();
         let (topics, bytes, errors) = read_all(broker, body, version);
-        let expired = tokio::time::Instant::now() >= deadline;
+        let expired = tokio::time::Instant::now() >= deadline || *stopping.borrow();
         if bytes >= min_bytes || errors || expired {
             return answered(broker, topics);
         }
-        if tokio::time::timeout_at(deadline, data_changed.changed())
-            .await
-            .is_err()
-        {
-            // Timed out: one last read, answered whatever it holds.
+        parked.get_or_insert_with(|| Parked::new(&broker.metrics.fetch_purgatory_size));
+        let woken = tokio::select! {
+            changed = tokio::time::timeout_at(deadline, data_changed.changed()) => changed.is_ok(),
+            // Shutdown answers at once rather than holding the broker's stop up to the wait.
+            _ = stopping.wait_for(|stopping| *stopping) => false,
+        };
+        if !woken {
+            // Timed out or shutting down: one last read, answered whatever it holds.
             let (topics, _, _) = read_all(broker, body, version);
             return answered(broker, topics);
         }
+    }
+}
+
+/// A fetch parked waiting for data, counted in `runnel_fetch_purgatory_size` until dropped.
+struct Parked<'a>(&'a AtomicU64);
+
+impl<'a> Parked<'a> {
+    fn new(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Parked(gauge)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -96,7 +121,7 @@ fn answered(broker: &Broker, topics: Vec<TopicResponse<FileRange>>) -> FetchResp
                 partition
                     .metrics
                     .bytes_out
-                    .fetch_add(length as u64, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(length as u64, Ordering::Relaxed);
             }
         }
     }
@@ -198,6 +223,18 @@ fn read_partition(
                 last_stable_offset: offsets.high_watermark,
                 log_start_offset: offsets.log_start_offset,
                 ..error(index, ErrorCode::OffsetOutOfRange)
+            }
+        }
+        // Kafka answers a read that meets corrupt bytes (CorruptRecordException) with
+        // CORRUPT_MESSAGE for the partition; a damaged range is exactly that, reported at
+        // ERROR when it was found (not again for each fetch).
+        Err(ReadError::Damaged { .. }) => {
+            let offsets = partition.offsets();
+            PartitionData {
+                high_watermark: offsets.high_watermark,
+                last_stable_offset: offsets.high_watermark,
+                log_start_offset: offsets.log_start_offset,
+                ..error(index, ErrorCode::CorruptMessage)
             }
         }
         Err(failure) => {

@@ -357,7 +357,8 @@ impl PartitionLog {
     }
 
     /// Base offset of the first segment the pass may not clean: the active one, one not wholly
-    /// below the high watermark, or a dirty one holding a record younger than the minimum lag.
+    /// below the high watermark, a dirty one holding a record younger than the minimum lag, or
+    /// a damaged one (kept as it is on disk; see `damage.rs`).
     fn first_uncleanable_offset(&self, policy: &CompactionPolicy, now_ms: i64) -> i64 {
         let first_dirty = self.cleaner_offset();
         let lag_cutoff_ms = now_ms.saturating_sub(policy.min_compaction_lag_ms.max(0));
@@ -365,7 +366,10 @@ impl PartitionLog {
             let too_young = policy.min_compaction_lag_ms > 0
                 && segment.next_offset() > first_dirty
                 && segment.max_timestamp().0 > lag_cutoff_ms;
-            if segment.next_offset() > self.high_watermark || too_young {
+            if segment.next_offset() > self.high_watermark
+                || too_young
+                || self.overlaps_damage(segment)
+            {
                 return segment.base_offset();
             }
         }

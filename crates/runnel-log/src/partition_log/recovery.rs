@@ -4,9 +4,14 @@
 //! Crash policy: data below the recovery point was fsynced and is trusted (its indexes are
 //! checked and rebuilt when in doubt). Every segment holding offsets at or above the recovery
 //! point, and always the active segment, is scanned batch by batch (`validate_stored_batch`: extent,
-//! magic, CRC; plus offset continuity). At the first torn, corrupt or non-contiguous batch the
-//! segment is truncated there (set_len + fsync), every later segment is deleted, and a WARN says
-//! what was dropped. The recovered data is then fsynced, so the recovery point and the high
+//! magic, CRC; plus offset continuity), and so is every segment whose indexes are inconsistent
+//! or that `damaged-segments` lists. At the first torn, corrupt or non-contiguous batch of the
+//! active segment, or at or above the recovery point (the unflushed tail), the segment is
+//! truncated there (set_len + fsync), every later segment is deleted, and a WARN says what was
+//! dropped. A bad batch below the recovery point in a sealed segment is damage, not a crash: the
+//! segment is kept as it is on disk, its valid prefix served, later segments kept, and the lost
+//! offsets become a damaged range reported at ERROR (`damage.rs`, which also finds unexplained
+//! gaps between segments). The recovered data is then fsynced, so the recovery point and the high
 //! watermark start at the log end offset. An active segment that scans clean and lies wholly
 //! below the recovery point (a clean shutdown) was already fsynced: nothing is rewritten.
 //! Leftover temp files (`*.tmp`, `*.deleted`, `*.cleaned`) and index files without a `.log` are
@@ -18,6 +23,7 @@
 use std::fs;
 use std::path::Path;
 
+use super::damage::{self, DamagedRange};
 use super::PartitionLog;
 use crate::checkpoint::{sync_dir, TEMP_SUFFIX};
 use crate::config::LogConfig;
@@ -25,8 +31,8 @@ use crate::error::LogError;
 use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{delete_snapshots_after, load_newest_snapshot, ProducerStateManager};
 use crate::segment::{
-    parse_base_offset, segment_file_path, Segment, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX,
-    TIME_INDEX_SUFFIX,
+    parse_base_offset, segment_file_path, Segment, Truncation, INDEX_SUFFIX, LOG_SUFFIX,
+    SWAP_SUFFIX, TIME_INDEX_SUFFIX,
 };
 
 impl PartitionLog {
@@ -52,106 +58,38 @@ impl PartitionLog {
         fs::create_dir_all(dir).map_err(LogError::io("create directory", dir))?;
         complete_swaps(dir)?;
         let bases = scan_directory(dir)?;
-        let mut epochs = LeaderEpochCache::load(dir)?;
-        let mut segments: Vec<Segment> = Vec::new();
-        let mut recovered_any = false;
-        let mut removed_any = false;
+        let mut loader = Loader {
+            dir,
+            config: &config,
+            recovery_point,
+            suspects: damage::read_damaged_segments(dir)?,
+            epochs: LeaderEpochCache::load(dir)?,
+            segments: Vec::new(),
+            damaged: Vec::new(),
+            recovered_any: false,
+            removed_any: false,
+        };
         for (i, &base_offset) in bases.iter().enumerate() {
-            let is_last = i + 1 == bases.len();
-            let holds_unflushed = is_last || bases[i + 1] > recovery_point;
-            let previous_next = segments.last().map(Segment::next_offset);
-            let mut loaded = None;
-            if !holds_unflushed {
-                loaded = Segment::load(dir, base_offset, config.index_interval_bytes)?
-                    .filter(|s| previous_next.is_none_or(|next| s.base_offset() >= next));
-                if loaded.is_none() {
-                    tracing::warn!(dir = %dir.display(), base_offset, "segment indexes missing or inconsistent; rebuilding by scanning the log");
-                }
-            }
-            let segment = match loaded {
-                Some(segment) => segment,
-                None => {
-                    let previous_last = previous_next.map(|next| next - 1);
-                    let (mut segment, truncation) = Segment::recover(
-                        dir,
-                        base_offset,
-                        previous_last,
-                        config.index_interval_bytes,
-                        |header| {
-                            epochs.assign(header.partition_leader_epoch, header.base_offset);
-                        },
-                    )?;
-                    let stop = truncation.is_some();
-                    // The active segment is scanned even after a clean shutdown; finding it
-                    // intact and wholly below the recovery point changes nothing on disk, so
-                    // it needs no fsync and no rewritten checkpoints.
-                    let verified_clean =
-                        is_last && !stop && segment.next_offset() <= recovery_point;
-                    recovered_any |= !verified_clean;
-                    if let Some(cut) = truncation {
-                        tracing::warn!(
-                            path = %segment.log_path().display(),
-                            position = cut.position,
-                            bytes_dropped = cut.bytes_dropped,
-                            reason = %cut.reason,
-                            later_segments_deleted = bases.len() - i - 1,
-                            "truncated log at the first invalid batch"
-                        );
-                    }
-                    if !is_last && !stop {
-                        segment.seal()?;
-                    }
-                    if stop {
-                        for &later in &bases[i + 1..] {
-                            Segment::delete_files(dir, later)?;
-                            removed_any = true;
-                        }
-                        segments.push(segment);
-                        break;
-                    }
-                    segment
-                }
-            };
-            segments.push(segment);
-        }
-        // An empty directory (a new partition) gets its first segment without a directory
-        // fsync: an empty log lost in a crash is recreated the same by the next open, and the
-        // first flush with data fsyncs the directory (`dir_entry_synced` stays false).
-        let created_empty = segments.is_empty();
-        if created_empty {
-            segments.push(Segment::create(dir, log_start_offset.max(0))?);
-        }
-        // A last segment left empty by recovery and overlapping its predecessor is dropped so the
-        // log end offset stays the predecessor's.
-        while segments.len() > 1
-            && segments[segments.len() - 1].is_empty()
-            && segments[segments.len() - 1].base_offset()
-                < segments[segments.len() - 2].next_offset()
-        {
-            if let Some(segment) = segments.pop() {
-                segment.retire();
-                Segment::delete_files(dir, segment.base_offset())?;
-                removed_any = true;
+            if !loader.load_segment(base_offset, bases.get(i + 1).copied(), &bases[i + 1..])? {
+                break;
             }
         }
+        loader.finish_segments(log_start_offset)?;
+        let Loader {
+            mut segments,
+            mut damaged,
+            mut epochs,
+            recovered_any,
+            ..
+        } = loader;
+        damaged.extend(damage::find_gaps(
+            &segments,
+            recovery_point,
+            config.compacted,
+            &damaged,
+        ));
+        damaged.sort_by_key(|r| r.start_offset);
         let log_end_offset = segments.last().map_or(0, Segment::next_offset);
-        if recovered_any {
-            for segment in segments
-                .iter()
-                .filter(|s| s.next_offset() > recovery_point && !s.is_empty())
-            {
-                segment
-                    .file()?
-                    .sync_data()
-                    .map_err(LogError::io("fsync", segment.log_path()))?;
-            }
-        }
-        if removed_any {
-            sync_dir(dir)?;
-        }
-        for segment in &mut segments {
-            segment.dir_entry_synced = !created_empty;
-        }
         if let Some(active) = segments.last_mut() {
             if !active.is_empty() {
                 active.rolling_started_ms = Some(now_ms());
@@ -175,7 +113,13 @@ impl PartitionLog {
             cleaner_offset: log_start_offset,
             tombstone_horizon_ms: None,
             snapshot_offset: None,
+            damaged,
         };
+        for range in &log.damaged {
+            damage::report(dir, range, "below the recovery point");
+        }
+        log.forget_damage_below_log_start()?;
+        log.persist_damaged_segments()?;
         delete_snapshots_after(dir, log_end_offset)?;
         log.rebuild_producer_state()?;
         Ok(log)
@@ -194,6 +138,157 @@ impl PartitionLog {
             segment.for_each_header_from(from.max(segment.base_offset()), |header| {
                 producers.update(header)
             })?;
+        }
+        Ok(())
+    }
+}
+
+/// The state of [`PartitionLog::open_at`] while it loads segments, oldest first.
+struct Loader<'a> {
+    dir: &'a Path,
+    config: &'a LogConfig,
+    recovery_point: i64,
+    /// Segments listed in `damaged-segments`: scanned with CRC checks, never trusted.
+    suspects: Vec<i64>,
+    epochs: LeaderEpochCache,
+    segments: Vec<Segment>,
+    damaged: Vec<DamagedRange>,
+    recovered_any: bool,
+    removed_any: bool,
+}
+
+impl Loader<'_> {
+    /// Loads (or scans) the segment at `base_offset`; `next_base` is the next segment's base
+    /// offset, `later` the bases of every later segment. Returns false when recovery cut the
+    /// log here (a bad tail at or above the recovery point): the later segments are deleted.
+    fn load_segment(
+        &mut self,
+        base_offset: i64,
+        next_base: Option<i64>,
+        later: &[i64],
+    ) -> Result<bool, LogError> {
+        let holds_unflushed = next_base.is_none_or(|next| next > self.recovery_point);
+        let previous_next = self.segments.last().map(Segment::next_offset);
+        if !holds_unflushed && !self.suspects.contains(&base_offset) {
+            let interval = self.config.index_interval_bytes;
+            let loaded = Segment::load(self.dir, base_offset, interval)?
+                .filter(|s| previous_next.is_none_or(|next| s.base_offset() >= next));
+            if let Some(segment) = loaded {
+                self.segments.push(segment);
+                return Ok(true);
+            }
+            tracing::warn!(dir = %self.dir.display(), base_offset, "segment indexes missing or inconsistent; rebuilding by scanning the log");
+        }
+        let epochs = &mut self.epochs;
+        let (mut segment, failure) = Segment::scan(
+            self.dir,
+            base_offset,
+            previous_next.map(|next| next - 1),
+            self.config.index_interval_bytes,
+            |header| {
+                epochs.assign(header.partition_leader_epoch, header.base_offset);
+            },
+        )?;
+        let is_last = next_base.is_none();
+        let Some(cut) = failure else {
+            // The active segment is scanned even after a clean shutdown; finding it intact
+            // and wholly below the recovery point changes nothing on disk, so it needs no
+            // fsync and no rewritten checkpoints.
+            let verified_clean = is_last && segment.next_offset() <= self.recovery_point;
+            self.recovered_any |= !verified_clean;
+            if !is_last {
+                segment.seal()?;
+            }
+            self.segments.push(segment);
+            return Ok(true);
+        };
+        self.recovered_any = true;
+        let damaged_from = segment
+            .next_offset()
+            .max(previous_next.unwrap_or(base_offset));
+        if let Some(next_base) = next_base.filter(|_| damaged_from < self.recovery_point) {
+            self.isolate_damage(segment, damaged_from, next_base, cut);
+            return Ok(true);
+        }
+        segment.truncate_file_to_size()?;
+        tracing::warn!(
+            path = %segment.log_path().display(),
+            position = cut.position,
+            bytes_dropped = cut.bytes_dropped,
+            reason = %cut.reason,
+            later_segments_deleted = later.len(),
+            "truncated log at the first invalid batch"
+        );
+        for &base in later {
+            Segment::delete_files(self.dir, base)?;
+            self.removed_any = true;
+        }
+        self.segments.push(segment);
+        Ok(false)
+    }
+
+    /// Keeps a sealed segment damaged below the recovery point as it is on disk (its valid
+    /// prefix served, no index written so the next open finds the damage again) and records
+    /// the range it loses, up to the next segment's base offset.
+    fn isolate_damage(
+        &mut self,
+        segment: Segment,
+        damaged_from: i64,
+        next_base: i64,
+        cut: Truncation,
+    ) {
+        self.damaged.push(DamagedRange {
+            start_offset: damaged_from,
+            end_offset: next_base.max(damaged_from + 1),
+            segment_base_offset: segment.base_offset(),
+            position: cut.position,
+            bytes: cut.bytes_dropped,
+            reason: format!("at position {}: {}", cut.position, cut.reason),
+        });
+        self.segments.push(segment);
+    }
+
+    /// After the last segment: an empty log gets its first segment, an empty last segment
+    /// overlapping its predecessor is dropped, and what recovery changed is made durable.
+    fn finish_segments(&mut self, log_start_offset: i64) -> Result<(), LogError> {
+        let dir = self.dir;
+        let segments = &mut self.segments;
+        // An empty directory (a new partition) gets its first segment without a directory
+        // fsync: an empty log lost in a crash is recreated the same by the next open, and the
+        // first flush with data fsyncs the directory (`dir_entry_synced` stays false).
+        let created_empty = segments.is_empty();
+        if created_empty {
+            segments.push(Segment::create(dir, log_start_offset.max(0))?);
+        }
+        // A last segment left empty by recovery and overlapping its predecessor is dropped so
+        // the log end offset stays the predecessor's.
+        while segments.len() > 1
+            && segments[segments.len() - 1].is_empty()
+            && segments[segments.len() - 1].base_offset()
+                < segments[segments.len() - 2].next_offset()
+        {
+            if let Some(segment) = segments.pop() {
+                segment.retire();
+                Segment::delete_files(dir, segment.base_offset())?;
+                self.removed_any = true;
+            }
+        }
+        if self.recovered_any {
+            for segment in segments
+                .iter()
+                .filter(|s| s.next_offset() > self.recovery_point && !s.is_empty())
+            {
+                segment
+                    .file()?
+                    .sync_data()
+                    .map_err(LogError::io("fsync", segment.log_path()))?;
+            }
+        }
+        if self.removed_any {
+            sync_dir(dir)?;
+        }
+        for segment in segments.iter_mut() {
+            segment.dir_entry_synced = !created_empty;
         }
         Ok(())
     }

@@ -67,6 +67,7 @@ impl PartitionLog {
             return Ok(self.log_start_offset);
         }
         self.log_start_offset = offset;
+        self.forget_damage_below_log_start()?;
         if self.active().next_offset() <= offset && !self.active().is_empty() {
             self.roll()?;
         }
@@ -140,6 +141,7 @@ impl PartitionLog {
             segment.retire();
             Segment::delete_files(&self.dir, segment.base_offset())?;
         }
+        self.forget_damage_below_log_start()?;
         tracing::info!(
             dir = %self.dir.display(),
             segments = removed.len(),

@@ -96,6 +96,7 @@ fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 4096,
         index_interval_bytes: 256,
+        compacted: true,
         ..LogConfig::default()
     }
 }

@@ -1,0 +1,512 @@
+//! Metadata damage never deletes data, and one server per data directory (issue 11, items 3
+//! and 6), through the real `runnel` binary on real data directories.
+//!
+//! Each test first gives a data directory topic data and a committed group offset, stops the
+//! broker, then damages the directory and starts `runnel server` again. Kafka behaviours pinned:
+//! a second process on a log directory fails to take `.lock` (`LogManager.lockLogDirs`); a
+//! partition directory the metadata does not name is kept, never deleted at start (Kafka's
+//! stray logs, KRaft `LogManager`); only a deletion the metadata log records removes topic data
+//! (`RemoveTopicRecord`, then `LogManager.asyncDelete`'s `-delete` rename).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use common::{wait_until, RawClient};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, GroupId, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+const COMMITTED: i64 = 2;
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// A `runnel server` process, killed if the test ends without stopping it.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    http: SocketAddr,
+    stderr: PathBuf,
+}
+
+impl Server {
+    fn spawn(data_dir: &Path, log_dir: &Path) -> Server {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let stderr = log_dir.join(format!("server-{}.log", addr.port()));
+        let child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .args(["server", "--data-dir"])
+            .arg(data_dir)
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--http-listen",
+                &http.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("log file"))
+            .spawn()
+            .expect("start runnel server");
+        Server {
+            child,
+            addr,
+            http,
+            stderr,
+        }
+    }
+
+    /// Starts a server and waits until it listens.
+    fn start(data_dir: &Path, log_dir: &Path) -> Server {
+        let mut server = Server::spawn(data_dir, log_dir);
+        wait_until("the broker to listen", BOOT_TIMEOUT, || {
+            if let Some(status) = server.child.try_wait().expect("wait") {
+                panic!("the broker exited with {status}: {}", server.log());
+            }
+            TcpStream::connect(server.addr).is_ok()
+        });
+        server
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit by itself.
+    fn exit_status(&mut self) -> ExitStatus {
+        let mut exit = None;
+        wait_until("the broker to exit", BOOT_TIMEOUT, || {
+            exit = self.child.try_wait().expect("wait");
+            exit.is_some()
+        });
+        exit.expect("exited")
+    }
+
+    /// SIGTERM and a clean exit.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("send SIGTERM");
+        assert!(status.success());
+        let status = self.exit_status();
+        assert!(status.success(), "clean stop: {status}; {}", self.log());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a server that must refuse to start; returns its stderr.
+fn refused(data_dir: &Path, log_dir: &Path) -> String {
+    let mut server = Server::spawn(data_dir, log_dir);
+    let status = server.exit_status();
+    let log = server.log();
+    assert!(!status.success(), "the start was refused: {log}");
+    log
+}
+
+fn http_get(address: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect to the HTTP port");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: runnel\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+fn commit(client: &mut RawClient, offset: i64) -> i16 {
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("billing")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(common::topic_name("orders"))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)])]);
+    let response: OffsetCommitResponse = client.request(ApiKey::OffsetCommit, 7, &request);
+    response.topics[0].partitions[0].error_code
+}
+
+fn committed(client: &mut RawClient) -> i64 {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("billing")))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(common::topic_name("orders"))
+            .with_partition_indexes(vec![0])]));
+    let mut offset = -1;
+    wait_until("the committed offset to load", BOOT_TIMEOUT, || {
+        let response: OffsetFetchResponse = client.request(ApiKey::OffsetFetch, 5, &request);
+        offset = response.topics[0].partitions[0].committed_offset;
+        response.error_code == 0 && response.topics[0].partitions[0].error_code == 0
+    });
+    offset
+}
+
+/// A stopped broker's data directory with topic `orders` (2 partitions, 3 records in
+/// partition 0, a config override), a committed offset of group `billing`, and topic
+/// `payments` created after the commit (so the metadata log has a record after
+/// `__consumer_offsets`').
+fn seeded() -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("data");
+    let server = Server::start(&data, root.path());
+    let mut client = RawClient::connect(server.addr);
+    assert_eq!(
+        common::create_topic(&mut client, "orders", 2, &[("retention.ms", "86400000")]),
+        0
+    );
+    assert_eq!(
+        common::produce(&mut client, "orders", 0, common::record_batch(3, 10)),
+        (0, 0)
+    );
+    wait_until(
+        "a commit once the coordinator has loaded",
+        BOOT_TIMEOUT,
+        || commit(&mut client, COMMITTED) == 0,
+    );
+    assert_eq!(common::create_topic(&mut client, "payments", 1, &[]), 0);
+    drop(client);
+    server.stop();
+    (root, data)
+}
+
+/// Every file under the partition directories, with its bytes.
+fn partition_files(data: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(data).expect("list") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        if !path.is_dir() || name.starts_with("__cluster_metadata") {
+            continue;
+        }
+        for file in std::fs::read_dir(&path).expect("list partition") {
+            let file = file.expect("entry").path();
+            files.insert(file.clone(), std::fs::read(&file).expect("read"));
+        }
+    }
+    files
+}
+
+fn metadata_segment(data: &Path) -> PathBuf {
+    data.join("__cluster_metadata-0")
+        .join("00000000000000000000.log")
+}
+
+/// Records and the committed offset are readable.
+fn assert_data_served(server: &Server) {
+    let mut client = RawClient::connect(server.addr);
+    let (error, high_watermark, records) = common::fetch_all(&mut client, "orders");
+    assert_eq!((error, high_watermark), (0, 3));
+    assert!(!records.is_empty());
+    assert_eq!(committed(&mut client), COMMITTED);
+}
+
+fn rebuild(data: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["metadata", "rebuild", "--data-dir"])
+        .arg(data)
+        .output()
+        .expect("run runnel metadata rebuild");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "rebuild: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn a_deleted_metadata_log_refuses_the_start_and_rebuild_restores_topics_and_offsets() {
+    let (root, data) = seeded();
+    let before = partition_files(&data);
+    assert!(before
+        .keys()
+        .any(|p| p.starts_with(data.join("__consumer_offsets-0"))));
+    std::fs::remove_dir_all(data.join("__cluster_metadata-0")).expect("delete the metadata log");
+
+    let log = refused(&data, root.path());
+    assert!(
+        log.contains("metadata log") && log.contains("missing or empty"),
+        "{log}"
+    );
+    assert!(log.contains("runnel metadata rebuild --data-dir"), "{log}");
+    assert_eq!(
+        partition_files(&data),
+        before,
+        "every partition file intact"
+    );
+
+    let report = rebuild(&data);
+    assert!(report.contains("topic orders: 2 partition(s)"), "{report}");
+    assert!(report.contains("config overrides LOST"), "{report}");
+    assert!(
+        !report.contains("(new:"),
+        "topic ids kept from partition.metadata: {report}"
+    );
+    let server = Server::start(&data, root.path());
+    assert_data_served(&server);
+    server.stop();
+}
+
+#[test]
+fn a_damaged_metadata_log_refuses_the_start_but_a_torn_tail_does_not() {
+    let (root, data) = seeded();
+    let before = partition_files(&data);
+    let segment = metadata_segment(&data);
+    let original = std::fs::read(&segment).expect("read the metadata log");
+
+    // A torn last write: the first 40 bytes of a batch appended, as a crash during the write
+    // leaves it.
+    let mut last_batch_start = 0;
+    let mut position = 0;
+    while position + 12 <= original.len() {
+        last_batch_start = position;
+        let length = i32::from_be_bytes(original[position + 8..position + 12].try_into().unwrap());
+        position += 12 + length as usize;
+    }
+    let mut torn = original.clone();
+    torn.extend_from_slice(&original[last_batch_start..last_batch_start + 40]);
+    std::fs::write(&segment, &torn).expect("tear the tail");
+    let server = Server::start(&data, root.path());
+    assert_data_served(&server);
+    server.stop();
+    let before = {
+        let mut after_restart = partition_files(&data);
+        after_restart.retain(|path, _| before.contains_key(path));
+        after_restart
+    };
+
+    // Garbage over the first record (topic orders): intact records follow it.
+    let mut damaged = std::fs::read(&segment).expect("read the metadata log");
+    damaged[40..56].copy_from_slice(b"garbage garbage!");
+    std::fs::write(&segment, &damaged).expect("damage the metadata log");
+    let log = refused(&data, root.path());
+    assert!(log.contains("is damage, not the torn tail"), "{log}");
+    assert!(log.contains("runnel metadata rebuild"), "{log}");
+    let mut now = partition_files(&data);
+    now.retain(|path, _| before.contains_key(path));
+    assert_eq!(now, before, "every partition file intact");
+    assert!(data.join("orders-0").is_dir() && data.join("__consumer_offsets-0").is_dir());
+    assert_eq!(
+        std::fs::read(&segment).expect("read"),
+        damaged,
+        "the log left as found"
+    );
+
+    // The rebuild keeps what it can and the data is served again.
+    let report = rebuild(&data);
+    assert!(report.contains("damaged"), "{report}");
+    let server = Server::start(&data, root.path());
+    assert_data_served(&server);
+    server.stop();
+}
+
+#[test]
+fn stray_partition_dirs_are_kept_and_reported_and_only_recorded_deletions_remove_data() {
+    let (root, data) = seeded();
+    // A directory no topic names, holding a copy of real data.
+    let stray = data.join("ghost-0");
+    std::fs::create_dir(&stray).expect("mkdir");
+    for file in std::fs::read_dir(data.join("orders-0")).expect("list") {
+        let file = file.expect("entry").path();
+        std::fs::copy(&file, stray.join(file.file_name().expect("name"))).expect("copy");
+    }
+    std::fs::remove_file(stray.join("partition.metadata")).expect("no topic id");
+    let stray_files = partition_files(&data)
+        .into_iter()
+        .filter(|(path, _)| path.starts_with(&stray))
+        .collect::<BTreeMap<_, _>>();
+
+    // Topic `payments` is deleted; its directory comes back (as if the broker had crashed
+    // after the RemoveTopic record and before the removal), beside one of `payments-7`, a
+    // partition it never had.
+    let server = Server::start(&data, root.path());
+    let payments_id = std::fs::read(data.join("payments-0").join("partition.metadata"))
+        .expect("payments has a partition.metadata");
+    let mut admin = RawClient::connect(server.addr);
+    let deleted: kafka_protocol::messages::DeleteTopicsResponse = admin.request(
+        ApiKey::DeleteTopics,
+        4,
+        &kafka_protocol::messages::DeleteTopicsRequest::default()
+            .with_timeout_ms(5_000)
+            .with_topic_names(vec![common::topic_name("payments")]),
+    );
+    assert_eq!(deleted.responses[0].error_code, 0);
+    assert!(!data.join("payments-0").exists());
+    // The stray directory is not adopted by a new topic of its name.
+    assert_ne!(common::create_topic(&mut admin, "ghost", 1, &[]), 0);
+    drop(admin);
+    server.stop();
+    for name in ["payments-0", "payments-7"] {
+        std::fs::create_dir(data.join(name)).expect("mkdir");
+        std::fs::write(data.join(name).join("partition.metadata"), &payments_id).expect("write");
+    }
+
+    let server = Server::start(&data, root.path());
+    assert_data_served(&server);
+    let metrics = http_get(server.http, "/metrics");
+    assert!(
+        metrics.contains("\nrunnel_stray_partition_dirs 2\n"),
+        "{metrics}"
+    );
+    let console = http_get(server.http, "/");
+    assert!(console.contains("Stray partition directories"), "{console}");
+    assert!(
+        console.contains("ghost-0") && console.contains("payments-7"),
+        "{console}"
+    );
+    server.stop();
+    let log = std::fs::read_dir(root.path())
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("server-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(
+        log.contains("WARN") && log.contains("ghost-0, payments-7"),
+        "{log}"
+    );
+
+    let kept = partition_files(&data)
+        .into_iter()
+        .filter(|(path, _)| path.starts_with(&stray))
+        .collect::<BTreeMap<_, _>>();
+    assert_eq!(kept, stray_files, "the stray directory is kept as it was");
+    assert!(
+        data.join("payments-7").is_dir(),
+        "a partition the deleted topic never had"
+    );
+    assert!(
+        !data.join("payments-0").exists(),
+        "the recorded deletion is finished"
+    );
+}
+
+#[test]
+fn a_deleted_meta_properties_with_data_refuses_the_start() {
+    let (root, data) = seeded();
+    let before = partition_files(&data);
+    std::fs::remove_file(data.join("meta.properties")).expect("delete meta.properties");
+    let log = refused(&data, root.path());
+    assert!(log.contains("meta.properties is missing"), "{log}");
+    assert!(log.contains("runnel metadata rebuild"), "{log}");
+    assert!(
+        !data.join("meta.properties").exists(),
+        "no new cluster id written"
+    );
+    assert_eq!(partition_files(&data), before);
+
+    let report = rebuild(&data);
+    assert!(report.contains("wrote a new meta.properties"), "{report}");
+    assert!(
+        report.contains("retention.ms=86400000"),
+        "configs kept from the log: {report}"
+    );
+    let server = Server::start(&data, root.path());
+    assert_data_served(&server);
+    server.stop();
+}
+
+#[test]
+fn a_second_server_on_the_same_data_dir_exits_at_once_and_the_first_serves_on() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("data");
+    let first = Server::start(&data, root.path());
+    let log = refused(&data, root.path());
+    assert!(
+        log.contains(&format!("data directory {} is in use", data.display())),
+        "{log}"
+    );
+    let mut client = RawClient::connect(first.addr);
+    assert_eq!(common::create_topic(&mut client, "after", 1, &[]), 0);
+    assert_eq!(
+        common::produce(&mut client, "after", 0, common::record_batch(2, 10)),
+        (0, 0)
+    );
+    drop(client);
+    first.stop();
+    // Once the first has stopped, the directory is free again.
+    Server::start(&data, root.path()).stop();
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_or_not_writable_is_named_in_one_line() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let file = root.path().join("data");
+    std::fs::write(&file, b"not a directory").expect("write");
+    let log = refused(&file, root.path());
+    assert_eq!(log.lines().count(), 1, "one line: {log}");
+    assert_eq!(log.matches(&file.display().to_string()).count(), 1, "{log}");
+    assert!(log.contains("is a file, not a directory"), "{log}");
+
+    // Not writable: a read-only directory; as root (who writes anywhere), run as nobody.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let read_only = root.path().join("read-only");
+    std::fs::create_dir(&read_only).expect("mkdir");
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let is_root = runs_as_root();
+    let mut command = if is_root {
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        command.arg(env!("CARGO_BIN_EXE_runnel"));
+        command
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_runnel"))
+    };
+    let output = command
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&read_only)
+        .output()
+        .expect("run the server");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{log}");
+    assert_eq!(log.lines().count(), 1, "one line: {log}");
+    assert!(
+        log.contains(&format!(
+            "data directory {} is not writable",
+            read_only.display()
+        )),
+        "{log}"
+    );
+}
+
+/// Whether this process runs as root (its effective uid in `/proc/self/status`).
+fn runs_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
