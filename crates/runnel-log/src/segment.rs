@@ -289,9 +289,34 @@ impl Segment {
         base_offset: i64,
         previous_last_offset: Option<i64>,
         index_interval_bytes: u64,
-        mut on_batch: impl FnMut(&BatchHeader),
+        on_batch: impl FnMut(&BatchHeader),
     ) -> Result<(Segment, Option<Truncation>), LogError> {
         let (mut segment, file_len) = Segment::open_log(dir, base_offset)?;
+        // The scan reads through one handle held for its whole length: an eviction, or an
+        // open failing with EMFILE, in the middle of it must not look like a bad batch (and
+        // cut the log there).
+        segment.pinned = Some(segment.file()?);
+        let damage = segment.scan_batches(
+            previous_last_offset,
+            file_len,
+            index_interval_bytes,
+            on_batch,
+        );
+        segment.pinned = None;
+        Ok((segment, damage))
+    }
+
+    /// The batch walk of [`Segment::scan`]: indexes every valid batch and returns where the
+    /// first bad one is, if any.
+    fn scan_batches(
+        &mut self,
+        previous_last_offset: Option<i64>,
+        file_len: u64,
+        index_interval_bytes: u64,
+        mut on_batch: impl FnMut(&BatchHeader),
+    ) -> Option<Truncation> {
+        let base_offset = self.base_offset;
+        let segment = self;
         let mut expected_min = previous_last_offset
             .map_or(base_offset, |last| last + 1)
             .max(base_offset);
@@ -306,19 +331,16 @@ impl Segment {
                 }
                 Err(reason) => {
                     debug_assert_eq!(segment.size_bytes, position);
-                    return Ok((
-                        segment,
-                        Some(Truncation {
-                            position,
-                            bytes_dropped: file_len - position,
-                            reason,
-                        }),
-                    ));
+                    return Some(Truncation {
+                        position,
+                        bytes_dropped: file_len - position,
+                        reason,
+                    });
                 }
             }
         }
         debug_assert_eq!(segment.size_bytes, position);
-        Ok((segment, None))
+        None
     }
 
     /// Cuts the log file to the segment's size (the valid prefix) and fsyncs it.
@@ -341,7 +363,9 @@ impl Segment {
     }
 
     /// Reads the batch at `position` and checks it whole (extent, CRC, counts): the
-    /// scrubber's check of a sealed segment. `Err` is the reason the batch is damaged.
+    /// scrubber's check of a sealed segment. `Err` is the reason the batch is damaged; the
+    /// caller reads through a [`Segment::pinned`] copy, so that a handle that cannot be
+    /// (re)opened is an I/O error of its own, not damage.
     pub fn verify_batch(&self, position: u64) -> Result<BatchHeader, String> {
         self.read_valid_batch(position, self.size_bytes, i64::MIN)
     }
