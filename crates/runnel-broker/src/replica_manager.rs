@@ -178,8 +178,8 @@ impl ReplicaManager {
                 topic,
                 image,
                 &settings,
-                recovery_point,
-                log_start,
+                (recovery_point, log_start),
+                partition_metadata::Sync::Now,
             )?);
         }
         self.topics
@@ -213,7 +213,11 @@ impl ReplicaManager {
             if !dir.exists() {
                 prepared.created_dirs.push(dir);
             }
-            match self.open_partition(topic, image, &settings, 0, 0) {
+            // partition.metadata is fsynced before the first append, not here: one fsync per
+            // partition would make a creation of 10,000 partitions slow (see
+            // `partition_metadata.rs` for why a crash before then is safe).
+            let sync = partition_metadata::Sync::BeforeFirstAppend;
+            match self.open_partition(topic, image, &settings, (0, 0), sync) {
                 Ok(partition) => prepared.partitions.push(partition),
                 Err(error) => {
                     self.discard(prepared);
@@ -271,27 +275,33 @@ impl ReplicaManager {
         topics.values().map(|partitions| partitions.len()).sum()
     }
 
+    /// Opens one partition at its checkpointed `(recovery point, log start offset)` and makes
+    /// its `partition.metadata` name the topic, durable as `sync` says.
     fn open_partition(
         &self,
         topic: &TopicImage,
         image: &PartitionImage,
         settings: &TopicSettings,
-        recovery_point: i64,
-        log_start: i64,
+        (recovery_point, log_start): (i64, i64),
+        sync: partition_metadata::Sync,
     ) -> Result<Arc<Partition>, OpenTopicError> {
         let dir = self
             .data_dir()
             .join(partition_dir_name(&topic.name, image.partition));
         let log = PartitionLog::open_at(&dir, settings.log.clone(), recovery_point, log_start)?;
-        partition_metadata::ensure(&dir, topic.topic_id)?;
-        Ok(Arc::new(Partition::new(
+        let written = partition_metadata::ensure(&dir, topic.topic_id, sync)?;
+        let partition = Partition::new(
             Arc::from(topic.name.as_str()),
             topic.topic_id,
             image.partition,
             image.leader_epoch,
             settings.clone(),
             log,
-        )))
+        );
+        if written && sync == partition_metadata::Sync::BeforeFirstAppend {
+            partition.sync_metadata_file_before_append();
+        }
+        Ok(Arc::new(partition))
     }
 
     /// Refuses partitions `partitions` of a new or growing `topic` whose directory exists
