@@ -3,7 +3,7 @@
 //! both: the metadata record first, then the partitions' logs.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use runnel_metadata::TopicImage;
 use uuid::Uuid;
@@ -22,6 +22,13 @@ pub enum CreateTopicError {
     Open(#[from] OpenTopicError),
     #[error("{0}")]
     Delete(#[from] runnel_log::LogError),
+    /// The node would host more than `max.broker.partitions` partitions.
+    #[error("creating {requested} partition(s) would take this node past max.broker.partitions={max}: it hosts {hosted}")]
+    PartitionLimit {
+        requested: usize,
+        hosted: usize,
+        max: usize,
+    },
 }
 
 /// Why a topic's configs were not changed.
@@ -52,6 +59,8 @@ pub struct Broker {
     stopping: tokio::sync::watch::Sender<bool>,
     /// Set once the listener is bound (the port may have been 0).
     advertised: OnceLock<AdvertisedListener>,
+    /// Serialises topic and partition creations: plan, open, record, host.
+    creations: Mutex<()>,
 }
 
 impl Broker {
@@ -78,6 +87,7 @@ impl Broker {
             connection_quotas,
             stopping: tokio::sync::watch::channel(false).0,
             advertised: OnceLock::new(),
+            creations: Mutex::new(()),
         }
     }
 
@@ -106,38 +116,78 @@ impl Broker {
             })
     }
 
-    /// Records a new topic, then opens its partitions. A partition directory of that name
-    /// left on disk (data the metadata does not name) refuses the creation.
+    /// Creates a topic, all or nothing: checks `max.broker.partitions`, refuses a name whose
+    /// partition directories are already on disk (data the metadata does not name, which a
+    /// new partition must never adopt: checked before anything is opened), opens every
+    /// partition (creating its directory), then records the topic in the metadata log and
+    /// hosts the partitions. A failure at any step (a partition directory that cannot be
+    /// created, the metadata write) removes what was created and returns the error: no partial
+    /// topic is left in the metadata or on disk. A crash before the record is written leaves
+    /// empty partition directories of a topic the metadata does not name (kept and reported
+    /// at the next start as stray directories, `data_dir.rs`).
     pub fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
-        let no_directory = || self.replicas.check_no_directory(name, 0..partitions);
-        let topic = self
-            .controller
-            .create_topic(name, partitions, configs, no_directory)?;
-        self.replicas.open_topic(&topic, &Default::default())?;
+        let _creating = self.creations.lock().expect("creations lock poisoned");
+        self.check_partition_limit(usize::try_from(partitions).unwrap_or(0))?;
+        let (record, topic) = self.controller.plan_topic(name, partitions, configs)?;
+        self.replicas.check_no_directory(name, 0..partitions)?;
+        let prepared = self.replicas.prepare_partitions(&topic, 0)?;
+        if let Err(error) = self.controller.create_topic(&record) {
+            self.replicas.discard(prepared);
+            return Err(error.into());
+        }
+        self.replicas.install(prepared);
         Ok(topic)
     }
 
-    /// Records a topic's new partition count, then opens the new partitions.
+    /// Grows a topic to `partitions` partitions, all or nothing, as [`Broker::create_topic`]:
+    /// new partitions whose directories are already on disk are refused, the new partitions
+    /// are opened, then the count is recorded.
     pub fn create_partitions(
         &self,
         topic_id: Uuid,
         partitions: i32,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
-        let no_directory = |topic: &TopicImage| {
-            let current = topic.partitions.len() as i32;
-            self.replicas
-                .check_no_directory(&topic.name, current..partitions.max(current))
-        };
-        let topic = self
+        let _creating = self.creations.lock().expect("creations lock poisoned");
+        let current = self
             .controller
-            .create_partitions(topic_id, partitions, no_directory)?;
-        self.replicas.open_new_partitions(&topic)?;
+            .image()
+            .topic_by_id(&topic_id)
+            .map_or(0, |topic| topic.partitions.len());
+        let added = usize::try_from(partitions)
+            .unwrap_or(0)
+            .saturating_sub(current);
+        self.check_partition_limit(added)?;
+        let (record, topic) = self.controller.plan_partitions(topic_id, partitions)?;
+        let first_new = i32::try_from(current).unwrap_or(i32::MAX);
+        self.replicas
+            .check_no_directory(&topic.name, first_new..partitions)?;
+        let prepared = self.replicas.prepare_partitions(&topic, current)?;
+        if let Err(error) = self.controller.create_partitions(&record, current) {
+            self.replicas.discard(prepared);
+            return Err(error.into());
+        }
+        self.replicas.install(prepared);
         Ok(topic)
+    }
+
+    /// Refuses `requested` more partitions when the node would host more than
+    /// `max.broker.partitions`.
+    fn check_partition_limit(&self, requested: usize) -> Result<(), CreateTopicError> {
+        let hosted = self.replicas.partition_count();
+        let max = self.config.broker_partitions_max;
+        if hosted.saturating_add(requested) > max {
+            return Err(CreateTopicError::PartitionLimit {
+                requested,
+                hosted,
+                max,
+            });
+        }
+        Ok(())
     }
 
     /// Replaces topic `name`'s config overrides with `configs`: validated against the broker's

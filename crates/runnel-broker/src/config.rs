@@ -170,7 +170,18 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     /// `group.*` and `offsets.retention.*` settings of the group coordinator.
     pub groups: GroupConfig,
+    /// `log.open.files.max` (Runnel's own): segment files held open at once, process-wide
+    /// (`runnel_log::open_files`); `None` derives it from `RLIMIT_NOFILE` (half of the soft
+    /// limit).
+    pub open_files_max: Option<usize>,
+    /// `max.broker.partitions` (KIP-578's name): partitions this node hosts at most; a
+    /// creation past it is refused with `POLICY_VIOLATION`.
+    pub broker_partitions_max: usize,
 }
+
+/// Default of `max.broker.partitions`: twice the 50,000 partitions a start is tested with
+/// under `ulimit -n 1024` (see README, "Limits").
+pub const BROKER_PARTITIONS_MAX_DEFAULT: usize = 100_000;
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -206,6 +217,8 @@ impl Default for BrokerConfig {
             scrub_interval_ms: SCRUB_INTERVAL_MS_DEFAULT,
             offsets_topic_num_partitions: 50,
             groups: GroupConfig::default(),
+            open_files_max: None,
+            broker_partitions_max: BROKER_PARTITIONS_MAX_DEFAULT,
         }
     }
 }
@@ -255,6 +268,19 @@ impl BrokerConfig {
                     let bytes: i64 = parse_at_least(key, value, i64::MIN)?;
                     config.queued_max_request_bytes =
                         usize::try_from(bytes).ok().filter(|&bytes| bytes > 0);
+                }
+                "log.open.files.max" => {
+                    config.open_files_max = match parse_at_least::<i64>(key, value, -1)? {
+                        -1 => None,
+                        n => Some(
+                            usize::try_from(n)
+                                .unwrap_or(usize::MAX)
+                                .max(runnel_log::open_files::OPEN_FILES_MIN),
+                        ),
+                    }
+                }
+                "max.broker.partitions" => {
+                    config.broker_partitions_max = parse_at_least(key, value, 1)?
                 }
                 "connection.failed.authentication.delay.ms" => {
                     config.failed_authentication_delay_ms = parse_at_least(key, value, 0)?

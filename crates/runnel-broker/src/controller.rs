@@ -49,8 +49,6 @@ pub enum ControllerError {
     Corrupt { offset: i64, reason: String },
     #[error(transparent)]
     Damaged(#[from] MetadataLogDamage),
-    #[error("{0}")]
-    Refused(String),
     #[error("a metadata record of {bytes} bytes is above {METADATA_BATCH_BYTES_MAX}")]
     RecordTooLarge { bytes: usize },
     #[error("topic {name} already exists")]
@@ -143,22 +141,21 @@ impl Controller {
         Arc::clone(&self.image.read().expect("metadata image lock poisoned"))
     }
 
-    /// Creates a topic led by this node; fails if the name is taken, or if `check` (run
-    /// under the writer's lock once the name is known to be free) fails.
-    pub fn create_topic<E: std::error::Error>(
+    /// The record that creates topic `name` led by this node (a new topic id), and the topic
+    /// as the image will hold it once the record is written: the broker opens the partitions
+    /// from it before [`Controller::create_topic`] records them (all or nothing).
+    pub fn plan_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
-        check: impl FnOnce() -> Result<(), E>,
-    ) -> Result<Arc<TopicImage>, ControllerError> {
-        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
-        if self.image().topic(name).is_some() {
+    ) -> Result<(MetadataRecord, Arc<TopicImage>), ControllerError> {
+        let image = self.image();
+        if image.topic(name).is_some() {
             return Err(ControllerError::TopicAlreadyExists {
                 name: name.to_string(),
             });
         }
-        check().map_err(|error| ControllerError::Refused(error.to_string()))?;
         let record = MetadataRecord::Topic {
             name: name.to_string(),
             topic_id: Uuid::new_v4(),
@@ -166,13 +163,24 @@ impl Controller {
             leader: self.node_id,
             configs,
         };
-        let image = self.write(&mut writer, &record)?;
-        image
-            .topic(name)
-            .cloned()
-            .ok_or_else(|| ControllerError::UnknownTopic {
+        let topic = image.apply(&record).topic(name).cloned().ok_or_else(|| {
+            ControllerError::UnknownTopic {
                 name: name.to_string(),
-            })
+            }
+        })?;
+        Ok((record, topic))
+    }
+
+    /// Writes a record from [`Controller::plan_topic`]; fails if the name was taken since.
+    pub fn create_topic(&self, record: &MetadataRecord) -> Result<(), ControllerError> {
+        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        if let MetadataRecord::Topic { name, .. } = record {
+            if self.image().topic(name).is_some() {
+                return Err(ControllerError::TopicAlreadyExists { name: name.clone() });
+            }
+        }
+        self.write(&mut writer, record)?;
+        Ok(())
     }
 
     /// Deletes a topic by id, returning what it was.
@@ -187,19 +195,17 @@ impl Controller {
         Ok(topic)
     }
 
-    /// Grows a topic to `partitions` partitions led by this node, returning the topic after.
-    /// The count only grows: records are routed by partition count, so a shrink would move
-    /// keys and strand data.
-    ///
-    /// `check` sees the topic as it is, under the writer's lock, before anything is written.
-    pub fn create_partitions<E: std::error::Error>(
+    /// The record that grows a topic to `partitions` partitions led by this node, and the
+    /// topic as the image will hold it once written (see [`Controller::plan_topic`]). The
+    /// count only grows: records are routed by partition count, so a shrink would move keys
+    /// and strand data.
+    pub fn plan_partitions(
         &self,
         topic_id: Uuid,
         partitions: i32,
-        check: impl FnOnce(&TopicImage) -> Result<(), E>,
-    ) -> Result<Arc<TopicImage>, ControllerError> {
-        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
-        let Some(topic) = self.image().topic_by_id(&topic_id).cloned() else {
+    ) -> Result<(MetadataRecord, Arc<TopicImage>), ControllerError> {
+        let image = self.image();
+        let Some(topic) = image.topic_by_id(&topic_id).cloned() else {
             return Err(ControllerError::UnknownTopic {
                 name: topic_id.to_string(),
             });
@@ -212,19 +218,50 @@ impl Controller {
                 requested: partitions,
             });
         }
-        check(&topic).map_err(|error| ControllerError::Refused(error.to_string()))?;
         let record = MetadataRecord::PartitionCount {
             topic_id,
             partitions,
             leader: self.node_id,
         };
-        let image = self.write(&mut writer, &record)?;
-        image
+        let grown = image
+            .apply(&record)
             .topic_by_id(&topic_id)
             .cloned()
             .ok_or_else(|| ControllerError::UnknownTopic {
                 name: topic.name.clone(),
-            })
+            })?;
+        Ok((record, grown))
+    }
+
+    /// Writes a record from [`Controller::plan_partitions`] if the topic still has the count
+    /// `current` it was planned from.
+    pub fn create_partitions(
+        &self,
+        record: &MetadataRecord,
+        current: usize,
+    ) -> Result<(), ControllerError> {
+        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        if let MetadataRecord::PartitionCount {
+            topic_id,
+            partitions,
+            ..
+        } = record
+        {
+            let Some(topic) = self.image().topic_by_id(topic_id).cloned() else {
+                return Err(ControllerError::UnknownTopic {
+                    name: topic_id.to_string(),
+                });
+            };
+            if topic.partitions.len() != current {
+                return Err(ControllerError::PartitionCountNotIncreased {
+                    name: topic.name.clone(),
+                    current: topic.partitions.len() as i32,
+                    requested: *partitions,
+                });
+            }
+        }
+        self.write(&mut writer, record)?;
+        Ok(())
     }
 
     /// Replaces a topic's config overrides (already validated), returning the topic after.

@@ -38,6 +38,9 @@ pub struct Partition {
     pub(crate) unflushed_messages: AtomicU64,
     /// Set (under the log's lock) once the partition's topic is deleted.
     deleted: AtomicBool,
+    /// Set while `partition.metadata` was written without an fsync (a new partition): the
+    /// first append fsyncs it first (`partition_metadata.rs`, "Durability").
+    metadata_file_unsynced: AtomicBool,
     /// Bytes and records produced, bytes fetched.
     pub metrics: crate::metrics::PartitionMetrics,
 }
@@ -79,6 +82,7 @@ impl Partition {
             flush_queued: AtomicBool::new(false),
             unflushed_messages: AtomicU64::new(0),
             deleted: AtomicBool::new(false),
+            metadata_file_unsynced: AtomicBool::new(false),
             metrics: Default::default(),
         }
     }
@@ -106,13 +110,29 @@ impl Partition {
         self.log.lock().expect("partition log lock poisoned")
     }
 
+    /// Marks `partition.metadata` as written but not yet fsynced.
+    pub(crate) fn sync_metadata_file_before_append(&self) {
+        self.metadata_file_unsynced.store(true, Ordering::Release);
+    }
+
     /// Appends one validated batch. When not durable, the high watermark follows the log end.
+    /// The partition's first append makes `partition.metadata` durable first (outside the
+    /// lock; concurrent first appends may both fsync it, and neither writes before it is).
     pub fn append(
         &self,
         batch: &mut [u8],
         now_ms: i64,
         durable: bool,
     ) -> Result<AppendOutcome, AppendError> {
+        if self.metadata_file_unsynced.load(Ordering::Acquire) {
+            let dir = self.with_log(|log| log.dir().to_path_buf());
+            crate::partition_metadata::sync(&dir).map_err(|source| AppendError::Io {
+                op: "fsync partition.metadata in",
+                path: dir.clone(),
+                source,
+            })?;
+            self.metadata_file_unsynced.store(false, Ordering::Release);
+        }
         let mut log = self.lock();
         let outcome = log.append(batch, self.leader_epoch, now_ms)?;
         if !durable && !outcome.duplicate {

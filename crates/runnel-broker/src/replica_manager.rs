@@ -1,6 +1,11 @@
 //! The partitions this broker hosts: opening them at start, finding them per request,
 //! appending produced batches, and closing them at shutdown.
 //!
+//! New partitions are opened in two steps so that a creation is all or nothing
+//! ([`ReplicaManager::prepare_partitions`], then [`ReplicaManager::install`] once the metadata
+//! records them, or [`ReplicaManager::discard`]). A partition holds no file descriptor of its
+//! own: segment files live in `runnel_log`'s bounded cache of open files.
+//!
 //! DESIGN.md §2 step 4 lives here: a produced batch is checked (extent, magic, CRC, fields,
 //! `max.message.bytes`, then every record, streaming through the decompressor with the inflated
 //! size bounded by `socket.request.max.bytes`: `runnel_protocol::record_validation`), handed
@@ -173,8 +178,8 @@ impl ReplicaManager {
                 topic,
                 image,
                 &settings,
-                recovery_point,
-                log_start,
+                (recovery_point, log_start),
+                partition_metadata::Sync::Now,
             )?);
         }
         self.topics
@@ -184,43 +189,119 @@ impl ReplicaManager {
         Ok(())
     }
 
-    /// Opens the partitions of `topic` (as the image has it now) that are not hosted yet,
-    /// after CreatePartitions; the hosted ones stay as they are, in use.
-    pub fn open_new_partitions(&self, topic: &TopicImage) -> Result<(), OpenTopicError> {
+    /// Opens the partitions of `topic` (as the image will have it) from index `from` on,
+    /// without hosting them yet: the first step of an all-or-nothing creation. When one fails
+    /// (out of disk space, say), the ones opened are closed and the directories this call
+    /// created are removed again (a directory that was already there is left as it was), and
+    /// the error is returned.
+    pub fn prepare_partitions(
+        &self,
+        topic: &TopicImage,
+        from: usize,
+    ) -> Result<PreparedPartitions, OpenTopicError> {
         let settings = TopicSettings::resolve(&self.config, &topic.configs)?;
-        let mut topics = self.topics.write().expect("topics lock poisoned");
-        let mut partitions: Vec<Arc<Partition>> = topics
-            .get(&topic.name)
-            .map(|hosted| hosted.to_vec())
-            .unwrap_or_default();
-        for image in &topic.partitions[partitions.len().min(topic.partitions.len())..] {
-            partitions.push(self.open_partition(topic, image, &settings, 0, 0)?);
+        let mut prepared = PreparedPartitions {
+            topic: topic.name.clone(),
+            from,
+            partitions: Vec::with_capacity(topic.partitions.len().saturating_sub(from)),
+            created_dirs: Vec::new(),
+        };
+        for image in topic.partitions.iter().skip(from) {
+            let dir = self
+                .data_dir()
+                .join(partition_dir_name(&topic.name, image.partition));
+            if !dir.exists() {
+                prepared.created_dirs.push(dir);
+            }
+            // partition.metadata is fsynced before the first append, not here: one fsync per
+            // partition would make a creation of 10,000 partitions slow (see
+            // `partition_metadata.rs` for why a crash before then is safe).
+            let sync = partition_metadata::Sync::BeforeFirstAppend;
+            match self.open_partition(topic, image, &settings, (0, 0), sync) {
+                Ok(partition) => prepared.partitions.push(partition),
+                Err(error) => {
+                    self.discard(prepared);
+                    return Err(error);
+                }
+            }
         }
-        topics.insert(topic.name.clone(), partitions.into());
-        Ok(())
+        // The new directories' entries, once for the whole creation.
+        if !prepared.created_dirs.is_empty() {
+            let synced = std::fs::File::open(self.data_dir()).and_then(|dir| dir.sync_all());
+            if let Err(source) = synced {
+                self.discard(prepared);
+                return Err(OpenTopicError::Log(LogError::Io {
+                    op: "fsync",
+                    path: self.data_dir().to_path_buf(),
+                    source,
+                }));
+            }
+        }
+        Ok(prepared)
     }
 
+    /// Hosts partitions from [`ReplicaManager::prepare_partitions`] once their record is
+    /// written.
+    pub fn install(&self, prepared: PreparedPartitions) {
+        let mut topics = self.topics.write().expect("topics lock poisoned");
+        let mut partitions: Vec<Arc<Partition>> = topics
+            .get(&prepared.topic)
+            .map(|hosted| hosted[..prepared.from.min(hosted.len())].to_vec())
+            .unwrap_or_default();
+        partitions.extend(prepared.partitions);
+        topics.insert(prepared.topic, partitions.into());
+    }
+
+    /// Undoes [`ReplicaManager::prepare_partitions`]: closes the partitions and removes the
+    /// directories it created.
+    pub fn discard(&self, prepared: PreparedPartitions) {
+        drop(prepared.partitions);
+        for dir in &prepared.created_dirs {
+            if let Err(error) = remove_dir(dir) {
+                tracing::error!(%error, "removing a partition directory of a failed creation");
+            }
+        }
+        if !prepared.created_dirs.is_empty() {
+            if let Err(error) = std::fs::File::open(self.data_dir()).and_then(|dir| dir.sync_all())
+            {
+                tracing::warn!(%error, "fsync of the data directory after a failed creation");
+            }
+        }
+    }
+
+    /// Partitions hosted now.
+    pub fn partition_count(&self) -> usize {
+        let topics = self.topics.read().expect("topics lock poisoned");
+        topics.values().map(|partitions| partitions.len()).sum()
+    }
+
+    /// Opens one partition at its checkpointed `(recovery point, log start offset)` and makes
+    /// its `partition.metadata` name the topic, durable as `sync` says.
     fn open_partition(
         &self,
         topic: &TopicImage,
         image: &PartitionImage,
         settings: &TopicSettings,
-        recovery_point: i64,
-        log_start: i64,
+        (recovery_point, log_start): (i64, i64),
+        sync: partition_metadata::Sync,
     ) -> Result<Arc<Partition>, OpenTopicError> {
         let dir = self
             .data_dir()
             .join(partition_dir_name(&topic.name, image.partition));
         let log = PartitionLog::open_at(&dir, settings.log.clone(), recovery_point, log_start)?;
-        partition_metadata::ensure(&dir, topic.topic_id)?;
-        Ok(Arc::new(Partition::new(
+        let written = partition_metadata::ensure(&dir, topic.topic_id, sync)?;
+        let partition = Partition::new(
             Arc::from(topic.name.as_str()),
             topic.topic_id,
             image.partition,
             image.leader_epoch,
             settings.clone(),
             log,
-        )))
+        );
+        if written && sync == partition_metadata::Sync::BeforeFirstAppend {
+            partition.sync_metadata_file_before_append();
+        }
+        Ok(Arc::new(partition))
     }
 
     /// Refuses partitions `partitions` of a new or growing `topic` whose directory exists
@@ -538,6 +619,17 @@ impl ReplicaManager {
             .expect("checkpoint writer lock poisoned");
         self.write_checkpoint_files(&recovery_points, &log_starts)
     }
+}
+
+/// Partitions opened for a creation but not hosted yet (see
+/// [`ReplicaManager::prepare_partitions`]).
+pub struct PreparedPartitions {
+    topic: String,
+    /// Index of the first partition prepared.
+    from: usize,
+    partitions: Vec<Arc<Partition>>,
+    /// Directories the preparation created (removed again if the creation fails).
+    created_dirs: Vec<PathBuf>,
 }
 
 /// In-sync replicas of every partition on a single node: its leader, this broker.

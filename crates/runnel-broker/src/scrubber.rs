@@ -4,6 +4,9 @@
 //! (`runnel_log::scrub` and the log's `damage.rs`): an ERROR line with the offsets, the
 //! `runnel_partition_damaged_*` gauges, and fetches refused with `CORRUPT_MESSAGE`.
 //!
+//! Segment files are read through the open-files cache (`runnel_log::scrub`): the task holds
+//! no descriptor of its own between steps.
+//!
 //! Invariants: the partition's lock is held only to take copies of the segments to verify and
 //! to record a finding, never while reading; each read is at most [`SCRUB_STEP_BYTES_MAX`]
 //! bytes (plus one batch) on a blocking thread, followed by a pause that keeps the average at
@@ -60,7 +63,7 @@ async fn scrub_segment(partition: &Arc<Partition>, segment: Segment, rate: u64) 
         cursor = next;
         let bytes_read = match step {
             Ok(ScrubStep::Continue { bytes_read }) => bytes_read,
-            Ok(ScrubStep::Done { .. }) => return,
+            Ok(ScrubStep::Done { .. } | ScrubStep::Gone) => return,
             Ok(ScrubStep::Damaged { range, .. }) => {
                 if let Err(error) = partition.record_damage(range, segment.next_offset()) {
                     tracing::error!(

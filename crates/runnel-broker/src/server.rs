@@ -237,6 +237,17 @@ fn open(config: Arc<BrokerConfig>) -> Result<(Broker, DataDirLock), ServerError>
     let data_dir = &config.data_dir;
     let dir = data_dir.display().to_string();
     let lock = DataDirLock::acquire(data_dir)?;
+    let open_files = runnel_log::OpenFiles::global();
+    open_files.set_capacity(
+        config
+            .open_files_max
+            .unwrap_or_else(runnel_log::open_files::default_capacity),
+    );
+    tracing::info!(
+        open_files_max = open_files.capacity(),
+        rlimit_nofile = ?runnel_log::open_files::soft_open_files_limit(),
+        "segment files held open at most"
+    );
     let inventory = Inventory::scan(data_dir)?;
     let metadata_dir = data_dir.join(METADATA_LOG_DIR);
     let scan =

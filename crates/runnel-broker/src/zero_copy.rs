@@ -20,10 +20,11 @@ use runnel_protocol::fetch_response::RecordsLength;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Bytes of a segment file: whole record batches.
+/// Bytes of a segment file: whole record batches. An empty range holds no file: a fetch of
+/// many caught-up partitions keeps no descriptors open while its response waits.
 #[derive(Debug, Clone)]
 pub struct FileRange {
-    pub file: Arc<File>,
+    pub file: Option<Arc<File>>,
     pub position: u64,
     pub length: usize,
 }
@@ -39,7 +40,9 @@ impl FileRange {
     pub fn read_bytes(&self) -> io::Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let mut bytes = vec![0u8; self.length];
-        self.file.read_exact_at(&mut bytes, self.position)?;
+        if let Some(file) = &self.file {
+            file.read_exact_at(&mut bytes, self.position)?;
+        }
         Ok(bytes)
     }
 }
@@ -54,6 +57,9 @@ pub async fn send_range(stream: &TcpStream, range: &FileRange) -> io::Result<()>
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
 
+    let Some(file) = range.file.as_ref().filter(|_| range.length > 0) else {
+        return Ok(());
+    };
     let end = range.position + range.length as u64;
     let mut offset = libc::off_t::try_from(range.position)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
@@ -65,12 +71,7 @@ pub async fn send_range(stream: &TcpStream, range: &FileRange) -> io::Result<()>
             // borrowed, the file held by its `Arc`), and `offset` is a valid `off_t` that
             // sendfile updates in place.
             let sent = unsafe {
-                libc::sendfile(
-                    stream.as_raw_fd(),
-                    range.file.as_raw_fd(),
-                    &mut offset,
-                    remaining,
-                )
+                libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut offset, remaining)
             };
             if sent < 0 {
                 Err(io::Error::last_os_error())

@@ -5,6 +5,8 @@
 //!   offset, high watermark and recovery point; append, read, roll, truncate, recover, flush,
 //!   retention and compaction (`partition_log/compaction.rs`: `.cleaned` / `.swap` files).
 //! - [`Segment`]: `<base>.log` + `<base>.index` + `<base>.timeindex` (see `segment.rs`).
+//! - The process-wide bound on open segment files (`open_files.rs`): segments hold no file
+//!   descriptor of their own, so the partition count never decides how many are open.
 //! - Idempotent producer state and its snapshots (`producer_state.rs`), the leader-epoch
 //!   cache (`leader_epoch.rs`), Kafka's offset checkpoint files (`checkpoint.rs`).
 //!
@@ -37,6 +39,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod leader_epoch;
+pub mod open_files;
 pub mod partition_log;
 pub mod producer_state;
 pub mod scrub;
@@ -46,6 +49,7 @@ pub use checkpoint::{read_offset_checkpoint, write_offset_checkpoint};
 pub use config::LogConfig;
 pub use error::{AppendError, LogError, ReadError};
 pub use leader_epoch::LeaderEpochCache;
+pub use open_files::{OpenFiles, OpenFilesStats, SegmentFile};
 pub use partition_log::{
     AppendOutcome, CompactedSegments, CompactionOutcome, CompactionPlan, CompactionPolicy,
     DamagedRange, FlushTarget, PartitionLog, ReadSlice, RetentionPolicy, DAMAGED_SEGMENTS_FILE,

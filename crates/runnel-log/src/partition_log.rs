@@ -48,6 +48,7 @@ use crate::checkpoint::sync_dir;
 use crate::config::LogConfig;
 use crate::error::{AppendError, LogError, ReadError};
 use crate::leader_epoch::LeaderEpochCache;
+use crate::open_files::SegmentFile;
 use crate::producer_state::{delete_snapshots_after, ProducerCheck, ProducerStateManager};
 use crate::segment::Segment;
 
@@ -72,7 +73,9 @@ pub struct AppendOutcome {
 /// the high watermark by replication, so the range stays valid for reads below it).
 #[derive(Debug, Clone)]
 pub struct ReadSlice {
-    pub file: Arc<File>,
+    /// The segment's open handle; `None` when there is nothing to read (an empty read holds
+    /// no descriptor).
+    pub file: Option<Arc<File>>,
     pub position: u64,
     /// Bytes to read; 0 when there is nothing to return.
     pub length: usize,
@@ -90,7 +93,9 @@ impl ReadSlice {
     /// Reads the range with one `pread`.
     pub fn read_bytes(&self) -> io::Result<Vec<u8>> {
         let mut bytes = vec![0u8; self.length];
-        self.file.read_exact_at(&mut bytes, self.position)?;
+        if let Some(file) = &self.file {
+            file.read_exact_at(&mut bytes, self.position)?;
+        }
         Ok(bytes)
     }
 
@@ -102,8 +107,9 @@ impl ReadSlice {
 /// What a group-commit flush must fsync, taken under the lock and synced outside it.
 #[derive(Debug, Clone)]
 pub struct FlushTarget {
-    /// Segment files holding data above the recovery point.
-    pub files: Vec<Arc<File>>,
+    /// Segment files holding data above the recovery point: cache entries, opened (again, if
+    /// evicted) by [`FlushTarget::sync`] outside the lock.
+    pub files: Vec<SegmentFile>,
     /// Whether the partition directory needs an fsync (segment files created).
     pub sync_dir: bool,
     pub dir: PathBuf,
@@ -112,10 +118,15 @@ pub struct FlushTarget {
 }
 
 impl FlushTarget {
-    /// `fdatasync`s every file, then the directory if needed.
+    /// `fdatasync`s every file, then the directory if needed. A file retired meanwhile (its
+    /// segment deleted by retention) has nothing left to make durable and is skipped.
     pub fn sync(&self) -> io::Result<()> {
         for file in &self.files {
-            file.sync_data()?;
+            match file.get() {
+                Ok(handle) => handle.sync_data()?,
+                Err(_) if file.is_retired() => {}
+                Err(error) => return Err(error),
+            }
         }
         if self.sync_dir {
             File::open(&self.dir)?.sync_all()?;
@@ -140,6 +151,9 @@ pub struct PartitionLog {
     /// Newest-record timestamp of the earliest segment where the last compaction kept a
     /// tombstone: a pass is due once it is older than `delete.retention.ms`.
     tombstone_horizon_ms: Option<i64>,
+    /// Offset of the newest producer snapshot known on disk (loaded or written): `close`
+    /// writes none when it is already at the log end offset.
+    snapshot_offset: Option<i64>,
     /// Offsets lost or corrupt below the recovery point, by start offset (`damage.rs`).
     damaged: Vec<DamagedRange>,
 }
@@ -233,6 +247,7 @@ impl PartitionLog {
         self.segments.push(Segment::create(&self.dir, base_offset)?);
         self.producers
             .write_snapshot(&self.dir, base_offset, SNAPSHOTS_KEPT)?;
+        self.snapshot_offset = Some(base_offset);
         self.active_mut().dir_entry_synced = true;
         Ok(())
     }
@@ -276,7 +291,7 @@ impl PartitionLog {
                 let (end, next_offset) =
                     segment.read_extent(position, &header, max_bytes, max_offset, min_one_batch)?;
                 let length = (end - position) as usize;
-                return Ok(self.slice(
+                return self.slice(
                     segment,
                     position,
                     length,
@@ -286,11 +301,11 @@ impl PartitionLog {
                         offset
                     },
                     if length > 0 { next_offset } else { offset },
-                ));
+                );
             }
         }
         let active = self.active();
-        Ok(self.slice(active, active.size_bytes(), 0, offset, offset))
+        self.slice(active, active.size_bytes(), 0, offset, offset)
     }
 
     fn slice(
@@ -300,9 +315,14 @@ impl PartitionLog {
         length: usize,
         base_offset: i64,
         next_offset: i64,
-    ) -> ReadSlice {
-        ReadSlice {
-            file: Arc::clone(segment.file()),
+    ) -> Result<ReadSlice, ReadError> {
+        let file = if length > 0 {
+            Some(segment.file()?)
+        } else {
+            None
+        };
+        Ok(ReadSlice {
+            file,
             position,
             length,
             base_offset,
@@ -310,18 +330,22 @@ impl PartitionLog {
             log_start_offset: self.log_start_offset,
             high_watermark: self.high_watermark,
             log_end_offset: self.log_end_offset(),
-        }
+        })
     }
 
     /// What to fsync for everything appended so far; `None` when all of it is durable.
     pub fn flush_target(&self) -> Option<FlushTarget> {
-        let files: Vec<Arc<File>> = self
+        let files: Vec<SegmentFile> = self
             .segments
             .iter()
             .filter(|s| s.next_offset() > self.recovery_point && !s.is_empty())
-            .map(|s| Arc::clone(s.file()))
+            .map(|s| s.segment_file().clone())
             .collect();
-        let sync_dir = self.segments.iter().any(|s| !s.dir_entry_synced);
+        // An empty segment's entry need not be durable: a lost one is recreated by the open.
+        let sync_dir = self
+            .segments
+            .iter()
+            .any(|s| !s.dir_entry_synced && !s.is_empty());
         if files.is_empty() && !sync_dir {
             return None;
         }
@@ -338,8 +362,10 @@ impl PartitionLog {
     pub fn mark_flushed(&mut self, up_to: i64) {
         let up_to = up_to.min(self.log_end_offset());
         self.recovery_point = self.recovery_point.max(up_to);
+        // Only segments that held data below `up_to`: an empty one's entry was not synced
+        // (see `flush_target`).
         for segment in &mut self.segments {
-            if segment.base_offset() <= up_to {
+            if segment.base_offset() < up_to {
                 segment.dir_entry_synced = true;
             }
         }
@@ -355,6 +381,7 @@ impl PartitionLog {
         }
         if offset <= self.log_start_offset {
             for segment in self.segments.drain(..) {
+                segment.retire();
                 Segment::delete_files(&self.dir, segment.base_offset())?;
             }
             let offset = offset.max(0);
@@ -363,6 +390,7 @@ impl PartitionLog {
         } else {
             while self.segments.len() > 1 && self.active().base_offset() >= offset {
                 if let Some(segment) = self.segments.pop() {
+                    segment.retire();
                     Segment::delete_files(&self.dir, segment.base_offset())?;
                 }
             }
@@ -387,22 +415,33 @@ impl PartitionLog {
         self.rebuild_producer_state()
     }
 
-    /// Flushes everything, writes the index files, a producer snapshot at the log end offset
-    /// and the leader-epoch checkpoint.
+    /// Flushes everything, writes the index files and a producer snapshot at the log end
+    /// offset. The snapshot is skipped when one is already there, or when the log is empty
+    /// with no producer state (nothing to snapshot, nothing to replay); the leader-epoch
+    /// checkpoint is written on every change already. A log unchanged since it was opened
+    /// thus closes without an fsync: a start and stop of many partitions stays cheap.
     pub fn close(mut self) -> Result<(), LogError> {
-        self.active_mut().seal()?;
+        // An empty active segment has no index entries to write (and is always scanned on
+        // open, never loaded from its index files).
+        if !self.active().is_empty() {
+            self.active_mut().seal()?;
+        }
         for segment in &self.segments {
             if segment.next_offset() > self.recovery_point && !segment.is_empty() {
                 segment
-                    .file()
+                    .file()?
                     .sync_data()
                     .map_err(LogError::io("fsync", segment.log_path()))?;
             }
         }
         let log_end_offset = self.log_end_offset();
+        let nothing_to_snapshot =
+            self.producers.producer_count() == 0 && self.log_start_offset == log_end_offset;
+        if self.snapshot_offset == Some(log_end_offset) || nothing_to_snapshot {
+            return Ok(());
+        }
         self.producers
             .write_snapshot(&self.dir, log_end_offset, SNAPSHOTS_KEPT)?;
-        self.epochs.persist()?;
         sync_dir(&self.dir)
     }
 

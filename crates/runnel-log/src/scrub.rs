@@ -11,6 +11,13 @@
 //!
 //! Invariant: a step reads at most `bytes_max` bytes, plus at most one batch (batches are
 //! checked whole; a batch is at most a segment, `log.segment.bytes`).
+//!
+//! File handles: a step reads through the process-wide cache of open segment files
+//! (`open_files.rs`): it takes the segment's handle once ([`Segment::pinned`]: the cached one,
+//! or the file opened again after an eviction) and drops it when the step ends, so the
+//! scrubber holds at most one descriptor, for one step, beyond the cache. A segment retired
+//! since the copy was taken (deleted by retention, replaced by compaction) is
+//! [`ScrubStep::Gone`]; a handle that cannot be opened is an I/O error; neither is damage.
 
 use crate::error::LogError;
 use crate::partition_log::DamagedRange;
@@ -37,6 +44,8 @@ impl ScrubCursor {
 /// What one step found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScrubStep {
+    /// The segment was deleted or replaced since the copy was taken: nothing left to verify.
+    Gone,
     /// Every batch up to the cursor is good; more remain.
     Continue { bytes_read: u64 },
     /// The whole segment is good.
@@ -56,6 +65,12 @@ pub fn scrub_step(
     cursor: &mut ScrubCursor,
     bytes_max: u64,
 ) -> Result<ScrubStep, LogError> {
+    let segment = match segment.pinned() {
+        Ok(pinned) => pinned,
+        Err(_) if segment.segment_file().is_retired() => return Ok(ScrubStep::Gone),
+        Err(error) => return Err(error),
+    };
+    let segment = &segment;
     let mut bytes_read = 0u64;
     while cursor.position < segment.size_bytes() {
         if bytes_read >= bytes_max {

@@ -30,6 +30,13 @@
 //! Offset-index entries strictly increase in both fields; time-index entries strictly increase
 //! in timestamp and never decrease in offset.
 //!
+//! # File handles
+//! A segment holds no open file of its own: its `.log` handle lives in the process-wide cache
+//! of open segment files (`open_files.rs`, bounded by `RLIMIT_NOFILE`), reached through a
+//! [`SegmentFile`], and is opened again on use after an eviction. The index files are never
+//! held open: they are read whole on load and written whole on seal. Before a segment's files
+//! are deleted or replaced, [`Segment::retire`] closes the cached handle for good.
+//!
 //! # Crash policy
 //! The index contents live in memory (`Vec`s); the files are written whole, without fsync,
 //! when the segment becomes inactive (roll), on close, and after recovery rebuilt them. They are
@@ -43,6 +50,8 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use crate::open_files::{OpenFiles, SegmentFile};
 
 use runnel_protocol::record_batch::{BatchHeader, BATCH_HEADER_SIZE};
 
@@ -133,14 +142,16 @@ pub struct Truncation {
 
 /// A segment: its log file, in-memory indexes and the facts derived from its batches.
 ///
-/// A clone shares the open file: compaction reads a sealed segment's clone without the
+/// A clone shares the cached file: compaction reads a sealed segment's clone without the
 /// partition's lock (a sealed segment's bytes never change; it is only ever replaced whole).
 #[derive(Debug, Clone)]
 pub struct Segment {
     base_offset: i64,
     dir: PathBuf,
     log_path: PathBuf,
-    file: Arc<File>,
+    file: SegmentFile,
+    /// A handle this copy keeps open whatever the cache does ([`Segment::pinned`]).
+    pinned: Option<Arc<File>>,
     size_bytes: u64,
     next_offset: i64,
     /// Shared with clones (see the type's doc); copied on write, which only the active
@@ -162,12 +173,15 @@ impl Segment {
     /// the same name.
     pub fn create(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
         let log_path = segment_file_path(dir, base_offset, LOG_SUFFIX);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)
+        let file = OpenFiles::global()
+            .open_file(
+                &log_path,
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true),
+            )
             .map_err(LogError::io("create", &log_path))?;
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             let path = segment_file_path(dir, base_offset, suffix);
@@ -182,12 +196,15 @@ impl Segment {
     /// index files: they are written by [`Segment::seal`] once the file is renamed to `.log`.
     pub(crate) fn create_cleaned(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
         let log_path = segment_file_path(dir, base_offset, CLEANED_SUFFIX);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)
+        let file = OpenFiles::global()
+            .open_file(
+                &log_path,
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true),
+            )
             .map_err(LogError::io("create", &log_path))?;
         let mut segment = Segment::empty(dir, base_offset, log_path, file);
         segment.dir_entry_synced = false;
@@ -196,15 +213,25 @@ impl Segment {
 
     /// Records that the segment's file was renamed to `path` (the open handle stays valid).
     pub(crate) fn set_log_path(&mut self, path: PathBuf) {
+        self.file.set_path(path.clone());
         self.log_path = path;
     }
 
+    /// Closes the segment's cached handle for good, before its files are deleted or replaced:
+    /// a clone still holding the segment then fails to read instead of opening whatever file
+    /// has the name later. Handles in use (a fetch's range) stay valid.
+    pub fn retire(&self) {
+        self.file.retire();
+    }
+
     fn empty(dir: &Path, base_offset: i64, log_path: PathBuf, file: File) -> Segment {
+        let file = OpenFiles::global().insert(log_path.clone(), file);
         Segment {
             base_offset,
             dir: dir.to_path_buf(),
             log_path,
-            file: Arc::new(file),
+            file,
+            pinned: None,
             size_bytes: 0,
             next_offset: base_offset,
             offset_index: Arc::new(Vec::new()),
@@ -219,10 +246,8 @@ impl Segment {
 
     fn open_log(dir: &Path, base_offset: i64) -> Result<(Segment, u64), LogError> {
         let log_path = segment_file_path(dir, base_offset, LOG_SUFFIX);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
+        let file = OpenFiles::global()
+            .open_file(&log_path, OpenOptions::new().read(true).write(true))
             .map_err(LogError::io("open", &log_path))?;
         let len = file
             .metadata()
@@ -264,9 +289,34 @@ impl Segment {
         base_offset: i64,
         previous_last_offset: Option<i64>,
         index_interval_bytes: u64,
-        mut on_batch: impl FnMut(&BatchHeader),
+        on_batch: impl FnMut(&BatchHeader),
     ) -> Result<(Segment, Option<Truncation>), LogError> {
         let (mut segment, file_len) = Segment::open_log(dir, base_offset)?;
+        // The scan reads through one handle held for its whole length: an eviction, or an
+        // open failing with EMFILE, in the middle of it must not look like a bad batch (and
+        // cut the log there).
+        segment.pinned = Some(segment.file()?);
+        let damage = segment.scan_batches(
+            previous_last_offset,
+            file_len,
+            index_interval_bytes,
+            on_batch,
+        );
+        segment.pinned = None;
+        Ok((segment, damage))
+    }
+
+    /// The batch walk of [`Segment::scan`]: indexes every valid batch and returns where the
+    /// first bad one is, if any.
+    fn scan_batches(
+        &mut self,
+        previous_last_offset: Option<i64>,
+        file_len: u64,
+        index_interval_bytes: u64,
+        mut on_batch: impl FnMut(&BatchHeader),
+    ) -> Option<Truncation> {
+        let base_offset = self.base_offset;
+        let segment = self;
         let mut expected_min = previous_last_offset
             .map_or(base_offset, |last| last + 1)
             .max(base_offset);
@@ -281,28 +331,24 @@ impl Segment {
                 }
                 Err(reason) => {
                     debug_assert_eq!(segment.size_bytes, position);
-                    return Ok((
-                        segment,
-                        Some(Truncation {
-                            position,
-                            bytes_dropped: file_len - position,
-                            reason,
-                        }),
-                    ));
+                    return Some(Truncation {
+                        position,
+                        bytes_dropped: file_len - position,
+                        reason,
+                    });
                 }
             }
         }
         debug_assert_eq!(segment.size_bytes, position);
-        Ok((segment, None))
+        None
     }
 
     /// Cuts the log file to the segment's size (the valid prefix) and fsyncs it.
     pub(crate) fn truncate_file_to_size(&self) -> Result<(), LogError> {
-        self.file
-            .set_len(self.size_bytes)
+        let file = self.file()?;
+        file.set_len(self.size_bytes)
             .map_err(LogError::io("truncate", &self.log_path))?;
-        self.file
-            .sync_all()
+        file.sync_all()
             .map_err(LogError::io("fsync", &self.log_path))
     }
 
@@ -317,7 +363,9 @@ impl Segment {
     }
 
     /// Reads the batch at `position` and checks it whole (extent, CRC, counts): the
-    /// scrubber's check of a sealed segment. `Err` is the reason the batch is damaged.
+    /// scrubber's check of a sealed segment. `Err` is the reason the batch is damaged; the
+    /// caller reads through a [`Segment::pinned`] copy, so that a handle that cannot be
+    /// (re)opened is an I/O error of its own, not damage.
     pub fn verify_batch(&self, position: u64) -> Result<BatchHeader, String> {
         self.read_valid_batch(position, self.size_bytes, i64::MIN)
     }
@@ -334,7 +382,8 @@ impl Segment {
             .map_err(|e| e.to_string())?;
         let size = header.size_bytes() as u64;
         let mut bytes = vec![0u8; size as usize];
-        self.file
+        self.file()
+            .map_err(|e| e.to_string())?
             .read_exact_at(&mut bytes, position)
             .map_err(|e| format!("read failed: {e}"))?;
         let header = validate_stored_batch(&bytes)?;
@@ -480,8 +529,9 @@ impl Segment {
             "offsets must increase"
         );
         let position = self.size_bytes;
-        if let Err(source) = self.file.write_all_at(batch, position) {
-            let _ = self.file.set_len(position);
+        let file = self.file()?;
+        if let Err(source) = file.write_all_at(batch, position) {
+            let _ = file.set_len(position);
             return Err(LogError::Io {
                 op: "write",
                 path: self.log_path.clone(),
@@ -528,7 +578,7 @@ impl Segment {
             return Err(corrupt(format!("torn batch header at position {position}")));
         }
         let mut bytes = [0u8; BATCH_HEADER_SIZE];
-        self.file
+        self.file()?
             .read_exact_at(&mut bytes, position)
             .map_err(LogError::io("read", &self.log_path))?;
         let header = BatchHeader::parse(&bytes)
@@ -542,7 +592,7 @@ impl Segment {
     /// Reads the whole batch at `position`.
     pub fn read_batch(&self, position: u64, header: &BatchHeader) -> Result<Vec<u8>, LogError> {
         let mut bytes = vec![0u8; header.size_bytes()];
-        self.file
+        self.file()?
             .read_exact_at(&mut bytes, position)
             .map_err(LogError::io("read", &self.log_path))?;
         Ok(bytes)
@@ -678,11 +728,10 @@ impl Segment {
         let Some((position, _)) = self.translate_offset(offset)? else {
             return Ok(());
         };
-        self.file
-            .set_len(position)
+        let file = self.file()?;
+        file.set_len(position)
             .map_err(LogError::io("truncate", &self.log_path))?;
-        self.file
-            .sync_all()
+        file.sync_all()
             .map_err(LogError::io("fsync", &self.log_path))?;
         let old_size = self.size_bytes;
         self.size_bytes = position;
@@ -734,7 +783,27 @@ impl Segment {
     pub fn is_empty(&self) -> bool {
         self.size_bytes == 0
     }
-    pub fn file(&self) -> &Arc<File> {
+    /// The open `.log` handle: the cached one, or the file opened again (see
+    /// `open_files.rs`). Whoever holds the handle may use it after the segment is gone.
+    pub fn file(&self) -> Result<Arc<File>, LogError> {
+        if let Some(file) = &self.pinned {
+            return Ok(Arc::clone(file));
+        }
+        self.file
+            .get()
+            .map_err(LogError::io("open", &self.log_path))
+    }
+    /// A copy that holds the segment's open handle for as long as it lives: it reads the
+    /// segment's bytes even after the segment is retired and its files deleted.
+    pub fn pinned(&self) -> Result<Segment, LogError> {
+        let file = self.file()?;
+        Ok(Segment {
+            pinned: Some(file),
+            ..self.clone()
+        })
+    }
+    /// The segment's cache entry, to be opened later (by a flush outside the lock).
+    pub fn segment_file(&self) -> &SegmentFile {
         &self.file
     }
     pub fn log_path(&self) -> &Path {

@@ -9,6 +9,7 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use runnel_log::open_files::{OpenFiles, OPEN_FILES_MIN};
 use runnel_log::scrub::{scrub_step, ScrubCursor, ScrubStep};
 use runnel_log::segment::segment_file_path;
 use runnel_log::{DamagedRange, PartitionLog, ReadError, DAMAGED_SEGMENTS_FILE};
@@ -217,7 +218,7 @@ fn scrub_all(log: &PartitionLog) -> Vec<(DamagedRange, i64)> {
         loop {
             match scrub_step(&segment, &mut cursor, 100).expect("scrub") {
                 ScrubStep::Continue { .. } => {}
-                ScrubStep::Done { .. } => break,
+                ScrubStep::Done { .. } | ScrubStep::Gone => break,
                 ScrubStep::Damaged { range, .. } => {
                     found.push((range, segment.next_offset()));
                     break;
@@ -279,4 +280,62 @@ fn deleting_records_past_a_damaged_range_forgets_it() {
         .expect("delete records");
     assert!(log.damaged_ranges().is_empty());
     assert!(!dir.path().join(DAMAGED_SEGMENTS_FILE).exists());
+}
+
+/// The scrubber reads through the process-wide open-files cache (`open_files.rs`): copies of
+/// segments taken before their handles were evicted still scrub (clean ones clean, the
+/// damaged one found), and a copy of a segment deleted since (retention, here DeleteRecords)
+/// is gone, not damaged. Before the scrubber read through a pinned handle, the retired
+/// segment's refused reopen was reported as damage at position 0.
+#[test]
+fn scrubbing_goes_through_the_open_files_cache_and_a_deleted_segment_is_not_damage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (bases, end) = closed_log(dir.path(), 40);
+    let mut log = reopen(dir.path(), end);
+    let candidates = log.scrub_candidates();
+    assert!(candidates.len() >= 8, "{} candidates", candidates.len());
+    garbage_in(dir.path(), bases[2]);
+    // Evict every handle the copies share, as other partitions' opens do in a broker: the
+    // cache at its minimum, then three times that many other files opened through it. (The
+    // other tests of this binary share the cache; a smaller one only makes them reopen.)
+    let cache = OpenFiles::global();
+    cache.set_capacity(OPEN_FILES_MIN);
+    let others = tempfile::tempdir().expect("tempdir");
+    let _fillers: Vec<_> = (0..3 * OPEN_FILES_MIN)
+        .map(|i| {
+            let path = others.path().join(format!("filler-{i}"));
+            fs::write(&path, b"x").expect("write filler");
+            cache.open(&path).expect("open filler")
+        })
+        .collect();
+    assert!(candidates.iter().all(|s| !s.segment_file().is_cached()));
+
+    let mut found = Vec::new();
+    for segment in &candidates {
+        let mut cursor = ScrubCursor::start(segment);
+        loop {
+            match scrub_step(segment, &mut cursor, 100).expect("scrub after eviction") {
+                ScrubStep::Continue { .. } => {}
+                ScrubStep::Done { .. } => break,
+                ScrubStep::Gone => panic!("segment {} is still in the log", segment.base_offset()),
+                ScrubStep::Damaged { range, .. } => {
+                    found.push(range.segment_base_offset);
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(found, vec![bases[2]], "only the damaged segment is found");
+
+    // DeleteRecords past the first four segments deletes (and retires) them: the copies taken
+    // before are gone, not damaged.
+    log.advance_log_start_offset(bases[4])
+        .expect("delete records");
+    for segment in candidates.iter().filter(|s| s.base_offset() < bases[4]) {
+        let mut cursor = ScrubCursor::start(segment);
+        assert_eq!(
+            scrub_step(segment, &mut cursor, 1 << 20).expect("scrub a deleted segment"),
+            ScrubStep::Gone
+        );
+    }
 }

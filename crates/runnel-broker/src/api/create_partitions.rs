@@ -5,9 +5,11 @@
 //! partitions by count, so growing it would move every group: `INVALID_REQUEST`), a count above
 //! the current one (`INVALID_PARTITIONS`), and manual assignments, if any, one per new
 //! partition and onto this broker (`INVALID_REPLICA_ASSIGNMENT`). `validate_only` checks
-//! without changing anything. The new count is recorded in the metadata log before the new
-//! partitions open, so a crash in between reopens them at start. Errors are per topic, with a
-//! message.
+//! without changing anything. Limits as CreateTopics (`POLICY_VIOLATION`): at most
+//! `PARTITIONS_PER_REQUEST_MAX` new partitions per request, and never past
+//! `max.broker.partitions`. All or nothing (`Broker::create_partitions`): the new partitions
+//! are opened first and the count is recorded after, so a failure in between leaves the topic
+//! as it was. Errors are per topic, with a message.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use runnel_protocol::messages::{CreatePartitionsRequest, CreatePartitionsRespons
 use runnel_protocol::{ErrorCode, StrBytes};
 
 use super::{Reply, Request};
-use crate::broker::Broker;
+use crate::broker::{Broker, CreateTopicError};
 use crate::group_coordinator::OFFSETS_TOPIC;
 
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
@@ -31,12 +33,29 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
         .filter(|topic| !seen.insert(topic.name.as_str()))
         .map(|topic| topic.name.as_str())
         .collect();
+    let image = broker.controller.image();
+    let added: i64 = body
+        .topics
+        .iter()
+        .map(|topic| {
+            let current = image
+                .topic(topic.name.as_str())
+                .map_or(0, |t| t.partitions.len());
+            (i64::from(topic.count) - current as i64).max(0)
+        })
+        .sum();
+    let too_many = added > super::create_topics::PARTITIONS_PER_REQUEST_MAX;
     let results = body
         .topics
         .iter()
         .map(|topic| {
             let name = topic.name.as_str();
-            let outcome = if duplicated.contains(name) {
+            let outcome = if too_many {
+                Err((
+                    ErrorCode::PolicyViolation,
+                    "Excessively large number of partitions per request.".to_string(),
+                ))
+            } else if duplicated.contains(name) {
                 Err((
                     ErrorCode::InvalidRequest,
                     "Duplicate topic name.".to_string(),
@@ -125,8 +144,13 @@ fn create(
     broker
         .create_partitions(image.topic_id, topic.count)
         .map(|_| ())
-        .map_err(|error| {
-            tracing::error!(topic = name, %error, "adding partitions failed");
-            (ErrorCode::KafkaStorageError, error.to_string())
+        .map_err(|error| match error {
+            CreateTopicError::PartitionLimit { .. } => {
+                (ErrorCode::PolicyViolation, error.to_string())
+            }
+            error => {
+                tracing::error!(topic = name, %error, "adding partitions failed");
+                (ErrorCode::KafkaStorageError, error.to_string())
+            }
         })
 }

@@ -19,13 +19,25 @@ use super::{Reply, Request};
 use crate::broker::{Broker, CreateTopicError};
 use crate::config::TopicSettings;
 
+/// Most partitions one CreateTopics or CreatePartitions request may create: Kafka's
+/// `ReplicationControlManager.MAX_PARTITIONS_PER_BATCH`.
+pub const PARTITIONS_PER_REQUEST_MAX: i64 = 10_000;
+
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: CreateTopicsRequest = request.decode()?;
+    let too_many = requested_partitions(broker, &body) > PARTITIONS_PER_REQUEST_MAX;
     let results = body
         .topics
         .iter()
         .map(|topic| {
-            let result = create(broker, topic, body.validate_only);
+            let result = if too_many {
+                Err((
+                    ErrorCode::PolicyViolation,
+                    "Excessively large number of partitions per request.".to_string(),
+                ))
+            } else {
+                create(broker, topic, body.validate_only)
+            };
             let mut response = CreatableTopicResult::default().with_name(topic.name.clone());
             match result {
                 Ok(created) => {
@@ -48,6 +60,21 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
         .collect();
     let response = CreateTopicsResponse::default().with_topics(results);
     Ok(Reply::Ready(request.respond(&response)?))
+}
+
+/// The partitions the request asks for, counted as Kafka does: `num.partitions` for -1, the
+/// assignments when given, nothing for an invalid count.
+fn requested_partitions(broker: &Broker, body: &CreateTopicsRequest) -> i64 {
+    body.topics
+        .iter()
+        .map(
+            |topic| match (topic.assignments.len(), topic.num_partitions) {
+                (0, -1) => i64::from(broker.config.num_partitions),
+                (0, count) => i64::from(count.max(0)),
+                (assigned, _) => assigned as i64,
+            },
+        )
+        .sum()
 }
 
 /// Clears the fields the request's version does not have: partition count and replication
@@ -107,6 +134,9 @@ fn create(
             ErrorCode::TopicAlreadyExists,
             format!("Topic '{name}' already exists."),
         )),
+        Err(error @ CreateTopicError::PartitionLimit { .. }) => {
+            Err((ErrorCode::PolicyViolation, error.to_string()))
+        }
         Err(error) => {
             tracing::error!(topic = name, %error, "creating a topic failed");
             Err((ErrorCode::KafkaStorageError, error.to_string()))

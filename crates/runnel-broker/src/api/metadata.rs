@@ -4,6 +4,7 @@
 //! v10, given by id. An unknown named topic is created when `auto.create.topics.enable` is on
 //! and the request allows it (always below v4, `allow_auto_topic_creation` from v4), with
 //! `num.partitions` partitions; the creation is synchronous, so the same response describes it.
+//! A creation past `max.broker.partitions` answers `POLICY_VIOLATION` for the topic.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -112,6 +113,10 @@ fn topic_by_name(broker: &Broker, name: &str, allow_auto_create: bool) -> Metada
             Some(topic) => describe_topic(topic),
             None => topic_error(Some(name), Uuid::nil(), ErrorCode::LeaderNotAvailable),
         },
+        Err(error @ crate::broker::CreateTopicError::PartitionLimit { .. }) => {
+            tracing::info!(topic = name, %error, "topic not auto-created");
+            topic_error(Some(name), Uuid::nil(), ErrorCode::PolicyViolation)
+        }
         Err(error) => {
             tracing::error!(topic = name, %error, "auto-creating a topic failed");
             topic_error(Some(name), Uuid::nil(), ErrorCode::LeaderNotAvailable)

@@ -283,8 +283,8 @@ impl PartitionLog {
             segments: sealed
                 .iter()
                 .take_while(|s| s.base_offset() < end_bound)
-                .cloned()
-                .collect(),
+                .map(Segment::pinned)
+                .collect::<Result<_, _>>()?,
             producers_last_offsets: self.producers.last_batch_offsets(),
         }))
     }
@@ -407,6 +407,7 @@ impl PartitionLog {
         let log_path = segment_file_path(&self.dir, base_offset, LOG_SUFFIX);
         fs::rename(&cleaned_path, &swap_path).map_err(LogError::io("rename", &cleaned_path))?;
         sync_dir(&self.dir)?;
+        self.segments[index].retire();
         Segment::delete_files(&self.dir, base_offset)?;
         fs::rename(&swap_path, &log_path).map_err(LogError::io("rename", &swap_path))?;
         cleaned.set_log_path(log_path);
@@ -421,6 +422,7 @@ impl PartitionLog {
     fn drop_emptied_segment(&mut self, index: usize, cleaned: Segment) -> Result<(), LogError> {
         discard(cleaned)?;
         let removed = self.segments.remove(index);
+        removed.retire();
         Segment::delete_files(&self.dir, removed.base_offset())?;
         sync_dir(&self.dir)
     }
@@ -438,7 +440,9 @@ pub struct CompactionPlan {
     tombstone_cutoff_ms: i64,
     now_ms: i64,
     offset_map_bytes_max: usize,
-    /// Copies of the sealed segments below `end_bound`, oldest first.
+    /// Copies of the sealed segments below `end_bound`, oldest first, each pinning its open
+    /// handle (retention may delete a segment while the pass reads it; the handle keeps its
+    /// bytes readable). A pass holds one descriptor per planned segment beyond the cache.
     segments: Vec<Segment>,
     /// Each idempotent producer's newest batch's last offset when the pass was planned. A
     /// batch that was a producer's last then may have been superseded since; keeping its empty
@@ -489,7 +493,7 @@ impl CompactionPlan {
                     let path = segment.segment.log_path().to_path_buf();
                     segment
                         .segment
-                        .file()
+                        .file()?
                         .sync_all()
                         .map_err(LogError::io("fsync", &path))?;
                 }
@@ -608,6 +612,7 @@ fn same_segment(live: &Segment, cleaned: &CleanedSegment) -> bool {
 /// Closes and deletes a cleaned segment's file that will not be swapped in.
 fn discard(cleaned: Segment) -> Result<(), LogError> {
     let path = cleaned.log_path().to_path_buf();
+    cleaned.retire();
     drop(cleaned);
     fs::remove_file(&path).map_err(LogError::io("remove", &path))
 }

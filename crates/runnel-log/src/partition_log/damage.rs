@@ -110,7 +110,7 @@ impl PartitionLog {
 
     /// Copies of the sealed segments wholly below the recovery point and not known damaged,
     /// for the scrubber to verify without the partition's lock (sealed bytes never change; a
-    /// clone shares the open file).
+    /// clone shares the cache entry of the open file).
     pub fn scrub_candidates(&self) -> Vec<Segment> {
         let sealed = &self.segments[..self.segments.len() - 1];
         sealed

@@ -112,6 +112,7 @@ impl PartitionLog {
             epochs,
             cleaner_offset: log_start_offset,
             tombstone_horizon_ms: None,
+            snapshot_offset: None,
             damaged,
         };
         for range in &log.damaged {
@@ -128,8 +129,9 @@ impl PartitionLog {
     /// batch headers after it (from the log start when there is none).
     pub(super) fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
         let log_end_offset = self.log_end_offset();
-        let (from, state) = load_newest_snapshot(&self.dir, 0, log_end_offset)?
-            .unwrap_or_else(|| (i64::MIN, ProducerStateManager::new()));
+        let loaded = load_newest_snapshot(&self.dir, 0, log_end_offset)?;
+        self.snapshot_offset = loaded.as_ref().map(|(offset, _)| *offset);
+        let (from, state) = loaded.unwrap_or_else(|| (i64::MIN, ProducerStateManager::new()));
         self.producers = state;
         for segment in self.segments.iter().filter(|s| s.next_offset() > from) {
             let producers = &mut self.producers;
@@ -251,9 +253,12 @@ impl Loader<'_> {
     fn finish_segments(&mut self, log_start_offset: i64) -> Result<(), LogError> {
         let dir = self.dir;
         let segments = &mut self.segments;
-        if segments.is_empty() {
+        // An empty directory (a new partition) gets its first segment without a directory
+        // fsync: an empty log lost in a crash is recreated the same by the next open, and the
+        // first flush with data fsyncs the directory (`dir_entry_synced` stays false).
+        let created_empty = segments.is_empty();
+        if created_empty {
             segments.push(Segment::create(dir, log_start_offset.max(0))?);
-            self.removed_any = true;
         }
         // A last segment left empty by recovery and overlapping its predecessor is dropped so
         // the log end offset stays the predecessor's.
@@ -263,6 +268,7 @@ impl Loader<'_> {
                 < segments[segments.len() - 2].next_offset()
         {
             if let Some(segment) = segments.pop() {
+                segment.retire();
                 Segment::delete_files(dir, segment.base_offset())?;
                 self.removed_any = true;
             }
@@ -273,7 +279,7 @@ impl Loader<'_> {
                 .filter(|s| s.next_offset() > self.recovery_point && !s.is_empty())
             {
                 segment
-                    .file()
+                    .file()?
                     .sync_data()
                     .map_err(LogError::io("fsync", segment.log_path()))?;
             }
@@ -282,7 +288,7 @@ impl Loader<'_> {
             sync_dir(dir)?;
         }
         for segment in segments.iter_mut() {
-            segment.dir_entry_synced = true;
+            segment.dir_entry_synced = !created_empty;
         }
         Ok(())
     }

@@ -138,6 +138,7 @@ impl PartitionLog {
         self.high_watermark = self.high_watermark.max(self.log_start_offset);
         self.recovery_point = self.recovery_point.max(self.log_start_offset);
         for segment in &removed {
+            segment.retire();
             Segment::delete_files(&self.dir, segment.base_offset())?;
         }
         self.forget_damage_below_log_start()?;
