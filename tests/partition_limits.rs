@@ -164,3 +164,56 @@ fn creations_past_max_broker_partitions_are_refused_and_create_nothing() {
     assert_eq!(describe(&mut client, "first"), (0, 60));
     assert_eq!(create_topic(&mut client, "third", 1, &[]), POLICY_VIOLATION);
 }
+
+/// A kill -9 between a creation's directories and its metadata record (the order that makes a
+/// creation all or nothing) leaves directories without records that the metadata does not
+/// name. They are kept and reported at start like any stray directory, but they must not
+/// block the name forever: creating the topic again removes them (they hold no record byte)
+/// and succeeds. A directory of that name that holds records still refuses the creation.
+#[test]
+fn directories_without_records_left_by_an_interrupted_creation_do_not_block_the_name() {
+    let mut broker = TestBroker::start();
+    let mut client = RawClient::connect(broker.addr);
+    assert_eq!(create_topic(&mut client, "first", 1, &[]), 0);
+    // What an interrupted creation of "again" with 2 partitions leaves behind.
+    for partition in 0..2 {
+        let dir = broker.data_dir().join(format!("again-{partition}"));
+        std::fs::create_dir(&dir).expect("create a leftover dir");
+        std::fs::write(dir.join("00000000000000000000.log"), b"").expect("empty log");
+        std::fs::write(dir.join("00000000000000000000.index"), b"").expect("empty index");
+        std::fs::write(
+            dir.join("partition.metadata"),
+            b"version: 0\ntopic_id: AAAAAAAAAAAAAAAAAAAAAA\n",
+        )
+        .expect("partition.metadata of the interrupted creation");
+    }
+    // A stray directory with a record byte in it, under another name.
+    let kept = broker.data_dir().join("kept-0");
+    std::fs::create_dir(&kept).expect("create a dir with data");
+    std::fs::write(kept.join("00000000000000000000.log"), b"x").expect("a log with bytes");
+    broker.restart(&[]);
+    let mut client = RawClient::connect(broker.addr);
+
+    assert_eq!(create_topic(&mut client, "again", 2, &[]), 0);
+    assert_eq!(describe(&mut client, "again"), (0, 2));
+    assert_ne!(create_topic(&mut client, "kept", 1, &[]), 0);
+    assert_eq!(
+        std::fs::read(kept.join("00000000000000000000.log")).expect("the data is kept"),
+        b"x"
+    );
+}
+
+/// The same crash during a fresh node's first creation leaves directories without records and
+/// a metadata log without records: the start goes on (there is no data the missing metadata
+/// could lose), and the name can be created.
+#[test]
+fn a_first_creation_interrupted_by_a_crash_does_not_refuse_the_start() {
+    let mut broker = TestBroker::start();
+    let dir = broker.data_dir().join("first-0");
+    std::fs::create_dir(&dir).expect("create a leftover dir");
+    std::fs::write(dir.join("00000000000000000000.log"), b"").expect("empty log");
+    broker.restart(&[]);
+    let mut client = RawClient::connect(broker.addr);
+    assert_eq!(create_topic(&mut client, "first", 1, &[]), 0);
+    assert_eq!(describe(&mut client, "first"), (0, 1));
+}

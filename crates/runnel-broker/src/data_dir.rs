@@ -200,6 +200,19 @@ impl Inventory {
     pub fn examples(&self, count: usize) -> String {
         names(self.partitions.iter().map(PartitionDir::name), count)
     }
+
+    /// The partition directories that hold records ([`holds_no_records`] is false), named as
+    /// [`Inventory::examples`] names them, or `None` when none does. Reads every directory:
+    /// called only when the start is about to be refused for them.
+    pub fn examples_with_records(&self, count: usize) -> Option<String> {
+        let with_records: Vec<String> = self
+            .partitions
+            .iter()
+            .filter(|dir| !holds_no_records(&dir.path))
+            .map(PartitionDir::name)
+            .collect();
+        (!with_records.is_empty()).then(|| names(with_records.into_iter(), count))
+    }
 }
 
 /// `a-0, b-1, … and 7 more`.
@@ -300,6 +313,35 @@ fn remove_dir(dir: &Path) {
             tracing::error!(dir = %dir.display(), %error, "could not remove a deleted partition's directory")
         }
     }
+}
+
+/// Whether a partition directory holds no record bytes: it contains only regular files, of
+/// the kinds a partition that was never appended to has (`.log` files that are empty, their
+/// `.index` and `.timeindex`, `partition.metadata`, `leader-epoch-checkpoint`, producer
+/// `.snapshot`s), so removing it loses nothing. Anything else, or a directory that cannot be
+/// read, counts as holding records.
+pub fn holds_no_records(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.into_iter().all(|entry| {
+        let Ok(entry) = entry else { return false };
+        let Ok(metadata) = entry.metadata() else {
+            return false;
+        };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        metadata.is_file()
+            && if name.ends_with(".log") {
+                metadata.len() == 0
+            } else {
+                name.ends_with(".index")
+                    || name.ends_with(".timeindex")
+                    || name.ends_with(".snapshot")
+                    || name == partition_metadata::PARTITION_METADATA_FILE
+                    || name == runnel_log::leader_epoch::LEADER_EPOCH_CHECKPOINT_FILE
+            }
+    })
 }
 
 #[cfg(test)]

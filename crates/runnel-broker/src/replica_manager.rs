@@ -305,8 +305,11 @@ impl ReplicaManager {
     }
 
     /// Refuses partitions `partitions` of a new or growing `topic` whose directory exists
-    /// already: it holds data the metadata does not name, which a new partition must never
-    /// adopt.
+    /// already and holds records: data the metadata does not name, which a new partition must
+    /// never adopt. A directory that holds no record bytes
+    /// ([`crate::data_dir::holds_no_records`]) is what a
+    /// creation interrupted by a crash leaves (its directories are made before its metadata
+    /// record is written): it is removed, which loses nothing, so that the name can be used.
     pub fn check_no_directory(
         &self,
         topic: &str,
@@ -314,9 +317,27 @@ impl ReplicaManager {
     ) -> Result<(), OpenTopicError> {
         for partition in partitions {
             let dir = self.data_dir().join(partition_dir_name(topic, partition));
-            if dir.exists() {
+            if !dir.exists() {
+                continue;
+            }
+            if !crate::data_dir::holds_no_records(&dir) {
                 return Err(OpenTopicError::DirectoryExists { dir });
             }
+            tracing::info!(
+                dir = %dir.display(),
+                "removing a partition directory without records, left by a creation a crash interrupted"
+            );
+            std::fs::remove_dir_all(&dir).map_err(|source| {
+                OpenTopicError::Log(LogError::Io {
+                    op: "remove",
+                    path: dir.clone(),
+                    source,
+                })
+            })?;
+            self.stray_dirs
+                .write()
+                .expect("stray dirs lock poisoned")
+                .retain(|stray| stray.path != dir);
         }
         Ok(())
     }

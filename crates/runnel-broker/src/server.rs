@@ -255,23 +255,30 @@ fn open(config: Arc<BrokerConfig>) -> Result<(Broker, DataDirLock), ServerError>
             dir: dir.clone(),
             damage,
         })?;
+    // Directories without a record byte (what a creation interrupted by a crash leaves) are
+    // no data to protect: they alone never refuse a start.
+    let partitions_with_records = || {
+        if inventory.partitions.is_empty() {
+            None
+        } else {
+            inventory.examples_with_records(DIRS_NAMED_MAX)
+        }
+    };
     let cluster_id = match meta_properties::load(data_dir, config.node_id)? {
         Some(cluster_id) => cluster_id,
-        None if !inventory.partitions.is_empty() || scan.end_offset > 0 => {
-            let holds = if inventory.partitions.is_empty() {
-                format!("the metadata log {METADATA_LOG_DIR}")
-            } else {
-                inventory.examples(DIRS_NAMED_MAX)
-            };
-            return Err(ServerError::MetaPropertiesMissing { dir, holds });
-        }
-        None => meta_properties::create(data_dir, config.node_id)?,
+        None => match (partitions_with_records(), scan.end_offset > 0) {
+            (Some(holds), _) => return Err(ServerError::MetaPropertiesMissing { dir, holds }),
+            (None, true) => {
+                let holds = format!("the metadata log {METADATA_LOG_DIR}");
+                return Err(ServerError::MetaPropertiesMissing { dir, holds });
+            }
+            (None, false) => meta_properties::create(data_dir, config.node_id)?,
+        },
     };
-    if scan.records.is_empty() && !inventory.partitions.is_empty() {
-        return Err(ServerError::MetadataMissing {
-            dir,
-            partitions: inventory.examples(DIRS_NAMED_MAX),
-        });
+    if scan.records.is_empty() {
+        if let Some(partitions) = partitions_with_records() {
+            return Err(ServerError::MetadataMissing { dir, partitions });
+        }
     }
     let controller = Controller::open_scanned(data_dir, config.node_id, scan)?;
     let replicas = ReplicaManager::new(Arc::clone(&config)).map_err(ServerError::Flusher)?;
