@@ -252,7 +252,11 @@ fn mutated_frames_of_every_api_never_crash_the_broker_or_lose_acknowledged_data(
         settings.workers,
         settings.frames
     );
+    // Mutated CreateTopics and CreatePartitions frames create real partitions (names and
+    // counts are mutated too): `max.broker.partitions` keeps what a long run may create, and
+    // so the broker's memory and disk, bounded, as an operator would.
     let mut broker = BrokerProcess::start(&[
+        ("max.broker.partitions", "2000"),
         ("auto.create.topics.enable", "false"),
         ("group.initial.rebalance.delay.ms", "0"),
     ]);
