@@ -168,21 +168,26 @@ pub struct Segment {
     pub(crate) dir_entry_synced: bool,
 }
 
+/// Creates (or empties) a segment's `.log` file at `path`, through the open-files cache.
+fn create_empty_log_file(path: &Path) -> Result<File, LogError> {
+    OpenFiles::global()
+        .open_file(
+            path,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )
+        .map_err(LogError::io("create", path))
+}
+
 impl Segment {
     /// Creates a new empty segment (empty `.log`, `.index`, `.timeindex`), replacing files of
     /// the same name.
     pub fn create(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
         let log_path = segment_file_path(dir, base_offset, LOG_SUFFIX);
-        let file = OpenFiles::global()
-            .open_file(
-                &log_path,
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true),
-            )
-            .map_err(LogError::io("create", &log_path))?;
+        let file = create_empty_log_file(&log_path)?;
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             let path = segment_file_path(dir, base_offset, suffix);
             File::create(&path).map_err(LogError::io("create", &path))?;
@@ -196,16 +201,7 @@ impl Segment {
     /// index files: they are written by [`Segment::seal`] once the file is renamed to `.log`.
     pub(crate) fn create_cleaned(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
         let log_path = segment_file_path(dir, base_offset, CLEANED_SUFFIX);
-        let file = OpenFiles::global()
-            .open_file(
-                &log_path,
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true),
-            )
-            .map_err(LogError::io("create", &log_path))?;
+        let file = create_empty_log_file(&log_path)?;
         let mut segment = Segment::empty(dir, base_offset, log_path, file);
         segment.dir_entry_synced = false;
         Ok(segment)
