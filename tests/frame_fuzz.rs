@@ -252,11 +252,17 @@ fn mutated_frames_of_every_api_never_crash_the_broker_or_lose_acknowledged_data(
         settings.workers,
         settings.frames
     );
-    // Mutated CreateTopics and CreatePartitions frames create real partitions (names and
-    // counts are mutated too): `max.broker.partitions` keeps what a long run may create, and
-    // so the broker's memory and disk, bounded, as an operator would.
+    // Mutated frames create real state with mutated names, as any client may: partitions
+    // (CreateTopics, CreatePartitions) and consumer groups with members (JoinGroup). Kafka
+    // bounds neither the number of groups nor their lifetime beyond these settings, so the run
+    // bounds them as an operator would: `max.broker.partitions` caps partitions; members live at
+    // most `group.max.session.timeout.ms` without heartbeats, and empty groups without offsets
+    // are removed at every `offsets.retention.check.interval.ms` (Kafka's group cleanup).
+    // Without the group bounds, 150,000 frames of the group APIs alone leave ~240 MiB of groups.
     let mut broker = BrokerProcess::start(&[
         ("max.broker.partitions", "2000"),
+        ("group.max.session.timeout.ms", "10000"),
+        ("offsets.retention.check.interval.ms", "5000"),
         ("auto.create.topics.enable", "false"),
         ("group.initial.rebalance.delay.ms", "0"),
     ]);

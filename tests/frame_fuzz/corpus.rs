@@ -35,8 +35,21 @@ fn group() -> GroupId {
 
 /// Every served `(api, version)`, each as one valid frame.
 pub fn seeds(records: &Bytes) -> Vec<Seed> {
+    // `RUNNEL_FUZZ_APIS=8,11`: only these API keys (to narrow a finding down); default all.
+    let only: Option<Vec<i16>> = std::env::var("RUNNEL_FUZZ_APIS").ok().map(|keys| {
+        keys.split(',')
+            .map(|key| {
+                key.trim()
+                    .parse()
+                    .expect("RUNNEL_FUZZ_APIS: API keys, comma-separated")
+            })
+            .collect()
+    });
     let mut seeds = Vec::new();
-    for served in SERVED_APIS {
+    for served in SERVED_APIS.iter().filter(|served| {
+        only.as_ref()
+            .is_none_or(|keys| keys.contains(&(served.key as i16)))
+    }) {
         for version in served.min_version..=served.max_version {
             let body = body(served.key, version, records)
                 .unwrap_or_else(|error| panic!("{:?} v{version}: {error}", served.key));
