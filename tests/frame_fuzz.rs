@@ -23,7 +23,8 @@
 //! Environment: `RUNNEL_FUZZ_FRAMES` (frames in all, default 20,000), `RUNNEL_FUZZ_SEED`
 //! (decimal or 0x-hex; default from the clock, printed), `RUNNEL_FUZZ_WORKERS` (connections at a
 //! time, default 4; worker `w` draws from `seed ^ w·φ`, so one worker replays exactly),
-//! `RUNNEL_FUZZ_RSS_MAX_MIB`, and `RUNNEL_BIN` (the binary; default the one Cargo built).
+//! `RUNNEL_FUZZ_RSS_MAX_MIB`, `RUNNEL_FUZZ_APIS` (comma-separated API keys: only their seeds, to
+//! narrow a finding down), and `RUNNEL_BIN` (the binary; default the one Cargo built).
 
 mod broker_process;
 mod common;
