@@ -142,3 +142,46 @@ fn list_offsets_by_time_and_max_timestamp_have_record_precision() {
         client = RawClient::connect(broker.addr);
     }
 }
+
+/// A client that closes its connection while a fetch of its is parked frees the connection at
+/// once: the response it can no longer receive is dropped, as Kafka drops responses for a
+/// closed channel. Before, the connection (its task and its read and write buffers) lived on
+/// until the parked request ended, so clients that park requests and leave (a fetch's
+/// `max_wait_ms`, a JoinGroup's rebalance timeout of days) grew the broker without bound; the
+/// frame fuzzer found it as resident memory growing with the connections it had closed.
+#[test]
+fn closing_a_connection_with_a_parked_fetch_frees_it_at_once() {
+    const CLIENTS: usize = 50;
+    let broker = TestBroker::start();
+    let mut admin = RawClient::connect(broker.addr);
+    create(&mut admin, "parked");
+    drop(admin);
+    let open = || {
+        broker
+            .running()
+            .broker()
+            .metrics
+            .connections_open
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    common::wait_until(
+        "the admin connection to close",
+        Duration::from_secs(10),
+        || open() == 0,
+    );
+    for _ in 0..CLIENTS {
+        // Park a fetch for up to a minute on the empty partition, then go away.
+        let mut client = RawClient::connect(broker.addr);
+        client.send(ApiKey::Fetch, 12, &fetch_request("parked", 0, 1, 60_000));
+        client
+            .stream()
+            .shutdown(std::net::Shutdown::Both)
+            .expect("close");
+    }
+    // Well before the fetches' minute is up, every connection is gone.
+    common::wait_until(
+        "the closed connections to be freed",
+        Duration::from_secs(20),
+        || open() == 0,
+    );
+}

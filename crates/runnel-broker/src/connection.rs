@@ -16,6 +16,10 @@
 //!
 //! Ends: a peer that closes or resets the connection between frames ends it quietly (DEBUG);
 //! one that ends inside a frame is bad input (WARN, "connection ended inside a frame").
+//! Once the peer has closed its end, or sent bad input, the responses still owed are dropped,
+//! not waited for (Kafka drops responses for a closed channel): a parked request (a fetch's
+//! `max_wait_ms`, a JoinGroup's rebalance timeout) must not keep a gone client's connection,
+//! task and buffers alive.
 //! At shutdown the reader stops and the writer still sends the responses owed; parked fetches
 //! answer at once ([`crate::api`]'s fetch watches [`Broker::stopping`]). Departure from Kafka:
 //! its socket server closes such connections unanswered when it stops.
@@ -96,6 +100,10 @@ pub(crate) async fn serve(
     let mut sasl = SaslState::new(users.is_some());
     let mut linger = false;
     let mut idle = false;
+    // The peer closed its end or sent what cannot be served: as in Kafka, responses still
+    // owed are dropped instead of waited for (a parked JoinGroup can wait out a rebalance
+    // timeout of days; waiting would hold this connection's buffers as long).
+    let mut peer_gone = false;
     loop {
         let frame = tokio::select! {
             frame = read_frame(&mut reader, &broker.request_memory, request_bytes_max, peer) => frame,
@@ -108,9 +116,13 @@ pub(crate) async fn serve(
         let received = Instant::now();
         let frame = match frame {
             Ok(Some(frame)) => frame,
-            Ok(None) => break,
+            Ok(None) => {
+                peer_gone = true;
+                break;
+            }
             Err(error) => {
                 closed_for_bad_input(&broker, peer, &error);
+                peer_gone = true;
                 break;
             }
         };
@@ -122,6 +134,7 @@ pub(crate) async fn serve(
             }
             Err(error) => {
                 closed_for_bad_input(&broker, peer, &error);
+                peer_gone = true;
                 break;
             }
         };
@@ -161,6 +174,8 @@ pub(crate) async fn serve(
             .metrics
             .connections_closed_idle
             .fetch_add(1, Ordering::Relaxed);
+        writer.abort();
+    } else if peer_gone {
         writer.abort();
     }
     if let Err(error) = writer.await {
