@@ -259,7 +259,6 @@ fn mutated_frames_of_every_api_never_crash_the_broker_or_lose_acknowledged_data(
     // bounds them as an operator would: `max.broker.partitions` caps partitions; members live at
     // most `group.max.session.timeout.ms` without heartbeats, and empty groups without offsets
     // are removed at every `offsets.retention.check.interval.ms` (Kafka's group cleanup).
-    // Without the group bounds, 150,000 frames of the group APIs alone leave ~240 MiB of groups.
     let mut broker = BrokerProcess::start(&[
         ("max.broker.partitions", "2000"),
         ("group.max.session.timeout.ms", "10000"),
