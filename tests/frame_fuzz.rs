@@ -222,7 +222,12 @@ fn produce_acknowledged(broker: &BrokerProcess, seed: u64) -> Acknowledged {
     let mut client = RawClient::connect(broker.addr);
     assert_eq!(create_topic(&mut client, FUZZ_TOPIC, 2, &[]), 0);
     let topic = format!("acknowledged-before-the-fuzz-{seed:016x}");
-    assert_eq!(create_topic(&mut client, &topic, 1, &[]), 0);
+    // Kept whatever its age: the records' timestamps are from 2023, and time-based retention
+    // would otherwise delete them once a long run passes `log.retention.check.interval.ms`.
+    assert_eq!(
+        create_topic(&mut client, &topic, 1, &[("retention.ms", "-1")]),
+        0
+    );
     for batch in 0..10 {
         let (error, base_offset) = produce(&mut client, &topic, 0, record_batch(10, 100));
         assert_eq!((error, base_offset), (0, batch * 10));
