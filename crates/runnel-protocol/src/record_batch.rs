@@ -394,18 +394,6 @@ pub fn encode_internal_batch(
     buf.to_vec()
 }
 
-/// Whether any record of one whole batch has a null key (decompressing if needed). Compacted
-/// topics refuse such records, as Kafka does.
-pub fn has_record_without_key(batch: &[u8]) -> Result<bool, BatchError> {
-    let mut buf = bytes::Bytes::copy_from_slice(batch);
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|_| {
-        BatchError::Invalid {
-            reason: "records do not decode",
-        }
-    })?;
-    Ok(set.records.iter().any(|record| record.key.is_none()))
-}
-
 fn read_i16(bytes: &[u8], at: usize) -> i16 {
     i16::from_be_bytes([bytes[at], bytes[at + 1]])
 }
@@ -535,46 +523,9 @@ mod tests {
         let batch = encode_internal_batch(entries, 7);
         let header = validate_batch(&batch).expect("one valid batch");
         assert_eq!((header.records_count, header.max_timestamp), (3, 7));
-        assert_eq!(has_record_without_key(&batch), Ok(false));
-    }
-
-    #[test]
-    fn keyless_records_are_found() {
-        let keyed = encode_batch(3, Compression::Gzip);
-        assert_eq!(has_record_without_key(&keyed), Ok(false));
-        let mut records = Vec::new();
-        RecordBatchEncoder::encode(
-            &mut records,
-            [Record {
-                key: None,
-                ..keyless_template()
-            }]
-            .iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encode");
-        assert_eq!(has_record_without_key(&records), Ok(true));
-    }
-
-    fn keyless_template() -> Record {
-        Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: 0,
-            timestamp: 0,
-            key: None,
-            value: Some(bytes::Bytes::from_static(b"v")),
-            headers: Default::default(),
-        }
+        let checked = crate::record_validation::validate_records(&batch, &header, usize::MAX)
+            .expect("records decode");
+        assert_eq!(checked.first_keyless_record, None);
     }
 
     proptest::proptest! {

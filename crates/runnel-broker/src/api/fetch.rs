@@ -216,25 +216,20 @@ fn read_partition(
                 ..error(index, ErrorCode::None)
             }
         }
-        Err(ReadError::OffsetOutOfRange { .. }) => {
-            let offsets = partition.offsets();
-            PartitionData {
-                high_watermark: offsets.high_watermark,
-                last_stable_offset: offsets.high_watermark,
-                log_start_offset: offsets.log_start_offset,
-                ..error(index, ErrorCode::OffsetOutOfRange)
-            }
-        }
-        // Kafka answers a read that meets corrupt bytes (CorruptRecordException) with
-        // CORRUPT_MESSAGE for the partition; a damaged range is exactly that, reported at
+        // A damaged range: Kafka answers a read that meets corrupt bytes
+        // (CorruptRecordException) with CORRUPT_MESSAGE for the partition; it was reported at
         // ERROR when it was found (not again for each fetch).
-        Err(ReadError::Damaged { .. }) => {
+        Err(read @ (ReadError::OffsetOutOfRange { .. } | ReadError::Damaged { .. })) => {
+            let code = match read {
+                ReadError::Damaged { .. } => ErrorCode::CorruptMessage,
+                _ => ErrorCode::OffsetOutOfRange,
+            };
             let offsets = partition.offsets();
             PartitionData {
                 high_watermark: offsets.high_watermark,
                 last_stable_offset: offsets.high_watermark,
                 log_start_offset: offsets.log_start_offset,
-                ..error(index, ErrorCode::CorruptMessage)
+                ..error(index, code)
             }
         }
         Err(failure) => {
