@@ -333,7 +333,9 @@ impl BrokerConfig {
                 | "log.cleaner.min.compaction.lag.ms"
                 | "log.cleaner.max.compaction.lag.ms"
                 | "log.cleaner.min.cleanable.ratio"
-                | "log.message.timestamp.type" => {
+                | "log.message.timestamp.type"
+                | "log.message.timestamp.before.max.ms"
+                | "log.message.timestamp.after.max.ms" => {
                     crate::topic_config::validate_broker_default(key, value)?
                 }
                 "log.retention.check.interval.ms" => {
@@ -564,6 +566,9 @@ fn parse_advertised(key: &str, value: &str) -> Result<AdvertisedListener, Config
     })
 }
 
+/// Kafka 4's `log.message.timestamp.after.max.ms` default (`ServerLogConfigs`): one hour.
+pub const TIMESTAMP_AFTER_MAX_MS_DEFAULT: i64 = 3_600_000;
+
 /// The settings one partition's log runs with: the broker's defaults under the topic's
 /// overrides.
 #[derive(Debug, Clone)]
@@ -586,6 +591,11 @@ pub struct TopicSettings {
     /// `compression.type`: the codec batches are stored in (recompressed on append when they
     /// come in another); `None` for `producer`, which keeps each batch's own.
     pub compression: Option<Compression>,
+    /// `message.timestamp.before.max.ms`: how far before the broker's clock a create time may
+    /// lie (Kafka's default: unbounded).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far after it (Kafka 4's default: one hour).
+    pub timestamp_after_max_ms: i64,
 }
 
 impl TopicSettings {
@@ -608,12 +618,16 @@ impl TopicSettings {
             compaction: CompactionPolicy::default(),
             min_insync_replicas: 1,
             compression: None,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: TIMESTAMP_AFTER_MAX_MS_DEFAULT,
         };
         for name in [
             "cleanup.policy",
             "delete.retention.ms",
             "max.compaction.lag.ms",
             "message.timestamp.type",
+            "message.timestamp.before.max.ms",
+            "message.timestamp.after.max.ms",
             "min.cleanable.dirty.ratio",
             "min.compaction.lag.ms",
             "min.insync.replicas",
@@ -669,6 +683,8 @@ impl TopicSettings {
                     .map_err(|_| ConfigError::new(name, value, "not a number"))?
             }
             "message.timestamp.type" => self.log_append_time = value == "LogAppendTime",
+            "message.timestamp.before.max.ms" => self.timestamp_before_max_ms = number(0)?,
+            "message.timestamp.after.max.ms" => self.timestamp_after_max_ms = number(0)?,
             "min.insync.replicas" => self.min_insync_replicas = parse_at_least(name, value, 1)?,
             "compression.type" => {
                 self.compression = match value {

@@ -38,6 +38,7 @@ pub mod metadata_rebuild;
 pub mod metrics;
 pub mod partition;
 pub mod partition_metadata;
+pub mod record_errors;
 pub mod replica_manager;
 pub mod request_memory;
 pub mod retention;

@@ -23,7 +23,9 @@ use runnel_log::{
 };
 use runnel_metadata::{PartitionImage, TopicImage};
 use runnel_protocol::record_batch::{self, BatchError, BatchHeader};
-use runnel_protocol::record_validation::{self, RecordValidationError};
+use runnel_protocol::record_validation::{
+    self, RecordPolicy, RecordValidationError, TimestampBounds,
+};
 use runnel_protocol::reencode;
 use runnel_protocol::ErrorCode;
 use tokio::sync::watch;
@@ -33,6 +35,7 @@ use crate::data_dir::{self, PartitionDir};
 use crate::flusher::Flusher;
 use crate::partition::Partition;
 use crate::partition_metadata::{self, PartitionMetadataError};
+use crate::record_errors::RefusedRecords;
 
 /// Kafka's file of per-partition recovery points.
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
@@ -54,10 +57,9 @@ pub enum AppendFailure {
     ControlBatch,
     #[error("transactional produce is not supported yet")]
     Transactional,
-    #[error(
-        "record {record_index} has no key: compacted topics cannot accept records without a key"
-    )]
-    KeylessOnCompactedTopic { record_index: i32 },
+    /// Well-formed records the topic's policy refuses (KIP-467's per-record errors).
+    #[error("{0}")]
+    RecordsRefused(RefusedRecords),
     #[error(
         "the in-sync replicas ({isr}) are fewer than min.insync.replicas ({min}) for acks=all"
     )]
@@ -76,8 +78,8 @@ impl AppendFailure {
         match self {
             AppendFailure::NoRecords
             | AppendFailure::MultipleBatches
-            | AppendFailure::ControlBatch
-            | AppendFailure::KeylessOnCompactedTopic { .. } => ErrorCode::InvalidRecord,
+            | AppendFailure::ControlBatch => ErrorCode::InvalidRecord,
+            AppendFailure::RecordsRefused(refused) => refused.error_code,
             AppendFailure::TooLarge { .. } => ErrorCode::MessageTooLarge,
             AppendFailure::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
             AppendFailure::Batch(BatchError::UnsupportedMagic { .. }) => {
@@ -442,7 +444,7 @@ impl ReplicaManager {
             });
         }
         let header = validate_produced(records, settings.max_message_bytes)?;
-        let mut batch = self.checked_batch(records, &header, &settings)?;
+        let mut batch = self.checked_batch(partition, records, &header, &settings)?;
         let log_append_time = settings.log_append_time.then(crate::now_ms);
         if let Some(now) = log_append_time {
             record_batch::set_log_append_time(&mut batch, now);
@@ -476,19 +478,31 @@ impl ReplicaManager {
     /// Walks every record of the validated batch `records` (Kafka's `LogValidator`) and returns
     /// the batch to append: `records` itself, or, where the topic's `compression.type` names
     /// another codec, the batch recompressed in the same pass. A compacted topic refuses a
-    /// record without a key.
+    /// record without a key, and a create-time topic a timestamp outside its bounds
+    /// ([`crate::record_errors`]).
     fn checked_batch(
         &self,
+        partition: &Partition,
         records: &[u8],
         header: &BatchHeader,
         settings: &TopicSettings,
     ) -> Result<Vec<u8>, AppendFailure> {
         let inflated_bytes_max = self.config.socket_request_max_bytes;
+        let bounds = (!settings.log_append_time).then(|| TimestampBounds {
+            now_ms: crate::now_ms(),
+            before_max_ms: settings.timestamp_before_max_ms,
+            after_max_ms: settings.timestamp_after_max_ms,
+        });
+        let policy = RecordPolicy {
+            key_required: settings.cleanup_compact,
+            create_time: bounds,
+        };
         let (checked, recompressed) = match settings.compression {
             Some(codec) if reencode::codec_of(codec) != header.compression() => {
                 let (checked, batch) = record_validation::validate_and_recompress(
                     records,
                     header,
+                    &policy,
                     codec,
                     inflated_bytes_max,
                     settings.max_message_bytes,
@@ -496,13 +510,18 @@ impl ReplicaManager {
                 (checked, Some(batch))
             }
             _ => (
-                record_validation::validate_records(records, header, inflated_bytes_max)?,
+                record_validation::validate_records(records, header, &policy, inflated_bytes_max)?,
                 None,
             ),
         };
-        if let (true, Some(record_index)) = (settings.cleanup_compact, checked.first_keyless_record)
-        {
-            return Err(AppendFailure::KeylessOnCompactedTopic { record_index });
+        if !checked.faults.is_empty() {
+            return Err(AppendFailure::RecordsRefused(RefusedRecords::new(
+                &partition.topic,
+                partition.index,
+                header,
+                &checked.faults,
+                bounds.as_ref(),
+            )));
         }
         Ok(recompressed.unwrap_or_else(|| records.to_vec()))
     }

@@ -523,9 +523,14 @@ mod tests {
         let batch = encode_internal_batch(entries, 7);
         let header = validate_batch(&batch).expect("one valid batch");
         assert_eq!((header.records_count, header.max_timestamp), (3, 7));
-        let checked = crate::record_validation::validate_records(&batch, &header, usize::MAX)
-            .expect("records decode");
-        assert_eq!(checked.first_keyless_record, None);
+        let policy = crate::record_validation::RecordPolicy {
+            key_required: true,
+            create_time: None,
+        };
+        let checked =
+            crate::record_validation::validate_records(&batch, &header, &policy, usize::MAX)
+                .expect("records decode");
+        assert!(checked.faults.is_empty());
     }
 
     proptest::proptest! {

@@ -42,6 +42,14 @@
 //! Key and value lengths below -1 are refused, as the `kafka-protocol` decoder does (Kafka
 //! reads them as null).
 //!
+//! # The topic's policy
+//!
+//! Well-formed records can still be refused by the topic: [`RecordPolicy`] says whether a key
+//! is required (compacted topics) and which create times are acceptable. The walk collects
+//! every record that breaks it as a [`RecordFault`] (at most one per record, the key checked
+//! first, as Kafka's `validateRecord` does) instead of stopping at the first, because Kafka's
+//! Produce response names each of them (KIP-467); the broker turns them into the response.
+//!
 //! # Bounds
 //!
 //! - Inflated bytes per batch are at most `inflated_bytes_max`; the broker passes
@@ -135,11 +143,64 @@ impl RecordValidationError {
     }
 }
 
-/// What the walk learnt about a batch's records.
+/// What the broker requires of each record beyond its structure (Kafka's `LogValidator`
+/// `validateKey` and `validateTimestamp`). A record that breaks one is a [`RecordFault`]: the
+/// batch is refused and the Produce response names every such record (KIP-467).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordPolicy {
+    /// The topic is compacted: every record needs a key.
+    pub key_required: bool,
+    /// The topic keeps producers' timestamps (`message.timestamp.type=CreateTime`): each
+    /// record's timestamp must lie within these bounds.
+    pub create_time: Option<TimestampBounds>,
+}
+
+/// `message.timestamp.before.max.ms` and `message.timestamp.after.max.ms` around the broker's
+/// clock: a record stamped more than `before_max_ms` before `now_ms` or more than
+/// `after_max_ms` after it is refused, as Kafka's `recordHasInvalidTimestamp` decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampBounds {
+    pub now_ms: i64,
+    pub before_max_ms: i64,
+    pub after_max_ms: i64,
+}
+
+impl TimestampBounds {
+    /// Whether `timestamp` is outside the bounds (Kafka's arithmetic, saturating instead of
+    /// wrapping at the extremes of `i64`).
+    pub fn refuses(&self, timestamp: i64) -> bool {
+        let difference = self.now_ms.saturating_sub(timestamp);
+        difference > self.before_max_ms || difference.saturating_neg() > self.after_max_ms
+    }
+}
+
+/// Kafka's `RecordBatch.NO_TIMESTAMP`: a record that carries no create time.
+const NO_TIMESTAMP: i64 = -1;
+
+/// One well-formed record that the [`RecordPolicy`] refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordFault {
+    /// The record's place in its batch (KIP-467's `batch_index`).
+    pub index: i32,
+    pub kind: RecordFaultKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFaultKind {
+    /// No key, on a compacted topic (`INVALID_RECORD`).
+    KeyMissing,
+    /// A create time outside the bounds (`INVALID_TIMESTAMP`).
+    TimestampOutOfRange { timestamp: i64 },
+    /// The batch claims `LogAppendTime`, which only a broker may set (`INVALID_TIMESTAMP`).
+    LogAppendTimeFromProducer,
+}
+
+/// What the walk learnt about a batch's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedRecords {
-    /// The index of the first record without a key (compacted topics refuse it), if any.
-    pub first_keyless_record: Option<i32>,
+    /// Every record the policy refuses, in batch order. At most one per record, so bounded
+    /// by the records the batch really holds.
+    pub faults: Vec<RecordFault>,
     /// The records' bytes once inflated (the records section itself when uncompressed).
     pub inflated_bytes: usize,
 }
@@ -149,15 +210,16 @@ pub struct CheckedRecords {
 pub fn validate_records(
     batch: &[u8],
     header: &BatchHeader,
+    policy: &RecordPolicy,
     inflated_bytes_max: usize,
 ) -> Result<CheckedRecords, RecordValidationError> {
     let records = records_section(batch);
     match header.compression() {
-        0 => walk(&mut SliceBytes::new(records), header.records_count),
+        0 => walk(&mut SliceBytes::new(records), header, policy),
         codec => {
             let (name, reader) = inflater(codec, records, inflated_bytes_max)?;
             let mut bytes = StreamBytes::new(reader, name, inflated_bytes_max, None);
-            walk(&mut bytes, header.records_count)
+            walk(&mut bytes, header, policy)
         }
     }
 }
@@ -167,6 +229,7 @@ pub fn validate_records(
 pub fn validate_and_recompress(
     batch: &[u8],
     header: &BatchHeader,
+    policy: &RecordPolicy,
     target: Compression,
     inflated_bytes_max: usize,
     batch_bytes_max: usize,
@@ -175,7 +238,7 @@ pub fn validate_and_recompress(
     let records = records_section(batch);
     let checked = match header.compression() {
         0 => {
-            let checked = walk(&mut SliceBytes::new(records), header.records_count)?;
+            let checked = walk(&mut SliceBytes::new(records), header, policy)?;
             recompressor.write(records)?;
             checked
         }
@@ -183,7 +246,7 @@ pub fn validate_and_recompress(
             let (name, reader) = inflater(codec, records, inflated_bytes_max)?;
             let mut bytes =
                 StreamBytes::new(reader, name, inflated_bytes_max, Some(&mut recompressor));
-            walk(&mut bytes, header.records_count)?
+            walk(&mut bytes, header, policy)?
         }
     };
     let mut recompressed = recompressor.finish()?;
@@ -357,12 +420,16 @@ impl<R: std::io::Read> RecordBytes for StreamBytes<'_, R> {
     }
 }
 
-/// Reads `declared` records and checks nothing follows them.
+/// Reads the header's `records count` records, checks nothing follows them, and applies
+/// `policy` to each (Kafka's `validateRecord`: the key first, then the timestamp, one fault per
+/// record at most).
 fn walk(
     bytes: &mut impl RecordBytes,
-    declared: i32,
+    header: &BatchHeader,
+    policy: &RecordPolicy,
 ) -> Result<CheckedRecords, RecordValidationError> {
-    let mut first_keyless_record = None;
+    let declared = header.records_count;
+    let mut faults = Vec::new();
     for index in 0..declared {
         if bytes.at_end()? {
             return Err(RecordValidationError::TooFewRecords {
@@ -370,25 +437,56 @@ fn walk(
                 found: index,
             });
         }
-        let has_key = read_record(bytes, index)?;
-        if !has_key && first_keyless_record.is_none() {
-            first_keyless_record = Some(index);
+        let record = read_record(bytes, index)?;
+        if let Some(kind) = policy.fault(header, &record) {
+            faults.push(RecordFault { index, kind });
         }
     }
     if !bytes.at_end()? {
         return Err(RecordValidationError::TrailingBytes { declared });
     }
     Ok(CheckedRecords {
-        first_keyless_record,
+        faults,
         inflated_bytes: bytes.consumed_bytes(),
     })
+}
+
+/// What the policy looks at in one record.
+struct RecordSummary {
+    has_key: bool,
+    timestamp_delta: i64,
+}
+
+impl RecordPolicy {
+    fn fault(&self, header: &BatchHeader, record: &RecordSummary) -> Option<RecordFaultKind> {
+        if self.key_required && !record.has_key {
+            return Some(RecordFaultKind::KeyMissing);
+        }
+        // A log-append-time batch's records all read as its max timestamp (Kafka's
+        // `DefaultRecordBatch`), which is what a create-time topic then checks.
+        let timestamp = if header.is_log_append_time() {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.wrapping_add(record.timestamp_delta)
+        };
+        match self.create_time {
+            Some(bounds) if timestamp != NO_TIMESTAMP => bounds
+                .refuses(timestamp)
+                .then_some(RecordFaultKind::TimestampOutOfRange { timestamp }),
+            _ if header.is_log_append_time() => Some(RecordFaultKind::LogAppendTimeFromProducer),
+            _ => None,
+        }
+    }
 }
 
 const RECORDS_END_INSIDE: &str = "the records end inside it (premature EOF)";
 const FIELD_PAST_LENGTH: &str = "a field runs past the record's length";
 
-/// Reads record `index` (the table in the module doc); returns whether it has a key.
-fn read_record(bytes: &mut impl RecordBytes, index: i32) -> Result<bool, RecordValidationError> {
+/// Reads record `index` (the table in the module doc).
+fn read_record(
+    bytes: &mut impl RecordBytes,
+    index: i32,
+) -> Result<RecordSummary, RecordValidationError> {
     // The length field itself is not inside the record's length.
     let mut record = RecordReader {
         bytes,
@@ -401,7 +499,7 @@ fn read_record(bytes: &mut impl RecordBytes, index: i32) -> Result<bool, RecordV
     }
     record.left = length as usize;
     record.byte()?; // attributes
-    record.varlong()?; // timestamp delta
+    let timestamp_delta = record.varlong()?;
     if record.varint()? != index {
         return Err(record.invalid("its offset delta is not its index in the batch"));
     }
@@ -425,7 +523,10 @@ fn read_record(bytes: &mut impl RecordBytes, index: i32) -> Result<bool, RecordV
     if record.left != 0 {
         return Err(record.invalid("its length is larger than its fields"));
     }
-    Ok(has_key)
+    Ok(RecordSummary {
+        has_key,
+        timestamp_delta,
+    })
 }
 
 /// One record's fields, each bounded by the bytes its length leaves.

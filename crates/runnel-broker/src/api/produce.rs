@@ -4,20 +4,23 @@
 //! idempotent producer reach the log in sequence order. With acks=1 or acks=all in durable
 //! mode the reply waits until every appended partition's high watermark (its fsync'd offset)
 //! passes the batch, bounded by the request's `timeout_ms` (`REQUEST_TIMED_OUT` past it).
-//! acks=0 gets no response at all, as in Kafka.
+//! acks=0 gets no response at all, as in Kafka. A batch refused because of some of its records
+//! names them in `record_errors` (KIP-467, [`crate::record_errors`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_protocol::header::CodecError;
-use runnel_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use runnel_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use runnel_protocol::messages::{ProduceRequest, ProduceResponse};
 use runnel_protocol::{ErrorCode, StrBytes};
 
 use super::{Reply, Request};
 use crate::broker::Broker;
 use crate::partition::Partition;
-use crate::replica_manager::Appended;
+use crate::replica_manager::{AppendFailure, Appended};
 
 /// The wait used when a request carries no positive timeout.
 const DURABLE_WAIT_DEFAULT: Duration = Duration::from_secs(30);
@@ -87,14 +90,15 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
 }
 
 impl PartitionOutcome {
-    /// Clears the fields the request's version does not have: log start offset (v5+) and
-    /// error message (v8+).
+    /// Clears the fields the request's version does not have: log start offset (v5+), record
+    /// errors and error message (v8+).
     fn for_version(mut self, version: i16) -> Self {
         if version < 5 {
             self.response.log_start_offset = -1;
         }
         if version < 8 {
             self.response.error_message = None;
+            self.response.record_errors.clear();
         }
         self
     }
@@ -140,7 +144,19 @@ fn append(
             } else {
                 tracing::debug!(topic, partition = index, error = %failure, "batch refused");
             }
-            failed(index, code, Some(failure.to_string()))
+            let mut outcome = failed(index, code, Some(failure.to_string()));
+            if let AppendFailure::RecordsRefused(refused) = failure {
+                outcome.response.record_errors = refused
+                    .record_errors
+                    .into_iter()
+                    .map(|(batch_index, message)| {
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(batch_index)
+                            .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+                    })
+                    .collect();
+            }
+            outcome
         }
     }
 }

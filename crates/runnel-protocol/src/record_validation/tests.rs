@@ -130,9 +130,25 @@ fn batch_of(payload: &[u8], count: i32, codec: i16) -> Vec<u8> {
     batch
 }
 
+/// A compacted topic's policy: records need keys; timestamps are not checked.
+const KEYS_REQUIRED: RecordPolicy = RecordPolicy {
+    key_required: true,
+    create_time: None,
+};
+
 fn check(batch: &[u8]) -> Result<CheckedRecords, RecordValidationError> {
     let header = validate_batch(batch).expect("a valid header and CRC");
-    validate_records(batch, &header, BOUND)
+    validate_records(batch, &header, &KEYS_REQUIRED, BOUND)
+}
+
+/// The indexes of the records refused for having no key.
+fn keyless(checked: &CheckedRecords) -> Vec<i32> {
+    checked
+        .faults
+        .iter()
+        .filter(|fault| fault.kind == RecordFaultKind::KeyMissing)
+        .map(|fault| fault.index)
+        .collect()
 }
 
 fn check_records(records: &[u8], count: i32) -> Result<CheckedRecords, RecordValidationError> {
@@ -197,7 +213,7 @@ fn encoder_batches_of_every_codec_pass_and_keyless_records_are_found() {
     for compression in COMPRESSIONS {
         let batch = encoded_batch(compression);
         let checked = check(&batch).unwrap_or_else(|e| panic!("{compression:?}: {e}"));
-        assert_eq!(checked.first_keyless_record, Some(3), "{compression:?}");
+        assert_eq!(keyless(&checked), [3, 8, 13, 18], "{compression:?}");
         assert!(checked.inflated_bytes > 20 * 400, "{compression:?}");
     }
 }
@@ -209,7 +225,7 @@ fn hand_built_batches_of_every_codec_pass_including_raw_snappy() {
     let plain: Vec<u8> = (0..4).flat_map(|i| with_length(&body(i))).collect();
     for codec in CODECS {
         let checked = check(&batch_of(&compress(codec, &plain), 4, codec)).expect("valid");
-        assert_eq!(checked.first_keyless_record, Some(0));
+        assert_eq!(keyless(&checked), [0, 1, 2, 3]);
         assert_eq!(checked.inflated_bytes, plain.len());
     }
     let raw = snap::raw::Encoder::new().compress_vec(&plain).unwrap();
@@ -420,18 +436,18 @@ fn inflating_past_the_bound_is_message_too_large_for_every_codec() {
         let batch = batch_of(&payload, 1, codec);
         let header = validate_batch(&batch).unwrap();
         assert_eq!(
-            validate_records(&batch, &header, BOUND),
+            validate_records(&batch, &header, &KEYS_REQUIRED, BOUND),
             Err(RecordValidationError::InflatedTooLarge { bytes_max: BOUND }),
             "codec {codec}"
         );
-        validate_records(&batch, &header, 8 << 20).expect("under a larger bound");
+        validate_records(&batch, &header, &KEYS_REQUIRED, 8 << 20).expect("under a larger bound");
     }
     // Raw snappy declares its size up front: refused before anything is allocated.
     let raw = snap::raw::Encoder::new().compress_vec(&plain).unwrap();
     let batch = batch_of(&raw, 1, 2);
     let header = validate_batch(&batch).unwrap();
     assert_eq!(
-        validate_records(&batch, &header, BOUND),
+        validate_records(&batch, &header, &KEYS_REQUIRED, BOUND),
         Err(RecordValidationError::InflatedTooLarge { bytes_max: BOUND })
     );
     // A raw snappy block declaring more than snappy can inflate from its size.
@@ -460,9 +476,9 @@ fn recompressing_keeps_records_and_header_fields_in_every_codec_pair() {
         let header = validate_batch(&original).expect("valid");
         for to in COMPRESSIONS {
             let (checked, recompressed) =
-                validate_and_recompress(&original, &header, to, BOUND, BOUND)
+                validate_and_recompress(&original, &header, &KEYS_REQUIRED, to, BOUND, BOUND)
                     .unwrap_or_else(|e| panic!("{from:?} -> {to:?}: {e}"));
-            assert_eq!(checked.first_keyless_record, Some(3));
+            assert_eq!(keyless(&checked), [3, 8, 13, 18]);
             let new_header = validate_batch(&recompressed).expect("valid, CRC included");
             assert_eq!(new_header.compression(), crate::reencode::codec_of(to));
             assert_eq!(
@@ -486,7 +502,8 @@ fn recompressing_keeps_records_and_header_fields_in_every_codec_pair() {
                 decoded(&original),
                 "{from:?} -> {to:?}"
             );
-            validate_records(&recompressed, &new_header, BOUND).expect("still valid");
+            validate_records(&recompressed, &new_header, &KEYS_REQUIRED, BOUND)
+                .expect("still valid");
         }
     }
 }
@@ -496,13 +513,27 @@ fn recompression_is_refused_past_max_message_bytes_and_keeps_checking_records() 
     let original = encoded_batch(Compression::Zstd);
     let header = validate_batch(&original).unwrap();
     assert_eq!(
-        validate_and_recompress(&original, &header, Compression::None, BOUND, 4096),
+        validate_and_recompress(
+            &original,
+            &header,
+            &KEYS_REQUIRED,
+            Compression::None,
+            BOUND,
+            4096
+        ),
         Err(RecordValidationError::RecompressedTooLarge { bytes_max: 4096 })
     );
     let bad = batch_of(&compress(4, &records(3)), 4, 4);
     let header = validate_batch(&bad).unwrap();
     assert_eq!(
-        validate_and_recompress(&bad, &header, Compression::Gzip, BOUND, BOUND),
+        validate_and_recompress(
+            &bad,
+            &header,
+            &KEYS_REQUIRED,
+            Compression::Gzip,
+            BOUND,
+            BOUND
+        ),
         Err(RecordValidationError::TooFewRecords {
             declared: 4,
             found: 3
@@ -522,6 +553,68 @@ proptest::proptest! {
         let compressed = batch_of(&compress(codec, &payload), count, codec);
         let _ = check(&compressed);
         let header = validate_batch(&compressed).unwrap();
-        let _ = validate_and_recompress(&compressed, &header, Compression::Lz4, BOUND, BOUND);
+        let _ = validate_and_recompress(&compressed, &header, &KEYS_REQUIRED, Compression::Lz4, BOUND, BOUND);
     }
+}
+
+/// Pins Kafka's `LogValidator.validateTimestamp`: a record is refused when `now - timestamp`
+/// exceeds `message.timestamp.before.max.ms` or `timestamp - now` exceeds
+/// `message.timestamp.after.max.ms`; a key is checked first, one fault per record.
+#[test]
+fn timestamps_outside_the_bounds_are_faults_of_their_records_in_every_codec() {
+    // Records 0..20 are stamped 1_700_000_000_000 + i; records 3, 8, 13, 18 have no key.
+    let bounds = TimestampBounds {
+        now_ms: 1_700_000_000_010,
+        before_max_ms: 5,
+        after_max_ms: 3,
+    };
+    for compression in COMPRESSIONS {
+        let batch = encoded_batch(compression);
+        let header = validate_batch(&batch).expect("valid");
+        let policy = RecordPolicy {
+            key_required: false,
+            create_time: Some(bounds),
+        };
+        let checked = validate_records(&batch, &header, &policy, BOUND).expect("well formed");
+        let refused: Vec<(i32, i64)> = checked
+            .faults
+            .iter()
+            .map(|fault| match fault.kind {
+                RecordFaultKind::TimestampOutOfRange { timestamp } => (fault.index, timestamp),
+                other => panic!("{compression:?}: unexpected {other:?}"),
+            })
+            .collect();
+        let expected: Vec<(i32, i64)> = (0..=4)
+            .chain(14..=19)
+            .map(|i| (i, 1_700_000_000_000 + i64::from(i)))
+            .collect();
+        assert_eq!(refused, expected, "{compression:?}");
+
+        let both = RecordPolicy {
+            key_required: true,
+            create_time: Some(bounds),
+        };
+        let checked = validate_records(&batch, &header, &both, BOUND).expect("well formed");
+        let indexes: Vec<i32> = checked.faults.iter().map(|fault| fault.index).collect();
+        assert_eq!(indexes, [0, 1, 2, 3, 4, 8, 13, 14, 15, 16, 17, 18, 19]);
+        assert_eq!(keyless(&checked), [3, 8, 13, 18]);
+    }
+}
+
+#[test]
+fn extreme_timestamps_and_bounds_do_not_overflow() {
+    let unbounded = TimestampBounds {
+        now_ms: 1_700_000_000_000,
+        before_max_ms: i64::MAX,
+        after_max_ms: i64::MAX,
+    };
+    assert!(!unbounded.refuses(i64::MIN));
+    assert!(!unbounded.refuses(i64::MAX));
+    let tight = TimestampBounds {
+        before_max_ms: 0,
+        after_max_ms: 0,
+        ..unbounded
+    };
+    assert!(tight.refuses(i64::MIN) && tight.refuses(i64::MAX));
+    assert!(!tight.refuses(1_700_000_000_000));
 }
