@@ -21,6 +21,9 @@ its admin facade.
 
 from __future__ import annotations
 
+import socket
+import struct
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
@@ -262,3 +265,43 @@ def test_kafka_python_describes_and_alters_broker_configs(broker):
             result["broker"]["1"], result
     finally:
         admin.close()
+
+
+def answers_api_versions(sock: socket.socket) -> bool:
+    """Sends ApiVersions v0 on a raw connection: True if answered, False if the broker closed
+    the connection instead (a connection over its IP's limit is closed at accept)."""
+    client_id = b"limit-probe"
+    body = struct.pack(">hhih", 18, 0, 1, len(client_id)) + client_id
+    try:
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        return len(sock.recv(4)) == 4
+    except (ConnectionResetError, BrokenPipeError):
+        return False
+
+
+def test_connection_limits_change_live(broker):
+    """max.connections.per.ip.overrides is cluster-wide dynamic in Kafka (SocketServer's
+    reconfigurable configs): new connections get the new limit at once."""
+    admin = ck.admin(broker.bootstrap)
+    assert describe(admin, BROKER)["max.connections.per.ip.overrides"].value == ""
+    alter(admin, "1", set_("max.connections.per.ip.overrides", "127.0.0.1:3"))
+    # The admin client holds at least one connection, so one of three new ones is refused.
+    sockets = [socket.create_connection(("127.0.0.1", broker.port), timeout=ck.TIMEOUT_S)
+               for _ in range(3)]
+    try:
+        answered = [answers_api_versions(sock) for sock in sockets]
+        assert False in answered, answered
+    finally:
+        for sock in sockets:
+            sock.close()
+    alter(admin, "1", set_("max.connections.per.ip", "1000"),
+          delete("max.connections.per.ip.overrides"))
+    sockets = [socket.create_connection(("127.0.0.1", broker.port), timeout=ck.TIMEOUT_S)
+               for _ in range(3)]
+    try:
+        assert all(answers_api_versions(sock) for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+    entry = describe(admin, BROKER)["max.connections.per.ip"]
+    assert (entry.value, entry.source) == ("1000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
