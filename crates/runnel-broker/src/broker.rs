@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::config::{AdvertisedListener, BrokerConfig, ConfigError, TopicSettings};
 use crate::controller::{Controller, ControllerError};
+use crate::dynamic_config::{self, DynamicBrokerConfig};
 use crate::group_coordinator::GroupCoordinator;
 use crate::replica_manager::{OpenTopicError, ReplicaManager};
 
@@ -42,8 +43,21 @@ pub enum AlterConfigsError {
     Controller(#[from] ControllerError),
 }
 
+/// Why a broker resource's dynamic configs were not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum AlterBrokerConfigsError {
+    #[error("{}", .0.message)]
+    Refused(crate::dynamic_config::ChangeRefused),
+    #[error("{0}")]
+    Controller(#[from] ControllerError),
+}
+
 pub struct Broker {
+    /// The static configuration (`server.properties` and `--override`); the live one, with
+    /// the dynamic broker configs, is [`Broker::dynamic`]'s.
     pub config: Arc<BrokerConfig>,
+    /// The live configuration and the dynamic broker configs (KIP-226).
+    pub dynamic: DynamicBrokerConfig,
     pub cluster_id: String,
     pub controller: Controller,
     pub replicas: ReplicaManager,
@@ -69,15 +83,18 @@ impl Broker {
         cluster_id: String,
         controller: Controller,
         replicas: ReplicaManager,
+        dynamic: DynamicBrokerConfig,
     ) -> Broker {
         let request_memory =
             crate::request_memory::RequestMemoryPool::new(config.queued_max_request_bytes);
+        let live = dynamic.current();
         let connection_quotas = crate::connection_quotas::ConnectionQuotas::new(
-            config.connections_max_per_ip,
-            config.connections_max_per_ip_overrides.clone(),
+            live.connections_max_per_ip,
+            live.connections_max_per_ip_overrides.clone(),
         );
         Broker {
             config,
+            dynamic,
             cluster_id,
             controller,
             replicas,
@@ -205,7 +222,7 @@ impl Broker {
             .topic(name)
             .cloned()
             .ok_or_else(|| AlterConfigsError::UnknownTopic(name.to_string()))?;
-        let settings = TopicSettings::resolve(&self.config, &configs)?;
+        let settings = TopicSettings::resolve(&self.dynamic.current(), &configs)?;
         if validate_only {
             return Ok(());
         }
@@ -213,6 +230,62 @@ impl Broker {
             .alter_topic_configs(topic.topic_id, configs)?;
         self.replicas.update_topic_settings(name, &settings);
         Ok(())
+    }
+
+    /// Replaces the dynamic configs of broker resource `resource_name` ("" for the cluster
+    /// default, else this node's id, already checked) with what `change` makes of the
+    /// current ones: checked as Kafka checks them
+    /// ([`dynamic_config::validate_change`]), recorded in the metadata log, then applied to
+    /// what runs (see [`crate::dynamic_config`] for which configs apply live). With
+    /// `validate_only`, nothing is recorded.
+    pub fn alter_broker_configs(
+        &self,
+        resource_name: &str,
+        change: impl FnOnce(
+            &BTreeMap<String, String>,
+        ) -> Result<BTreeMap<String, String>, dynamic_config::ChangeRefused>,
+        validate_only: bool,
+    ) -> Result<(), AlterBrokerConfigsError> {
+        // Serialised with topic creations (so that a topic created meanwhile does not miss
+        // the new defaults) and with other alterations (each starts from the last one's).
+        let _altering = self.creations.lock().expect("creations lock poisoned");
+        let view = self.dynamic.view();
+        let configs =
+            change(view.layers.of(resource_name)).map_err(AlterBrokerConfigsError::Refused)?;
+        dynamic_config::validate_change(&view, resource_name, &configs)
+            .map_err(AlterBrokerConfigsError::Refused)?;
+        if validate_only {
+            return Ok(());
+        }
+        self.controller
+            .alter_broker_configs(resource_name, configs.clone())?;
+        match self.dynamic.replace(resource_name, configs) {
+            Ok(live) => self.apply_live(&live),
+            // Validated against the same layers above; only a bug gets here.
+            Err(error) => {
+                tracing::error!(%error, "a recorded dynamic broker config does not apply")
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a new live configuration: every hosted topic's settings (the broker-level log
+    /// defaults) and the connection limits.
+    fn apply_live(&self, live: &Arc<BrokerConfig>) {
+        self.replicas.set_live_config(Arc::clone(live));
+        for topic in self.controller.image().topics() {
+            match TopicSettings::resolve(live, &topic.configs) {
+                Ok(settings) => self.replicas.update_topic_settings(&topic.name, &settings),
+                Err(error) => tracing::error!(
+                    topic = %topic.name, %error,
+                    "the topic's configs do not resolve over the new broker defaults; kept as they were"
+                ),
+            }
+        }
+        self.connection_quotas.set_limits(
+            live.connections_max_per_ip,
+            live.connections_max_per_ip_overrides.clone(),
+        );
     }
 
     /// Records a topic's removal, then deletes its partitions.

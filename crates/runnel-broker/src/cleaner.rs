@@ -2,7 +2,8 @@
 //! (`cleanup.policy` includes `compact`) runs one compaction pass when enough of it is dirty
 //! (see `runnel_log`'s compaction module for the rules and the crash-safe swap), with its key
 //! map bounded by `log.cleaner.dedupe.buffer.size`. After a pass that rewrote anything, the
-//! cleaner offsets are written to `cleaner-offset-checkpoint`.
+//! cleaner offsets are written to `cleaner-offset-checkpoint`. `log.cleaner.backoff.ms` and
+//! `log.cleaner.dedupe.buffer.size` are dynamic: each pass reads the live configuration.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +15,9 @@ pub(crate) async fn cleaner_loop(broker: Arc<Broker>) {
     if !broker.config.cleaner.enable {
         return;
     }
-    let period = Duration::from_millis(broker.config.cleaner.backoff_ms);
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        let backoff_ms = broker.dynamic.current().cleaner.backoff_ms;
+        tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
         let broker = Arc::clone(&broker);
         if let Err(error) = tokio::task::spawn_blocking(move || cleaning_pass(&broker)).await {
             tracing::error!(%error, "cleaner task failed");
@@ -30,8 +29,9 @@ pub(crate) async fn cleaner_loop(broker: Arc<Broker>) {
 pub(crate) fn cleaning_pass(broker: &Broker) {
     let now_ms = crate::now_ms();
     let mut rewritten = 0;
+    let dedupe_buffer_bytes = broker.dynamic.current().cleaner.dedupe_buffer_bytes;
     for partition in broker.replicas.all_partitions() {
-        match partition.compact(now_ms, broker.config.cleaner.dedupe_buffer_bytes) {
+        match partition.compact(now_ms, dedupe_buffer_bytes) {
             Ok(Some(outcome)) if outcome.segments_rewritten > 0 => {
                 tracing::info!(
                     topic = %partition.topic,

@@ -3,7 +3,8 @@
 //!
 //! The accept loop asks for an [`IpSlot`] before it serves a connection; a connection over its
 //! IP's limit is closed at once. The slot is given back when the connection's task ends
-//! (dropped, so also on a panic or an abort). Invariant: an IP's count equals the slots alive
+//! (dropped, so also on a panic or an abort). The limits change live with the dynamic broker
+//! configs ([`ConnectionQuotas::set_limits`]); connections already open stay. Invariant: an IP's count equals the slots alive
 //! for it, and IPs with no slot have no entry (the map holds at most one entry per open
 //! connection).
 
@@ -13,9 +14,14 @@ use std::sync::{Arc, Mutex};
 
 /// Connection counts per client IP against their limits.
 pub struct ConnectionQuotas {
+    limits: std::sync::RwLock<Limits>,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// `max.connections.per.ip` and its overrides.
+struct Limits {
     per_ip_max: usize,
     overrides: HashMap<IpAddr, usize>,
-    counts: Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// One connection counted against its IP; released when dropped.
@@ -27,15 +33,37 @@ pub struct IpSlot {
 impl ConnectionQuotas {
     pub fn new(per_ip_max: usize, overrides: HashMap<IpAddr, usize>) -> Arc<ConnectionQuotas> {
         Arc::new(ConnectionQuotas {
-            per_ip_max,
-            overrides,
+            limits: std::sync::RwLock::new(Limits {
+                per_ip_max,
+                overrides,
+            }),
             counts: Mutex::new(HashMap::new()),
         })
     }
 
+    /// Replaces the limits (a dynamic config change); they apply to new connections.
+    pub fn set_limits(&self, per_ip_max: usize, overrides: HashMap<IpAddr, usize>) {
+        *self
+            .limits
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Limits {
+            per_ip_max,
+            overrides,
+        };
+    }
+
     /// The limit for `ip`: its override, else `max.connections.per.ip`.
     pub fn limit(&self, ip: IpAddr) -> usize {
-        self.overrides.get(&ip).copied().unwrap_or(self.per_ip_max)
+        // Each update replaces the whole value; a panic elsewhere cannot leave it half done.
+        let limits = self
+            .limits
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        limits
+            .overrides
+            .get(&ip)
+            .copied()
+            .unwrap_or(limits.per_ip_max)
     }
 
     /// Counts a new connection from `ip`, or `None` if `ip` is at its limit.
@@ -95,5 +123,7 @@ mod tests {
         drop(first);
         assert!(quotas.try_acquire(a).is_some());
         assert!(!quotas.lock().contains_key(&blocked));
+        quotas.set_limits(2, HashMap::from([(blocked, 1)]));
+        assert!(quotas.try_acquire(blocked).is_some());
     }
 }

@@ -288,6 +288,21 @@ impl Controller {
             })
     }
 
+    /// Replaces the dynamic configs of broker resource `resource_name` (a node id, or "" for
+    /// the cluster default; already validated), returning the image after.
+    pub fn alter_broker_configs(
+        &self,
+        resource_name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<MetadataImage>, ControllerError> {
+        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        let record = MetadataRecord::BrokerConfigs {
+            resource_name: resource_name.to_string(),
+            configs,
+        };
+        self.write(&mut writer, &record)
+    }
+
     /// A producer id never handed out before, on this node or before a restart.
     pub fn allocate_producer_id(&self) -> Result<i64, ControllerError> {
         let mut writer = self.writer.lock().expect("metadata writer lock poisoned");

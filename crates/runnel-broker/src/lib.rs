@@ -7,7 +7,8 @@
 //! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the quorum-of-one metadata
 //! writer ([`controller`]) and its log read at start ([`metadata_log`]: torn tail or damage), the data
 //! directory's lock and stray partition directories ([`data_dir`]), Kafka's `partition.metadata`
-//! ([`partition_metadata`]), `runnel metadata rebuild` ([`metadata_rebuild`]), configuration with Kafka's names ([`config`]), sending fetched
+//! ([`partition_metadata`]), `runnel metadata rebuild` ([`metadata_rebuild`]), configuration with Kafka's names ([`config`]; the catalog of broker configs in
+//! [`broker_config_catalog`], the live view with dynamic broker configs in [`dynamic_config`]), sending fetched
 //! records straight from segment files ([`zero_copy`]), metrics ([`metrics`]) and the web console
 //! ([`console`]) on the HTTP port ([`http`]), and start/stop ([`server`]). Encodings belong to `runnel-protocol`, files to `runnel-log`, the meaning of
 //! metadata to `runnel-metadata`.
@@ -20,6 +21,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod broker_config_catalog;
 pub mod cleaner;
 pub mod config;
 pub mod connection;
@@ -27,6 +29,7 @@ pub mod connection_quotas;
 pub mod console;
 pub mod controller;
 pub mod data_dir;
+pub mod dynamic_config;
 pub mod flusher;
 pub mod group_coordinator;
 pub mod group_offsets;

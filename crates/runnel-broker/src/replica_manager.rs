@@ -117,7 +117,12 @@ pub struct Appended {
 
 /// The hosted partitions, by topic name then partition index.
 pub struct ReplicaManager {
+    /// The configuration at start: the data directory, the flush policy and the request
+    /// limits, which stay as they were while the broker runs.
     config: Arc<BrokerConfig>,
+    /// The live configuration (with the dynamic broker configs) that new partitions' topic
+    /// settings resolve over.
+    live_config: RwLock<Arc<BrokerConfig>>,
     topics: RwLock<HashMap<String, Arc<[Arc<Partition>]>>>,
     flusher: Arc<Flusher>,
     flusher_thread: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -139,6 +144,7 @@ impl ReplicaManager {
         let (data_changed, _) = watch::channel(0u64);
         let (flusher, thread) = Flusher::start(config.flush, data_changed.clone())?;
         Ok(ReplicaManager {
+            live_config: RwLock::new(Arc::clone(&config)),
             config,
             topics: RwLock::new(HashMap::new()),
             flusher,
@@ -148,6 +154,16 @@ impl ReplicaManager {
             checkpoint_writer: std::sync::Mutex::new(()),
             cleaner_checkpoint_writer: std::sync::Mutex::new(()),
         })
+    }
+
+    /// Replaces the live configuration topic settings resolve over (the partitions already
+    /// open get theirs through [`ReplicaManager::update_topic_settings`]).
+    pub fn set_live_config(&self, config: Arc<BrokerConfig>) {
+        *self.live_config.write().expect("live config lock poisoned") = config;
+    }
+
+    fn live_config(&self) -> Arc<BrokerConfig> {
+        Arc::clone(&self.live_config.read().expect("live config lock poisoned"))
     }
 
     fn data_dir(&self) -> &Path {
@@ -170,7 +186,7 @@ impl ReplicaManager {
         recovery_points: &HashMap<(String, i32), i64>,
         log_start_offsets: &HashMap<(String, i32), i64>,
     ) -> Result<(), OpenTopicError> {
-        let settings = TopicSettings::resolve(&self.config, &topic.configs)?;
+        let settings = TopicSettings::resolve(&self.live_config(), &topic.configs)?;
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for image in &topic.partitions {
             let key = (topic.name.clone(), image.partition);
@@ -201,7 +217,7 @@ impl ReplicaManager {
         topic: &TopicImage,
         from: usize,
     ) -> Result<PreparedPartitions, OpenTopicError> {
-        let settings = TopicSettings::resolve(&self.config, &topic.configs)?;
+        let settings = TopicSettings::resolve(&self.live_config(), &topic.configs)?;
         let mut prepared = PreparedPartitions {
             topic: topic.name.clone(),
             from,

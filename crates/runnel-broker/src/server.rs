@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::broker::Broker;
@@ -281,7 +281,9 @@ fn open(config: Arc<BrokerConfig>) -> Result<(Broker, DataDirLock), ServerError>
         }
     }
     let controller = Controller::open_scanned(data_dir, config.node_id, scan)?;
-    let replicas = ReplicaManager::new(Arc::clone(&config)).map_err(ServerError::Flusher)?;
+    let dynamic =
+        crate::dynamic_config::DynamicBrokerConfig::open(Arc::clone(&config), &controller.image());
+    let replicas = ReplicaManager::new(dynamic.current()).map_err(ServerError::Flusher)?;
     let recovery_points = ReplicaManager::read_recovery_points(data_dir)?;
     let log_start_offsets = ReplicaManager::read_log_start_offsets(data_dir)?;
     let image = controller.image();
@@ -296,11 +298,14 @@ fn open(config: Arc<BrokerConfig>) -> Result<(Broker, DataDirLock), ServerError>
     replicas.load_cleaner_checkpoint()?;
     let stray = data_dir::settle_stray(&inventory, &image, controller.removed_topics());
     replicas.set_stray_partition_dirs(stray);
-    Ok((Broker::new(config, cluster_id, controller, replicas), lock))
+    let broker = Broker::new(config, cluster_id, controller, replicas, dynamic);
+    Ok((broker, lock))
 }
 
 async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
-    let connection_slots = Arc::new(Semaphore::new(broker.config.connections_max));
+    // `max.connections`, read per accept: it changes with the dynamic broker configs. Only
+    // this loop adds to the count, so checking then adding is not racy.
+    let open_connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut connections = JoinSet::new();
     let mut stopping = shutdown.clone();
     loop {
@@ -318,11 +323,14 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
                         broker.metrics.connections_refused_per_ip.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    let Ok(slot) = Arc::clone(&connection_slots).try_acquire_owned() else {
+                    let connections_max = broker.dynamic.current().connections_max;
+                    if open_connections.load(Ordering::Acquire) >= connections_max {
                         tracing::warn!(%peer, "max.connections reached; closing the new connection");
                         broker.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
                         continue;
-                    };
+                    }
+                    open_connections.fetch_add(1, Ordering::AcqRel);
+                    let slot = ConnectionSlot(Arc::clone(&open_connections));
                     broker.metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
                     broker.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
                     let broker = Arc::clone(&broker);
@@ -345,6 +353,15 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
     if tokio::time::timeout(SHUTDOWN_DRAIN, drained).await.is_err() {
         tracing::warn!("in-flight requests did not finish in time; closing their connections");
         connections.abort_all();
+    }
+}
+
+/// One connection counted against `max.connections`; given back when dropped.
+struct ConnectionSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -4,17 +4,21 @@
 //! One table, [`TOPIC_CONFIGS`], drives everything: CreateTopics and the alter APIs validate
 //! overrides against it (`INVALID_CONFIG` naming the key), and DescribeConfigs lists every
 //! entry with its effective value and where it came from: the topic's override
-//! (`DYNAMIC_TOPIC_CONFIG`), the broker's `server.properties` or `--override`
+//! (`DYNAMIC_TOPIC_CONFIG`), the broker's dynamic configs (`DYNAMIC_BROKER_CONFIG`,
+//! `DYNAMIC_DEFAULT_BROKER_CONFIG`), its `server.properties` or `--override`
 //! (`STATIC_BROKER_CONFIG`), or the default (`DEFAULT_CONFIG`), with those synonyms in
 //! precedence order when asked.
 
 use std::collections::BTreeMap;
 
 use crate::config::{BrokerConfig, ConfigError};
+use crate::dynamic_config::ConfigView;
 
 /// DescribeConfigs `config_source` values (Kafka's `ConfigSource`).
 pub mod source {
     pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+    pub const DYNAMIC_BROKER_CONFIG: i8 = 2;
+    pub const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
     pub const STATIC_BROKER_CONFIG: i8 = 4;
     pub const DEFAULT_CONFIG: i8 = 5;
 }
@@ -26,9 +30,12 @@ pub enum ConfigType {
     Boolean = 1,
     String = 2,
     Int = 3,
+    Short = 4,
     Long = 5,
     Double = 6,
     List = 7,
+    Class = 8,
+    Password = 9,
 }
 
 /// One topic config.
@@ -261,22 +268,42 @@ pub struct DescribedConfig {
 }
 
 /// Describes every topic config for a topic with `overrides`, or only `keys` when given.
+/// Synonyms: the topic's override, the broker's dynamic configs (this broker's, then the
+/// cluster default, each of the broker keys that feed the config), then the static or
+/// default broker value.
 pub fn describe(
     overrides: &BTreeMap<String, String>,
-    broker: &BrokerConfig,
+    broker: &ConfigView,
     keys: Option<&[String]>,
 ) -> Vec<DescribedConfig> {
     TOPIC_CONFIGS
         .iter()
         .filter(|def| keys.is_none_or(|keys| keys.iter().any(|key| key == def.name)))
         .map(|def| {
-            let (broker_value, broker_source) = broker_value(def, broker);
+            let (static_value, static_source) = broker_value(def, &broker.static_config);
             let mut synonyms = Vec::new();
             if let Some(value) = overrides.get(def.name) {
                 synonyms.push((def.name, value.clone(), source::DYNAMIC_TOPIC_CONFIG));
             }
-            synonyms.push((def.broker_synonym, broker_value, broker_source));
-            let (_, value, source) = synonyms[0].clone();
+            for (layer, layer_source) in [
+                (&broker.layers.per_broker, source::DYNAMIC_BROKER_CONFIG),
+                (
+                    &broker.layers.cluster_default,
+                    source::DYNAMIC_DEFAULT_BROKER_CONFIG,
+                ),
+            ] {
+                for key in broker_keys(def) {
+                    if let Some(value) = layer.get(*key) {
+                        synonyms.push((*key, value.clone(), layer_source));
+                    }
+                }
+            }
+            synonyms.push((def.broker_synonym, static_value, static_source));
+            let (_, mut value, source) = synonyms[0].clone();
+            if source != source::DYNAMIC_TOPIC_CONFIG {
+                // What the topic runs with, in the topic config's unit.
+                value = broker_value(def, &broker.current).0;
+            }
             DescribedConfig {
                 def,
                 value,
@@ -328,7 +355,13 @@ mod tests {
             .insert("log.retention.hours".into(), "1".into());
         broker.retention.retention_ms = 3_600_000;
         let overrides = BTreeMap::from([("segment.bytes".to_string(), "2048".to_string())]);
-        let described = describe(&overrides, &broker, None);
+        let broker = std::sync::Arc::new(broker);
+        let view = ConfigView {
+            static_config: std::sync::Arc::clone(&broker),
+            current: std::sync::Arc::clone(&broker),
+            layers: Default::default(),
+        };
+        let described = describe(&overrides, &view, None);
         let segment = described
             .iter()
             .find(|d| d.def.name == "segment.bytes")
@@ -354,7 +387,7 @@ mod tests {
             (policy.value.as_str(), policy.source),
             ("delete", source::DEFAULT_CONFIG)
         );
-        let only = describe(&overrides, &broker, Some(&["segment.ms".to_string()]));
+        let only = describe(&overrides, &view, Some(&["segment.ms".to_string()]));
         assert_eq!(only.len(), 1);
     }
 }

@@ -57,6 +57,8 @@ pub struct MetadataImage {
     topics_by_name: BTreeMap<String, Arc<TopicImage>>,
     names_by_id: HashMap<Uuid, String>,
     next_producer_id: i64,
+    /// Dynamic broker configs by resource name: a node id, or "" for the cluster default.
+    broker_configs: BTreeMap<String, Arc<BTreeMap<String, String>>>,
 }
 
 impl MetadataImage {
@@ -78,6 +80,15 @@ impl MetadataImage {
     /// The first producer id not yet allocated to any block.
     pub fn next_producer_id(&self) -> i64 {
         self.next_producer_id
+    }
+
+    /// The dynamic configs of broker resource `resource_name` (a node id, or "" for the
+    /// cluster default); empty when none were set.
+    pub fn broker_configs(&self, resource_name: &str) -> Arc<BTreeMap<String, String>> {
+        self.broker_configs
+            .get(resource_name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The image after `record`.
@@ -138,6 +149,17 @@ impl MetadataImage {
             }
             MetadataRecord::ProducerIds { next_producer_id } => {
                 next.next_producer_id = next.next_producer_id.max(*next_producer_id);
+            }
+            MetadataRecord::BrokerConfigs {
+                resource_name,
+                configs,
+            } => {
+                if configs.is_empty() {
+                    next.broker_configs.remove(resource_name);
+                } else {
+                    next.broker_configs
+                        .insert(resource_name.clone(), Arc::new(configs.clone()));
+                }
             }
         }
         next
@@ -225,6 +247,37 @@ mod tests {
             configs: BTreeMap::new(),
         });
         assert_eq!(same.topics().count(), 1);
+    }
+
+    #[test]
+    fn broker_configs_are_replaced_whole_per_resource() {
+        let configs = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let image = MetadataImage::default()
+            .apply(&MetadataRecord::BrokerConfigs {
+                resource_name: "1".into(),
+                configs: configs(&[("log.retention.ms", "1000")]),
+            })
+            .apply(&MetadataRecord::BrokerConfigs {
+                resource_name: String::new(),
+                configs: configs(&[("log.retention.ms", "2000"), ("max.connections", "5")]),
+            });
+        assert_eq!(
+            *image.broker_configs("1"),
+            configs(&[("log.retention.ms", "1000")])
+        );
+        assert_eq!(image.broker_configs("").len(), 2);
+        assert!(image.broker_configs("2").is_empty());
+        let cleared = image.apply(&MetadataRecord::BrokerConfigs {
+            resource_name: "1".into(),
+            configs: BTreeMap::new(),
+        });
+        assert!(cleared.broker_configs("1").is_empty());
+        assert_eq!(cleared.broker_configs("").len(), 2);
     }
 
     #[test]

@@ -42,6 +42,15 @@ pub enum MetadataRecord {
     },
     /// Producer ids below `next_producer_id` are allocated; the next block starts there.
     ProducerIds { next_producer_id: i64 },
+    /// The dynamic configs of a broker resource were replaced by `configs` (Kafka's names),
+    /// whole: `resource_name` is a node id for one broker's, or empty for the cluster
+    /// default (Kafka's `ConfigRecord` with resource type BROKER, one record per change so
+    /// that an alteration of several keys applies atomically). Empty `configs` removes
+    /// them all.
+    BrokerConfigs {
+        resource_name: String,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// A record value that does not decode.
@@ -78,5 +87,13 @@ mod tests {
             record
         );
         assert!(MetadataRecord::decode(b"{\"type\":\"Nope\"}").is_err());
+        let record = MetadataRecord::BrokerConfigs {
+            resource_name: String::new(),
+            configs: BTreeMap::from([("log.retention.ms".into(), "1000".into())]),
+        };
+        assert_eq!(
+            MetadataRecord::decode(&record.encode()).expect("decode"),
+            record
+        );
     }
 }

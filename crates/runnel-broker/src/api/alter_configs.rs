@@ -1,8 +1,9 @@
 //! AlterConfigs (key 33, the legacy API): replaces a topic's config overrides with exactly the
 //! ones given; every other override returns to the broker default. Validated whole
 //! (`INVALID_CONFIG` names the key), recorded in the metadata log and applied to the live
-//! partitions without a restart. Broker resources are refused: dynamic broker configs are not
-//! supported.
+//! partitions without a restart. A broker resource (this node's id, or "" for the cluster
+//! default) gets exactly the dynamic configs given, checked and applied as with
+//! IncrementalAlterConfigs (see [`crate::dynamic_config`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,10 +13,11 @@ use runnel_protocol::messages::alter_configs_response::AlterConfigsResourceRespo
 use runnel_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use runnel_protocol::{ErrorCode, StrBytes};
 
-use super::describe_configs::RESOURCE_TOPIC;
-use super::incremental_alter_configs::apply;
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::incremental_alter_configs::{alter_broker, apply};
 use super::{Reply, Request};
 use crate::broker::Broker;
+use crate::dynamic_config;
 
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: AlterConfigsRequest = request.decode()?;
@@ -26,27 +28,34 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
             let response = AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
-            let outcome = if resource.resource_type == RESOURCE_TOPIC {
-                let configs: BTreeMap<String, String> = resource
-                    .configs
-                    .iter()
-                    .filter_map(|c| {
-                        c.value
-                            .as_ref()
-                            .map(|v| (c.name.to_string(), v.to_string()))
-                    })
-                    .collect();
-                apply(
-                    broker,
-                    resource.resource_name.as_str(),
-                    configs,
-                    body.validate_only,
-                )
-            } else {
-                Err((
+            let name = resource.resource_name.as_str();
+            let outcome = match resource.resource_type {
+                RESOURCE_TOPIC => {
+                    let configs: BTreeMap<String, String> = resource
+                        .configs
+                        .iter()
+                        .filter_map(|c| {
+                            c.value
+                                .as_ref()
+                                .map(|v| (c.name.to_string(), v.to_string()))
+                        })
+                        .collect();
+                    apply(broker, name, configs, body.validate_only)
+                }
+                RESOURCE_BROKER => {
+                    let entries = resource.configs.iter().map(|config| {
+                        (
+                            config.name.as_str(),
+                            config.value.as_ref().map(|value| value.as_str()),
+                        )
+                    });
+                    let change = |_: &_| dynamic_config::legacy_configs(entries);
+                    alter_broker(broker, name, change, body.validate_only)
+                }
+                other => Err((
                     ErrorCode::InvalidRequest,
-                    "only topic configs can be altered; broker configs are static".to_string(),
-                ))
+                    format!("Unknown resource type {other}"),
+                )),
             };
             match outcome {
                 Ok(()) => response,

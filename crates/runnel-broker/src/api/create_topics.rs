@@ -115,7 +115,7 @@ fn create(
         let Some(value) = &config.value else { continue };
         configs.insert(config.name.to_string(), value.to_string());
     }
-    TopicSettings::resolve(&broker.config, &configs)
+    TopicSettings::resolve(&broker.dynamic.current(), &configs)
         .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))?;
     if validate_only {
         return Ok(Created {

@@ -2,8 +2,8 @@
 //!
 //! Topics: every config of [`crate::topic_config::TOPIC_CONFIGS`] (or the requested keys) with
 //! its effective value and source, synonyms when asked (v1+), types and documentation (v3+).
-//! Brokers: the static configuration this broker runs with, read-only (dynamic broker configs
-//! are not supported).
+//! Brokers: every broker config Kafka lists, with the dynamic layers (this node's id), or the
+//! configs set on the cluster default (an empty name): see [`crate::dynamic_config`].
 
 use std::sync::Arc;
 
@@ -17,7 +17,8 @@ use runnel_protocol::{ErrorCode, StrBytes};
 
 use super::{Reply, Request};
 use crate::broker::Broker;
-use crate::topic_config::{self, source};
+use crate::dynamic_config;
+use crate::topic_config;
 
 /// Kafka's resource types.
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -41,7 +42,9 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                 .map(|keys| keys.iter().map(ToString::to_string).collect());
             let configs = match resource.resource_type {
                 RESOURCE_TOPIC => topic(broker, resource, keys.as_deref(), synonyms, documentation),
-                RESOURCE_BROKER => broker_configs(broker, resource, keys.as_deref()),
+                RESOURCE_BROKER => {
+                    broker_configs(broker, resource, keys.as_deref(), synonyms, documentation)
+                }
                 other => Err((
                     ErrorCode::InvalidRequest,
                     format!("resource type {other} is not supported"),
@@ -81,7 +84,7 @@ fn topic(
             format!("Topic '{name}' does not exist."),
         ));
     };
-    let described = topic_config::describe(&topic.configs, &broker.config, keys);
+    let described = topic_config::describe(&topic.configs, &broker.dynamic.view(), keys);
     Ok(described
         .into_iter()
         .map(|config| {
@@ -113,71 +116,56 @@ fn topic(
         .collect())
 }
 
-/// The broker's own configuration: what it was started with, plus the effective values of
-/// the keys Runnel reads.
+/// A broker resource: this node (every broker config, see
+/// [`crate::dynamic_config::describe_broker`]) or the cluster default (the configs set on it).
 fn broker_configs(
     broker: &Broker,
     resource: &DescribeConfigsResource,
     keys: Option<&[String]>,
+    include_synonyms: bool,
+    include_documentation: bool,
 ) -> Described {
     let name = resource.resource_name.as_str();
-    let node_id = broker.config.node_id.to_string();
-    if !name.is_empty() && name != node_id {
-        return Err((
-            ErrorCode::InvalidRequest,
-            format!("this is broker {node_id}, not {name}"),
-        ));
-    }
-    let config = &broker.config;
-    let mut entries: std::collections::BTreeMap<String, (String, i8)> = [
-        ("node.id", config.node_id.to_string()),
-        ("num.partitions", config.num_partitions.to_string()),
-        (
-            "auto.create.topics.enable",
-            config.auto_create_topics_enable.to_string(),
-        ),
-        ("message.max.bytes", config.message_max_bytes.to_string()),
-        (
-            "socket.request.max.bytes",
-            config.socket_request_max_bytes.to_string(),
-        ),
-        ("log.segment.bytes", config.log.segment_bytes.to_string()),
-        ("log.roll.ms", config.log.segment_ms.to_string()),
-        (
-            "log.retention.ms",
-            config.retention.retention_ms.to_string(),
-        ),
-        (
-            "log.retention.bytes",
-            config.retention.retention_bytes.to_string(),
-        ),
-        (
-            "log.flush.interval.messages",
-            config.flush.interval_messages.to_string(),
-        ),
-        (
-            "log.flush.interval.ms",
-            config.flush.interval_ms.to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_string(), (value, source::DEFAULT_CONFIG)))
-    .collect();
-    for (key, value) in &config.properties {
-        let effective = entries
-            .get(key)
-            .map_or_else(|| value.clone(), |(v, _)| v.clone());
-        entries.insert(key.clone(), (effective, source::STATIC_BROKER_CONFIG));
-    }
-    Ok(entries
+    dynamic_config::check_describe_name(name, broker.config.node_id)
+        .map_err(|refused| (refused.code, refused.message))?;
+    let view = broker.dynamic.view();
+    let described = if name.is_empty() {
+        dynamic_config::describe_cluster_default(&view, keys)
+    } else {
+        dynamic_config::describe_broker(&view, keys)
+    };
+    let text = |value: Option<String>| value.map(StrBytes::from_string);
+    Ok(described
         .into_iter()
-        .filter(|(key, _)| keys.is_none_or(|keys| keys.contains(key)))
-        .map(|(key, (value, source))| {
+        .map(|config| {
+            let synonyms = if include_synonyms {
+                config
+                    .synonyms
+                    .into_iter()
+                    .map(|(name, value, source)| {
+                        DescribeConfigsSynonym::default()
+                            .with_name(StrBytes::from_string(name))
+                            .with_value(text(value))
+                            .with_source(source)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             DescribeConfigsResourceResult::default()
-                .with_name(StrBytes::from_string(key))
-                .with_value(Some(StrBytes::from_string(value)))
-                .with_read_only(true)
-                .with_config_source(source)
+                .with_name(StrBytes::from_string(config.name))
+                .with_value(text(config.value))
+                .with_read_only(config.read_only)
+                .with_config_source(config.source)
+                .with_is_sensitive(config.sensitive)
+                .with_synonyms(synonyms)
+                .with_config_type(config.config_type)
+                .with_documentation(
+                    config
+                        .documentation
+                        .filter(|_| include_documentation)
+                        .map(StrBytes::from_static_str),
+                )
         })
         .collect())
 }

@@ -1,10 +1,12 @@
-//! IncrementalAlterConfigs (key 44): changes some of a topic's config overrides.
+//! IncrementalAlterConfigs (key 44): changes some of a topic's config overrides, or some of
+//! a broker resource's dynamic configs (this node's id, or "" for the cluster default).
 //!
 //! Operations, as Kafka: SET a value, DELETE an override (back to the broker default), APPEND
-//! to or SUBTRACT from a list config (`cleanup.policy`). The resulting overrides are validated
-//! whole (`INVALID_CONFIG` names the key), recorded in the metadata log, and applied to the live
-//! partitions without a restart. Broker resources are refused: dynamic broker configs are not
-//! supported.
+//! to or SUBTRACT from a list config (`cleanup.policy`). A topic's resulting overrides are
+//! validated whole (`INVALID_CONFIG` names the key), recorded in the metadata log, and applied
+//! to the live partitions without a restart. A broker resource's are checked as Kafka checks
+//! them (`INVALID_REQUEST` for a config that is not dynamic or a bad value, see
+//! [`crate::dynamic_config`]), recorded, and applied where they mean something here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,9 +17,10 @@ use runnel_protocol::messages::incremental_alter_configs_response::AlterConfigsR
 use runnel_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use runnel_protocol::{ErrorCode, StrBytes};
 
-use super::describe_configs::RESOURCE_TOPIC;
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{Reply, Request};
-use crate::broker::{AlterConfigsError, Broker};
+use crate::broker::{AlterBrokerConfigsError, AlterConfigsError, Broker};
+use crate::dynamic_config::{self, ChangeRefused};
 use crate::topic_config::{self, ConfigType};
 
 const SET: i8 = 0;
@@ -34,15 +37,26 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
             let response = AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
-            let outcome = if resource.resource_type == RESOURCE_TOPIC {
-                let name = resource.resource_name.as_str();
-                changed_configs(broker, name, &resource.configs)
-                    .and_then(|configs| apply(broker, name, configs, body.validate_only))
-            } else {
-                Err((
+            let name = resource.resource_name.as_str();
+            let outcome = match resource.resource_type {
+                RESOURCE_TOPIC => changed_configs(broker, name, &resource.configs)
+                    .and_then(|configs| apply(broker, name, configs, body.validate_only)),
+                RESOURCE_BROKER => {
+                    let operations = resource.configs.iter().map(|config| {
+                        (
+                            config.name.as_str(),
+                            config.config_operation,
+                            config.value.as_ref().map(|value| value.as_str()),
+                        )
+                    });
+                    let change =
+                        |current: &_| dynamic_config::incremental_configs(current, operations);
+                    alter_broker(broker, name, change, body.validate_only)
+                }
+                other => Err((
                     ErrorCode::InvalidRequest,
-                    "only topic configs can be altered; broker configs are static".to_string(),
-                ))
+                    format!("Unknown resource type {other}"),
+                )),
             };
             match outcome {
                 Ok(()) => response,
@@ -92,10 +106,9 @@ fn changed_configs(
             }
             APPEND | SUBTRACT => {
                 let value = value.ok_or_else(|| invalid("APPEND and SUBTRACT need a value"))?;
-                let existing = configs
-                    .get(&name)
-                    .cloned()
-                    .unwrap_or_else(|| topic_config::broker_value(def, &broker.config).0);
+                let existing = configs.get(&name).cloned().unwrap_or_else(|| {
+                    topic_config::broker_value(def, &broker.dynamic.current()).0
+                });
                 let mut items: Vec<String> = existing
                     .split(',')
                     .map(|item| item.trim().to_string())
@@ -144,6 +157,28 @@ pub(super) fn apply(
             AlterConfigsError::Invalid(error) => (ErrorCode::InvalidConfig, error.to_string()),
             AlterConfigsError::Controller(error) => {
                 tracing::error!(topic, %error, "recording a topic config change failed");
+                (ErrorCode::KafkaStorageError, error.to_string())
+            }
+        })
+}
+
+/// Changes broker resource `name`'s dynamic configs: the name is checked (this node's id or
+/// empty, Kafka's `validateResourceNameIsCurrentNodeId`), then `change` makes the new set
+/// from the current one.
+pub(super) fn alter_broker(
+    broker: &Broker,
+    name: &str,
+    change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ChangeRefused>,
+    validate_only: bool,
+) -> Outcome<()> {
+    let refused = |refused: ChangeRefused| (refused.code, refused.message);
+    dynamic_config::check_resource_name(name, broker.config.node_id).map_err(refused)?;
+    broker
+        .alter_broker_configs(name, change, validate_only)
+        .map_err(|error| match error {
+            AlterBrokerConfigsError::Refused(refusal) => refused(refusal),
+            AlterBrokerConfigsError::Controller(error) => {
+                tracing::error!(resource = name, %error, "recording a broker config change failed");
                 (ErrorCode::KafkaStorageError, error.to_string())
             }
         })
