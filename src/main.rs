@@ -5,7 +5,10 @@
 //!   compared with ([`cli::bench`]).
 //! - `runnel metadata rebuild`: a new metadata log for a stopped broker ([`cli::metadata`]).
 //!
-//! A failure prints one line on stderr, `error: ` and the causes joined by `: `, and exits 1.
+//! A failure prints one line on stderr, `error: ` and the causes joined by `: ` (a cause whose
+//! text is already in the line is not repeated), and exits 1; no backtrace. A closed standard
+//! output (`| head`) ends a command quietly with status 0. Log lines carry colour only when
+//! stderr is a terminal and `NO_COLOR` is unset or empty.
 
 mod cli;
 
@@ -42,9 +45,36 @@ enum Command {
 
 fn main() {
     if let Err(error) = run() {
-        eprintln!("error: {error:#}");
+        if cli::output::is_broken_pipe(&error) {
+            std::process::exit(0);
+        }
+        eprintln!("error: {}", one_line(&error));
         std::process::exit(1);
     }
+}
+
+/// The causes of `error`, outermost first, joined by `: `, each said once: a cause whose text
+/// the line already holds (a library error repeating its source's text) is left out.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Colour in log lines only for a person at a terminal (<https://no-color.org>).
+fn colour_stderr() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 fn run() -> anyhow::Result<()> {
@@ -61,6 +91,7 @@ fn run() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour_stderr())
         .init();
     match cli.command {
         Command::Server(args) => cli::server::run(args),

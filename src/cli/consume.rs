@@ -1,25 +1,27 @@
 //! `runnel consume`: kcat -C for Runnel (or any Kafka cluster). Reads a topic by assignment
 //! (every partition, or `-p`) from `-o` (beginning, end, stored, an offset, or `-N` for the
-//! last N records), or as a member of group `-g` (subscribed, committing what it has
-//! printed). Each record is printed with `-f` (kcat's format: `%t` topic, `%p` partition,
+//! last N records), or as a member of group `-g` (subscribed, committing exactly what it
+//! has printed: per partition the last printed offset + 1). Each record is printed with `-f` (kcat's format: `%t` topic, `%p` partition,
 //! `%o` offset, `%k` key, `%s` value, `%K`/`%S` their lengths, `%T` timestamp in ms, `%h`
 //! headers as k=v,..., `%%`, and `\n`, `\t`, `\\`). `-e` exits once every partition is read
 //! to its end; `-c` after that many records; SIGINT or SIGTERM after closing the consumer
 //! cleanly (a group member commits and leaves its group).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use runnel_client::rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use runnel_client::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use runnel_client::rdkafka::error::KafkaError;
 use runnel_client::rdkafka::message::{BorrowedMessage, Headers, Message};
 use runnel_client::rdkafka::types::RDKafkaErrorCode;
 use runnel_client::rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use runnel_client::ClientError;
 
-use super::cluster::ClusterArgs;
+use super::cluster::{is_connection_failure, log_librdkafka, ClusterArgs};
+use runnel_client::rdkafka::config::RDKafkaLogLevel;
 
 /// How long one poll waits before the output is flushed and the loop checks its ends.
 const POLL_WAIT: Duration = Duration::from_millis(100);
@@ -51,16 +53,21 @@ pub struct ConsumeArgs {
 }
 
 /// librdkafka's context for this consumer: reaching a partition's end is how `-e` works, not
-/// an error to log; other client errors are logged as librdkafka reports them.
+/// an error to log, and a failing connection is the probe's or the call's error; other client
+/// errors are logged as librdkafka reports them.
 struct QuietEof;
 
 impl ClientContext for QuietEof {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_librdkafka(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         let at_end = matches!(
             error,
             KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
         );
-        if !at_end {
+        if !at_end && !is_connection_failure(&error) {
             tracing::error!(%error, reason, "librdkafka");
         }
     }
@@ -77,21 +84,23 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", auto_offset_reset(start));
     match &args.group {
-        Some(group) => config.set("group.id", group),
+        // Offsets are stored by hand once their records are written out (see `Progress`);
+        // librdkafka commits what is stored, every auto.commit.interval.ms and on close.
+        Some(group) => config
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false"),
         // librdkafka wants a group id even when no group protocol is used.
         None => config
             .set("group.id", "runnel-consume")
             .set("enable.auto.commit", "false"),
     };
     args.cluster.apply(&mut config)?;
-    let consumer: BaseConsumer<QuietEof> = config
-        .create_with_context(QuietEof)
-        .with_context(|| format!("connect to {}", args.cluster.bootstrap))?;
+    let consumer: BaseConsumer<QuietEof> = config.create_with_context(QuietEof)?;
+    args.cluster.probe(consumer.client())?;
 
     if args.group.is_some() {
-        consumer
-            .subscribe(&[&args.topic])
-            .with_context(|| format!("subscribe to {}", args.topic))?;
+        consumer.subscribe(&[&args.topic])?;
     } else {
         let partitions = match args.partition {
             Some(partition) => vec![partition],
@@ -101,27 +110,85 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         for partition in partitions {
             assignment.add_partition_offset(&args.topic, partition, start)?;
         }
-        consumer
-            .assign(&assignment)
-            .context("assign the partitions")?;
+        consumer.assign(&assignment)?;
     }
 
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut progress = Progress {
+        out: std::io::BufWriter::new(std::io::stdout().lock()),
+        printed: BTreeMap::new(),
+        in_group: args.group.is_some(),
+        flushed_at: Instant::now(),
+    };
+    let outcome = read(&consumer, &args, &format, &mut progress);
+    // What reached the reader is stored even when the output failed later; a closed pipe ends
+    // the command quietly (see `output`), after the commit below.
+    let flushed = progress.flush(&consumer);
+    if args.group.is_some() {
+        commit_stored(&consumer)?;
+    }
+    outcome.and(flushed)
+}
+
+/// The output and what of it has been printed: per partition the offset after the last
+/// record written, stored for the group's commit once the output is flushed, so that a group
+/// member commits exactly what it printed (as kcat and Kafka's console consumer commit
+/// last printed offset + 1), never records read ahead but not shown.
+struct Progress<W: Write> {
+    out: std::io::BufWriter<W>,
+    /// (topic, partition) → next offset, for records written but not yet flushed.
+    printed: BTreeMap<(String, i32), i64>,
+    in_group: bool,
+    flushed_at: Instant,
+}
+
+impl<W: Write> Progress<W> {
+    fn flush(&mut self, consumer: &BaseConsumer<QuietEof>) -> anyhow::Result<()> {
+        self.out.flush().context("write standard output")?;
+        self.flushed_at = Instant::now();
+        if !self.in_group || self.printed.is_empty() {
+            return Ok(());
+        }
+        let mut stored = TopicPartitionList::new();
+        for ((topic, partition), next) in std::mem::take(&mut self.printed) {
+            stored.add_partition_offset(&topic, partition, Offset::Offset(next))?;
+        }
+        match consumer.store_offsets(&stored) {
+            // A partition revoked meanwhile cannot be stored; its new owner reads it again.
+            Ok(()) | Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Polls and prints until `-c`, `-e`, a signal, or an error.
+fn read<W: Write>(
+    consumer: &BaseConsumer<QuietEof>,
+    args: &ConsumeArgs,
+    format: &Format,
+    progress: &mut Progress<W>,
+) -> anyhow::Result<()> {
     let mut at_end: HashSet<i32> = HashSet::new();
-    let mut printed: u64 = 0;
+    let mut count: u64 = 0;
     let interrupted = interrupt_flag();
     loop {
-        if args.count.is_some_and(|count| printed >= count)
+        if args.count.is_some_and(|wanted| count >= wanted)
             || interrupted.load(std::sync::atomic::Ordering::Relaxed)
         {
-            break;
+            return Ok(());
         }
         match consumer.poll(POLL_WAIT) {
-            None => out.flush().context("write standard output")?,
+            None => progress.flush(consumer)?,
             Some(Ok(message)) => {
                 at_end.remove(&message.partition());
-                format.write(&mut out, &message)?;
-                printed += 1;
+                format.write(&mut progress.out, &message)?;
+                progress.printed.insert(
+                    (message.topic().to_string(), message.partition()),
+                    message.offset() + 1,
+                );
+                count += 1;
+                if progress.flushed_at.elapsed() >= POLL_WAIT {
+                    progress.flush(consumer)?;
+                }
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 at_end.insert(partition);
@@ -129,15 +196,26 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             Some(Err(error)) => return Err(error).context("read records"),
         }
         if args.exit_at_end {
-            let assigned = consumer.assignment().context("read the assignment")?;
-            let count = assigned.count();
-            if count > 0 && at_end.len() >= count && all_at_end(&assigned, &at_end) {
-                break;
+            let assigned = consumer.assignment()?;
+            let assigned_count = assigned.count();
+            if assigned_count > 0
+                && at_end.len() >= assigned_count
+                && all_at_end(&assigned, &at_end)
+            {
+                return Ok(());
             }
         }
     }
-    out.flush().context("write standard output")?;
-    Ok(())
+}
+
+/// Commits the stored offsets now, synchronously, so that the command's exit means they are
+/// committed (closing commits them too, but reports nothing).
+fn commit_stored(consumer: &BaseConsumer<QuietEof>) -> anyhow::Result<()> {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last commit: nothing to do.
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+        Err(error) => Err(ClientError::from(error)).context("commit the printed records' offsets"),
+    }
 }
 
 /// A flag raised by SIGINT or SIGTERM, so that the loop ends and the consumer closes cleanly:
@@ -187,12 +265,16 @@ fn partitions_of(
 ) -> anyhow::Result<Vec<i32>> {
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
-        .with_context(|| format!("read the metadata of {topic}"))?;
+        .map_err(ClientError::from)?;
     let Some(found) = metadata.topics().first() else {
         bail!("topic {topic}: no metadata");
     };
     if let Some(error) = found.error() {
-        bail!("topic {topic}: {}", RDKafkaErrorCode::from(error));
+        return Err(ClientError::Topic {
+            topic: topic.to_string(),
+            code: RDKafkaErrorCode::from(error),
+        }
+        .into());
     }
     Ok(found.partitions().iter().map(|p| p.id()).collect())
 }

@@ -1,11 +1,11 @@
 //! `runnel group`: kafka-consumer-groups for Runnel (or any Kafka cluster): list groups,
 //! describe one (state, assignor, and per partition its commit, log end offset, lag and
 //! owner, in kafka-consumer-groups' columns), delete empty groups, and reset an inactive
-//! group's offsets.
+//! group's offsets ([`super::reset_offsets`]).
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Subcommand};
-use runnel_client::admin::{GroupDescription, ResetTo};
+use runnel_client::admin::GroupDescription;
 
 use super::cluster::{report_each, ClusterArgs};
 
@@ -33,47 +33,28 @@ enum GroupCommand {
         #[arg(required = true)]
         groups: Vec<String>,
     },
-    /// Move an inactive group's committed offsets on every partition of a topic.
-    ResetOffsets {
-        group: String,
-        #[arg(short, long)]
-        topic: String,
-        /// To the log start offset.
-        #[arg(long, group = "to")]
-        to_earliest: bool,
-        /// To the log end offset.
-        #[arg(long, group = "to")]
-        to_latest: bool,
-        /// To this offset (within each partition's log start and end).
-        #[arg(long, group = "to")]
-        to_offset: Option<i64>,
-    },
+    /// Plan (and with --execute, commit) new offsets for an inactive group, as
+    /// kafka-consumer-groups --reset-offsets.
+    ResetOffsets(super::reset_offsets::ResetOffsetsArgs),
 }
 
 pub fn run(args: GroupArgs) -> anyhow::Result<()> {
     let admin = args.cluster.admin()?;
     match args.command {
         GroupCommand::List => {
-            let mut groups = admin.groups(None).context("list groups")?;
+            let mut groups = admin.groups(None)?;
             groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
             for group in groups {
-                println!("{}", group.group_id);
+                crate::outln!("{}", group.group_id);
             }
         }
         GroupCommand::Describe { group, topics } => {
-            let Some(description) = admin
-                .groups(Some(&group))
-                .with_context(|| format!("describe group {group}"))?
-                .into_iter()
-                .next()
-            else {
-                bail!("group {group}: not described");
+            let Some(description) = admin.groups(Some(&group))?.into_iter().next() else {
+                bail!("Consumer group '{group}' does not exist.");
             };
-            print_state(&description);
-            let lags = admin
-                .group_lag(&group, &topics)
-                .with_context(|| format!("read the offsets of group {group}"))?;
-            println!(
+            print_state(&description)?;
+            let lags = admin.group_lag(&group, &topics)?;
+            crate::outln!(
                 "{:<20} {:<20} {:>9} {:>14} {:>14} {:>8}  {:<40} {:<16} CLIENT-ID",
                 "GROUP",
                 "TOPIC",
@@ -90,7 +71,7 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
                         .iter()
                         .any(|(t, p)| *t == lag.topic && *p == lag.partition)
                 });
-                println!(
+                crate::outln!(
                     "{:<20} {:<20} {:>9} {:>14} {:>14} {:>8}  {:<40} {:<16} {}",
                     group,
                     lag.topic,
@@ -105,49 +86,25 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
             }
         }
         GroupCommand::Delete { groups } => {
-            let outcomes = admin
-                .delete_groups(&groups)
-                .with_context(|| format!("delete {}", groups.join(", ")))?;
+            let outcomes = admin.delete_groups(&groups)?;
             report_each(outcomes, |group| format!("Deleted group {group}."))?;
         }
-        GroupCommand::ResetOffsets {
-            group,
-            topic,
-            to_earliest,
-            to_latest,
-            to_offset,
-        } => {
-            let to = match (to_earliest, to_latest, to_offset) {
-                (true, _, _) => ResetTo::Earliest,
-                (_, true, _) => ResetTo::Latest,
-                (_, _, Some(offset)) => ResetTo::Offset(offset),
-                _ => bail!("say where to: --to-earliest, --to-latest or --to-offset N"),
-            };
-            let chosen = admin
-                .reset_group_offsets(&group, &topic, to)
-                .with_context(|| format!("reset the offsets of group {group} on {topic}"))?;
-            println!(
-                "{:<20} {:<20} {:>9} NEW-OFFSET",
-                "GROUP", "TOPIC", "PARTITION"
-            );
-            for (partition, offset) in chosen {
-                println!("{group:<20} {topic:<20} {partition:>9} {offset}");
-            }
-        }
+        GroupCommand::ResetOffsets(reset) => super::reset_offsets::run(&admin, reset)?,
     }
     Ok(())
 }
 
-fn print_state(group: &GroupDescription) {
+fn print_state(group: &GroupDescription) -> anyhow::Result<()> {
     let assignor = if group.protocol.is_empty() {
         "-"
     } else {
         group.protocol.as_str()
     };
-    println!(
+    crate::outln!(
         "Group {}: state {}, assignor {assignor}, {} member(s)",
         group.group_id,
         group.state,
         group.members.len()
     );
+    Ok(())
 }

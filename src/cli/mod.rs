@@ -6,6 +6,8 @@ pub mod cluster;
 pub mod consume;
 pub mod group;
 pub mod metadata;
+pub mod output;
 pub mod produce;
+pub mod reset_offsets;
 pub mod server;
 pub mod topic;

@@ -19,7 +19,8 @@ use runnel_client::rdkafka::types::RDKafkaErrorCode;
 use runnel_client::rdkafka::ClientContext;
 use runnel_client::{producer_config, Compression, ProducerOptions};
 
-use super::cluster::{key_values, ClusterArgs};
+use super::cluster::{is_connection_failure, key_values, log_librdkafka, ClusterArgs};
+use runnel_client::rdkafka::config::RDKafkaLogLevel;
 
 /// How long to wait for room in librdkafka's queue before giving up on a record.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
@@ -57,7 +58,17 @@ struct Deliveries {
 
 struct Reports(Arc<Mutex<Deliveries>>);
 
-impl ClientContext for Reports {}
+impl ClientContext for Reports {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_librdkafka(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !is_connection_failure(&error) {
+            tracing::error!(%error, reason, "librdkafka");
+        }
+    }
+}
 
 impl ProducerContext for Reports {
     type DeliveryOpaque = ();
@@ -88,9 +99,9 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let deliveries = Arc::new(Mutex::new(Deliveries::default()));
     let mut config = producer_config(&args.cluster.bootstrap, &options);
     args.cluster.apply(&mut config)?;
-    let producer: ThreadedProducer<Reports> = config
-        .create_with_context(Reports(Arc::clone(&deliveries)))
-        .with_context(|| format!("connect to {}", args.cluster.bootstrap))?;
+    let producer: ThreadedProducer<Reports> =
+        config.create_with_context(Reports(Arc::clone(&deliveries)))?;
+    args.cluster.probe(producer.client())?;
     let mut headers = OwnedHeaders::new();
     for (key, value) in key_values(&args.headers)? {
         headers = headers.insert(Header {
@@ -126,7 +137,11 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
         deliveries.acknowledged, args.topic
     );
     if let Some(error) = &deliveries.first_error {
-        bail!("{} record(s) not acknowledged: {error}", deliveries.failed);
+        bail!(
+            "{} record(s) not acknowledged: {}",
+            deliveries.failed,
+            runnel_client::describe_kafka_error(error)
+        );
     }
     Ok(())
 }

@@ -10,14 +10,15 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use runnel_broker::config::{parse_properties, AdvertisedListener};
+use runnel_broker::config::{listen_address, parse_properties, AdvertisedListener};
 use runnel_broker::BrokerConfig;
 
 #[derive(Args)]
 pub struct ServerArgs {
-    /// Address to listen on [default: 127.0.0.1:9092].
+    /// host:port to listen on, the host an address or a name (`localhost:9092`)
+    /// [default: 127.0.0.1:9092].
     #[arg(long)]
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     /// host:port clients are told to connect to [default: the bound address].
     #[arg(long)]
     advertised_listener: Option<String>,
@@ -69,8 +70,12 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
         properties.insert(key.trim().to_string(), value.trim().to_string());
     }
     let mut config = BrokerConfig::from_properties(&properties).context("read configuration")?;
-    if let Some(listen) = args.listen {
-        config.listen = listen;
+    if let Some(listen) = &args.listen {
+        let address = listen
+            .split_once("://")
+            .map_or(listen.as_str(), |(_, rest)| rest);
+        (config.listen, config.listen_host) = listen_address(address)
+            .map_err(|reason| anyhow::anyhow!("--listen {listen:?}: {reason}"))?;
     }
     if let Some(advertised) = &args.advertised_listener {
         let (host, port) = advertised

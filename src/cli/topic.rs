@@ -2,9 +2,10 @@
 //! alter (partitions and config overrides) and delete topics. `describe` prints
 //! kafka-topics' own layout, so scripts written for it keep working.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use runnel_client::rdkafka::types::RDKafkaErrorCode;
+use runnel_client::ClientError;
 
 use super::cluster::{key_values, report_each, ClusterArgs};
 
@@ -66,9 +67,7 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
     let admin = args.cluster.admin()?;
     match args.command {
         TopicCommand::List { internal } => {
-            let metadata = admin
-                .metadata(None)
-                .context("read the cluster's metadata")?;
+            let metadata = admin.metadata(None)?;
             let mut names: Vec<&str> = metadata
                 .topics()
                 .iter()
@@ -77,7 +76,7 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
                 .collect();
             names.sort_unstable();
             for name in names {
-                println!("{name}");
+                crate::outln!("{name}");
             }
         }
         TopicCommand::Describe { topics } => describe(&admin, topics)?,
@@ -88,15 +87,13 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             configs,
         } => {
             let configs = key_values(&configs)?;
-            admin
-                .create_topic(
-                    &topic,
-                    partitions.unwrap_or(-1),
-                    replication_factor.unwrap_or(-1),
-                    &configs,
-                )
-                .with_context(|| format!("create topic {topic}"))?;
-            println!("Created topic {topic}.");
+            admin.create_topic(
+                &topic,
+                partitions.unwrap_or(-1),
+                replication_factor.unwrap_or(-1),
+                &configs,
+            )?;
+            crate::outln!("Created topic {topic}.");
         }
         TopicCommand::Alter {
             topic,
@@ -108,22 +105,16 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
                 bail!("nothing to alter: give --partitions, --config or --delete-config");
             }
             if let Some(partitions) = partitions {
-                admin
-                    .create_partitions(&topic, partitions)
-                    .with_context(|| format!("grow topic {topic} to {partitions} partitions"))?;
+                admin.create_partitions(&topic, partitions)?;
             }
             if !configs.is_empty() || !delete_configs.is_empty() {
                 let configs = key_values(&configs)?;
-                admin
-                    .alter_topic_configs(&topic, &configs, &delete_configs)
-                    .with_context(|| format!("alter the configs of topic {topic}"))?;
+                admin.alter_topic_configs(&topic, &configs, &delete_configs)?;
             }
-            println!("Altered topic {topic}.");
+            crate::outln!("Altered topic {topic}.");
         }
         TopicCommand::Delete { topics } => {
-            let outcomes = admin
-                .delete_topics(&topics)
-                .with_context(|| format!("delete {}", topics.join(", ")))?;
+            let outcomes = admin.delete_topics(&topics)?;
             report_each(outcomes, |topic| format!("Deleted topic {topic}."))?;
         }
     }
@@ -132,9 +123,7 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
 
 fn describe(admin: &runnel_client::admin::Admin, topics: Vec<String>) -> anyhow::Result<()> {
     let names = if topics.is_empty() {
-        let metadata = admin
-            .metadata(None)
-            .context("read the cluster's metadata")?;
+        let metadata = admin.metadata(None)?;
         let mut names: Vec<String> = metadata
             .topics()
             .iter()
@@ -147,31 +136,33 @@ fn describe(admin: &runnel_client::admin::Admin, topics: Vec<String>) -> anyhow:
         topics
     };
     for name in names {
-        let metadata = admin
-            .metadata(Some(&name))
-            .with_context(|| format!("read the metadata of topic {name}"))?;
+        // The admin's Metadata requests never create a topic: an unknown one is an error here.
+        let metadata = admin.metadata(Some(&name))?;
         let Some(topic) = metadata.topics().first() else {
             bail!("topic {name}: no metadata");
         };
         if let Some(error) = topic.error() {
-            bail!("topic {name}: {}", RDKafkaErrorCode::from(error));
+            return Err(ClientError::Topic {
+                topic: name,
+                code: RDKafkaErrorCode::from(error),
+            }
+            .into());
         }
         let overrides: Vec<String> = admin
-            .topic_configs(&name)
-            .with_context(|| format!("read the configs of topic {name}"))?
+            .topic_configs(&name)?
             .into_iter()
             .filter(|c| c.is_override)
             .map(|c| format!("{}={}", c.name, c.value.unwrap_or_default()))
             .collect();
         let partitions = topic.partitions();
         let replication = partitions.first().map_or(0, |p| p.replicas().len());
-        println!(
+        crate::outln!(
             "Topic: {name}\tPartitionCount: {}\tReplicationFactor: {replication}\tConfigs: {}",
             partitions.len(),
             overrides.join(",")
         );
         for p in partitions {
-            println!(
+            crate::outln!(
                 "\tTopic: {name}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
                 p.id(),
                 p.leader(),

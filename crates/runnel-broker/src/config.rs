@@ -16,6 +16,8 @@
 //! count, and bounds the bytes. It must be at least `socket.request.max.bytes`; ≤ 0 means
 //! unbounded, as in Kafka.
 
+mod known_keys;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -108,8 +110,13 @@ impl FlushPolicy {
 pub struct BrokerConfig {
     /// `node.id`.
     pub node_id: i32,
-    /// `listeners` (`PLAINTEXT://host:port`) or `--listen`.
+    /// `listeners` (`PLAINTEXT://host:port`) or `--listen`: the address bound, a host name
+    /// resolved when the configuration is read (see [`listen_address`]).
     pub listen: SocketAddr,
+    /// The host of `listeners` / `--listen` when it is a name (`localhost`), not an address:
+    /// what Metadata tells clients when `advertised.listeners` is absent, as Kafka advertises
+    /// its listeners as written.
+    pub listen_host: Option<String>,
     /// `advertised.listeners` or `--advertised-listener`; the bound address when absent.
     pub advertised_listener: Option<AdvertisedListener>,
     /// `log.dirs` / `log.dir` or `--data-dir`.
@@ -188,6 +195,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             node_id: 1,
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            listen_host: None,
             advertised_listener: None,
             data_dir: PathBuf::from("./data"),
             num_partitions: 1,
@@ -234,7 +242,12 @@ impl BrokerConfig {
             let value = value.trim();
             match key.as_str() {
                 "node.id" | "broker.id" => config.node_id = parse_at_least(key, value, 0)?,
-                "listeners" => config.listen = parse_listener(key, value)?,
+                "listeners" => {
+                    let first = value.split(',').next().unwrap_or(value).trim();
+                    let address = first.split_once("://").map_or(first, |(_, rest)| rest);
+                    (config.listen, config.listen_host) = listen_address(address)
+                        .map_err(|reason| ConfigError::new(key, value, reason))?;
+                }
                 "advertised.listeners" => {
                     config.advertised_listener = Some(parse_advertised(key, value)?)
                 }
@@ -374,7 +387,12 @@ impl BrokerConfig {
                 "offset.metadata.max.bytes" => {
                     config.groups.offset_metadata_bytes_max = parse_at_least(key, value, 0)?
                 }
-                _ => tracing::warn!(key, "ignoring unknown configuration"),
+                _ => match known_keys::suggest_key(key) {
+                    Some(meant) => {
+                        tracing::warn!("unknown config key {key} (ignored); did you mean {meant}?")
+                    }
+                    None => tracing::warn!("unknown config key {key} (ignored)"),
+                },
             }
         }
         config.sasl_plain_users = listener_security(properties)?;
@@ -538,17 +556,37 @@ fn listener_security(
     }
 }
 
-fn parse_listener(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
-    let first = value.split(',').next().unwrap_or(value).trim();
-    let address = first.split_once("://").map_or(first, |(_, rest)| rest);
-    let address = if address.starts_with(':') {
-        format!("0.0.0.0{address}")
-    } else {
-        address.into()
-    };
-    address
+/// The address to bind for `host:port` (a listener without its `PROTOCOL://`), and the host
+/// name when the host is one: an IP address is taken as it is, an empty host is every
+/// interface (`:9092`, as in Kafka), and a name (`localhost:9092`, as Kafka's quickstarts write
+/// it) is resolved now, its first IPv4 address preferred.
+pub fn listen_address(address: &str) -> Result<(SocketAddr, Option<String>), String> {
+    use std::net::ToSocketAddrs;
+    let address = address.trim();
+    if let Ok(ip) = address.parse::<SocketAddr>() {
+        return Ok((ip, None));
+    }
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected host:port, not {address:?}"))?;
+    let port: u16 = port
         .parse()
-        .map_err(|_| ConfigError::new(key, value, "expected host:port with an IP host"))
+        .map_err(|_| format!("port {port:?} of {address:?} is not a number"))?;
+    if host.is_empty() {
+        return Ok((SocketAddr::from(([0, 0, 0, 0], port)), None));
+    }
+    let host = host.trim_matches(['[', ']']);
+    let resolved: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|error| format!("resolve host {host:?}: {error}"))?
+        .collect();
+    let chosen = resolved
+        .iter()
+        .find(|candidate| candidate.is_ipv4())
+        .or_else(|| resolved.first())
+        .copied()
+        .ok_or_else(|| format!("host {host:?} resolves to no address"))?;
+    Ok((chosen, Some(host.to_string())))
 }
 
 fn parse_advertised(key: &str, value: &str) -> Result<AdvertisedListener, ConfigError> {
@@ -787,6 +825,21 @@ mod tests {
         )]))
         .expect_err("a host name");
         assert_eq!(error.key, "max.connections.per.ip.overrides");
+    }
+
+    #[test]
+    fn listeners_take_host_names() {
+        let config =
+            BrokerConfig::from_properties(&props(&[("listeners", "PLAINTEXT://localhost:19092")]))
+                .expect("a host name is accepted");
+        assert!(config.listen.ip().is_loopback(), "{}", config.listen);
+        assert_eq!(config.listen.port(), 19092);
+        assert_eq!(config.listen_host.as_deref(), Some("localhost"));
+        let any = BrokerConfig::from_properties(&props(&[("listeners", "PLAINTEXT://:9092")]))
+            .expect("an empty host");
+        assert!(any.listen.ip().is_unspecified());
+        assert_eq!(any.listen_host, None);
+        assert!(BrokerConfig::from_properties(&props(&[("listeners", "localhost")])).is_err());
     }
 
     #[test]

@@ -172,10 +172,10 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         .advertised_listener
         .clone()
         .unwrap_or_else(|| AdvertisedListener {
-            host: if local_addr.ip().is_unspecified() {
-                "localhost".to_string()
-            } else {
-                local_addr.ip().to_string()
+            host: match &config.listen_host {
+                Some(name) => name.clone(),
+                None if local_addr.ip().is_unspecified() => "localhost".to_string(),
+                None => local_addr.ip().to_string(),
             },
             port: local_addr.port(),
         });

@@ -14,7 +14,7 @@ use rdkafka::admin::{
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
 use rdkafka::{Offset, TopicPartitionList};
@@ -68,14 +68,6 @@ impl PartitionLag {
     }
 }
 
-/// Where to move a group's committed offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetTo {
-    Earliest,
-    Latest,
-    Offset(i64),
-}
-
 /// A connection to a cluster for administration.
 pub struct Admin {
     /// The client configuration every client made here starts from.
@@ -87,19 +79,37 @@ pub struct Admin {
 
 impl Admin {
     /// Connects with `config` (`bootstrap.servers` and any other librdkafka properties, such
-    /// as SASL credentials).
-    pub fn connect(config: &ClientConfig, timeout: Duration) -> Result<Admin, ClientError> {
-        let client = config.create()?;
+    /// as SASL credentials) and waits at most `connect_timeout` for a broker to answer. Its
+    /// Metadata requests never ask the broker to create a topic (`allow.auto.create.topics`
+    /// false, as Kafka's AdminClient): describing an unknown topic is an error, not a creation.
+    pub fn connect(
+        config: &ClientConfig,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Admin, ClientError> {
+        let mut config = config.clone();
+        config.set("allow.auto.create.topics", "false");
+        let client: AdminClient<DefaultClientContext> = config.create()?;
+        let bootstrap = config
+            .get("bootstrap.servers")
+            .unwrap_or_default()
+            .to_string();
+        crate::probe(client.inner(), &bootstrap, connect_timeout)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(ClientError::Runtime)?;
         Ok(Admin {
-            config: config.clone(),
+            config,
             client,
             runtime,
             timeout,
         })
+    }
+
+    /// How long each call waits.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn options(&self) -> AdminOptions {
@@ -306,35 +316,9 @@ impl Admin {
         Ok(lags)
     }
 
-    /// Commits new offsets for an inactive group on every partition of `topic`: what
-    /// `kafka-consumer-groups --reset-offsets --execute` does. Returns the offsets committed.
-    /// A group with members refuses it (UNKNOWN_MEMBER_ID), as Kafka does.
-    pub fn reset_group_offsets(
-        &self,
-        group: &str,
-        topic: &str,
-        to: ResetTo,
-    ) -> Result<Vec<(i32, i64)>, ClientError> {
-        let consumer = self.group_consumer(group)?;
-        let mut offsets = TopicPartitionList::new();
-        let mut chosen = Vec::new();
-        for (_, partition) in self.partitions_of(group, &[topic.to_string()])? {
-            let (low, high) = consumer.fetch_watermarks(topic, partition, self.timeout)?;
-            let offset = match to {
-                ResetTo::Earliest => low,
-                ResetTo::Latest => high,
-                ResetTo::Offset(offset) => offset.clamp(low, high),
-            };
-            offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
-            chosen.push((partition, offset));
-        }
-        consumer.commit(&offsets, CommitMode::Sync)?;
-        Ok(chosen)
-    }
-
     /// A consumer carrying `group`'s id that never joins it: commits and fetches offsets
     /// as a simple (generation -1) consumer.
-    fn group_consumer(&self, group: &str) -> Result<BaseConsumer, ClientError> {
+    pub(crate) fn group_consumer(&self, group: &str) -> Result<BaseConsumer, ClientError> {
         Ok(self
             .config
             .clone()
@@ -345,7 +329,7 @@ impl Admin {
 
     /// (topic, partition) for every partition of `topics`, or of the topics assigned to the
     /// group's members when `topics` is empty.
-    fn partitions_of(
+    pub(crate) fn partitions_of(
         &self,
         group: &str,
         topics: &[String],

@@ -8,6 +8,7 @@
 
 pub mod admin;
 mod assignment;
+pub mod reset;
 
 use std::time::Duration;
 
@@ -17,23 +18,106 @@ use thiserror::Error;
 
 pub use rdkafka;
 
-/// Failures of the tools' client calls.
+/// Failures of the tools' client calls. Each says a Kafka error by Kafka's name and
+/// librdkafka's description of it, once (`TOPIC_ALREADY_EXISTS: Topic already exists`), and
+/// exposes no source: the text is already complete, so a cause chain printed with it does not
+/// repeat it.
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("{0}")]
-    Kafka(#[from] KafkaError),
-    #[error("topic {topic}: {code}")]
+    #[error("{}", describe_kafka_error(.0))]
+    Kafka(KafkaError),
+    #[error("topic {topic}: {}", describe_code(*.code))]
     Topic {
         topic: String,
         code: RDKafkaErrorCode,
     },
-    #[error("group {group}: {code}")]
+    #[error("group {group}: {}", describe_code(*.code))]
     Group {
         group: String,
         code: RDKafkaErrorCode,
     },
+    /// No broker answered within the connect timeout.
+    #[error(
+        "no broker at {bootstrap} answered within {} ms ({}); is it running?",
+        .timeout.as_millis(),
+        describe_kafka_error(.error)
+    )]
+    Unreachable {
+        bootstrap: String,
+        timeout: Duration,
+        error: KafkaError,
+    },
     #[error("starting a runtime for admin calls: {0}")]
     Runtime(std::io::Error),
+    /// A request the tool refuses before asking the cluster (a bad argument, a group state).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<KafkaError> for ClientError {
+    fn from(error: KafkaError) -> Self {
+        ClientError::Kafka(error)
+    }
+}
+
+impl ClientError {
+    /// The Kafka (or librdkafka) error code, when the failure has one.
+    pub fn code(&self) -> Option<RDKafkaErrorCode> {
+        match self {
+            ClientError::Kafka(error) | ClientError::Unreachable { error, .. } => {
+                error.rdkafka_error_code()
+            }
+            ClientError::Topic { code, .. } | ClientError::Group { code, .. } => Some(*code),
+            ClientError::Runtime(_) | ClientError::Refused(_) => None,
+        }
+    }
+}
+
+/// `NAME: description` for a broker error code (Kafka's name, e.g. `UNKNOWN_TOPIC_OR_PARTITION`,
+/// and librdkafka's description without its `Broker: ` prefix); librdkafka's own description
+/// for a local one (`Local: Broker transport failure`).
+pub fn describe_code(code: RDKafkaErrorCode) -> String {
+    // The rdkafka crate says a code as `Name (librdkafka's description)`.
+    let said = code.to_string();
+    let description = said
+        .split_once(" (")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(&said);
+    let wire = code as i32;
+    if wire <= 0 {
+        return description.to_string();
+    }
+    let description = description.strip_prefix("Broker: ").unwrap_or(description);
+    let name = i16::try_from(wire)
+        .ok()
+        .and_then(runnel_protocol::ErrorCode::from_code)
+        .map(|known| known.name().to_string())
+        .unwrap_or_else(|| upper_snake(&format!("{code:?}")));
+    format!("{name}: {description}")
+}
+
+/// A librdkafka error as [`describe_code`] says its code; errors without one (a bad
+/// configuration property) as librdkafka words them.
+pub fn describe_kafka_error(error: &KafkaError) -> String {
+    match error {
+        KafkaError::ClientConfig(_, description, _, _) => description.clone(),
+        other => match other.rdkafka_error_code() {
+            Some(code) => describe_code(code),
+            None => other.to_string(),
+        },
+    }
+}
+
+/// `TopicAlreadyExists` → `TOPIC_ALREADY_EXISTS`.
+fn upper_snake(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
 }
 
 /// Compression codecs, with Kafka's names.
@@ -131,19 +215,30 @@ pub fn assigned_consumer_config(bootstrap: &str) -> ClientConfig {
 }
 
 /// Creates `topic` with `partitions` partitions; an existing topic is not an error.
-pub fn ensure_topic(
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-    timeout: Duration,
-) -> Result<(), ClientError> {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap);
-    match admin::Admin::connect(&config, timeout)?.create_topic(topic, partitions, 1, &[]) {
+pub fn ensure_topic(admin: &admin::Admin, topic: &str, partitions: i32) -> Result<(), ClientError> {
+    match admin.create_topic(topic, partitions, 1, &[]) {
         Err(ClientError::Topic {
             code: RDKafkaErrorCode::TopicAlreadyExists,
             ..
         }) => Ok(()),
         other => other,
+    }
+}
+
+/// Waits (at most `timeout`) for a broker of `bootstrap` to answer a Metadata request, so that
+/// a tool pointed at a cluster that is not there fails within seconds with
+/// [`ClientError::Unreachable`] instead of retrying for as long as librdkafka would.
+pub fn probe<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    bootstrap: &str,
+    timeout: Duration,
+) -> Result<(), ClientError> {
+    match client.fetch_metadata(None, timeout) {
+        Ok(_) => Ok(()),
+        Err(error) => Err(ClientError::Unreachable {
+            bootstrap: bootstrap.to_string(),
+            timeout,
+            error,
+        }),
     }
 }

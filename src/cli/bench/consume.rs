@@ -10,6 +10,7 @@ use runnel_client::rdkafka::{Message, Offset, TopicPartitionList};
 use super::produce::describe;
 use super::stats::{report, Counters, Progress};
 use super::Workload;
+use crate::cli::cluster::ClusterArgs;
 
 /// A run ends when no record arrives for this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -17,13 +18,14 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A consumer assigned to every partition of `topic` at `offset` (per partition when given).
 pub fn assigned_consumer(
-    bootstrap: &str,
+    cluster: &ClusterArgs,
     topic: &str,
     offsets: impl Fn(&BaseConsumer, i32) -> anyhow::Result<Offset>,
 ) -> anyhow::Result<BaseConsumer> {
-    let consumer: BaseConsumer = runnel_client::assigned_consumer_config(bootstrap)
-        .create()
-        .context("create a consumer")?;
+    let mut config = runnel_client::assigned_consumer_config(&cluster.bootstrap);
+    cluster.apply(&mut config)?;
+    let consumer: BaseConsumer = config.create().context("create a consumer")?;
+    cluster.probe(consumer.client())?;
     let metadata = consumer
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .context("fetch metadata")?;
@@ -46,7 +48,7 @@ pub fn assigned_consumer(
 }
 
 pub fn run(workload: &Workload) -> anyhow::Result<()> {
-    let consumer = assigned_consumer(&workload.bootstrap, &workload.topic, |_, _| {
+    let consumer = assigned_consumer(&workload.cluster, &workload.topic, |_, _| {
         Ok(Offset::Beginning)
     })?;
     let counters = Arc::new(Counters::default());

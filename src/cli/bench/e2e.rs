@@ -26,23 +26,18 @@ pub fn run(workload: &Workload) -> anyhow::Result<()> {
         "--record-size must be at least 8"
     );
     runnel_client::ensure_topic(
-        &workload.bootstrap,
+        &workload.cluster.admin()?,
         &workload.topic,
         workload.partitions,
-        WATERMARK_TIMEOUT,
     )
     .context("create the benchmark topic")?;
     // Start at each partition's current end, so only this run's records are read.
-    let consumer = assigned_consumer(
-        &workload.bootstrap,
-        &workload.topic,
-        |consumer, partition| {
-            let (_, high) = consumer
-                .fetch_watermarks(&workload.topic, partition, WATERMARK_TIMEOUT)
-                .context("fetch watermarks")?;
-            Ok(Offset::Offset(high))
-        },
-    )?;
+    let consumer = assigned_consumer(&workload.cluster, &workload.topic, |consumer, partition| {
+        let (_, high) = consumer
+            .fetch_watermarks(&workload.topic, partition, WATERMARK_TIMEOUT)
+            .context("fetch watermarks")?;
+        Ok(Offset::Offset(high))
+    })?;
     let epoch = Instant::now();
     let produced = Arc::new(Counters::default());
     let consumed = Arc::new(Counters::default());

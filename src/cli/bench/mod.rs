@@ -58,8 +58,9 @@ enum BenchCommand {
 /// One benchmark workload, named as in Kafka's perf tools.
 #[derive(Args, Clone, Debug)]
 pub struct Workload {
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    bootstrap: String,
+    /// `-b`, `-X`, timeouts: as in every client subcommand.
+    #[command(flatten)]
+    cluster: super::cluster::ClusterArgs,
     #[arg(long, default_value = "runnel-bench")]
     topic: String,
     /// Partitions of the topic, created if missing.

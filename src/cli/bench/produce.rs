@@ -115,7 +115,9 @@ pub fn run_producers(
     latencies: &Arc<Latencies>,
     fill: &(dyn Fn(&mut [u8]) + Sync),
 ) -> anyhow::Result<Duration> {
-    let config = runnel_client::producer_config(&workload.bootstrap, &workload.producer_options()?);
+    let mut config =
+        runnel_client::producer_config(&workload.cluster.bootstrap, &workload.producer_options()?);
+    workload.cluster.apply(&mut config)?;
     let producers = workload.producers.max(1) as u64;
     let rate = (workload.throughput > 0).then(|| workload.throughput as f64 / producers as f64);
     let started = Instant::now();
@@ -148,10 +150,9 @@ pub fn run_producers(
 
 pub fn run(workload: &Workload) -> anyhow::Result<()> {
     runnel_client::ensure_topic(
-        &workload.bootstrap,
+        &workload.cluster.admin()?,
         &workload.topic,
         workload.partitions,
-        Duration::from_secs(30),
     )
     .context("create the benchmark topic")?;
     let counters = Arc::new(Counters::default());
