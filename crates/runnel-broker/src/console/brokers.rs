@@ -78,9 +78,9 @@ async fn configs(broker: &Arc<Broker>) -> Result<Vec<BrokerConfigView>, ConsoleE
     let body = DescribeConfigsRequest::default()
         .with_resources(vec![DescribeConfigsResource::default()
             .with_resource_type(RESOURCE_BROKER)
-            .with_resource_name(StrBytes::from_string(
-                broker.config.node_id.to_string(),
-            ))])
+            .with_resource_name(StrBytes::from_string(broker.config.node_id.to_string()))
+            // Null: every config (an empty list asks for none).
+            .with_configuration_keys(None)])
         .with_include_documentation(false);
     let mut encoded = BytesMut::new();
     body.encode(&mut encoded, version)

@@ -79,6 +79,26 @@ pub struct RecordView {
     pub headers: Vec<(String, Option<Shown>)>,
 }
 
+impl RecordView {
+    fn of(record: runnel_protocol::records::Record) -> RecordView {
+        RecordView {
+            offset: record.offset,
+            timestamp_ms: record.timestamp,
+            timestamp_type: match record.timestamp_type {
+                runnel_protocol::records::TimestampType::LogAppend => "LogAppendTime",
+                runnel_protocol::records::TimestampType::Creation => "CreateTime",
+            },
+            key: record.key.as_deref().map(Shown::of),
+            value: record.value.as_deref().map(Shown::of),
+            headers: record
+                .headers
+                .iter()
+                .map(|(k, v)| (printable(k.as_bytes()), v.as_deref().map(Shown::of)))
+                .collect(),
+        }
+    }
+}
+
 /// Bytes as text: printable UTF-8 as is, other bytes as `\xNN`, cut at [`SHOWN_BYTES_MAX`].
 #[derive(Debug, Serialize)]
 pub struct Shown {
@@ -219,21 +239,7 @@ fn read_blocking(
                 continue;
             }
             next = record.offset + 1;
-            view.records.push(RecordView {
-                offset: record.offset,
-                timestamp_ms: record.timestamp,
-                timestamp_type: match record.timestamp_type {
-                    runnel_protocol::records::TimestampType::LogAppend => "LogAppendTime",
-                    runnel_protocol::records::TimestampType::Creation => "CreateTime",
-                },
-                key: record.key.as_deref().map(Shown::of),
-                value: record.value.as_deref().map(Shown::of),
-                headers: record
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (printable(k.as_bytes()), v.as_deref().map(Shown::of)))
-                    .collect(),
-            });
+            view.records.push(RecordView::of(record));
         }
         if next == before {
             // Only records below the asked offset (or control records): the batch's offsets

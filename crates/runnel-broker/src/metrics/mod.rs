@@ -354,28 +354,7 @@ fn render_requests(metrics: &BrokerMetrics, out: &mut String) {
             }
         }
     }
-    header(
-        out,
-        "runnel_request_errors_total",
-        "counter",
-        "Error codes in responses, by API and code (NONE included), as Kafka's ErrorsPerSec.",
-    );
-    for api in &metrics.apis {
-        for (slot, count) in api.errors_by_code.iter().enumerate() {
-            let count = count.load(Ordering::Relaxed);
-            if count == 0 {
-                continue;
-            }
-            let code = slot as i16 - 1;
-            let name = ErrorCode::from_code(code)
-                .map_or_else(|| code.to_string(), |c| c.name().to_string());
-            let _ = writeln!(
-                out,
-                "runnel_request_errors_total{{api=\"{:?}\",error=\"{name}\"}} {count}",
-                api.key
-            );
-        }
-    }
+    render_errors(metrics, out);
     type Stage = fn(&ApiFigures) -> &Histogram;
     let histograms: [(&str, &str, Stage); 6] = [
         (
@@ -417,6 +396,32 @@ fn render_requests(metrics: &BrokerMetrics, out: &mut String) {
                 continue;
             }
             histogram.render(out, name, &format!("api=\"{:?}\"", api.key));
+        }
+    }
+}
+
+/// Per API, the error codes its responses carried.
+fn render_errors(metrics: &BrokerMetrics, out: &mut String) {
+    header(
+        out,
+        "runnel_request_errors_total",
+        "counter",
+        "Error codes in responses, by API and code (NONE included), as Kafka's ErrorsPerSec.",
+    );
+    for api in &metrics.apis {
+        for (slot, count) in api.errors_by_code.iter().enumerate() {
+            let count = count.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let code = slot as i16 - 1;
+            let name = ErrorCode::from_code(code)
+                .map_or_else(|| code.to_string(), |c| c.name().to_string());
+            let _ = writeln!(
+                out,
+                "runnel_request_errors_total{{api=\"{:?}\",error=\"{name}\"}} {count}",
+                api.key
+            );
         }
     }
 }
