@@ -134,7 +134,9 @@ fn the_console_shows_topics_partitions_and_groups() {
     let (status, headers, page) = get(http, "/");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert!(headers.contains("content-type: text/html"), "{headers}");
-    assert!(page.contains("<title>Runnel</title>") && page.contains("No topics."));
+    assert!(page.contains("<title>Topics · Runnel</title>") && page.contains("No topics."));
+    let (status, _, _) = get(http, "/groups");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert!(
         broker.data_dir.path().read_dir().expect("list").all(|e| !e
             .expect("entry")
@@ -166,21 +168,33 @@ fn the_console_shows_topics_partitions_and_groups() {
     );
 
     let (_, _, page) = get(http, "/");
+    assert!(
+        page.contains(
+            "<tr data-topic=\"orders\"><td><a href=\"/topics/orders\">orders</a></td>\
+             <td class=\"n\">2</td><td class=\"n\">3</td>"
+        ),
+        "two partitions, three records, in:\n{page}"
+    );
+    let (_, _, page) = get(http, "/topics/orders");
     let row = |partition: &str, end: &str| {
         format!(
-            "<tr><td>orders</td><td class=\"n\">{partition}</td><td class=\"n\">0</td>\
-             <td class=\"n\">{end}</td><td class=\"n\">{end}</td>"
+            "<tr data-partition=\"{partition}\"><td class=\"n\">{partition}</td>\
+             <td class=\"n\">1</td><td class=\"n\">0</td><td class=\"n\">0</td>\
+             <td class=\"n\">{end}</td><td class=\"n\">{end}</td><td class=\"n\">{end}</td>"
         )
     };
     assert!(page.contains(&row("0", "0")), "{page}");
     assert!(page.contains(&row("1", "3")), "{page}");
-    assert!(page.contains("retention.ms=60000"), "{page}");
     assert!(
         page.contains(
-            "<tr><td>billing</td><td>Empty</td><td></td><td class=\"n\">1</td>\
-             <td class=\"n\">2</td></tr>"
+            "<tr><td>retention.ms</td><td class=\"v\">60000</td><td>DYNAMIC_TOPIC_CONFIG</td>"
         ),
-        "one partition committed at 1 of 3: a lag of 2, in:\n{page}"
+        "{page}"
+    );
+    let (_, _, page) = get(http, "/groups");
+    assert!(
+        page.contains("<td class=\"n\">0</td><td class=\"n\">1</td><td class=\"n lag\">2</td>"),
+        "no members, one partition committed at 1 of 3: a lag of 2, in:\n{page}"
     );
     let (_, _, metrics) = get(http, "/metrics");
     assert_eq!(

@@ -65,7 +65,7 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
                 "CONSUMER-ID",
                 "HOST"
             );
-            for lag in lags {
+            for lag in &lags.partitions {
                 let owner = description.members.iter().find(|m| {
                     m.assignment
                         .iter()
@@ -76,9 +76,9 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
                     group,
                     lag.topic,
                     lag.partition,
-                    lag.committed.map_or("-".to_string(), |o| o.to_string()),
-                    lag.log_end_offset,
-                    lag.lag(),
+                    dash(lag.committed),
+                    dash(lag.end_offset),
+                    dash(lag.lag()),
                     owner.map_or("-", |m| m.member_id.as_str()),
                     owner.map_or("-", |m| m.client_host.as_str()),
                     owner.map_or("-", |m| m.client_id.as_str()),
@@ -92,6 +92,11 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
         GroupCommand::ResetOffsets(reset) => super::reset_offsets::run(&admin, reset)?,
     }
     Ok(())
+}
+
+/// A figure, or Kafka's `-` for an unknown one.
+fn dash(figure: Option<i64>) -> String {
+    figure.map_or("-".to_string(), |f| f.to_string())
 }
 
 fn print_state(group: &GroupDescription) -> anyhow::Result<()> {

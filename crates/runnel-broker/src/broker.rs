@@ -65,6 +65,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Request, connection and partition figures for `GET /metrics`.
     pub metrics: crate::metrics::BrokerMetrics,
+    /// Per-topic rates for the console, sampled while the HTTP port serves.
+    pub console_rates: crate::console::rates::TopicRates,
     /// `queued.max.request.bytes`: memory for request frames, shared by every connection.
     pub request_memory: Arc<crate::request_memory::RequestMemoryPool>,
     /// `max.connections.per.ip` and its overrides.
@@ -100,6 +102,7 @@ impl Broker {
             replicas,
             groups: GroupCoordinator::default(),
             metrics: Default::default(),
+            console_rates: Default::default(),
             request_memory,
             connection_quotas,
             stopping: tokio::sync::watch::channel(false).0,

@@ -160,6 +160,7 @@ pub(crate) async fn serve(
                     Ok(Bytes::new())
                 })),
                 memory: None,
+                handled: None,
             };
             let _ = replies.send((received, pause)).await;
             linger = true;
@@ -261,6 +262,7 @@ fn answer(
         request: None,
         reply: Reply::Ready(bytes),
         memory: None,
+        handled: None,
     };
     Ok(match sasl.step(users, &mut frame)? {
         Step::Dispatch => Ok((handle_frame(broker, frame, peer)?, false)),
@@ -276,6 +278,8 @@ struct Answer {
     request: Option<(ApiKey, i16)>,
     reply: Reply,
     memory: Option<Reservation>,
+    /// When its handler started and returned (for the request's stages).
+    handled: Option<(Instant, Instant)>,
 }
 
 fn handle_frame(
@@ -292,6 +296,7 @@ fn handle_frame(
                 request: None,
                 reply: Reply::Ready(response),
                 memory: None,
+                handled: None,
             });
         }
         tracing::warn!(
@@ -303,9 +308,11 @@ fn handle_frame(
             request: None,
             reply: Reply::Ready(header::encode_unsupported_version(raw.correlation_id)),
             memory: None,
+            handled: None,
         });
     }
     let api = api.expect("a served key is a known key");
+    let started = Instant::now();
     let header = header::decode_request_header(api, raw.api_version, &mut frame)?;
     let request = Request {
         api,
@@ -313,11 +320,14 @@ fn handle_frame(
         header,
         body: frame,
         peer,
+        figures: broker.metrics.api(api),
     };
+    let reply = api::dispatch(broker, request)?;
     Ok(Answer {
         request: Some((api, raw.api_version)),
-        reply: api::dispatch(broker, request)?,
+        reply,
         memory: None,
+        handled: Some((started, Instant::now())),
     })
 }
 
@@ -329,20 +339,21 @@ async fn write_replies(
     activity: Arc<Activity>,
 ) {
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write_half);
-    let answered = |received: Instant, request: Option<(ApiKey, i16)>| {
-        if let Some((api, version)) = request {
-            broker
-                .metrics
-                .request_answered(api, version, received.elapsed());
-        }
-    };
     // Each response's memory (`_memory`) is released at the end of its iteration.
     while let Some((received, answer)) = pending.recv().await {
+        let taken = Instant::now();
         let Answer {
             request,
             reply,
             memory: _memory,
+            handled,
         } = answer;
+        let mut clock = StageClock {
+            received,
+            handled,
+            taken,
+            ready: taken,
+        };
         // Responses already written go out before waiting on one that is not ready (a
         // long-poll fetch, a produce waiting for fsync): they must not wait behind it.
         let waits = matches!(reply, Reply::Pending(_) | Reply::PendingPieces(_));
@@ -352,11 +363,14 @@ async fn write_replies(
         let bytes = match reply {
             Reply::Ready(bytes) => bytes,
             Reply::None => {
-                answered(received, request);
+                clock.answered(&broker, request);
                 continue;
             }
             Reply::Pending(response) => match waited_on(&activity, response).await {
-                Ok(bytes) => bytes,
+                Ok(bytes) => {
+                    clock.ready = Instant::now();
+                    bytes
+                }
                 Err(error) => {
                     tracing::error!(%peer, %error, "could not encode a response; closing");
                     break;
@@ -370,17 +384,18 @@ async fn write_replies(
                         break;
                     }
                 };
+                clock.ready = Instant::now();
                 if let Err(error) = zero_copy::write_pieces(&mut writer, pieces).await {
                     if error.kind() == std::io::ErrorKind::UnexpectedEof {
                         tracing::error!(%peer, %error, "could not send fetched records; closing");
                     }
                     return;
                 }
-                answered(received, request);
                 activity.touch();
                 if pending.is_empty() && writer.flush().await.is_err() {
                     return;
                 }
+                clock.answered(&broker, request);
                 activity.touch();
                 continue;
             }
@@ -388,15 +403,52 @@ async fn write_replies(
         if writer.write_all(&bytes).await.is_err() {
             return;
         }
-        answered(received, request);
         activity.touch();
         if pending.is_empty() && writer.flush().await.is_err() {
             return;
         }
+        clock.answered(&broker, request);
         activity.touch();
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+}
+
+/// The instants of one request's way through the connection, from which its stages are
+/// counted (`docs/metrics.md`, "Request stages").
+struct StageClock {
+    /// Its frame was read.
+    received: Instant,
+    /// Its handler started and returned (`None` for answers no handler gave).
+    handled: Option<(Instant, Instant)>,
+    /// The writer took its reply up.
+    taken: Instant,
+    /// The reply's bytes were ready (after the wait, for a pending one).
+    ready: Instant,
+}
+
+impl StageClock {
+    /// Counts the request as answered now, with its stages.
+    fn answered(&self, broker: &Broker, request: Option<(ApiKey, i16)>) {
+        let Some((api, version)) = request else {
+            return;
+        };
+        let now = Instant::now();
+        let (started, handled) = self.handled.unwrap_or((self.received, self.received));
+        let stages = crate::metrics::RequestStages {
+            queue: started.saturating_duration_since(self.received),
+            local: handled.saturating_duration_since(started),
+            response_queue: self.taken.saturating_duration_since(handled),
+            remote: self.ready.saturating_duration_since(self.taken),
+            send: now.saturating_duration_since(self.ready),
+        };
+        broker.metrics.request_answered(
+            api,
+            version,
+            now.saturating_duration_since(self.received),
+            &stages,
+        );
+    }
 }
 
 /// Awaits a response the broker owes (a long-poll, an fsync): the connection is not idle

@@ -50,6 +50,16 @@ pub struct Flusher {
     wake: Condvar,
     /// Bumped after every pass that advanced a high watermark; fetches wait on it.
     data_changed: watch::Sender<u64>,
+    /// fsync latencies and failures, for `/metrics`.
+    pub figures: FlushFigures,
+}
+
+/// What the flusher's fsyncs took and how many failed.
+#[derive(Default)]
+pub struct FlushFigures {
+    /// One partition's fsync (its segment's `fdatasync`, and the directory's after a roll).
+    pub fsync: crate::metrics::Histogram,
+    pub errors: std::sync::atomic::AtomicU64,
 }
 
 impl Flusher {
@@ -63,6 +73,7 @@ impl Flusher {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             data_changed,
+            figures: FlushFigures::default(),
         });
         let runner = Arc::clone(&flusher);
         let handle = std::thread::Builder::new()
@@ -134,7 +145,7 @@ impl Flusher {
                 planned.push((partition, target));
             }
         }
-        let results = sync_all(&planned);
+        let results = sync_all(&planned, &self.figures.fsync);
         let mut advanced = false;
         let mut failed = false;
         for ((partition, target), result) in planned.iter().zip(results) {
@@ -151,6 +162,7 @@ impl Flusher {
                         "fsync failed; the partition's high watermark stays where it was"
                     );
                     self.appended(partition, 0);
+                    self.figures.errors.fetch_add(1, Ordering::Relaxed);
                     failed = true;
                 }
             }
@@ -168,9 +180,18 @@ impl Flusher {
 
 /// Runs every planned fsync, spread over up to [`FSYNC_THREADS_MAX`] threads, and returns
 /// their results in the plan's order.
-fn sync_all(planned: &[(&Arc<Partition>, FlushTarget)]) -> Vec<std::io::Result<()>> {
+fn sync_all(
+    planned: &[(&Arc<Partition>, FlushTarget)],
+    latency: &crate::metrics::Histogram,
+) -> Vec<std::io::Result<()>> {
+    let timed = |target: &FlushTarget| {
+        let started = std::time::Instant::now();
+        let result = target.sync();
+        latency.observe(started.elapsed());
+        result
+    };
     if planned.len() <= 1 {
-        return planned.iter().map(|(_, target)| target.sync()).collect();
+        return planned.iter().map(|(_, target)| timed(target)).collect();
     }
     let threads = planned.len().min(FSYNC_THREADS_MAX);
     let chunk = planned.len().div_ceil(threads);
@@ -180,7 +201,7 @@ fn sync_all(planned: &[(&Arc<Partition>, FlushTarget)]) -> Vec<std::io::Result<(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(_, target)| target.sync())
+                        .map(|(_, target)| timed(target))
                         .collect::<Vec<_>>()
                 })
             })

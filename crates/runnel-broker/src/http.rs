@@ -1,13 +1,14 @@
-//! The broker's HTTP port (`http.listen`, off unless set): the web console at `GET /`
-//! ([`crate::console`]), `GET /metrics` in Prometheus' text format ([`crate::metrics`]) and
-//! `GET /health`, which answers 200 `ok` while the broker serves. It stops with the broker.
+//! The broker's HTTP port (`http.listen`, off unless set): the web console and its JSON API
+//! ([`crate::console`]: `/`, `/topics/…`, `/groups/…`, `/brokers`, `/api/…`), `GET /metrics`
+//! in Prometheus' text format ([`crate::metrics`]) and `GET /health`, which answers 200 `ok`
+//! while the broker serves. It stops with the broker, as does the console's rate sampler.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -23,14 +24,18 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
 }
 
-/// Serves `/metrics` and `/health` on `listener` until `shutdown` turns true.
+/// Serves the console, `/metrics` and `/health` on `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    tokio::spawn(crate::console::rates::run(
+        Arc::clone(&broker),
+        shutdown.clone(),
+    ));
     let app = Router::new()
-        .route("/", get(console))
+        .merge(crate::console::routes())
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .with_state(broker);
@@ -58,10 +63,6 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
             String::new()
         });
     ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], body)
-}
-
-async fn console(State(broker): State<Arc<Broker>>) -> Html<String> {
-    Html(crate::console::page(&broker).await)
 }
 
 async fn health() -> &'static str {

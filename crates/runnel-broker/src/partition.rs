@@ -161,6 +161,7 @@ impl Partition {
                 file: slice.file,
                 position: slice.position,
                 length: slice.length,
+                offsets: u64::try_from(slice.next_offset - slice.base_offset).unwrap_or(0),
             },
             high_watermark: slice.high_watermark,
             log_start_offset: slice.log_start_offset,

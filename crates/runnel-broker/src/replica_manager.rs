@@ -433,6 +433,11 @@ impl ReplicaManager {
             .collect()
     }
 
+    /// The flusher's fsync figures, for `/metrics`.
+    pub fn flush_figures(&self) -> &crate::flusher::FlushFigures {
+        &self.flusher.figures
+    }
+
     pub fn is_durable(&self) -> bool {
         self.config.flush.is_durable()
     }

@@ -27,6 +27,9 @@ pub struct FileRange {
     pub file: Option<Arc<File>>,
     pub position: u64,
     pub length: usize,
+    /// Offsets the range's batches span (next offset minus the first batch's base offset):
+    /// the records sent, for `runnel_partition_records_out_total`.
+    pub offsets: u64,
 }
 
 impl RecordsLength for FileRange {

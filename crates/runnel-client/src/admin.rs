@@ -18,8 +18,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
 use rdkafka::{Offset, TopicPartitionList};
+use runnel_coordinator::assignment::decode_assignment;
 
-use crate::assignment::decode_assignment;
 use crate::ClientError;
 
 /// A topic's config override, or a value the broker reports with its source.
@@ -51,22 +51,7 @@ pub struct GroupDescription {
     pub members: Vec<GroupMember>,
 }
 
-/// One partition of a group's progress: its commit, the log end offset and the lag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionLag {
-    pub topic: String,
-    pub partition: i32,
-    /// The committed offset; `None` when the group has committed nothing for the partition.
-    pub committed: Option<i64>,
-    pub log_end_offset: i64,
-}
-
-impl PartitionLag {
-    /// Records between the commit and the log end (everything, when nothing is committed).
-    pub fn lag(&self) -> i64 {
-        self.log_end_offset - self.committed.unwrap_or(0).min(self.log_end_offset)
-    }
-}
+pub use runnel_coordinator::consumer_lag::{GroupLag, PartitionLag};
 
 /// A connection to a cluster for administration.
 pub struct Admin {
@@ -264,56 +249,65 @@ impl Admin {
             .collect())
     }
 
-    /// The group's commit, log end offset and lag for every partition of `topics`. With no
-    /// `topics`: the partitions of the topics assigned to the group's members, or, for a
-    /// group without members, every partition the group has committed to.
-    pub fn group_lag(
-        &self,
-        group: &str,
-        topics: &[String],
-    ) -> Result<Vec<PartitionLag>, ClientError> {
+    /// The group's lag as [`runnel_coordinator::consumer_lag`] defines it (the broker's
+    /// console and `/metrics` use the same definition): every partition assigned to a member
+    /// and every partition with a committed offset, each with its commit, its high watermark
+    /// (ListOffsets latest, as Kafka's tool reads it) and the difference. With `topics`, the
+    /// rows are every partition of those topics instead. Committed offsets are looked up for
+    /// every partition the metadata lists (OffsetFetch), so commits to a topic deleted since
+    /// are not seen here.
+    pub fn group_lag(&self, group: &str, topics: &[String]) -> Result<GroupLag, ClientError> {
         let consumer = self.group_consumer(group)?;
-        let mut partitions = self.partitions_of(group, topics)?;
-        let committed_only = partitions.is_empty() && topics.is_empty();
-        if committed_only {
+        let candidates: Vec<(String, i32)> = if topics.is_empty() {
             let metadata = self.metadata(None)?;
-            partitions = metadata
+            metadata
                 .topics()
                 .iter()
-                .filter(|t| !t.name().starts_with("__"))
                 .flat_map(|t| {
                     t.partitions()
                         .iter()
                         .map(|p| (t.name().to_string(), p.id()))
                 })
-                .collect();
-        }
+                .collect()
+        } else {
+            self.partitions_of(group, topics)?
+        };
         let mut request = TopicPartitionList::new();
-        for (topic, partition) in &partitions {
+        for (topic, partition) in &candidates {
             request.add_partition(topic, *partition);
         }
-        let committed = consumer.committed_offsets(request, self.timeout)?;
-        let mut lags = Vec::with_capacity(partitions.len());
-        for (topic, partition) in partitions {
-            let (_, high) = consumer.fetch_watermarks(&topic, partition, self.timeout)?;
-            let committed =
-                committed
-                    .find_partition(&topic, partition)
-                    .and_then(|p| match p.offset() {
-                        Offset::Offset(offset) => Some(offset),
-                        _ => None,
-                    });
-            if committed_only && committed.is_none() {
-                continue;
-            }
-            lags.push(PartitionLag {
-                topic,
-                partition,
-                committed,
-                log_end_offset: high,
-            });
-        }
-        Ok(lags)
+        let listed = consumer.committed_offsets(request, self.timeout)?;
+        let committed: Vec<(String, i32, i64)> = listed
+            .elements()
+            .iter()
+            .filter_map(|p| match p.offset() {
+                Offset::Offset(offset) => Some((p.topic().to_string(), p.partition(), offset)),
+                _ => None,
+            })
+            .collect();
+        let assigned: Vec<(String, i32)> = if topics.is_empty() {
+            self.groups(Some(group))?
+                .into_iter()
+                .flat_map(|g| g.members)
+                .flat_map(|m| m.assignment)
+                .collect()
+        } else {
+            candidates
+        };
+        let committed = committed
+            .iter()
+            .filter(|(topic, _, _)| topics.is_empty() || topics.contains(topic));
+        Ok(GroupLag::compute(
+            assigned.iter().map(|(t, p)| (t.as_str(), *p)),
+            committed.map(|(t, p, o)| (t.as_str(), *p, *o)),
+            // A partition whose watermarks cannot be read has an unknown end, as in Kafka.
+            |topic, partition| {
+                consumer
+                    .fetch_watermarks(topic, partition, self.timeout)
+                    .ok()
+                    .map(|(_, high)| high)
+            },
+        ))
     }
 
     /// A consumer carrying `group`'s id that never joins it: commits and fetches offsets

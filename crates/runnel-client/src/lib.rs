@@ -7,7 +7,6 @@
 //! the admin calls the tools need ([`admin`]); it knows nothing of broker internals.
 
 pub mod admin;
-mod assignment;
 pub mod reset;
 
 use std::time::Duration;

@@ -12,10 +12,16 @@
 //!   [`Output`]: the records to append and the replies to send once they are durable. JoinGroup
 //!   and SyncGroup replies are held inside until their rebalance completes.
 //!
+//! - [`consumer_lag`]: the one definition of a group's lag, shared by the broker (console,
+//!   `/metrics`) and `runnel group describe`; [`assignment`] decodes the consumer protocol's
+//!   member assignments both read.
+//!
 //! Nothing here sleeps, reads a clock or does I/O: the broker's driver owns the task, the timer
 //! (it sleeps until [`Coordinator::next_deadline_ms`]) and the log. Unit tests drive time by hand.
 
+pub mod assignment;
 pub mod config;
+pub mod consumer_lag;
 pub mod coordinator;
 pub mod group;
 pub mod record;

@@ -44,6 +44,16 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
     let broker = Arc::clone(broker);
     Ok(Reply::PendingPieces(Box::pin(async move {
         let response = fetch(&broker, &body, request.version).await;
+        if let Some(figures) = &request.figures {
+            // As Kafka's FetchResponse.errorCounts: the top-level code and each partition's.
+            figures.count_error(response.error_code, 1);
+            for topic in &response.topics {
+                topic
+                    .partitions
+                    .iter()
+                    .for_each(|p| figures.count_error(p.error_code, 1));
+            }
+        }
         fetch_response::encode(request.version, request.header.correlation_id, response)
     })))
 }
@@ -117,11 +127,13 @@ fn answered(broker: &Broker, topics: Vec<TopicResponse<FileRange>>) -> FetchResp
             if length == 0 {
                 continue;
             }
+            let records = data.records.as_ref().map_or(0, |range| range.offsets);
             if let Some(partition) = broker.replicas.partition(&topic.name, data.partition_index) {
-                partition
-                    .metrics
+                let metrics = &partition.metrics;
+                metrics
                     .bytes_out
                     .fetch_add(length as u64, Ordering::Relaxed);
+                metrics.records_out.fetch_add(records, Ordering::Relaxed);
             }
         }
     }

@@ -31,6 +31,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod response_errors;
 mod sync_group;
 
 use std::future::Future;
@@ -45,6 +46,7 @@ use runnel_protocol::messages::{ApiKey, RequestHeader};
 use runnel_protocol::{Decodable, Encodable};
 
 use crate::broker::Broker;
+pub use response_errors::ResponseErrors;
 
 /// A decoded request: its header and the undecoded body.
 pub struct Request {
@@ -54,6 +56,8 @@ pub struct Request {
     pub body: Bytes,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The API's figures, where the response's error codes are counted.
+    pub figures: Option<Arc<crate::metrics::ApiFigures>>,
 }
 
 impl Request {
@@ -76,8 +80,11 @@ impl Request {
         format!("/{}", self.peer.ip())
     }
 
-    /// Encodes `body` as this request's response frame.
-    pub fn respond<T: Encodable>(&self, body: &T) -> Result<Bytes, CodecError> {
+    /// Encodes `body` as this request's response frame, counting its error codes.
+    pub fn respond<T: Encodable + ResponseErrors>(&self, body: &T) -> Result<Bytes, CodecError> {
+        if let Some(figures) = &self.figures {
+            body.each_error(&mut |code| figures.count_error(code, 1));
+        }
         header::encode_response(self.api, self.version, self.header.correlation_id, body)
     }
 }
