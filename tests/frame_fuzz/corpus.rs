@@ -138,6 +138,16 @@ fn body(api: ApiKey, version: i16, records: &Bytes) -> anyhow::Result<Vec<u8>> {
         ),
         ApiKey::OffsetDelete => encoded(offset_delete(), version),
         ApiKey::OffsetForLeaderEpoch => encoded(offset_for_leader_epoch(), version),
+        ApiKey::DescribeCluster => encoded(
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
+            version,
+        ),
+        ApiKey::DescribeProducers => encoded(describe_producers(), version),
+        ApiKey::DescribeLogDirs => encoded(describe_log_dirs(), version),
+        // A directory that is not configured: refused, nothing moves.
+        ApiKey::AlterReplicaLogDirs => encoded(alter_replica_log_dirs(), version),
+        ApiKey::ListPartitionReassignments => encoded(list_partition_reassignments(), version),
+        ApiKey::AlterPartitionReassignments => encoded(alter_partition_reassignments(), version),
         other => anyhow::bail!("no seed for {other:?}"),
     }
 }
@@ -241,6 +251,49 @@ fn elect_leaders() -> ElectLeadersRequest {
         .with_topic_partitions(Some(vec![TopicPartitions::default()
             .with_topic(topic())
             .with_partitions(vec![0, 1])]))
+}
+
+fn describe_producers() -> DescribeProducersRequest {
+    use describe_producers_request::TopicRequest;
+    DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+        .with_name(topic())
+        .with_partition_indexes(vec![0, 1])])
+}
+
+fn describe_log_dirs() -> DescribeLogDirsRequest {
+    use describe_log_dirs_request::DescribableLogDirTopic;
+    DescribeLogDirsRequest::default().with_topics(Some(vec![DescribableLogDirTopic::default()
+        .with_topic(topic())
+        .with_partitions(vec![0, 1])]))
+}
+
+fn alter_replica_log_dirs() -> AlterReplicaLogDirsRequest {
+    use alter_replica_log_dirs_request::{AlterReplicaLogDir, AlterReplicaLogDirTopic};
+    AlterReplicaLogDirsRequest::default().with_dirs(vec![AlterReplicaLogDir::default()
+        .with_path(s("/nonexistent-fuzz-log-dir"))
+        .with_topics(vec![AlterReplicaLogDirTopic::default()
+            .with_name(topic())
+            .with_partitions(vec![0, 1])])])
+}
+
+fn list_partition_reassignments() -> ListPartitionReassignmentsRequest {
+    use list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    ListPartitionReassignmentsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(Some(vec![ListPartitionReassignmentsTopics::default()
+            .with_name(topic())
+            .with_partition_indexes(vec![0, 1])]))
+}
+
+fn alter_partition_reassignments() -> AlterPartitionReassignmentsRequest {
+    use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(topic())
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(vec![BrokerId(1)]))])])
 }
 
 fn delete_records() -> DeleteRecordsRequest {

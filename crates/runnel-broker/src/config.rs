@@ -119,8 +119,11 @@ pub struct BrokerConfig {
     pub listen_host: Option<String>,
     /// `advertised.listeners` or `--advertised-listener`; the bound address when absent.
     pub advertised_listener: Option<AdvertisedListener>,
-    /// `log.dirs` / `log.dir` or `--data-dir`.
+    /// The first of `log.dirs` (or `log.dir`), or `--data-dir`: the data directory, which also
+    /// holds the metadata log and `meta.properties`.
     pub data_dir: PathBuf,
+    /// The rest of `log.dirs` (JBOD, [`crate::log_dirs`]); empty for one directory.
+    pub extra_log_dirs: Vec<PathBuf>,
     /// `num.partitions`.
     pub num_partitions: i32,
     /// `default.replication.factor`.
@@ -198,6 +201,7 @@ impl Default for BrokerConfig {
             listen_host: None,
             advertised_listener: None,
             data_dir: PathBuf::from("./data"),
+            extra_log_dirs: Vec::new(),
             num_partitions: 1,
             default_replication_factor: 1,
             auto_create_topics_enable: true,
@@ -232,6 +236,17 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// Every log directory, the data directory first, each once.
+    pub fn log_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.data_dir.clone()];
+        for dir in &self.extra_log_dirs {
+            if !dirs.contains(dir) {
+                dirs.push(dir.clone());
+            }
+        }
+        dirs
+    }
+
     /// Reads Kafka-named properties over the defaults.
     pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
         let mut config = BrokerConfig {
@@ -251,9 +266,11 @@ impl BrokerConfig {
                 "advertised.listeners" => {
                     config.advertised_listener = Some(parse_advertised(key, value)?)
                 }
+                // `log.dirs` wins over `log.dir` (it sorts after it), as in Kafka.
                 "log.dirs" | "log.dir" => {
-                    let first = value.split(',').next().unwrap_or(value).trim();
-                    config.data_dir = PathBuf::from(first);
+                    let mut dirs = value.split(',').map(str::trim).filter(|d| !d.is_empty());
+                    config.data_dir = PathBuf::from(dirs.next().unwrap_or(value));
+                    config.extra_log_dirs = dirs.map(PathBuf::from).collect();
                 }
                 "num.partitions" => config.num_partitions = parse_at_least(key, value, 1)?,
                 "default.replication.factor" => {
@@ -840,6 +857,20 @@ mod tests {
         assert!(any.listen.ip().is_unspecified());
         assert_eq!(any.listen_host, None);
         assert!(BrokerConfig::from_properties(&props(&[("listeners", "localhost")])).is_err());
+    }
+
+    #[test]
+    fn log_dirs_are_a_comma_separated_list_led_by_the_data_dir() {
+        let properties: BTreeMap<String, String> =
+            [("log.dirs".to_string(), "/a, /b,,/a".to_string())].into();
+        let config = BrokerConfig::from_properties(&properties).expect("valid");
+        assert_eq!(config.data_dir, PathBuf::from("/a"));
+        assert_eq!(
+            config.log_dirs(),
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        let single = BrokerConfig::from_properties(&BTreeMap::new()).expect("defaults");
+        assert_eq!(single.log_dirs(), vec![PathBuf::from("./data")]);
     }
 
     #[test]

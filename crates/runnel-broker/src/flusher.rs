@@ -154,6 +154,10 @@ impl Flusher {
                     partition.mark_flushed(target.up_to, durable);
                     advanced = true;
                 }
+                Err(error) if partition.is_offline() => {
+                    tracing::debug!(topic = %partition.topic, partition = partition.index,
+                        %error, "fsync failed on an offline log directory");
+                }
                 Err(error) => {
                     // The data may not be on disk: the high watermark must not pass it. Queue
                     // the partition again; producers waiting on it time out if this persists.

@@ -2,7 +2,9 @@
 //!
 //! Owns the listener and connections ([`connection`], with their limits in
 //! [`connection_quotas`] and [`request_memory`]), one handler per Kafka API ([`api`]),
-//! the partitions this broker hosts ([`replica_manager`], [`partition`]), the group-commit
+//! the partitions this broker hosts ([`replica_manager`], [`partition`]) in their log
+//! directories ([`log_dirs`]: JBOD, placement, failed directories; moves between them in
+//! [`replica_move`]), KIP-430's authorized operations ([`authorized_operations`]), the group-commit
 //! flusher that makes acknowledged writes durable ([`flusher`]), the consumer-group
 //! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the quorum-of-one metadata
 //! writer ([`controller`]) and its log read at start ([`metadata_log`]: torn tail or damage), the data
@@ -20,6 +22,7 @@
 //! in request order.
 
 pub mod api;
+pub mod authorized_operations;
 pub mod broker;
 pub mod broker_config_catalog;
 pub mod cleaner;
@@ -35,6 +38,7 @@ pub mod group_coordinator;
 pub mod group_offsets;
 pub mod http;
 pub mod idle_expiry;
+pub mod log_dirs;
 pub mod meta_properties;
 pub mod metadata_log;
 pub mod metadata_rebuild;
@@ -43,6 +47,7 @@ pub mod partition;
 pub mod partition_metadata;
 pub mod record_errors;
 pub mod replica_manager;
+pub mod replica_move;
 pub mod request_memory;
 pub mod retention;
 pub mod sasl;

@@ -101,6 +101,81 @@ pub fn create(data_dir: &Path, node_id: i32) -> Result<String, MetaPropertiesErr
     Ok(cluster_id)
 }
 
+/// Makes `dir`'s `meta.properties` name this node, `cluster_id` and a `directory.id` (Kafka's
+/// KIP-858 log directory id), as Kafka writes one in every log directory: a missing file is
+/// written, one without a directory id is rewritten with a new one (atomically, keeping its
+/// other keys), one of another node or cluster is refused. Returns the directory id.
+pub fn ensure_directory_id(
+    dir: &Path,
+    node_id: i32,
+    cluster_id: &str,
+) -> Result<uuid::Uuid, MetaPropertiesError> {
+    let path = dir.join(META_PROPERTIES);
+    let display = path.display().to_string();
+    let invalid = |reason: String| MetaPropertiesError::Invalid {
+        path: display.clone(),
+        reason,
+    };
+    let mut properties = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            crate::config::parse_properties(&text).map_err(|error| invalid(error.to_string()))?
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(source) => {
+            return Err(MetaPropertiesError::Io {
+                path: display,
+                source,
+            })
+        }
+    };
+    if let Some(found) = properties.get("node.id") {
+        if found.parse::<i32>().ok() != Some(node_id) {
+            return Err(invalid(format!(
+                "node.id {found} does not match this broker's {node_id}"
+            )));
+        }
+    }
+    if let Some(found) = properties.get("cluster.id") {
+        if found != cluster_id {
+            return Err(invalid(format!(
+                "cluster.id {found} does not match the cluster's {cluster_id}"
+            )));
+        }
+    }
+    if let Some(id) = properties.get("directory.id") {
+        return uuid_from_base64url(id)
+            .ok_or_else(|| invalid(format!("directory.id {id} is not a UUID")));
+    }
+    let directory_id = uuid::Uuid::new_v4();
+    properties.insert("version".into(), "1".into());
+    properties.insert("node.id".into(), node_id.to_string());
+    properties.insert("cluster.id".into(), cluster_id.to_string());
+    properties.insert("directory.id".into(), base64url(directory_id.as_bytes()));
+    let text: String = std::iter::once("#\n".to_string())
+        .chain(
+            properties
+                .iter()
+                .map(|(key, value)| format!("{key}={value}\n")),
+        )
+        .collect();
+    write_atomically(dir, &text).map_err(|source| MetaPropertiesError::Io {
+        path: display,
+        source,
+    })?;
+    Ok(directory_id)
+}
+
+/// Writes `meta.properties` in `dir` through a fsynced temporary file and a rename.
+fn write_atomically(dir: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let temp = dir.join(format!("{META_PROPERTIES}.tmp"));
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temp, dir.join(META_PROPERTIES))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Unpadded base64url, as Kafka prints UUIDs.
 pub(crate) fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -172,5 +247,25 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn every_log_dir_gets_a_directory_id_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cluster = load_or_create(dir.path(), 1).expect("create");
+        let id = ensure_directory_id(dir.path(), 1, &cluster).expect("add the id");
+        assert_eq!(
+            ensure_directory_id(dir.path(), 1, &cluster).expect("kept"),
+            id
+        );
+        assert_eq!(
+            load(dir.path(), 1).expect("still readable"),
+            Some(cluster.clone())
+        );
+        let other = tempfile::tempdir().expect("tempdir");
+        let second = ensure_directory_id(other.path(), 1, &cluster).expect("new file");
+        assert_ne!(second, id);
+        assert!(ensure_directory_id(other.path(), 1, "another-cluster").is_err());
+        assert!(ensure_directory_id(other.path(), 2, &cluster).is_err());
     }
 }

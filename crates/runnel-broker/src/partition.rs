@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::config::TopicSettings;
+use crate::log_dirs::LogDir;
 use crate::zero_copy::FileRange;
 
 /// A partition led by this broker.
@@ -43,6 +44,12 @@ pub struct Partition {
     metadata_file_unsynced: AtomicBool,
     /// Bytes and records produced, bytes fetched.
     pub metrics: crate::metrics::PartitionMetrics,
+    /// The log directory holding the partition's directory (replaced when it moves,
+    /// `replica_move.rs`); offline with it ([`crate::log_dirs`]).
+    log_dir: RwLock<Arc<LogDir>>,
+    /// Bumped (under the log's lock) when a move swaps the log, so that a compaction pass
+    /// planned on the old log applies nothing to the new one.
+    log_generation: AtomicU64,
 }
 
 /// What a read found: whole batches and the offsets a fetch response reports.
@@ -69,6 +76,7 @@ impl Partition {
         leader_epoch: i32,
         settings: TopicSettings,
         log: PartitionLog,
+        log_dir: Arc<LogDir>,
     ) -> Self {
         let (high_watermark, _) = watch::channel(log.high_watermark());
         Partition {
@@ -84,7 +92,49 @@ impl Partition {
             deleted: AtomicBool::new(false),
             metadata_file_unsynced: AtomicBool::new(false),
             metrics: Default::default(),
+            log_dir: RwLock::new(log_dir),
+            log_generation: AtomicU64::new(0),
         }
+    }
+
+    /// The log directory the partition lives in.
+    pub fn log_dir(&self) -> Arc<LogDir> {
+        Arc::clone(
+            &self
+                .log_dir
+                .read()
+                .expect("partition log dir lock poisoned"),
+        )
+    }
+
+    /// Whether the partition's log directory has failed: it is not served
+    /// (`KAFKA_STORAGE_ERROR`), as Kafka's offline partitions.
+    pub fn is_offline(&self) -> bool {
+        !self.log_dir().is_online()
+    }
+
+    /// Replaces the log with `log`, now in `log_dir`, once a move has made `log` a complete
+    /// copy (`replica_move.rs`); the caller holds `guard`, the log's lock, taken through
+    /// [`Partition::lock_for_move`]. Returns the replaced log.
+    pub(crate) fn swap_log(
+        &self,
+        guard: &mut MutexGuard<'_, PartitionLog>,
+        log: PartitionLog,
+        log_dir: Arc<LogDir>,
+    ) -> PartitionLog {
+        let replaced = std::mem::replace(&mut **guard, log);
+        self.log_generation.fetch_add(1, Ordering::AcqRel);
+        *self
+            .log_dir
+            .write()
+            .expect("partition log dir lock poisoned") = log_dir;
+        self.high_watermark.send_replace(guard.high_watermark());
+        replaced
+    }
+
+    /// The log's lock, held by a move across its final catch-up and swap.
+    pub(crate) fn lock_for_move(&self) -> MutexGuard<'_, PartitionLog> {
+        self.lock()
     }
 
     /// The topic's current settings.
@@ -202,7 +252,8 @@ impl Partition {
     /// segments, copies of their handles) and swapping the cleaned segments in (renames and
     /// directory fsyncs). Reading the dirty section, building the key map and writing and
     /// fsyncing the cleaned segments run without it, so produce and fetch go on meanwhile.
-    /// A partition deleted meanwhile gets none of the pass's files.
+    /// A partition deleted or moved to another log directory meanwhile gets none of the
+    /// pass's files.
     pub fn compact(
         &self,
         now_ms: i64,
@@ -212,9 +263,11 @@ impl Partition {
         if !settings.cleanup_compact {
             return Ok(None);
         }
-        let plan =
-            self.lock()
-                .plan_compaction(&settings.compaction, now_ms, offset_map_bytes_max)?;
+        let (plan, generation) = {
+            let log = self.lock();
+            let plan = log.plan_compaction(&settings.compaction, now_ms, offset_map_bytes_max)?;
+            (plan, self.log_generation.load(Ordering::Acquire))
+        };
         let Some(plan) = plan else {
             return Ok(Some(runnel_log::CompactionOutcome {
                 cleaner_offset: self.cleaner_offset(),
@@ -223,7 +276,8 @@ impl Partition {
         };
         let compacted = plan.run()?;
         let mut log = self.lock();
-        if self.deleted.load(Ordering::Acquire) {
+        let moved = self.log_generation.load(Ordering::Acquire) != generation;
+        if self.deleted.load(Ordering::Acquire) || moved {
             drop(log);
             compacted.discard()?;
             return Ok(None);

@@ -12,15 +12,14 @@
 //! to its partition's log (which checks the producer's sequence and assigns offsets), and its partition is queued for the group commit. Errors are per
 //! partition, mapped to Kafka's codes in one place: [`AppendFailure::error_code`].
 
+mod checkpoints;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
-use runnel_log::{
-    partition_dir_name, read_offset_checkpoint, write_offset_checkpoint, AppendError, LogError,
-    PartitionLog, CLEANER_OFFSET_CHECKPOINT_FILE,
-};
+use runnel_log::{partition_dir_name, AppendError, LogError, PartitionLog};
 use runnel_metadata::{PartitionImage, TopicImage};
 use runnel_protocol::record_batch::{self, BatchError, BatchHeader};
 use runnel_protocol::record_validation::{
@@ -33,6 +32,7 @@ use tokio::sync::watch;
 use crate::config::{BrokerConfig, ConfigError, TopicSettings};
 use crate::data_dir::{self, PartitionDir};
 use crate::flusher::Flusher;
+use crate::log_dirs::{self, LogDir};
 use crate::partition::Partition;
 use crate::partition_metadata::{self, PartitionMetadataError};
 use crate::record_errors::RefusedRecords;
@@ -70,6 +70,8 @@ pub enum AppendFailure {
     Records(#[from] RecordValidationError),
     #[error("{0}")]
     Log(#[from] AppendError),
+    #[error("the partition's log directory is offline")]
+    Offline,
 }
 
 impl AppendFailure {
@@ -100,7 +102,7 @@ impl AppendFailure {
             }
             // Kafka's RecordBatchTooLargeException: a batch larger than a segment.
             AppendFailure::Log(AppendError::RecordTooLarge { .. }) => ErrorCode::RecordListTooLarge,
-            AppendFailure::Log(_) => ErrorCode::KafkaStorageError,
+            AppendFailure::Log(_) | AppendFailure::Offline => ErrorCode::KafkaStorageError,
         }
     }
 }
@@ -123,7 +125,8 @@ pub struct ReplicaManager {
     /// The live configuration (with the dynamic broker configs) that new partitions' topic
     /// settings resolve over.
     live_config: RwLock<Arc<BrokerConfig>>,
-    topics: RwLock<HashMap<String, Arc<[Arc<Partition>]>>>,
+    /// `None`: an offline partition that could not be opened (see `offline_partitions`).
+    topics: RwLock<HashMap<String, HostedTopic>>,
     flusher: Arc<Flusher>,
     flusher_thread: std::sync::Mutex<Option<JoinHandle<()>>>,
     data_changed: watch::Sender<u64>,
@@ -137,15 +140,31 @@ pub struct ReplicaManager {
     checkpoint_writer: std::sync::Mutex<()>,
     /// The same for `cleaner-offset-checkpoint`.
     cleaner_checkpoint_writer: std::sync::Mutex<()>,
+    /// `log.dirs`, the data directory first ([`crate::log_dirs`]).
+    log_dirs: Vec<Arc<LogDir>>,
+    /// Partitions the metadata names that were not opened because no online log directory
+    /// holds them while one is offline: offline, not unknown.
+    offline_partitions: RwLock<std::collections::HashSet<(String, i32)>>,
+    /// Partitions moving between log directories ([`crate::replica_move`]).
+    pub(crate) moves: crate::replica_move::ReplicaMoves,
 }
 
+/// A topic's partitions by index; `None` for one offline since start.
+type HostedTopic = Arc<[Option<Arc<Partition>>]>;
+
+/// Per log directory (absolute path), per partition: a checkpointed offset.
+pub type DirCheckpoints = HashMap<PathBuf, HashMap<(String, i32), i64>>;
+
 impl ReplicaManager {
-    pub fn new(config: Arc<BrokerConfig>) -> std::io::Result<ReplicaManager> {
+    /// A replica manager over `log_dirs` (from [`open_log_dirs`], the data directory first).
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        log_dirs: Vec<Arc<LogDir>>,
+    ) -> std::io::Result<ReplicaManager> {
         let (data_changed, _) = watch::channel(0u64);
         let (flusher, thread) = Flusher::start(config.flush, data_changed.clone())?;
         Ok(ReplicaManager {
             live_config: RwLock::new(Arc::clone(&config)),
-            config,
             topics: RwLock::new(HashMap::new()),
             flusher,
             flusher_thread: std::sync::Mutex::new(Some(thread)),
@@ -153,6 +172,10 @@ impl ReplicaManager {
             stray_dirs: RwLock::new(Vec::new()),
             checkpoint_writer: std::sync::Mutex::new(()),
             cleaner_checkpoint_writer: std::sync::Mutex::new(()),
+            log_dirs,
+            offline_partitions: RwLock::new(Default::default()),
+            moves: Default::default(),
+            config,
         })
     }
 
@@ -166,39 +189,107 @@ impl ReplicaManager {
         Arc::clone(&self.live_config.read().expect("live config lock poisoned"))
     }
 
-    fn data_dir(&self) -> &Path {
-        &self.config.data_dir
+    /// The log directories, the data directory first.
+    pub fn log_dirs(&self) -> &[Arc<LogDir>] {
+        &self.log_dirs
     }
 
-    /// Opens (recovering) every partition of `topic`.
-    pub fn open_topic(
-        &self,
-        topic: &TopicImage,
-        recovery_points: &HashMap<(String, i32), i64>,
-    ) -> Result<(), OpenTopicError> {
-        self.open_topic_at(topic, recovery_points, &HashMap::new())
+    /// The log directory configured as `path`, if any.
+    pub fn log_dir(&self, path: &Path) -> Option<Arc<LogDir>> {
+        self.log_dirs.iter().find(|dir| dir.is(path)).cloned()
     }
 
-    /// [`ReplicaManager::open_topic`] with the checkpointed log start offsets.
+    /// The `-future` replicas of moves in progress.
+    pub fn future_replicas(&self) -> Vec<crate::replica_move::FutureReplica> {
+        self.moves.future_replicas()
+    }
+
+    /// Whether `topic`-`index` is named by the metadata but offline (its log directory
+    /// failed), so that requests for it get `KAFKA_STORAGE_ERROR`, not "unknown".
+    pub fn is_offline(&self, topic: &str, index: i32) -> bool {
+        match self.partition(topic, index) {
+            Some(partition) => partition.is_offline(),
+            None => self
+                .offline_partitions
+                .read()
+                .expect("offline partitions lock poisoned")
+                .contains(&(topic.to_string(), index)),
+        }
+    }
+
+    /// Hosted partitions per log directory (absolute path), for placement.
+    fn hosted_per_dir(&self) -> HashMap<PathBuf, usize> {
+        let mut hosted = HashMap::new();
+        for partition in self.all_partitions() {
+            *hosted.entry(partition.log_dir().absolute()).or_insert(0) += 1;
+        }
+        hosted
+    }
+
+    /// Opens (recovering) every partition of `topic` at start, each in the log directory that
+    /// holds it (a new one where [`log_dirs::choose_for_new`] puts it), at the recovery point
+    /// and log start offset its directory's checkpoints hold. A partition that may live in an
+    /// offline directory, or whose directory fails to open while others are healthy, is not
+    /// opened but recorded offline (its directory offline with it).
     pub fn open_topic_at(
         &self,
         topic: &TopicImage,
-        recovery_points: &HashMap<(String, i32), i64>,
-        log_start_offsets: &HashMap<(String, i32), i64>,
+        recovery_points: &DirCheckpoints,
+        log_start_offsets: &DirCheckpoints,
     ) -> Result<(), OpenTopicError> {
         let settings = TopicSettings::resolve(&self.live_config(), &topic.configs)?;
         let mut partitions = Vec::with_capacity(topic.partitions.len());
+        let mut hosted = self.hosted_per_dir();
         for image in &topic.partitions {
+            let name = partition_dir_name(&topic.name, image.partition);
+            let dir = match log_dirs::locate(&self.log_dirs, &name) {
+                log_dirs::Located::In(dir) => dir,
+                log_dirs::Located::Nowhere => log_dirs::choose_for_new(&self.log_dirs, &hosted)
+                    .ok_or(OpenTopicError::NoOnlineLogDir)?,
+                log_dirs::Located::Unknown => {
+                    tracing::error!(partition = %name,
+                        "partition not found in any online log directory while one is offline: offline");
+                    self.offline_partitions
+                        .write()
+                        .expect("offline partitions lock poisoned")
+                        .insert((topic.name.clone(), image.partition));
+                    partitions.push(None);
+                    continue;
+                }
+                log_dirs::Located::Duplicate(dirs) => {
+                    return Err(OpenTopicError::DuplicateDirs { dirs })
+                }
+            };
             let key = (topic.name.clone(), image.partition);
-            let recovery_point = recovery_points.get(&key).copied().unwrap_or(0);
-            let log_start = log_start_offsets.get(&key).copied().unwrap_or(0);
-            partitions.push(self.open_partition(
-                topic,
-                image,
-                &settings,
-                (recovery_point, log_start),
-                partition_metadata::Sync::Now,
-            )?);
+            let absolute = dir.absolute();
+            let checkpointed = |offsets: &DirCheckpoints| {
+                offsets
+                    .get(&absolute)
+                    .and_then(|offsets| offsets.get(&key))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            let offsets = (
+                checkpointed(recovery_points),
+                checkpointed(log_start_offsets),
+            );
+            *hosted.entry(absolute).or_insert(0) += 1;
+            let sync = partition_metadata::Sync::Now;
+            let opened = self.open_partition(topic, image, &settings, &dir, offsets, sync);
+            match opened {
+                Ok(partition) => partitions.push(Some(partition)),
+                Err(OpenTopicError::Log(error)) if self.log_dirs.len() > 1 => {
+                    // One directory's failure must not stop the broker (Kafka's
+                    // `LogManager.loadLogs` takes the directory offline).
+                    dir.fail(&error);
+                    self.offline_partitions
+                        .write()
+                        .expect("offline partitions lock poisoned")
+                        .insert(key);
+                    partitions.push(None);
+                }
+                Err(error) => return Err(error),
+            }
         }
         self.topics
             .write()
@@ -224,9 +315,15 @@ impl ReplicaManager {
             partitions: Vec::with_capacity(topic.partitions.len().saturating_sub(from)),
             created_dirs: Vec::new(),
         };
+        let mut hosted = self.hosted_per_dir();
         for image in topic.partitions.iter().skip(from) {
-            let dir = self
-                .data_dir()
+            let Some(log_dir) = log_dirs::choose_for_new(&self.log_dirs, &hosted) else {
+                self.discard(prepared);
+                return Err(OpenTopicError::NoOnlineLogDir);
+            };
+            *hosted.entry(log_dir.absolute()).or_insert(0) += 1;
+            let dir = log_dir
+                .path
                 .join(partition_dir_name(&topic.name, image.partition));
             if !dir.exists() {
                 prepared.created_dirs.push(dir);
@@ -235,7 +332,7 @@ impl ReplicaManager {
             // partition would make a creation of 10,000 partitions slow (see
             // `partition_metadata.rs` for why a crash before then is safe).
             let sync = partition_metadata::Sync::BeforeFirstAppend;
-            match self.open_partition(topic, image, &settings, (0, 0), sync) {
+            match self.open_partition(topic, image, &settings, &log_dir, (0, 0), sync) {
                 Ok(partition) => prepared.partitions.push(partition),
                 Err(error) => {
                     self.discard(prepared);
@@ -243,14 +340,14 @@ impl ReplicaManager {
                 }
             }
         }
-        // The new directories' entries, once for the whole creation.
-        if !prepared.created_dirs.is_empty() {
-            let synced = std::fs::File::open(self.data_dir()).and_then(|dir| dir.sync_all());
+        // The new directories' entries, once per log directory for the whole creation.
+        for parent in parents(&prepared.created_dirs) {
+            let synced = std::fs::File::open(&parent).and_then(|dir| dir.sync_all());
             if let Err(source) = synced {
                 self.discard(prepared);
                 return Err(OpenTopicError::Log(LogError::Io {
                     op: "fsync",
-                    path: self.data_dir().to_path_buf(),
+                    path: parent,
                     source,
                 }));
             }
@@ -262,11 +359,11 @@ impl ReplicaManager {
     /// written.
     pub fn install(&self, prepared: PreparedPartitions) {
         let mut topics = self.topics.write().expect("topics lock poisoned");
-        let mut partitions: Vec<Arc<Partition>> = topics
+        let mut partitions: Vec<Option<Arc<Partition>>> = topics
             .get(&prepared.topic)
             .map(|hosted| hosted[..prepared.from.min(hosted.len())].to_vec())
             .unwrap_or_default();
-        partitions.extend(prepared.partitions);
+        partitions.extend(prepared.partitions.into_iter().map(Some));
         topics.insert(prepared.topic, partitions.into());
     }
 
@@ -279,10 +376,9 @@ impl ReplicaManager {
                 tracing::error!(%error, "removing a partition directory of a failed creation");
             }
         }
-        if !prepared.created_dirs.is_empty() {
-            if let Err(error) = std::fs::File::open(self.data_dir()).and_then(|dir| dir.sync_all())
-            {
-                tracing::warn!(%error, "fsync of the data directory after a failed creation");
+        for parent in parents(&prepared.created_dirs) {
+            if let Err(error) = std::fs::File::open(&parent).and_then(|dir| dir.sync_all()) {
+                tracing::warn!(%error, "fsync of a log directory after a failed creation");
             }
         }
     }
@@ -300,11 +396,12 @@ impl ReplicaManager {
         topic: &TopicImage,
         image: &PartitionImage,
         settings: &TopicSettings,
+        log_dir: &Arc<LogDir>,
         (recovery_point, log_start): (i64, i64),
         sync: partition_metadata::Sync,
     ) -> Result<Arc<Partition>, OpenTopicError> {
-        let dir = self
-            .data_dir()
+        let dir = log_dir
+            .path
             .join(partition_dir_name(&topic.name, image.partition));
         let log = PartitionLog::open_at(&dir, settings.log.clone(), recovery_point, log_start)?;
         let written = partition_metadata::ensure(&dir, topic.topic_id, sync)?;
@@ -315,6 +412,7 @@ impl ReplicaManager {
             image.leader_epoch,
             settings.clone(),
             log,
+            Arc::clone(log_dir),
         );
         if written && sync == partition_metadata::Sync::BeforeFirstAppend {
             partition.sync_metadata_file_before_append();
@@ -333,8 +431,13 @@ impl ReplicaManager {
         topic: &str,
         partitions: std::ops::Range<i32>,
     ) -> Result<(), OpenTopicError> {
-        for partition in partitions {
-            let dir = self.data_dir().join(partition_dir_name(topic, partition));
+        let dirs = partitions.flat_map(|partition| {
+            let name = partition_dir_name(topic, partition);
+            self.log_dirs
+                .iter()
+                .map(move |log_dir| log_dir.path.join(&name))
+        });
+        for dir in dirs {
             if !dir.exists() {
                 continue;
             }
@@ -382,13 +485,24 @@ impl ReplicaManager {
             .write()
             .expect("topics lock poisoned")
             .remove(name);
-        for partition in removed.iter().flat_map(|partitions| partitions.iter()) {
+        self.offline_partitions
+            .write()
+            .expect("offline partitions lock poisoned")
+            .retain(|(topic, _)| topic != name);
+        for partition in removed
+            .iter()
+            .flat_map(|partitions| partitions.iter().flatten())
+        {
+            if partition.is_offline() {
+                // Nothing in a failed directory is touched; a restart on a healthy one finds
+                // the directory stray (kept, reported).
+                continue;
+            }
             // In-flight requests may still hold the partition; its directory goes regardless:
             // their file handles stay valid until they finish.
             let dir = partition.mark_deleted();
-            let renamed = self
-                .data_dir()
-                .join(data_dir::delete_dir_name(&partition.topic, partition.index));
+            let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+            let renamed = parent.join(data_dir::delete_dir_name(&partition.topic, partition.index));
             match std::fs::rename(&dir, &renamed) {
                 Ok(()) => remove_dir(&renamed)?,
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -410,7 +524,7 @@ impl ReplicaManager {
         for partition in topics
             .get(topic)
             .iter()
-            .flat_map(|partitions| partitions.iter())
+            .flat_map(|partitions| partitions.iter().flatten())
         {
             partition.set_settings(settings.clone());
         }
@@ -423,13 +537,14 @@ impl ReplicaManager {
             .ok()
             .and_then(|i| partitions.get(i))
             .cloned()
+            .flatten()
     }
 
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         let topics = self.topics.read().expect("topics lock poisoned");
         topics
             .values()
-            .flat_map(|partitions| partitions.iter().cloned())
+            .flat_map(|partitions| partitions.iter().flatten().cloned())
             .collect()
     }
 
@@ -457,6 +572,9 @@ impl ReplicaManager {
         records: &[u8],
         acks_all: bool,
     ) -> Result<Appended, AppendFailure> {
+        if partition.is_offline() {
+            return Err(AppendFailure::Offline);
+        }
         let settings = partition.settings();
         if acks_all && settings.min_insync_replicas > IN_SYNC_REPLICAS {
             return Err(AppendFailure::NotEnoughReplicas {
@@ -471,7 +589,14 @@ impl ReplicaManager {
             record_batch::set_log_append_time(&mut batch, now);
         }
         let durable = self.is_durable();
-        let outcome = partition.append(&mut batch, crate::now_ms(), durable)?;
+        let outcome = match partition.append(&mut batch, crate::now_ms(), durable) {
+            Ok(outcome) => outcome,
+            Err(error @ AppendError::Io { .. }) => {
+                self.fail_partition_dir(partition, &error);
+                return Err(error.into());
+            }
+            Err(error) => return Err(error.into()),
+        };
         if !outcome.duplicate {
             let records = header.records_count.max(0) as u64;
             partition
@@ -546,140 +671,17 @@ impl ReplicaManager {
         }
         Ok(recompressed.unwrap_or_else(|| records.to_vec()))
     }
+}
 
-    /// Writes every partition's recovery point and log start offset to Kafka's checkpoints.
-    pub fn write_checkpoints(&self) -> Result<(), LogError> {
-        let _writer = self
-            .checkpoint_writer
-            .lock()
-            .expect("checkpoint writer lock poisoned");
-        let mut recovery_points = HashMap::new();
-        let mut log_starts = HashMap::new();
-        for partition in self.all_partitions() {
-            let key = (partition.topic.to_string(), partition.index);
-            let (recovery_point, log_start) =
-                partition.with_log(|log| (log.recovery_point(), log.log_start_offset()));
-            recovery_points.insert(key.clone(), recovery_point);
-            log_starts.insert(key, log_start);
-        }
-        self.write_checkpoint_files(&recovery_points, &log_starts)
-    }
-
-    /// Writes Kafka's two per-partition checkpoint files; the caller holds
-    /// `checkpoint_writer`.
-    fn write_checkpoint_files(
-        &self,
-        recovery_points: &HashMap<(String, i32), i64>,
-        log_starts: &HashMap<(String, i32), i64>,
-    ) -> Result<(), LogError> {
-        write_offset_checkpoint(
-            &self.data_dir().join(RECOVERY_POINT_CHECKPOINT),
-            recovery_points,
-        )?;
-        write_offset_checkpoint(
-            &self.data_dir().join(LOG_START_OFFSET_CHECKPOINT),
-            log_starts,
-        )
-    }
-
-    /// Writes `cleaner-offset-checkpoint`: where the cleaner has reached in each compacted
-    /// partition, so a restart does not clean everything again.
-    pub fn write_cleaner_checkpoint(&self) -> Result<(), LogError> {
-        let _writer = self
-            .cleaner_checkpoint_writer
-            .lock()
-            .expect("cleaner checkpoint writer lock poisoned");
-        let offsets: HashMap<(String, i32), i64> = self
-            .all_partitions()
-            .iter()
-            .filter(|partition| partition.settings().cleanup_compact)
-            .map(|p| ((p.topic.to_string(), p.index), p.cleaner_offset()))
-            .collect();
-        write_offset_checkpoint(
-            &self.data_dir().join(CLEANER_OFFSET_CHECKPOINT_FILE),
-            &offsets,
-        )
-    }
-
-    /// Sets each partition's cleaner offset from `cleaner-offset-checkpoint`, if any.
-    pub fn load_cleaner_checkpoint(&self) -> Result<(), LogError> {
-        let offsets =
-            read_offset_checkpoint(&self.data_dir().join(CLEANER_OFFSET_CHECKPOINT_FILE))?;
-        for ((topic, index), offset) in offsets {
-            if let Some(partition) = self.partition(&topic, index) {
-                partition.set_cleaner_offset(offset);
-            }
-        }
-        Ok(())
-    }
-
-    /// The recovery points saved by the last checkpoint (empty when there is none).
-    pub fn read_recovery_points(data_dir: &Path) -> Result<HashMap<(String, i32), i64>, LogError> {
-        read_offset_checkpoint(&data_dir.join(RECOVERY_POINT_CHECKPOINT))
-    }
-
-    /// The log start offsets saved by the last checkpoint (empty when there is none).
-    pub fn read_log_start_offsets(
-        data_dir: &Path,
-    ) -> Result<HashMap<(String, i32), i64>, LogError> {
-        read_offset_checkpoint(&data_dir.join(LOG_START_OFFSET_CHECKPOINT))
-    }
-
-    /// Stops the flusher after a last pass, closes every log and writes the checkpoints.
-    pub fn shutdown(&self) -> Result<(), LogError> {
-        self.flusher.shutdown();
-        if let Some(thread) = self
-            .flusher_thread
-            .lock()
-            .expect("flusher lock poisoned")
-            .take()
-        {
-            if thread.join().is_err() {
-                tracing::error!("the flusher thread panicked");
-            }
-        }
-        let topics = std::mem::take(&mut *self.topics.write().expect("topics lock poisoned"));
-        let mut recovery_points = HashMap::new();
-        let mut log_starts = HashMap::new();
-        for partition in topics
-            .into_values()
-            .flat_map(|partitions| partitions.to_vec())
-        {
-            let key = (partition.topic.to_string(), partition.index);
-            let (recovery_point, log_start) = match Arc::try_unwrap(partition) {
-                Ok(partition) => {
-                    let log = partition.into_log();
-                    // `close` flushes everything: the whole log is the recovery point.
-                    let offsets = (log.log_end_offset(), log.log_start_offset());
-                    log.close()?;
-                    offsets
-                }
-                Err(shared) => {
-                    tracing::warn!(
-                        topic = %shared.topic, partition = shared.index,
-                        "partition still in use at shutdown; flushing it without closing"
-                    );
-                    if let Some(target) = shared.flush_target() {
-                        let dir = shared.with_log(|log| log.dir().to_path_buf());
-                        target.sync().map_err(|source| LogError::Io {
-                            op: "fsync",
-                            path: dir,
-                            source,
-                        })?;
-                        shared.mark_flushed(target.up_to, self.is_durable());
-                    }
-                    shared.with_log(|log| (log.recovery_point(), log.log_start_offset()))
-                }
-            };
-            recovery_points.insert(key.clone(), recovery_point);
-            log_starts.insert(key, log_start);
-        }
-        let _writer = self
-            .checkpoint_writer
-            .lock()
-            .expect("checkpoint writer lock poisoned");
-        self.write_checkpoint_files(&recovery_points, &log_starts)
-    }
+/// The distinct parent directories of `dirs`.
+fn parents(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut parents: Vec<PathBuf> = dirs
+        .iter()
+        .filter_map(|dir| dir.parent().map(Path::to_path_buf))
+        .collect();
+    parents.sort();
+    parents.dedup();
+    parents
 }
 
 /// Partitions opened for a creation but not hosted yet (see
@@ -705,6 +707,12 @@ pub enum OpenTopicError {
     Log(#[from] LogError),
     #[error("{0}")]
     PartitionMetadata(#[from] PartitionMetadataError),
+    #[error("no log directory is online")]
+    NoOnlineLogDir,
+    #[error(
+        "the same partition is in more than one log directory: {dirs:?}; move all but one away"
+    )]
+    DuplicateDirs { dirs: Vec<PathBuf> },
     #[error(
         "directory {dir} exists but the metadata does not name it: it is kept, and a new \
          partition will not adopt its data; move it away first"

@@ -26,7 +26,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::broker::Broker;
 use crate::config::{AdvertisedListener, BrokerConfig};
 use crate::controller::{Controller, ControllerError, METADATA_LOG_DIR};
-use crate::data_dir::{self, DataDirError, DataDirLock, Inventory};
+use crate::data_dir::{self, DataDirError, DataDirLock};
 use crate::group_coordinator::GroupCoordinator;
 use crate::meta_properties::{self, MetaPropertiesError, META_PROPERTIES};
 use crate::metadata_log::{self, MetadataLogDamage};
@@ -93,8 +93,8 @@ pub enum ServerError {
 
 /// A started broker.
 pub struct RunningBroker {
-    /// Held until the broker is shut down or dropped: one server per data directory.
-    _data_dir_lock: DataDirLock,
+    /// Held until the broker is shut down or dropped: one server per log directory.
+    _data_dir_locks: Vec<DataDirLock>,
     local_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     http: Option<JoinHandle<()>>,
@@ -219,7 +219,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         "runnel listening on {local_addr}"
     );
     Ok(RunningBroker {
-        _data_dir_lock: data_dir_lock,
+        _data_dir_locks: data_dir_lock,
         local_addr,
         http_addr,
         http,
@@ -233,10 +233,10 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     })
 }
 
-fn open(config: Arc<BrokerConfig>) -> Result<(Broker, DataDirLock), ServerError> {
+fn open(config: Arc<BrokerConfig>) -> Result<(Broker, Vec<DataDirLock>), ServerError> {
     let data_dir = &config.data_dir;
     let dir = data_dir.display().to_string();
-    let lock = DataDirLock::acquire(data_dir)?;
+    let (log_dirs, locks) = crate::log_dirs::open_all(&config.log_dirs())?;
     let open_files = runnel_log::OpenFiles::global();
     open_files.set_capacity(
         config
@@ -248,7 +248,7 @@ fn open(config: Arc<BrokerConfig>) -> Result<(Broker, DataDirLock), ServerError>
         rlimit_nofile = ?runnel_log::open_files::soft_open_files_limit(),
         "segment files held open at most"
     );
-    let inventory = Inventory::scan(data_dir)?;
+    let inventory = crate::log_dirs::scan_inventory(&log_dirs)?;
     let metadata_dir = data_dir.join(METADATA_LOG_DIR);
     let scan =
         metadata_log::scan(&metadata_dir).map_err(|damage| ServerError::MetadataDamaged {
@@ -280,13 +280,16 @@ fn open(config: Arc<BrokerConfig>) -> Result<(Broker, DataDirLock), ServerError>
             return Err(ServerError::MetadataMissing { dir, partitions });
         }
     }
+    crate::log_dirs::ensure_meta_properties(&log_dirs, config.node_id, &cluster_id)?;
     let controller = Controller::open_scanned(data_dir, config.node_id, scan)?;
     let dynamic =
         crate::dynamic_config::DynamicBrokerConfig::open(Arc::clone(&config), &controller.image());
-    let replicas = ReplicaManager::new(dynamic.current()).map_err(ServerError::Flusher)?;
-    let recovery_points = ReplicaManager::read_recovery_points(data_dir)?;
-    let log_start_offsets = ReplicaManager::read_log_start_offsets(data_dir)?;
     let image = controller.image();
+    crate::log_dirs::settle_future_dirs(&log_dirs, &image);
+    let replicas =
+        ReplicaManager::new(dynamic.current(), log_dirs).map_err(ServerError::Flusher)?;
+    let recovery_points = replicas.read_recovery_points()?;
+    let log_start_offsets = replicas.read_log_start_offsets()?;
     for topic in image.topics() {
         replicas
             .open_topic_at(topic, &recovery_points, &log_start_offsets)
@@ -299,7 +302,7 @@ fn open(config: Arc<BrokerConfig>) -> Result<(Broker, DataDirLock), ServerError>
     let stray = data_dir::settle_stray(&inventory, &image, controller.removed_topics());
     replicas.set_stray_partition_dirs(stray);
     let broker = Broker::new(config, cluster_id, controller, replicas, dynamic);
-    Ok((broker, lock))
+    Ok((broker, locks))
 }
 
 async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {

@@ -97,6 +97,18 @@ impl ProducerStateManager {
         self.producers.len()
     }
 
+    /// Every producer id with state and its entry, by producer id (Kafka's
+    /// `ProducerStateManager.activeProducers`).
+    pub fn producers(&self) -> Vec<(i64, &ProducerEntry)> {
+        let mut producers: Vec<(i64, &ProducerEntry)> = self
+            .producers
+            .iter()
+            .map(|(id, entry)| (*id, entry))
+            .collect();
+        producers.sort_unstable_by_key(|(id, _)| *id);
+        producers
+    }
+
     pub fn entry(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
     }

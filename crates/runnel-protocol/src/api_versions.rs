@@ -52,6 +52,12 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::DeleteGroups, 0, 2),
     served(ApiKey::OffsetDelete, 0, 0),
     served(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    served(ApiKey::DescribeCluster, 0, 2),
+    served(ApiKey::DescribeProducers, 0, 0),
+    served(ApiKey::DescribeLogDirs, 1, 4),
+    served(ApiKey::AlterReplicaLogDirs, 1, 2),
+    served(ApiKey::ListPartitionReassignments, 0, 0),
+    served(ApiKey::AlterPartitionReassignments, 0, 0),
 ];
 
 /// The served range for a raw API key, or `None` when the key is not served.

@@ -98,6 +98,11 @@ error_codes! {
     ProducerFenced = 90, "PRODUCER_FENCED";
     UnknownTopicId = 100, "UNKNOWN_TOPIC_ID";
     InconsistentTopicId = 103, "INCONSISTENT_TOPIC_ID";
+    ReplicaNotAvailable = 9, "REPLICA_NOT_AVAILABLE";
+    LogDirNotFound = 57, "LOG_DIR_NOT_FOUND";
+    NoReassignmentInProgress = 85, "NO_REASSIGNMENT_IN_PROGRESS";
+    MismatchedEndpointType = 114, "MISMATCHED_ENDPOINT_TYPE";
+    UnsupportedEndpointType = 115, "UNSUPPORTED_ENDPOINT_TYPE";
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -123,7 +128,7 @@ mod tests {
     #[test]
     fn codes_agree_with_the_kafka_protocol_crate() {
         use kafka_protocol::error::ResponseError;
-        for code in -1..=110i16 {
+        for code in -1..=120i16 {
             if let (Some(ours), Some(theirs)) = (
                 ErrorCode::from_code(code),
                 ResponseError::try_from_code(code),

@@ -206,8 +206,15 @@ fn read_partition(
 ) -> PartitionData {
     let index = requested.partition;
     let Some(partition) = broker.replicas.partition(topic, index) else {
+        if broker.replicas.is_offline(topic, index) {
+            return error(index, ErrorCode::KafkaStorageError);
+        }
         return error(index, ErrorCode::UnknownTopicOrPartition);
     };
+    // Kafka's `HostedPartition.Offline`: a partition of a failed log directory.
+    if partition.is_offline() {
+        return error(index, ErrorCode::KafkaStorageError);
+    }
     if requested.current_leader_epoch > partition.leader_epoch {
         return error(index, ErrorCode::UnknownLeaderEpoch);
     }
@@ -246,6 +253,9 @@ fn read_partition(
         }
         Err(failure) => {
             tracing::error!(topic, partition = index, error = %failure, "read failed");
+            if matches!(failure, ReadError::Io { .. }) {
+                broker.replicas.fail_partition_dir(&partition, &failure);
+            }
             error(index, ErrorCode::KafkaStorageError)
         }
     }

@@ -66,8 +66,16 @@ fn lookup(
     let index = requested.partition_index;
     let response = empty(index);
     let Some(partition) = broker.replicas.partition(topic, index) else {
-        return response.with_error_code(ErrorCode::UnknownTopicOrPartition.code());
+        let code = if broker.replicas.is_offline(topic, index) {
+            ErrorCode::KafkaStorageError
+        } else {
+            ErrorCode::UnknownTopicOrPartition
+        };
+        return response.with_error_code(code.code());
     };
+    if partition.is_offline() {
+        return response.with_error_code(ErrorCode::KafkaStorageError.code());
+    }
     if requested.current_leader_epoch > partition.leader_epoch {
         return response.with_error_code(ErrorCode::UnknownLeaderEpoch.code());
     }

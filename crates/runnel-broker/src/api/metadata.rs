@@ -5,6 +5,11 @@
 //! and the request allows it (always below v4, `allow_auto_topic_creation` from v4), with
 //! `num.partitions` partitions; the creation is synchronous, so the same response describes it.
 //! A creation past `max.broker.partitions` answers `POLICY_VIOLATION` for the topic.
+//!
+//! Authorized operations (KIP-430, v8+): asked for, every topic named in the answer (known
+//! or not, as Kafka sets them on its whole `topicMetadata`; not the unknown-id entries) and,
+//! v8–v10, the cluster carry what Kafka returns without an authorizer
+//! ([`crate::authorized_operations`]); not asked, Kafka's sentinel `-2147483648`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,8 +27,7 @@ use super::{topic_name, Reply, Request};
 use crate::broker::Broker;
 use crate::controller::ControllerError;
 
-/// Kafka's "authorized operations not requested" value.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+use crate::authorized_operations::{self, AUTHORIZED_OPERATIONS_OMITTED};
 
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: MetadataRequest = request.decode()?;
@@ -37,7 +41,10 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
 
     let topics: Vec<MetadataResponseTopic> = if all_topics {
         let image = broker.controller.image();
-        image.topics().map(|topic| describe_topic(topic)).collect()
+        image
+            .topics()
+            .map(|topic| describe_topic(broker, topic))
+            .collect()
     } else {
         body.topics
             .iter()
@@ -49,10 +56,18 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
             .collect()
     };
 
+    let topic_operations = version >= 8 && body.include_topic_authorized_operations;
     let topics = topics
         .into_iter()
-        .map(|topic| topic_for_version(topic, version))
+        .map(|mut topic| {
+            if topic_operations && topic.name.is_some() {
+                topic.topic_authorized_operations = authorized_operations::topic(true);
+            }
+            topic_for_version(topic, version)
+        })
         .collect();
+    let cluster_operations =
+        (8..=10).contains(&version) && body.include_cluster_authorized_operations;
     let advertised = broker.advertised_listener();
     let response = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
@@ -69,7 +84,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
             .into(),
         )
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+        .with_cluster_authorized_operations(authorized_operations::cluster(cluster_operations));
     Ok(Reply::Ready(request.respond(&response)?))
 }
 
@@ -96,7 +111,7 @@ fn topic_by_name(broker: &Broker, name: &str, allow_auto_create: bool) -> Metada
         return topic_error(Some(name), Uuid::nil(), ErrorCode::InvalidTopicException);
     }
     if let Some(topic) = broker.controller.image().topic(name) {
-        return describe_topic(topic);
+        return describe_topic(broker, topic);
     }
     if !allow_auto_create {
         return topic_error(Some(name), Uuid::nil(), ErrorCode::UnknownTopicOrPartition);
@@ -104,13 +119,13 @@ fn topic_by_name(broker: &Broker, name: &str, allow_auto_create: bool) -> Metada
     match broker.create_topic(name, broker.config.num_partitions, BTreeMap::new()) {
         Ok(topic) => {
             tracing::info!(topic = name, "auto-created topic");
-            describe_topic(&topic)
+            describe_topic(broker, &topic)
         }
         // Another request created it between our look and our write.
         Err(crate::broker::CreateTopicError::Controller(ControllerError::TopicAlreadyExists {
             ..
         })) => match broker.controller.image().topic(name) {
-            Some(topic) => describe_topic(topic),
+            Some(topic) => describe_topic(broker, topic),
             None => topic_error(Some(name), Uuid::nil(), ErrorCode::LeaderNotAvailable),
         },
         Err(error @ crate::broker::CreateTopicError::PartitionLimit { .. }) => {
@@ -126,16 +141,31 @@ fn topic_by_name(broker: &Broker, name: &str, allow_auto_create: bool) -> Metada
 
 fn topic_by_id(broker: &Broker, topic_id: Uuid) -> MetadataResponseTopic {
     match broker.controller.image().topic_by_id(&topic_id) {
-        Some(topic) => describe_topic(topic),
+        Some(topic) => describe_topic(broker, topic),
         None => topic_error(None, topic_id, ErrorCode::UnknownTopicId),
     }
 }
 
-fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
+/// A topic as the image has it; a partition whose log directory failed is reported as
+/// Kafka reports a partition whose only replica is offline: `LEADER_NOT_AVAILABLE`, leader
+/// -1, this node in `offline_replicas` (v5+) (see [`crate::log_dirs`]).
+fn describe_topic(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .map(|partition| {
+            if broker.replicas.is_offline(&topic.name, partition.partition) {
+                return MetadataResponsePartition::default()
+                    .with_error_code(ErrorCode::LeaderNotAvailable.code())
+                    .with_partition_index(partition.partition)
+                    .with_leader_id((-1).into())
+                    .with_leader_epoch(partition.leader_epoch)
+                    .with_replica_nodes(partition.replicas.iter().map(|&id| id.into()).collect())
+                    .with_isr_nodes(partition.isr.iter().map(|&id| id.into()).collect())
+                    .with_offline_replicas(
+                        partition.replicas.iter().map(|&id| id.into()).collect(),
+                    );
+            }
             MetadataResponsePartition::default()
                 .with_partition_index(partition.partition)
                 .with_leader_id(partition.leader.into())

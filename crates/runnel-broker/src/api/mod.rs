@@ -7,14 +7,19 @@
 //! responses leave in request order, as Kafka guarantees, while waits overlap.
 
 mod alter_configs;
+mod alter_partition_reassignments;
+mod alter_replica_log_dirs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
+mod describe_producers;
 mod elect_leaders;
 mod fetch;
 mod find_coordinator;
@@ -25,6 +30,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -137,6 +143,14 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, CodecEr
         ApiKey::DeleteGroups => delete_groups::handle(broker, request),
         ApiKey::OffsetDelete => offset_delete::handle(broker, request),
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, request),
+        ApiKey::DescribeCluster => describe_cluster::handle(broker, request),
+        ApiKey::DescribeProducers => describe_producers::handle(broker, request),
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(broker, request),
+        ApiKey::AlterReplicaLogDirs => alter_replica_log_dirs::handle(broker, request),
+        ApiKey::ListPartitionReassignments => list_partition_reassignments::handle(broker, request),
+        ApiKey::AlterPartitionReassignments => {
+            alter_partition_reassignments::handle(broker, request)
+        }
         other => unreachable!("{other:?} is not in the served table"),
     }
 }

@@ -112,6 +112,10 @@ fn append(
     acks_all: bool,
 ) -> PartitionOutcome {
     let Some(partition) = broker.replicas.partition(topic, index) else {
+        if broker.replicas.is_offline(topic, index) {
+            let message = "the partition's log directory is offline".to_string();
+            return failed(index, ErrorCode::KafkaStorageError, Some(message));
+        }
         return failed(index, ErrorCode::UnknownTopicOrPartition, None);
     };
     match broker
