@@ -177,6 +177,10 @@ pub(super) fn alter_broker(
         .alter_broker_configs(name, change, validate_only)
         .map_err(|error| match error {
             AlterBrokerConfigsError::Refused(refusal) => refused(refusal),
+            // Values too large for one metadata record: the request's fault, not the disk's.
+            AlterBrokerConfigsError::Controller(
+                error @ crate::controller::ControllerError::RecordTooLarge { .. },
+            ) => (ErrorCode::InvalidRequest, error.to_string()),
             AlterBrokerConfigsError::Controller(error) => {
                 tracing::error!(resource = name, %error, "recording a broker config change failed");
                 (ErrorCode::KafkaStorageError, error.to_string())
