@@ -241,3 +241,35 @@ pub fn probe<C: rdkafka::ClientContext>(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_said_by_kafka_name_and_description_once() {
+        assert_eq!(
+            describe_code(RDKafkaErrorCode::TopicAlreadyExists),
+            "TOPIC_ALREADY_EXISTS: Topic already exists"
+        );
+        assert_eq!(
+            describe_code(RDKafkaErrorCode::UnknownTopicOrPartition),
+            "UNKNOWN_TOPIC_OR_PARTITION: Unknown topic or partition"
+        );
+        // librdkafka's own (local) errors keep its wording.
+        assert_eq!(
+            describe_code(RDKafkaErrorCode::BrokerTransportFailure),
+            "Local: Broker transport failure"
+        );
+        assert_eq!(upper_snake("GroupIdNotFound"), "GROUP_ID_NOT_FOUND");
+        let error = ClientError::Topic {
+            topic: "orders".into(),
+            code: RDKafkaErrorCode::TopicAlreadyExists,
+        };
+        assert_eq!(
+            error.to_string(),
+            "topic orders: TOPIC_ALREADY_EXISTS: Topic already exists"
+        );
+        assert!(std::error::Error::source(&error).is_none());
+    }
+}
