@@ -326,6 +326,86 @@ pub fn space(_dir: &Path) -> std::io::Result<Space> {
 mod tests {
     use super::*;
 
+    fn image_with(topic: &str, partitions: i32) -> MetadataImage {
+        MetadataImage::default().apply(&runnel_metadata::MetadataRecord::Topic {
+            name: topic.into(),
+            topic_id: Uuid::new_v4(),
+            partitions,
+            leader: 1,
+            configs: Default::default(),
+        })
+    }
+
+    /// The crash policy of `replica_move.rs`, state by state: before the source is renamed
+    /// away the source is live (the copy goes); after, the complete copy is renamed into place.
+    #[test]
+    fn a_move_a_crash_interrupted_leaves_one_live_copy() {
+        let (a, b) = (
+            tempfile::tempdir().expect("a"),
+            tempfile::tempdir().expect("b"),
+        );
+        let dirs = vec![LogDir::new(a.path().into()), LogDir::new(b.path().into())];
+        let image = image_with("t", 2);
+        // Crash while copying: t-0 live in a, its incomplete future in b.
+        std::fs::create_dir(a.path().join("t-0")).expect("source");
+        std::fs::write(a.path().join("t-0/00000000000000000000.log"), b"old").expect("log");
+        let future = b.path().join(future_dir_name("t", 0));
+        std::fs::create_dir(&future).expect("future");
+        // Crash after the source was renamed away: only t-1's complete future is left.
+        let complete = b.path().join(future_dir_name("t", 1));
+        std::fs::create_dir(&complete).expect("complete");
+        std::fs::write(complete.join("00000000000000000000.log"), b"new").expect("log");
+        // A future of a partition the metadata does not name is kept.
+        let stray = b.path().join(future_dir_name("gone", 0));
+        std::fs::create_dir(&stray).expect("stray");
+
+        settle_future_dirs(&dirs, &image);
+        assert!(!future.exists(), "the incomplete copy is removed");
+        assert_eq!(
+            std::fs::read(a.path().join("t-0/00000000000000000000.log")).expect("source kept"),
+            b"old"
+        );
+        assert!(!complete.exists());
+        assert_eq!(
+            std::fs::read(b.path().join("t-1/00000000000000000000.log")).expect("promoted"),
+            b"new"
+        );
+        assert!(stray.is_dir(), "kept");
+        assert!(matches!(locate(&dirs, "t-1"), Located::In(dir) if dir.path == b.path()));
+
+        // While a directory is offline nothing is decided.
+        let pending = a.path().join(future_dir_name("t", 0));
+        std::fs::create_dir(&pending).expect("pending");
+        dirs[1].fail(&"test");
+        settle_future_dirs(&dirs, &image);
+        assert!(pending.is_dir());
+        assert!(matches!(locate(&dirs, "t-1"), Located::Unknown));
+    }
+
+    #[test]
+    fn new_partitions_go_to_the_dir_with_the_fewest() {
+        let dirs = vec![LogDir::new("/x".into()), LogDir::new("/y".into())];
+        let mut hosted = HashMap::new();
+        let first = choose_for_new(&dirs, &hosted).expect("a dir");
+        assert_eq!(first.path, PathBuf::from("/x"), "a tie goes to the first");
+        hosted.insert(absolute(Path::new("/x")), 3);
+        hosted.insert(absolute(Path::new("/y")), 2);
+        assert_eq!(
+            choose_for_new(&dirs, &hosted).expect("a dir").path,
+            PathBuf::from("/y")
+        );
+        dirs[1].fail(&"test");
+        assert_eq!(
+            choose_for_new(&dirs, &hosted).expect("a dir").path,
+            PathBuf::from("/x")
+        );
+        assert_eq!(
+            parse_future_dir_name(&future_dir_name("t.x-y", 7)).as_deref(),
+            Some("t.x-y-7")
+        );
+        assert_eq!(parse_future_dir_name("t-7.abc-future"), None);
+    }
+
     #[test]
     fn space_of_a_real_directory() {
         let dir = std::env::temp_dir();
