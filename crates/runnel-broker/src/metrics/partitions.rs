@@ -151,7 +151,8 @@ pub(super) fn render_partitions(broker: &Broker, out: &mut String) {
     render_offline(broker, &partitions, out);
 }
 
-/// How many partitions the metadata gives this node that it does not serve (offline), and
+/// How many partitions the metadata gives this node that it does not serve (offline: not
+/// opened, or in a failed log directory, [`crate::log_dirs`]), and
 /// how many it serves with damaged ranges.
 fn render_offline(
     broker: &Broker,
@@ -169,7 +170,13 @@ fn render_offline(
                 .filter(move |p| p.leader == node)
                 .map(move |p| (topic.name.as_str(), p.partition))
         })
-        .filter(|(topic, index)| broker.replicas.partition(topic, *index).is_none())
+        .filter(|(topic, index)| {
+            // Not opened at start, or taken offline since with its log directory.
+            broker
+                .replicas
+                .partition(topic, *index)
+                .is_none_or(|partition| partition.is_offline())
+        })
         .count();
     let damaged = partitions
         .iter()
