@@ -240,17 +240,21 @@ pub fn overlay(
     Ok(current)
 }
 
+/// `key=value` pairs as a properties map, for the tests of this module and its children.
+#[cfg(test)]
+pub(crate) fn test_properties(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::broker_config_catalog::{definition, DynamicMode};
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use super::test_properties as map;
 
     #[test]
     fn every_applied_config_is_dynamic_in_kafka() {

@@ -181,19 +181,13 @@ pub fn describe_cluster_default(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     use super::*;
     use crate::config::BrokerConfig;
     use crate::dynamic_config::{overlay, ConfigLayers};
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::dynamic_config::test_properties as map;
 
     fn view(static_pairs: &[(&str, &str)], layers: ConfigLayers) -> ConfigView {
         let static_config =

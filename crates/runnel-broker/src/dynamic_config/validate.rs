@@ -249,12 +249,7 @@ mod tests {
     use crate::config::BrokerConfig;
     use crate::dynamic_config::ConfigLayers;
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::dynamic_config::test_properties as map;
 
     fn view() -> ConfigView {
         let config = Arc::new(BrokerConfig::default());
