@@ -10,12 +10,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use common::TestBroker;
+use common::{http_get, TestBroker};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -25,22 +23,6 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// (topic, partition, committed, end offset, lag) with `None` for Kafka's `-`.
 type Row = (String, i32, Option<i64>, Option<i64>, Option<i64>);
-
-fn http_get(address: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(address).expect("connect to the HTTP port");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: runnel\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
-}
 
 fn runnel(broker: &TestBroker, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_runnel"))
@@ -212,14 +194,14 @@ fn describe_metrics_and_console_report_the_same_lag() {
     assert!(described.contains("state Stable"), "{described}");
     assert_eq!(cli_rows(&described), expected, "{described}");
 
-    let (status, body) = http_get(http, "/api/groups/lagging");
+    let (status, _, body) = http_get(http, "/api/groups/lagging");
     assert!(status.contains("200"), "{status}: {body}");
     let group: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(json_rows(&group), expected, "{body}");
     assert_eq!(group["total_lag"].as_i64(), Some(total), "{body}");
     assert_eq!(group["state"].as_str(), Some("Stable"));
 
-    let (_, metrics) = http_get(http, "/metrics");
+    let (_, _, metrics) = http_get(http, "/metrics");
     let (lags, metrics_total) = metrics_lags(&metrics, "lagging");
     let known: Vec<(String, i32, i64)> = expected
         .iter()
@@ -228,7 +210,7 @@ fn describe_metrics_and_console_report_the_same_lag() {
     assert_eq!(lags, known, "no series for a partition without a commit");
     assert_eq!(metrics_total, Some(total));
 
-    let (_, page) = http_get(http, "/groups/lagging");
+    let (_, _, page) = http_get(http, "/groups/lagging");
     assert!(
         page.contains(&format!("<strong id=\"total-lag\">{total}</strong>")),
         "{page}"
@@ -240,12 +222,12 @@ fn describe_metrics_and_console_report_the_same_lag() {
         ),
         "{page}"
     );
-    let (_, list) = http_get(http, "/api/groups");
+    let (_, _, list) = http_get(http, "/api/groups");
     let list: serde_json::Value = serde_json::from_str(&list).expect("JSON");
     assert_eq!(list[0]["total_lag"].as_i64(), Some(total));
 
     // An unknown group is a 404 in the console, and describing it creates nothing.
-    let (status, _) = http_get(http, "/api/groups/nosuch");
+    let (status, _, _) = http_get(http, "/api/groups/nosuch");
     assert!(status.contains("404"), "{status}");
     drop(member);
 }

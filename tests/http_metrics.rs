@@ -4,26 +4,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-
-use common::{RawClient, TestBroker};
+use common::{http_get as get, RawClient, TestBroker};
 use runnel_protocol::ErrorCode;
-
-/// `GET path` with HTTP/1.1; returns (status line, headers, body).
-fn get(address: SocketAddr, path: &str) -> (String, String, String) {
-    let mut stream = TcpStream::connect(address).expect("connect to the HTTP port");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: runnel\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
-    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    (status.to_string(), headers.to_lowercase(), body.to_string())
-}
 
 /// The value of the metric line starting with `series` (name and labels).
 fn value(metrics: &str, series: &str) -> Option<f64> {

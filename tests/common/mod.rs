@@ -117,6 +117,22 @@ impl Drop for TestBroker {
     }
 }
 
+/// `GET path` from the broker's HTTP port with HTTP/1.1; returns (status line, headers in
+/// lower case, body).
+pub fn http_get(address: SocketAddr, path: &str) -> (String, String, String) {
+    let mut stream = TcpStream::connect(address).expect("connect to the HTTP port");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: runnel\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.to_string(), headers.to_lowercase(), body.to_string())
+}
+
 /// Polls `condition` until it holds or `timeout` passes.
 pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
