@@ -23,6 +23,11 @@ pub struct LogConfig {
     /// one's next offset, and a gap below the recovery point is damage (see
     /// `partition_log/damage.rs`).
     pub compacted: bool,
+    /// Direct appends (`direct_io.rs`): the active segment gathers appends in an aligned
+    /// buffer written with `O_DIRECT` when a flush is prepared. For logs whose every append is
+    /// fsync'd before it is acknowledged (the broker's durable mode), whose readers stay below
+    /// the fsync'd offset. Default false: appends go to the page cache.
+    pub direct_appends: bool,
 }
 
 impl Default for LogConfig {
@@ -33,6 +38,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             segment_index_bytes: 10 * 1024 * 1024,
             compacted: false,
+            direct_appends: false,
         }
     }
 }

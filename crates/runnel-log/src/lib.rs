@@ -5,6 +5,8 @@
 //!   offset, high watermark and recovery point; append, read, roll, truncate, recover, flush,
 //!   retention and compaction (`partition_log/compaction.rs`: `.cleaned` / `.swap` files).
 //! - [`Segment`]: `<base>.log` + `<base>.index` + `<base>.timeindex` (see `segment.rs`).
+//! - Direct appends (`direct_io.rs`): the active segment's new bytes gathered in pooled,
+//!   block-aligned buffers and written with `O_DIRECT`, when every append is fsync'd anyway.
 //! - The process-wide bound on open segment files (`open_files.rs`): segments hold no file
 //!   descriptor of their own, so the partition count never decides how many are open.
 //! - Idempotent producer state and its snapshots (`producer_state.rs`), the leader-epoch
@@ -25,7 +27,8 @@
 //! `checkpoint.rs`), written by the broker.
 //!
 //! # Crash policy
-//! Appends go to the page cache; the broker's flusher fsyncs ([`PartitionLog::flush_target`],
+//! Appends go to the page cache, or in direct mode to the active segment's tail, written out
+//! with `O_DIRECT` when the flusher prepares its fsync; the broker's flusher fsyncs ([`PartitionLog::flush_target`],
 //! [`FlushTarget::sync`], [`PartitionLog::mark_flushed`]) and records the recovery point. On
 //! open, everything at or above the recovery point (and always the active segment) is scanned
 //! with CRC and continuity checks and truncated at the first bad batch; later segments are
@@ -37,6 +40,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod direct_io;
 pub mod error;
 pub mod leader_epoch;
 pub mod open_files;

@@ -244,7 +244,7 @@ impl PartitionLog {
         }
         self.active_mut().seal()?;
         let base_offset = self.log_end_offset();
-        self.segments.push(Segment::create(&self.dir, base_offset)?);
+        self.push_active(Segment::create(&self.dir, base_offset)?)?;
         self.producers
             .write_snapshot(&self.dir, base_offset, SNAPSHOTS_KEPT)?;
         self.snapshot_offset = Some(base_offset);
@@ -279,6 +279,8 @@ impl PartitionLog {
                 end_offset: range.end_offset,
             });
         }
+        // A fetch sends file ranges: never past what the file holds (direct mode).
+        let max_offset = max_offset.min(self.active().file_next_offset());
         let max_offset = self
             .damage_above(offset)
             .map_or(max_offset, |range| max_offset.min(range.start_offset));
@@ -316,6 +318,7 @@ impl PartitionLog {
         base_offset: i64,
         next_offset: i64,
     ) -> Result<ReadSlice, ReadError> {
+        debug_assert!(position + length as u64 <= segment.file_bytes());
         let file = if length > 0 {
             Some(segment.file()?)
         } else {
@@ -333,7 +336,30 @@ impl PartitionLog {
         })
     }
 
-    /// What to fsync for everything appended so far; `None` when all of it is durable.
+    /// Appends `segment` as the new active segment, in direct mode when the config says so.
+    fn push_active(&mut self, mut segment: Segment) -> Result<(), LogError> {
+        if self.config.direct_appends {
+            segment.enable_direct_appends()?;
+        }
+        self.segments.push(segment);
+        Ok(())
+    }
+
+    /// Writes the active segment's direct tail to its file (nothing when appends are
+    /// buffered): what [`PartitionLog::flush_target`] then makes durable.
+    pub fn write_out_appends(&mut self) -> Result<(), LogError> {
+        self.active_mut().write_out()
+    }
+
+    /// [`PartitionLog::write_out_appends`], then [`PartitionLog::flush_target`]: what a flush
+    /// takes under the lock.
+    pub fn prepare_flush(&mut self) -> Result<Option<FlushTarget>, LogError> {
+        self.write_out_appends()?;
+        Ok(self.flush_target())
+    }
+
+    /// What to fsync for everything appended so far; `None` when all of it is durable. In
+    /// direct mode only what the file holds counts: call [`PartitionLog::prepare_flush`].
     pub fn flush_target(&self) -> Option<FlushTarget> {
         let files: Vec<SegmentFile> = self
             .segments
@@ -349,11 +375,18 @@ impl PartitionLog {
         if files.is_empty() && !sync_dir {
             return None;
         }
+        // The offset below which the file holds every byte (all of it, but in direct mode
+        // with appends still in the tail: nothing of the tail counts as flushed).
+        let up_to = if self.active().has_unwritten_appends() {
+            self.active().base_offset().max(self.recovery_point)
+        } else {
+            self.log_end_offset()
+        };
         Some(FlushTarget {
             files,
             sync_dir,
             dir: self.dir.clone(),
-            up_to: self.log_end_offset(),
+            up_to,
         })
     }
 
@@ -385,7 +418,7 @@ impl PartitionLog {
                 Segment::delete_files(&self.dir, segment.base_offset())?;
             }
             let offset = offset.max(0);
-            self.segments.push(Segment::create(&self.dir, offset)?);
+            self.push_active(Segment::create(&self.dir, offset)?)?;
             self.log_start_offset = offset;
         } else {
             while self.segments.len() > 1 && self.active().base_offset() >= offset {

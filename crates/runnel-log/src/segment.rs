@@ -37,6 +37,22 @@
 //! held open: they are read whole on load and written whole on seal. Before a segment's files
 //! are deleted or replaced, [`Segment::retire`] closes the cached handle for good.
 //!
+//! # Direct appends
+//! In direct mode (the broker's default when every append is fsync'd before its ack; see
+//! `direct_io.rs` for why), the active segment has a [`Tail`]: the bytes from the block that
+//! holds the file's end onwards live in a block-aligned buffer, and appends copy into it. The
+//! buffer is written to the file with `O_DIRECT`, whole blocks from the block boundary at or
+//! below the end of what the file already holds, when the flusher prepares an fsync
+//! ([`Segment::write_out`], under the partition lock, so writes reach the file in order), when
+//! it would grow past `TAIL_BYTES_MAX` (or all tails together past their budget), and before
+//! anything that needs the file itself (seal, truncation, a log-dir move's last pass). Reads
+//! of the segment under the lock serve bytes past the written prefix from the tail
+//! ([`Segment::read_at`]); fetches never need them, since they read below the high watermark,
+//! which only the fsync of written bytes moves. After a write only the last partial block is
+//! kept (a copy of what the file now holds, needed again for the next write), so an idle
+//! partition holds less than a block. Sealing writes the tail out and cuts the zero padding
+//! after the last batch; after a crash, recovery drops that padding as the end of the log.
+//!
 //! # Crash policy
 //! The index contents live in memory (`Vec`s); the files are written whole, without fsync,
 //! when the segment becomes inactive (roll), on close, and after recovery rebuilt them. They are
@@ -51,6 +67,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::direct_io::{self, AlignedBuf, TailBytes, BLOCK_BYTES};
 use crate::open_files::{OpenFiles, SegmentFile};
 
 use runnel_protocol::record_batch::{BatchHeader, BATCH_HEADER_SIZE};
@@ -140,6 +157,69 @@ pub struct Truncation {
     pub reason: String,
 }
 
+/// The active segment's appends in direct mode (see "Direct appends" in the module doc).
+#[derive(Debug)]
+struct Tail {
+    /// Block-aligned file position of the first byte held.
+    start: u64,
+    /// The log's bytes `[start, size)` while some of them are not in the file yet.
+    buf: Option<AlignedBuf>,
+    /// The log's bytes `[start, size)`, less than a block and already in the file, while
+    /// `buf` is `None`: the partial block the next write sends again.
+    partial: Vec<u8>,
+    /// The file holds the log's bytes `[0, written)`, and up to a block of zeros after them.
+    written: u64,
+    /// The offset after the last batch the file holds.
+    written_next_offset: i64,
+    /// False once the filesystem refused `O_DIRECT`: buffered writes from then on.
+    direct: bool,
+}
+
+impl Tail {
+    /// The log's bytes from `start` to the segment's end.
+    fn held(&self) -> &[u8] {
+        self.buf
+            .as_ref()
+            .map_or(&self.partial[..], AlignedBuf::as_slice)
+    }
+
+    /// Replaces the buffer, keeping the process-wide count of tail bytes right.
+    fn set_buf(&mut self, buf: Option<AlignedBuf>) {
+        if let Some(new) = &buf {
+            TailBytes::add(new.capacity());
+        }
+        if let Some(old) = std::mem::replace(&mut self.buf, buf) {
+            TailBytes::sub(old.capacity());
+            direct_io::give_back(old);
+        }
+    }
+}
+
+impl Clone for Tail {
+    fn clone(&self) -> Tail {
+        let mut tail = Tail {
+            start: self.start,
+            buf: None,
+            partial: self.partial.clone(),
+            written: self.written,
+            written_next_offset: self.written_next_offset,
+            direct: self.direct,
+        };
+        if let Some(buf) = &self.buf {
+            let mut copy = direct_io::take_buffer(buf.len());
+            copy.extend_from_slice(buf.as_slice());
+            tail.set_buf(Some(copy));
+        }
+        tail
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.set_buf(None);
+    }
+}
+
 /// A segment: its log file, in-memory indexes and the facts derived from its batches.
 ///
 /// A clone shares the cached file: compaction reads a sealed segment's clone without the
@@ -166,6 +246,8 @@ pub struct Segment {
     pub(crate) rolling_started_ms: Option<i64>,
     /// Whether the directory entry of this segment's files is known durable.
     pub(crate) dir_entry_synced: bool,
+    /// Direct mode: the appends not yet written, and the partial last block.
+    tail: Option<Box<Tail>>,
 }
 
 /// Creates (or empties) a segment's `.log` file at `path`, through the open-files cache.
@@ -237,6 +319,7 @@ impl Segment {
             offset_of_max_timestamp: -1,
             rolling_started_ms: None,
             dir_entry_synced: true,
+            tail: None,
         }
     }
 
@@ -292,14 +375,44 @@ impl Segment {
         // open failing with EMFILE, in the middle of it must not look like a bad batch (and
         // cut the log there).
         segment.pinned = Some(segment.file()?);
-        let damage = segment.scan_batches(
+        let mut damage = segment.scan_batches(
             previous_last_offset,
             file_len,
             index_interval_bytes,
             on_batch,
         );
+        if damage
+            .as_ref()
+            .is_some_and(|cut| segment.is_zero_padding(cut, file_len))
+        {
+            // The zeros a direct write pads its last block with: the log ends here. Cut
+            // them so that the file ends at its last batch again.
+            tracing::debug!(path = %segment.log_path.display(), "dropping the zero padding of direct appends");
+            segment.truncate_file_to_size()?;
+            damage = None;
+        }
         segment.pinned = None;
         Ok((segment, damage))
+    }
+
+    /// Whether the bytes a scan stopped at are the zero padding after the last batch of a
+    /// direct write (less than a block, all zeros, up to the end of the file) rather than a
+    /// torn or corrupt batch.
+    fn is_zero_padding(&self, cut: &Truncation, file_len: u64) -> bool {
+        if cut.bytes_dropped == 0 || cut.bytes_dropped >= BLOCK_BYTES as u64 {
+            return false;
+        }
+        if !file_len.is_multiple_of(BLOCK_BYTES as u64)
+            || cut.position + cut.bytes_dropped != file_len
+        {
+            return false;
+        }
+        let mut bytes = vec![0u8; cut.bytes_dropped as usize];
+        let read = self
+            .file()
+            .ok()
+            .and_then(|file| file.read_exact_at(&mut bytes, cut.position).ok());
+        read.is_some() && bytes.iter().all(|&b| b == 0)
     }
 
     /// The batch walk of [`Segment::scan`]: indexes every valid batch and returns where the
@@ -341,6 +454,7 @@ impl Segment {
 
     /// Cuts the log file to the segment's size (the valid prefix) and fsyncs it.
     pub(crate) fn truncate_file_to_size(&self) -> Result<(), LogError> {
+        debug_assert!(self.tail.as_ref().is_none_or(|t| t.buf.is_none()));
         let file = self.file()?;
         file.set_len(self.size_bytes)
             .map_err(LogError::io("truncate", &self.log_path))?;
@@ -378,9 +492,7 @@ impl Segment {
             .map_err(|e| e.to_string())?;
         let size = header.size_bytes() as u64;
         let mut bytes = vec![0u8; size as usize];
-        self.file()
-            .map_err(|e| e.to_string())?
-            .read_exact_at(&mut bytes, position)
+        self.read_at(&mut bytes, position)
             .map_err(|e| format!("read failed: {e}"))?;
         let header = validate_stored_batch(&bytes)?;
         if header.base_offset < expected_min {
@@ -511,8 +623,9 @@ impl Segment {
         relative as u32
     }
 
-    /// Appends one batch (already patched) at the end of the log file: page cache only.
-    /// On a write error the file is cut back to its previous size.
+    /// Appends one batch (already patched) at the end of the log: to the page cache, or in
+    /// direct mode to the tail (written out when full). On a write error the file is cut back
+    /// to its previous size (buffered) or the tail keeps what it held (direct).
     pub fn append(
         &mut self,
         batch: &[u8],
@@ -525,24 +638,46 @@ impl Segment {
             "offsets must increase"
         );
         let position = self.size_bytes;
-        let file = self.file()?;
-        if let Err(source) = file.write_all_at(batch, position) {
-            let _ = file.set_len(position);
-            return Err(LogError::Io {
-                op: "write",
-                path: self.log_path.clone(),
-                source,
-            });
+        if let Some(mut tail) = self.tail.take() {
+            let appended = self.append_to_tail(&mut tail, batch);
+            self.tail = Some(tail);
+            appended?;
+        } else {
+            let file = self.file()?;
+            if let Err(source) = file.write_all_at(batch, position) {
+                let _ = file.set_len(position);
+                return Err(LogError::Io {
+                    op: "write",
+                    path: self.log_path.clone(),
+                    source,
+                });
+            }
         }
         self.index_batch(header, position, index_interval_bytes);
         self.rolling_started_ms.get_or_insert(now_ms);
         Ok(())
     }
 
-    /// Marks the segment inactive: adds the final time-index entry and writes the index files.
+    /// Marks the segment inactive: writes a direct tail out and cuts its padding (the segment
+    /// leaves direct mode), adds the final time-index entry and writes the index files.
     pub fn seal(&mut self) -> Result<(), LogError> {
+        self.leave_direct_mode()?;
         self.maybe_append_time_entry();
         self.write_index_files()
+    }
+
+    /// Writes the tail out, cuts the zero padding after the last batch, and drops the tail.
+    /// The cut is made durable by the next fsync of the file (the flusher's or close's).
+    pub fn leave_direct_mode(&mut self) -> Result<(), LogError> {
+        if self.tail.is_none() {
+            return Ok(());
+        }
+        self.write_out()?;
+        self.file()?
+            .set_len(self.size_bytes)
+            .map_err(LogError::io("truncate", &self.log_path))?;
+        self.tail = None;
+        Ok(())
     }
 
     /// Writes both index files whole from memory (no fsync: they are a cache).
@@ -574,9 +709,7 @@ impl Segment {
             return Err(corrupt(format!("torn batch header at position {position}")));
         }
         let mut bytes = [0u8; BATCH_HEADER_SIZE];
-        self.file()?
-            .read_exact_at(&mut bytes, position)
-            .map_err(LogError::io("read", &self.log_path))?;
+        self.read_at(&mut bytes, position)?;
         let header = BatchHeader::parse(&bytes)
             .map_err(|e| corrupt(format!("at position {position}: {e}")))?;
         if position + header.size_bytes() as u64 > end {
@@ -588,10 +721,141 @@ impl Segment {
     /// Reads the whole batch at `position`.
     pub fn read_batch(&self, position: u64, header: &BatchHeader) -> Result<Vec<u8>, LogError> {
         let mut bytes = vec![0u8; header.size_bytes()];
-        self.file()?
-            .read_exact_at(&mut bytes, position)
-            .map_err(LogError::io("read", &self.log_path))?;
+        self.read_at(&mut bytes, position)?;
         Ok(bytes)
+    }
+
+    /// Reads `out.len()` bytes of the log at `position`: from the file, and past what the file
+    /// holds from the tail (direct mode). The range must lie within the segment's size.
+    pub fn read_at(&self, out: &mut [u8], position: u64) -> Result<(), LogError> {
+        let read_error = LogError::io("read", &self.log_path);
+        let end = position + out.len() as u64;
+        let mut from_file = out;
+        if let Some(tail) = self.tail.as_deref().filter(|t| end > t.start) {
+            let held = tail.held();
+            let first = position.max(tail.start);
+            let (lo, hi) = ((first - tail.start) as usize, (end - tail.start) as usize);
+            if hi > held.len() {
+                return Err(read_error(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            let split = (first - position) as usize;
+            let (file_part, tail_part) = from_file.split_at_mut(split);
+            tail_part.copy_from_slice(&held[lo..hi]);
+            from_file = file_part;
+        }
+        if from_file.is_empty() {
+            return Ok(());
+        }
+        self.file()?
+            .read_exact_at(from_file, position)
+            .map_err(read_error)
+    }
+
+    /// Puts the segment in direct mode (see "Direct appends" in the module doc): later appends
+    /// gather in a tail written with `O_DIRECT`. Reads the partial last block back, which the
+    /// first write sends again.
+    pub fn enable_direct_appends(&mut self) -> Result<(), LogError> {
+        if self.tail.is_some() {
+            return Ok(());
+        }
+        let start = direct_io::block_start(self.size_bytes);
+        let mut partial = vec![0u8; (self.size_bytes - start) as usize];
+        self.read_at(&mut partial, start)?;
+        self.tail = Some(Box::new(Tail {
+            start,
+            buf: None,
+            partial,
+            written: self.size_bytes,
+            written_next_offset: self.next_offset,
+            direct: true,
+        }));
+        Ok(())
+    }
+
+    /// Whether appends wait in a tail not yet written to the file.
+    pub fn has_unwritten_appends(&self) -> bool {
+        self.tail.as_ref().is_some_and(|t| t.buf.is_some())
+    }
+
+    /// How much of the log the file holds: the segment's size, less a tail not yet written.
+    pub fn file_bytes(&self) -> u64 {
+        self.tail.as_ref().map_or(self.size_bytes, |t| t.written)
+    }
+
+    /// The offset after the last batch the file holds: the next offset, less a tail not yet
+    /// written.
+    pub fn file_next_offset(&self) -> i64 {
+        self.tail
+            .as_ref()
+            .map_or(self.next_offset, |t| t.written_next_offset)
+    }
+
+    /// Writes the tail's unwritten appends to the file (direct mode; nothing otherwise). On
+    /// error nothing is lost: the tail keeps them and a later call writes them again.
+    pub fn write_out(&mut self) -> Result<(), LogError> {
+        let Some(mut tail) = self.tail.take() else {
+            return Ok(());
+        };
+        let result = self.write_tail(&mut tail);
+        self.tail = Some(tail);
+        result
+    }
+
+    fn write_tail(&self, tail: &mut Tail) -> Result<(), LogError> {
+        let Some(buf) = tail.buf.as_mut() else {
+            return Ok(());
+        };
+        let write_error = LogError::io("write", &self.log_path);
+        if tail.direct {
+            match direct_io::write_at(&self.log_path, buf.padded(), tail.start) {
+                Ok(()) => {}
+                Err(error) if direct_io::is_refusal(&error) => {
+                    tracing::info!(path = %self.log_path.display(), %error,
+                        "the filesystem refuses O_DIRECT; appends to this segment are buffered");
+                    direct_io::STATS
+                        .refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tail.direct = false;
+                }
+                Err(error) => return Err(write_error(error)),
+            }
+        }
+        if !tail.direct {
+            self.file()?
+                .write_all_at(buf.as_slice(), tail.start)
+                .map_err(write_error)?;
+        }
+        let end = tail.start + buf.len() as u64;
+        let keep_from = (direct_io::block_start(end) - tail.start) as usize;
+        tail.partial.clear();
+        tail.partial.extend_from_slice(&buf.as_slice()[keep_from..]);
+        tail.start = direct_io::block_start(end);
+        tail.written = end;
+        tail.written_next_offset = self.next_offset;
+        tail.set_buf(None);
+        Ok(())
+    }
+
+    /// Copies `batch` to the end of the tail, writing the tail out first when it is full.
+    fn append_to_tail(&self, tail: &mut Tail, batch: &[u8]) -> Result<(), LogError> {
+        if tail.buf.is_some()
+            && (tail.held().len() + batch.len() > direct_io::TAIL_BYTES_MAX
+                || TailBytes::over_budget())
+        {
+            self.write_tail(tail)?;
+        }
+        let needed = tail.held().len() + batch.len();
+        match tail.buf.as_mut() {
+            Some(buf) if buf.capacity() - buf.len() >= batch.len() => buf.extend_from_slice(batch),
+            _ => {
+                let mut grown = direct_io::take_buffer(needed);
+                grown.extend_from_slice(tail.held());
+                grown.extend_from_slice(batch);
+                tail.partial.clear();
+                tail.set_buf(Some(grown));
+            }
+        }
+        Ok(())
     }
 
     /// Position to start scanning for `offset`: the batch of the last index entry at or below
@@ -724,6 +988,8 @@ impl Segment {
         let Some((position, _)) = self.translate_offset(offset)? else {
             return Ok(());
         };
+        let direct = self.tail.is_some();
+        self.leave_direct_mode()?;
         let file = self.file()?;
         file.set_len(position)
             .map_err(LogError::io("truncate", &self.log_path))?;
@@ -743,6 +1009,9 @@ impl Segment {
         self.next_offset = self.base_offset;
         for (position, header) in headers {
             self.index_batch(&header, position, index_interval_bytes);
+        }
+        if direct {
+            self.enable_direct_appends()?;
         }
         Ok(())
     }

@@ -14,6 +14,8 @@
 //! gaps between segments). The recovered data is then fsynced, so the recovery point and the high
 //! watermark start at the log end offset. An active segment that scans clean and lies wholly
 //! below the recovery point (a clean shutdown) was already fsynced: nothing is rewritten.
+//! Up to a block of zeros after the last batch of a segment is the padding of a direct write
+//! (`direct_io.rs`), not damage: it is cut without a WARN (`Segment::scan`).
 //! Leftover temp files (`*.tmp`, `*.deleted`, `*.cleaned`) and index files without a `.log` are
 //! removed. A compaction interrupted after its `<base>.log.swap` was complete is finished first:
 //! the `.log` files whose base offset lies in `[swap base, swap next offset)` (the segment it
@@ -117,6 +119,9 @@ impl PartitionLog {
         };
         for range in &log.damaged {
             damage::report(dir, range, "below the recovery point");
+        }
+        if log.config.direct_appends {
+            log.active_mut().enable_direct_appends()?;
         }
         log.forget_damage_below_log_start()?;
         log.persist_damaged_segments()?;
