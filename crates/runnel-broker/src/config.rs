@@ -215,7 +215,11 @@ impl Default for BrokerConfig {
             http_listen: None,
             sasl_plain_users: None,
             failed_authentication_delay_ms: 100,
-            log: LogConfig::default(),
+            // Direct appends while durable; `from_properties` turns them off otherwise.
+            log: LogConfig {
+                direct_appends: true,
+                ..LogConfig::default()
+            },
             flush: FlushPolicy {
                 interval_messages: 1,
                 interval_ms: 1_000,
@@ -333,6 +337,7 @@ impl BrokerConfig {
                 "log.index.size.max.bytes" => {
                     config.log.segment_index_bytes = parse_at_least(key, value, 4)?
                 }
+                "log.direct.io" => config.log.direct_appends = parse_bool(key, value)?,
                 "log.flush.interval.messages" => {
                     config.flush.interval_messages = parse_at_least(key, value, 1)?
                 }
@@ -414,6 +419,8 @@ impl BrokerConfig {
         }
         config.sasl_plain_users = listener_security(properties)?;
         config.check_connection_limits()?;
+        // Direct appends need every append fsync'd before it is read: only when durable.
+        config.log.direct_appends &= config.flush.is_durable();
         Ok(config)
     }
 

@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use runnel_log::{AppendError, AppendOutcome, FlushTarget, PartitionLog, ReadError};
+use runnel_log::{AppendError, AppendOutcome, FlushTarget, LogError, PartitionLog, ReadError};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -344,9 +344,10 @@ impl Partition {
             .await;
     }
 
-    /// What the flusher must fsync, if anything.
-    pub(crate) fn flush_target(&self) -> Option<FlushTarget> {
-        self.lock().flush_target()
+    /// What the flusher must fsync, if anything, once the appends waiting in a direct tail are
+    /// written to the file (under the lock, so that the writes of one segment stay in order).
+    pub(crate) fn flush_target(&self) -> Result<Option<FlushTarget>, LogError> {
+        self.lock().prepare_flush()
     }
 
     /// Records that everything below `up_to` is on stable storage.

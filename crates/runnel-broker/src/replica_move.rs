@@ -289,6 +289,8 @@ fn copy_and_swap(
 /// on serving.
 fn swap(partition: &Arc<Partition>, future: &mut FutureCopy) -> Result<(), MoveError> {
     let mut log = partition.lock_for_move();
+    // Appends waiting in a direct tail go to the file first: the copy reads files.
+    log.write_out_appends()?;
     let source = log.dir().to_path_buf();
     let active_base = log.segment_base_offsets().last().copied();
     future.pass(&source, active_base)?;
@@ -429,9 +431,11 @@ impl FutureCopy {
             if before == Some(now) {
                 continue;
             }
+            // A grown `.log` is copied again from the block its copy ended in: direct appends
+            // pad that block with zeros and rewrite it with more bytes later.
             let appended_from = match before {
                 Some(b) if b.inode == now.inode && now.len >= b.len && name.ends_with(".log") => {
-                    b.len
+                    runnel_log::direct_io::block_start(b.len.saturating_sub(1))
                 }
                 _ => 0,
             };

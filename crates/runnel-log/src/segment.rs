@@ -173,6 +173,10 @@ struct Tail {
     written_next_offset: i64,
     /// False once the filesystem refused `O_DIRECT`: buffered writes from then on.
     direct: bool,
+    /// About what the tail held at its recent write-outs: a new buffer starts this large, so
+    /// that a partition's steady flow between two flushes fills one buffer without growing
+    /// (each growth copies what is held; the profile showed it as 7% of broker CPU).
+    recent_bytes: usize,
 }
 
 impl Tail {
@@ -204,6 +208,7 @@ impl Clone for Tail {
             written: self.written,
             written_next_offset: self.written_next_offset,
             direct: self.direct,
+            recent_bytes: self.recent_bytes,
         };
         if let Some(buf) = &self.buf {
             let mut copy = direct_io::take_buffer(buf.len());
@@ -768,6 +773,7 @@ impl Segment {
             written: self.size_bytes,
             written_next_offset: self.next_offset,
             direct: true,
+            recent_bytes: 0,
         }));
         Ok(())
     }
@@ -826,6 +832,7 @@ impl Segment {
                 .map_err(write_error)?;
         }
         let end = tail.start + buf.len() as u64;
+        tail.recent_bytes = buf.len().max(tail.recent_bytes / 2);
         let keep_from = (direct_io::block_start(end) - tail.start) as usize;
         tail.partial.clear();
         tail.partial.extend_from_slice(&buf.as_slice()[keep_from..]);
@@ -848,7 +855,8 @@ impl Segment {
         match tail.buf.as_mut() {
             Some(buf) if buf.capacity() - buf.len() >= batch.len() => buf.extend_from_slice(batch),
             _ => {
-                let mut grown = direct_io::take_buffer(needed);
+                let hint = tail.recent_bytes.min(direct_io::TAIL_BYTES_MAX);
+                let mut grown = direct_io::take_buffer(needed.max(hint));
                 grown.extend_from_slice(tail.held());
                 grown.extend_from_slice(batch);
                 tail.partial.clear();

@@ -32,6 +32,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "log.roll.hours",
     "log.index.interval.bytes",
     "log.index.size.max.bytes",
+    "log.direct.io",
     "log.flush.interval.messages",
     "log.flush.interval.ms",
     "log.retention.hours",

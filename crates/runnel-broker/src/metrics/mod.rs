@@ -450,6 +450,8 @@ fn render_log(broker: &Broker, out: &mut String) {
         flusher.errors.load(Ordering::Relaxed)
     );
     let stats = runnel_log::OpenFiles::global().stats();
+    let direct = &runnel_log::direct_io::STATS;
+    let (tail_bytes, pool_bytes) = runnel_log::direct_io::memory_bytes();
     for (name, kind, help, value) in [
         (
             "runnel_open_segment_files",
@@ -480,6 +482,42 @@ fn render_log(broker: &Broker, out: &mut String) {
             "counter",
             "Handles the cache closed to stay within its capacity.",
             stats.evictions,
+        ),
+        (
+            "runnel_log_direct_writes_total",
+            "counter",
+            "O_DIRECT writes of direct appends (log.direct.io).",
+            direct.writes.load(Ordering::Relaxed),
+        ),
+        (
+            "runnel_log_direct_written_bytes_total",
+            "counter",
+            "Bytes those writes sent, the zero padding of each last block included.",
+            direct.bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "runnel_log_direct_refused_total",
+            "counter",
+            "Segments whose filesystem refused O_DIRECT; their appends were written buffered.",
+            direct.refused.load(Ordering::Relaxed),
+        ),
+        (
+            "runnel_log_direct_tail_bytes",
+            "gauge",
+            "Bytes of aligned buffers held by active segments' tails now.",
+            tail_bytes as u64,
+        ),
+        (
+            "runnel_log_direct_pool_bytes",
+            "gauge",
+            "Bytes of idle aligned buffers kept for reuse.",
+            pool_bytes as u64,
+        ),
+        (
+            "runnel_log_direct_buffers_allocated_total",
+            "counter",
+            "Aligned buffers allocated because the pool had none of the size.",
+            direct.buffers_allocated.load(Ordering::Relaxed),
         ),
     ] {
         header(out, name, kind, help);

@@ -222,7 +222,7 @@ fn close_at_shutdown(partition: Arc<Partition>, durable: bool) -> Result<(i64, i
                 topic = %shared.topic, partition = shared.index,
                 "partition still in use at shutdown; flushing it without closing"
             );
-            if let Some(target) = shared.flush_target() {
+            if let Some(target) = shared.flush_target()? {
                 let dir = shared.with_log(|log| log.dir().to_path_buf());
                 target.sync().map_err(|source| LogError::Io {
                     op: "fsync",
