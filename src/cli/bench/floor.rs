@@ -119,15 +119,26 @@ impl Target {
     }
 }
 
-/// Receives `total_bytes` in requests of `request_bytes` and makes each durable in `dir`.
-pub fn floor(dir: &Path, total_bytes: u64, request_bytes: usize, json: bool) -> anyhow::Result<()> {
+/// Receives `total_bytes` in requests of `request_bytes` and makes each durable in `dir`;
+/// `buffered` skips O_DIRECT, to compare the two.
+pub fn floor(
+    dir: &Path,
+    total_bytes: u64,
+    request_bytes: usize,
+    buffered: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         (1..=MAX_REQUEST_BYTES).contains(&request_bytes),
         "--request-bytes must be 1..={MAX_REQUEST_BYTES}"
     );
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let path = dir.join("runnel-bench-floor.tmp");
-    let mut target = Target::open(&path)?;
+    let mut target = if buffered {
+        Target::buffered(&path, "--buffered: buffered write + fdatasync".to_string())?
+    } else {
+        Target::open(&path)?
+    };
     // A direct write's length is rounded up to the alignment; the pad is reported.
     let padded_len = request_bytes.div_ceil(ALIGN) * ALIGN;
     let mut pool = (0..POOL_BUFFERS)

@@ -62,6 +62,9 @@ enum BenchCommand {
         /// Bytes per request, as the broker received them (bytes in / produce requests).
         #[arg(long, default_value_t = 393_216)]
         request_bytes: usize,
+        /// Write through the page cache instead of with O_DIRECT, for comparison.
+        #[arg(long)]
+        buffered: bool,
         #[arg(long)]
         json: bool,
     },
@@ -151,8 +154,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             dir,
             total_bytes,
             request_bytes,
+            buffered,
             json,
-        } => floor::floor(&dir, total_bytes, request_bytes, json),
+        } => floor::floor(&dir, total_bytes, request_bytes, buffered, json),
         BenchCommand::Tcp { total_bytes, json } => baseline::tcp(total_bytes, json),
     }
 }
