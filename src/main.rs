@@ -1,8 +1,8 @@
 //! The `runnel` binary: a thin command line over the crates.
 //!
 //! - `runnel server`: a single-node broker ([`cli::server`]).
-//! - `runnel bench produce|consume|e2e|disk|tcp`: the benchmark and the machine baselines it is
-//!   compared with ([`cli::bench`]).
+//! - `runnel bench produce|consume|e2e|disk|floor|tcp`: the benchmark and the machine baselines
+//!   it is compared with ([`cli::bench`]).
 //! - `runnel metadata rebuild`: a new metadata log for a stopped broker ([`cli::metadata`]).
 //!
 //! A failure prints one line on stderr, `error: ` and the causes joined by `: ` (a cause whose

@@ -10,9 +10,10 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 
-use super::stats::{report, Counters};
+use super::stats::{report, Counters, Latencies};
 
-/// Sequential writes of `block_bytes` with `fdatasync` after each, `total_bytes` in all.
+/// Sequential writes of `block_bytes` with `fdatasync` after each, `total_bytes` in all; the
+/// latencies are one block's write + fdatasync.
 pub fn disk(dir: &Path, total_bytes: u64, block_bytes: usize, json: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let path = dir.join("runnel-bench-disk.tmp");
@@ -24,12 +25,15 @@ pub fn disk(dir: &Path, total_bytes: u64, block_bytes: usize, json: bool) -> any
         .with_context(|| format!("create {}", path.display()))?;
     let block: Vec<u8> = (0..block_bytes).map(|i| (i * 31 + 7) as u8).collect();
     let counters = Counters::default();
+    let latencies = Latencies::new();
     let started = Instant::now();
     let mut written = 0u64;
     while written < total_bytes {
         let size = block.len().min((total_bytes - written) as usize);
+        let block_started = Instant::now();
         file.write_all(&block[..size]).context("write")?;
         file.sync_data().context("fdatasync")?;
+        latencies.record(block_started.elapsed());
         written += size as u64;
         counters.add(1, size as u64);
     }
@@ -37,7 +41,7 @@ pub fn disk(dir: &Path, total_bytes: u64, block_bytes: usize, json: bool) -> any
     drop(file);
     std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
     let extra = json!({"total_bytes": total_bytes, "block_bytes": block_bytes, "dir": dir});
-    report("disk", json, &counters, elapsed, None, extra);
+    report("disk", json, &counters, elapsed, Some(&latencies), extra);
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! `runnel bench consume`: read a topic's partitions from the start, by assignment.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -7,8 +8,9 @@ use anyhow::Context;
 use runnel_client::rdkafka::consumer::{BaseConsumer, Consumer};
 use runnel_client::rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::cpu::BrokerCpu;
 use super::produce::describe;
-use super::stats::{report, Counters, Progress};
+use super::stats::{report_with, Counters, Progress};
 use super::Workload;
 use crate::cli::cluster::ClusterArgs;
 
@@ -51,6 +53,7 @@ pub fn run(workload: &Workload) -> anyhow::Result<()> {
     let consumer = assigned_consumer(&workload.cluster, &workload.topic, |_, _| {
         Ok(Offset::Beginning)
     })?;
+    let broker = BrokerCpu::start(workload.broker_pid)?;
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
     let mut last_record = Instant::now();
@@ -69,13 +72,15 @@ pub fn run(workload: &Workload) -> anyhow::Result<()> {
         }
     }
     let elapsed = last_record.duration_since(started);
-    report(
+    let figures = BrokerCpu::finish(broker, counters.bytes.load(Ordering::Relaxed))?;
+    report_with(
         "consume",
         workload.json,
         &counters,
         elapsed,
         None,
         describe(workload),
+        figures,
     );
     Ok(())
 }

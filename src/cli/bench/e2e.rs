@@ -11,8 +11,9 @@ use runnel_client::rdkafka::consumer::Consumer;
 use runnel_client::rdkafka::{Message, Offset};
 
 use super::consume::assigned_consumer;
+use super::cpu::BrokerCpu;
 use super::produce::{describe, run_producers};
-use super::stats::{report, Counters, Latencies, Progress};
+use super::stats::{report_with, Counters, Latencies, Progress};
 use super::Workload;
 
 const STAMP_BYTES: usize = 8;
@@ -38,6 +39,8 @@ pub fn run(workload: &Workload) -> anyhow::Result<()> {
             .context("fetch watermarks")?;
         Ok(Offset::Offset(high))
     })?;
+    // Covers producing and fetching: per GB delivered end to end.
+    let broker = BrokerCpu::start(workload.broker_pid)?;
     let epoch = Instant::now();
     let produced = Arc::new(Counters::default());
     let consumed = Arc::new(Counters::default());
@@ -81,13 +84,15 @@ pub fn run(workload: &Workload) -> anyhow::Result<()> {
         Ok(epoch.elapsed())
     })?;
     drop(_progress);
-    report(
+    let figures = BrokerCpu::finish(broker, consumed.bytes.load(Ordering::Relaxed))?;
+    report_with(
         "e2e",
         workload.json,
         &consumed,
         elapsed,
         Some(&latencies),
         describe(workload),
+        figures,
     );
     Ok(())
 }

@@ -4,15 +4,21 @@
 //! - `produce`: records/s, MiB/s and send→ack latency (avg, p50, p99, p99.9, max).
 //! - `consume`: records/s and MiB/s reading every partition from the start, by assignment.
 //! - `e2e`: produce at a fixed rate while consuming; produce→consume latency.
-//! - `disk`: sequential writes with fdatasync after each block: the durable-write limit.
+//! - `disk`: sequential writes with fdatasync after each block: the durable-write limit, and
+//!   the latency of one block's write + fdatasync.
+//! - `floor`: the same bytes the broker receives, over loopback TCP in the same request sizes,
+//!   written with O_DIRECT + fdatasync: the CPU per GB a durable ingest cannot go below.
 //! - `tcp`: loopback TCP throughput between two local sockets: the network limit.
 //!
 //! Each prints a live progress line on stderr and a summary on stdout; `--json` prints the
-//! summary as one JSON object instead, which `scripts/bench` collects.
+//! summary as one JSON object instead, which `scripts/bench` collects. With `--broker-pid`,
+//! `produce`, `consume` and `e2e` also report the broker's CPU-seconds per GB moved.
 
 mod baseline;
 mod consume;
+mod cpu;
 mod e2e;
+mod floor;
 mod produce;
 mod stats;
 
@@ -43,6 +49,22 @@ enum BenchCommand {
         total_bytes: u64,
         #[arg(long, default_value_t = 1 << 20)]
         block_bytes: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The durable-ingest floor: receive over loopback TCP, O_DIRECT write, fdatasync.
+    Floor {
+        /// Where the file is written: the broker's data directory.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1 << 30)]
+        total_bytes: u64,
+        /// Bytes per request, as the broker received them (bytes in / produce requests).
+        #[arg(long, default_value_t = 393_216)]
+        request_bytes: usize,
+        /// Write through the page cache instead of with O_DIRECT, for comparison.
+        #[arg(long)]
+        buffered: bool,
         #[arg(long)]
         json: bool,
     },
@@ -90,6 +112,10 @@ pub struct Workload {
     /// Give records keys (10,000 distinct), so the partition follows the key hash.
     #[arg(long)]
     keyed: bool,
+    /// The broker's process id, on this machine: report its CPU-seconds (utime + stime of
+    /// /proc/PID/stat, before and after the run) per GB of record values moved.
+    #[arg(long)]
+    broker_pid: Option<u32>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -124,6 +150,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             block_bytes,
             json,
         } => baseline::disk(&dir, total_bytes, block_bytes, json),
+        BenchCommand::Floor {
+            dir,
+            total_bytes,
+            request_bytes,
+            buffered,
+            json,
+        } => floor::floor(&dir, total_bytes, request_bytes, buffered, json),
         BenchCommand::Tcp { total_bytes, json } => baseline::tcp(total_bytes, json),
     }
 }

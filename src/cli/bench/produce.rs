@@ -1,5 +1,6 @@
 //! `runnel bench produce`: producers sending fixed-size records, send→ack latency per record.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,8 @@ use runnel_client::rdkafka::producer::{
 use runnel_client::rdkafka::ClientContext;
 use serde_json::json;
 
-use super::stats::{report, Counters, Latencies, Progress};
+use super::cpu::BrokerCpu;
+use super::stats::{report_with, Counters, Latencies, Progress};
 use super::Workload;
 
 /// Distinct keys of a keyed workload.
@@ -40,9 +42,7 @@ impl ProducerContext for DeliveryCounter {
                 self.counters.add(1, self.record_bytes);
             }
             Err(_) => {
-                self.counters
-                    .errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -155,19 +155,22 @@ pub fn run(workload: &Workload) -> anyhow::Result<()> {
         workload.partitions,
     )
     .context("create the benchmark topic")?;
+    let broker = BrokerCpu::start(workload.broker_pid)?;
     let counters = Arc::new(Counters::default());
     let latencies = Arc::new(Latencies::new());
     let elapsed = {
         let _progress = Progress::start("produce", Arc::clone(&counters));
         run_producers(workload, &counters, &latencies, &|_| {})?
     };
-    report(
+    let figures = BrokerCpu::finish(broker, counters.bytes.load(Ordering::Relaxed))?;
+    report_with(
         "produce",
         workload.json,
         &counters,
         elapsed,
         Some(&latencies),
         describe(workload),
+        figures,
     );
     Ok(())
 }

@@ -114,6 +114,41 @@ pub fn report(
     latencies: Option<&Latencies>,
     extra: serde_json::Value,
 ) {
+    report_with(
+        mode,
+        json_output,
+        counters,
+        elapsed,
+        latencies,
+        extra,
+        Figures::default(),
+    );
+}
+
+/// Figures a subcommand adds to the summary: top-level JSON fields, and the same figures as
+/// text appended to the line for people.
+#[derive(Default)]
+pub struct Figures {
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub text: String,
+}
+
+impl Figures {
+    pub fn add(&mut self, key: &str, value: impl Into<serde_json::Value>) {
+        self.fields.insert(key.to_string(), value.into());
+    }
+}
+
+/// [`report`] with figures of the subcommand's own (CPU per GB, the write method, …).
+pub fn report_with(
+    mode: &str,
+    json_output: bool,
+    counters: &Counters,
+    elapsed: Duration,
+    latencies: Option<&Latencies>,
+    extra: serde_json::Value,
+    figures: Figures,
+) {
     let records = counters.records.load(Ordering::Relaxed);
     let bytes = counters.bytes.load(Ordering::Relaxed);
     let errors = counters.errors.load(Ordering::Relaxed);
@@ -125,7 +160,7 @@ pub fn report(
         let latency = latency.map(|[avg, p50, p99, p999, max]| {
             json!({"avg": avg, "p50": p50, "p99": p99, "p999": p999, "max": max})
         });
-        let summary = json!({
+        let mut summary = json!({
             "mode": mode,
             "records": records,
             "bytes": bytes,
@@ -136,6 +171,9 @@ pub fn report(
             "latency_ms": latency,
             "workload": extra,
         });
+        if let Some(object) = summary.as_object_mut() {
+            object.extend(figures.fields);
+        }
         println!("{summary}");
         return;
     }
@@ -143,10 +181,10 @@ pub fn report(
         "{mode}: {records} records, {bytes} bytes in {seconds:.2} s: {records_per_s:.0} records/s, \
          {mib_per_s:.2} MiB/s, {errors} errors"
     );
-    match latency {
-        Some([avg, p50, p99, p999, max]) => println!(
+    if let Some([avg, p50, p99, p999, max]) = latency {
+        print!(
             "; latency ms avg {avg:.2}, p50 {p50:.2}, p99 {p99:.2}, p99.9 {p999:.2}, max {max:.2}"
-        ),
-        None => println!(),
+        );
     }
+    println!("{}", figures.text);
 }
