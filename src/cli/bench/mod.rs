@@ -62,6 +62,10 @@ enum BenchCommand {
         /// Bytes per request, as the broker received them (bytes in / produce requests).
         #[arg(long, default_value_t = 393_216)]
         request_bytes: usize,
+        /// fdatasync once at least this many bytes arrived since the last (0: after every
+        /// request), e.g. the bytes a broker's flusher made durable per pass.
+        #[arg(long, default_value_t = 0)]
+        sync_bytes: u64,
         /// Write through the page cache instead of with O_DIRECT, for comparison.
         #[arg(long)]
         buffered: bool,
@@ -154,9 +158,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             dir,
             total_bytes,
             request_bytes,
+            sync_bytes,
             buffered,
             json,
-        } => floor::floor(&dir, total_bytes, request_bytes, buffered, json),
+        } => floor::floor(&dir, total_bytes, request_bytes, sync_bytes, buffered, json),
         BenchCommand::Tcp { total_bytes, json } => baseline::tcp(total_bytes, json),
     }
 }
