@@ -5,8 +5,9 @@
 //! (at most [`FSYNC_THREADS_MAX`] at once, none created per pass). For each, the thread that
 //! takes it writes out its direct tail and plans its fsync under the partition's lock
 //! (`PartitionLog::prepare_flush`: the `O_DIRECT` write happens here, so one segment's writes
-//! stay in order), fsyncs with no lock held, and marks it flushed at once: a partition's
-//! producers do not wait for the pass's slowest fsync.
+//! stay in order) and fsyncs with no lock held. The flusher marks the pass's partitions flushed
+//! once all are done: a produce request usually spans every partition of a pass, so marking
+//! each at once would only wake its waiting response once per partition instead of once.
 //!
 //! Durable mode (`log.flush.interval.messages=1`, the default): an append queues its partition
 //! and wakes the flusher at once. A pass takes the whole queue, plans each partition's fsync
@@ -156,15 +157,18 @@ impl Flusher {
 
     fn flush_pass(&self, partitions: Vec<Arc<Partition>>) {
         let durable = self.policy.is_durable();
-        let pass = Arc::new(Pass::new(partitions, durable, Arc::clone(&self.figures)));
+        let pass = Arc::new(Pass::new(partitions, Arc::clone(&self.figures)));
         self.crew.run(&pass);
         let mut advanced = false;
         let mut failed = false;
         let outcomes = pass.outcomes.lock().expect("flush pass lock poisoned");
         for (partition, outcome) in pass.partitions.iter().zip(outcomes.iter()) {
             match outcome {
-                Some(Ok(true)) => advanced = true,
-                Some(Ok(false)) | None => {}
+                Some(Ok(Some(up_to))) => {
+                    partition.mark_flushed(*up_to, durable);
+                    advanced = true;
+                }
+                Some(Ok(None)) | None => {}
                 Some(Err(_)) if partition.is_offline() => {}
                 Some(Err(_)) => {
                     // The data may not be on disk: the high watermark must not pass it. Queue
@@ -188,23 +192,21 @@ impl Flusher {
 }
 
 /// One pass: its partitions, taken one at a time by whichever thread of the crew is free, and
-/// what became of each (`Ok(true)`: flushed and its high watermark advanced).
+/// what became of each (`Ok(Some(offset))`: durable below that offset).
 struct Pass {
     partitions: Vec<Arc<Partition>>,
-    durable: bool,
     next: AtomicUsize,
-    outcomes: Mutex<Vec<Option<std::io::Result<bool>>>>,
+    outcomes: Mutex<Vec<Option<std::io::Result<Option<i64>>>>>,
     remaining: Mutex<usize>,
     finished: Condvar,
     figures: Arc<FlushFigures>,
 }
 
 impl Pass {
-    fn new(partitions: Vec<Arc<Partition>>, durable: bool, figures: Arc<FlushFigures>) -> Pass {
+    fn new(partitions: Vec<Arc<Partition>>, figures: Arc<FlushFigures>) -> Pass {
         let count = partitions.len();
         Pass {
             partitions,
-            durable,
             next: AtomicUsize::new(0),
             outcomes: Mutex::new((0..count).map(|_| None).collect()),
             remaining: Mutex::new(count),
@@ -220,7 +222,7 @@ impl Pass {
             let Some(partition) = self.partitions.get(index) else {
                 return;
             };
-            let outcome = flush_partition(partition, self.durable, &self.figures);
+            let outcome = flush_partition(partition, &self.figures);
             self.outcomes.lock().expect("flush pass lock poisoned")[index] = Some(outcome);
             let mut remaining = self.remaining.lock().expect("flush pass lock poisoned");
             *remaining -= 1;
@@ -242,17 +244,16 @@ impl Pass {
 }
 
 /// One partition's flush: write out its direct tail and take what to fsync (under its lock),
-/// fsync (without it), then mark it flushed, which answers the producers waiting on it.
+/// then fsync (without it). Returns the offset below which it is now durable.
 fn flush_partition(
     partition: &Arc<Partition>,
-    durable: bool,
     figures: &FlushFigures,
-) -> std::io::Result<bool> {
+) -> std::io::Result<Option<i64>> {
     partition.flush_queued.store(false, Ordering::Release);
     partition.unflushed_messages.store(0, Ordering::Relaxed);
     let target = match partition.flush_target() {
         Ok(Some(target)) => target,
-        Ok(None) => return Ok(false),
+        Ok(None) => return Ok(None),
         Err(error) => {
             report_failure(partition, "writing appends to the log file failed", &error);
             return Err(std::io::Error::other(error.to_string()));
@@ -262,10 +263,7 @@ fn flush_partition(
     let synced = target.sync();
     figures.fsync.observe(started.elapsed());
     match synced {
-        Ok(()) => {
-            partition.mark_flushed(target.up_to, durable);
-            Ok(true)
-        }
+        Ok(()) => Ok(Some(target.up_to)),
         Err(error) => {
             report_failure(partition, "fsync failed", &error);
             Err(error)
