@@ -13,7 +13,8 @@
 //! is released once the response has been written (or the connection closed). The body is
 //! read into a buffer from the broker's cache of receive buffers ([`crate::receive_buffers`]),
 //! reused without zeroing and given back when the frame's last bytes drop; a new buffer's pages
-//! become resident only as its bytes arrive. A connection idle for `connections.max.idle.ms`
+//! become resident only as its bytes arrive. What the connection's read buffer already holds
+//! of the body is copied out of it, the rest is read from the socket straight into the frame. A connection idle for `connections.max.idle.ms`
 //! ([`crate::idle_expiry`]) is closed, also one stalled inside a frame.
 //!
 //! Ends: a peer that closes or resets the connection between frames ends it quietly (DEBUG);
@@ -37,7 +38,7 @@ use runnel_protocol::frame::{check_request_size, FrameError};
 use runnel_protocol::header::{self, CodecError, RawRequestHeader};
 use runnel_protocol::messages::ApiKey;
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -237,7 +238,7 @@ struct FramePools<'a> {
 /// Not cancel safe: a cancelled read loses a partly read frame. It is only cancelled when the
 /// connection closes anyway.
 async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
+    reader: &mut BufReader<R>,
     pools: &FramePools<'_>,
     request_bytes_max: usize,
     peer: SocketAddr,
@@ -256,7 +257,12 @@ async fn read_frame<R: AsyncRead + Unpin>(
     // Muted until the pool has room: nothing more is read from this peer meanwhile.
     let reservation = pools.memory.reserve(length).await;
     let mut body = pools.buffers.take(length);
-    body.read_from(reader, length).await?;
+    // What the read buffer already holds, then the rest straight from the socket into the
+    // frame: a body read through the read buffer would be copied once more.
+    let buffered = reader.buffer();
+    let taken = body.extend_from_slice(&buffered[..buffered.len().min(length)]);
+    reader.consume(taken);
+    body.read_from(reader.get_mut(), length).await?;
     let (bytes, buffer) = body.freeze_shared();
     Ok(Some(Frame {
         bytes,

@@ -158,6 +158,13 @@ impl ReceiveBuffer {
         Ok(())
     }
 
+    /// Appends as much of `bytes` as fits in the buffer's capacity; returns how much.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) -> usize {
+        let taken = bytes.len().min(self.bytes.capacity() - self.bytes.len());
+        self.bytes.extend_from_slice(&bytes[..taken]);
+        taken
+    }
+
     /// The bytes read so far.
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes
