@@ -535,3 +535,82 @@ fn a_reset_between_frames_is_not_logged_as_inside_a_frame() {
         "the reset inside a frame was not logged: {log}"
     );
 }
+
+/// The cache of receive buffers (`runnel_receive_buffers_cached_bytes`) keeps at most 64 MiB
+/// of idle buffers, a quarter of it per size class, however many frames were in flight at
+/// once. 20 connections each stop inside a frame until all 20 are being read, then finish it
+/// and read the answer (ApiVersions ignores the bytes after its body), for frames of several
+/// size classes in turn.
+#[test]
+fn receive_buffers_cached_stay_within_their_bound_after_many_concurrent_frames() {
+    const CONNECTIONS: usize = 20;
+    const CACHED_BYTES_MAX: f64 = (64 << 20) as f64;
+    const CLASS_BYTES_MAX: f64 = CACHED_BYTES_MAX / 4.0;
+    let broker = BrokerProcess::start(&[]);
+    let mut clients: Vec<RawClient> = (0..CONNECTIONS)
+        .map(|_| RawClient::connect(broker.addr))
+        .collect();
+    let request = ApiVersionsRequest::default();
+    for padding in [3 << 20, 900 << 10, 200 << 10, 50 << 10, 3 << 20] {
+        let mut frames = Vec::new();
+        for (index, client) in clients.iter_mut().enumerate() {
+            let mut frame = api_versions_frame(&request, index as i32);
+            frame.resize(frame.len() + padding, 0xA5);
+            let mut sent = (frame.len() as i32).to_be_bytes().to_vec();
+            sent.extend_from_slice(&frame[..frame.len() / 2]);
+            client.send_raw(&sent);
+            frames.push((index as i32, frame));
+        }
+        let announced: usize = frames.iter().map(|(_, frame)| frame.len()).sum();
+        // Every connection is inside its frame, its buffer taken.
+        wait_until("every frame to be reserved", DEADLINE, || {
+            broker.metric("runnel_request_memory_bytes") == Some(announced as f64)
+        });
+        for (client, (correlation_id, frame)) in clients.iter_mut().zip(&frames) {
+            client.send_raw(&frame[frame.len() / 2..]);
+            let response: ApiVersionsResponse =
+                client.receive(ApiKey::ApiVersions, 3, *correlation_id);
+            assert_eq!(response.error_code, 0);
+        }
+        wait_until("the request memory to be released", DEADLINE, || {
+            broker.metric("runnel_request_memory_bytes") == Some(0.0)
+        });
+        let cached = broker
+            .metric("runnel_receive_buffers_cached_bytes")
+            .expect("the cached bytes gauge");
+        eprintln!(
+            "after {CONNECTIONS} frames with {padding} bytes of padding: {cached} bytes cached"
+        );
+        assert!(cached <= CACHED_BYTES_MAX, "{cached} bytes cached");
+    }
+    // The 4 MiB class (3 MiB frames, twice) kept its share and no more; the others theirs.
+    let cached = broker
+        .metric("runnel_receive_buffers_cached_bytes")
+        .expect("the cached bytes gauge");
+    assert!(
+        cached >= CLASS_BYTES_MAX,
+        "{cached} bytes cached: buffers were not kept"
+    );
+    assert!(cached <= 3.0 * CLASS_BYTES_MAX, "{cached} bytes cached");
+    // The connections still serve.
+    for client in &mut clients {
+        assert_eq!(api_versions(client), 0);
+    }
+}
+
+/// An ApiVersions v3 request frame (header and body, no size prefix).
+fn api_versions_frame(request: &ApiVersionsRequest, correlation_id: i32) -> Vec<u8> {
+    use kafka_protocol::messages::RequestHeader;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::ApiVersions as i16)
+        .with_request_api_version(3)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("padded")));
+    let mut frame = bytes::BytesMut::new();
+    header
+        .encode(&mut frame, ApiKey::ApiVersions.request_header_version(3))
+        .expect("header");
+    request.encode(&mut frame, 3).expect("body");
+    frame.to_vec()
+}

@@ -69,6 +69,8 @@ pub struct Broker {
     pub console_rates: crate::console::rates::TopicRates,
     /// `queued.max.request.bytes`: memory for request frames, shared by every connection.
     pub request_memory: Arc<crate::request_memory::RequestMemoryPool>,
+    /// Idle buffers that request frames are read into, reused by every connection.
+    pub receive_buffers: Arc<crate::receive_buffers::ReceiveBufferPool>,
     /// `max.connections.per.ip` and its overrides.
     pub connection_quotas: Arc<crate::connection_quotas::ConnectionQuotas>,
     /// Raised once at shutdown, so that parked requests (long-poll fetches) answer at once.
@@ -104,6 +106,9 @@ impl Broker {
             metrics: Default::default(),
             console_rates: Default::default(),
             request_memory,
+            receive_buffers: crate::receive_buffers::ReceiveBufferPool::new(
+                crate::receive_buffers::CACHED_BYTES_MAX,
+            ),
             connection_quotas,
             stopping: tokio::sync::watch::channel(false).0,
             advertised: OnceLock::new(),

@@ -10,8 +10,11 @@
 //! connection (the reader stops reading past that). A frame's announced size is reserved from
 //! the broker's request memory (`queued.max.request.bytes`, [`crate::request_memory`]) before
 //! its body is read; the reader waits, reading nothing, until it gets it, and the reservation
-//! is released once the response has been written (or the connection closed). The body's pages
-//! become resident only as its bytes arrive. A connection idle for `connections.max.idle.ms`
+//! is released once the response has been written (or the connection closed). The body is
+//! read into a buffer from the broker's cache of receive buffers ([`crate::receive_buffers`]),
+//! reused without zeroing and given back when the frame's last bytes drop; a new buffer's pages
+//! become resident only as its bytes arrive. What the connection's read buffer already holds
+//! of the body is copied out of it, the rest is read from the socket straight into the frame. A connection idle for `connections.max.idle.ms`
 //! ([`crate::idle_expiry`]) is closed, also one stalled inside a frame.
 //!
 //! Ends: a peer that closes or resets the connection between frames ends it quietly (DEBUG);
@@ -35,7 +38,7 @@ use runnel_protocol::frame::{check_request_size, FrameError};
 use runnel_protocol::header::{self, CodecError, RawRequestHeader};
 use runnel_protocol::messages::ApiKey;
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -43,6 +46,7 @@ use tokio::sync::{mpsc, watch};
 use crate::api::{self, Reply, Request};
 use crate::broker::Broker;
 use crate::idle_expiry::{Activity, ActivityReader};
+use crate::receive_buffers::{FrameBuffer, ReceiveBufferPool};
 use crate::request_memory::{RequestMemoryPool, Reservation};
 use crate::sasl::{SaslState, Step};
 use crate::zero_copy;
@@ -104,9 +108,13 @@ pub(crate) async fn serve(
     // owed are dropped instead of waited for (a parked JoinGroup can wait out a rebalance
     // timeout of days; waiting would hold this connection's buffers as long).
     let mut peer_gone = false;
+    let pools = FramePools {
+        memory: &broker.request_memory,
+        buffers: &broker.receive_buffers,
+    };
     loop {
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, &broker.request_memory, request_bytes_max, peer) => frame,
+            frame = read_frame(&mut reader, &pools, request_bytes_max, peer) => frame,
             () = crate::server::stopped(&mut shutdown) => break,
             () = activity.expired(idle_max) => {
                 idle = true;
@@ -126,18 +134,19 @@ pub(crate) async fn serve(
                 break;
             }
         };
-        let (mut reply, then_close) = match answer(&broker, &mut sasl, users, frame.bytes, peer) {
-            Ok(Ok(answered)) => answered,
-            Ok(Err(refusal)) => {
-                tracing::warn!(%peer, %refusal, "closing connection");
-                break;
-            }
-            Err(error) => {
-                closed_for_bad_input(&broker, peer, &error);
-                peer_gone = true;
-                break;
-            }
-        };
+        let (mut reply, then_close) =
+            match answer(&broker, &mut sasl, users, frame.bytes, frame.buffer, peer) {
+                Ok(Ok(answered)) => answered,
+                Ok(Err(refusal)) => {
+                    tracing::warn!(%peer, %refusal, "closing connection");
+                    break;
+                }
+                Err(error) => {
+                    closed_for_bad_input(&broker, peer, &error);
+                    peer_gone = true;
+                    break;
+                }
+            };
         reply.memory = Some(frame.memory);
         let sent = tokio::select! {
             sent = replies.send((received, reply)) => sent.is_ok(),
@@ -208,10 +217,17 @@ fn closed_for_bad_input(broker: &Broker, peer: SocketAddr, error: &ConnectionErr
         .fetch_add(1, Ordering::Relaxed);
 }
 
-/// A request frame and the request memory held for it.
+/// A request frame, its buffer and the request memory held for it.
 struct Frame {
     bytes: Bytes,
+    buffer: FrameBuffer,
     memory: Reservation,
+}
+
+/// Where a frame's memory comes from: its reservation, then its buffer.
+struct FramePools<'a> {
+    memory: &'a Arc<RequestMemoryPool>,
+    buffers: &'a Arc<ReceiveBufferPool>,
 }
 
 /// Reads one frame. `Ok(None)` is an end of the connection between frames: a clean close, or
@@ -222,8 +238,8 @@ struct Frame {
 /// Not cancel safe: a cancelled read loses a partly read frame. It is only cancelled when the
 /// connection closes anyway.
 async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    memory: &Arc<RequestMemoryPool>,
+    reader: &mut BufReader<R>,
+    pools: &FramePools<'_>,
     request_bytes_max: usize,
     peer: SocketAddr,
 ) -> Result<Option<Frame>, ConnectionError> {
@@ -239,12 +255,18 @@ async fn read_frame<R: AsyncRead + Unpin>(
     reader.read_exact(&mut size[1..]).await?;
     let length = check_request_size(i32::from_be_bytes(size), request_bytes_max)?;
     // Muted until the pool has room: nothing more is read from this peer meanwhile.
-    let reservation = memory.reserve(length).await;
-    // Zeroed pages of a large allocation are mapped lazily: resident as bytes arrive.
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).await?;
+    let reservation = pools.memory.reserve(length).await;
+    let mut body = pools.buffers.take(length);
+    // What the read buffer already holds, then the rest straight from the socket into the
+    // frame: a body read through the read buffer would be copied once more.
+    let buffered = reader.buffer();
+    let taken = body.extend_from_slice(&buffered[..buffered.len().min(length)]);
+    reader.consume(taken);
+    body.read_from(reader.get_mut(), length).await?;
+    let (bytes, buffer) = body.freeze_shared();
     Ok(Some(Frame {
-        bytes: Bytes::from(body),
+        bytes,
+        buffer,
         memory: reservation,
     }))
 }
@@ -256,6 +278,7 @@ fn answer(
     sasl: &mut SaslState,
     users: Option<&crate::sasl::PlainUsers>,
     mut frame: Bytes,
+    buffer: FrameBuffer,
     peer: SocketAddr,
 ) -> Result<Result<(Answer, bool), String>, ConnectionError> {
     let ready = |bytes| Answer {
@@ -265,7 +288,7 @@ fn answer(
         handled: None,
     };
     Ok(match sasl.step(users, &mut frame)? {
-        Step::Dispatch => Ok((handle_frame(broker, frame, peer)?, false)),
+        Step::Dispatch => Ok((handle_frame(broker, frame, buffer, peer)?, false)),
         Step::Respond(bytes) => Ok((ready(bytes), false)),
         Step::RespondAndClose(bytes) => Ok((ready(bytes), true)),
         Step::Close(reason) => Err(reason),
@@ -285,6 +308,7 @@ struct Answer {
 fn handle_frame(
     broker: &Arc<Broker>,
     mut frame: Bytes,
+    buffer: FrameBuffer,
     peer: SocketAddr,
 ) -> Result<Answer, ConnectionError> {
     let raw = RawRequestHeader::peek(&frame)?;
@@ -319,6 +343,7 @@ fn handle_frame(
         version: raw.api_version,
         header,
         body: frame,
+        frame: Some(buffer),
         peer,
         figures: broker.metrics.api(api),
     };

@@ -240,8 +240,8 @@ fn apply(broker: &Broker, partition: &Arc<Partition>, output: Output<Responder>)
         send_all(replies);
         return;
     }
-    let batch = encode_batch(&records, crate::now_ms());
-    match broker.replicas.append(partition, &batch, false) {
+    let mut batch = encode_batch(&records, crate::now_ms());
+    match broker.replicas.append(partition, &mut batch, false) {
         Ok(appended) if broker.replicas.is_durable() => {
             let partition = Arc::clone(partition);
             tokio::spawn(async move {

@@ -1,7 +1,8 @@
 //! The Runnel broker: everything between a client's socket and the storage engine.
 //!
 //! Owns the listener and connections ([`connection`], with their limits in
-//! [`connection_quotas`] and [`request_memory`]), one handler per Kafka API ([`api`]),
+//! [`connection_quotas`] and [`request_memory`], the buffers frames are read into in
+//! [`receive_buffers`]), one handler per Kafka API ([`api`]),
 //! the partitions this broker hosts ([`replica_manager`], [`partition`]) in their log
 //! directories ([`log_dirs`]: JBOD, placement, failed directories; moves between them in
 //! [`replica_move`]), KIP-430's authorized operations ([`authorized_operations`]), the group-commit
@@ -45,6 +46,7 @@ pub mod metadata_rebuild;
 pub mod metrics;
 pub mod partition;
 pub mod partition_metadata;
+pub mod receive_buffers;
 pub mod record_errors;
 pub mod replica_manager;
 pub mod replica_move;

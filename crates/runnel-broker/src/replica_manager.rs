@@ -566,10 +566,14 @@ impl ReplicaManager {
     /// `acks_all`, the partition's in-sync replicas must number at least the topic's
     /// `min.insync.replicas` (single node: the ISR is this broker alone), as Kafka checks
     /// before appending.
+    ///
+    /// `records` is appended where it lies (the request's own frame), not copied: the log
+    /// patches its base offset and leader epoch, and a log-append-time topic its timestamps,
+    /// in place. Only a batch recompressed for the topic's `compression.type` is a new buffer.
     pub fn append(
         &self,
         partition: &Arc<Partition>,
-        records: &[u8],
+        records: &mut [u8],
         acks_all: bool,
     ) -> Result<Appended, AppendFailure> {
         if partition.is_offline() {
@@ -583,13 +587,17 @@ impl ReplicaManager {
             });
         }
         let header = validate_produced(records, settings.max_message_bytes)?;
-        let mut batch = self.checked_batch(partition, records, &header, &settings)?;
+        let mut recompressed = self.checked_batch(partition, records, &header, &settings)?;
+        let batch: &mut [u8] = match recompressed.as_mut() {
+            Some(recompressed) => recompressed,
+            None => records,
+        };
         let log_append_time = settings.log_append_time.then(crate::now_ms);
         if let Some(now) = log_append_time {
-            record_batch::set_log_append_time(&mut batch, now);
+            record_batch::set_log_append_time(batch, now);
         }
         let durable = self.is_durable();
-        let outcome = match partition.append(&mut batch, crate::now_ms(), durable) {
+        let outcome = match partition.append(batch, crate::now_ms(), durable) {
             Ok(outcome) => outcome,
             Err(error @ AppendError::Io { .. }) => {
                 self.fail_partition_dir(partition, &error);
@@ -622,8 +630,8 @@ impl ReplicaManager {
     }
 
     /// Walks every record of the validated batch `records` (Kafka's `LogValidator`) and returns
-    /// the batch to append: `records` itself, or, where the topic's `compression.type` names
-    /// another codec, the batch recompressed in the same pass. A compacted topic refuses a
+    /// the batch to append instead of `records` (`None`: `records` itself): where the topic's
+    /// `compression.type` names another codec, the batch recompressed in the same pass. A compacted topic refuses a
     /// record without a key, and a create-time topic a timestamp outside its bounds
     /// ([`crate::record_errors`]).
     fn checked_batch(
@@ -632,7 +640,7 @@ impl ReplicaManager {
         records: &[u8],
         header: &BatchHeader,
         settings: &TopicSettings,
-    ) -> Result<Vec<u8>, AppendFailure> {
+    ) -> Result<Option<Vec<u8>>, AppendFailure> {
         let inflated_bytes_max = self.config.socket_request_max_bytes;
         let bounds = (!settings.log_append_time).then(|| TimestampBounds {
             now_ms: crate::now_ms(),
@@ -669,7 +677,7 @@ impl ReplicaManager {
                 bounds.as_ref(),
             )));
         }
-        Ok(recompressed.unwrap_or_else(|| records.to_vec()))
+        Ok(recompressed)
     }
 }
 

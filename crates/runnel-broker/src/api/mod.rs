@@ -60,6 +60,9 @@ pub struct Request {
     pub version: i16,
     pub header: RequestHeader,
     pub body: Bytes,
+    /// The buffer the frame was read into, which a handler may write in place once it has
+    /// dropped every [`Bytes`] of the frame (produce appends its batches from it).
+    pub frame: Option<crate::receive_buffers::FrameBuffer>,
     /// The client's address.
     pub peer: SocketAddr,
     /// The API's figures, where the response's error codes are counted.

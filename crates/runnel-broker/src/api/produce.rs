@@ -4,22 +4,27 @@
 //! idempotent producer reach the log in sequence order. With acks=1 or acks=all in durable
 //! mode the reply waits until every appended partition's high watermark (its fsync'd offset)
 //! passes the batch, bounded by the request's `timeout_ms` (`REQUEST_TIMED_OUT` past it).
-//! acks=0 gets no response at all, as in Kafka. A batch refused because of some of its records
+//! acks=0 gets no response at all, as in Kafka. Each batch is appended from the request's
+//! frame itself, not a copy: the decoded request is taken apart first (names copied, each
+//! batch kept as its place in the frame) so that nothing else refers to the frame's bytes. A batch refused because of some of its records
 //! names them in `record_errors` (KIP-467, [`crate::record_errors`]).
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use runnel_protocol::header::CodecError;
 use runnel_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use runnel_protocol::messages::{ProduceRequest, ProduceResponse};
+use runnel_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use runnel_protocol::{ErrorCode, StrBytes};
 
 use super::{Reply, Request};
 use crate::broker::Broker;
 use crate::partition::Partition;
+use crate::receive_buffers::FrameBuffer;
 use crate::replica_manager::{AppendFailure, Appended};
 
 /// The wait used when a request carries no positive timeout.
@@ -35,32 +40,31 @@ struct PartitionOutcome {
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: ProduceRequest = request.decode()?;
     let acks = body.acks;
+    let timeout_ms = body.timeout_ms;
     let valid_acks = matches!(acks, -1..=1);
-    let mut topics = Vec::with_capacity(body.topic_data.len());
-    for topic in &body.topic_data {
-        let outcomes: Vec<PartitionOutcome> = topic
-            .partition_data
-            .iter()
-            .map(|data| {
+    let (names, mut batches) = batches_in_frame(&mut request, body);
+    // Every `Bytes` of the frame is gone: its batches are appended where they lie.
+    let mut frame = request.frame.take();
+    let mut topics = Vec::with_capacity(names.len());
+    for (name, partitions) in names.into_iter().zip(batches.iter_mut()) {
+        let outcomes: Vec<PartitionOutcome> = partitions
+            .iter_mut()
+            .map(|(index, batch)| {
                 if !valid_acks {
-                    return failed(data.index, ErrorCode::InvalidRequiredAcks, None);
+                    return failed(*index, ErrorCode::InvalidRequiredAcks, None);
                 }
-                append(
-                    broker,
-                    topic.name.as_str(),
-                    data.index,
-                    data.records.as_deref(),
-                    acks == -1,
-                )
+                let records = batch.records(frame.as_mut());
+                append(broker, name.as_str(), *index, records, acks == -1)
             })
             .map(|outcome| outcome.for_version(request.version))
             .collect();
-        topics.push((topic.name.clone(), outcomes));
+        topics.push((name, outcomes));
     }
+    drop(frame);
     if acks == 0 {
         return Ok(Reply::None);
     }
-    let timeout = match body.timeout_ms {
+    let timeout = match timeout_ms {
         ms if ms > 0 => Duration::from_millis(ms as u64),
         _ => DURABLE_WAIT_DEFAULT,
     };
@@ -104,11 +108,78 @@ impl PartitionOutcome {
     }
 }
 
+/// Where one partition's batch is: in the frame, or (not expected) copied out of it.
+enum Batch {
+    None,
+    InFrame(Range<usize>),
+    Copied(Vec<u8>),
+}
+
+impl Batch {
+    /// The batch's bytes to append: in the frame when nothing else refers to it, else a copy.
+    fn records<'a>(&'a mut self, frame: Option<&'a mut FrameBuffer>) -> &'a mut [u8] {
+        if let (Batch::InFrame(range), Some(frame)) = (&*self, frame) {
+            let range = range.clone();
+            if frame.is_writable() {
+                return frame
+                    .bytes_mut()
+                    .map(|bytes| &mut bytes[range])
+                    .unwrap_or_default();
+            }
+            *self = Batch::Copied(frame.as_slice()[range].to_vec());
+        }
+        match self {
+            Batch::Copied(bytes) => bytes,
+            Batch::None | Batch::InFrame(_) => &mut [],
+        }
+    }
+}
+
+/// The topics' names (copied) and their partitions' batches (by place in the frame), with
+/// every `Bytes` of the frame in `request` and `body` dropped, so that the frame can be
+/// written in place.
+fn batches_in_frame(
+    request: &mut Request,
+    body: ProduceRequest,
+) -> (Vec<TopicName>, Vec<Vec<(i32, Batch)>>) {
+    let mut names = Vec::with_capacity(body.topic_data.len());
+    let mut batches = Vec::with_capacity(body.topic_data.len());
+    for topic in body.topic_data {
+        names.push(TopicName(StrBytes::from_string(topic.name.to_string())));
+        let partitions = topic
+            .partition_data
+            .into_iter()
+            .map(|data| {
+                let batch = match (&data.records, &request.frame) {
+                    (None, _) => Batch::None,
+                    (Some(records), Some(frame)) => match frame.range_of(records) {
+                        Some(range) => Batch::InFrame(range),
+                        None => Batch::Copied(records.to_vec()),
+                    },
+                    (Some(records), None) => Batch::Copied(records.to_vec()),
+                };
+                (data.index, batch)
+            })
+            .collect();
+        batches.push(partitions);
+    }
+    request.body = Bytes::new();
+    let header = &mut request.header;
+    header.client_id = header
+        .client_id
+        .take()
+        .map(|id| StrBytes::from_string(id.to_string()));
+    for field in header.unknown_tagged_fields.values_mut() {
+        *field = Bytes::copy_from_slice(field);
+    }
+    (names, batches)
+}
+
 fn append(
     broker: &Broker,
     topic: &str,
     index: i32,
-    records: Option<&[u8]>,
+    records: &mut [u8],
     acks_all: bool,
 ) -> PartitionOutcome {
     let Some(partition) = broker.replicas.partition(topic, index) else {
@@ -118,10 +189,7 @@ fn append(
         }
         return failed(index, ErrorCode::UnknownTopicOrPartition, None);
     };
-    match broker
-        .replicas
-        .append(&partition, records.unwrap_or_default(), acks_all)
-    {
+    match broker.replicas.append(&partition, records, acks_all) {
         Ok(Appended {
             base_offset,
             last_offset,
@@ -178,9 +246,7 @@ fn failed(index: i32, code: ErrorCode, message: Option<String>) -> PartitionOutc
     }
 }
 
-fn response(
-    topics: Vec<(runnel_protocol::messages::TopicName, Vec<PartitionOutcome>)>,
-) -> ProduceResponse {
+fn response(topics: Vec<(TopicName, Vec<PartitionOutcome>)>) -> ProduceResponse {
     let responses = topics
         .into_iter()
         .map(|(name, outcomes)| {

@@ -93,6 +93,7 @@ async fn configs(broker: &Arc<Broker>) -> Result<Vec<BrokerConfigView>, ConsoleE
             .with_request_api_version(version)
             .with_client_id(Some(StrBytes::from_static_str("runnel-console"))),
         body: encoded.freeze(),
+        frame: None,
         peer: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         figures: None,
     };

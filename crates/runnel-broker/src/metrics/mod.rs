@@ -307,6 +307,11 @@ pub fn render(broker: &Broker, groups: &[GroupOffsets]) -> String {
             "Connections waiting now for request memory (reading nothing meanwhile).",
             pool.waiting(),
         ),
+        (
+            "runnel_receive_buffers_cached_bytes",
+            "Capacity of the idle request receive buffers cached for reuse.",
+            broker.receive_buffers.cached_bytes() as u64,
+        ),
     ] {
         header(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
