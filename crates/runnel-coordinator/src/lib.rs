@@ -13,8 +13,11 @@
 //!   [`Output`]: the records to append and the replies to send once they are durable. JoinGroup
 //!   and SyncGroup replies are held inside until their rebalance completes.
 //!
-//! - [`transaction`]: the transaction coordinator's `__transaction_state` records (Kafka's
-//!   schemas) and one transactional id's state and transitions.
+//! - [`transaction`]: the transaction coordinator over `__transaction_state`: its records
+//!   (Kafka's schemas), one transactional id's state and transitions, and
+//!   [`transaction::TxnCoordinator`], which takes InitProducerId, AddPartitionsToTxn (and its
+//!   KIP-890 verification), AddOffsetsToTxn, EndTxn (v1 and v2), marker completions and timer
+//!   ticks, and returns records, replies and the transaction markers for the driver to write.
 //!
 //! - [`consumer_lag`]: the one definition of a group's lag, shared by the broker (console,
 //!   `/metrics`) and `runnel group describe`; [`assignment`] decodes the consumer protocol's

@@ -12,13 +12,20 @@
 //! - [`state`]: one transactional id ([`TxnMetadata`]) and Kafka's state transitions.
 //! - [`request`]: the requests and answers in protocol-neutral terms, and the error codes.
 //! - [`config`]: Kafka's transaction settings and defaults.
+//! - [`coordinator`]: [`TxnCoordinator`], one partition's transactional ids: requests, marker
+//!   completions and timer ticks in, [`TxnOutput`] (records, replies, markers to write) out.
 
 pub mod config;
+pub mod coordinator;
 pub mod record;
 pub mod request;
 pub mod state;
 
+#[cfg(test)]
+mod tests;
+
 pub use config::TxnConfig;
+pub use coordinator::{ProducerIdAllocator, TxnCoordinator, TxnOutput, WriteMarkers};
 pub use record::{TxnRecord, TxnRecordError, TxnValue};
 pub use request::{TxnErrorCode, TxnRequest, TxnResponse, TxnResult};
 pub use state::{TxnMetadata, TxnState, TxnVersion};
