@@ -151,6 +151,14 @@ impl TxnCoordinator {
                     "skipping a transaction record in a state Kafka never writes"
                 );
             }
+            Some(value) if value.producer_id < 0 || value.producer_epoch < 0 => {
+                tracing::warn!(
+                    transactional_id = %record.transactional_id,
+                    producer_id = value.producer_id,
+                    producer_epoch = value.producer_epoch,
+                    "skipping a transaction record without a producer id and epoch"
+                );
+            }
             Some(value) => {
                 self.txns
                     .insert(record.transactional_id, TxnMetadata::from_value(&value));
@@ -266,7 +274,7 @@ impl TxnCoordinator {
             .txns
             .iter()
             .filter(|(_, txn)| txn.state.expiration_allowed())
-            .filter(|(_, txn)| txn.last_update_timestamp_ms <= now_ms - expiration_ms)
+            .filter(|(_, txn)| txn.last_update_timestamp_ms <= now_ms.saturating_sub(expiration_ms))
             .map(|(id, _)| id.clone())
             .collect();
         expired.sort();
@@ -420,7 +428,8 @@ impl TxnCoordinator {
         if txn.producer_id != add.producer_id {
             return Err(TxnErrorCode::InvalidProducerIdMapping);
         }
-        if txn.producer_epoch != add.producer_epoch {
+        // i16::MAX is only ever a fencing epoch: no producer holds it.
+        if txn.producer_epoch != add.producer_epoch || add.producer_epoch == i16::MAX {
             return Err(TxnErrorCode::ProducerFenced);
         }
         if txn.state.is_prepared() {

@@ -273,18 +273,21 @@ impl TxnMetadata {
         expected_epoch: Option<i16>,
         now_ms: i64,
     ) -> Result<TxnMetadata, FencedError> {
-        assert!(
-            !epoch_exhausted(self.producer_epoch),
-            "no epochs left for producer id {}",
-            self.producer_id
-        );
-        let bumped = self.producer_epoch + 1;
+        // The caller rotates to a new producer id instead of bumping an exhausted epoch.
+        let bumped = || {
+            assert!(
+                !epoch_exhausted(self.producer_epoch),
+                "no epochs left for producer id {}",
+                self.producer_id
+            );
+            self.producer_epoch + 1
+        };
         let (producer_epoch, last_producer_epoch) = match expected_epoch {
-            None => (bumped, NO_PRODUCER_EPOCH),
+            None => (bumped(), NO_PRODUCER_EPOCH),
             Some(expected)
                 if self.producer_epoch == NO_PRODUCER_EPOCH || expected == self.producer_epoch =>
             {
-                (bumped, self.producer_epoch)
+                (bumped(), self.producer_epoch)
             }
             Some(expected) if expected == self.last_producer_epoch => {
                 (self.producer_epoch, self.last_producer_epoch)
@@ -375,7 +378,8 @@ impl TxnMetadata {
                 );
                 (self.producer_epoch, self.producer_epoch)
             } else {
-                (self.producer_epoch + 1, self.producer_epoch)
+                // The callers refuse requests at i16::MAX, an epoch no producer is given.
+                (self.producer_epoch.saturating_add(1), self.producer_epoch)
             }
         } else {
             (self.producer_epoch, self.last_producer_epoch)

@@ -60,7 +60,7 @@ impl TxnCoordinator {
             })
             .filter(|(_, txn)| {
                 filter.duration_ms_min < 0
-                    || now_ms - txn.start_timestamp_ms > filter.duration_ms_min
+                    || now_ms.saturating_sub(txn.start_timestamp_ms) > filter.duration_ms_min
             })
             .map(|(id, txn)| ListedTxn {
                 transactional_id: id.clone(),

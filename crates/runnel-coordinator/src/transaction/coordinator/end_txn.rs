@@ -51,7 +51,7 @@ impl TxnCoordinator {
         if txn.producer_id != end.producer_id {
             return Err(TxnErrorCode::InvalidProducerIdMapping);
         }
-        if txn.producer_epoch != end.producer_epoch {
+        if txn.producer_epoch != end.producer_epoch || end.producer_epoch == i16::MAX {
             return Err(TxnErrorCode::ProducerFenced);
         }
         let done = EndTxnResult::error(TxnErrorCode::None);
@@ -112,7 +112,8 @@ impl TxnCoordinator {
         if txn.producer_id != end.producer_id && !retry_on_overflow {
             return Err(TxnErrorCode::InvalidProducerIdMapping);
         }
-        if !valid_epoch {
+        // i16::MAX is only ever a fencing epoch: no producer holds it.
+        if !valid_epoch || end.producer_epoch == i16::MAX {
             return Err(TxnErrorCode::ProducerFenced);
         }
         let current = EndTxnResult {
@@ -225,7 +226,11 @@ impl TxnCoordinator {
             .txns
             .iter()
             .filter(|(_, txn)| txn.state == TxnState::Ongoing)
-            .filter(|(_, txn)| txn.start_timestamp_ms + i64::from(txn.timeout_ms) < now_ms)
+            .filter(|(_, txn)| {
+                txn.start_timestamp_ms
+                    .saturating_add(i64::from(txn.timeout_ms))
+                    < now_ms
+            })
             .map(|(id, _)| id.clone())
             .collect();
         timed_out.sort();
