@@ -28,8 +28,11 @@
 //!                                tag 0 PreviousProducerId i64 (default -1)
 //!                                tag 1 NextProducerId i64 (default -1)
 //!                                tag 2 ClientTransactionVersion i16 (default 0)
-//!                                tag 3 NextProducerEpoch i16 (default -1; Kafka's newest
-//!                                      schema, KIP-939; read, and written only if set)
+//!                                tag 3 NextProducerEpoch i16 (default -1): Kafka's newest
+//!                                      `TransactionLog.java` writes a NextProducerEpoch
+//!                                      (KIP-939) but the schema file we read predates it, so
+//!                                      its tag number 3 is our assumption: read only when it
+//!                                      is 2 bytes (skipped otherwise), written only if set
 //! ```
 //! `string` is an i16 length and UTF-8 bytes; a compact string a uvarint length+1. Statuses are
 //! Kafka's `TransactionState` ids ([`TxnState::id`]). The partitions are null exactly when the
@@ -349,8 +352,7 @@ fn decode_tagged_fields(buf: &mut Reader<'_>, value: &mut TxnValue) -> Result<()
                 value.client_transaction_version =
                     Reader(data).i16("client transaction version")?;
             }
-            TAG_NEXT_PRODUCER_EPOCH => {
-                expect(2)?;
+            TAG_NEXT_PRODUCER_EPOCH if size == 2 => {
                 value.next_producer_epoch = Reader(data).i16("next producer epoch")?;
             }
             _ => {}

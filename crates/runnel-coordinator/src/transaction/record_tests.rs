@@ -143,6 +143,7 @@ fn value_v1_reads_next_producer_epoch_and_skips_unknown_tags() {
     let mut bytes = head(1, 5);
     bytes.push(1);
     bytes.extend_from_slice(&timestamps());
+    let tail = bytes.clone();
     bytes.push(2);
     bytes.extend_from_slice(&[3, 2, 0, 9]); // NextProducerEpoch = 9
     bytes.extend_from_slice(&[40, 3, 1, 2, 3]); // a tag from the future
@@ -150,6 +151,11 @@ fn value_v1_reads_next_producer_epoch_and_skips_unknown_tags() {
     let stored = decoded.value.expect("a value");
     assert_eq!(stored.next_producer_epoch, 9);
     assert_eq!(stored.state, TxnState::CompleteAbort);
+    // Tag 3's number is assumed, not read from Kafka's schema: another size is skipped.
+    let mut other = tail;
+    other.extend_from_slice(&[1, 3, 4, 1, 2, 3, 4]);
+    let decoded = TxnRecord::decode(Some(&[0, 0, 0, 1, b'a']), Some(&other)).expect("decodes");
+    assert_eq!(decoded.value.expect("a value").next_producer_epoch, -1);
 }
 
 #[test]
