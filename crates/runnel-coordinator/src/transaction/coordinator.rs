@@ -346,6 +346,10 @@ impl TxnCoordinator {
             );
         }
         let txn = &self.txns[id];
+        if txn.state.is_prepared() {
+            // Markers are being written (Kafka's pending transition to Complete*): retry.
+            return Err(TxnErrorCode::ConcurrentTransactions);
+        }
         let expected = init.producer_id_and_epoch;
         if let Some((producer_id, epoch)) = expected {
             // KIP-360: a recovering producer keeps its id unless another producer took over.
@@ -357,9 +361,6 @@ impl TxnCoordinator {
             }
         }
         match txn.state {
-            TxnState::PrepareCommit | TxnState::PrepareAbort => {
-                Err(TxnErrorCode::ConcurrentTransactions)
-            }
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
                 let rotate = epoch_exhausted(txn.producer_epoch)
                     && expected.is_none_or(|(_, epoch)| epoch == txn.producer_epoch);
@@ -395,8 +396,11 @@ impl TxnCoordinator {
                 self.fence_and_abort(id, now_ms, out);
                 Err(TxnErrorCode::ConcurrentTransactions)
             }
-            TxnState::Dead | TxnState::PrepareEpochFence => {
-                unreachable!("a held transaction is never {}", txn.state.name())
+            TxnState::PrepareCommit
+            | TxnState::PrepareAbort
+            | TxnState::Dead
+            | TxnState::PrepareEpochFence => {
+                unreachable!("InitProducerId in state {}", txn.state.name())
             }
         }
     }
@@ -417,12 +421,10 @@ impl TxnCoordinator {
             .txns
             .get(id)
             .ok_or(TxnErrorCode::InvalidProducerIdMapping)?;
-        if txn.state.is_prepared()
-            && txn.next_producer_id != -1
-            && add.producer_id == txn.next_producer_id
-        {
-            // The producer already uses the id its EndTxn rotated to; the rotation completes
-            // with the markers.
+        if txn.state.is_prepared() {
+            // Markers are being written (Kafka's pending transition to Complete*): checked
+            // first, as Kafka does, so a producer already on the id a v2 EndTxn rotated to
+            // waits for the rotation to complete.
             return Err(TxnErrorCode::ConcurrentTransactions);
         }
         if txn.producer_id != add.producer_id {
@@ -431,9 +433,6 @@ impl TxnCoordinator {
         // i16::MAX is only ever a fencing epoch: no producer holds it.
         if txn.producer_epoch != add.producer_epoch || add.producer_epoch == i16::MAX {
             return Err(TxnErrorCode::ProducerFenced);
-        }
-        if txn.state.is_prepared() {
-            return Err(TxnErrorCode::ConcurrentTransactions);
         }
         let known = add.partitions.iter().all(|p| txn.partitions.contains(p));
         if txn.state == TxnState::Ongoing && known {

@@ -385,11 +385,21 @@ fn commit_prepares_replies_writes_markers_then_completes() {
     assert_eq!((markers.producer_id, markers.producer_epoch), p);
     assert_eq!(markers.partitions, [offsets, ("orders".to_string(), 2)]);
 
-    // While the markers are out: a commit retry waits, an abort is refused.
+    // While the markers are out (Kafka's pending transition) everything waits; a stale epoch
+    // is still fenced first.
     let (again, _) = end(&mut c, "app", p, TxnResult::Commit, TxnVersion::V0, 21);
     assert_eq!(again.error, TxnErrorCode::ConcurrentTransactions);
     let (abort, _) = end(&mut c, "app", p, TxnResult::Abort, TxnVersion::V0, 21);
-    assert_eq!(abort.error, TxnErrorCode::InvalidTxnState);
+    assert_eq!(abort.error, TxnErrorCode::ConcurrentTransactions);
+    let (stale, _) = end(
+        &mut c,
+        "app",
+        (p.0, p.1 + 1),
+        TxnResult::Abort,
+        TxnVersion::V0,
+        21,
+    );
+    assert_eq!(stale.error, TxnErrorCode::ProducerFenced);
     let (error, _) = add(&mut c, "app", p, &[("orders", 3)], TxnVersion::V0, 21);
     assert_eq!(error, TxnErrorCode::ConcurrentTransactions);
 

@@ -13,6 +13,10 @@
 //! CompleteAbort    NONE   bump      ITS    ITS
 //! CompleteCommit   ITS    bump      NONE   ITS
 //! ```
+//!
+//! While a transaction's markers are written (PrepareCommit/PrepareAbort: Kafka's pending
+//! transition to Complete*), InitProducerId, AddPartitionsToTxn and an EndTxn that passes the
+//! producer checks get CONCURRENT_TRANSACTIONS, whatever the result asked, as in Kafka.
 
 use super::*;
 
@@ -54,6 +58,10 @@ impl TxnCoordinator {
         if txn.producer_epoch != end.producer_epoch || end.producer_epoch == i16::MAX {
             return Err(TxnErrorCode::ProducerFenced);
         }
+        if txn.state.is_prepared() {
+            // Markers are being written (Kafka's pending transition to Complete*): retry.
+            return Err(TxnErrorCode::ConcurrentTransactions);
+        }
         let done = EndTxnResult::error(TxnErrorCode::None);
         match (txn.state, end.result) {
             (TxnState::Ongoing, result) => {
@@ -70,11 +78,13 @@ impl TxnCoordinator {
             }
             (TxnState::CompleteCommit, TxnResult::Commit)
             | (TxnState::CompleteAbort, TxnResult::Abort) => Ok(done),
-            (TxnState::PrepareCommit, TxnResult::Commit)
-            | (TxnState::PrepareAbort, TxnResult::Abort) => {
-                Err(TxnErrorCode::ConcurrentTransactions)
-            }
-            (TxnState::Dead | TxnState::PrepareEpochFence, _) => {
+            (
+                TxnState::PrepareCommit
+                | TxnState::PrepareAbort
+                | TxnState::Dead
+                | TxnState::PrepareEpochFence,
+                _,
+            ) => {
                 unreachable!("a held transaction is never {}", txn.state.name())
             }
             (state, result) => Err(invalid_state(id, state, result)),
@@ -116,6 +126,10 @@ impl TxnCoordinator {
         if !valid_epoch || end.producer_epoch == i16::MAX {
             return Err(TxnErrorCode::ProducerFenced);
         }
+        if txn.state.is_prepared() {
+            // A retry while the markers are written (Kafka's pending transition): retry.
+            return Err(TxnErrorCode::ConcurrentTransactions);
+        }
         let current = EndTxnResult {
             error: TxnErrorCode::None,
             producer_id: txn.producer_id,
@@ -140,9 +154,6 @@ impl TxnCoordinator {
                 // v2 lets a client abort when unsure whether a transaction is open.
                 let (version, state) = (end.client_version, TxnState::PrepareAbort);
                 self.prepare_v2(id, state, version, true, now_ms, out)
-            }
-            (TxnState::PrepareCommit, Commit) | (TxnState::PrepareAbort, Abort) => {
-                Err(TxnErrorCode::ConcurrentTransactions)
             }
             (state, result) => Err(invalid_state(id, state, result)),
         }
