@@ -44,6 +44,10 @@ use super::state::{
 };
 use super::{partition_for_transactional_id, CONSUMER_OFFSETS_TOPIC};
 
+/// The most transactional ids one timer pass aborts or expires: a bound on the records (and
+/// markers) of one output. What is left is done by the next pass, due at once.
+pub const TIMER_PASS_IDS_MAX: usize = 1024;
+
 /// Where producer ids come from: the cluster's durable producer-id blocks (Kafka's
 /// `ProducerIdManager`). An error is answered to the client as is.
 pub trait ProducerIdAllocator {
@@ -253,22 +257,30 @@ impl TxnCoordinator {
         if self.loading {
             return out;
         }
+        // A pass that hit its bound runs again at once, so each output stays one modest batch.
         if now_ms >= self.next_abort_check_ms {
-            self.abort_timed_out(now_ms, &mut out);
-            self.next_abort_check_ms =
-                now_ms + self.config.abort_timed_out_transaction_cleanup_interval_ms;
+            let more = self.abort_timed_out(now_ms, &mut out);
+            self.next_abort_check_ms = if more {
+                now_ms
+            } else {
+                now_ms + self.config.abort_timed_out_transaction_cleanup_interval_ms
+            };
         }
         if now_ms >= self.next_expiration_check_ms {
-            self.remove_expired(now_ms, &mut out);
-            self.next_expiration_check_ms =
-                now_ms + self.config.remove_expired_transaction_cleanup_interval_ms;
+            let more = self.remove_expired(now_ms, &mut out);
+            self.next_expiration_check_ms = if more {
+                now_ms
+            } else {
+                now_ms + self.config.remove_expired_transaction_cleanup_interval_ms
+            };
         }
         out
     }
 
     /// Kafka's `transactionalIdExpiration`: ids idle (Empty or complete) for
-    /// `transactional.id.expiration.ms` get a tombstone and are forgotten.
-    fn remove_expired<T>(&mut self, now_ms: i64, out: &mut TxnOutput<T>) {
+    /// `transactional.id.expiration.ms` get a tombstone and are forgotten, at most
+    /// [`TIMER_PASS_IDS_MAX`] per pass; `true` when more are left.
+    fn remove_expired<T>(&mut self, now_ms: i64, out: &mut TxnOutput<T>) -> bool {
         let expiration_ms = self.config.transactional_id_expiration_ms;
         let mut expired: Vec<String> = self
             .txns
@@ -278,7 +290,8 @@ impl TxnCoordinator {
             .map(|(id, _)| id.clone())
             .collect();
         expired.sort();
-        for id in expired {
+        let more = expired.len() > TIMER_PASS_IDS_MAX;
+        for id in expired.into_iter().take(TIMER_PASS_IDS_MAX) {
             tracing::info!(transactional_id = %id, "transactional id expired");
             self.txns.remove(&id);
             out.records.push(TxnRecord {
@@ -286,6 +299,7 @@ impl TxnCoordinator {
                 value: None,
             });
         }
+        more
     }
 
     /// COORDINATOR_LOAD_IN_PROGRESS while loading, NOT_COORDINATOR for another partition's id.

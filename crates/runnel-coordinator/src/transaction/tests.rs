@@ -664,3 +664,23 @@ fn a_failed_write_turns_successes_into_the_drivers_error() {
         refused
     );
 }
+
+#[test]
+fn a_timer_pass_is_bounded_and_the_rest_follows_at_once() {
+    // One output stays one modest batch: at most TIMER_PASS_IDS_MAX tombstones per pass.
+    let mut cfg = config(TxnVersion::V2);
+    cfg.transactional_id_expiration_ms = 10;
+    cfg.remove_expired_transaction_cleanup_interval_ms = 1_000;
+    let mut c = loaded(cfg);
+    let count = TIMER_PASS_IDS_MAX + 5;
+    for index in 0..count {
+        producer(&init(&mut c, &format!("id-{index}"), None, 0).0);
+    }
+    let first: TxnOutput<u32> = c.expire(1_000);
+    assert_eq!(first.records.len(), TIMER_PASS_IDS_MAX);
+    assert_eq!(c.next_deadline_ms(), 1_000, "the rest is due at once");
+    let second: TxnOutput<u32> = c.expire(1_000);
+    assert_eq!(second.records.len(), 5);
+    assert_eq!(c.transaction_count(), 0);
+    assert!(c.next_deadline_ms() > 1_000);
+}

@@ -231,8 +231,9 @@ impl TxnCoordinator {
     }
 
     /// Kafka's `abortTimedOutTransactions`: every transaction open longer than its timeout is
-    /// aborted and its producer fenced.
-    pub(super) fn abort_timed_out<T>(&mut self, now_ms: i64, out: &mut TxnOutput<T>) {
+    /// aborted and its producer fenced, at most [`TIMER_PASS_IDS_MAX`] per pass; `true` when
+    /// more are left.
+    pub(super) fn abort_timed_out<T>(&mut self, now_ms: i64, out: &mut TxnOutput<T>) -> bool {
         let mut timed_out: Vec<String> = self
             .txns
             .iter()
@@ -245,10 +246,12 @@ impl TxnCoordinator {
             .map(|(id, _)| id.clone())
             .collect();
         timed_out.sort();
-        for id in timed_out {
+        let more = timed_out.len() > TIMER_PASS_IDS_MAX;
+        for id in timed_out.into_iter().take(TIMER_PASS_IDS_MAX) {
             tracing::info!(transactional_id = %id, "aborting a transaction past its timeout");
             self.fence_and_abort(&id, now_ms, out);
         }
+        more
     }
 
     /// Asks for the markers of a prepared transaction, or completes it at once when it has no
