@@ -150,7 +150,10 @@ pub struct AddPartitionsRequest {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub partitions: Vec<(String, i32)>,
-    /// V0 for a client's AddPartitionsToTxn v0-v4; V2 for a partition leader's add (v5).
+    /// V0 for a client's AddPartitionsToTxn (v0-v3); V2 for the produce path's implicit add
+    /// under transactions v2 (Kafka's partition leader sends it as AddPartitionsToTxn v5
+    /// without `verify_only`), and for TxnOffsetCommit v5's implicit add of the group's
+    /// `__consumer_offsets` partition.
     pub client_version: TxnVersion,
 }
 
