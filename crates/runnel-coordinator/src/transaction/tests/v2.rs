@@ -160,3 +160,37 @@ fn an_end_txn_that_takes_the_last_epoch_moves_to_a_new_producer_id() {
     let (error, _) = add(&mut c, "app", (2000, 0), &[("t", 0)], V2, 5);
     assert_eq!(error, TxnErrorCode::None);
 }
+
+#[test]
+fn an_abort_after_a_commit_starts_and_ends_an_empty_transaction_at_the_next_epoch() {
+    // Kafka's TV2 table, CompleteCommit + abort at the current epoch: a bump, PrepareAbort and
+    // CompleteAbort with no partitions, and the reply carries the new epoch.
+    let mut c = loaded(config(V2));
+    let (result, _) = init(&mut c, "app", None, 0);
+    let first = (result.producer_id, result.producer_epoch);
+    add(&mut c, "app", first, &[("t", 0)], V2, 1);
+    let (ended, out) = end(&mut c, "app", first, TxnResult::Commit, V2, 2);
+    let markers = out.markers[0].clone();
+    let _: TxnOutput<u32> = c.markers_written(&markers, 3);
+    let current = (ended.producer_id, ended.producer_epoch);
+    let (aborted, out) = end(&mut c, "app", current, TxnResult::Abort, V2, 4);
+    assert_eq!(aborted.error, TxnErrorCode::None);
+    assert_eq!(aborted.producer_epoch, current.1 + 1);
+    assert_eq!(
+        states(&out),
+        [TxnState::PrepareAbort, TxnState::CompleteAbort]
+    );
+    // The retry of the commit before it is now neither a retry nor current: fenced.
+    let (late, _) = end(&mut c, "app", first, TxnResult::Commit, V2, 5);
+    assert_eq!(late.error, TxnErrorCode::ProducerFenced);
+}
+
+#[test]
+fn a_producer_recovering_from_unknown_producer_id_may_name_its_lost_id_to_a_new_coordinator() {
+    // Kafka's isValidProducerId, case 1: the metadata was just created (epoch -1), so the
+    // producer id and epoch a recovering producer names are accepted and the new id returned.
+    let mut c = loaded(config(V2));
+    let (result, _) = init(&mut c, "app", Some((77, 3)), 0);
+    assert_eq!(result.error, TxnErrorCode::None);
+    assert_eq!((result.producer_id, result.producer_epoch), (1000, 0));
+}
