@@ -1,5 +1,6 @@
-//! Runnel's group coordinator: Kafka's classic consumer-group protocol as an I/O-free state
-//! machine (DESIGN.md §1, Kafka's `CoordinatorRuntime` shape).
+//! Runnel's group and transaction coordinators: Kafka's classic consumer-group protocol and
+//! Kafka's transactions as I/O-free state machines (DESIGN.md §1, Kafka's `CoordinatorRuntime`
+//! shape).
 //!
 //! # Layout
 //! - [`record`]: the `__consumer_offsets` records (Kafka's on-disk schemas), byte by byte.
@@ -11,6 +12,12 @@
 //!   a request (with an opaque reply handle) or a timer tick at an explicit `now_ms`, and returns
 //!   [`Output`]: the records to append and the replies to send once they are durable. JoinGroup
 //!   and SyncGroup replies are held inside until their rebalance completes.
+//!
+//! - [`transaction`]: the transaction coordinator over `__transaction_state`: its records
+//!   (Kafka's schemas), one transactional id's state and transitions, and
+//!   [`transaction::TxnCoordinator`], which takes InitProducerId, AddPartitionsToTxn (and its
+//!   KIP-890 verification), AddOffsetsToTxn, EndTxn (v1 and v2), marker completions and timer
+//!   ticks, and returns records, replies and the transaction markers for the driver to write.
 //!
 //! - [`consumer_lag`]: the one definition of a group's lag, shared by the broker (console,
 //!   `/metrics`) and `runnel group describe`; [`assignment`] decodes the consumer protocol's
@@ -26,6 +33,7 @@ pub mod coordinator;
 pub mod group;
 pub mod record;
 pub mod request;
+pub mod transaction;
 
 pub use config::GroupConfig;
 pub use coordinator::{Coordinator, Output};
