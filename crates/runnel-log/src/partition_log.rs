@@ -390,6 +390,14 @@ impl PartitionLog {
         })
     }
 
+    /// Appends the active segment's new index entries to its index files (no fsync): the
+    /// broker calls it with each recovery-point checkpoint, so that recovery after a crash
+    /// resumes near the checkpointed recovery point instead of scanning the whole active
+    /// segment (`segment/resume.rs`). Sealed segments' files were written whole at the roll.
+    pub fn write_index_updates(&mut self) -> Result<(), LogError> {
+        self.active_mut().write_index_updates()
+    }
+
     /// Records that everything below `up_to` is durable (after [`FlushTarget::sync`]).
     /// The recovery point never moves backwards, nor beyond the log end offset.
     pub fn mark_flushed(&mut self, up_to: i64) {

@@ -74,6 +74,8 @@ use runnel_protocol::record_batch::{BatchHeader, BATCH_HEADER_SIZE};
 
 use crate::error::LogError;
 
+mod resume;
+
 /// Bytes per offset-index entry.
 pub const OFFSET_INDEX_ENTRY_SIZE: usize = 8;
 /// Bytes per time-index entry.
@@ -253,6 +255,9 @@ pub struct Segment {
     pub(crate) dir_entry_synced: bool,
     /// Direct mode: the appends not yet written, and the partial last block.
     tail: Option<Box<Tail>>,
+    /// How many offset-index and time-index entries the index files hold exactly as in
+    /// memory: [`Segment::write_index_updates`] appends only the entries after them.
+    index_entries_in_files: (usize, usize),
 }
 
 /// Creates (or empties) a segment's `.log` file at `path`, through the open-files cache.
@@ -325,6 +330,7 @@ impl Segment {
             rolling_started_ms: None,
             dir_entry_synced: true,
             tail: None,
+            index_entries_in_files: (0, 0),
         }
     }
 
@@ -380,12 +386,22 @@ impl Segment {
         // open failing with EMFILE, in the middle of it must not look like a bad batch (and
         // cut the log there).
         segment.pinned = Some(segment.file()?);
-        let mut damage = segment.scan_batches(
-            previous_last_offset,
-            file_len,
-            index_interval_bytes,
-            on_batch,
-        );
+        let expected_min = previous_last_offset
+            .map_or(base_offset, |last| last + 1)
+            .max(base_offset);
+        let damage =
+            segment.scan_batches(0, expected_min, file_len, index_interval_bytes, on_batch);
+        segment.finish_scan(damage, file_len)
+    }
+
+    /// The end of a scan: a cut at the zero padding of a direct write is no damage (the
+    /// padding is cut from the file); the pinned handle is let go.
+    fn finish_scan(
+        mut self,
+        mut damage: Option<Truncation>,
+        file_len: u64,
+    ) -> Result<(Segment, Option<Truncation>), LogError> {
+        let segment = &mut self;
         if damage
             .as_ref()
             .is_some_and(|cut| segment.is_zero_padding(cut, file_len))
@@ -396,8 +412,8 @@ impl Segment {
             segment.truncate_file_to_size()?;
             damage = None;
         }
-        segment.pinned = None;
-        Ok((segment, damage))
+        self.pinned = None;
+        Ok((self, damage))
     }
 
     /// Whether the bytes a scan stopped at are the zero padding after the last batch of a
@@ -420,21 +436,19 @@ impl Segment {
         read.is_some() && bytes.iter().all(|&b| b == 0)
     }
 
-    /// The batch walk of [`Segment::scan`]: indexes every valid batch and returns where the
-    /// first bad one is, if any.
+    /// The batch walk of [`Segment::scan`], from `position` (where the segment's facts end)
+    /// with batches' base offsets at least `expected_min`: indexes every valid batch and
+    /// returns where the first bad one is, if any.
     fn scan_batches(
         &mut self,
-        previous_last_offset: Option<i64>,
+        mut position: u64,
+        mut expected_min: i64,
         file_len: u64,
         index_interval_bytes: u64,
         mut on_batch: impl FnMut(&BatchHeader),
     ) -> Option<Truncation> {
-        let base_offset = self.base_offset;
         let segment = self;
-        let mut expected_min = previous_last_offset
-            .map_or(base_offset, |last| last + 1)
-            .max(base_offset);
-        let mut position = 0u64;
+        debug_assert_eq!(segment.size_bytes, position);
         while position < file_len {
             match segment.read_valid_batch(position, file_len, expected_min) {
                 Ok(header) => {
@@ -547,6 +561,7 @@ impl Segment {
             segment.max_timestamp = last.timestamp;
             segment.offset_of_max_timestamp = base_offset + i64::from(last.relative_offset);
         }
+        segment.index_entries_in_files = (offset_index.len(), time_index.len());
         segment.offset_index = Arc::new(offset_index);
         segment.time_index = Arc::new(time_index);
         let resumed = position;
@@ -686,21 +701,16 @@ impl Segment {
     }
 
     /// Writes both index files whole from memory (no fsync: they are a cache).
-    pub fn write_index_files(&self) -> Result<(), LogError> {
-        let mut bytes = Vec::with_capacity(self.offset_index.len() * OFFSET_INDEX_ENTRY_SIZE);
-        for entry in self.offset_index.iter() {
-            bytes.extend_from_slice(&entry.relative_offset.to_be_bytes());
-            bytes.extend_from_slice(&entry.position.to_be_bytes());
-        }
-        let path = segment_file_path(&self.dir, self.base_offset, INDEX_SUFFIX);
-        fs::write(&path, &bytes).map_err(LogError::io("write", &path))?;
-        let mut bytes = Vec::with_capacity(self.time_index.len() * TIME_INDEX_ENTRY_SIZE);
-        for entry in self.time_index.iter() {
-            bytes.extend_from_slice(&entry.timestamp.to_be_bytes());
-            bytes.extend_from_slice(&entry.relative_offset.to_be_bytes());
-        }
+    pub fn write_index_files(&mut self) -> Result<(), LogError> {
+        // The time index first (see `segment/resume.rs`).
         let path = segment_file_path(&self.dir, self.base_offset, TIME_INDEX_SUFFIX);
-        fs::write(&path, &bytes).map_err(LogError::io("write", &path))
+        fs::write(&path, encode_time_entries(&self.time_index))
+            .map_err(LogError::io("write", &path))?;
+        let path = segment_file_path(&self.dir, self.base_offset, INDEX_SUFFIX);
+        fs::write(&path, encode_offset_entries(&self.offset_index))
+            .map_err(LogError::io("write", &path))?;
+        self.index_entries_in_files = (self.offset_index.len(), self.time_index.len());
+        Ok(())
     }
 
     /// Reads and parses the batch header at `position`, checking that the batch ends within
@@ -1010,6 +1020,7 @@ impl Segment {
         let headers = headers?;
         Arc::make_mut(&mut self.offset_index).clear();
         Arc::make_mut(&mut self.time_index).clear();
+        self.index_entries_in_files = (0, 0);
         self.bytes_since_last_index_entry = 0;
         self.max_timestamp = -1;
         self.offset_of_max_timestamp = -1;
@@ -1130,10 +1141,7 @@ fn read_offset_index(
     }
     let mut entries: Vec<OffsetEntry> = Vec::with_capacity(bytes.len() / OFFSET_INDEX_ENTRY_SIZE);
     for raw in bytes.chunks_exact(OFFSET_INDEX_ENTRY_SIZE) {
-        let entry = OffsetEntry {
-            relative_offset: u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]),
-            position: u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]),
-        };
+        let entry = decode_offset_entry(raw);
         let monotonic = entries.last().is_none_or(|last| {
             entry.relative_offset > last.relative_offset && entry.position > last.position
         });
@@ -1159,12 +1167,7 @@ fn read_time_index(dir: &Path, base_offset: i64) -> Result<Option<Vec<TimeEntry>
     }
     let mut entries: Vec<TimeEntry> = Vec::with_capacity(bytes.len() / TIME_INDEX_ENTRY_SIZE);
     for raw in bytes.chunks_exact(TIME_INDEX_ENTRY_SIZE) {
-        let mut timestamp = [0u8; 8];
-        timestamp.copy_from_slice(&raw[..8]);
-        let entry = TimeEntry {
-            timestamp: i64::from_be_bytes(timestamp),
-            relative_offset: u32::from_be_bytes([raw[8], raw[9], raw[10], raw[11]]),
-        };
+        let entry = decode_time_entry(raw);
         let monotonic = entries.last().is_none_or(|last| {
             entry.timestamp > last.timestamp && entry.relative_offset >= last.relative_offset
         });
@@ -1174,4 +1177,40 @@ fn read_time_index(dir: &Path, base_offset: i64) -> Result<Option<Vec<TimeEntry>
         entries.push(entry);
     }
     Ok(Some(entries))
+}
+
+/// One offset-index entry from its 8 bytes (see the module doc).
+fn decode_offset_entry(raw: &[u8]) -> OffsetEntry {
+    OffsetEntry {
+        relative_offset: u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]),
+        position: u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]),
+    }
+}
+
+/// One time-index entry from its 12 bytes (see the module doc).
+fn decode_time_entry(raw: &[u8]) -> TimeEntry {
+    let mut timestamp = [0u8; 8];
+    timestamp.copy_from_slice(&raw[..8]);
+    TimeEntry {
+        timestamp: i64::from_be_bytes(timestamp),
+        relative_offset: u32::from_be_bytes([raw[8], raw[9], raw[10], raw[11]]),
+    }
+}
+
+fn encode_offset_entries(entries: &[OffsetEntry]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(entries.len() * OFFSET_INDEX_ENTRY_SIZE);
+    for entry in entries {
+        bytes.extend_from_slice(&entry.relative_offset.to_be_bytes());
+        bytes.extend_from_slice(&entry.position.to_be_bytes());
+    }
+    bytes
+}
+
+fn encode_time_entries(entries: &[TimeEntry]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(entries.len() * TIME_INDEX_ENTRY_SIZE);
+    for entry in entries {
+        bytes.extend_from_slice(&entry.timestamp.to_be_bytes());
+        bytes.extend_from_slice(&entry.relative_offset.to_be_bytes());
+    }
+    bytes
 }
