@@ -398,6 +398,13 @@ impl PartitionLog {
         self.active_mut().write_index_updates()
     }
 
+    /// Frees the active segment's in-memory copy of its partial last block if the partition
+    /// took no append since the last call (direct mode; see `segment.rs`, "Direct appends"):
+    /// the broker calls it with each checkpoint, so an idle partition holds no tail bytes.
+    pub fn release_idle_tail(&mut self) {
+        self.active_mut().release_idle_tail();
+    }
+
     /// Records that everything below `up_to` is durable (after [`FlushTarget::sync`]).
     /// The recovery point never moves backwards, nor beyond the log end offset.
     pub fn mark_flushed(&mut self, up_to: i64) {

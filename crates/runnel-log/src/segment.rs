@@ -49,8 +49,11 @@
 //! of the segment under the lock serve bytes past the written prefix from the tail
 //! ([`Segment::read_at`]); fetches never need them, since they read below the high watermark,
 //! which only the fsync of written bytes moves. After a write only the last partial block is
-//! kept (a copy of what the file now holds, needed again for the next write), so an idle
-//! partition holds less than a block. Sealing writes the tail out and cuts the zero padding
+//! kept (a copy of what the file now holds, needed again for the next write), so a partition
+//! between flushes holds less than a block; an idle one holds none: the block is not read at
+//! open, and is dropped once a partition took no append between two calls of
+//! [`Segment::release_idle_tail`] (the broker's checkpoint task); the next append reads it back
+//! from the file (less than a block, one `pread`). Sealing writes the tail out and cuts the zero padding
 //! after the last batch; after a crash, recovery drops that padding as the end of the log.
 //!
 //! # Crash policy
@@ -167,8 +170,11 @@ struct Tail {
     /// The log's bytes `[start, size)` while some of them are not in the file yet.
     buf: Option<AlignedBuf>,
     /// The log's bytes `[start, size)`, less than a block and already in the file, while
-    /// `buf` is `None`: the partial block the next write sends again.
-    partial: Vec<u8>,
+    /// `buf` is `None`: the partial block the next write sends again. `None` when not in
+    /// memory (not read since the open, or released while idle): the file holds it.
+    partial: Option<Vec<u8>>,
+    /// Whether anything was appended since the last [`Segment::release_idle_tail`].
+    appended_since_release: bool,
     /// The file holds the log's bytes `[0, written)`, and up to a block of zeros after them.
     written: u64,
     /// The offset after the last batch the file holds.
@@ -182,11 +188,13 @@ struct Tail {
 }
 
 impl Tail {
-    /// The log's bytes from `start` to the segment's end.
-    fn held(&self) -> &[u8] {
-        self.buf
-            .as_ref()
-            .map_or(&self.partial[..], AlignedBuf::as_slice)
+    /// The log's bytes from `start` to the segment's end, when in memory (else the file
+    /// holds all of them).
+    fn held(&self) -> Option<&[u8]> {
+        match &self.buf {
+            Some(buf) => Some(buf.as_slice()),
+            None => self.partial.as_deref(),
+        }
     }
 
     /// Replaces the buffer, keeping the process-wide count of tail bytes right.
@@ -207,6 +215,7 @@ impl Clone for Tail {
             start: self.start,
             buf: None,
             partial: self.partial.clone(),
+            appended_since_release: self.appended_since_release,
             written: self.written,
             written_next_offset: self.written_next_offset,
             direct: self.direct,
@@ -746,8 +755,9 @@ impl Segment {
         let read_error = LogError::io("read", &self.log_path);
         let end = position + out.len() as u64;
         let mut from_file = out;
-        if let Some(tail) = self.tail.as_deref().filter(|t| end > t.start) {
-            let held = tail.held();
+        // A tail whose bytes are not in memory has them all in the file.
+        let tail = self.tail.as_deref().filter(|t| end > t.start);
+        if let Some((tail, held)) = tail.and_then(|t| t.held().map(|held| (t, held))) {
             let first = position.max(tail.start);
             let (lo, hi) = ((first - tail.start) as usize, (end - tail.start) as usize);
             if hi > held.len() {
@@ -767,25 +777,34 @@ impl Segment {
     }
 
     /// Puts the segment in direct mode (see "Direct appends" in the module doc): later appends
-    /// gather in a tail written with `O_DIRECT`. Reads the partial last block back, which the
-    /// first write sends again.
+    /// gather in a tail written with `O_DIRECT`. The partial last block, which the first write
+    /// sends again, is read back by the first append, not here.
     pub fn enable_direct_appends(&mut self) -> Result<(), LogError> {
         if self.tail.is_some() {
             return Ok(());
         }
-        let start = direct_io::block_start(self.size_bytes);
-        let mut partial = vec![0u8; (self.size_bytes - start) as usize];
-        self.read_at(&mut partial, start)?;
         self.tail = Some(Box::new(Tail {
-            start,
+            start: direct_io::block_start(self.size_bytes),
             buf: None,
-            partial,
+            partial: None,
+            appended_since_release: false,
             written: self.size_bytes,
             written_next_offset: self.next_offset,
             direct: true,
             recent_bytes: 0,
         }));
         Ok(())
+    }
+
+    /// Drops the partial last block of an idle direct tail (see "Direct appends" in the module
+    /// doc): when nothing was appended since the last call and nothing waits to be written.
+    pub fn release_idle_tail(&mut self) {
+        if let Some(tail) = self.tail.as_deref_mut() {
+            if tail.buf.is_none() && !tail.appended_since_release {
+                tail.partial = None;
+            }
+            tail.appended_since_release = false;
+        }
     }
 
     /// Whether appends wait in a tail not yet written to the file.
@@ -844,8 +863,10 @@ impl Segment {
         let end = tail.start + buf.len() as u64;
         tail.recent_bytes = buf.len().max(tail.recent_bytes / 2);
         let keep_from = (direct_io::block_start(end) - tail.start) as usize;
-        tail.partial.clear();
-        tail.partial.extend_from_slice(&buf.as_slice()[keep_from..]);
+        let mut partial = tail.partial.take().unwrap_or_default();
+        partial.clear();
+        partial.extend_from_slice(&buf.as_slice()[keep_from..]);
+        tail.partial = Some(partial);
         tail.start = direct_io::block_start(end);
         tail.written = end;
         tail.written_next_offset = self.next_offset;
@@ -855,21 +876,31 @@ impl Segment {
 
     /// Copies `batch` to the end of the tail, writing the tail out first when it is full.
     fn append_to_tail(&self, tail: &mut Tail, batch: &[u8]) -> Result<(), LogError> {
-        if tail.buf.is_some()
-            && (tail.held().len() + batch.len() > direct_io::TAIL_BYTES_MAX
-                || TailBytes::over_budget())
-        {
-            self.write_tail(tail)?;
+        tail.appended_since_release = true;
+        if let Some(held) = tail.buf.as_ref().map(AlignedBuf::len) {
+            if held + batch.len() > direct_io::TAIL_BYTES_MAX || TailBytes::over_budget() {
+                self.write_tail(tail)?;
+            }
         }
-        let needed = tail.held().len() + batch.len();
+        if tail.held().is_none() {
+            // Not in memory: the file holds `[start, size)` (nothing waits to be written).
+            let mut partial = vec![0u8; (self.size_bytes - tail.start) as usize];
+            if !partial.is_empty() {
+                self.file()?
+                    .read_exact_at(&mut partial, tail.start)
+                    .map_err(LogError::io("read", &self.log_path))?;
+            }
+            tail.partial = Some(partial);
+        }
+        let needed = tail.held().map_or(0, <[u8]>::len) + batch.len();
         match tail.buf.as_mut() {
             Some(buf) if buf.capacity() - buf.len() >= batch.len() => buf.extend_from_slice(batch),
             _ => {
                 let hint = tail.recent_bytes.min(direct_io::TAIL_BYTES_MAX);
                 let mut grown = direct_io::take_buffer(needed.max(hint));
-                grown.extend_from_slice(tail.held());
+                grown.extend_from_slice(tail.held().unwrap_or_default());
                 grown.extend_from_slice(batch);
-                tail.partial.clear();
+                tail.partial = None;
                 tail.set_buf(Some(grown));
             }
         }
