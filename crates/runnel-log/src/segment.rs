@@ -265,8 +265,10 @@ pub struct Segment {
     /// Direct mode: the appends not yet written, and the partial last block.
     tail: Option<Box<Tail>>,
     /// How many offset-index and time-index entries the index files hold exactly as in
-    /// memory: [`Segment::write_index_updates`] appends only the entries after them.
-    index_entries_in_files: (usize, usize),
+    /// memory, and nothing else: [`Segment::write_index_updates`] appends only the entries
+    /// after them. `None` when the files may hold entries memory does not (stale ones, after a
+    /// recovery or a truncation): they are rewritten whole.
+    index_entries_in_files: Option<(usize, usize)>,
 }
 
 /// Creates (or empties) a segment's `.log` file at `path`, through the open-files cache.
@@ -295,6 +297,7 @@ impl Segment {
         }
         let mut segment = Segment::empty(dir, base_offset, log_path, file);
         segment.dir_entry_synced = false;
+        segment.index_entries_in_files = Some((0, 0));
         Ok(segment)
     }
 
@@ -339,7 +342,7 @@ impl Segment {
             rolling_started_ms: None,
             dir_entry_synced: true,
             tail: None,
-            index_entries_in_files: (0, 0),
+            index_entries_in_files: None,
         }
     }
 
@@ -400,7 +403,25 @@ impl Segment {
             .max(base_offset);
         let damage =
             segment.scan_batches(0, expected_min, file_len, index_interval_bytes, on_batch);
+        segment.index_entries_in_files = segment.index_files_empty().then_some((0, 0));
         segment.finish_scan(damage, file_len)
+    }
+
+    /// Whether both index files are missing or empty (then they hold nothing stale).
+    fn index_files_empty(&self) -> bool {
+        [INDEX_SUFFIX, TIME_INDEX_SUFFIX].iter().all(|suffix| {
+            fs::metadata(segment_file_path(&self.dir, self.base_offset, suffix))
+                .map_or(true, |m| m.len() == 0)
+        })
+    }
+
+    /// Writes the index files whole when they may hold entries memory does not (after a
+    /// recovery scan, a truncation): a later recovery must not find stale entries there.
+    pub(crate) fn write_index_files_if_stale(&mut self) -> Result<(), LogError> {
+        if self.index_entries_in_files.is_none() {
+            self.write_index_files()?;
+        }
+        Ok(())
     }
 
     /// The end of a scan: a cut at the zero padding of a direct write is no damage (the
@@ -570,7 +591,7 @@ impl Segment {
             segment.max_timestamp = last.timestamp;
             segment.offset_of_max_timestamp = base_offset + i64::from(last.relative_offset);
         }
-        segment.index_entries_in_files = (offset_index.len(), time_index.len());
+        segment.index_entries_in_files = Some((offset_index.len(), time_index.len()));
         segment.offset_index = Arc::new(offset_index);
         segment.time_index = Arc::new(time_index);
         let resumed = position;
@@ -718,7 +739,7 @@ impl Segment {
         let path = segment_file_path(&self.dir, self.base_offset, INDEX_SUFFIX);
         fs::write(&path, encode_offset_entries(&self.offset_index))
             .map_err(LogError::io("write", &path))?;
-        self.index_entries_in_files = (self.offset_index.len(), self.time_index.len());
+        self.index_entries_in_files = Some((self.offset_index.len(), self.time_index.len()));
         Ok(())
     }
 
@@ -1051,7 +1072,7 @@ impl Segment {
         let headers = headers?;
         Arc::make_mut(&mut self.offset_index).clear();
         Arc::make_mut(&mut self.time_index).clear();
-        self.index_entries_in_files = (0, 0);
+        self.index_entries_in_files = None;
         self.bytes_since_last_index_entry = 0;
         self.max_timestamp = -1;
         self.offset_of_max_timestamp = -1;

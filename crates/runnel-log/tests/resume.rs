@@ -180,3 +180,37 @@ fn index_updates_append_new_entries_and_a_truncation_rewrites_them() {
     assert_eq!(log.log_end_offset(), 15);
     assert_eq!(read_all(&log, 15).len(), 15);
 }
+
+#[test]
+fn a_recovery_that_cuts_the_log_leaves_no_stale_index_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), 0, LastShutdown::Unclean);
+    append(&mut log, 0, 20);
+    flush(&mut log);
+    let recovery_point = log.recovery_point();
+    append(&mut log, 20, 10);
+    // The index files reach batches that were never fsynced.
+    log.write_index_updates().expect("index files");
+    drop(log); // a crash that lost the unflushed end of the file
+    let path = active_log(dir.path());
+    let positions = batch_positions(&path);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(positions[25] as u64 + 30))
+        .expect("tear");
+
+    let mut log = open(dir.path(), recovery_point, LastShutdown::Unclean);
+    assert_eq!(log.log_end_offset(), 75);
+    let len = fs::metadata(&path).expect("stat").len();
+    let index = fs::read(segment_file_path(dir.path(), 0, ".index")).expect("index");
+    assert!(index
+        .chunks_exact(8)
+        .all(|e| { u64::from(u32::from_be_bytes([e[4], e[5], e[6], e[7]])) < len }));
+    append(&mut log, 25, 5);
+    flush(&mut log);
+    drop(log);
+    let log = open(dir.path(), recovery_point, LastShutdown::Unclean);
+    assert_eq!(log.log_end_offset(), 90);
+    assert_eq!(read_all(&log, 90).len(), 90);
+}

@@ -239,7 +239,10 @@ impl Loader<'_> {
             // fsync and no rewritten checkpoints.
             let verified_clean = is_last && segment.next_offset() <= self.recovery_point;
             self.recovered_any |= !verified_clean;
-            if !is_last {
+            if is_last {
+                // No stale entries may stay for the next recovery to resume from.
+                segment.write_index_files_if_stale()?;
+            } else {
                 segment.seal()?;
             }
             self.segments.push(segment);
@@ -254,6 +257,7 @@ impl Loader<'_> {
             return Ok(true);
         }
         segment.truncate_file_to_size()?;
+        segment.write_index_files_if_stale()?;
         tracing::warn!(
             path = %segment.log_path().display(),
             position = cut.position,

@@ -43,6 +43,9 @@ struct Resume {
     time_index: Vec<TimeEntry>,
     position: u64,
     header: BatchHeader,
+    /// Whole entries in the offset and time index files: more than the trusted ones means
+    /// the files hold entries memory will not.
+    files_hold: (usize, usize),
 }
 
 impl Segment {
@@ -66,8 +69,9 @@ impl Segment {
         let damage = match resume {
             Some(resume) => {
                 let size = resume.header.size_bytes() as u64;
+                let in_files = (resume.offset_index.len(), resume.time_index.len());
                 segment.index_entries_in_files =
-                    (resume.offset_index.len(), resume.time_index.len());
+                    (resume.files_hold == in_files).then_some(in_files);
                 if let Some(last) = resume.time_index.last() {
                     segment.max_timestamp = last.timestamp;
                     segment.offset_of_max_timestamp = base_offset + i64::from(last.relative_offset);
@@ -88,7 +92,10 @@ impl Segment {
                     on_batch,
                 )
             }
-            None => segment.scan_batches(0, expected_min, file_len, index_interval_bytes, on_batch),
+            None => {
+                segment.index_entries_in_files = segment.index_files_empty().then_some((0, 0));
+                segment.scan_batches(0, expected_min, file_len, index_interval_bytes, on_batch)
+            }
         };
         segment.finish_scan(damage, file_len)
     }
@@ -105,7 +112,7 @@ impl Segment {
         if file_len > i32::MAX as u64 {
             return Ok(None);
         }
-        let mut offset_index =
+        let (mut offset_index, offsets_in_file) =
             read_offset_index_prefix(&self.dir, self.base_offset, file_len, trusted_below)?;
         // The last trusted entry whose batch verifies: a bad one is never skipped over to an
         // earlier entry, since its damage lies inside what the scan must read anyway.
@@ -125,7 +132,7 @@ impl Segment {
             return Ok(None);
         }
         offset_index.shrink_to_fit();
-        let Some(time_index) =
+        let Some((time_index, times_in_file)) =
             read_time_index_prefix(&self.dir, self.base_offset, last.relative_offset)?
         else {
             return Ok(None);
@@ -135,6 +142,7 @@ impl Segment {
             time_index,
             position,
             header,
+            files_hold: (offsets_in_file, times_in_file),
         }))
     }
 
@@ -142,7 +150,9 @@ impl Segment {
     /// them whole when they no longer match what memory says they hold (no fsync: a cache).
     /// Nothing is written when nothing changed.
     pub fn write_index_updates(&mut self) -> Result<(), LogError> {
-        let (offsets_in_file, times_in_file) = self.index_entries_in_files;
+        let Some((offsets_in_file, times_in_file)) = self.index_entries_in_files else {
+            return self.write_index_files();
+        };
         // The time index first: see `read_time_index_prefix`.
         if times_in_file != self.time_index.len() {
             update_index_file(
@@ -160,7 +170,7 @@ impl Segment {
                 || encode_offset_entries(&self.offset_index[offsets_in_file..]),
             )?;
         }
-        self.index_entries_in_files = (self.offset_index.len(), self.time_index.len());
+        self.index_entries_in_files = Some((self.offset_index.len(), self.time_index.len()));
         Ok(())
     }
 }
@@ -192,17 +202,20 @@ fn update_index_file(
 }
 
 /// The longest prefix of the offset index file's entries that are whole, strictly increasing,
-/// inside a log of `file_len` bytes and of batches ending below `trusted_below`.
+/// inside a log of `file_len` bytes and of batches ending below `trusted_below`; and how many
+/// entries the file holds.
 fn read_offset_index_prefix(
     dir: &Path,
     base_offset: i64,
     file_len: u64,
     trusted_below: i64,
-) -> Result<Vec<OffsetEntry>, LogError> {
+) -> Result<(Vec<OffsetEntry>, usize), LogError> {
     let path = segment_file_path(dir, base_offset, INDEX_SUFFIX);
     let Some(bytes) = read_index_file(&path)? else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     };
+    // A torn last entry counts: the file then holds more than what is trusted.
+    let in_file = bytes.len().div_ceil(OFFSET_INDEX_ENTRY_SIZE);
     let mut entries: Vec<OffsetEntry> = Vec::with_capacity(bytes.len() / OFFSET_INDEX_ENTRY_SIZE);
     for raw in bytes.chunks_exact(OFFSET_INDEX_ENTRY_SIZE) {
         let entry = decode_offset_entry(raw);
@@ -218,7 +231,7 @@ fn read_offset_index_prefix(
         }
         entries.push(entry);
     }
-    Ok(entries)
+    Ok((entries, in_file))
 }
 
 /// The time index file's entries at or below `relative_offset_max` (the last trusted
@@ -230,7 +243,7 @@ fn read_time_index_prefix(
     dir: &Path,
     base_offset: i64,
     relative_offset_max: u32,
-) -> Result<Option<Vec<TimeEntry>>, LogError> {
+) -> Result<Option<(Vec<TimeEntry>, usize)>, LogError> {
     let path = segment_file_path(dir, base_offset, TIME_INDEX_SUFFIX);
     let Some(bytes) = read_index_file(&path)? else {
         return Ok(None);
@@ -252,5 +265,5 @@ fn read_time_index_prefix(
         }
         entries.push(entry);
     }
-    Ok(Some(entries))
+    Ok(Some((entries, bytes.len() / TIME_INDEX_ENTRY_SIZE)))
 }
