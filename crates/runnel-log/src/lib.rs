@@ -40,7 +40,9 @@
 //! refused to readers as a damaged range (`partition_log/damage.rs`); [`scrub`] re-verifies
 //! sealed segments in the background. Indexes, producer snapshots and the leader-epoch checkpoint are caches of what the
 //! batches say: checked on load and rebuilt from the log when in doubt. Checkpoints and
-//! snapshots are written atomically (temp file, fsync, rename, fsync directory).
+//! snapshots are written atomically (temp file, fsync, rename, fsync directory; the snapshot a
+//! close writes leaves out the directory fsync: a name lost in a crash leaves the older
+//! snapshots, which replay to the same state).
 
 pub mod checkpoint;
 pub mod clean_shutdown;
