@@ -2,17 +2,18 @@
 //!
 //! Start: the data directory's lock (one server per directory), the clean-shutdown markers
 //! (taken: read and removed), `meta.properties`, the metadata log (replayed into the image),
-//! every partition log (opened in parallel, recovered from the last recovery-point
-//! checkpoint, trusting the active segment's index after a clean shutdown), removal of directories of topics deleted before a crash (only
-//! those the metadata log accounts for; other stray directories are kept and reported, see
-//! [`crate::data_dir`]), then the listener. A data directory holding partition data is never
-//! given a new `meta.properties` or an empty metadata log: a missing `meta.properties`, a
-//! missing or empty metadata log, or a damaged one (not just a torn tail,
-//! [`crate::metadata_log`]) refuses the start with what to do, `runnel metadata rebuild` among
-//! it. Shutdown: stop accepting, answer parked fetches at once, let connections finish their
-//! in-flight requests (bounded by [`SHUTDOWN_DRAIN`]), then flush and close every log (in
-//! parallel), write the checkpoints and then the clean-shutdown markers. The accept loop applies `max.connections.per.ip`
-//! ([`crate::connection_quotas`]) and `max.connections`.
+//! every partition log (opened in parallel, recovered from the last recovery-point checkpoint,
+//! trusting the active segment's index after a clean shutdown), removal of directories of
+//! topics deleted before a crash (only those the metadata log accounts for; other stray
+//! directories are kept and reported, see [`crate::data_dir`]), then the listener. A data
+//! directory holding partition data is never given a new `meta.properties` or an empty
+//! metadata log: a missing `meta.properties`, a missing or empty metadata log, or a damaged one
+//! (not just a torn tail, [`crate::metadata_log`]) refuses the start with what to do, `runnel
+//! metadata rebuild` among it. Shutdown: stop accepting, answer parked fetches at once, let
+//! connections finish their in-flight requests (bounded by [`SHUTDOWN_DRAIN`]), then flush and
+//! close every log (in parallel), write the checkpoints and then the clean-shutdown markers.
+//! The accept loop applies `max.connections.per.ip` ([`crate::connection_quotas`]) and
+//! `max.connections`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

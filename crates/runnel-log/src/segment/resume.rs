@@ -114,8 +114,8 @@ impl Segment {
         }
         let (mut offset_index, offsets_in_file) =
             read_offset_index_prefix(&self.dir, self.base_offset, file_len, trusted_below)?;
-        // The last trusted entry whose batch verifies: a bad one is never skipped over to an
-        // earlier entry, since its damage lies inside what the scan must read anyway.
+        // Only the last trusted entry is tried: when its batch does not verify, the whole
+        // segment is scanned (falling back to an earlier entry would gain little).
         let Some(last) = offset_index.last().copied() else {
             return Ok(None);
         };
