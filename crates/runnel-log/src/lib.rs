@@ -36,8 +36,8 @@
 //! with CRC and continuity checks and truncated at the first bad batch; later segments are
 //! deleted. The scan starts at the last index entry below the recovery point (after a clean
 //! shutdown: the active segment's last index entry), so its work is bounded by what was
-//! appended since (`segment/resume.rs`). Damage below the recovery point is not a crash: it is kept on disk, reported and
-//! refused to readers as a damaged range (`partition_log/damage.rs`); [`scrub`] re-verifies
+//! appended since (`segment/resume.rs`). Damage below the recovery point is not a crash: it
+//! is kept on disk, reported and refused to readers as a damaged range (`partition_log/damage.rs`); [`scrub`] re-verifies
 //! sealed segments in the background. Indexes, producer snapshots and the leader-epoch checkpoint are caches of what the
 //! batches say: checked on load and rebuilt from the log when in doubt. Checkpoints and
 //! snapshots are written atomically (temp file, fsync, rename, fsync directory; the snapshot a

@@ -53,8 +53,8 @@
 //! between flushes holds less than a block; an idle one holds none: the block is not read at
 //! open, and is dropped once a partition took no append between two calls of
 //! [`Segment::release_idle_tail`] (the broker's checkpoint task); the next append reads it back
-//! from the file (less than a block, one `pread`). Sealing writes the tail out and cuts the zero padding
-//! after the last batch; after a crash, recovery drops that padding as the end of the log.
+//! from the file (less than a block, one `pread`). Sealing writes the tail out and cuts the
+//! zero padding after the last batch; after a crash, recovery drops that padding as the end of the log.
 //!
 //! # Crash policy
 //! The index contents live in memory (`Vec`s); the files are written whole, without fsync,

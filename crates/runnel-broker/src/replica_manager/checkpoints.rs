@@ -3,8 +3,9 @@
 //! `cleaner-offset-checkpoint`: each log directory lists the partitions it holds), read at
 //! start and written by the checkpoint task (which also writes the active segments' new index
 //! entries first, [`crate::partition::Partition::checkpoint_offsets`]), retention, the
-//! cleaner and shutdown (`startup.rs`), and closing one partition at shutdown. A directory whose file cannot be written goes offline when it is not the
-//! only one ([`crate::log_dirs`]); offline directories are not touched.
+//! cleaner and shutdown (`startup.rs`); and closing one partition at shutdown. A directory
+//! whose file cannot be written goes offline when it is not the only one
+//! ([`crate::log_dirs`]); offline directories are not touched.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,8 +23,8 @@ use crate::partition::Partition;
 impl ReplicaManager {
     /// Writes every partition's recovery point and log start offset to Kafka's checkpoints
     /// (each active segment's new index entries first, so that recovery resumes near the
-    /// recovery point), in the log directory that holds it (every online directory gets both files, empty when
-    /// it holds no partition; offline directories are not touched).
+    /// recovery point), in the log directory that holds it (every online directory gets both
+    /// files, empty when it holds no partition; offline directories are not touched).
     pub fn write_checkpoints(&self) -> Result<(), LogError> {
         let _writer = self
             .checkpoint_writer

@@ -9,8 +9,8 @@
 //! at the last offset-index entry of a batch below it (`segment/resume.rs`): what lies below
 //! was fsynced, so only what may not have been is read. After a clean shutdown
 //! ([`LastShutdown::Clean`], `clean_shutdown.rs`) the active segment's index is trusted whole
-//! and only its last indexed batch and what follows it are scanned. At the first torn, corrupt or non-contiguous batch of the
-//! active segment, or at or above the recovery point (the unflushed tail), the segment is
+//! and only its last indexed batch and what follows it are scanned. At the first torn,
+//! corrupt or non-contiguous batch of the active segment, or at or above the recovery point (the unflushed tail), the segment is
 //! truncated there (set_len + fsync), every later segment is deleted, and a WARN says what was
 //! dropped. A bad batch below the recovery point in a sealed segment is damage, not a crash: the
 //! segment is kept as it is on disk, its valid prefix served, later segments kept, and the lost
