@@ -237,6 +237,23 @@ impl Partition {
         f(&self.lock())
     }
 
+    /// Writes the active segment's new index entries to its index files, then returns the
+    /// recovery point and log start offset: what a recovery-point checkpoint records. The
+    /// index on disk then reaches at least the recovery point recorded, which is where
+    /// recovery after a crash resumes its scan. A failed index write is a WARN only (the
+    /// files are a cache: recovery then scans more). A partition idle since the last
+    /// checkpoint also lets go of its direct tail's partial block
+    /// ([`PartitionLog::release_idle_tail`]).
+    pub(crate) fn checkpoint_offsets(&self) -> (i64, i64) {
+        let mut log = self.lock();
+        log.release_idle_tail();
+        if let Err(error) = log.write_index_updates() {
+            tracing::warn!(topic = %self.topic, partition = self.index, %error,
+                "writing the active segment's index files failed");
+        }
+        (log.recovery_point(), log.log_start_offset())
+    }
+
     /// Deletes the segments past the topic's retention; returns how many.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, runnel_log::LogError> {
         let settings = self.settings();

@@ -1,5 +1,6 @@
 //! The partitions this broker hosts: opening them at start, finding them per request,
-//! appending produced batches, and closing them at shutdown.
+//! appending produced batches, and closing them at shutdown (both in parallel, with the log
+//! directories' clean-shutdown markers: `replica_manager/startup.rs`).
 //!
 //! New partitions are opened in two steps so that a creation is all or nothing
 //! ([`ReplicaManager::prepare_partitions`], then [`ReplicaManager::install`] once the metadata
@@ -13,13 +14,16 @@
 //! partition, mapped to Kafka's codes in one place: [`AppendFailure::error_code`].
 
 mod checkpoints;
+mod startup;
+
+pub use startup::{open_close_threads, take_clean_shutdown_markers, OPEN_CLOSE_THREADS_MAX};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
-use runnel_log::{partition_dir_name, AppendError, LogError, PartitionLog};
+use runnel_log::{partition_dir_name, AppendError, LastShutdown, LogError, PartitionLog};
 use runnel_metadata::{PartitionImage, TopicImage};
 use runnel_protocol::record_batch::{self, BatchError, BatchHeader};
 use runnel_protocol::record_validation::{
@@ -226,78 +230,6 @@ impl ReplicaManager {
         hosted
     }
 
-    /// Opens (recovering) every partition of `topic` at start, each in the log directory that
-    /// holds it (a new one where [`log_dirs::choose_for_new`] puts it), at the recovery point
-    /// and log start offset its directory's checkpoints hold. A partition that may live in an
-    /// offline directory, or whose directory fails to open while others are healthy, is not
-    /// opened but recorded offline (its directory offline with it).
-    pub fn open_topic_at(
-        &self,
-        topic: &TopicImage,
-        recovery_points: &DirCheckpoints,
-        log_start_offsets: &DirCheckpoints,
-    ) -> Result<(), OpenTopicError> {
-        let settings = TopicSettings::resolve(&self.live_config(), &topic.configs)?;
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        let mut hosted = self.hosted_per_dir();
-        for image in &topic.partitions {
-            let name = partition_dir_name(&topic.name, image.partition);
-            let dir = match log_dirs::locate(&self.log_dirs, &name) {
-                log_dirs::Located::In(dir) => dir,
-                log_dirs::Located::Nowhere => log_dirs::choose_for_new(&self.log_dirs, &hosted)
-                    .ok_or(OpenTopicError::NoOnlineLogDir)?,
-                log_dirs::Located::Unknown => {
-                    tracing::error!(partition = %name,
-                        "partition not found in any online log directory while one is offline: offline");
-                    self.offline_partitions
-                        .write()
-                        .expect("offline partitions lock poisoned")
-                        .insert((topic.name.clone(), image.partition));
-                    partitions.push(None);
-                    continue;
-                }
-                log_dirs::Located::Duplicate(dirs) => {
-                    return Err(OpenTopicError::DuplicateDirs { dirs })
-                }
-            };
-            let key = (topic.name.clone(), image.partition);
-            let absolute = dir.absolute();
-            let checkpointed = |offsets: &DirCheckpoints| {
-                offsets
-                    .get(&absolute)
-                    .and_then(|offsets| offsets.get(&key))
-                    .copied()
-                    .unwrap_or(0)
-            };
-            let offsets = (
-                checkpointed(recovery_points),
-                checkpointed(log_start_offsets),
-            );
-            *hosted.entry(absolute).or_insert(0) += 1;
-            let sync = partition_metadata::Sync::Now;
-            let opened = self.open_partition(topic, image, &settings, &dir, offsets, sync);
-            match opened {
-                Ok(partition) => partitions.push(Some(partition)),
-                Err(OpenTopicError::Log(error)) if self.log_dirs.len() > 1 => {
-                    // One directory's failure must not stop the broker (Kafka's
-                    // `LogManager.loadLogs` takes the directory offline).
-                    dir.fail(&error);
-                    self.offline_partitions
-                        .write()
-                        .expect("offline partitions lock poisoned")
-                        .insert(key);
-                    partitions.push(None);
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        self.topics
-            .write()
-            .expect("topics lock poisoned")
-            .insert(topic.name.clone(), partitions.into());
-        Ok(())
-    }
-
     /// Opens the partitions of `topic` (as the image will have it) from index `from` on,
     /// without hosting them yet: the first step of an all-or-nothing creation. When one fails
     /// (out of disk space, say), the ones opened are closed and the directories this call
@@ -332,7 +264,16 @@ impl ReplicaManager {
             // partition would make a creation of 10,000 partitions slow (see
             // `partition_metadata.rs` for why a crash before then is safe).
             let sync = partition_metadata::Sync::BeforeFirstAppend;
-            match self.open_partition(topic, image, &settings, &log_dir, (0, 0), sync) {
+            let opened = self.open_partition(
+                topic,
+                image,
+                &settings,
+                &log_dir,
+                (0, 0),
+                sync,
+                LastShutdown::Unclean,
+            );
+            match opened {
                 Ok(partition) => prepared.partitions.push(partition),
                 Err(error) => {
                     self.discard(prepared);
@@ -389,8 +330,10 @@ impl ReplicaManager {
         topics.values().map(|partitions| partitions.len()).sum()
     }
 
-    /// Opens one partition at its checkpointed `(recovery point, log start offset)` and makes
-    /// its `partition.metadata` name the topic, durable as `sync` says.
+    /// Opens one partition at its checkpointed `(recovery point, log start offset)`, knowing
+    /// how its directory's last process ended, and makes its `partition.metadata` name the
+    /// topic, durable as `sync` says.
+    #[allow(clippy::too_many_arguments)]
     fn open_partition(
         &self,
         topic: &TopicImage,
@@ -399,11 +342,18 @@ impl ReplicaManager {
         log_dir: &Arc<LogDir>,
         (recovery_point, log_start): (i64, i64),
         sync: partition_metadata::Sync,
+        last_shutdown: LastShutdown,
     ) -> Result<Arc<Partition>, OpenTopicError> {
         let dir = log_dir
             .path
             .join(partition_dir_name(&topic.name, image.partition));
-        let log = PartitionLog::open_at(&dir, settings.log.clone(), recovery_point, log_start)?;
+        let log = PartitionLog::open_after(
+            &dir,
+            settings.log.clone(),
+            recovery_point,
+            log_start,
+            last_shutdown,
+        )?;
         let written = partition_metadata::ensure(&dir, topic.topic_id, sync)?;
         let partition = Partition::new(
             Arc::from(topic.name.as_str()),

@@ -1,17 +1,19 @@
 //! Starting and stopping a broker: recovery, the listener, and a clean shutdown.
 //!
-//! Start: the data directory's lock (one server per directory), `meta.properties`, the
-//! metadata log (replayed into the image), every partition log (recovered from the last
-//! recovery-point checkpoint), removal of directories of topics deleted before a crash (only
-//! those the metadata log accounts for; other stray directories are kept and reported, see
-//! [`crate::data_dir`]), then the listener. A data directory holding partition data is never
-//! given a new `meta.properties` or an empty metadata log: a missing `meta.properties`, a
-//! missing or empty metadata log, or a damaged one (not just a torn tail,
-//! [`crate::metadata_log`]) refuses the start with what to do, `runnel metadata rebuild` among
-//! it. Shutdown: stop accepting, answer parked fetches at once, let connections finish their
-//! in-flight requests (bounded by [`SHUTDOWN_DRAIN`]), then flush and close every log and write
-//! the checkpoints. The accept loop applies `max.connections.per.ip`
-//! ([`crate::connection_quotas`]) and `max.connections`.
+//! Start: the data directory's lock (one server per directory), the clean-shutdown markers
+//! (taken: read and removed), `meta.properties`, the metadata log (replayed into the image),
+//! every partition log (opened in parallel, recovered from the last recovery-point checkpoint,
+//! trusting the active segment's index after a clean shutdown), removal of directories of
+//! topics deleted before a crash (only those the metadata log accounts for; other stray
+//! directories are kept and reported, see [`crate::data_dir`]), then the listener. A data
+//! directory holding partition data is never given a new `meta.properties` or an empty
+//! metadata log: a missing `meta.properties`, a missing or empty metadata log, or a damaged one
+//! (not just a torn tail, [`crate::metadata_log`]) refuses the start with what to do, `runnel
+//! metadata rebuild` among it. Shutdown: stop accepting, answer parked fetches at once, let
+//! connections finish their in-flight requests (bounded by [`SHUTDOWN_DRAIN`]), then flush and
+//! close every log (in parallel), write the checkpoints and then the clean-shutdown markers.
+//! The accept loop applies `max.connections.per.ip` ([`crate::connection_quotas`]) and
+//! `max.connections`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -237,6 +239,8 @@ fn open(config: Arc<BrokerConfig>) -> Result<(Broker, Vec<DataDirLock>), ServerE
     let data_dir = &config.data_dir;
     let dir = data_dir.display().to_string();
     let (log_dirs, locks) = crate::log_dirs::open_all(&config.log_dirs())?;
+    // Before anything in the directories is written: a crash from here on is unclean.
+    let last_shutdown = crate::replica_manager::take_clean_shutdown_markers(&log_dirs)?;
     let open_files = runnel_log::OpenFiles::global();
     open_files.set_capacity(
         config
@@ -290,14 +294,14 @@ fn open(config: Arc<BrokerConfig>) -> Result<(Broker, Vec<DataDirLock>), ServerE
         ReplicaManager::new(dynamic.current(), log_dirs).map_err(ServerError::Flusher)?;
     let recovery_points = replicas.read_recovery_points()?;
     let log_start_offsets = replicas.read_log_start_offsets()?;
-    for topic in image.topics() {
-        replicas
-            .open_topic_at(topic, &recovery_points, &log_start_offsets)
-            .map_err(|source| ServerError::OpenTopic {
-                topic: topic.name.clone(),
-                source,
-            })?;
-    }
+    replicas
+        .open_all_at(
+            image.topics().map(|topic| &**topic),
+            &recovery_points,
+            &log_start_offsets,
+            &last_shutdown,
+        )
+        .map_err(|(topic, source)| ServerError::OpenTopic { topic, source })?;
     replicas.load_cleaner_checkpoint()?;
     let stray = data_dir::settle_stray(&inventory, &image, controller.removed_topics());
     replicas.set_stray_partition_dirs(stray);

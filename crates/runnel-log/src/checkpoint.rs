@@ -103,6 +103,17 @@ pub fn write_offset_checkpoint(
 
 /// Replaces `path` with `bytes` atomically: `<path>.tmp`, fsync, rename, fsync the directory.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+    write_atomically_leaving_dir(path, bytes)?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// [`write_atomically`] without the directory's fsync: the new name may be lost in a crash
+/// (the old file, or none, is then found), never the content under it. For caches whose loss
+/// only costs work.
+pub(crate) fn write_atomically_leaving_dir(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
     let temp = temp_path(path);
     let mut file = OpenOptions::new()
         .write(true)
@@ -114,11 +125,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LogError
         .map_err(LogError::io("write", &temp))?;
     file.sync_all().map_err(LogError::io("fsync", &temp))?;
     drop(file);
-    fs::rename(&temp, path).map_err(LogError::io("rename", &temp))?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    fs::rename(&temp, path).map_err(LogError::io("rename", &temp))
 }
 
 /// Fsyncs a directory so that file creations, renames and deletions in it are durable.

@@ -10,7 +10,8 @@
 //! - The process-wide bound on open segment files (`open_files.rs`): segments hold no file
 //!   descriptor of their own, so the partition count never decides how many are open.
 //! - Idempotent producer state and its snapshots (`producer_state.rs`), the leader-epoch
-//!   cache (`leader_epoch.rs`), Kafka's offset checkpoint files (`checkpoint.rs`).
+//!   cache (`leader_epoch.rs`), Kafka's offset checkpoint files (`checkpoint.rs`), a log
+//!   directory's clean-shutdown marker (`clean_shutdown.rs`).
 //!
 //! It knows nothing of the network, groups or the cluster.
 //!
@@ -24,7 +25,8 @@
 //! ```
 //! The data directory also holds `recovery-point-offset-checkpoint` and
 //! `log-start-offset-checkpoint` (text: 0, count, "topic partition offset" lines;
-//! `checkpoint.rs`), written by the broker.
+//! `checkpoint.rs`), written by the broker, and after an orderly shutdown
+//! `.kafka_cleanshutdown` (`clean_shutdown.rs`).
 //!
 //! # Crash policy
 //! Appends go to the page cache, or in direct mode to the active segment's tail, written out
@@ -32,13 +34,18 @@
 //! [`FlushTarget::sync`], [`PartitionLog::mark_flushed`]) and records the recovery point. On
 //! open, everything at or above the recovery point (and always the active segment) is scanned
 //! with CRC and continuity checks and truncated at the first bad batch; later segments are
-//! deleted. Damage below the recovery point is not a crash: it is kept on disk, reported and
-//! refused to readers as a damaged range (`partition_log/damage.rs`); [`scrub`] re-verifies
+//! deleted. The scan starts at the last index entry below the recovery point (after a clean
+//! shutdown: the active segment's last index entry), so its work is bounded by what was
+//! appended since (`segment/resume.rs`). Damage below the recovery point is not a crash: it
+//! is kept on disk, reported and refused to readers as a damaged range (`partition_log/damage.rs`); [`scrub`] re-verifies
 //! sealed segments in the background. Indexes, producer snapshots and the leader-epoch checkpoint are caches of what the
 //! batches say: checked on load and rebuilt from the log when in doubt. Checkpoints and
-//! snapshots are written atomically (temp file, fsync, rename, fsync directory).
+//! snapshots are written atomically (temp file, fsync, rename, fsync directory; the snapshot a
+//! close writes leaves out the directory fsync: a name lost in a crash leaves the older
+//! snapshots, which replay to the same state).
 
 pub mod checkpoint;
+pub mod clean_shutdown;
 pub mod config;
 pub mod direct_io;
 pub mod error;
@@ -50,6 +57,7 @@ pub mod scrub;
 pub mod segment;
 
 pub use checkpoint::{read_offset_checkpoint, write_offset_checkpoint};
+pub use clean_shutdown::{LastShutdown, CLEAN_SHUTDOWN_FILE};
 pub use config::LogConfig;
 pub use error::{AppendError, LogError, ReadError};
 pub use leader_epoch::LeaderEpochCache;

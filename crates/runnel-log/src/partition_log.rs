@@ -390,6 +390,21 @@ impl PartitionLog {
         })
     }
 
+    /// Appends the active segment's new index entries to its index files (no fsync): the
+    /// broker calls it with each recovery-point checkpoint, so that recovery after a crash
+    /// resumes near the checkpointed recovery point instead of scanning the whole active
+    /// segment (`segment/resume.rs`). Sealed segments' files were written whole at the roll.
+    pub fn write_index_updates(&mut self) -> Result<(), LogError> {
+        self.active_mut().write_index_updates()
+    }
+
+    /// Frees the active segment's in-memory copy of its partial last block if the partition
+    /// took no append since the last call (direct mode; see `segment.rs`, "Direct appends"):
+    /// the broker calls it with each checkpoint, so an idle partition holds no tail bytes.
+    pub fn release_idle_tail(&mut self) {
+        self.active_mut().release_idle_tail();
+    }
+
     /// Records that everything below `up_to` is durable (after [`FlushTarget::sync`]).
     /// The recovery point never moves backwards, nor beyond the log end offset.
     pub fn mark_flushed(&mut self, up_to: i64) {
@@ -452,7 +467,9 @@ impl PartitionLog {
     /// offset. The snapshot is skipped when one is already there, or when the log is empty
     /// with no producer state (nothing to snapshot, nothing to replay); the leader-epoch
     /// checkpoint is written on every change already. A log unchanged since it was opened
-    /// thus closes without an fsync: a start and stop of many partitions stays cheap.
+    /// thus closes without an fsync: a start and stop of many partitions stays cheap; one
+    /// with new records costs the snapshot's fsync, not its directory's
+    /// ([`ProducerStateManager::write_snapshot_at_close`]).
     pub fn close(mut self) -> Result<(), LogError> {
         // An empty active segment has no index entries to write (and is always scanned on
         // open, never loaded from its index files).
@@ -474,8 +491,7 @@ impl PartitionLog {
             return Ok(());
         }
         self.producers
-            .write_snapshot(&self.dir, log_end_offset, SNAPSHOTS_KEPT)?;
-        sync_dir(&self.dir)
+            .write_snapshot_at_close(&self.dir, log_end_offset, SNAPSHOTS_KEPT)
     }
 
     /// Removes the partition directory and everything in it.

@@ -49,9 +49,12 @@
 //! of the segment under the lock serve bytes past the written prefix from the tail
 //! ([`Segment::read_at`]); fetches never need them, since they read below the high watermark,
 //! which only the fsync of written bytes moves. After a write only the last partial block is
-//! kept (a copy of what the file now holds, needed again for the next write), so an idle
-//! partition holds less than a block. Sealing writes the tail out and cuts the zero padding
-//! after the last batch; after a crash, recovery drops that padding as the end of the log.
+//! kept (a copy of what the file now holds, needed again for the next write), so a partition
+//! between flushes holds less than a block; an idle one holds none: the block is not read at
+//! open, and is dropped once a partition took no append between two calls of
+//! [`Segment::release_idle_tail`] (the broker's checkpoint task); the next append reads it back
+//! from the file (less than a block, one `pread`). Sealing writes the tail out and cuts the
+//! zero padding after the last batch; after a crash, recovery drops that padding as the end of the log.
 //!
 //! # Crash policy
 //! The index contents live in memory (`Vec`s); the files are written whole, without fsync,
@@ -73,6 +76,8 @@ use crate::open_files::{OpenFiles, SegmentFile};
 use runnel_protocol::record_batch::{BatchHeader, BATCH_HEADER_SIZE};
 
 use crate::error::LogError;
+
+mod resume;
 
 /// Bytes per offset-index entry.
 pub const OFFSET_INDEX_ENTRY_SIZE: usize = 8;
@@ -165,8 +170,11 @@ struct Tail {
     /// The log's bytes `[start, size)` while some of them are not in the file yet.
     buf: Option<AlignedBuf>,
     /// The log's bytes `[start, size)`, less than a block and already in the file, while
-    /// `buf` is `None`: the partial block the next write sends again.
-    partial: Vec<u8>,
+    /// `buf` is `None`: the partial block the next write sends again. `None` when not in
+    /// memory (not read since the open, or released while idle): the file holds it.
+    partial: Option<Vec<u8>>,
+    /// Whether anything was appended since the last [`Segment::release_idle_tail`].
+    appended_since_release: bool,
     /// The file holds the log's bytes `[0, written)`, and up to a block of zeros after them.
     written: u64,
     /// The offset after the last batch the file holds.
@@ -180,11 +188,13 @@ struct Tail {
 }
 
 impl Tail {
-    /// The log's bytes from `start` to the segment's end.
-    fn held(&self) -> &[u8] {
-        self.buf
-            .as_ref()
-            .map_or(&self.partial[..], AlignedBuf::as_slice)
+    /// The log's bytes from `start` to the segment's end, when in memory (else the file
+    /// holds all of them).
+    fn held(&self) -> Option<&[u8]> {
+        match &self.buf {
+            Some(buf) => Some(buf.as_slice()),
+            None => self.partial.as_deref(),
+        }
     }
 
     /// Replaces the buffer, keeping the process-wide count of tail bytes right.
@@ -205,6 +215,7 @@ impl Clone for Tail {
             start: self.start,
             buf: None,
             partial: self.partial.clone(),
+            appended_since_release: self.appended_since_release,
             written: self.written,
             written_next_offset: self.written_next_offset,
             direct: self.direct,
@@ -253,6 +264,11 @@ pub struct Segment {
     pub(crate) dir_entry_synced: bool,
     /// Direct mode: the appends not yet written, and the partial last block.
     tail: Option<Box<Tail>>,
+    /// How many offset-index and time-index entries the index files hold exactly as in
+    /// memory, and nothing else: [`Segment::write_index_updates`] appends only the entries
+    /// after them. `None` when the files may hold entries memory does not (stale ones, after a
+    /// recovery or a truncation): they are rewritten whole.
+    index_entries_in_files: Option<(usize, usize)>,
 }
 
 /// Creates (or empties) a segment's `.log` file at `path`, through the open-files cache.
@@ -281,6 +297,7 @@ impl Segment {
         }
         let mut segment = Segment::empty(dir, base_offset, log_path, file);
         segment.dir_entry_synced = false;
+        segment.index_entries_in_files = Some((0, 0));
         Ok(segment)
     }
 
@@ -325,6 +342,7 @@ impl Segment {
             rolling_started_ms: None,
             dir_entry_synced: true,
             tail: None,
+            index_entries_in_files: None,
         }
     }
 
@@ -380,12 +398,40 @@ impl Segment {
         // open failing with EMFILE, in the middle of it must not look like a bad batch (and
         // cut the log there).
         segment.pinned = Some(segment.file()?);
-        let mut damage = segment.scan_batches(
-            previous_last_offset,
-            file_len,
-            index_interval_bytes,
-            on_batch,
-        );
+        let expected_min = previous_last_offset
+            .map_or(base_offset, |last| last + 1)
+            .max(base_offset);
+        let damage =
+            segment.scan_batches(0, expected_min, file_len, index_interval_bytes, on_batch);
+        segment.index_entries_in_files = segment.index_files_empty().then_some((0, 0));
+        segment.finish_scan(damage, file_len)
+    }
+
+    /// Whether both index files are missing or empty (then they hold nothing stale).
+    fn index_files_empty(&self) -> bool {
+        [INDEX_SUFFIX, TIME_INDEX_SUFFIX].iter().all(|suffix| {
+            fs::metadata(segment_file_path(&self.dir, self.base_offset, suffix))
+                .map_or(true, |m| m.len() == 0)
+        })
+    }
+
+    /// Writes the index files whole when they may hold entries memory does not (after a
+    /// recovery scan, a truncation): a later recovery must not find stale entries there.
+    pub(crate) fn write_index_files_if_stale(&mut self) -> Result<(), LogError> {
+        if self.index_entries_in_files.is_none() {
+            self.write_index_files()?;
+        }
+        Ok(())
+    }
+
+    /// The end of a scan: a cut at the zero padding of a direct write is no damage (the
+    /// padding is cut from the file); the pinned handle is let go.
+    fn finish_scan(
+        mut self,
+        mut damage: Option<Truncation>,
+        file_len: u64,
+    ) -> Result<(Segment, Option<Truncation>), LogError> {
+        let segment = &mut self;
         if damage
             .as_ref()
             .is_some_and(|cut| segment.is_zero_padding(cut, file_len))
@@ -396,8 +442,8 @@ impl Segment {
             segment.truncate_file_to_size()?;
             damage = None;
         }
-        segment.pinned = None;
-        Ok((segment, damage))
+        self.pinned = None;
+        Ok((self, damage))
     }
 
     /// Whether the bytes a scan stopped at are the zero padding after the last batch of a
@@ -420,21 +466,19 @@ impl Segment {
         read.is_some() && bytes.iter().all(|&b| b == 0)
     }
 
-    /// The batch walk of [`Segment::scan`]: indexes every valid batch and returns where the
-    /// first bad one is, if any.
+    /// The batch walk of [`Segment::scan`], from `position` (where the segment's facts end)
+    /// with batches' base offsets at least `expected_min`: indexes every valid batch and
+    /// returns where the first bad one is, if any.
     fn scan_batches(
         &mut self,
-        previous_last_offset: Option<i64>,
+        mut position: u64,
+        mut expected_min: i64,
         file_len: u64,
         index_interval_bytes: u64,
         mut on_batch: impl FnMut(&BatchHeader),
     ) -> Option<Truncation> {
-        let base_offset = self.base_offset;
         let segment = self;
-        let mut expected_min = previous_last_offset
-            .map_or(base_offset, |last| last + 1)
-            .max(base_offset);
-        let mut position = 0u64;
+        debug_assert_eq!(segment.size_bytes, position);
         while position < file_len {
             match segment.read_valid_batch(position, file_len, expected_min) {
                 Ok(header) => {
@@ -547,6 +591,7 @@ impl Segment {
             segment.max_timestamp = last.timestamp;
             segment.offset_of_max_timestamp = base_offset + i64::from(last.relative_offset);
         }
+        segment.index_entries_in_files = Some((offset_index.len(), time_index.len()));
         segment.offset_index = Arc::new(offset_index);
         segment.time_index = Arc::new(time_index);
         let resumed = position;
@@ -686,21 +731,16 @@ impl Segment {
     }
 
     /// Writes both index files whole from memory (no fsync: they are a cache).
-    pub fn write_index_files(&self) -> Result<(), LogError> {
-        let mut bytes = Vec::with_capacity(self.offset_index.len() * OFFSET_INDEX_ENTRY_SIZE);
-        for entry in self.offset_index.iter() {
-            bytes.extend_from_slice(&entry.relative_offset.to_be_bytes());
-            bytes.extend_from_slice(&entry.position.to_be_bytes());
-        }
-        let path = segment_file_path(&self.dir, self.base_offset, INDEX_SUFFIX);
-        fs::write(&path, &bytes).map_err(LogError::io("write", &path))?;
-        let mut bytes = Vec::with_capacity(self.time_index.len() * TIME_INDEX_ENTRY_SIZE);
-        for entry in self.time_index.iter() {
-            bytes.extend_from_slice(&entry.timestamp.to_be_bytes());
-            bytes.extend_from_slice(&entry.relative_offset.to_be_bytes());
-        }
+    pub fn write_index_files(&mut self) -> Result<(), LogError> {
+        // The time index first (see `segment/resume.rs`).
         let path = segment_file_path(&self.dir, self.base_offset, TIME_INDEX_SUFFIX);
-        fs::write(&path, &bytes).map_err(LogError::io("write", &path))
+        fs::write(&path, encode_time_entries(&self.time_index))
+            .map_err(LogError::io("write", &path))?;
+        let path = segment_file_path(&self.dir, self.base_offset, INDEX_SUFFIX);
+        fs::write(&path, encode_offset_entries(&self.offset_index))
+            .map_err(LogError::io("write", &path))?;
+        self.index_entries_in_files = Some((self.offset_index.len(), self.time_index.len()));
+        Ok(())
     }
 
     /// Reads and parses the batch header at `position`, checking that the batch ends within
@@ -736,8 +776,9 @@ impl Segment {
         let read_error = LogError::io("read", &self.log_path);
         let end = position + out.len() as u64;
         let mut from_file = out;
-        if let Some(tail) = self.tail.as_deref().filter(|t| end > t.start) {
-            let held = tail.held();
+        // A tail whose bytes are not in memory has them all in the file.
+        let tail = self.tail.as_deref().filter(|t| end > t.start);
+        if let Some((tail, held)) = tail.and_then(|t| t.held().map(|held| (t, held))) {
             let first = position.max(tail.start);
             let (lo, hi) = ((first - tail.start) as usize, (end - tail.start) as usize);
             if hi > held.len() {
@@ -757,25 +798,34 @@ impl Segment {
     }
 
     /// Puts the segment in direct mode (see "Direct appends" in the module doc): later appends
-    /// gather in a tail written with `O_DIRECT`. Reads the partial last block back, which the
-    /// first write sends again.
+    /// gather in a tail written with `O_DIRECT`. The partial last block, which the first write
+    /// sends again, is read back by the first append, not here.
     pub fn enable_direct_appends(&mut self) -> Result<(), LogError> {
         if self.tail.is_some() {
             return Ok(());
         }
-        let start = direct_io::block_start(self.size_bytes);
-        let mut partial = vec![0u8; (self.size_bytes - start) as usize];
-        self.read_at(&mut partial, start)?;
         self.tail = Some(Box::new(Tail {
-            start,
+            start: direct_io::block_start(self.size_bytes),
             buf: None,
-            partial,
+            partial: None,
+            appended_since_release: false,
             written: self.size_bytes,
             written_next_offset: self.next_offset,
             direct: true,
             recent_bytes: 0,
         }));
         Ok(())
+    }
+
+    /// Drops the partial last block of an idle direct tail (see "Direct appends" in the module
+    /// doc): when nothing was appended since the last call and nothing waits to be written.
+    pub fn release_idle_tail(&mut self) {
+        if let Some(tail) = self.tail.as_deref_mut() {
+            if tail.buf.is_none() && !tail.appended_since_release {
+                tail.partial = None;
+            }
+            tail.appended_since_release = false;
+        }
     }
 
     /// Whether appends wait in a tail not yet written to the file.
@@ -834,8 +884,10 @@ impl Segment {
         let end = tail.start + buf.len() as u64;
         tail.recent_bytes = buf.len().max(tail.recent_bytes / 2);
         let keep_from = (direct_io::block_start(end) - tail.start) as usize;
-        tail.partial.clear();
-        tail.partial.extend_from_slice(&buf.as_slice()[keep_from..]);
+        let mut partial = tail.partial.take().unwrap_or_default();
+        partial.clear();
+        partial.extend_from_slice(&buf.as_slice()[keep_from..]);
+        tail.partial = Some(partial);
         tail.start = direct_io::block_start(end);
         tail.written = end;
         tail.written_next_offset = self.next_offset;
@@ -845,21 +897,31 @@ impl Segment {
 
     /// Copies `batch` to the end of the tail, writing the tail out first when it is full.
     fn append_to_tail(&self, tail: &mut Tail, batch: &[u8]) -> Result<(), LogError> {
-        if tail.buf.is_some()
-            && (tail.held().len() + batch.len() > direct_io::TAIL_BYTES_MAX
-                || TailBytes::over_budget())
-        {
-            self.write_tail(tail)?;
+        tail.appended_since_release = true;
+        if let Some(held) = tail.buf.as_ref().map(AlignedBuf::len) {
+            if held + batch.len() > direct_io::TAIL_BYTES_MAX || TailBytes::over_budget() {
+                self.write_tail(tail)?;
+            }
         }
-        let needed = tail.held().len() + batch.len();
+        if tail.held().is_none() {
+            // Not in memory: the file holds `[start, size)` (nothing waits to be written).
+            let mut partial = vec![0u8; (self.size_bytes - tail.start) as usize];
+            if !partial.is_empty() {
+                self.file()?
+                    .read_exact_at(&mut partial, tail.start)
+                    .map_err(LogError::io("read", &self.log_path))?;
+            }
+            tail.partial = Some(partial);
+        }
+        let needed = tail.held().map_or(0, <[u8]>::len) + batch.len();
         match tail.buf.as_mut() {
             Some(buf) if buf.capacity() - buf.len() >= batch.len() => buf.extend_from_slice(batch),
             _ => {
                 let hint = tail.recent_bytes.min(direct_io::TAIL_BYTES_MAX);
                 let mut grown = direct_io::take_buffer(needed.max(hint));
-                grown.extend_from_slice(tail.held());
+                grown.extend_from_slice(tail.held().unwrap_or_default());
                 grown.extend_from_slice(batch);
-                tail.partial.clear();
+                tail.partial = None;
                 tail.set_buf(Some(grown));
             }
         }
@@ -1010,6 +1072,7 @@ impl Segment {
         let headers = headers?;
         Arc::make_mut(&mut self.offset_index).clear();
         Arc::make_mut(&mut self.time_index).clear();
+        self.index_entries_in_files = None;
         self.bytes_since_last_index_entry = 0;
         self.max_timestamp = -1;
         self.offset_of_max_timestamp = -1;
@@ -1130,10 +1193,7 @@ fn read_offset_index(
     }
     let mut entries: Vec<OffsetEntry> = Vec::with_capacity(bytes.len() / OFFSET_INDEX_ENTRY_SIZE);
     for raw in bytes.chunks_exact(OFFSET_INDEX_ENTRY_SIZE) {
-        let entry = OffsetEntry {
-            relative_offset: u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]),
-            position: u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]),
-        };
+        let entry = decode_offset_entry(raw);
         let monotonic = entries.last().is_none_or(|last| {
             entry.relative_offset > last.relative_offset && entry.position > last.position
         });
@@ -1159,12 +1219,7 @@ fn read_time_index(dir: &Path, base_offset: i64) -> Result<Option<Vec<TimeEntry>
     }
     let mut entries: Vec<TimeEntry> = Vec::with_capacity(bytes.len() / TIME_INDEX_ENTRY_SIZE);
     for raw in bytes.chunks_exact(TIME_INDEX_ENTRY_SIZE) {
-        let mut timestamp = [0u8; 8];
-        timestamp.copy_from_slice(&raw[..8]);
-        let entry = TimeEntry {
-            timestamp: i64::from_be_bytes(timestamp),
-            relative_offset: u32::from_be_bytes([raw[8], raw[9], raw[10], raw[11]]),
-        };
+        let entry = decode_time_entry(raw);
         let monotonic = entries.last().is_none_or(|last| {
             entry.timestamp > last.timestamp && entry.relative_offset >= last.relative_offset
         });
@@ -1174,4 +1229,40 @@ fn read_time_index(dir: &Path, base_offset: i64) -> Result<Option<Vec<TimeEntry>
         entries.push(entry);
     }
     Ok(Some(entries))
+}
+
+/// One offset-index entry from its 8 bytes (see the module doc).
+fn decode_offset_entry(raw: &[u8]) -> OffsetEntry {
+    OffsetEntry {
+        relative_offset: u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]),
+        position: u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]),
+    }
+}
+
+/// One time-index entry from its 12 bytes (see the module doc).
+fn decode_time_entry(raw: &[u8]) -> TimeEntry {
+    let mut timestamp = [0u8; 8];
+    timestamp.copy_from_slice(&raw[..8]);
+    TimeEntry {
+        timestamp: i64::from_be_bytes(timestamp),
+        relative_offset: u32::from_be_bytes([raw[8], raw[9], raw[10], raw[11]]),
+    }
+}
+
+fn encode_offset_entries(entries: &[OffsetEntry]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(entries.len() * OFFSET_INDEX_ENTRY_SIZE);
+    for entry in entries {
+        bytes.extend_from_slice(&entry.relative_offset.to_be_bytes());
+        bytes.extend_from_slice(&entry.position.to_be_bytes());
+    }
+    bytes
+}
+
+fn encode_time_entries(entries: &[TimeEntry]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(entries.len() * TIME_INDEX_ENTRY_SIZE);
+    for entry in entries {
+        bytes.extend_from_slice(&entry.timestamp.to_be_bytes());
+        bytes.extend_from_slice(&entry.relative_offset.to_be_bytes());
+    }
+    bytes
 }

@@ -171,3 +171,49 @@ fn truncation_in_direct_mode_keeps_the_prefix_and_appends_go_on() {
     let log = PartitionLog::open(&path, direct_config(), 21).expect("recover");
     assert_eq!(log.log_end_offset(), 21);
 }
+
+#[test]
+fn an_idle_tail_lets_go_of_its_partial_block_and_the_next_append_reads_it_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t-0");
+    let mut log = PartitionLog::open(&path, direct_config(), 0).expect("open");
+    append(&mut log, 0, 5, 333);
+    flush(&mut log);
+    log.release_idle_tail(); // appended since the last call: kept
+    append(&mut log, 5, 1, 333);
+    flush(&mut log);
+    log.release_idle_tail(); // kept again
+    log.release_idle_tail(); // idle since: released
+    log.set_high_watermark(log.log_end_offset());
+    assert_eq!(read_all(&log, 18).len(), 18, "reads come from the file");
+    // The next appends continue the partial block read back from the file.
+    append(&mut log, 6, 4, 333);
+    flush(&mut log);
+    log.set_high_watermark(log.log_end_offset());
+    let records = read_all(&log, 30);
+    assert_eq!(records.len(), 30);
+    assert!(records.iter().enumerate().all(|(i, r)| r.0 == i as i64));
+    drop(log); // a crash: the file has the padding, recovery keeps every flushed batch
+    let log = PartitionLog::open(&path, direct_config(), 30).expect("recover");
+    assert_eq!(log.log_end_offset(), 30);
+    assert!(log.damaged_ranges().is_empty());
+    assert_eq!(read_all(&log, 30).len(), 30);
+}
+
+#[test]
+fn a_reopened_log_reads_its_partial_block_at_the_first_append_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t-0");
+    let mut log = PartitionLog::open(&path, direct_config(), 0).expect("open");
+    append(&mut log, 0, 7, 333);
+    log.close().expect("close");
+    let mut log = PartitionLog::open(&path, direct_config(), 21).expect("reopen");
+    append(&mut log, 7, 3, 333);
+    flush(&mut log);
+    drop(log);
+    let log = PartitionLog::open(&path, direct_config(), 30).expect("recover");
+    assert_eq!(log.log_end_offset(), 30);
+    let records = read_all(&log, 30);
+    assert_eq!(records.len(), 30);
+    assert!(records.iter().enumerate().all(|(i, r)| r.0 == i as i64));
+}

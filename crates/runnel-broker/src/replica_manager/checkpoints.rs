@@ -1,9 +1,11 @@
 //! Kafka's per-log-directory checkpoint files of the hosted partitions
 //! (`recovery-point-offset-checkpoint`, `log-start-offset-checkpoint`,
 //! `cleaner-offset-checkpoint`: each log directory lists the partitions it holds), read at
-//! start and written by the checkpoint task, retention, the cleaner and shutdown; and
-//! shutdown itself. A directory whose file cannot be written goes offline when it is not the
-//! only one ([`crate::log_dirs`]); offline directories are not touched.
+//! start and written by the checkpoint task (which also writes the active segments' new index
+//! entries first, [`crate::partition::Partition::checkpoint_offsets`]), retention, the
+//! cleaner and shutdown (`startup.rs`); and closing one partition at shutdown. A directory
+//! whose file cannot be written goes offline when it is not the only one
+//! ([`crate::log_dirs`]); offline directories are not touched.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,9 +21,10 @@ use crate::log_dirs::LogDir;
 use crate::partition::Partition;
 
 impl ReplicaManager {
-    /// Writes every partition's recovery point and log start offset to Kafka's checkpoints,
-    /// in the log directory that holds it (every online directory gets both files, empty when
-    /// it holds no partition; offline directories are not touched).
+    /// Writes every partition's recovery point and log start offset to Kafka's checkpoints
+    /// (each active segment's new index entries first, so that recovery resumes near the
+    /// recovery point), in the log directory that holds it (every online directory gets both
+    /// files, empty when it holds no partition; offline directories are not touched).
     pub fn write_checkpoints(&self) -> Result<(), LogError> {
         let _writer = self
             .checkpoint_writer
@@ -32,8 +35,7 @@ impl ReplicaManager {
         for partition in self.all_partitions() {
             let dir = partition.log_dir().absolute();
             let key = (partition.topic.to_string(), partition.index);
-            let (recovery_point, log_start) =
-                partition.with_log(|log| (log.recovery_point(), log.log_start_offset()));
+            let (recovery_point, log_start) = partition.checkpoint_offsets();
             recovery_points
                 .entry(dir.clone())
                 .or_default()
@@ -46,7 +48,7 @@ impl ReplicaManager {
     /// Writes Kafka's two per-partition checkpoint files in each online log directory; the
     /// caller holds `checkpoint_writer`. A directory whose write fails goes offline; the
     /// others are still written.
-    fn write_checkpoint_files(
+    pub(super) fn write_checkpoint_files(
         &self,
         recovery_points: &DirCheckpoints,
         log_starts: &DirCheckpoints,
@@ -163,59 +165,33 @@ impl ReplicaManager {
         }
         Ok(all)
     }
-
-    /// Stops the flusher after a last pass, closes every log and writes the checkpoints.
-    /// Partitions of offline log directories are left as they are.
-    pub fn shutdown(&self) -> Result<(), LogError> {
-        self.flusher.shutdown();
-        if let Some(thread) = self
-            .flusher_thread
-            .lock()
-            .expect("flusher lock poisoned")
-            .take()
-        {
-            if thread.join().is_err() {
-                tracing::error!("the flusher thread panicked");
-            }
-        }
-        let topics = std::mem::take(&mut *self.topics.write().expect("topics lock poisoned"));
-        let mut recovery_points = DirCheckpoints::new();
-        let mut log_starts = DirCheckpoints::new();
-        for partition in topics
-            .into_values()
-            .flat_map(|partitions| partitions.to_vec())
-            .flatten()
-        {
-            if partition.is_offline() {
-                continue;
-            }
-            let dir = partition.log_dir().absolute();
-            let key = (partition.topic.to_string(), partition.index);
-            let (recovery_point, log_start) = close_at_shutdown(partition, self.is_durable())?;
-            recovery_points
-                .entry(dir.clone())
-                .or_default()
-                .insert(key.clone(), recovery_point);
-            log_starts.entry(dir).or_default().insert(key, log_start);
-        }
-        let _writer = self
-            .checkpoint_writer
-            .lock()
-            .expect("checkpoint writer lock poisoned");
-        self.write_checkpoint_files(&recovery_points, &log_starts)
-    }
 }
 
-/// Closes (or, still shared, flushes) one partition at shutdown; returns its recovery point
-/// and log start offset.
-fn close_at_shutdown(partition: Arc<Partition>, durable: bool) -> Result<(i64, i64), LogError> {
+/// What closing one partition at shutdown left.
+pub(super) struct Closed {
+    pub recovery_point: i64,
+    pub log_start_offset: i64,
+    /// False when the partition was still in use: flushed, but not closed (its index files
+    /// not written), so its directory gets no clean-shutdown marker.
+    pub closed: bool,
+}
+
+/// Closes (or, still shared, flushes) one partition at shutdown.
+pub(super) fn close_at_shutdown(
+    partition: Arc<Partition>,
+    durable: bool,
+) -> Result<Closed, LogError> {
     match Arc::try_unwrap(partition) {
         Ok(partition) => {
             let log = partition.into_log();
             // `close` flushes everything: the whole log is the recovery point.
-            let offsets = (log.log_end_offset(), log.log_start_offset());
+            let closed = Closed {
+                recovery_point: log.log_end_offset(),
+                log_start_offset: log.log_start_offset(),
+                closed: true,
+            };
             log.close()?;
-            Ok(offsets)
+            Ok(closed)
         }
         Err(shared) => {
             tracing::warn!(
@@ -231,7 +207,13 @@ fn close_at_shutdown(partition: Arc<Partition>, durable: bool) -> Result<(i64, i
                 })?;
                 shared.mark_flushed(target.up_to, durable);
             }
-            Ok(shared.with_log(|log| (log.recovery_point(), log.log_start_offset())))
+            let (recovery_point, log_start_offset) =
+                shared.with_log(|log| (log.recovery_point(), log.log_start_offset()));
+            Ok(Closed {
+                recovery_point,
+                log_start_offset,
+                closed: false,
+            })
         }
     }
 }

@@ -5,8 +5,12 @@
 //! checked and rebuilt when in doubt). Every segment holding offsets at or above the recovery
 //! point, and always the active segment, is scanned batch by batch (`validate_stored_batch`: extent,
 //! magic, CRC; plus offset continuity), and so is every segment whose indexes are inconsistent
-//! or that `damaged-segments` lists. At the first torn, corrupt or non-contiguous batch of the
-//! active segment, or at or above the recovery point (the unflushed tail), the segment is
+//! or that `damaged-segments` lists. The scan of a segment holding the recovery point resumes
+//! at the last offset-index entry of a batch below it (`segment/resume.rs`): what lies below
+//! was fsynced, so only what may not have been is read. After a clean shutdown
+//! ([`LastShutdown::Clean`], `clean_shutdown.rs`) the active segment's index is trusted whole
+//! and only its last indexed batch and what follows it are scanned. At the first torn,
+//! corrupt or non-contiguous batch of the active segment, or at or above the recovery point (the unflushed tail), the segment is
 //! truncated there (set_len + fsync), every later segment is deleted, and a WARN says what was
 //! dropped. A bad batch below the recovery point in a sealed segment is damage, not a crash: the
 //! segment is kept as it is on disk, its valid prefix served, later segments kept, and the lost
@@ -28,6 +32,7 @@ use std::path::Path;
 use super::damage::{self, DamagedRange};
 use super::PartitionLog;
 use crate::checkpoint::{sync_dir, TEMP_SUFFIX};
+use crate::clean_shutdown::LastShutdown;
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::leader_epoch::LeaderEpochCache;
@@ -57,6 +62,24 @@ impl PartitionLog {
         recovery_point: i64,
         log_start_offset: i64,
     ) -> Result<PartitionLog, LogError> {
+        Self::open_after(
+            dir,
+            config,
+            recovery_point,
+            log_start_offset,
+            LastShutdown::Unclean,
+        )
+    }
+
+    /// [`PartitionLog::open_at`] knowing how the last process ended: after a clean shutdown
+    /// the active segment's index is trusted (see the module doc).
+    pub fn open_after(
+        dir: &Path,
+        config: LogConfig,
+        recovery_point: i64,
+        log_start_offset: i64,
+        last_shutdown: LastShutdown,
+    ) -> Result<PartitionLog, LogError> {
         fs::create_dir_all(dir).map_err(LogError::io("create directory", dir))?;
         complete_swaps(dir)?;
         let bases = scan_directory(dir)?;
@@ -64,6 +87,7 @@ impl PartitionLog {
             dir,
             config: &config,
             recovery_point,
+            last_shutdown,
             suspects: damage::read_damaged_segments(dir)?,
             epochs: LeaderEpochCache::load(dir)?,
             segments: Vec::new(),
@@ -153,6 +177,7 @@ struct Loader<'a> {
     dir: &'a Path,
     config: &'a LogConfig,
     recovery_point: i64,
+    last_shutdown: LastShutdown,
     /// Segments listed in `damaged-segments`: scanned with CRC checks, never trusted.
     suspects: Vec<i64>,
     epochs: LeaderEpochCache,
@@ -184,24 +209,40 @@ impl Loader<'_> {
             }
             tracing::warn!(dir = %self.dir.display(), base_offset, "segment indexes missing or inconsistent; rebuilding by scanning the log");
         }
-        let epochs = &mut self.epochs;
-        let (mut segment, failure) = Segment::scan(
-            self.dir,
-            base_offset,
-            previous_next.map(|next| next - 1),
-            self.config.index_interval_bytes,
-            |header| {
-                epochs.assign(header.partition_leader_epoch, header.base_offset);
-            },
-        )?;
         let is_last = next_base.is_none();
+        let epochs = &mut self.epochs;
+        let on_batch = |header: &runnel_protocol::record_batch::BatchHeader| {
+            epochs.assign(header.partition_leader_epoch, header.base_offset);
+        };
+        let previous_last = previous_next.map(|next| next - 1);
+        let interval = self.config.index_interval_bytes;
+        let (mut segment, failure) = if self.suspects.contains(&base_offset) {
+            Segment::scan(self.dir, base_offset, previous_last, interval, on_batch)?
+        } else {
+            let trusted_below = match self.last_shutdown {
+                LastShutdown::Clean if is_last => i64::MAX,
+                _ => self.recovery_point,
+            };
+            let dir = self.dir;
+            Segment::scan_from_index(
+                dir,
+                base_offset,
+                previous_last,
+                interval,
+                trusted_below,
+                on_batch,
+            )?
+        };
         let Some(cut) = failure else {
             // The active segment is scanned even after a clean shutdown; finding it intact
             // and wholly below the recovery point changes nothing on disk, so it needs no
             // fsync and no rewritten checkpoints.
             let verified_clean = is_last && segment.next_offset() <= self.recovery_point;
             self.recovered_any |= !verified_clean;
-            if !is_last {
+            if is_last {
+                // No stale entries may stay for the next recovery to resume from.
+                segment.write_index_files_if_stale()?;
+            } else {
                 segment.seal()?;
             }
             self.segments.push(segment);
@@ -216,6 +257,7 @@ impl Loader<'_> {
             return Ok(true);
         }
         segment.truncate_file_to_size()?;
+        segment.write_index_files_if_stale()?;
         tracing::warn!(
             path = %segment.log_path().display(),
             position = cut.position,
