@@ -393,18 +393,39 @@ impl Segment {
         index_interval_bytes: u64,
         on_batch: impl FnMut(&BatchHeader),
     ) -> Result<(Segment, Option<Truncation>), LogError> {
+        let (mut segment, file_len, expected_min) =
+            Segment::open_for_scan(dir, base_offset, previous_last_offset)?;
+        let damage = segment.scan_whole(expected_min, file_len, index_interval_bytes, on_batch);
+        segment.finish_scan(damage, file_len)
+    }
+
+    /// Opens the segment for a recovery scan: the segment, its file's length, and the lowest
+    /// offset its first batch may hold. The scan reads through one handle held for its whole
+    /// length: an eviction, or an open failing with EMFILE, in the middle of it must not look
+    /// like a bad batch (and cut the log there).
+    fn open_for_scan(
+        dir: &Path,
+        base_offset: i64,
+        previous_last_offset: Option<i64>,
+    ) -> Result<(Segment, u64, i64), LogError> {
         let (mut segment, file_len) = Segment::open_log(dir, base_offset)?;
-        // The scan reads through one handle held for its whole length: an eviction, or an
-        // open failing with EMFILE, in the middle of it must not look like a bad batch (and
-        // cut the log there).
         segment.pinned = Some(segment.file()?);
         let expected_min = previous_last_offset
             .map_or(base_offset, |last| last + 1)
             .max(base_offset);
-        let damage =
-            segment.scan_batches(0, expected_min, file_len, index_interval_bytes, on_batch);
-        segment.index_entries_in_files = segment.index_files_empty().then_some((0, 0));
-        segment.finish_scan(damage, file_len)
+        Ok((segment, file_len, expected_min))
+    }
+
+    /// Scans every batch from the start of the file, trusting no index entry.
+    fn scan_whole(
+        &mut self,
+        expected_min: i64,
+        file_len: u64,
+        index_interval_bytes: u64,
+        on_batch: impl FnMut(&BatchHeader),
+    ) -> Option<Truncation> {
+        self.index_entries_in_files = self.index_files_empty().then_some((0, 0));
+        self.scan_batches(0, expected_min, file_len, index_interval_bytes, on_batch)
     }
 
     /// Whether both index files are missing or empty (then they hold nothing stale).

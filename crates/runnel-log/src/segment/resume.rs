@@ -60,11 +60,8 @@ impl Segment {
         trusted_below: i64,
         mut on_batch: impl FnMut(&BatchHeader),
     ) -> Result<(Segment, Option<Truncation>), LogError> {
-        let (mut segment, file_len) = Segment::open_log(dir, base_offset)?;
-        segment.pinned = Some(segment.file()?);
-        let expected_min = previous_last_offset
-            .map_or(base_offset, |last| last + 1)
-            .max(base_offset);
+        let (mut segment, file_len, expected_min) =
+            Segment::open_for_scan(dir, base_offset, previous_last_offset)?;
         let resume = segment.find_resume_point(file_len, expected_min, trusted_below)?;
         let damage = match resume {
             Some(resume) => {
@@ -92,10 +89,7 @@ impl Segment {
                     on_batch,
                 )
             }
-            None => {
-                segment.index_entries_in_files = segment.index_files_empty().then_some((0, 0));
-                segment.scan_batches(0, expected_min, file_len, index_interval_bytes, on_batch)
-            }
+            None => segment.scan_whole(expected_min, file_len, index_interval_bytes, on_batch),
         };
         segment.finish_scan(damage, file_len)
     }
