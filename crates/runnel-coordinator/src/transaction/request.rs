@@ -224,6 +224,23 @@ pub struct TxnDescription {
     pub partitions: Vec<(String, i32)>,
 }
 
+impl TxnDescription {
+    /// A description with no state, producer or partitions yet, carrying `error` (an id that
+    /// failed, or `None` for one about to be filled in).
+    pub fn empty(transactional_id: String, error: TxnErrorCode) -> TxnDescription {
+        TxnDescription {
+            transactional_id,
+            error,
+            state: "",
+            producer_id: -1,
+            producer_epoch: -1,
+            transaction_timeout_ms: 0,
+            transaction_start_time_ms: -1,
+            partitions: Vec::new(),
+        }
+    }
+}
+
 /// ListTransactions' view of one transactional id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedTxn {
@@ -285,16 +302,7 @@ impl TxnResponse {
             TxnRequest::EndTxn(_) => TxnResponse::EndTxn(EndTxnResult::error(error)),
             TxnRequest::Describe(ids) => TxnResponse::Describe(
                 ids.iter()
-                    .map(|id| TxnDescription {
-                        transactional_id: id.clone(),
-                        error,
-                        state: "",
-                        producer_id: -1,
-                        producer_epoch: -1,
-                        transaction_timeout_ms: 0,
-                        transaction_start_time_ms: -1,
-                        partitions: Vec::new(),
-                    })
+                    .map(|id| TxnDescription::empty(id.clone(), error))
                     .collect(),
             ),
             TxnRequest::List(_) => TxnResponse::List(Err(error)),

@@ -9,16 +9,7 @@ impl TxnCoordinator {
     }
 
     fn describe_one(&self, transactional_id: String) -> TxnDescription {
-        let mut description = TxnDescription {
-            transactional_id,
-            error: TxnErrorCode::None,
-            state: "",
-            producer_id: -1,
-            producer_epoch: -1,
-            transaction_timeout_ms: 0,
-            transaction_start_time_ms: -1,
-            partitions: Vec::new(),
-        };
+        let mut description = TxnDescription::empty(transactional_id, TxnErrorCode::None);
         let id = description.transactional_id.as_str();
         if id.is_empty() {
             description.error = TxnErrorCode::InvalidRequest;
