@@ -272,7 +272,8 @@ fn decode_group_value(mut buf: &[u8]) -> Result<GroupValue, RecordError> {
     })
 }
 
-fn put_string(buf: &mut BytesMut, value: &str) {
+/// A Kafka `STRING`: an i16 length, then the bytes (shared with `transaction::record`).
+pub(crate) fn put_string(buf: &mut BytesMut, value: &str) {
     buf.put_i16(value.len() as i16);
     buf.put_slice(value.as_bytes());
 }

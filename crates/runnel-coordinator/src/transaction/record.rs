@@ -52,6 +52,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 use super::state::TxnState;
+use crate::record::put_string;
 
 /// The only key version Kafka has written.
 const KEY_VERSION: i16 = 0;
@@ -381,11 +382,6 @@ fn group_by_topic(partitions: &BTreeSet<(String, i32)>) -> Vec<(&str, Vec<i32>)>
         }
     }
     topics
-}
-
-fn put_string(buf: &mut BytesMut, value: &str) {
-    buf.put_i16(value.len() as i16);
-    buf.put_slice(value.as_bytes());
 }
 
 fn put_uvarint(buf: &mut BytesMut, mut value: u32) {
