@@ -1,6 +1,8 @@
 //! Runnel's Kafka wire protocol layer.
 //!
 //! Owns everything about bytes on the wire and nothing about sockets or files:
+//! - [`control_record`]: control batches' one record (transaction markers' COMMIT/ABORT key and
+//!   coordinator epoch), encoded and read with bounds.
 //! - [`frame`]: the 4-byte size prefix and its limits.
 //! - [`header`]: request header decoding (flexible and not), body decoding, and response
 //!   encoding, including ApiVersions' always-v0 response header.
@@ -26,6 +28,7 @@
 //! why, and how to re-apply it on an upgrade.
 
 pub mod api_versions;
+pub mod control_record;
 pub mod error_code;
 pub mod fetch_response;
 pub mod frame;
