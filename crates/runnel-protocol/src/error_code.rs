@@ -106,6 +106,7 @@ error_codes! {
     InvalidTransactionTimeout = 50, "INVALID_TRANSACTION_TIMEOUT";
     ConcurrentTransactions = 51, "CONCURRENT_TRANSACTIONS";
     TransactionCoordinatorFenced = 52, "TRANSACTION_COORDINATOR_FENCED";
+    OperationNotAttempted = 55, "OPERATION_NOT_ATTEMPTED";
     UnstableOffsetCommit = 88, "UNSTABLE_OFFSET_COMMIT";
     TransactionalIdNotFound = 105, "TRANSACTIONAL_ID_NOT_FOUND";
     TransactionAbortable = 120, "TRANSACTION_ABORTABLE";
