@@ -16,8 +16,8 @@
 //! batch of its producer, sequenced after the producer's last batch in this partition, so the
 //! log's producer checks hold; the transaction coordinator's COMMIT or ABORT for this partition
 //! comes in as a request ([`GroupCoordinator::complete_txn`]) so that the marker is appended by
-//! this task, in order with its other records, and applied to the pending offsets only once it
-//! is in the log. A load replays transactional batches as pending and markers as their end.
+//! this task, in order with its other records. Both the transactional offsets and the marker
+//! apply only once they are in the log (replayed, as a load replays them). A load replays transactional batches as pending and markers as their end.
 //!
 //! Group → partition is Kafka's hash ([`runnel_coordinator::partition_for`]) over the topic's
 //! actual partition count, so a data directory keeps its layout if the setting changes.
@@ -301,9 +301,15 @@ fn apply(
                 transactional: true,
             };
             let mut batch = encode_batch(&records, Some(producer), now);
-            broker
+            let appended = broker
                 .replicas
-                .append_coordinator_batch(partition, &mut batch)
+                .append_coordinator_batch(partition, &mut batch);
+            if appended.is_ok() {
+                for record in records {
+                    coordinator.replay_transactional(producer_id, record, now);
+                }
+            }
+            appended
         }
         OutputBatch::Marker {
             producer_id,

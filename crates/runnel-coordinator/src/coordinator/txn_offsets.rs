@@ -6,9 +6,10 @@
 //! Invariants:
 //! - A pending offset is stored in the log as an offset record inside a transactional batch of
 //!   its producer ([`OutputBatch::Transactional`]); the marker that ends it is a control batch
-//!   of the same producer in the same partition ([`OutputBatch::Marker`]). Replaying the log
-//!   ([`Coordinator::replay_transactional`], [`Coordinator::replay_marker`]) rebuilds exactly
-//!   the pending and committed offsets the requests built.
+//!   of the same producer in the same partition ([`OutputBatch::Marker`]). Both take effect
+//!   only once the driver has appended them, by the same replay a load does
+//!   ([`Coordinator::replay_transactional`], [`Coordinator::replay_marker`]): a batch the log
+//!   refuses (a fenced epoch) leaves nothing pending, and a reload rebuilds exactly the state.
 //! - OffsetFetch never shows a pending offset: it shows the committed one, or with
 //!   `require_stable` answers UNSTABLE_OFFSET_COMMIT for the partition.
 
@@ -20,8 +21,9 @@ use crate::record::{CoordinatorRecord, OffsetValue};
 use crate::request::*;
 
 impl<T> Coordinator<T> {
-    /// Kafka's `commitTransactionalOffset`: checks the group, then stores each partition's
-    /// offset as pending for the producer and writes it in the producer's transactional batch.
+    /// Kafka's `commitTransactionalOffset`: checks the group, then writes each partition's
+    /// offset in the producer's transactional batch; it is pending once the driver replays
+    /// the appended records ([`Coordinator::replay_transactional`]).
     pub(super) fn txn_commit(
         &mut self,
         commit: TxnCommitRequest,
@@ -44,17 +46,6 @@ impl<T> Coordinator<T> {
                     metadata,
                     commit_timestamp_ms: now_ms,
                 };
-                self.pending_txn_offsets
-                    .entry(commit.producer_id)
-                    .or_default()
-                    .insert(
-                        (
-                            commit.group_id.clone(),
-                            partition.topic.clone(),
-                            partition.partition,
-                        ),
-                        value.clone(),
-                    );
                 out.records.push(CoordinatorRecord::Offset {
                     group: commit.group_id.clone(),
                     topic: partition.topic.clone(),
@@ -129,8 +120,8 @@ impl<T> Coordinator<T> {
         };
     }
 
-    /// Applies one record read back from a transactional batch of `producer_id` (at load):
-    /// offsets are pending until that producer's marker.
+    /// Applies one record of a transactional batch of `producer_id` (read back at load, or
+    /// just appended): offsets are pending until that producer's marker.
     pub fn replay_transactional(&mut self, producer_id: i64, record: CoordinatorRecord, now: i64) {
         match record {
             CoordinatorRecord::Offset {
@@ -223,6 +214,14 @@ mod tests {
         result.offsets.remove(0)
     }
 
+    /// Handles a TxnOffsetCommit and replays its records, as the driver does once appended.
+    fn append(c: &mut Coordinator<u32>, request: Request) {
+        let out = c.handle(request, 0, 0);
+        for record in out.records {
+            c.replay_transactional(PRODUCER, record, 0);
+        }
+    }
+
     fn marker(c: &mut Coordinator<u32>, producer_id: i64, commit: bool) -> OutputBatch {
         let request = Request::CompleteTxn(CompleteTxnRequest {
             producer_id,
@@ -249,8 +248,16 @@ mod tests {
                 producer_epoch: 0
             }
         );
-        assert_eq!(out.records.len(), 1);
         assert!(matches!(&out.replies[0].1, Response::TxnCommit(r) if r[0].2 == ErrorCode::None));
+        assert_eq!(out.records.len(), 1);
+        assert_eq!(
+            fetch(&mut c, true).error,
+            ErrorCode::None,
+            "nothing is pending before the batch is appended"
+        );
+        for record in out.records {
+            c.replay_transactional(PRODUCER, record, 0);
+        }
         assert_eq!(fetch(&mut c, false).offset, -1);
         assert_eq!(fetch(&mut c, true).error, ErrorCode::UnstableOffsetCommit);
         let batch = marker(&mut c, PRODUCER, true);
@@ -266,9 +273,9 @@ mod tests {
     #[test]
     fn an_abort_marker_drops_pending_offsets() {
         let mut c: Coordinator<u32> = Coordinator::new(GroupConfig::default(), 0);
-        c.handle(txn_commit("g", PRODUCER, 10), 1, 0);
+        append(&mut c, txn_commit("g", PRODUCER, 10));
         c.replay_marker(PRODUCER, true, 0);
-        c.handle(txn_commit("g", PRODUCER, 20), 2, 0);
+        append(&mut c, txn_commit("g", PRODUCER, 20));
         c.replay_marker(PRODUCER, false, 0);
         let fetched = fetch(&mut c, true);
         assert_eq!((fetched.offset, fetched.error), (10, ErrorCode::None));
