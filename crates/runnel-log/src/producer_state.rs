@@ -677,6 +677,108 @@ mod tests {
         }
     }
 
+    fn txn_header(producer_id: i64, sequence: i32, base_offset: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x10,
+            ..header(producer_id, 0, sequence, 1, base_offset)
+        }
+    }
+
+    fn marker_header(producer_id: i64, epoch: i16, base_offset: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x30,
+            base_sequence: -1,
+            ..header(producer_id, epoch, -1, 1, base_offset)
+        }
+    }
+
+    #[test]
+    fn snapshots_keep_ongoing_transactions_and_coordinator_epochs() {
+        // Pins Kafka's snapshot fields coordinator_epoch and current_txn_first_offset.
+        let mut state = ProducerStateManager::new();
+        state.update(&txn_header(1, 0, 0));
+        state.update(&txn_header(2, 0, 1));
+        state.update(&txn_header(1, 1, 2));
+        let abort = ControlRecord::marker(false, 7);
+        let completed = state.update_marker(&marker_header(2, 0, 3), &abort);
+        assert_eq!(
+            completed,
+            Some(CompletedTxn {
+                producer_id: 2,
+                first_offset: 1,
+                last_offset: 3,
+                is_aborted: true,
+                last_stable_offset: 0,
+            })
+        );
+        state.on_high_watermark_updated(4);
+        let bytes = state.encode_snapshot(4);
+        let (offset, decoded) = ProducerStateManager::decode_snapshot(&bytes).expect("decode");
+        assert_eq!((offset, &decoded), (4, &state));
+        assert_eq!(decoded.entry(2).map(|e| e.coordinator_epoch), Some(7));
+        assert_eq!(
+            decoded.entry(1).and_then(|e| e.current_txn_first_offset),
+            Some(0)
+        );
+        assert_eq!(decoded.first_unstable_offset(), Some(0));
+        assert!(decoded.has_ongoing_transaction(1) && !decoded.has_ongoing_transaction(2));
+    }
+
+    #[test]
+    fn version_1_snapshots_are_still_read() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&9i64.to_be_bytes());
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.extend_from_slice(&5i64.to_be_bytes());
+        body.extend_from_slice(&2i16.to_be_bytes());
+        body.push(1);
+        for value in [0i32, 3] {
+            body.extend_from_slice(&value.to_be_bytes());
+        }
+        for value in [5i64, 8, 10] {
+            body.extend_from_slice(&value.to_be_bytes());
+        }
+        let mut bytes = b"RNPS".to_vec();
+        bytes.extend_from_slice(&1u16.to_be_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        bytes.extend_from_slice(&body);
+        let (offset, state) = ProducerStateManager::decode_snapshot(&bytes).expect("decode");
+        assert_eq!(offset, 9);
+        let entry = state.entry(5).expect("producer 5");
+        assert_eq!((entry.epoch, entry.batches.len()), (2, 1));
+        assert_eq!(entry.coordinator_epoch, NO_COORDINATOR_EPOCH);
+        assert_eq!(entry.current_txn_first_offset, None);
+        // A producer count its bytes cannot hold is refused before anything is allocated.
+        let mut huge = bytes.clone();
+        huge[18..22].copy_from_slice(&u32::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&huge[10..]);
+        huge[6..10].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            ProducerStateManager::decode_snapshot(&huge).map(|_| ()),
+            Err("bad producer count")
+        );
+    }
+
+    #[test]
+    fn a_producer_known_from_a_marker_only_must_start_at_sequence_0() {
+        // Pins ProducerAppendInfo.checkSequence: same epoch, no cached batch → NO_SEQUENCE,
+        // so only sequence 0 is in sequence.
+        let mut state = ProducerStateManager::new();
+        state.update_marker(&marker_header(3, 1, 0), &ControlRecord::marker(true, 0));
+        assert!(matches!(
+            state.check(&header(3, 1, 4, 1, 1)),
+            Err(AppendError::OutOfOrderSequence {
+                expected: 0,
+                received: 4,
+                ..
+            })
+        ));
+        assert_eq!(
+            state.check(&header(3, 1, 0, 1, 1)).ok(),
+            Some(ProducerCheck::Append)
+        );
+    }
+
     #[test]
     fn applies_kafka_sequence_rules() {
         let mut state = ProducerStateManager::new();
