@@ -8,7 +8,18 @@
 //!   (contiguous as appended; compaction leaves gaps, and its batches may hold fewer records
 //!   than offsets, or none), and the log end offset is the last segment's next offset;
 //! - `log start offset ≤ high watermark ≤ log end offset` and `recovery point ≤ log end offset`;
-//! - the producer state and the leader-epoch cache describe exactly the batches in the log.
+//! - the producer state and the leader-epoch cache describe exactly the batches in the log;
+//! - each segment's transaction index holds the aborted transactions whose ABORT marker lies
+//!   in it (`segment/txn_index.rs`), and `last stable offset ≤ high watermark`.
+//!
+//! Transactions (Kafka's exactly-once, log side): transactional batches start a producer's
+//! transaction, markers ([`PartitionLog::append_txn_marker`], or a control batch through
+//! [`PartitionLog::append`]) end it (`producer_state.rs` has the rules). The last stable offset
+//! is Kafka's: the first unstable offset (the earliest ongoing transaction, or completed one
+//! whose marker the high watermark has not passed, at least the log start offset) when it is
+//! below the high watermark, else the high watermark. read_committed fetches read below it
+//! ([`PartitionLog::read_committed`]) and get the aborted transactions of what they read
+//! ([`PartitionLog::aborted_transactions`]).
 //!
 //! Locking is the caller's: `&mut self` methods run under the partition's lock and do page-cache
 //! I/O only (fsync happens at roll, truncation and close, which are rare). Reads and flushes
@@ -645,6 +656,15 @@ impl PartitionLog {
             if segment.txn_index_has_entries_from(self.recovery_point) {
                 segment.sync_txn_index()?;
             }
+        }
+        // A transaction index created since the last flush: its name must survive too (the
+        // next open trusts the indexes of a clean shutdown).
+        if self
+            .segments
+            .iter()
+            .any(|s| !s.dir_entry_synced && !s.aborted_txns().is_empty())
+        {
+            sync_dir(&self.dir)?;
         }
         let log_end_offset = self.log_end_offset();
         let nothing_to_snapshot =

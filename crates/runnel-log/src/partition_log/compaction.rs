@@ -59,10 +59,13 @@
 //! Each cleaned segment is written to `<base>.log.cleaned` and fsynced, renamed to
 //! `<base>.log.swap`, the directory fsynced; then the replaced segment's `.log`, `.index` and
 //! `.timeindex` are deleted, the swap is renamed to `<base>.log`, its index files are written
-//! (a cache, rebuilt if missing) and the directory fsynced. On open (`recovery.rs`),
-//! `*.cleaned` files are deleted (the old segment is intact) and every `*.swap` is completed:
-//! the `.log` files whose base offset lies in `[swap base, swap next offset)` are deleted and the
-//! swap becomes `<base>.log`, its indexes rebuilt by scanning. A crash at any point therefore
+//! (a cache, rebuilt if missing), its `.txnindex` replaces the old one atomically (the old one
+//! stays until then: it describes the cleaned segment too, the cleaned one only lacks entries
+//! of transactions the pass found no data of) and the directory is fsynced. On open
+//! (`recovery.rs`), `*.cleaned` files are deleted (the old segment is intact) and every `*.swap`
+//! is completed: the `.log` files whose base offset lies in `[swap base, swap next offset)` are
+//! deleted and the swap becomes `<base>.log`, its indexes rebuilt by scanning and its
+//! `.txnindex` by the producer-state replay. A crash at any point therefore
 //! leaves, per segment, either the old or the cleaned version; both hold every record a
 //! compaction must keep. The cleaner offset is persisted by the broker
 //! (`cleaner-offset-checkpoint`) after a pass; an older checkpoint only makes the next pass

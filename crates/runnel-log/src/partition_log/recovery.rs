@@ -20,8 +20,17 @@
 //! below the recovery point (a clean shutdown) was already fsynced: nothing is rewritten.
 //! Up to a block of zeros after the last batch of a segment is the padding of a direct write
 //! (`direct_io.rs`), not damage: it is cut without a WARN (`Segment::scan`).
-//! Leftover temp files (`*.tmp`, `*.deleted`, `*.cleaned`) and index files without a `.log` are
-//! removed. A compaction interrupted after its `<base>.log.swap` was complete is finished first:
+//! Leftover temp files (`*.tmp`, `*.deleted`, `*.cleaned`) and index files without a `.log`
+//! (`.txnindex` included) are removed.
+//!
+//! Producer state and transaction indexes: each segment's `.txnindex` is read and checked
+//! (`segment/txn_index.rs`; a damaged one is reported at WARN, never the log). The producer
+//! state is the newest valid snapshot at or below the point where the transaction indexes stop
+//! being trusted (the recovery point after a crash, the log end offset after a clean shutdown,
+//! lowered to a segment whose index is damaged or whose compaction swap was completed), plus a
+//! replay of the batches after it; the replay rebuilds every index entry of the markers it
+//! passes (Kafka's `LogSegment.recover`), so after a kill -9 the state and the indexes equal a
+//! replay of the log. A compaction interrupted after its `<base>.log.swap` was complete is finished first:
 //! the `.log` files whose base offset lies in `[swap base, swap next offset)` (the segment it
 //! replaces) are deleted with their indexes and the swap is renamed to `<base>.log`; its
 //! indexes are then rebuilt by the scan (see `compaction.rs`).
