@@ -104,6 +104,7 @@ impl AppendFailure {
             AppendFailure::Log(AppendError::OutOfOrderSequence { .. }) => {
                 ErrorCode::OutOfOrderSequenceNumber
             }
+            AppendFailure::Log(AppendError::InvalidTxnState { .. }) => ErrorCode::InvalidTxnState,
             // Kafka's RecordBatchTooLargeException: a batch larger than a segment.
             AppendFailure::Log(AppendError::RecordTooLarge { .. }) => ErrorCode::RecordListTooLarge,
             AppendFailure::Log(_) | AppendFailure::Offline => ErrorCode::KafkaStorageError,
