@@ -72,6 +72,15 @@ fn health_and_metrics_report_what_the_broker_did() {
         "runnel_partition_log_end_offset{topic=\"m\",partition=\"1\"}",
         0.0,
     );
+    // No transaction: the last stable offset is the high watermark.
+    expect(
+        "runnel_partition_last_stable_offset_lag{topic=\"m\",partition=\"0\"}",
+        0.0,
+    );
+    expect(
+        "runnel_partition_ongoing_transactions{topic=\"m\",partition=\"0\"}",
+        0.0,
+    );
     expect(
         "runnel_partition_records_in_total{topic=\"m\",partition=\"0\"}",
         5.0,

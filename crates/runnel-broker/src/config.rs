@@ -97,6 +97,9 @@ pub struct FlushPolicy {
     pub interval_messages: u64,
     /// `log.flush.interval.ms`: flush every partition with unflushed data at least this often.
     pub interval_ms: u64,
+    /// `log.flush.syncfs` (Runnel's own): one `syncfs` per log directory per flusher pass
+    /// instead of one `fdatasync` per partition ([`crate::filesystem_sync`]).
+    pub sync_filesystem: bool,
 }
 
 impl FlushPolicy {
@@ -231,6 +234,7 @@ impl Default for BrokerConfig {
             flush: FlushPolicy {
                 interval_messages: 1,
                 interval_ms: 1_000,
+                sync_filesystem: false,
             },
             checkpoint_interval_ms: 60_000,
             properties: BTreeMap::new(),
@@ -360,6 +364,7 @@ impl BrokerConfig {
                 "log.flush.interval.ms" => {
                     config.flush.interval_ms = parse_at_least(key, value, 1)?
                 }
+                "log.flush.syncfs" => config.flush.sync_filesystem = parse_bool(key, value)?,
                 // Read in key order: hours, minutes, then ms, so the finest unit wins, as in Kafka.
                 "log.retention.hours" => {
                     config.retention.retention_ms = retention_ms(key, value, 3_600_000)?

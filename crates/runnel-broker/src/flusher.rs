@@ -17,6 +17,11 @@
 //! ends: the commit window is the length of one pass (a few ms on a disk that honours fsync),
 //! shared by all partitions, and no appender ever waits for a timer.
 //!
+//! With `log.flush.syncfs=true` ([`crate::filesystem_sync`]) the crew only writes each
+//! partition's appends out; the flusher then calls `syncfs` once per log directory and marks a
+//! partition durable when its directory's call succeeded: one journal commit and cache flush
+//! per pass instead of one per partition.
+//!
 //! Otherwise: a partition is flushed once `log.flush.interval.messages` messages are pending,
 //! and every queued partition at least every `log.flush.interval.ms`; producers do not wait.
 //!
@@ -30,6 +35,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+use runnel_log::FlushTarget;
 
 use crate::config::FlushPolicy;
 use crate::partition::Partition;
@@ -69,6 +76,8 @@ pub struct FlushFigures {
     /// One partition's fsync (its segment's `fdatasync`, and the directory's after a roll).
     pub fsync: crate::metrics::Histogram,
     pub errors: std::sync::atomic::AtomicU64,
+    /// `syncfs` calls (`log.flush.syncfs`), one per log directory per pass.
+    pub syncfs_calls: std::sync::atomic::AtomicU64,
 }
 
 impl Flusher {
@@ -157,20 +166,30 @@ impl Flusher {
 
     fn flush_pass(&self, partitions: Vec<Arc<Partition>>) {
         let durable = self.policy.is_durable();
-        let pass = Arc::new(Pass::new(partitions, Arc::clone(&self.figures)));
+        let pass = Arc::new(Pass::new(
+            partitions,
+            self.policy.sync_filesystem,
+            Arc::clone(&self.figures),
+        ));
         self.crew.run(&pass);
         let mut advanced = false;
         let mut failed = false;
-        let outcomes = pass.outcomes.lock().expect("flush pass lock poisoned");
+        let mut outcomes = pass.outcomes.lock().expect("flush pass lock poisoned");
+        if self.policy.sync_filesystem {
+            self.sync_filesystems(&pass.partitions, &mut outcomes);
+        }
         for (partition, outcome) in pass.partitions.iter().zip(outcomes.iter()) {
             match outcome {
-                Some(Ok(Some(up_to))) => {
+                Some(Outcome::Durable(up_to)) => {
                     partition.mark_flushed(*up_to, durable);
                     advanced = true;
                 }
-                Some(Ok(None)) | None => {}
-                Some(Err(_)) if partition.is_offline() => {}
-                Some(Err(_)) => {
+                Some(Outcome::Clean) | None => {}
+                Some(Outcome::WrittenOut(_)) => {
+                    unreachable!("sync_filesystems settles every written-out partition")
+                }
+                Some(Outcome::Failed) if partition.is_offline() => {}
+                Some(Outcome::Failed) => {
                     // The data may not be on disk: the high watermark must not pass it. Queue
                     // the partition again; producers waiting on it time out if this persists.
                     self.appended(partition, 0);
@@ -189,24 +208,79 @@ impl Flusher {
             std::thread::sleep(FSYNC_RETRY_BACKOFF);
         }
     }
+
+    /// `log.flush.syncfs`: one `syncfs` per log directory of the partitions the crew wrote
+    /// out; each becomes durable, or failed, with its directory's call.
+    fn sync_filesystems(&self, partitions: &[Arc<Partition>], outcomes: &mut [Option<Outcome>]) {
+        let written: Vec<usize> = (0..outcomes.len())
+            .filter(|&index| matches!(outcomes[index], Some(Outcome::WrittenOut(_))))
+            .collect();
+        if written.is_empty() {
+            return;
+        }
+        let dirs: Vec<&std::path::Path> = written
+            .iter()
+            .map(|&index| match &outcomes[index] {
+                Some(Outcome::WrittenOut(target)) => target.dir.as_path(),
+                _ => unreachable!("filtered above"),
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let (synced, calls) = crate::filesystem_sync::sync_log_dirs_of(&dirs);
+        self.figures.fsync.observe(started.elapsed());
+        self.figures
+            .syncfs_calls
+            .fetch_add(calls as u64, Ordering::Relaxed);
+        for (&index, result) in written.iter().zip(synced) {
+            let Some(Outcome::WrittenOut(target)) = outcomes[index].take() else {
+                unreachable!("filtered above");
+            };
+            outcomes[index] = Some(match result {
+                Ok(()) => Outcome::Durable(target.up_to),
+                Err(error) => {
+                    report_failure(&partitions[index], "syncfs failed", &error);
+                    Outcome::Failed
+                }
+            });
+        }
+    }
+}
+
+/// What became of one partition in a pass.
+enum Outcome {
+    /// Nothing was left to make durable.
+    Clean,
+    /// Durable below this offset.
+    Durable(i64),
+    /// Written out, waiting for the pass's `syncfs` (`log.flush.syncfs`).
+    WrittenOut(FlushTarget),
+    /// Writing out or syncing failed (reported); the high watermark stays.
+    Failed,
 }
 
 /// One pass: its partitions, taken one at a time by whichever thread of the crew is free, and
-/// what became of each (`Ok(Some(offset))`: durable below that offset).
+/// what became of each.
 struct Pass {
     partitions: Vec<Arc<Partition>>,
+    /// `log.flush.syncfs`: write out only; the flusher syncs the filesystems after.
+    write_out_only: bool,
     next: AtomicUsize,
-    outcomes: Mutex<Vec<Option<std::io::Result<Option<i64>>>>>,
+    outcomes: Mutex<Vec<Option<Outcome>>>,
     remaining: Mutex<usize>,
     finished: Condvar,
     figures: Arc<FlushFigures>,
 }
 
 impl Pass {
-    fn new(partitions: Vec<Arc<Partition>>, figures: Arc<FlushFigures>) -> Pass {
+    fn new(
+        partitions: Vec<Arc<Partition>>,
+        write_out_only: bool,
+        figures: Arc<FlushFigures>,
+    ) -> Pass {
         let count = partitions.len();
         Pass {
             partitions,
+            write_out_only,
             next: AtomicUsize::new(0),
             outcomes: Mutex::new((0..count).map(|_| None).collect()),
             remaining: Mutex::new(count),
@@ -222,7 +296,7 @@ impl Pass {
             let Some(partition) = self.partitions.get(index) else {
                 return;
             };
-            let outcome = flush_partition(partition, &self.figures);
+            let outcome = flush_partition(partition, self.write_out_only, &self.figures);
             self.outcomes.lock().expect("flush pass lock poisoned")[index] = Some(outcome);
             let mut remaining = self.remaining.lock().expect("flush pass lock poisoned");
             *remaining -= 1;
@@ -244,29 +318,33 @@ impl Pass {
 }
 
 /// One partition's flush: write out its direct tail and take what to fsync (under its lock),
-/// then fsync (without it). Returns the offset below which it is now durable.
+/// then fsync (without it), unless `write_out_only`, when the pass's `syncfs` does that.
 fn flush_partition(
     partition: &Arc<Partition>,
+    write_out_only: bool,
     figures: &FlushFigures,
-) -> std::io::Result<Option<i64>> {
+) -> Outcome {
     partition.flush_queued.store(false, Ordering::Release);
     partition.unflushed_messages.store(0, Ordering::Relaxed);
     let target = match partition.flush_target() {
         Ok(Some(target)) => target,
-        Ok(None) => return Ok(None),
+        Ok(None) => return Outcome::Clean,
         Err(error) => {
             report_failure(partition, "writing appends to the log file failed", &error);
-            return Err(std::io::Error::other(error.to_string()));
+            return Outcome::Failed;
         }
     };
+    if write_out_only {
+        return Outcome::WrittenOut(target);
+    }
     let started = std::time::Instant::now();
     let synced = target.sync();
     figures.fsync.observe(started.elapsed());
     match synced {
-        Ok(()) => Ok(Some(target.up_to)),
+        Ok(()) => Outcome::Durable(target.up_to),
         Err(error) => {
             report_failure(partition, "fsync failed", &error);
-            Err(error)
+            Outcome::Failed
         }
     }
 }

@@ -6,7 +6,8 @@
 //! the partitions this broker hosts ([`replica_manager`], [`partition`]) in their log
 //! directories ([`log_dirs`]: JBOD, placement, failed directories; moves between them in
 //! [`replica_move`]), KIP-430's authorized operations ([`authorized_operations`]), the group-commit
-//! flusher that makes acknowledged writes durable ([`flusher`]), the consumer-group
+//! flusher that makes acknowledged writes durable ([`flusher`]; its opt-in one-`syncfs`-per-pass mode in
+//! [`filesystem_sync`]), the consumer-group
 //! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the transaction
 //! coordinator's driver and its markers ([`transaction_coordinator`]), the quorum-of-one metadata
 //! writer ([`controller`]) and its log read at start ([`metadata_log`]: torn tail or damage), the data
@@ -35,6 +36,7 @@ pub mod console;
 pub mod controller;
 pub mod data_dir;
 pub mod dynamic_config;
+pub mod filesystem_sync;
 pub mod flusher;
 pub mod group_coordinator;
 pub mod group_offsets;

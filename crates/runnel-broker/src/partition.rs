@@ -66,6 +66,11 @@ pub struct PartitionOffsets {
     pub log_start_offset: i64,
     pub high_watermark: i64,
     pub log_end_offset: i64,
+    /// Below it every transaction is decided (committed or aborted): what read_committed
+    /// consumers may read.
+    pub last_stable_offset: i64,
+    /// Producers with a transaction open in this partition.
+    pub ongoing_transactions: usize,
 }
 
 impl Partition {
@@ -224,6 +229,8 @@ impl Partition {
             log_start_offset: log.log_start_offset(),
             high_watermark: log.high_watermark(),
             log_end_offset: log.log_end_offset(),
+            last_stable_offset: log.last_stable_offset(),
+            ongoing_transactions: log.ongoing_transactions().len(),
         }
     }
 

@@ -101,6 +101,7 @@ impl AppendFailure {
             AppendFailure::Log(AppendError::OutOfOrderSequence { .. }) => {
                 ErrorCode::OutOfOrderSequenceNumber
             }
+            AppendFailure::Log(AppendError::InvalidTxnState { .. }) => ErrorCode::InvalidTxnState,
             // Kafka's RecordBatchTooLargeException: a batch larger than a segment.
             AppendFailure::Log(AppendError::RecordTooLarge { .. }) => ErrorCode::RecordListTooLarge,
             AppendFailure::Log(_) | AppendFailure::Offline => ErrorCode::KafkaStorageError,
@@ -162,6 +163,10 @@ impl ReplicaManager {
         config: Arc<BrokerConfig>,
         log_dirs: Vec<Arc<LogDir>>,
     ) -> std::io::Result<ReplicaManager> {
+        if config.flush.sync_filesystem {
+            crate::filesystem_sync::check_supported(log_dirs.iter().map(|dir| dir.path.as_path()))
+                .map_err(std::io::Error::other)?;
+        }
         let (data_changed, _) = watch::channel(0u64);
         let (flusher, thread) = Flusher::start(config.flush, data_changed.clone())?;
         Ok(ReplicaManager {

@@ -1,7 +1,8 @@
 //! Error types of the storage engine, one enum per failure domain.
 //!
 //! - [`LogError`]: opening, recovering, flushing, truncating or closing a partition log.
-//! - [`AppendError`]: appending one batch (idempotent producer checks included).
+//! - [`AppendError`]: appending one batch (idempotent and transactional producer checks
+//!   included).
 //! - [`ReadError`]: reading a range of batches for a fetch.
 //!
 //! Every I/O failure carries the path it happened on. The broker maps each variant to one Kafka
@@ -77,6 +78,23 @@ pub enum AppendError {
         producer_id: i64,
         expected: i32,
         received: i32,
+    },
+    /// A non-transactional batch from a producer whose transaction is ongoing (Kafka's
+    /// `InvalidTxnStateException`, INVALID_TXN_STATE).
+    #[error(
+        "producer {producer_id} sent a non-transactional batch during its ongoing transaction"
+    )]
+    InvalidTxnState { producer_id: i64 },
+    /// A transaction marker from a coordinator older than the one that wrote the producer's
+    /// last marker (Kafka's `TransactionCoordinatorFencedException`,
+    /// TRANSACTION_COORDINATOR_FENCED).
+    #[error(
+        "producer {producer_id}: marker of coordinator epoch {received_coordinator_epoch} is older than {current_coordinator_epoch}"
+    )]
+    TransactionCoordinatorFenced {
+        producer_id: i64,
+        current_coordinator_epoch: i32,
+        received_coordinator_epoch: i32,
     },
 }
 

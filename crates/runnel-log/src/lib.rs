@@ -9,7 +9,9 @@
 //!   block-aligned buffers and written with `O_DIRECT`, when every append is fsync'd anyway.
 //! - The process-wide bound on open segment files (`open_files.rs`): segments hold no file
 //!   descriptor of their own, so the partition count never decides how many are open.
-//! - Idempotent producer state and its snapshots (`producer_state.rs`), the leader-epoch
+//! - Idempotent and transactional producer state and its snapshots (`producer_state.rs`):
+//!   ongoing transactions, the first unstable and last stable offsets; the per-segment
+//!   transaction index of aborted transactions (`segment/txn_index.rs`). The leader-epoch
 //!   cache (`leader_epoch.rs`), Kafka's offset checkpoint files (`checkpoint.rs`), a log
 //!   directory's clean-shutdown marker (`clean_shutdown.rs`).
 //!
@@ -20,6 +22,7 @@
 //! 00000000000000000000.log        record batches v2, exactly as on the wire     (segment.rs)
 //! 00000000000000000000.index      8-byte entries: relative offset, position      (segment.rs)
 //! 00000000000000000000.timeindex  12-byte entries: timestamp, relative offset    (segment.rs)
+//! 00000000000000000000.txnindex   34-byte aborted transactions, if any (segment/txn_index.rs)
 //! 00000000000000001234.snapshot   producer state at offset 1234 (last 2 kept)    (producer_state.rs)
 //! leader-epoch-checkpoint         text: 0, count, "epoch startOffset" lines      (leader_epoch.rs)
 //! ```
@@ -39,7 +42,9 @@
 //! appended since (`segment/resume.rs`). Damage below the recovery point is not a crash: it
 //! is kept on disk, reported and refused to readers as a damaged range (`partition_log/damage.rs`); [`scrub`] re-verifies
 //! sealed segments in the background. Indexes, producer snapshots and the leader-epoch checkpoint are caches of what the
-//! batches say: checked on load and rebuilt from the log when in doubt. Checkpoints and
+//! batches say: checked on load and rebuilt from the log when in doubt (a transaction index
+//! is trusted below the recovery point like the log, and rebuilt above it;
+//! `segment/txn_index.rs`). Checkpoints and
 //! snapshots are written atomically (temp file, fsync, rename, fsync directory; the snapshot a
 //! close writes leaves out the directory fsync: a name lost in a crash leaves the older
 //! snapshots, which replay to the same state).
@@ -65,9 +70,10 @@ pub use open_files::{OpenFiles, OpenFilesStats, SegmentFile};
 pub use partition_log::{
     AppendOutcome, CompactedSegments, CompactionOutcome, CompactionPlan, CompactionPolicy,
     DamagedRange, FlushTarget, PartitionLog, ReadSlice, RetentionPolicy, DAMAGED_SEGMENTS_FILE,
+    LEGACY_TRANSACTION_VERSION,
 };
-pub use producer_state::ProducerStateManager;
-pub use segment::Segment;
+pub use producer_state::{CompletedTxn, OngoingTxn, ProducerStateManager, TxnMarker};
+pub use segment::{AbortedTxn, Segment};
 
 /// File name of the recovery point checkpoint in a data directory.
 pub const RECOVERY_POINT_CHECKPOINT_FILE: &str = "recovery-point-offset-checkpoint";

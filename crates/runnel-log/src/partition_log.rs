@@ -8,7 +8,18 @@
 //!   (contiguous as appended; compaction leaves gaps, and its batches may hold fewer records
 //!   than offsets, or none), and the log end offset is the last segment's next offset;
 //! - `log start offset ≤ high watermark ≤ log end offset` and `recovery point ≤ log end offset`;
-//! - the producer state and the leader-epoch cache describe exactly the batches in the log.
+//! - the producer state and the leader-epoch cache describe exactly the batches in the log;
+//! - each segment's transaction index holds the aborted transactions whose ABORT marker lies
+//!   in it (`segment/txn_index.rs`), and `last stable offset ≤ high watermark`.
+//!
+//! Transactions (Kafka's exactly-once, log side): transactional batches start a producer's
+//! transaction, markers ([`PartitionLog::append_txn_marker`], or a control batch through
+//! [`PartitionLog::append`]) end it (`producer_state.rs` has the rules). The last stable offset
+//! is Kafka's: the first unstable offset (the earliest ongoing transaction, or completed one
+//! whose marker the high watermark has not passed, at least the log start offset) when it is
+//! below the high watermark, else the high watermark. read_committed fetches read below it
+//! ([`PartitionLog::read_committed`]) and get the aborted transactions of what they read
+//! ([`PartitionLog::aborted_transactions`]).
 //!
 //! Locking is the caller's: `&mut self` methods run under the partition's lock and do page-cache
 //! I/O only (fsync happens at roll, truncation and close, which are rare). Reads and flushes
@@ -49,11 +60,35 @@ use crate::config::LogConfig;
 use crate::error::{AppendError, LogError, ReadError};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::open_files::SegmentFile;
-use crate::producer_state::{delete_snapshots_after, ProducerCheck, ProducerStateManager};
-use crate::segment::Segment;
+use crate::producer_state::{
+    delete_snapshots_after, OngoingTxn, ProducerCheck, ProducerStateManager, TxnMarker,
+};
+use crate::segment::{AbortedTxn, Segment};
+use runnel_protocol::control_record::{ControlRecord, ControlType};
 
 /// Producer-state snapshots kept in a partition directory.
 pub const SNAPSHOTS_KEPT: usize = 2;
+/// The transaction version whose marker rules apply to a control batch appended with
+/// [`PartitionLog::append`] (Kafka's rule for markers that come without one, as replicated
+/// ones do): a marker's epoch may equal the producer's.
+pub const LEGACY_TRANSACTION_VERSION: i16 = 0;
+
+/// The transaction marker of a control batch with a producer id: `None` for a batch emptied by
+/// compaction (Kafka: the whole transaction was cleaned). A control batch of another type, or
+/// one whose record does not decode, is refused.
+fn read_marker(batch: &[u8], header: &BatchHeader) -> Result<Option<ControlRecord>, AppendError> {
+    if header.records_count == 0 {
+        return Ok(None);
+    }
+    let refused = |reason| AppendError::InvalidBatch(BatchError::Invalid { reason });
+    match ControlRecord::decode_batch(batch) {
+        Ok(marker) if !matches!(marker.control_type, ControlType::Other(_)) => Ok(Some(marker)),
+        Ok(_) => Err(refused(
+            "control batch of a producer is not a transaction marker",
+        )),
+        Err(_) => Err(refused("transaction marker does not decode")),
+    }
+}
 
 /// The result of one append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +121,8 @@ pub struct ReadSlice {
     pub next_offset: i64,
     pub log_start_offset: i64,
     pub high_watermark: i64,
+    /// The last stable offset when the read was taken (what a read_committed fetch reports).
+    pub last_stable_offset: i64,
     pub log_end_offset: i64,
 }
 
@@ -110,6 +147,9 @@ pub struct FlushTarget {
     /// Segment files holding data above the recovery point: cache entries, opened (again, if
     /// evicted) by [`FlushTarget::sync`] outside the lock.
     pub files: Vec<SegmentFile>,
+    /// Transaction index files holding entries above the recovery point (see
+    /// `segment/txn_index.rs`), fsynced with the log files.
+    pub txn_index_files: Vec<PathBuf>,
     /// Whether the partition directory needs an fsync (segment files created).
     pub sync_dir: bool,
     pub dir: PathBuf,
@@ -125,6 +165,14 @@ impl FlushTarget {
             match file.get() {
                 Ok(handle) => handle.sync_data()?,
                 Err(_) if file.is_retired() => {}
+                Err(error) => return Err(error),
+            }
+        }
+        for path in &self.txn_index_files {
+            match File::open(path) {
+                Ok(file) => file.sync_data()?,
+                // Its segment was deleted meanwhile (retention, truncation).
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                 Err(error) => return Err(error),
             }
         }
@@ -161,9 +209,13 @@ pub struct PartitionLog {
 impl PartitionLog {
     /// Appends one whole batch, already validated by the broker (`validate_batch`).
     ///
-    /// Checks the idempotent producer's sequence (a duplicate writes nothing and returns the
-    /// original offsets), assigns offsets from the log end offset, patches base offset and
-    /// leader epoch (the CRC covers neither), rolls if needed and writes to the page cache.
+    /// Checks the idempotent producer's sequence and transaction state (a duplicate writes
+    /// nothing and returns the original offsets; see `producer_state.rs`), assigns offsets from
+    /// the log end offset, patches base offset and leader epoch (the CRC covers neither), rolls
+    /// if needed and writes to the page cache. A control batch of a producer must be a
+    /// transaction marker and is checked with the legacy marker rules
+    /// ([`LEGACY_TRANSACTION_VERSION`]); [`PartitionLog::append_txn_marker`] writes one with a
+    /// coordinator's transaction version.
     pub fn append(
         &mut self,
         batch: &mut [u8],
@@ -182,6 +234,16 @@ impl PartitionLog {
                 segment_bytes: self.config.segment_bytes_max(),
             });
         }
+        let marker = if header.is_control() && header.has_producer_id() {
+            let marker = read_marker(batch, &header)?;
+            if let Some(marker) = &marker {
+                self.producers
+                    .check_marker(&header, marker, LEGACY_TRANSACTION_VERSION)?;
+            }
+            marker
+        } else {
+            None
+        };
         if let ProducerCheck::Duplicate(original) = self.producers.check(&header)? {
             return Ok(AppendOutcome {
                 base_offset: original.first_offset,
@@ -190,6 +252,37 @@ impl PartitionLog {
                 log_start_offset: self.log_start_offset,
             });
         }
+        self.append_checked(batch, header, marker, leader_epoch, now_ms)
+    }
+
+    /// Writes a COMMIT or ABORT marker for `marker.producer_id` (WriteTxnMarkers): a control
+    /// batch stamped `now_ms`, checked with the rules of `marker.transaction_version` (see
+    /// `producer_state.rs`). It ends the producer's ongoing transaction; an ABORT adds an entry
+    /// to the active segment's transaction index.
+    pub fn append_txn_marker(
+        &mut self,
+        marker: &TxnMarker,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, AppendError> {
+        let record = ControlRecord::marker(marker.commit, marker.coordinator_epoch);
+        let mut batch = record.encode_batch(marker.producer_id, marker.producer_epoch, now_ms);
+        let header = BatchHeader::parse(&batch)?;
+        self.producers
+            .check_marker(&header, &record, marker.transaction_version)?;
+        self.append_checked(&mut batch, header, Some(record), leader_epoch, now_ms)
+    }
+
+    /// The append once the producer checks passed: offsets, roll, leader epoch, the
+    /// transaction index entry of an ABORT, the write, the producer state.
+    fn append_checked(
+        &mut self,
+        batch: &mut [u8],
+        header: BatchHeader,
+        marker: Option<ControlRecord>,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, AppendError> {
         let base_offset = self.log_end_offset();
         set_base_offset(batch, base_offset);
         set_partition_leader_epoch(batch, leader_epoch);
@@ -207,9 +300,27 @@ impl PartitionLog {
                 return Err(error.into());
             }
         }
+        let aborted = marker
+            .as_ref()
+            .and_then(|marker| self.producers.completed_by(&header, marker))
+            .filter(|completed| completed.is_aborted);
+        if let Some(completed) = &aborted {
+            self.active_mut()
+                .append_aborted_txn(AbortedTxn::of(completed))?;
+        }
         let interval = self.config.index_interval_bytes;
-        self.active_mut().append(batch, &header, interval, now_ms)?;
-        self.producers.update(&header);
+        if let Err(error) = self.active_mut().append(batch, &header, interval, now_ms) {
+            if aborted.is_some() {
+                self.active_mut().remove_last_aborted_txn();
+            }
+            return Err(error.into());
+        }
+        match &marker {
+            Some(marker) => {
+                self.producers.update_marker(&header, marker);
+            }
+            None => self.producers.update(&header),
+        }
         Ok(AppendOutcome {
             base_offset,
             last_offset: header.last_offset(),
@@ -310,6 +421,56 @@ impl PartitionLog {
         self.slice(active, active.size_bytes(), 0, offset, offset)
     }
 
+    /// A read_committed fetch (Kafka's `FetchIsolation.TXN_COMMITTED`): [`PartitionLog::read`]
+    /// capped at the last stable offset, with the aborted transactions overlapping what it
+    /// returns ([`PartitionLog::aborted_transactions`] from `offset` to the slice's next
+    /// offset), as (producer id, first offset) pairs for the fetch response. An empty read
+    /// carries none.
+    pub fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<(ReadSlice, Vec<(i64, i64)>), ReadError> {
+        let slice = self.read(offset, max_bytes, self.last_stable_offset(), min_one_batch)?;
+        let aborted = if slice.is_empty() {
+            Vec::new()
+        } else {
+            self.aborted_transactions(offset, slice.next_offset)
+        };
+        Ok((slice, aborted))
+    }
+
+    /// Kafka's `collectAbortedTransactions` for a fetch: the aborted transactions whose ABORT
+    /// marker is at or after `start_offset` and whose first offset is below `upper_offset`, as
+    /// (producer id, first offset), in marker order. The transaction indexes are searched from
+    /// the segment holding `start_offset` on, and the search stops at the first entry whose
+    /// last stable offset reaches `upper_offset` (no later abort can overlap the range).
+    pub fn aborted_transactions(&self, start_offset: i64, upper_offset: i64) -> Vec<(i64, i64)> {
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset() <= start_offset)
+            .saturating_sub(1);
+        let mut found = Vec::new();
+        for segment in &self.segments[first..] {
+            if segment.collect_aborted_txns(start_offset, upper_offset, &mut found) {
+                break;
+            }
+        }
+        found
+            .into_iter()
+            .map(|entry| (entry.producer_id, entry.first_offset))
+            .collect()
+    }
+
+    /// Every entry of the segments' transaction indexes, oldest segment first.
+    pub fn aborted_txn_index(&self) -> Vec<AbortedTxn> {
+        self.segments
+            .iter()
+            .flat_map(|segment| segment.aborted_txns().iter().copied())
+            .collect()
+    }
+
     fn slice(
         &self,
         segment: &Segment,
@@ -332,6 +493,7 @@ impl PartitionLog {
             next_offset,
             log_start_offset: self.log_start_offset,
             high_watermark: self.high_watermark,
+            last_stable_offset: self.last_stable_offset(),
             log_end_offset: self.log_end_offset(),
         })
     }
@@ -372,7 +534,13 @@ impl PartitionLog {
             .segments
             .iter()
             .any(|s| !s.dir_entry_synced && !s.is_empty());
-        if files.is_empty() && !sync_dir {
+        let txn_index_files: Vec<PathBuf> = self
+            .segments
+            .iter()
+            .filter(|s| s.txn_index_has_entries_from(self.recovery_point))
+            .map(Segment::txn_index_path)
+            .collect();
+        if files.is_empty() && !sync_dir && txn_index_files.is_empty() {
             return None;
         }
         // The offset below which the file holds every byte (all of it, but in direct mode
@@ -384,6 +552,7 @@ impl PartitionLog {
         };
         Some(FlushTarget {
             files,
+            txn_index_files,
             sync_dir,
             dir: self.dir.clone(),
             up_to,
@@ -460,7 +629,8 @@ impl PartitionLog {
             self.epochs.persist()?;
         }
         delete_snapshots_after(&self.dir, log_end_offset)?;
-        self.rebuild_producer_state()
+        // The indexes were cut with their segments: what remains is trusted.
+        self.rebuild_producer_state(log_end_offset)
     }
 
     /// Flushes everything, writes the index files and a producer snapshot at the log end
@@ -483,6 +653,18 @@ impl PartitionLog {
                     .sync_data()
                     .map_err(LogError::io("fsync", segment.log_path()))?;
             }
+            if segment.txn_index_has_entries_from(self.recovery_point) {
+                segment.sync_txn_index()?;
+            }
+        }
+        // A transaction index created since the last flush: its name must survive too (the
+        // next open trusts the indexes of a clean shutdown).
+        if self
+            .segments
+            .iter()
+            .any(|s| !s.dir_entry_synced && !s.aborted_txns().is_empty())
+        {
+            sync_dir(&self.dir)?;
         }
         let log_end_offset = self.log_end_offset();
         let nothing_to_snapshot =
@@ -526,9 +708,38 @@ impl PartitionLog {
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark
     }
-    /// Sets the high watermark, clamped to `[log start offset, log end offset]`.
+    /// Sets the high watermark, clamped to `[log start offset, log end offset]`; completed
+    /// transactions whose markers it passes stop holding the last stable offset back.
     pub fn set_high_watermark(&mut self, offset: i64) {
         self.high_watermark = offset.clamp(self.log_start_offset, self.log_end_offset());
+        self.producers
+            .on_high_watermark_updated(self.high_watermark);
+    }
+    /// Kafka's first unstable offset: the first offset of the earliest ongoing transaction, or
+    /// of a completed one whose marker is not below the high watermark, at least the log start
+    /// offset. `None` when there is none.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .first_unstable_offset()
+            .map(|offset| offset.max(self.log_start_offset))
+    }
+    /// Kafka's last stable offset: the first unstable offset when it is below the high
+    /// watermark, else the high watermark. read_committed consumers read below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        match self.first_unstable_offset() {
+            Some(offset) if offset < self.high_watermark => offset,
+            _ => self.high_watermark,
+        }
+    }
+    /// The ongoing transactions (producer id, epoch, first offset), by first offset: what
+    /// DescribeProducers reports as `currentTxnStartOffset`.
+    pub fn ongoing_transactions(&self) -> Vec<OngoingTxn> {
+        self.producers.ongoing_transactions()
+    }
+    /// Whether `producer_id` has an ongoing transaction here (KIP-890 part 1: the broker's
+    /// check that a transactional produce belongs to a transaction the partition was added to).
+    pub fn has_ongoing_transaction(&self, producer_id: i64) -> bool {
+        self.producers.has_ongoing_transaction(producer_id)
     }
     /// Everything below this offset is known to be on disk.
     pub fn recovery_point(&self) -> i64 {

@@ -1,21 +1,39 @@
-//! Idempotent producer state of one partition, with Kafka's rules (`ProducerStateManager`,
-//! `ProducerAppendInfo`).
+//! Idempotent and transactional producer state of one partition, with Kafka's rules
+//! (`ProducerStateManager`, `ProducerAppendInfo`, `ProducerStateEntry`).
 //!
-//! For each producer id we keep its epoch and the metadata of its last
-//! [`PRODUCER_BATCHES_CACHED`] batches (first/last sequence, first/last offset, max timestamp).
-//! A batch with a producer id ≥ 0 is checked before it is written:
+//! For each producer id we keep its epoch, the metadata of its last
+//! [`PRODUCER_BATCHES_CACHED`] batches (first/last sequence, first/last offset, max timestamp),
+//! the epoch of the transaction coordinator that wrote its last marker, and the first offset of
+//! its ongoing transaction (Kafka's `currentTxnFirstOffset`). A data batch with a producer id
+//! ≥ 0 is checked before it is written:
 //!
 //! - same epoch, same first and last sequence as a cached batch → duplicate: nothing is written
 //!   and the cached offsets are returned;
 //! - epoch lower than the current one → `InvalidProducerEpoch`;
-//! - epoch higher: the first sequence must be 0 (else `OutOfOrderSequence`), then the entry
-//!   resets;
-//! - same epoch: the first sequence must be the last sequence + 1, wrapping from `i32::MAX` to
-//!   0 (else `OutOfOrderSequence`);
-//! - unknown producer id: any sequence is accepted (KIP-360).
+//! - epoch higher: the first sequence must be 0 (else `OutOfOrderSequence`), then the cached
+//!   batches reset;
+//! - same epoch: the first sequence must be the last cached sequence + 1, wrapping from
+//!   `i32::MAX` to 0, or 0 when no batch is cached (a producer known only from a marker), else
+//!   `OutOfOrderSequence`;
+//! - unknown producer id: any sequence is accepted (KIP-360);
+//! - then, a non-transactional batch from a producer with an ongoing transaction →
+//!   `InvalidTxnState`. A transactional batch with no ongoing transaction starts one at its
+//!   base offset.
 //!
-//! Invariant: the state equals what replaying every batch header of the log from its start
-//! would give. It is rebuilt that way when no snapshot helps.
+//! A transaction marker (a control batch holding COMMIT or ABORT, `runnel_protocol::control_record`)
+//! goes through no sequence check. It is refused with `InvalidProducerEpoch` when its epoch is
+//! below the producer's (transaction version 2: at or below, except a retry of the marker that
+//! ended the last transaction, at the same epoch with none ongoing, which Kafka writes again),
+//! and with `TransactionCoordinatorFenced` when its coordinator epoch is below the one of the
+//! producer's last marker. Written, it ends the producer's ongoing transaction, if any: the
+//! transaction moves to the *unreplicated* set until the high watermark passes its marker
+//! ([`ProducerStateManager::on_high_watermark_updated`]); an ABORT yields a [`CompletedTxn`]
+//! whose entry goes to the segment's transaction index (`segment/txn_index.rs`). The first
+//! unstable offset is the lowest first offset of an ongoing or unreplicated transaction.
+//!
+//! Invariant: the state equals what replaying every batch of the log from its start would
+//! give (markers read whole, other batches by their header), with the unreplicated set emptied
+//! by the high watermark at the log end offset. It is rebuilt that way when no snapshot helps.
 //!
 //! # Snapshot file format
 //!
@@ -24,20 +42,26 @@
 //! | size | field                                                           |
 //! |-----:|-----------------------------------------------------------------|
 //! |    4 | magic `RNPS`                                                    |
-//! |    2 | version (1)                                                     |
+//! |    2 | version (2; version 1 is still read)                            |
 //! |    4 | CRC-32C of every byte after this field                          |
 //! |    8 | offset (equals the file name's)                                 |
 //! |    4 | producer count                                                  |
-//! |      | per producer: producer id (8), epoch (2), batch count (1), then |
+//! |      | per producer: producer id (8), epoch (2), then in version 2 only coordinator epoch (4, -1 none) and current transaction first offset (8, -1 none), then batch count (1), then |
 //! |      | per batch: first seq (4), last seq (4), first offset (8), last offset (8), max timestamp (8) |
 //!
+//! A version 1 file holds no transaction state: its producers have coordinator epoch -1 and no
+//! ongoing transaction. The unreplicated set is not stored (Kafka does not either): a log is
+//! opened with its high watermark at its log end offset, which empties it.
+//!
 //! Written atomically (temp file, fsync, rename, fsync dir) at segment roll and close. A file
-//! that is short, has trailing bytes, a wrong magic, version or CRC is ignored.
+//! that is short, has trailing bytes, a wrong magic, version or CRC, or a count beyond what its
+//! bytes can hold, is ignored.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use runnel_protocol::control_record::{ControlRecord, ControlType};
 use runnel_protocol::record_batch::BatchHeader;
 
 use crate::checkpoint::{write_atomically, write_atomically_leaving_dir};
@@ -48,11 +72,18 @@ use crate::error::{AppendError, LogError};
 pub const PRODUCER_BATCHES_CACHED: usize = 5;
 /// File name suffix of producer state snapshots.
 pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// Kafka's `RecordBatch.NO_PRODUCER_EPOCH`: the epoch of a producer id with no state.
+pub const NO_PRODUCER_EPOCH: i16 = -1;
+/// The coordinator epoch of a producer that no marker has ended a transaction of.
+pub const NO_COORDINATOR_EPOCH: i32 = -1;
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"RNPS";
-const SNAPSHOT_VERSION: u16 = 1;
+const SNAPSHOT_VERSION: u16 = 2;
+const SNAPSHOT_VERSION_1: u16 = 1;
 const SNAPSHOT_HEADER_SIZE: usize = 4 + 2 + 4;
 const SNAPSHOT_BATCH_SIZE: usize = 4 + 4 + 8 + 8 + 8;
+/// Smallest bytes a producer takes in a snapshot (version 1, no batch).
+const SNAPSHOT_PRODUCER_SIZE_MIN: usize = 8 + 2 + 1;
 
 /// Metadata of one appended batch of an idempotent producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +101,30 @@ pub struct ProducerEntry {
     pub epoch: i16,
     /// Last batches, oldest first, at most [`PRODUCER_BATCHES_CACHED`].
     pub batches: VecDeque<BatchMetadata>,
+    /// Epoch of the coordinator that wrote the producer's last marker
+    /// ([`NO_COORDINATOR_EPOCH`] when none did).
+    pub coordinator_epoch: i32,
+    /// First offset of the producer's ongoing transaction (Kafka's `currentTxnFirstOffset`).
+    pub current_txn_first_offset: Option<i64>,
+}
+
+impl ProducerEntry {
+    fn new(epoch: i16) -> Self {
+        ProducerEntry {
+            epoch,
+            batches: VecDeque::new(),
+            coordinator_epoch: NO_COORDINATOR_EPOCH,
+            current_txn_first_offset: None,
+        }
+    }
+
+    /// Kafka's `maybeUpdateProducerEpoch`: a new epoch forgets the cached batches.
+    fn set_epoch(&mut self, epoch: i16) {
+        if self.epoch != epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
+    }
 }
 
 /// The verdict on a batch before it is written.
@@ -81,10 +136,49 @@ pub enum ProducerCheck {
     Duplicate(BatchMetadata),
 }
 
-/// Idempotent producer state of one partition.
+/// A transaction that a marker ended (Kafka's `CompletedTxn`, with the last stable offset its
+/// transaction-index entry records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The marker's offset.
+    pub last_offset: i64,
+    pub is_aborted: bool,
+    /// Kafka's `ProducerStateManager.lastStableOffset(completedTxn)`: the first offset of the
+    /// earliest transaction of another producer still ongoing, else the marker's offset + 1.
+    pub last_stable_offset: i64,
+}
+
+/// An ongoing transaction, for DescribeProducers' `currentTxnStartOffset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OngoingTxn {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub first_offset: i64,
+}
+
+/// A COMMIT or ABORT marker to write for a producer (what WriteTxnMarkers asks for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnMarker {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub coordinator_epoch: i32,
+    pub commit: bool,
+    /// The transaction version the coordinator runs (0 and 1: legacy; 2: KIP-890's, where a
+    /// marker's epoch must be above the producer's).
+    pub transaction_version: i16,
+}
+
+/// Idempotent and transactional producer state of one partition.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
+    /// Ongoing transactions: first offset → producer id (Kafka's `ongoingTxns`).
+    ongoing: BTreeMap<i64, i64>,
+    /// Completed transactions whose markers are not yet below the high watermark: first
+    /// offset → (producer id, marker offset) (Kafka's `unreplicatedTxns`).
+    unreplicated: BTreeMap<i64, (i64, i64)>,
 }
 
 impl ProducerStateManager {
@@ -121,9 +215,56 @@ impl ProducerStateManager {
             .collect()
     }
 
-    /// Checks a batch against the producer's state without changing it.
+    /// The lowest first offset of an ongoing transaction or of a completed one whose marker
+    /// the high watermark has not passed (Kafka's `firstUnstableOffset`).
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        let ongoing = self.ongoing.keys().next().copied();
+        let unreplicated = self.unreplicated.keys().next().copied();
+        match (ongoing, unreplicated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The ongoing transactions, by first offset.
+    pub fn ongoing_transactions(&self) -> Vec<OngoingTxn> {
+        self.ongoing
+            .iter()
+            .map(|(&first_offset, &producer_id)| OngoingTxn {
+                producer_id,
+                producer_epoch: self
+                    .producers
+                    .get(&producer_id)
+                    .map_or(NO_PRODUCER_EPOCH, |entry| entry.epoch),
+                first_offset,
+            })
+            .collect()
+    }
+
+    /// Whether `producer_id` has an ongoing transaction in this partition.
+    pub fn has_ongoing_transaction(&self, producer_id: i64) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|entry| entry.current_txn_first_offset.is_some())
+    }
+
+    /// Forgets the completed transactions whose markers lie below `high_watermark` (Kafka's
+    /// `onHighWatermarkUpdated`).
+    pub fn on_high_watermark_updated(&mut self, high_watermark: i64) {
+        self.unreplicated
+            .retain(|_, (_, marker_offset)| *marker_offset >= high_watermark);
+    }
+
+    /// Forgets the completed transactions whose markers lie below the new log start offset
+    /// (Kafka's `onLogStartOffsetIncremented`). Producer entries are kept, as Kafka keeps them.
+    pub fn on_log_start_offset_incremented(&mut self, log_start_offset: i64) {
+        self.on_high_watermark_updated(log_start_offset);
+    }
+
+    /// Checks a data batch against the producer's state without changing it. A control batch
+    /// passes (markers are checked by [`ProducerStateManager::check_marker`]).
     pub fn check(&self, header: &BatchHeader) -> Result<ProducerCheck, AppendError> {
-        if !header.has_producer_id() {
+        if !header.has_producer_id() || header.is_control() {
             return Ok(ProducerCheck::Append);
         }
         let producer_id = header.producer_id;
@@ -148,50 +289,105 @@ impl ProducerStateManager {
                 received_epoch: header.producer_epoch,
             });
         }
-        if header.producer_epoch > entry.epoch {
-            if first != 0 {
-                return Err(AppendError::OutOfOrderSequence {
-                    producer_id,
-                    expected: 0,
-                    received: first,
-                });
-            }
-            return Ok(ProducerCheck::Append);
-        }
-        let Some(previous) = entry.batches.back() else {
-            return Ok(ProducerCheck::Append);
-        };
-        let expected = if previous.last_sequence == i32::MAX {
-            0
+        let expected = if header.producer_epoch > entry.epoch {
+            (entry.epoch != NO_PRODUCER_EPOCH).then_some(0)
         } else {
-            previous.last_sequence + 1
+            Some(entry.batches.back().map_or(0, |previous| {
+                if previous.last_sequence == i32::MAX {
+                    0
+                } else {
+                    previous.last_sequence + 1
+                }
+            }))
         };
-        if first != expected {
+        if let Some(expected) = expected.filter(|&expected| expected != first) {
             return Err(AppendError::OutOfOrderSequence {
                 producer_id,
                 expected,
                 received: first,
             });
         }
+        if entry.current_txn_first_offset.is_some() && !header.is_transactional() {
+            return Err(AppendError::InvalidTxnState { producer_id });
+        }
         Ok(ProducerCheck::Append)
     }
 
-    /// Records a batch that was written (or replayed from the log) with its final offsets.
+    /// Checks a transaction marker (`header` of its control batch, `marker` its record) for
+    /// the coordinator's `transaction_version`, without changing the state (Kafka's
+    /// `checkProducerEpoch` and `checkCoordinatorEpoch` in `appendEndTxnMarker`).
+    pub fn check_marker(
+        &self,
+        header: &BatchHeader,
+        marker: &ControlRecord,
+        transaction_version: i16,
+    ) -> Result<(), AppendError> {
+        let producer_id = header.producer_id;
+        let entry = self.producers.get(&producer_id);
+        let current = entry.map_or(NO_PRODUCER_EPOCH, |entry| entry.epoch);
+        let epoch = header.producer_epoch;
+        let ongoing = entry.is_some_and(|entry| entry.current_txn_first_offset.is_some());
+        let invalid = if transaction_version >= 2 {
+            // KAFKA-19999: a retry of the marker that ended the last transaction is written.
+            epoch < current || (epoch == current && ongoing)
+        } else {
+            epoch < current
+        };
+        if invalid {
+            return Err(AppendError::InvalidProducerEpoch {
+                producer_id,
+                current_epoch: current,
+                received_epoch: epoch,
+            });
+        }
+        let current_coordinator_epoch = entry.map_or(NO_COORDINATOR_EPOCH, |e| e.coordinator_epoch);
+        let received = marker.coordinator_epoch.unwrap_or(NO_COORDINATOR_EPOCH);
+        if current_coordinator_epoch > received {
+            return Err(AppendError::TransactionCoordinatorFenced {
+                producer_id,
+                current_coordinator_epoch,
+                received_coordinator_epoch: received,
+            });
+        }
+        Ok(())
+    }
+
+    /// The transaction a marker at `header.base_offset` would end, without changing the state:
+    /// `None` when the producer has no ongoing transaction (Kafka writes no index entry then).
+    pub fn completed_by(
+        &self,
+        header: &BatchHeader,
+        marker: &ControlRecord,
+    ) -> Option<CompletedTxn> {
+        let producer_id = header.producer_id;
+        let first_offset = self.producers.get(&producer_id)?.current_txn_first_offset?;
+        let last_offset = header.base_offset;
+        let last_stable_offset = self
+            .ongoing
+            .iter()
+            .find(|(_, &other)| other != producer_id)
+            .map_or(last_offset + 1, |(&first, _)| first);
+        Some(CompletedTxn {
+            producer_id,
+            first_offset,
+            last_offset,
+            is_aborted: marker.control_type == ControlType::Abort,
+            last_stable_offset,
+        })
+    }
+
+    /// Records a data batch that was written (or replayed from the log) with its final
+    /// offsets. Control batches are ignored here (see [`ProducerStateManager::update_marker`]).
     pub fn update(&mut self, header: &BatchHeader) {
-        if !header.has_producer_id() {
+        if !header.has_producer_id() || header.is_control() {
             return;
         }
+        let producer_id = header.producer_id;
         let entry = self
             .producers
-            .entry(header.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: header.producer_epoch,
-                batches: VecDeque::new(),
-            });
-        if header.producer_epoch != entry.epoch {
-            entry.epoch = header.producer_epoch;
-            entry.batches.clear();
-        }
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry::new(header.producer_epoch));
+        entry.set_epoch(header.producer_epoch);
         entry.batches.push_back(BatchMetadata {
             first_sequence: header.base_sequence,
             last_sequence: header.last_sequence(),
@@ -202,6 +398,37 @@ impl ProducerStateManager {
         while entry.batches.len() > PRODUCER_BATCHES_CACHED {
             entry.batches.pop_front();
         }
+        if header.is_transactional() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(header.base_offset);
+            self.ongoing.insert(header.base_offset, producer_id);
+        }
+    }
+
+    /// Records a COMMIT or ABORT marker that was written (or replayed) at
+    /// `header.base_offset`; returns the transaction it ended, if any. Other control types
+    /// change nothing.
+    pub fn update_marker(
+        &mut self,
+        header: &BatchHeader,
+        marker: &ControlRecord,
+    ) -> Option<CompletedTxn> {
+        if !header.has_producer_id() || matches!(marker.control_type, ControlType::Other(_)) {
+            return None;
+        }
+        let completed = self.completed_by(header, marker);
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry::new(header.producer_epoch));
+        entry.set_epoch(header.producer_epoch);
+        entry.coordinator_epoch = marker.coordinator_epoch.unwrap_or(NO_COORDINATOR_EPOCH);
+        entry.current_txn_first_offset = None;
+        if let Some(txn) = &completed {
+            self.ongoing.remove(&txn.first_offset);
+            self.unreplicated
+                .insert(txn.first_offset, (txn.producer_id, txn.last_offset));
+        }
+        completed
     }
 
     /// Encodes the state as a snapshot taken at `offset` (see the module doc).
@@ -215,6 +442,8 @@ impl ProducerStateManager {
             let entry = &self.producers[&id];
             body.extend_from_slice(&id.to_be_bytes());
             body.extend_from_slice(&entry.epoch.to_be_bytes());
+            body.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
+            body.extend_from_slice(&entry.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
             body.push(entry.batches.len() as u8);
             for batch in &entry.batches {
                 body.extend_from_slice(&batch.first_sequence.to_be_bytes());
@@ -232,7 +461,8 @@ impl ProducerStateManager {
         bytes
     }
 
-    /// Decodes a snapshot; returns its offset and state, or why it is refused.
+    /// Decodes a snapshot (version 1 or 2); returns its offset and state, or why it is
+    /// refused.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<(i64, Self), &'static str> {
         if bytes.len() < SNAPSHOT_HEADER_SIZE + 12 {
             return Err("short file");
@@ -240,7 +470,8 @@ impl ProducerStateManager {
         if &bytes[..4] != SNAPSHOT_MAGIC {
             return Err("bad magic");
         }
-        if u16::from_be_bytes([bytes[4], bytes[5]]) != SNAPSHOT_VERSION {
+        let version = u16::from_be_bytes([bytes[4], bytes[5]]);
+        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_1 {
             return Err("unknown version");
         }
         let stored = u32::from_be_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]);
@@ -252,19 +483,26 @@ impl ProducerStateManager {
         }
         let offset = body.i64()?;
         let count = body.u32()? as usize;
+        if count > body.bytes.len() / SNAPSHOT_PRODUCER_SIZE_MIN {
+            return Err("bad producer count");
+        }
         let mut state = ProducerStateManager::new();
         for _ in 0..count {
             let id = body.i64()?;
-            let epoch = body.i16()?;
+            let mut entry = ProducerEntry::new(body.i16()?);
+            if version == SNAPSHOT_VERSION {
+                entry.coordinator_epoch = body.i32()?;
+                let first = body.i64()?;
+                entry.current_txn_first_offset = (first >= 0).then_some(first);
+            }
             let batch_count = usize::from(body.u8()?);
             if batch_count > PRODUCER_BATCHES_CACHED
                 || body.bytes.len() < batch_count * SNAPSHOT_BATCH_SIZE
             {
                 return Err("bad batch count");
             }
-            let mut batches = VecDeque::with_capacity(batch_count);
             for _ in 0..batch_count {
-                batches.push_back(BatchMetadata {
+                entry.batches.push_back(BatchMetadata {
                     first_sequence: body.i32()?,
                     last_sequence: body.i32()?,
                     first_offset: body.i64()?,
@@ -272,14 +510,20 @@ impl ProducerStateManager {
                     max_timestamp: body.i64()?,
                 });
             }
-            state.producers.insert(id, ProducerEntry { epoch, batches });
+            if let Some(first) = entry.current_txn_first_offset {
+                if state.ongoing.insert(first, id).is_some() {
+                    return Err("two ongoing transactions share a first offset");
+                }
+            }
+            if state.producers.insert(id, entry).is_some() {
+                return Err("duplicate producer id");
+            }
         }
         if !body.bytes.is_empty() {
             return Err("trailing bytes");
         }
         Ok((offset, state))
     }
-
     /// Writes a snapshot at `offset` into `dir` atomically and keeps only the newest
     /// `keep` snapshots.
     pub fn write_snapshot(&self, dir: &Path, offset: i64, keep: usize) -> Result<(), LogError> {
@@ -406,124 +650,4 @@ impl Reader<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn header(
-        producer_id: i64,
-        epoch: i16,
-        sequence: i32,
-        count: i32,
-        base_offset: i64,
-    ) -> BatchHeader {
-        BatchHeader {
-            base_offset,
-            length: 49,
-            partition_leader_epoch: 0,
-            magic: 2,
-            crc: 0,
-            attributes: 0,
-            last_offset_delta: count - 1,
-            base_timestamp: 0,
-            max_timestamp: 10,
-            producer_id,
-            producer_epoch: epoch,
-            base_sequence: sequence,
-            records_count: count,
-        }
-    }
-
-    #[test]
-    fn applies_kafka_sequence_rules() {
-        let mut state = ProducerStateManager::new();
-        let first = header(7, 0, 0, 3, 0);
-        assert_eq!(state.check(&first).ok(), Some(ProducerCheck::Append));
-        state.update(&first);
-        assert!(
-            matches!(state.check(&header(7, 0, 0, 3, 99)), Ok(ProducerCheck::Duplicate(b)) if b.first_offset == 0 && b.last_offset == 2)
-        );
-        assert!(matches!(
-            state.check(&header(7, 0, 4, 1, 3)),
-            Err(AppendError::OutOfOrderSequence {
-                producer_id: 7,
-                expected: 3,
-                received: 4
-            })
-        ));
-        assert_eq!(
-            state.check(&header(7, 0, 3, 1, 3)).ok(),
-            Some(ProducerCheck::Append)
-        );
-        assert!(matches!(
-            state.check(&header(7, 1, 5, 1, 3)),
-            Err(AppendError::OutOfOrderSequence {
-                expected: 0,
-                received: 5,
-                ..
-            })
-        ));
-        state.update(&header(7, 2, 0, 1, 3));
-        assert!(matches!(
-            state.check(&header(7, 1, 0, 1, 4)),
-            Err(AppendError::InvalidProducerEpoch { .. })
-        ));
-        assert_eq!(
-            state.check(&header(8, 0, 42, 1, 4)).ok(),
-            Some(ProducerCheck::Append)
-        );
-        let mut wrap = ProducerStateManager::new();
-        wrap.update(&header(9, 0, i32::MAX, 1, 0));
-        assert_eq!(
-            wrap.check(&header(9, 0, 0, 1, 1)).ok(),
-            Some(ProducerCheck::Append)
-        );
-    }
-
-    #[test]
-    fn keeps_five_batches_and_round_trips_snapshots() {
-        let mut state = ProducerStateManager::new();
-        for i in 0..7 {
-            state.update(&header(1, 0, i, 1, i64::from(i)));
-        }
-        state.update(&header(2, 3, 0, 2, 7));
-        assert_eq!(
-            state.entry(1).map(|e| e.batches.len()),
-            Some(PRODUCER_BATCHES_CACHED)
-        );
-        let bytes = state.encode_snapshot(9);
-        let (offset, decoded) = ProducerStateManager::decode_snapshot(&bytes).expect("decode");
-        assert_eq!((offset, &decoded), (9, &state));
-        let mut bad = bytes.clone();
-        let last = bad.len() - 1;
-        bad[last] ^= 1;
-        assert_eq!(
-            ProducerStateManager::decode_snapshot(&bad),
-            Err("CRC mismatch")
-        );
-        assert!(ProducerStateManager::decode_snapshot(&bytes[..bytes.len() - 1]).is_err());
-    }
-
-    #[test]
-    fn writes_keeps_two_and_loads_the_newest_valid_snapshot() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut state = ProducerStateManager::new();
-        for offset in [10, 20, 30] {
-            state.update(&header(offset, 0, 0, 1, offset));
-            state.write_snapshot(dir.path(), offset, 2).expect("write");
-        }
-        let offsets: Vec<i64> = list_snapshots(dir.path())
-            .expect("list")
-            .iter()
-            .map(|s| s.0)
-            .collect();
-        assert_eq!(offsets, vec![20, 30]);
-        fs::write(snapshot_path(dir.path(), 30), b"garbage").expect("corrupt");
-        let (offset, loaded) = load_newest_snapshot(dir.path(), 0, 100)
-            .expect("load")
-            .expect("some");
-        assert_eq!((offset, loaded.producer_count()), (20, 2));
-        assert!(load_newest_snapshot(dir.path(), 0, 19)
-            .expect("load")
-            .is_none());
-    }
-}
+mod tests;

@@ -1,5 +1,6 @@
-//! One segment of a partition log: `<base>.log` + `<base>.index` + `<base>.timeindex`, where
-//! `<base>` is the segment's base offset as 20 zero-padded digits (Kafka's file names).
+//! One segment of a partition log: `<base>.log` + `<base>.index` + `<base>.timeindex`, and
+//! `<base>.txnindex` when an ABORT marker lies in it (`segment/txn_index.rs`), where `<base>`
+//! is the segment's base offset as 20 zero-padded digits (Kafka's file names).
 //!
 //! # `.log`
 //! Record batches (v2) back to back, exactly as produced, with base offset and partition
@@ -78,6 +79,12 @@ use runnel_protocol::record_batch::{BatchHeader, BATCH_HEADER_SIZE};
 use crate::error::LogError;
 
 mod resume;
+mod txn_index;
+
+pub use txn_index::{
+    decode_entries, encode_entries, AbortedTxn, ABORTED_TXN_ENTRY_SIZE, ABORTED_TXN_VERSION,
+    TXN_INDEX_SUFFIX,
+};
 
 /// Bytes per offset-index entry.
 pub const OFFSET_INDEX_ENTRY_SIZE: usize = 8;
@@ -269,6 +276,8 @@ pub struct Segment {
     /// after them. `None` when the files may hold entries memory does not (stale ones, after a
     /// recovery or a truncation): they are rewritten whole.
     index_entries_in_files: Option<(usize, usize)>,
+    /// The aborted transactions whose markers lie here (`segment/txn_index.rs`).
+    txn_index: txn_index::TxnIndex,
 }
 
 /// Creates (or empties) a segment's `.log` file at `path`, through the open-files cache.
@@ -287,10 +296,11 @@ fn create_empty_log_file(path: &Path) -> Result<File, LogError> {
 
 impl Segment {
     /// Creates a new empty segment (empty `.log`, `.index`, `.timeindex`), replacing files of
-    /// the same name.
+    /// the same name; a stale `.txnindex` of that name is removed (Kafka's roll does the same).
     pub fn create(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
         let log_path = segment_file_path(dir, base_offset, LOG_SUFFIX);
         let file = create_empty_log_file(&log_path)?;
+        remove_if_present(&segment_file_path(dir, base_offset, TXN_INDEX_SUFFIX))?;
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             let path = segment_file_path(dir, base_offset, suffix);
             File::create(&path).map_err(LogError::io("create", &path))?;
@@ -343,6 +353,7 @@ impl Segment {
             dir_entry_synced: true,
             tail: None,
             index_entries_in_files: None,
+            txn_index: txn_index::TxnIndex::default(),
         }
     }
 
@@ -1102,27 +1113,25 @@ impl Segment {
         for (position, header) in headers {
             self.index_batch(&header, position, index_interval_bytes);
         }
+        self.truncate_txn_index(self.next_offset)?;
         if direct {
             self.enable_direct_appends()?;
         }
         Ok(())
     }
 
-    /// Removes the segment's three files.
+    /// Removes the segment's files: `.log`, `.index`, `.timeindex` and `.txnindex`.
     pub fn delete_files(dir: &Path, base_offset: i64) -> Result<(), LogError> {
+        Segment::delete_log_and_indexes(dir, base_offset)?;
+        remove_if_present(&segment_file_path(dir, base_offset, TXN_INDEX_SUFFIX))
+    }
+
+    /// Removes `.log`, `.index` and `.timeindex` and keeps the `.txnindex`: a compaction swap,
+    /// whose cleaned segment's transaction index is written over the old one (see
+    /// `partition_log/compaction.rs`).
+    pub(crate) fn delete_log_and_indexes(dir: &Path, base_offset: i64) -> Result<(), LogError> {
         for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let path = segment_file_path(dir, base_offset, suffix);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(error) if error.kind() == ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(LogError::Io {
-                        op: "remove",
-                        path,
-                        source,
-                    })
-                }
-            }
+            remove_if_present(&segment_file_path(dir, base_offset, suffix))?;
         }
         Ok(())
     }
@@ -1184,6 +1193,19 @@ impl Segment {
     /// Whether appending `last_offset` would overflow the 4-byte relative offset.
     pub fn offset_overflows(&self, last_offset: i64) -> bool {
         last_offset - self.base_offset > i64::from(i32::MAX)
+    }
+}
+
+/// Removes a file; a missing one is fine.
+fn remove_if_present(path: &Path) -> Result<(), LogError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(LogError::Io {
+            op: "remove",
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

@@ -7,7 +7,11 @@ appending after the last intact batch.
 
 from __future__ import annotations
 
+import pathlib
+import shutil
 import struct
+import subprocess
+import tempfile
 import urllib.request
 from collections import Counter
 
@@ -16,7 +20,7 @@ import pytest
 import ck
 from helpers import (Record, Stored, assert_acked_records_stored, assert_offsets_contiguous,
                      assert_round_trip, free_port, last_segment, make_records, now_ms,
-                     wait_until)
+                     runnel_bin, wait_until)
 
 KILL_AFTER_ACKS = 200
 BATCHES = 3
@@ -153,14 +157,39 @@ def direct_write_count(http_port: int) -> int:
     raise AssertionError("runnel_log_direct_writes_total not in /metrics")
 
 
-def test_sigkill_during_direct_appends_loses_no_acknowledged_record(broker_factory):
+def filesystem_type(path) -> str:
+    """The filesystem type of `path` as `stat -f` names it (`ext2/ext3` for ext4, `tmpfs`)."""
+    return subprocess.run(["stat", "-f", "-c", "%T", str(path)], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def syncfs_call_count(http_port: int) -> int:
+    """`runnel_log_syncfs_total` from the broker's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("runnel_log_syncfs_total "):
+                return int(line.split()[1])
+    raise AssertionError("runnel_log_syncfs_total not in /metrics")
+
+
+@pytest.mark.parametrize("syncfs", [False, True], ids=["fdatasync", "syncfs"])
+def test_sigkill_during_direct_appends_loses_no_acknowledged_record(broker_factory, tmp_path,
+                                                                    syncfs):
     """The O_DIRECT write path (`log.direct.io`, the default while durable): appends wait in an
     aligned tail until the flusher writes them out and fsyncs. Three SIGKILLs land while six
     partitions take records of many sizes (so batches end anywhere inside a 4 KiB block, and
     the zero padding of each last block is rewritten by the next write); after each restart
-    every acknowledged record is at its offset and the log goes on from there."""
+    every acknowledged record is at its offset and the log goes on from there. With
+    `log.flush.syncfs=true` the same holds when one syncfs per pass replaces the partitions'
+    fdatasyncs."""
+    if syncfs and filesystem_type(tmp_path) != "ext2/ext3":
+        pytest.skip(f"log.flush.syncfs needs ext4; {tmp_path} is {filesystem_type(tmp_path)} "
+                    "(the refusal is tested by test_syncfs_is_refused_off_ext4)")
     http_port = free_port()
-    broker = broker_factory({"http.listen": f"127.0.0.1:{http_port}"})
+    overrides = {"http.listen": f"127.0.0.1:{http_port}"}
+    if syncfs:
+        overrides["log.flush.syncfs"] = "true"
+    broker = broker_factory(overrides)
     topic = "dur-direct"
     partitions = 6
     ck.create_topic(broker.bootstrap, topic, partitions=partitions)
@@ -198,6 +227,8 @@ def test_sigkill_during_direct_appends_loses_no_acknowledged_record(broker_facto
         assert_acked_records_stored(list(deliveries.acked), stored)
 
     assert direct_writes > 0, "the appends did not take the O_DIRECT path"
+    if syncfs:
+        assert syncfs_call_count(http_port) > 0, "the flusher did not call syncfs"
     assert producer.flush(120) == 0, "records undelivered after the restarts"
     assert not deliveries.failed, deliveries.failed[:3]
     stored = ck.consume_all(broker.bootstrap, topic, partitions=partitions)
@@ -205,3 +236,23 @@ def test_sigkill_during_direct_appends_loses_no_acknowledged_record(broker_facto
     assert_acked_records_stored(deliveries.acked, stored)
     values = [s.record.value for s in stored]
     assert len(values) == len(set(values)) == sent, "every record stored exactly once"
+
+
+def test_syncfs_is_refused_off_ext4(tmp_path):
+    """`log.flush.syncfs=true` is only as durable as fdatasync on ext4 (filesystem_sync.rs):
+    on tmpfs the broker refuses to start and says why, instead of acknowledging writes that a
+    syncfs might not have flushed."""
+    shm = pathlib.Path("/dev/shm")
+    if not shm.is_dir() or filesystem_type(shm) != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm")
+    data = pathlib.Path(tempfile.mkdtemp(prefix="runnel-syncfs-", dir=shm))
+    try:
+        result = subprocess.run(
+            [str(runnel_bin()), "server", "--data-dir", str(data), "--listen",
+             f"127.0.0.1:{free_port()}", "--override", "log.flush.syncfs=true"],
+            capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0
+        assert "log.flush.syncfs is only durable on ext4" in result.stderr + result.stdout, \
+            result.stderr[-2000:]
+    finally:
+        shutil.rmtree(data, ignore_errors=True)

@@ -4,8 +4,9 @@
 //!
 //! As Kafka's `ReplicaManager.activeProducerState` / `Partition.activeProducerState`: a
 //! partition this node hosts answers its producers (producer id, epoch, last sequence and the
-//! last batch's max timestamp, -1 for both when no batch is retained; coordinator epoch -1 and
-//! current transaction start offset -1, as no transaction is open here); a topic or partition
+//! last batch's max timestamp, -1 for both when no batch is retained; the coordinator epoch of
+//! its last transaction marker, -1 before any; the first offset of its ongoing transaction,
+//! -1 when none is open); a topic or partition
 //! the metadata does not name is `UNKNOWN_TOPIC_OR_PARTITION`; one the metadata names but this
 //! node does not host is `NOT_LEADER_OR_FOLLOWER`. The answer holds at most as many
 //! partitions as the request, which the frame size bounds.
@@ -22,7 +23,7 @@ use runnel_protocol::ErrorCode;
 use super::{Reply, Request};
 use crate::broker::Broker;
 
-/// Kafka's `RecordBatch.NO_PARTITION_LEADER_EPOCH` / no open transaction.
+/// Kafka's `RecordBatch.NO_SEQUENCE` and `RecordBatch.NO_TIMESTAMP`, and no open transaction.
 const NONE_I32: i32 = -1;
 const NONE_I64: i64 = -1;
 
@@ -80,8 +81,8 @@ fn active_producers(state: &runnel_log::ProducerStateManager) -> Vec<ProducerSta
                 .with_producer_epoch(i32::from(entry.epoch))
                 .with_last_sequence(last.map_or(NONE_I32, |batch| batch.last_sequence))
                 .with_last_timestamp(last.map_or(NONE_I64, |batch| batch.max_timestamp))
-                .with_coordinator_epoch(NONE_I32)
-                .with_current_txn_start_offset(NONE_I64)
+                .with_coordinator_epoch(entry.coordinator_epoch)
+                .with_current_txn_start_offset(entry.current_txn_first_offset.unwrap_or(NONE_I64))
         })
         .collect()
 }

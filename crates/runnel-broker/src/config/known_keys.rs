@@ -33,6 +33,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "log.index.interval.bytes",
     "log.index.size.max.bytes",
     "log.direct.io",
+    "log.flush.syncfs",
     "log.flush.interval.messages",
     "log.flush.interval.ms",
     "log.retention.hours",

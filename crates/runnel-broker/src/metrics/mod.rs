@@ -443,7 +443,7 @@ fn render_log(broker: &Broker, out: &mut String) {
         out,
         "runnel_log_flush_duration_seconds",
         "histogram",
-        "One partition's fsync by the flusher (Kafka's LogFlushRateAndTimeMs).",
+        "One partition's fsync by the flusher, or one pass's syncfs calls with log.flush.syncfs (Kafka's LogFlushRateAndTimeMs).",
     );
     flusher
         .fsync
@@ -458,6 +458,17 @@ fn render_log(broker: &Broker, out: &mut String) {
         out,
         "runnel_log_flush_errors_total {}",
         flusher.errors.load(Ordering::Relaxed)
+    );
+    header(
+        out,
+        "runnel_log_syncfs_total",
+        "counter",
+        "syncfs calls by the flusher, one per log directory per pass (log.flush.syncfs).",
+    );
+    let _ = writeln!(
+        out,
+        "runnel_log_syncfs_total {}",
+        flusher.syncfs_calls.load(Ordering::Relaxed)
     );
     let stats = runnel_log::OpenFiles::global().stats();
     let direct = &runnel_log::direct_io::STATS;

@@ -85,7 +85,7 @@ pub(super) fn render_partitions(broker: &Broker, out: &mut String) {
         .map(|p| (p, p.offsets(), p.size_bytes()))
         .collect();
     type Figure = fn(&crate::partition::PartitionOffsets, u64, &PartitionMetrics) -> u64;
-    let series: [(&str, &str, &str, Figure); 8] = [
+    let series: [(&str, &str, &str, Figure); 10] = [
         (
             "runnel_partition_log_end_offset",
             "gauge",
@@ -97,6 +97,19 @@ pub(super) fn render_partitions(broker: &Broker, out: &mut String) {
             "gauge",
             "Records below it are durable and readable.",
             |o, _, _| o.high_watermark as u64,
+        ),
+        (
+            "runnel_partition_last_stable_offset_lag",
+            "gauge",
+            "High watermark minus the last stable offset: records read_committed consumers wait \
+             for (Kafka's LastStableOffsetLag).",
+            |o, _, _| (o.high_watermark - o.last_stable_offset).max(0) as u64,
+        ),
+        (
+            "runnel_partition_ongoing_transactions",
+            "gauge",
+            "Producers with a transaction open in the partition.",
+            |o, _, _| o.ongoing_transactions as u64,
         ),
         (
             "runnel_partition_log_start_offset",

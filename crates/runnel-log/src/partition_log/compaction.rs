@@ -7,14 +7,16 @@
 //! bytes ([`PartitionLog::cleanable_ratio`]) reaches `min.cleanable.dirty.ratio`, when the
 //! oldest dirty record is older than `max.compaction.lag.ms`, or when a kept tombstone's delete
 //! horizon has passed. It:
-//! 1. bounds the dirty section at the first segment that is active, not wholly below the high
-//!    watermark, or (when `min.compaction.lag.ms` > 0) holds a record younger than that lag;
+//! 1. bounds the dirty section at the first segment that is active, not wholly below the last
+//!    stable offset (which is at most the high watermark), or (when `min.compaction.lag.ms` > 0) holds a record younger than that lag;
 //! 2. builds a key → latest offset map over the dirty section, at most `offset_map_bytes_max`
 //!    bytes (estimated [`OFFSET_MAP_ENTRY_OVERHEAD_BYTES`] + key length per key); when full,
 //!    the pass cleans only up to the first offset the map does not cover;
 //! 3. rewrites every non-active segment from the log start up to that end: a keyed record is
 //!    kept only if no newer record of its key is in the map (records of the clean section
 //!    included); records with a null key are kept; control batches are kept as they are;
+//!    records of aborted transactions are removed and never enter the map, and each cleaned
+//!    segment's `.txnindex` keeps the entries Kafka keeps (`compaction/transactions.rs`);
 //! 4. moves the cleaner offset to the end of the cleaned section.
 //!
 //! Invariants: the clean section holds at most one record per key (every pass deduplicates
@@ -57,10 +59,13 @@
 //! Each cleaned segment is written to `<base>.log.cleaned` and fsynced, renamed to
 //! `<base>.log.swap`, the directory fsynced; then the replaced segment's `.log`, `.index` and
 //! `.timeindex` are deleted, the swap is renamed to `<base>.log`, its index files are written
-//! (a cache, rebuilt if missing) and the directory fsynced. On open (`recovery.rs`),
-//! `*.cleaned` files are deleted (the old segment is intact) and every `*.swap` is completed:
-//! the `.log` files whose base offset lies in `[swap base, swap next offset)` are deleted and the
-//! swap becomes `<base>.log`, its indexes rebuilt by scanning. A crash at any point therefore
+//! (a cache, rebuilt if missing), its `.txnindex` replaces the old one atomically (the old one
+//! stays until then: it describes the cleaned segment too, the cleaned one only lacks entries
+//! of transactions the pass found no data of) and the directory is fsynced. On open
+//! (`recovery.rs`), `*.cleaned` files are deleted (the old segment is intact) and every `*.swap`
+//! is completed: the `.log` files whose base offset lies in `[swap base, swap next offset)` are
+//! deleted and the swap becomes `<base>.log`, its indexes rebuilt by scanning and its
+//! `.txnindex` by the producer-state replay. A crash at any point therefore
 //! leaves, per segment, either the old or the cleaned version; both hold every record a
 //! compaction must keep. The cleaner offset is persisted by the broker
 //! (`cleaner-offset-checkpoint`) after a pass; an older checkpoint only makes the next pass
@@ -79,8 +84,11 @@ use super::PartitionLog;
 use crate::checkpoint::sync_dir;
 use crate::error::LogError;
 use crate::segment::{
-    segment_file_path, validate_stored_batch, Segment, CLEANED_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX,
+    segment_file_path, validate_stored_batch, AbortedTxn, Segment, CLEANED_SUFFIX, LOG_SUFFIX,
+    SWAP_SUFFIX,
 };
+use runnel_protocol::control_record::ControlRecord;
+use transactions::TxnTracker;
 
 /// Estimated bytes one key takes in the offset map, besides the key itself (hash table slot,
 /// `Bytes` handle, offset).
@@ -286,6 +294,11 @@ impl PartitionLog {
                 .map(Segment::pinned)
                 .collect::<Result<_, _>>()?,
             producers_last_offsets: self.producers.last_batch_offsets(),
+            aborted_txns: self
+                .aborted_txn_index()
+                .into_iter()
+                .filter(|txn| txn.first_offset < end_bound)
+                .collect(),
         }))
     }
 
@@ -357,7 +370,8 @@ impl PartitionLog {
     }
 
     /// Base offset of the first segment the pass may not clean: the active one, one not wholly
-    /// below the high watermark, a dirty one holding a record younger than the minimum lag, or
+    /// below the last stable offset (Kafka: the cleaner never passes it, so an ongoing
+    /// transaction is never compacted), a dirty one holding a record younger than the minimum lag, or
     /// a damaged one (kept as it is on disk; see `damage.rs`).
     fn first_uncleanable_offset(&self, policy: &CompactionPolicy, now_ms: i64) -> i64 {
         let first_dirty = self.cleaner_offset();
@@ -366,7 +380,7 @@ impl PartitionLog {
             let too_young = policy.min_compaction_lag_ms > 0
                 && segment.next_offset() > first_dirty
                 && segment.max_timestamp().0 > lag_cutoff_ms;
-            if segment.next_offset() > self.high_watermark
+            if segment.next_offset() > self.last_stable_offset()
                 || too_young
                 || self.overlaps_damage(segment)
             {
@@ -408,10 +422,14 @@ impl PartitionLog {
         fs::rename(&cleaned_path, &swap_path).map_err(LogError::io("rename", &cleaned_path))?;
         sync_dir(&self.dir)?;
         self.segments[index].retire();
-        Segment::delete_files(&self.dir, base_offset)?;
+        // The old `.txnindex` stays until the cleaned one replaces it: either describes the
+        // cleaned segment (the cleaned one drops only entries whose data the pass found none of).
+        Segment::delete_log_and_indexes(&self.dir, base_offset)?;
         fs::rename(&swap_path, &log_path).map_err(LogError::io("rename", &swap_path))?;
         cleaned.set_log_path(log_path);
         cleaned.seal()?;
+        let kept_txns = cleaned.aborted_txns().to_vec();
+        cleaned.replace_txn_index(kept_txns)?;
         sync_dir(&self.dir)?;
         cleaned.dir_entry_synced = true;
         self.segments[index] = cleaned;
@@ -448,6 +466,9 @@ pub struct CompactionPlan {
     /// batch that was a producer's last then may have been superseded since; keeping its empty
     /// header is then merely unneeded, never wrong.
     producers_last_offsets: HashMap<i64, i64>,
+    /// The log's aborted transactions that began below `end_bound`, from every segment's
+    /// transaction index (a marker may lie beyond the planned segments).
+    aborted_txns: Vec<AbortedTxn>,
 }
 
 /// What a run wrote: each planned segment's cleaned version (an fsync'd `.cleaned` file),
@@ -479,7 +500,10 @@ impl CompactionPlan {
             self.first_dirty,
             self.end_bound,
             self.offset_map_bytes_max,
+            &self.aborted_txns,
         )?;
+        let walk_from = self.segments.first().map_or(0, Segment::base_offset);
+        let mut txns = TxnTracker::new(&self.aborted_txns, walk_from);
         let pass = Pass {
             map: &map,
             first_dirty: self.first_dirty,
@@ -488,17 +512,19 @@ impl CompactionPlan {
         let mut cleaned = Vec::new();
         let mut tombstone_horizon_ms: Option<i64> = None;
         for source in self.segments.iter().filter(|s| s.base_offset() < dirty_end) {
-            let result = self.clean_segment(source, &pass).and_then(|segment| {
-                if segment.changed {
-                    let path = segment.segment.log_path().to_path_buf();
-                    segment
-                        .segment
-                        .file()?
-                        .sync_all()
-                        .map_err(LogError::io("fsync", &path))?;
-                }
-                Ok(segment)
-            });
+            let result = self
+                .clean_segment(source, &pass, &mut txns)
+                .and_then(|segment| {
+                    if segment.changed {
+                        let path = segment.segment.log_path().to_path_buf();
+                        segment
+                            .segment
+                            .file()?
+                            .sync_all()
+                            .map_err(LogError::io("fsync", &path))?;
+                    }
+                    Ok(segment)
+                });
             let segment = match result {
                 Ok(segment) => segment,
                 Err(error) => {
@@ -527,7 +553,12 @@ impl CompactionPlan {
     }
 
     /// Writes the cleaned version of `source` to `<base>.log.cleaned`.
-    fn clean_segment(&self, source: &Segment, pass: &Pass<'_>) -> Result<CleanedSegment, LogError> {
+    fn clean_segment(
+        &self,
+        source: &Segment,
+        pass: &Pass<'_>,
+        txns: &mut TxnTracker,
+    ) -> Result<CleanedSegment, LogError> {
         let mut cleaned = CleanedSegment {
             segment: Segment::create_cleaned(&self.dir, source.base_offset())?,
             source_base_offset: source.base_offset(),
@@ -538,10 +569,23 @@ impl CompactionPlan {
             keeps_tombstones: false,
         };
         let tombstones_expire = source.max_timestamp().0 < pass.tombstone_cutoff_ms;
+        let mut kept_txns = Vec::new();
         for (position, header) in source.headers_below(i64::MAX)? {
             let bytes = source.read_batch(position, &header)?;
             let verdict = if header.is_control() {
+                let marker = read_marker(source, position, &header)?;
+                kept_txns.extend(txns.on_control_batch(&header, marker.as_ref()));
                 Verdict::Unchanged
+            } else if txns.on_data_batch(&header) {
+                // Aborted data: every record goes; a producer's last batch stays as a header.
+                cleaned.records_removed += header.records_count.max(0) as u64;
+                if header.records_count == 0 {
+                    Verdict::Unchanged
+                } else if self.is_producers_last_batch(&header) {
+                    Verdict::Rewritten(empty_batch(&header))
+                } else {
+                    Verdict::Dropped
+                }
             } else {
                 let records = decode_records(source, position, &header)?;
                 let total = records.len();
@@ -593,6 +637,10 @@ impl CompactionPlan {
                 self.now_ms,
             )?;
         }
+        if kept_txns.as_slice() != source.aborted_txns() {
+            cleaned.changed = true;
+        }
+        cleaned.segment.set_txn_index_in_memory(kept_txns);
         Ok(cleaned)
     }
 
@@ -619,19 +667,30 @@ fn discard(cleaned: Segment) -> Result<(), LogError> {
 
 /// The key → latest offset map over `[first_dirty, end_bound)` of `segments`, and the offset
 /// where it stops covering (`end_bound` unless it filled up).
+/// Records of aborted transactions (`aborted`, see `compaction/transactions.rs`) are left out:
+/// an aborted record never hides a committed one.
 fn build_offset_map(
     segments: &[Segment],
     first_dirty: i64,
     end_bound: i64,
     size_bytes_max: usize,
+    aborted: &[AbortedTxn],
 ) -> Result<(OffsetMap, i64), LogError> {
     let mut map = OffsetMap::new(size_bytes_max);
-    let dirty = segments
+    let mut dirty = segments
         .iter()
-        .filter(|s| s.next_offset() > first_dirty && s.base_offset() < end_bound);
+        .filter(|s| s.next_offset() > first_dirty && s.base_offset() < end_bound)
+        .peekable();
+    let walk_from = dirty.peek().map_or(first_dirty, |s| s.base_offset());
+    let mut txns = TxnTracker::new(aborted, walk_from);
     for segment in dirty {
         for (position, header) in segment.headers_below(end_bound)? {
-            if header.last_offset() < first_dirty || header.is_control() {
+            if header.is_control() {
+                let marker = read_marker(segment, position, &header)?;
+                txns.on_control_batch(&header, marker.as_ref());
+                continue;
+            }
+            if txns.on_data_batch(&header) || header.last_offset() < first_dirty {
                 continue;
             }
             for record in decode_records(segment, position, &header)? {
@@ -663,6 +722,20 @@ fn retain_record(record: &Record, pass: &Pass<'_>, tombstones_expire: bool) -> b
     let expired_tombstone =
         record.value.is_none() && record.offset < pass.first_dirty && tombstones_expire;
     !expired_tombstone
+}
+
+/// The record of a control batch, when it is a transaction marker that decodes (`None` for an
+/// emptied batch or another type: it ends no transaction).
+fn read_marker(
+    segment: &Segment,
+    position: u64,
+    header: &BatchHeader,
+) -> Result<Option<ControlRecord>, LogError> {
+    if header.records_count == 0 || !header.has_producer_id() {
+        return Ok(None);
+    }
+    let bytes = segment.read_batch(position, header)?;
+    Ok(ControlRecord::decode_batch(&bytes).ok())
 }
 
 /// Decodes the records of the batch at `position`, checking its CRC first.
@@ -715,3 +788,4 @@ fn empty_batch(original: &BatchHeader) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+mod transactions;

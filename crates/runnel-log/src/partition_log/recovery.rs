@@ -20,8 +20,17 @@
 //! below the recovery point (a clean shutdown) was already fsynced: nothing is rewritten.
 //! Up to a block of zeros after the last batch of a segment is the padding of a direct write
 //! (`direct_io.rs`), not damage: it is cut without a WARN (`Segment::scan`).
-//! Leftover temp files (`*.tmp`, `*.deleted`, `*.cleaned`) and index files without a `.log` are
-//! removed. A compaction interrupted after its `<base>.log.swap` was complete is finished first:
+//! Leftover temp files (`*.tmp`, `*.deleted`, `*.cleaned`) and index files without a `.log`
+//! (`.txnindex` included) are removed.
+//!
+//! Producer state and transaction indexes: each segment's `.txnindex` is read and checked
+//! (`segment/txn_index.rs`; a damaged one is reported at WARN, never the log). The producer
+//! state is the newest valid snapshot at or below the point where the transaction indexes stop
+//! being trusted (the recovery point after a crash, the log end offset after a clean shutdown,
+//! lowered to a segment whose index is damaged or whose compaction swap was completed), plus a
+//! replay of the batches after it; the replay rebuilds every index entry of the markers it
+//! passes (Kafka's `LogSegment.recover`), so after a kill -9 the state and the indexes equal a
+//! replay of the log. A compaction interrupted after its `<base>.log.swap` was complete is finished first:
 //! the `.log` files whose base offset lies in `[swap base, swap next offset)` (the segment it
 //! replaces) are deleted with their indexes and the swap is renamed to `<base>.log`; its
 //! indexes are then rebuilt by the scan (see `compaction.rs`).
@@ -38,9 +47,10 @@ use crate::error::LogError;
 use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{delete_snapshots_after, load_newest_snapshot, ProducerStateManager};
 use crate::segment::{
-    parse_base_offset, segment_file_path, Segment, Truncation, INDEX_SUFFIX, LOG_SUFFIX,
-    SWAP_SUFFIX, TIME_INDEX_SUFFIX,
+    parse_base_offset, segment_file_path, AbortedTxn, Segment, Truncation, INDEX_SUFFIX,
+    LOG_SUFFIX, SWAP_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX,
 };
+use runnel_protocol::control_record::ControlRecord;
 
 impl PartitionLog {
     /// Opens (creating if missing) the partition directory `dir` and recovers it; see the
@@ -81,7 +91,7 @@ impl PartitionLog {
         last_shutdown: LastShutdown,
     ) -> Result<PartitionLog, LogError> {
         fs::create_dir_all(dir).map_err(LogError::io("create directory", dir))?;
-        complete_swaps(dir)?;
+        let swapped = complete_swaps(dir)?;
         let bases = scan_directory(dir)?;
         let mut loader = Loader {
             dir,
@@ -101,6 +111,7 @@ impl PartitionLog {
             }
         }
         loader.finish_segments(log_start_offset)?;
+        let damaged_txn_indexes = loader.load_txn_indexes()?;
         let Loader {
             mut segments,
             mut damaged,
@@ -150,24 +161,62 @@ impl PartitionLog {
         log.forget_damage_below_log_start()?;
         log.persist_damaged_segments()?;
         delete_snapshots_after(dir, log_end_offset)?;
-        log.rebuild_producer_state()?;
+        // What the transaction indexes may lack: everything not known durable, and the
+        // segments whose index is damaged or whose compaction swap was completed here.
+        let txn_trusted_below = match last_shutdown {
+            LastShutdown::Clean => log_end_offset,
+            LastShutdown::Unclean => recovery_point,
+        };
+        let txn_trusted_below = swapped
+            .iter()
+            .chain(&damaged_txn_indexes)
+            .fold(txn_trusted_below, |below, &base| below.min(base))
+            .max(first_base);
+        log.rebuild_producer_state(txn_trusted_below)?;
         Ok(log)
     }
 
-    /// Loads the newest valid producer snapshot at or below the log end offset and replays the
-    /// batch headers after it (from the log start when there is none).
-    pub(super) fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
+    /// Loads the newest valid producer snapshot at or below both the log end offset and
+    /// `txn_trusted_below` (the transaction indexes are trusted only below it) and replays the
+    /// batches after it (from the log start when there is none): data batches by their
+    /// header, markers read whole. Every transaction-index entry of a marker the replay passes
+    /// is rebuilt from it (Kafka rebuilds the index in `LogSegment.recover`); files that differ
+    /// are rewritten and fsynced. Ends with the unreplicated transactions below the high
+    /// watermark and log start offset forgotten.
+    pub(super) fn rebuild_producer_state(
+        &mut self,
+        txn_trusted_below: i64,
+    ) -> Result<(), LogError> {
         let log_end_offset = self.log_end_offset();
-        let loaded = load_newest_snapshot(&self.dir, 0, log_end_offset)?;
+        let loaded = load_newest_snapshot(&self.dir, 0, log_end_offset.min(txn_trusted_below))?;
         self.snapshot_offset = loaded.as_ref().map(|(offset, _)| *offset);
         let (from, state) = loaded.unwrap_or_else(|| (i64::MIN, ProducerStateManager::new()));
         self.producers = state;
-        for segment in self.segments.iter().filter(|s| s.next_offset() > from) {
-            let producers = &mut self.producers;
-            segment.for_each_header_from(from.max(segment.base_offset()), |header| {
-                producers.update(header)
-            })?;
+        let mut changed_any = false;
+        for segment in self.segments.iter_mut().filter(|s| s.next_offset() > from) {
+            let mut entries: Vec<AbortedTxn> = segment
+                .aborted_txns()
+                .iter()
+                .filter(|entry| entry.last_offset < from)
+                .copied()
+                .collect();
+            replay_segment(segment, from, &mut self.producers, &mut entries)?;
+            if segment.replace_txn_index(entries)? {
+                tracing::info!(
+                    path = %segment.txn_index_path().display(),
+                    entries = segment.aborted_txns().len(),
+                    "rebuilt the transaction index from the log"
+                );
+                changed_any = true;
+            }
         }
+        if changed_any {
+            sync_dir(&self.dir)?;
+        }
+        self.producers
+            .on_log_start_offset_incremented(self.log_start_offset);
+        self.producers
+            .on_high_watermark_updated(self.high_watermark);
         Ok(())
     }
 }
@@ -187,7 +236,63 @@ struct Loader<'a> {
     removed_any: bool,
 }
 
+/// Replays the batches of `segment` from the one holding `from` into `producers`, adding the
+/// transaction-index entry of every ABORT that ends a transaction to `entries`. A marker that
+/// does not decode is reported and passed over (it ends nothing, as a marker the cleaner
+/// emptied).
+fn replay_segment(
+    segment: &Segment,
+    from: i64,
+    producers: &mut ProducerStateManager,
+    entries: &mut Vec<AbortedTxn>,
+) -> Result<(), LogError> {
+    let Some((mut position, _)) = segment.translate_offset(from.max(segment.base_offset()))? else {
+        return Ok(());
+    };
+    while position < segment.size_bytes() {
+        let header = segment.read_header(position, segment.size_bytes())?;
+        if header.is_control() && header.has_producer_id() && header.records_count > 0 {
+            let bytes = segment.read_batch(position, &header)?;
+            match ControlRecord::decode_batch(&bytes) {
+                Ok(marker) => {
+                    let completed = producers.update_marker(&header, &marker);
+                    if let Some(completed) = completed.filter(|c| c.is_aborted) {
+                        entries.push(AbortedTxn::of(&completed));
+                    }
+                }
+                Err(error) => tracing::warn!(
+                    path = %segment.log_path().display(),
+                    offset = header.base_offset,
+                    %error,
+                    "ignoring a transaction marker that does not decode"
+                ),
+            }
+        } else {
+            producers.update(&header);
+        }
+        position += header.size_bytes() as u64;
+    }
+    Ok(())
+}
+
 impl Loader<'_> {
+    /// Reads every loaded segment's transaction index; returns the base offsets of those found
+    /// damaged (reported at WARN), which the replay rebuilds.
+    fn load_txn_indexes(&mut self) -> Result<Vec<i64>, LogError> {
+        let mut damaged = Vec::new();
+        for segment in &mut self.segments {
+            if let Err(reason) = segment.load_txn_index()? {
+                tracing::warn!(
+                    path = %segment.txn_index_path().display(),
+                    reason,
+                    "transaction index is damaged; rebuilding it from the log"
+                );
+                damaged.push(segment.base_offset());
+            }
+        }
+        Ok(damaged)
+    }
+
     /// Loads (or scans) the segment at `base_offset`; `next_base` is the next segment's base
     /// offset, `later` the bases of every later segment. Returns false when recovery cut the
     /// log here (a bad tail at or above the recovery point): the later segments are deleted.
@@ -342,8 +447,10 @@ impl Loader<'_> {
 }
 
 /// Finishes every interrupted segment swap of a compaction: deletes the segments a
-/// `<base>.log.swap` replaces and renames it to `<base>.log`.
-fn complete_swaps(dir: &Path) -> Result<(), LogError> {
+/// `<base>.log.swap` replaces and renames it to `<base>.log`. The replaced segment's
+/// `.txnindex` is kept (it describes the cleaned segment too; see `compaction.rs`) and rebuilt
+/// by the replay: returns the swapped base offsets.
+fn complete_swaps(dir: &Path) -> Result<Vec<i64>, LogError> {
     let mut swaps = Vec::new();
     let mut logs = Vec::new();
     for entry in fs::read_dir(dir).map_err(LogError::io("list", dir))? {
@@ -357,24 +464,26 @@ fn complete_swaps(dir: &Path) -> Result<(), LogError> {
         }
     }
     if swaps.is_empty() {
-        return Ok(());
+        return Ok(swaps);
     }
-    for base in swaps {
+    for &base in &swaps {
         let swap_path = segment_file_path(dir, base, SWAP_SUFFIX);
         let next_offset = swap_next_offset(&swap_path, base)?;
         for &old in logs
             .iter()
-            .filter(|&&old| old >= base && old < next_offset.max(base + 1))
+            .filter(|&&old| old > base && old < next_offset.max(base + 1))
         {
             Segment::delete_files(dir, old)?;
         }
-        // The swap's own stale index files, if the old segment's were left behind.
-        Segment::delete_files(dir, base)?;
+        // The replaced segment at the same base, or its stale index files if only they were
+        // left behind.
+        Segment::delete_log_and_indexes(dir, base)?;
         let log_path = segment_file_path(dir, base, LOG_SUFFIX);
         fs::rename(&swap_path, &log_path).map_err(LogError::io("rename", &swap_path))?;
         tracing::warn!(path = %log_path.display(), "completed an interrupted compaction swap");
     }
-    sync_dir(dir)
+    sync_dir(dir)?;
+    Ok(swaps)
 }
 
 /// The offset after the last whole batch of a swap file (its base when it holds none). The
@@ -424,6 +533,7 @@ fn scan_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
         } else if let Some(base) = name
             .strip_suffix(INDEX_SUFFIX)
             .or_else(|| name.strip_suffix(TIME_INDEX_SUFFIX))
+            .or_else(|| name.strip_suffix(TXN_INDEX_SUFFIX))
             .and_then(parse_base_offset)
         {
             indexes.push((base, entry.path()));

@@ -6,7 +6,11 @@
 //! deletion stops at the first segment that is kept. An expired active segment is rolled
 //! first, so an idle topic's data does expire; the log always keeps one (possibly empty)
 //! segment and its offsets continue. DeleteRecords moves the log start offset to any offset up
-//! to the high watermark and deletes the segments wholly below it.
+//! to the high watermark and deletes the segments wholly below it. A segment goes with its
+//! `.txnindex`. The producer state keeps its entries (Kafka's rule: producer ids outlive their
+//! batches' segments) and forgets completed transactions whose markers fall below the new log
+//! start offset; an ongoing transaction that began below it holds the first unstable offset at
+//! the log start offset.
 //!
 //! Crash safety: the log start offset is persisted by the broker in
 //! `log-start-offset-checkpoint`; segment files are unlinked after the in-memory log stops
@@ -67,6 +71,7 @@ impl PartitionLog {
             return Ok(self.log_start_offset);
         }
         self.log_start_offset = offset;
+        self.producers.on_log_start_offset_incremented(offset);
         self.forget_damage_below_log_start()?;
         if self.active().next_offset() <= offset && !self.active().is_empty() {
             self.roll()?;
@@ -137,6 +142,10 @@ impl PartitionLog {
         self.log_start_offset = self.log_start_offset.max(first_base);
         self.high_watermark = self.high_watermark.max(self.log_start_offset);
         self.recovery_point = self.recovery_point.max(self.log_start_offset);
+        self.producers
+            .on_log_start_offset_incremented(self.log_start_offset);
+        self.producers
+            .on_high_watermark_updated(self.high_watermark);
         for segment in &removed {
             segment.retire();
             Segment::delete_files(&self.dir, segment.base_offset())?;

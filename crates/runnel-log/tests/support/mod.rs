@@ -169,3 +169,39 @@ pub fn decode_keyed(bytes: &[u8]) -> Vec<(i64, Option<String>, String)> {
     }
     out
 }
+
+/// A transactional batch of `producer` (transactional attribute set) holding records with the
+/// given keys and values `"{tag}-{i}"`.
+pub fn txn_batch(
+    keys: &[Option<String>],
+    tag: &str,
+    timestamp: i64,
+    producer: Producer,
+) -> Vec<u8> {
+    let records: Vec<Record> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: producer.id,
+            producer_epoch: producer.epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: producer.sequence + i as i32,
+            timestamp: timestamp + i as i64,
+            key: key.clone().map(Bytes::from),
+            value: Some(Bytes::from(format!("{tag}-{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
+    buf.to_vec()
+}
