@@ -302,3 +302,94 @@ fn transactional_batches_need_their_partition_in_the_transaction() {
         0
     );
 }
+
+/// (high watermark, last stable offset, aborted transactions) of a read_committed Fetch v12
+/// of partition 0 from offset 0.
+fn fetch_read_committed(client: &mut RawClient) -> (i64, i64, Vec<(i64, i64)>) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(common::topic_name(TOPIC))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = client.request(ApiKey::Fetch, 12, &request);
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    let aborted = partition
+        .aborted_transactions
+        .iter()
+        .flatten()
+        .map(|txn| (txn.producer_id.0, txn.first_offset))
+        .collect();
+    (
+        partition.high_watermark,
+        partition.last_stable_offset,
+        aborted,
+    )
+}
+
+/// ListOffsets v5 latest (-1) of partition 0 under `isolation_level`.
+fn latest_offset(client: &mut RawClient, isolation_level: i8) -> i64 {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+    let request = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_isolation_level(isolation_level)
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(common::topic_name(TOPIC))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
+    let response: ListOffsetsResponse = client.request(ApiKey::ListOffsets, 5, &request);
+    response.topics[0].partitions[0].offset
+}
+
+/// Kafka's last stable offset and `collectAbortedTransactions`: while a transaction is open a
+/// read_committed Fetch and ListOffsets stop at its first offset; once EndTxn aborts it and
+/// the ABORT marker is written, the stable offset is the high watermark (past the marker) and
+/// the fetch names the aborted transaction (producer id, first offset) for the consumer to
+/// skip. read_uncommitted's latest is the high watermark throughout.
+#[test]
+fn read_committed_stops_at_an_open_transaction_and_lists_aborted_ones() {
+    use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
+    let broker = TestBroker::start_with(OVERRIDES);
+    let mut client = RawClient::connect(broker.addr);
+    assert_eq!(common::create_topic(&mut client, TOPIC, 1, &[]), 0);
+    let (error, producer_id, epoch) = init_loaded(&mut client, "reader");
+    assert_eq!(error, 0);
+    assert_eq!(
+        add_partitions(&mut client, 3, "reader", (producer_id, epoch), TOPIC, &[0]),
+        [0]
+    );
+    let open = transactional_batch(producer_id, epoch, 0);
+    assert_eq!(produce(&mut client, Some("reader"), 0, open), 0);
+    assert_eq!(fetch_read_committed(&mut client), (1, 0, vec![]));
+    assert_eq!(latest_offset(&mut client, 1), 0);
+    assert_eq!(latest_offset(&mut client, 0), 1);
+
+    let end: EndTxnResponse = client.request(
+        ApiKey::EndTxn,
+        3,
+        &EndTxnRequest::default()
+            .with_transactional_id(txn_id("reader"))
+            .with_producer_id(producer_id.into())
+            .with_producer_epoch(epoch)
+            .with_committed(false),
+    );
+    assert_eq!(end.error_code, 0);
+    common::wait_until("the ABORT marker", Duration::from_secs(10), || {
+        fetch_read_committed(&mut client).1 == 2
+    });
+    assert_eq!(
+        fetch_read_committed(&mut client),
+        (2, 2, vec![(producer_id, 0)])
+    );
+    assert_eq!(latest_offset(&mut client, 1), 2);
+}

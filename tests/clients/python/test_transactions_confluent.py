@@ -1,10 +1,6 @@
 """Transactions with real clients: confluent-kafka (librdkafka) and kafka-python.
 
-What each test pins of Kafka's behaviour is in its docstring. Tests marked NEEDS_LOG rely on
-the log side of transactions (markers completing transactions in the partition's producer
-state, the last stable offset, aborted-transaction indexes, read_committed fetches), which lives
-on branch wt-txnlog; they are strict xfails until it is merged, so they fail loudly once they
-pass and the mark must go.
+What each test pins of Kafka's behaviour is in its docstring.
 """
 
 from __future__ import annotations
@@ -16,9 +12,6 @@ import ck
 from helpers import wait_until
 
 TIMEOUT_S = ck.TIMEOUT_S
-NEEDS_LOG = pytest.mark.xfail(
-    strict=True,
-    reason="needs the log side of transactions (branch wt-txnlog): markers, LSO, read_committed")
 FENCED_CODES = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
 
@@ -63,7 +56,6 @@ def test_a_committed_transaction_is_visible_to_read_committed(broker):
     assert read_values(broker.bootstrap, topic, 2, "read_committed") == sorted(values)
 
 
-@NEEDS_LOG
 def test_commit_markers_are_written_to_every_partition(broker):
     """Kafka's TransactionMarkerChannelManager: after EndTxn the coordinator writes a COMMIT
     marker (a control batch, one offset) to each partition of the transaction, so each
@@ -80,7 +72,6 @@ def test_commit_markers_are_written_to_every_partition(broker):
                    TIMEOUT_S, f"the COMMIT marker in partition {partition}")
 
 
-@NEEDS_LOG
 def test_an_aborted_transaction_is_hidden_from_read_committed_only(broker):
     """Kafka's isolation levels: an aborted transaction's records are skipped by read_committed
     (the fetch's aborted_transactions) and delivered to read_uncommitted; the next committed
@@ -102,7 +93,6 @@ def test_an_aborted_transaction_is_hidden_from_read_committed_only(broker):
             == sorted(aborted + committed))
 
 
-@NEEDS_LOG
 def test_offsets_sent_to_a_transaction_are_committed_with_it(broker):
     """KIP-98 / KIP-447 (Kafka's OffsetMetadataManager): TxnOffsetCommit's offsets stay
     pending, invisible to OffsetFetch (read_uncommitted sees no offset), until the COMMIT
@@ -148,7 +138,6 @@ def test_a_second_producer_with_the_same_transactional_id_fences_the_first(broke
     produce_values(second, topic, ["alive"])
 
 
-@NEEDS_LOG
 def test_the_broker_aborts_a_transaction_past_its_timeout(broker_factory):
     """Kafka's abortTimedOutTransactions: an open transaction older than its
     transaction.timeout.ms is aborted by the coordinator (its producer fenced), so a
