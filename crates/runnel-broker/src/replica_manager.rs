@@ -102,6 +102,9 @@ impl AppendFailure {
                 ErrorCode::OutOfOrderSequenceNumber
             }
             AppendFailure::Log(AppendError::InvalidTxnState { .. }) => ErrorCode::InvalidTxnState,
+            AppendFailure::Log(AppendError::TransactionCoordinatorFenced { .. }) => {
+                ErrorCode::TransactionCoordinatorFenced
+            }
             // Kafka's RecordBatchTooLargeException: a batch larger than a segment.
             AppendFailure::Log(AppendError::RecordTooLarge { .. }) => ErrorCode::RecordListTooLarge,
             AppendFailure::Log(_) | AppendFailure::Offline => ErrorCode::KafkaStorageError,

@@ -19,8 +19,9 @@
 //!   [`ReplicaManager::append_coordinator_batch`] and waited on until durable; a
 //!   `__consumer_offsets` partition's marker is written by the group coordinator's task, which
 //!   applies it to the pending transactional offsets ([`GroupCoordinator::complete_txn`]). A
-//!   partition that fails is retried with a backoff until it succeeds or no longer exists;
-//!   then [`TxnCoordinator::markers_written`] completes the transaction;
+//!   partition that fails is retried with a backoff until it succeeds, no longer exists, or
+//!   refuses the marker for good (a newer producer or coordinator epoch); then
+//!   [`TxnCoordinator::markers_written`] completes the transaction;
 //! - an append that fails fails its output's replies (NOT_COORDINATOR, which clients answer by
 //!   finding the coordinator again), drops its markers and rebuilds the state machine from the
 //!   log, which is the truth. A transaction found prepared at load gets its markers again.
@@ -45,6 +46,7 @@ use runnel_coordinator::transaction::{
 };
 use runnel_protocol::control_record::ControlRecord;
 use runnel_protocol::record_batch;
+use runnel_protocol::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -519,6 +521,11 @@ fn read_records(partition: &Partition) -> Vec<TxnRecord> {
 enum MarkerFailure {
     /// The partition no longer exists: its marker is not needed (Kafka drops it too).
     Gone,
+    /// The partition's log refuses the marker for good: its producer holds a newer epoch, or
+    /// a newer coordinator epoch wrote its last marker (Kafka's marker channel stops sending
+    /// on INVALID_PRODUCER_EPOCH and TRANSACTION_COORDINATOR_FENCED). Skipped, so that the
+    /// transactional id is not held in its prepared state forever.
+    Refused(String),
     /// Try again later.
     Retry(String),
 }
@@ -534,6 +541,11 @@ async fn write_markers(broker: &Arc<Broker>, markers: &WriteMarkers) {
                 Err(MarkerFailure::Gone) => {
                     tracing::info!(transactional_id = %markers.transactional_id, topic,
                         partition = index, "skipping the marker of a partition that is gone");
+                    break;
+                }
+                Err(MarkerFailure::Refused(error)) => {
+                    tracing::warn!(transactional_id = %markers.transactional_id, topic,
+                        partition = index, %error, "the partition refuses the marker; skipped");
                     break;
                 }
                 Err(MarkerFailure::Retry(error)) => {
@@ -566,7 +578,10 @@ async fn write_marker(
         };
         return match GroupCoordinator::complete_txn(broker, index, request).await {
             Ok(()) => Ok(()),
-            Err(runnel_protocol::ErrorCode::UnknownTopicOrPartition) => Err(MarkerFailure::Gone),
+            Err(ErrorCode::UnknownTopicOrPartition) => Err(MarkerFailure::Gone),
+            Err(
+                code @ (ErrorCode::InvalidProducerEpoch | ErrorCode::TransactionCoordinatorFenced),
+            ) => Err(MarkerFailure::Refused(code.to_string())),
             Err(error) => Err(MarkerFailure::Retry(error.to_string())),
         };
     }
@@ -589,6 +604,11 @@ async fn write_marker(
                 .await;
             Ok(())
         }
-        Err(error) => Err(MarkerFailure::Retry(error.to_string())),
+        Err(error) => match error.error_code() {
+            ErrorCode::InvalidProducerEpoch | ErrorCode::TransactionCoordinatorFenced => {
+                Err(MarkerFailure::Refused(error.to_string()))
+            }
+            _ => Err(MarkerFailure::Retry(error.to_string())),
+        },
     }
 }
