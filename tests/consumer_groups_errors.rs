@@ -387,19 +387,6 @@ fn group_limits_and_invalid_ids() {
 }
 
 #[test]
-fn transaction_coordinators_are_not_available_yet() {
-    let (_broker, mut client) = broker_with_topic();
-    let found: FindCoordinatorResponse = client.request(
-        ApiKey::FindCoordinator,
-        2,
-        &FindCoordinatorRequest::default()
-            .with_key(s("a-transactional-id"))
-            .with_key_type(1),
-    );
-    assert_eq!(code(found.error_code), ErrorCode::CoordinatorNotAvailable);
-}
-
-#[test]
 fn offset_for_leader_epoch_answers_end_offsets_and_epoch_errors() {
     use kafka_protocol::messages::offset_for_leader_epoch_request::{
         OffsetForLeaderPartition, OffsetForLeaderTopic,

@@ -287,3 +287,86 @@ fn large_fetches_from_several_partitions_arrive_whole() {
         read == total
     });
 }
+
+/// librdkafka's transactional producer (KIP-98): an aborted transaction then a committed one
+/// on two partitions; a read_committed consumer gets only the committed records (Kafka's
+/// isolation: aborted batches skipped through Fetch's aborted transactions, markers never
+/// delivered), each partition ending one offset past its records for each marker.
+#[test]
+fn read_committed_sees_only_the_committed_transaction() {
+    use rdkafka::producer::Producer;
+    let broker = TestBroker::start();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let topic = "rd-transactions";
+    let created = runtime
+        .block_on(admin(&broker).create_topics(
+            &[NewTopic::new(topic, 2, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .expect("create topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("transactional.id", "rd-txn")
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(TIMEOUT)
+        .expect("init_transactions");
+    let send_all = |prefix: &str| {
+        for i in 0..4 {
+            let value = format!("{prefix}-{i}");
+            let record = FutureRecord::<(), _>::to(topic)
+                .partition(i % 2)
+                .payload(&value);
+            runtime
+                .block_on(producer.send(record, TIMEOUT))
+                .expect("delivered");
+        }
+    };
+    producer.begin_transaction().expect("begin");
+    send_all("aborted");
+    producer.abort_transaction(TIMEOUT).expect("abort");
+    producer.begin_transaction().expect("begin");
+    send_all("committed");
+    producer.commit_transaction(TIMEOUT).expect("commit");
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "unused-assign-only")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    // Two records and two markers (ABORT, COMMIT) after the aborted pair, per partition.
+    for partition in 0..2 {
+        common::wait_until("both markers", TIMEOUT, || {
+            consumer
+                .fetch_watermarks(topic, partition, TIMEOUT)
+                .is_ok_and(|(_, high)| high == 6)
+        });
+    }
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..2 {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assignment");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut values = Vec::new();
+    common::wait_until("the committed records", TIMEOUT, || {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("consume");
+            values
+                .push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
+        }
+        values.len() >= 4
+    });
+    values.sort();
+    assert_eq!(
+        values,
+        ["committed-0", "committed-1", "committed-2", "committed-3"]
+    );
+    // Nothing else arrives: the aborted records stay skipped.
+    assert!(consumer.poll(Duration::from_millis(500)).is_none());
+}

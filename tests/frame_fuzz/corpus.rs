@@ -148,6 +148,24 @@ fn body(api: ApiKey, version: i16, records: &Bytes) -> anyhow::Result<Vec<u8>> {
         ApiKey::AlterReplicaLogDirs => encoded(alter_replica_log_dirs(), version),
         ApiKey::ListPartitionReassignments => encoded(list_partition_reassignments(), version),
         ApiKey::AlterPartitionReassignments => encoded(alter_partition_reassignments(), version),
+        ApiKey::AddPartitionsToTxn => encoded(add_partitions_to_txn(version), version),
+        ApiKey::AddOffsetsToTxn => encoded(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(txn_id())
+                .with_producer_id(7.into())
+                .with_producer_epoch(0)
+                .with_group_id(group()),
+            version,
+        ),
+        ApiKey::EndTxn => encoded(
+            EndTxnRequest::default()
+                .with_transactional_id(txn_id())
+                .with_producer_id(7.into())
+                .with_producer_epoch(0)
+                .with_committed(true),
+            version,
+        ),
+        ApiKey::TxnOffsetCommit => encoded(txn_offset_commit(), version),
         other => anyhow::bail!("no seed for {other:?}"),
     }
 }
@@ -344,6 +362,50 @@ fn incremental_alter_configs() -> IncrementalAlterConfigsRequest {
                 .with_name(s("retention.ms"))
                 .with_config_operation(0)
                 .with_value(Some(s("600000")))])])
+}
+
+/// The transactional id of the corpus's transactional requests (never initialized: they are
+/// refused, INVALID_PRODUCER_ID_MAPPING and the like, which is what mutations should reach).
+fn txn_id() -> TransactionalId {
+    s("fuzz-txn").into()
+}
+
+fn add_partitions_to_txn(version: i16) -> AddPartitionsToTxnRequest {
+    use add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
+    let topics = vec![AddPartitionsToTxnTopic::default()
+        .with_name(topic())
+        .with_partitions(vec![0, 1])];
+    if version >= 4 {
+        AddPartitionsToTxnRequest::default().with_transactions(vec![
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(txn_id())
+                .with_producer_id(7.into())
+                .with_producer_epoch(0)
+                .with_verify_only(version == 5)
+                .with_topics(topics),
+        ])
+    } else {
+        AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn_id())
+            .with_v3_and_below_producer_id(7.into())
+            .with_v3_and_below_producer_epoch(0)
+            .with_v3_and_below_topics(topics)
+    }
+}
+
+fn txn_offset_commit() -> TxnOffsetCommitRequest {
+    use txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+    TxnOffsetCommitRequest::default()
+        .with_transactional_id(txn_id())
+        .with_group_id(s("fuzz-commits").into())
+        .with_producer_id(7.into())
+        .with_producer_epoch(0)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(topic())
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1)
+                .with_committed_metadata(Some(s("meta")))])])
 }
 
 fn find_coordinator(version: i16) -> FindCoordinatorRequest {

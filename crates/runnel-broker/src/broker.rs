@@ -1,5 +1,5 @@
 //! The state every request handler shares: configuration, the controller (metadata), the
-//! replica manager (partitions) and the group coordinator. Topic creation and deletion live here because they span
+//! replica manager (partitions) and the group and transaction coordinators. Topic creation and deletion live here because they span
 //! both: the metadata record first, then the partitions' logs.
 
 use std::collections::BTreeMap;
@@ -13,6 +13,7 @@ use crate::controller::{Controller, ControllerError};
 use crate::dynamic_config::{self, DynamicBrokerConfig};
 use crate::group_coordinator::GroupCoordinator;
 use crate::replica_manager::{OpenTopicError, ReplicaManager};
+use crate::transaction_coordinator::TransactionCoordinator;
 
 /// Why a topic could not be created or deleted.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,8 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     /// The group coordinator's tasks (started with `__consumer_offsets`).
     pub groups: GroupCoordinator,
+    /// The transaction coordinator's tasks (started with `__transaction_state`).
+    pub txns: TransactionCoordinator,
     /// Request, connection and partition figures for `GET /metrics`.
     pub metrics: crate::metrics::BrokerMetrics,
     /// Per-topic rates for the console, sampled while the HTTP port serves.
@@ -103,6 +106,7 @@ impl Broker {
             controller,
             replicas,
             groups: GroupCoordinator::default(),
+            txns: TransactionCoordinator::default(),
             metrics: Default::default(),
             console_rates: Default::default(),
             request_memory,

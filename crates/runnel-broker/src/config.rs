@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use runnel_coordinator::transaction::TxnConfig;
 use runnel_coordinator::GroupConfig;
 use runnel_log::{CompactionPolicy, LogConfig, RetentionPolicy};
 use runnel_protocol::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT;
@@ -183,6 +184,13 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     /// `group.*` and `offsets.retention.*` settings of the group coordinator.
     pub groups: GroupConfig,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state` when it is
+    /// created.
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.max.timeout.ms`, `transactional.id.expiration.ms` and the two cleanup
+    /// intervals of the transaction coordinator. Its partition counts are the topics' own,
+    /// filled in when the coordinator starts.
+    pub transactions: TxnConfig,
     /// `log.open.files.max` (Runnel's own): segment files held open at once, process-wide
     /// (`runnel_log::open_files`); `None` derives it from `RLIMIT_NOFILE` (half of the soft
     /// limit).
@@ -237,6 +245,14 @@ impl Default for BrokerConfig {
             scrub_interval_ms: SCRUB_INTERVAL_MS_DEFAULT,
             offsets_topic_num_partitions: 50,
             groups: GroupConfig::default(),
+            transaction_state_log_num_partitions: 50,
+            // No `transaction.version` feature is advertised in ApiVersions, so clients use
+            // transactions v1 (an explicit AddPartitionsToTxn, no epoch bump per EndTxn): the
+            // coordinator's own aborts do the same and its records are value v1.
+            transactions: TxnConfig {
+                transaction_version: runnel_coordinator::transaction::TxnVersion::V1,
+                ..TxnConfig::default()
+            },
             open_files_max: None,
             broker_partitions_max: BROKER_PARTITIONS_MAX_DEFAULT,
         }
@@ -413,6 +429,28 @@ impl BrokerConfig {
                 }
                 "offset.metadata.max.bytes" => {
                     config.groups.offset_metadata_bytes_max = parse_at_least(key, value, 0)?
+                }
+                "transaction.state.log.num.partitions" => {
+                    config.transaction_state_log_num_partitions = parse_at_least(key, value, 1)?
+                }
+                "transaction.max.timeout.ms" => {
+                    config.transactions.transaction_timeout_ms_max = parse_at_least(key, value, 1)?
+                }
+                "transactional.id.expiration.ms" => {
+                    config.transactions.transactional_id_expiration_ms =
+                        parse_at_least(key, value, 1)?
+                }
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                    config
+                        .transactions
+                        .abort_timed_out_transaction_cleanup_interval_ms =
+                        parse_at_least(key, value, 1)?
+                }
+                "transaction.remove.expired.transaction.cleanup.interval.ms" => {
+                    config
+                        .transactions
+                        .remove_expired_transaction_cleanup_interval_ms =
+                        parse_at_least(key, value, 1)?
                 }
                 _ => match known_keys::suggest_key(key) {
                     Some(meant) => {

@@ -12,6 +12,13 @@
 //! watermark (fsync'd in durable mode), so an acknowledged commit survives a crash. Parked
 //! JoinGroup/SyncGroup replies live inside the state machine until their rebalance completes.
 //!
+//! Transactions (TxnOffsetCommit): a transactional commit's records are one transactional
+//! batch of its producer, sequenced after the producer's last batch in this partition, so the
+//! log's producer checks hold; the transaction coordinator's COMMIT or ABORT for this partition
+//! comes in as a request ([`GroupCoordinator::complete_txn`]) so that the marker is appended by
+//! this task, in order with its other records. Both the transactional offsets and the marker
+//! apply only once they are in the log (replayed, as a load replays them). A load replays transactional batches as pending and markers as their end.
+//!
 //! Group → partition is Kafka's hash ([`runnel_coordinator::partition_for`]) over the topic's
 //! actual partition count, so a data directory keeps its layout if the setting changes.
 //!
@@ -26,8 +33,9 @@ use bytes::Bytes;
 use runnel_coordinator::request::{
     JoinResult, LeaveResult, OffsetDeleteResult, Request, Response, SyncResult,
 };
-use runnel_coordinator::{partition_for, Coordinator, CoordinatorRecord, Output};
-use runnel_protocol::record_batch;
+use runnel_coordinator::{partition_for, Coordinator, CoordinatorRecord, Output, OutputBatch};
+use runnel_protocol::control_record::ControlRecord;
+use runnel_protocol::record_batch::{self, BatchProducer};
 use runnel_protocol::records::RecordBatchDecoder;
 use runnel_protocol::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
@@ -149,6 +157,25 @@ impl GroupCoordinator {
         call_shard(&shards.shards[index], request).await
     }
 
+    /// Asks the task of `__consumer_offsets` partition `partition` to write a transaction
+    /// marker and apply it to the producer's pending offsets; `Ok` once the marker is durable.
+    pub async fn complete_txn(
+        broker: &Arc<Broker>,
+        partition: i32,
+        request: runnel_coordinator::request::CompleteTxnRequest,
+    ) -> Result<(), ErrorCode> {
+        let shards = Self::shards(broker)?;
+        let shard = usize::try_from(partition)
+            .ok()
+            .and_then(|index| shards.shards.get(index))
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        match call_shard(shard, Request::CompleteTxn(request)).await? {
+            Response::CompleteTxn(ErrorCode::None) => Ok(()),
+            Response::CompleteTxn(error) => Err(error),
+            _ => Err(ErrorCode::UnknownServerError),
+        }
+    }
+
     /// Sends a request to every task (ListGroups) and collects the answers.
     pub async fn call_all(
         broker: &Arc<Broker>,
@@ -201,8 +228,16 @@ async fn run_shard(
     match tokio::task::spawn_blocking(move || load(&reading)).await {
         Ok(records) => {
             let now = crate::now_ms();
-            for record in records {
-                coordinator.replay(record, now);
+            for loaded in records {
+                match loaded {
+                    Loaded::Record(record) => coordinator.replay(record, now),
+                    Loaded::Transactional(producer_id, record) => {
+                        coordinator.replay_transactional(producer_id, record, now)
+                    }
+                    Loaded::Marker(producer_id, commit) => {
+                        coordinator.replay_marker(producer_id, commit, now)
+                    }
+                }
             }
             coordinator.finish_load();
         }
@@ -229,19 +264,71 @@ async fn run_shard(
             },
             () = tokio::time::sleep_until(deadline) => coordinator.expire(crate::now_ms()),
         };
-        apply(&broker, &partition, output);
+        apply(&broker, &partition, &mut coordinator, output);
     }
 }
 
-/// Appends the output's records and sends its replies once they are durable.
-fn apply(broker: &Broker, partition: &Arc<Partition>, output: Output<Responder>) {
-    let Output { records, replies } = output;
-    if records.is_empty() {
-        send_all(replies);
-        return;
-    }
-    let mut batch = encode_batch(&records, crate::now_ms());
-    match broker.replicas.append(partition, &mut batch, false) {
+/// Appends the output's records (or marker) and sends its replies once they are durable.
+fn apply(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    coordinator: &mut Coordinator<Responder>,
+    output: Output<Responder>,
+) {
+    let Output {
+        records,
+        batch,
+        replies,
+    } = output;
+    let now = crate::now_ms();
+    let appended = match batch {
+        OutputBatch::Plain if records.is_empty() => {
+            send_all(replies);
+            return;
+        }
+        OutputBatch::Plain => {
+            let mut batch = encode_batch(&records, None, now);
+            broker.replicas.append(partition, &mut batch, false)
+        }
+        OutputBatch::Transactional {
+            producer_id,
+            producer_epoch,
+        } => {
+            let producer = BatchProducer {
+                producer_id,
+                producer_epoch,
+                base_sequence: next_sequence(partition, producer_id, producer_epoch),
+                transactional: true,
+            };
+            let mut batch = encode_batch(&records, Some(producer), now);
+            let appended = broker
+                .replicas
+                .append_coordinator_batch(partition, &mut batch);
+            if appended.is_ok() {
+                for record in records {
+                    coordinator.replay_transactional(producer_id, record, now);
+                }
+            }
+            appended
+        }
+        OutputBatch::Marker {
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+        } => {
+            let marker = ControlRecord::marker(commit, coordinator_epoch);
+            let mut batch = marker.encode_batch(producer_id, producer_epoch, now);
+            let appended = broker
+                .replicas
+                .append_coordinator_batch(partition, &mut batch);
+            if appended.is_ok() {
+                coordinator.replay_marker(producer_id, commit, now);
+            }
+            appended
+        }
+    };
+    match appended {
         Ok(appended) if broker.replicas.is_durable() => {
             let partition = Arc::clone(partition);
             tokio::spawn(async move {
@@ -253,17 +340,48 @@ fn apply(broker: &Broker, partition: &Arc<Partition>, output: Output<Responder>)
         }
         Ok(_) => send_all(replies),
         Err(error) => {
-            tracing::error!(partition = partition.index, %error, "appending group records failed");
+            let code = match batch {
+                // The producer's own error (a fenced epoch) is the answer.
+                OutputBatch::Transactional { .. } | OutputBatch::Marker { .. } => {
+                    tracing::warn!(partition = partition.index, %error,
+                        "appending a transactional group batch failed");
+                    match error.error_code() {
+                        ErrorCode::KafkaStorageError => ErrorCode::CoordinatorNotAvailable,
+                        code => code,
+                    }
+                }
+                OutputBatch::Plain => {
+                    tracing::error!(partition = partition.index, %error,
+                        "appending group records failed");
+                    ErrorCode::CoordinatorNotAvailable
+                }
+            };
             send_all(
                 replies
                     .into_iter()
-                    .map(|(to, response)| {
-                        (to, failed(response, ErrorCode::CoordinatorNotAvailable))
-                    })
+                    .map(|(to, response)| (to, failed(response, code)))
                     .collect(),
             );
         }
     }
+}
+
+/// The base sequence of `producer_id`'s next batch in this partition: after its last one at
+/// the same epoch, 0 at a new epoch (the log's idempotent-producer rules, which a
+/// coordinator's transactional batch must also satisfy).
+fn next_sequence(partition: &Partition, producer_id: i64, producer_epoch: i16) -> i32 {
+    partition.with_log(|log| match log.producer_state().entry(producer_id) {
+        Some(entry) if entry.epoch == producer_epoch => {
+            entry
+                .batches
+                .back()
+                .map_or(0, |last| match last.last_sequence {
+                    i32::MAX => 0,
+                    sequence => sequence + 1,
+                })
+        }
+        _ => 0,
+    })
 }
 
 fn send_all(replies: Vec<(Responder, Response)>) {
@@ -290,6 +408,13 @@ fn failed(response: Response, error: ErrorCode) -> Response {
                 .map(|(topic, partition, _)| (topic, partition, error))
                 .collect(),
         ),
+        Response::TxnCommit(partitions) => Response::TxnCommit(
+            partitions
+                .into_iter()
+                .map(|(topic, partition, _)| (topic, partition, error))
+                .collect(),
+        ),
+        Response::CompleteTxn(_) => Response::CompleteTxn(error),
         Response::Delete(groups) => {
             Response::Delete(groups.into_iter().map(|(id, _)| (id, error)).collect())
         }
@@ -301,20 +426,74 @@ fn failed(response: Response, error: ErrorCode) -> Response {
     }
 }
 
-/// One uncompressed record batch holding `records` (keys and values per `record.rs`).
-fn encode_batch(records: &[CoordinatorRecord], timestamp: i64) -> Vec<u8> {
+/// One uncompressed record batch holding `records` (keys and values per `record.rs`), of
+/// `producer` when given.
+fn encode_batch(
+    records: &[CoordinatorRecord],
+    producer: Option<BatchProducer>,
+    timestamp: i64,
+) -> Vec<u8> {
     let entries = records.iter().map(|record| {
         let (key, value) = record.encode();
         (Some(key), value)
     });
-    record_batch::encode_internal_batch(entries, timestamp)
+    record_batch::encode_producer_batch(entries, producer, timestamp)
+}
+
+/// What a load reads from `__consumer_offsets`, in offset order.
+enum Loaded {
+    Record(CoordinatorRecord),
+    /// A record of a transactional batch of this producer (TxnOffsetCommit).
+    Transactional(i64, CoordinatorRecord),
+    /// This producer's marker: COMMIT (true) or ABORT.
+    Marker(i64, bool),
 }
 
 /// Reads every record of one `__consumer_offsets` partition, in offset order. A batch or
 /// record that does not decode is logged and skipped: the rest still loads.
-fn load(partition: &Partition) -> Vec<CoordinatorRecord> {
+fn load(partition: &Partition) -> Vec<Loaded> {
+    let mut loaded = Vec::new();
+    scan_batches(partition, OFFSETS_TOPIC, |header, bytes| {
+        if header.is_control() {
+            match ControlRecord::decode_batch(bytes) {
+                Ok(marker) if marker.coordinator_epoch.is_some() => {
+                    loaded.push(Loaded::Marker(header.producer_id, marker.is_commit()))
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(
+                    %error, offset = header.base_offset,
+                    "skipping an unreadable {OFFSETS_TOPIC} control batch"
+                ),
+            }
+            return;
+        }
+        let transactional = header.is_transactional().then_some(header.producer_id);
+        for (key, value) in batch_records(header, bytes, OFFSETS_TOPIC) {
+            match CoordinatorRecord::decode(key.as_deref(), value.as_deref()) {
+                Ok(decoded) => loaded.push(match transactional {
+                    Some(producer_id) => Loaded::Transactional(producer_id, decoded),
+                    None => Loaded::Record(decoded),
+                }),
+                Err(error) => tracing::error!(
+                    %error, batch = header.base_offset,
+                    "skipping an unreadable {OFFSETS_TOPIC} record"
+                ),
+            }
+        }
+    });
+    loaded
+}
+
+/// Calls `visit` with every batch of an internal topic's partition (`topic` names it in log
+/// lines), in offset order, reading at most [`LOAD_READ_BYTES`] at a time under the log's
+/// lock. A read error or an unreadable batch ends the scan there (logged): what came before
+/// still loads. Shared by the group and transaction coordinators' loads.
+pub(crate) fn scan_batches(
+    partition: &Partition,
+    topic: &str,
+    mut visit: impl FnMut(&record_batch::BatchHeader, &[u8]),
+) {
     partition.with_log(|log| {
-        let mut records = Vec::new();
         let mut offset = log.log_start_offset();
         let end = log.log_end_offset();
         while offset < end {
@@ -332,45 +511,45 @@ fn load(partition: &Partition) -> Vec<CoordinatorRecord> {
                 Ok(bytes) if !bytes.is_empty() => bytes,
                 Ok(_) => break,
                 Err(error) => {
-                    tracing::error!(%error, offset, "reading {OFFSETS_TOPIC} failed");
+                    tracing::error!(%error, offset, "reading {topic} failed");
                     break;
                 }
             };
             let before = offset;
             for item in record_batch::batches(&bytes) {
                 let Ok((header, range)) = item else {
-                    tracing::error!(offset, "unreadable batch in {OFFSETS_TOPIC}");
+                    tracing::error!(offset, "unreadable batch in {topic}");
                     break;
                 };
                 offset = header.last_offset() + 1;
-                let mut batch = Bytes::copy_from_slice(&bytes[range]);
-                match RecordBatchDecoder::decode(&mut batch) {
-                    Ok(set) => {
-                        for record in set.records {
-                            match CoordinatorRecord::decode(
-                                record.key.as_deref(),
-                                record.value.as_deref(),
-                            ) {
-                                Ok(decoded) => records.push(decoded),
-                                Err(error) => tracing::error!(
-                                    %error, offset = record.offset,
-                                    "skipping an unreadable {OFFSETS_TOPIC} record"
-                                ),
-                            }
-                        }
-                    }
-                    Err(error) => tracing::error!(
-                        %error, offset = header.base_offset,
-                        "skipping an unreadable {OFFSETS_TOPIC} batch"
-                    ),
-                }
+                visit(&header, &bytes[range]);
             }
             if offset == before {
                 break;
             }
         }
-        records
     })
+}
+
+/// The keys and values of one batch's records; none (logged) when it does not decode.
+pub(crate) fn batch_records(
+    header: &record_batch::BatchHeader,
+    bytes: &[u8],
+    topic: &str,
+) -> Vec<(Option<Bytes>, Option<Bytes>)> {
+    let mut batch = Bytes::copy_from_slice(bytes);
+    match RecordBatchDecoder::decode(&mut batch) {
+        Ok(set) => set
+            .records
+            .into_iter()
+            .map(|record| (record.key, record.value))
+            .collect(),
+        Err(error) => {
+            tracing::error!(%error, offset = header.base_offset,
+                "skipping an unreadable {topic} batch");
+            Vec::new()
+        }
+    }
 }
 
 #[cfg(test)]

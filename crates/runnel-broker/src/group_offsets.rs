@@ -106,6 +106,7 @@ pub async fn read_one(
     let fetch = Request::Fetch(FetchRequest {
         group_id: group_id.to_string(),
         partitions: None,
+        require_stable: false,
     });
     let mut committed: Vec<(String, i32, i64)> =
         match GroupCoordinator::call(broker, group_id, fetch).await {

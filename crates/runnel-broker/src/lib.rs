@@ -8,7 +8,8 @@
 //! [`replica_move`]), KIP-430's authorized operations ([`authorized_operations`]), the group-commit
 //! flusher that makes acknowledged writes durable ([`flusher`]; its opt-in one-`syncfs`-per-pass mode in
 //! [`filesystem_sync`]), the consumer-group
-//! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the quorum-of-one metadata
+//! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the transaction
+//! coordinator's driver and its markers ([`transaction_coordinator`]), the quorum-of-one metadata
 //! writer ([`controller`]) and its log read at start ([`metadata_log`]: torn tail or damage), the data
 //! directory's lock and stray partition directories ([`data_dir`]), Kafka's `partition.metadata`
 //! ([`partition_metadata`]), `runnel metadata rebuild` ([`metadata_rebuild`]), configuration with Kafka's names ([`config`]; the catalog of broker configs in
@@ -58,6 +59,7 @@ pub mod sasl;
 pub mod scrubber;
 pub mod server;
 pub mod topic_config;
+pub mod transaction_coordinator;
 pub mod zero_copy;
 
 pub use config::{BrokerConfig, ConfigError};

@@ -57,7 +57,12 @@ pub struct Partition {
 pub struct PartitionRead {
     pub records: FileRange,
     pub high_watermark: i64,
+    /// Kafka's last stable offset: below it no transaction is still open.
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// read_committed: the aborted transactions (producer id, first offset) the records
+    /// overlap, for the consumer to skip; `None` for read_uncommitted.
+    pub aborted_transactions: Option<Vec<(i64, i64)>>,
 }
 
 /// The offsets a partition reports.
@@ -198,18 +203,27 @@ impl Partition {
         Ok(outcome)
     }
 
-    /// Finds whole batches from `offset`, below the high watermark, at most `max_bytes` unless
-    /// `min_one_batch` lets the first batch through whole: the range of a segment file that
-    /// holds them, read (or sent) after the lock is released.
+    /// Finds whole batches from `offset`, below the high watermark (the last stable offset
+    /// when `read_committed`), at most `max_bytes` unless `min_one_batch` lets the first batch
+    /// through whole: the range of a segment file that holds them, read (or sent) after the
+    /// lock is released. A read_committed read also names the aborted transactions it overlaps.
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
+        read_committed: bool,
     ) -> Result<PartitionRead, ReadError> {
-        let slice = {
+        let (slice, last_stable_offset, aborted_transactions) = {
             let log = self.lock();
-            log.read(offset, max_bytes, log.high_watermark(), min_one_batch)?
+            let last_stable_offset = log.last_stable_offset();
+            if read_committed {
+                let (slice, aborted) = log.read_committed(offset, max_bytes, min_one_batch)?;
+                (slice, last_stable_offset, Some(aborted))
+            } else {
+                let slice = log.read(offset, max_bytes, log.high_watermark(), min_one_batch)?;
+                (slice, last_stable_offset, None)
+            }
         };
         Ok(PartitionRead {
             records: FileRange {
@@ -219,7 +233,9 @@ impl Partition {
                 offsets: u64::try_from(slice.next_offset - slice.base_offset).unwrap_or(0),
             },
             high_watermark: slice.high_watermark,
+            last_stable_offset,
             log_start_offset: slice.log_start_offset,
+            aborted_transactions,
         })
     }
 

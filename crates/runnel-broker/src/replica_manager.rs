@@ -59,8 +59,6 @@ pub enum AppendFailure {
     MultipleBatches,
     #[error("control batches cannot be produced by clients")]
     ControlBatch,
-    #[error("transactional produce is not supported yet")]
-    Transactional,
     /// Well-formed records the topic's policy refuses (KIP-467's per-record errors).
     #[error("{0}")]
     RecordsRefused(RefusedRecords),
@@ -95,7 +93,6 @@ impl AppendFailure {
             | AppendFailure::Batch(BatchError::Truncated { .. })
             | AppendFailure::Batch(BatchError::InvalidLength { .. }) => ErrorCode::CorruptMessage,
             AppendFailure::Batch(BatchError::Invalid { .. }) => ErrorCode::InvalidRecord,
-            AppendFailure::Transactional => ErrorCode::InvalidTxnState,
             AppendFailure::UnsupportedCompression { .. } => ErrorCode::UnsupportedCompressionType,
             AppendFailure::Records(error) => error.error_code(),
             AppendFailure::Log(AppendError::InvalidProducerEpoch { .. }) => {
@@ -105,6 +102,9 @@ impl AppendFailure {
                 ErrorCode::OutOfOrderSequenceNumber
             }
             AppendFailure::Log(AppendError::InvalidTxnState { .. }) => ErrorCode::InvalidTxnState,
+            AppendFailure::Log(AppendError::TransactionCoordinatorFenced { .. }) => {
+                ErrorCode::TransactionCoordinatorFenced
+            }
             // Kafka's RecordBatchTooLargeException: a batch larger than a segment.
             AppendFailure::Log(AppendError::RecordTooLarge { .. }) => ErrorCode::RecordListTooLarge,
             AppendFailure::Log(_) | AppendFailure::Offline => ErrorCode::KafkaStorageError,
@@ -551,6 +551,36 @@ impl ReplicaManager {
         if let Some(now) = log_append_time {
             record_batch::set_log_append_time(batch, now);
         }
+        self.write_batch(partition, batch, &header, log_append_time)
+    }
+
+    /// Appends a batch one of this broker's coordinators wrote: a transaction marker (a
+    /// control batch) or TxnOffsetCommit's transactional offsets (Kafka's
+    /// `AppendOrigin.COORDINATOR`). Checked as one whole valid v2 batch; its records are ours,
+    /// so the topic's record policy is not walked and no recompression happens.
+    pub fn append_coordinator_batch(
+        &self,
+        partition: &Arc<Partition>,
+        batch: &mut [u8],
+    ) -> Result<Appended, AppendFailure> {
+        if partition.is_offline() {
+            return Err(AppendFailure::Offline);
+        }
+        let header = record_batch::validate_batch(batch)?;
+        if header.size_bytes() != batch.len() {
+            return Err(AppendFailure::MultipleBatches);
+        }
+        self.write_batch(partition, batch, &header, None)
+    }
+
+    /// Hands a checked batch to the partition's log and queues it for the group commit.
+    fn write_batch(
+        &self,
+        partition: &Arc<Partition>,
+        batch: &mut [u8],
+        header: &BatchHeader,
+        log_append_time: Option<i64>,
+    ) -> Result<Appended, AppendFailure> {
         let durable = self.is_durable();
         let outcome = match partition.append(batch, crate::now_ms(), durable) {
             Ok(outcome) => outcome,
@@ -684,7 +714,8 @@ pub enum OpenTopicError {
 }
 
 /// Checks a produced partition's records: exactly one whole, valid v2 batch within the size
-/// limit, not a control batch, with a known codec.
+/// limit, not a control batch, with a known codec. A transactional batch passes: the produce
+/// path has verified it with the transaction coordinator (`api/produce.rs`).
 pub fn validate_produced(
     records: &[u8],
     max_message_bytes: usize,
@@ -706,9 +737,6 @@ pub fn validate_produced(
     let header = record_batch::validate_batch(records)?;
     if header.is_control() {
         return Err(AppendFailure::ControlBatch);
-    }
-    if header.is_transactional() {
-        return Err(AppendFailure::Transactional);
     }
     if header.compression() > 4 {
         return Err(AppendFailure::UnsupportedCompression {

@@ -141,6 +141,7 @@ impl RunningBroker {
         self.retention.abort();
         self.cleaner.abort();
         self.scrubber.abort();
+        self.broker.txns.shutdown().await;
         self.broker.groups.shutdown().await;
         let broker = Arc::clone(&self.broker);
         tokio::task::spawn_blocking(move || broker.replicas.shutdown()).await??;
@@ -159,6 +160,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     };
     let broker = Arc::new(broker);
     GroupCoordinator::start_if_present(&broker);
+    crate::transaction_coordinator::TransactionCoordinator::start_if_present(&broker);
 
     let listener = TcpListener::bind(config.listen)
         .await

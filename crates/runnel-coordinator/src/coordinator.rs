@@ -17,32 +17,57 @@
 //!
 //! Layout: this file holds the membership requests (join, sync, heartbeat, leave) and the
 //! timers; `rebalance` the steps they share; `offsets` commits, fetches, OffsetDelete and
-//! offset expiry; `admin` DescribeGroups, ListGroups and DeleteGroups.
+//! offset expiry; `txn_offsets` TxnOffsetCommit's pending offsets and the transaction markers
+//! that end them; `admin` DescribeGroups, ListGroups and DeleteGroups.
 
 mod admin;
 mod offsets;
 mod rebalance;
+mod txn_offsets;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use runnel_protocol::ErrorCode;
 
 use crate::config::GroupConfig;
 use crate::group::{Group, GroupState};
-use crate::record::CoordinatorRecord;
+use crate::record::{CoordinatorRecord, OffsetValue};
 use crate::request::*;
 use rebalance::{
     add_member_and_rebalance, new_member_id, prepare_rebalance, rejoin_known_member,
     replace_static_member, try_complete_join, Replacement,
 };
 
+/// How the driver writes an [`Output`]'s records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputBatch {
+    /// One plain batch of the records (nothing when there are none).
+    #[default]
+    Plain,
+    /// The records as one transactional batch of this producer (TxnOffsetCommit).
+    Transactional {
+        producer_id: i64,
+        producer_epoch: i16,
+    },
+    /// No records: one control batch, this producer's transaction marker. Once it is
+    /// appended the driver applies it with [`Coordinator::replay_marker`], as a load does.
+    Marker {
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    },
+}
+
 /// What the driver must do after an event.
 #[derive(Debug)]
 pub struct Output<T> {
     /// Records to append to this partition of `__consumer_offsets`, in order.
     pub records: Vec<CoordinatorRecord>,
-    /// Replies to send once `records` are durable.
+    /// How they are written.
+    pub batch: OutputBatch,
+    /// Replies to send once `records` (or the marker) are durable.
     pub replies: Vec<(T, Response)>,
 }
 
@@ -50,6 +75,7 @@ impl<T> Default for Output<T> {
     fn default() -> Self {
         Output {
             records: Vec::new(),
+            batch: OutputBatch::Plain,
             replies: Vec::new(),
         }
     }
@@ -66,6 +92,9 @@ impl<T> Output<T> {
 pub struct Coordinator<T> {
     config: GroupConfig,
     groups: HashMap<String, Group<T>>,
+    /// TxnOffsetCommit's offsets per producer id, by (group, topic, partition), until the
+    /// producer's marker (`txn_offsets`).
+    pending_txn_offsets: HashMap<i64, BTreeMap<(String, String, i32), OffsetValue>>,
     next_retention_check_ms: i64,
 }
 
@@ -75,6 +104,7 @@ impl<T> Coordinator<T> {
         Coordinator {
             config,
             groups: HashMap::new(),
+            pending_txn_offsets: HashMap::new(),
             next_retention_check_ms,
         }
     }
@@ -172,6 +202,14 @@ impl<T> Coordinator<T> {
             Request::Commit(commit) => {
                 let result = self.commit(commit, now_ms, &mut out);
                 out.reply(reply, Response::Commit(result));
+            }
+            Request::TxnCommit(commit) => {
+                let result = self.txn_commit(commit, now_ms, &mut out);
+                out.reply(reply, Response::TxnCommit(result));
+            }
+            Request::CompleteTxn(complete) => {
+                self.complete_txn(complete, &mut out);
+                out.reply(reply, Response::CompleteTxn(ErrorCode::None));
             }
             Request::Fetch(fetch) => out.reply(reply, Response::Fetch(self.fetch(fetch))),
             Request::Describe(groups) => {

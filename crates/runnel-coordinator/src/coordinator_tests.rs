@@ -238,6 +238,7 @@ fn commits_are_checked_stored_and_fetched() {
     let fetch = Request::Fetch(FetchRequest {
         group_id: "g".into(),
         partitions: Some(vec![("t".into(), 0), ("t".into(), 1)]),
+        require_stable: false,
     });
     let Response::Fetch(result) = &c.handle(fetch, 8, 0).replies[0].1 else {
         panic!("fetch");
@@ -264,6 +265,7 @@ fn offsets_are_rebuilt_from_records() {
     let fetch = Request::Fetch(FetchRequest {
         group_id: "simple".into(),
         partitions: None,
+        require_stable: false,
     });
     let Response::Fetch(result) = &reloaded.handle(fetch, 2, 0).replies[0].1 else {
         panic!("fetch");
@@ -406,6 +408,7 @@ fn an_empty_groups_offsets_expire_after_the_retention() {
         Request::Fetch(FetchRequest {
             group_id: "idle".into(),
             partitions: Some(vec![("t".into(), 0)]),
+            require_stable: false,
         })
     };
     // Before the retention has passed, the offset stays.

@@ -36,7 +36,7 @@ pub mod request;
 pub mod transaction;
 
 pub use config::GroupConfig;
-pub use coordinator::{Coordinator, Output};
+pub use coordinator::{Coordinator, Output, OutputBatch};
 pub use record::{CoordinatorRecord, RecordError};
 
 /// The `__consumer_offsets` partition that owns `group_id`: Kafka's

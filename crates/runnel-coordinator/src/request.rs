@@ -135,16 +135,47 @@ pub struct CommitRequest {
 pub type CommitResult = Vec<(String, i32, ErrorCode)>;
 
 /// OffsetFetch for one group: `None` partitions means every committed partition.
+/// TxnOffsetCommit: offsets that take effect when the producer's transaction commits (Kafka's
+/// pending transactional offsets), and are dropped if it aborts.
+#[derive(Debug, Clone)]
+pub struct TxnCommitRequest {
+    pub group_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// v3+; -1 (and an empty member id) below, or from a client outside group management.
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub partitions: Vec<CommitPartition>,
+}
+
+/// A transaction marker for this partition: the transaction coordinator's COMMIT or ABORT of
+/// `producer_id`, which this coordinator writes to its own partition so that it lands in
+/// order with its other records (Kafka's `CoordinatorRuntime.completeTransaction`).
+#[derive(Debug, Clone)]
+pub struct CompleteTxnRequest {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
 #[derive(Debug, Clone)]
 pub struct FetchRequest {
     pub group_id: String,
     pub partitions: Option<Vec<(String, i32)>>,
+    /// OffsetFetch v7+ (KIP-447): a partition with pending transactional offsets answers
+    /// UNSTABLE_OFFSET_COMMIT instead of its committed offset.
+    pub require_stable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedOffset {
     pub topic: String,
     pub partition: i32,
+    /// UNSTABLE_OFFSET_COMMIT for a partition with pending transactional offsets under
+    /// `require_stable`; NONE otherwise.
+    pub error: ErrorCode,
     /// -1 when nothing is committed.
     pub offset: i64,
     pub leader_epoch: i32,
@@ -210,6 +241,8 @@ pub enum Request {
         members: Vec<LeavingMember>,
     },
     Commit(CommitRequest),
+    TxnCommit(TxnCommitRequest),
+    CompleteTxn(CompleteTxnRequest),
     Fetch(FetchRequest),
     Describe(Vec<String>),
     /// ListGroups with a states filter (empty = all), matched case-insensitively.
@@ -226,6 +259,9 @@ pub enum Response {
     Heartbeat(ErrorCode),
     Leave(LeaveResult),
     Commit(CommitResult),
+    TxnCommit(CommitResult),
+    /// The marker is written (NONE) or could not be.
+    CompleteTxn(ErrorCode),
     Fetch(FetchResult),
     Describe(Vec<GroupDescription>),
     List(Vec<ListedGroup>),

@@ -103,6 +103,13 @@ error_codes! {
     NoReassignmentInProgress = 85, "NO_REASSIGNMENT_IN_PROGRESS";
     MismatchedEndpointType = 114, "MISMATCHED_ENDPOINT_TYPE";
     UnsupportedEndpointType = 115, "UNSUPPORTED_ENDPOINT_TYPE";
+    InvalidTransactionTimeout = 50, "INVALID_TRANSACTION_TIMEOUT";
+    ConcurrentTransactions = 51, "CONCURRENT_TRANSACTIONS";
+    TransactionCoordinatorFenced = 52, "TRANSACTION_COORDINATOR_FENCED";
+    OperationNotAttempted = 55, "OPERATION_NOT_ATTEMPTED";
+    UnstableOffsetCommit = 88, "UNSTABLE_OFFSET_COMMIT";
+    TransactionalIdNotFound = 105, "TRANSACTIONAL_ID_NOT_FOUND";
+    TransactionAbortable = 120, "TRANSACTION_ABORTABLE";
 }
 
 impl std::fmt::Display for ErrorCode {

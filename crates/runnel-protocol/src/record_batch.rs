@@ -361,23 +361,49 @@ pub fn encode_internal_batch(
     entries: impl IntoIterator<Item = (Option<bytes::Bytes>, Option<bytes::Bytes>)>,
     timestamp: i64,
 ) -> Vec<u8> {
+    encode_producer_batch(entries, None, timestamp)
+}
+
+/// The producer fields of a batch a coordinator writes for a producer (TxnOffsetCommit's
+/// transactional offsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub transactional: bool,
+}
+
+/// [`encode_internal_batch`] with `producer`'s id, epoch and sequences (base sequence, then
+/// one per record) when given.
+pub fn encode_producer_batch(
+    entries: impl IntoIterator<Item = (Option<bytes::Bytes>, Option<bytes::Bytes>)>,
+    producer: Option<BatchProducer>,
+    timestamp: i64,
+) -> Vec<u8> {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
+    let producer = producer.unwrap_or(BatchProducer {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: 0,
+        transactional: false,
+    });
     let records: Vec<Record> = entries
         .into_iter()
         .enumerate()
         .map(|(i, (key, value))| Record {
-            transactional: false,
+            transactional: producer.transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: producer.producer_id,
+            producer_epoch: producer.producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // offset - sequence constant keeps every record in one batch.
-            sequence: i as i32,
+            sequence: producer.base_sequence.wrapping_add(i as i32),
             timestamp,
             key,
             value,

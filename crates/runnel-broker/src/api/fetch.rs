@@ -9,8 +9,9 @@
 //! topics by id. A partition whose fetch offset lies in a damaged range of its log answers
 //! `CORRUPT_MESSAGE` (Kafka's answer when a read meets corrupt bytes); see `runnel_log`'s
 //! `damage.rs`.
-//! `isolation_level` is accepted; with no transactions yet the last stable offset is the high
-//! watermark, so both levels read the same records.
+//! `isolation_level` read_committed (v4+) reads below the last stable offset only and gets the
+//! aborted transactions its records overlap (`aborted_transactions`), which the consumer skips
+//! (Kafka's `FetchIsolation.TXN_COMMITTED`); every answer reports the last stable offset.
 //!
 //! Records are not read here: each partition's answer carries the range of its segment file,
 //! and the response is encoded around the ranges and sent with `sendfile` ([`crate::zero_copy`]).
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use runnel_log::ReadError;
 use runnel_protocol::fetch_response::{
-    self, FetchResponse, PartitionResponse, RecordsLength, TopicResponse,
+    self, AbortedTransaction, FetchResponse, PartitionResponse, RecordsLength, TopicResponse,
 };
 use runnel_protocol::header::CodecError;
 use runnel_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -176,12 +177,13 @@ fn read_all(
                             requested,
                             &mut bytes_left,
                             bytes_read == 0,
+                            read_committed,
                         ),
                     };
                     let mut data = data;
                     bytes_read += data.records.as_ref().map_or(0, RecordsLength::records_len);
                     errors |= data.error_code != 0;
-                    if read_committed {
+                    if read_committed && data.aborted_transactions.is_none() {
                         data.aborted_transactions = Some(Vec::new());
                     }
                     data
@@ -203,6 +205,7 @@ fn read_partition(
     requested: &FetchPartition,
     bytes_left: &mut usize,
     first_with_data: bool,
+    read_committed: bool,
 ) -> PartitionData {
     let index = requested.partition;
     let Some(partition) = broker.replicas.partition(topic, index) else {
@@ -224,13 +227,24 @@ fn read_partition(
         return error(index, ErrorCode::FencedLeaderEpoch);
     }
     let max_bytes = (requested.partition_max_bytes.max(0) as usize).min(*bytes_left);
-    match partition.read(requested.fetch_offset, max_bytes, first_with_data) {
+    let fetch_offset = requested.fetch_offset;
+    match partition.read(fetch_offset, max_bytes, first_with_data, read_committed) {
         Ok(read) => {
             *bytes_left = bytes_left.saturating_sub(read.records.length);
+            let aborted_transactions = read.aborted_transactions.map(|aborted| {
+                aborted
+                    .into_iter()
+                    .map(|(producer_id, first_offset)| AbortedTransaction {
+                        producer_id,
+                        first_offset,
+                    })
+                    .collect()
+            });
             PartitionData {
                 high_watermark: read.high_watermark,
-                last_stable_offset: read.high_watermark,
+                last_stable_offset: read.last_stable_offset,
                 log_start_offset: read.log_start_offset,
+                aborted_transactions,
                 records: Some(read.records),
                 ..error(index, ErrorCode::None)
             }
@@ -246,7 +260,7 @@ fn read_partition(
             let offsets = partition.offsets();
             PartitionData {
                 high_watermark: offsets.high_watermark,
-                last_stable_offset: offsets.high_watermark,
+                last_stable_offset: offsets.last_stable_offset,
                 log_start_offset: offsets.log_start_offset,
                 ..error(index, code)
             }

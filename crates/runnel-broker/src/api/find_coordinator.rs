@@ -1,8 +1,10 @@
-//! FindCoordinator (key 10): this broker coordinates every group (key type 0).
+//! FindCoordinator (key 10): this broker coordinates every group (key type 0) and every
+//! transactional id (key type 1).
 //!
-//! The first request creates `__consumer_offsets` and starts the coordinator's tasks (see
-//! `group_coordinator.rs`). v0–3 ask for one key, v4+ for a batch (`coordinator_keys`).
-//! Transaction coordinators (key type 1) are not served yet: COORDINATOR_NOT_AVAILABLE.
+//! The first request of a type creates its internal topic (`__consumer_offsets`,
+//! `__transaction_state`) and starts that coordinator's tasks (`group_coordinator.rs`,
+//! `transaction_coordinator.rs`). v0–3 ask for one key, v4+ for a batch (`coordinator_keys`).
+//! Share groups (key type 2, v6) are not served: INVALID_REQUEST, as for an unknown type.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use runnel_protocol::{ErrorCode, StrBytes};
 use super::{Reply, Request};
 use crate::broker::Broker;
 use crate::group_coordinator::GroupCoordinator;
+use crate::transaction_coordinator::TransactionCoordinator;
 
 /// Kafka's key type for a consumer group.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -33,7 +36,13 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
         .map(|key| {
             let outcome = match body.key_type {
                 KEY_TYPE_GROUP => GroupCoordinator::ensure_started(broker),
-                KEY_TYPE_TRANSACTION => Err(ErrorCode::CoordinatorNotAvailable),
+                KEY_TYPE_TRANSACTION => {
+                    TransactionCoordinator::ensure_started(broker).map_err(|error| {
+                        error
+                            .error_code()
+                            .unwrap_or(ErrorCode::CoordinatorNotAvailable)
+                    })
+                }
                 _ => Err(ErrorCode::InvalidRequest),
             };
             (key, outcome)

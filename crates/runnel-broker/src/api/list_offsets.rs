@@ -1,7 +1,8 @@
 //! ListOffsets (key 2): offsets by special timestamp or by time.
 //!
 //! Timestamps: -2 earliest (log start offset), -4 earliest local (the same, no tiering), -1
-//! latest (high watermark; read_committed: the last stable offset, equal to it for now), -3
+//! latest (high watermark; read_committed: the last stable offset, Kafka's
+//! `fetchOffsetForTimestamp` with `IsolationLevel.READ_COMMITTED`), -3
 //! max timestamp (v7+: the first record with the largest timestamp), ≥ 0: the first record
 //! whose timestamp is at or after it, or offset -1 when there is none.
 
@@ -25,6 +26,8 @@ const EARLIEST_LOCAL: i64 = -4;
 
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: ListOffsetsRequest = request.decode()?;
+    // Kafka's IsolationLevel.READ_COMMITTED (v2+).
+    let read_committed = body.isolation_level == 1;
     let topics = body
         .topics
         .iter()
@@ -44,7 +47,13 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                         // Kafka refuses a partition named twice in one request.
                         return empty(index).with_error_code(ErrorCode::InvalidRequest.code());
                     }
-                    lookup(broker, topic.name.as_str(), requested, request.version)
+                    lookup(
+                        broker,
+                        topic.name.as_str(),
+                        requested,
+                        request.version,
+                        read_committed,
+                    )
                 })
                 .collect();
             ListOffsetsTopicResponse::default()
@@ -62,6 +71,7 @@ fn lookup(
     topic: &str,
     requested: &ListOffsetsPartition,
     version: i16,
+    read_committed: bool,
 ) -> ListOffsetsPartitionResponse {
     let index = requested.partition_index;
     let response = empty(index);
@@ -93,6 +103,7 @@ fn lookup(
     let offsets = partition.offsets();
     let found = match requested.timestamp {
         EARLIEST | EARLIEST_LOCAL => Ok(Some((offsets.log_start_offset, -1))),
+        LATEST if read_committed => Ok(Some((offsets.last_stable_offset, -1))),
         LATEST => Ok(Some((offsets.high_watermark, -1))),
         MAX_TIMESTAMP => partition.with_log(|log| log.max_timestamp()),
         timestamp if timestamp >= 0 => {

@@ -6,6 +6,8 @@
 //! for fetch data), or nothing (acks=0). The connection's writer awaits replies in order, so
 //! responses leave in request order, as Kafka guarantees, while waits overlap.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod alter_replica_log_dirs;
@@ -21,6 +23,7 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
 mod elect_leaders;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -39,6 +42,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod response_errors;
 mod sync_group;
+mod txn_offset_commit;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -134,6 +138,10 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, CodecEr
         ApiKey::AlterConfigs => alter_configs::handle(broker, request),
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(broker, request),
         ApiKey::InitProducerId => init_producer_id::handle(broker, request),
+        ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(broker, request),
+        ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(broker, request),
+        ApiKey::EndTxn => end_txn::handle(broker, request),
+        ApiKey::TxnOffsetCommit => txn_offset_commit::handle(broker, request),
         ApiKey::FindCoordinator => find_coordinator::handle(broker, request),
         ApiKey::JoinGroup => join_group::handle(broker, request),
         ApiKey::SyncGroup => sync_group::handle(broker, request),

@@ -3,8 +3,10 @@
 //! v1–7 ask for one group (null topics = every committed partition, v2+); v8+ for several
 //! groups at once, each with its own error. Group errors (COORDINATOR_LOAD_IN_PROGRESS, ...)
 //! go per partition in v1, top-level in v2–7, per group in v8+. The committed leader epoch
-//! is reported from v5. `require_stable` (v7+) needs no wait: there are no pending
-//! transactional commits yet.
+//! is reported from v5. With `require_stable` (v7+, KIP-447) a partition whose group has
+//! transactional offsets still pending (TxnOffsetCommit before its transaction's marker)
+//! answers UNSTABLE_OFFSET_COMMIT, which clients retry; without it the committed offset shows
+//! and pending ones never do, as Kafka's `OffsetMetadataManager.fetchOffsets` answers.
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ use crate::group_coordinator::GroupCoordinator;
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: OffsetFetchRequest = request.decode()?;
     let version = request.version;
+    let require_stable = version >= 7 && body.require_stable;
     let fetches: Vec<FetchRequest> = if version >= 8 {
         body.groups
             .iter()
@@ -35,6 +38,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                         .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
                         .collect()
                 }),
+                require_stable,
             })
             .collect()
     } else {
@@ -46,6 +50,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                     .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
                     .collect()
             }),
+            require_stable,
         }]
     };
     let broker = Arc::clone(broker);
@@ -96,6 +101,7 @@ fn failed(error: ErrorCode, requested: Option<Vec<(String, i32)>>) -> FetchResul
                 |(topic, partition)| runnel_coordinator::request::FetchedOffset {
                     topic,
                     partition,
+                    error: ErrorCode::None,
                     offset: -1,
                     leader_epoch: -1,
                     metadata: String::new(),
@@ -117,7 +123,11 @@ fn single_group_response(result: FetchResult, version: i16) -> OffsetFetchRespon
                 -1
             })
             .with_metadata(Some(StrBytes::from_string(offset.metadata)))
-            .with_error_code(if version < 2 { result.error.code() } else { 0 });
+            .with_error_code(if version < 2 {
+                result.error.code()
+            } else {
+                offset.error.code()
+            });
         match topics.last_mut() {
             Some(topic) if topic.name.as_str() == offset.topic => topic.partitions.push(partition),
             _ => topics.push(
@@ -142,7 +152,8 @@ fn group_response(group_id: String, result: FetchResult) -> OffsetFetchResponseG
             .with_partition_index(offset.partition)
             .with_committed_offset(offset.offset)
             .with_committed_leader_epoch(offset.leader_epoch)
-            .with_metadata(Some(StrBytes::from_string(offset.metadata)));
+            .with_metadata(Some(StrBytes::from_string(offset.metadata)))
+            .with_error_code(offset.error.code());
         match topics.last_mut() {
             Some(topic) if topic.name.as_str() == offset.topic => topic.partitions.push(partition),
             _ => topics.push(

@@ -6,19 +6,32 @@
 //! passes the batch, bounded by the request's `timeout_ms` (`REQUEST_TIMED_OUT` past it).
 //! acks=0 gets no response at all, as in Kafka. Each batch is appended from the request's
 //! frame itself, not a copy: the decoded request is taken apart first (names copied, each
-//! batch kept as its place in the frame) so that nothing else refers to the frame's bytes. A batch refused because of some of its records
-//! names them in `record_errors` (KIP-467, [`crate::record_errors`]).
+//! batch kept as its place in the frame) so that nothing else refers to the frame's bytes. A
+//! batch refused because of some of its records names them in `record_errors` (KIP-467,
+//! [`crate::record_errors`]).
+//!
+//! A transactional batch is appended only if its partition is in its producer's ongoing
+//! transaction (KIP-890 part 1, Kafka's `ReplicaManager.appendRecords` with verification),
+//! checked with the transaction coordinator ([`TransactionCoordinator::verify`]), so that a
+//! late batch cannot start a transaction the coordinator does not know (a hanging one). The
+//! coordinator's answers become what Kafka answers producers below Produce v12:
+//! INVALID_TXN_STATE for a partition not added, INVALID_PRODUCER_EPOCH for a fenced producer,
+//! NOT_ENOUGH_REPLICAS (retried by every client) while the coordinator loads, moves or
+//! completes the transaction. A transactional batch in a request without a transactional id
+//! is TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka answers it.
 
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use runnel_coordinator::transaction::TxnErrorCode;
 use runnel_protocol::header::CodecError;
 use runnel_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use runnel_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use runnel_protocol::record_batch::BatchHeader;
 use runnel_protocol::{ErrorCode, StrBytes};
 
 use super::{Reply, Request};
@@ -26,6 +39,7 @@ use crate::broker::Broker;
 use crate::partition::Partition;
 use crate::receive_buffers::FrameBuffer;
 use crate::replica_manager::{AppendFailure, Appended};
+use crate::transaction_coordinator::TransactionCoordinator;
 
 /// The wait used when a request carries no positive timeout.
 const DURABLE_WAIT_DEFAULT: Duration = Duration::from_secs(30);
@@ -42,6 +56,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
     let acks = body.acks;
     let timeout_ms = body.timeout_ms;
     let valid_acks = matches!(acks, -1..=1);
+    let transactional_id = body.transactional_id.as_ref().map(|id| id.to_string());
     let (names, mut batches) = batches_in_frame(&mut request, body);
     // Every `Bytes` of the frame is gone: its batches are appended where they lie.
     let mut frame = request.frame.take();
@@ -54,6 +69,15 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                     return failed(*index, ErrorCode::InvalidRequiredAcks, None);
                 }
                 let records = batch.records(frame.as_mut());
+                if let Err((code, message)) = verify_transactional(
+                    broker,
+                    transactional_id.as_deref(),
+                    &name,
+                    *index,
+                    records,
+                ) {
+                    return failed(*index, code, Some(message));
+                }
                 append(broker, name.as_str(), *index, records, acks == -1)
             })
             .map(|outcome| outcome.for_version(request.version))
@@ -231,6 +255,64 @@ fn append(
             outcome
         }
     }
+}
+
+/// KIP-890 part 1 for one partition's batch (module doc); `Err` is the partition's error.
+/// Batches that are not transactional, or do not parse (refused by the append), pass.
+fn verify_transactional(
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    topic: &str,
+    index: i32,
+    records: &[u8],
+) -> Result<(), (ErrorCode, String)> {
+    let Ok(header) = BatchHeader::parse(records) else {
+        return Ok(());
+    };
+    if !header.is_transactional() || header.is_control() {
+        return Ok(());
+    }
+    let Some(transactional_id) = transactional_id else {
+        let message = "transactional records need the request's transactional id".to_string();
+        return Err((ErrorCode::TransactionalIdAuthorizationFailed, message));
+    };
+    let partition = (topic.to_string(), index);
+    let verdict = TransactionCoordinator::verify(
+        broker,
+        transactional_id,
+        header.producer_id,
+        header.producer_epoch,
+        &partition,
+    );
+    let (code, message) = match verdict {
+        TxnErrorCode::None => return Ok(()),
+        TxnErrorCode::TransactionAbortable | TxnErrorCode::InvalidTxnState => (
+            ErrorCode::InvalidTxnState,
+            "Partition was not added to the transaction".to_string(),
+        ),
+        TxnErrorCode::ProducerFenced => (
+            ErrorCode::InvalidProducerEpoch,
+            format!("producer {} is fenced", header.producer_id),
+        ),
+        TxnErrorCode::ConcurrentTransactions
+        | TxnErrorCode::CoordinatorLoadInProgress
+        | TxnErrorCode::CoordinatorNotAvailable
+        | TxnErrorCode::NotCoordinator => (
+            ErrorCode::NotEnoughReplicas,
+            format!(
+                "Unable to verify the partition has been added to the transaction. \
+                 Underlying error: {}",
+                verdict.name()
+            ),
+        ),
+        other => (
+            other.error_code().unwrap_or(ErrorCode::UnknownServerError),
+            other.name().to_string(),
+        ),
+    };
+    tracing::debug!(topic, partition = index, transactional_id, %verdict,
+        "transactional batch refused");
+    Err((code, message))
 }
 
 fn failed(index: i32, code: ErrorCode, message: Option<String>) -> PartitionOutcome {

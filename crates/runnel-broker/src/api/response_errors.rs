@@ -36,6 +36,8 @@ top_level!(
     ListGroupsResponse,
     DescribeClusterResponse,
     ListPartitionReassignmentsResponse,
+    AddOffsetsToTxnResponse,
+    EndTxnResponse,
 );
 
 /// Responses with a code per item of a list (`$list`), and none at the top.
@@ -81,7 +83,31 @@ per_partition!(
     OffsetForLeaderEpochResponse => topics.partitions,
     AlterReplicaLogDirsResponse => results.partitions,
     DescribeProducersResponse => topics.partitions,
+    TxnOffsetCommitResponse => topics.partitions,
 );
+
+impl ResponseErrors for AddPartitionsToTxnResponse {
+    fn each_error(&self, count: &mut dyn FnMut(i16)) {
+        let partitions = |topic: &add_partitions_to_txn_response::AddPartitionsToTxnTopicResult,
+                          count: &mut dyn FnMut(i16)| {
+            for partition in &topic.results_by_partition {
+                count(partition.partition_error_code);
+            }
+        };
+        if self.results_by_transaction.is_empty() {
+            for topic in &self.results_by_topic_v3_and_below {
+                partitions(topic, count);
+            }
+            return;
+        }
+        count(self.error_code);
+        for transaction in &self.results_by_transaction {
+            for topic in &transaction.topic_results {
+                partitions(topic, count);
+            }
+        }
+    }
+}
 
 impl ResponseErrors for MetadataResponse {
     fn each_error(&self, count: &mut dyn FnMut(i16)) {

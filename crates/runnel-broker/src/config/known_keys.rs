@@ -61,6 +61,11 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "offsets.retention.minutes",
     "offsets.retention.check.interval.ms",
     "offset.metadata.max.bytes",
+    "transaction.state.log.num.partitions",
+    "transaction.max.timeout.ms",
+    "transactional.id.expiration.ms",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+    "transaction.remove.expired.transaction.cleanup.interval.ms",
 ];
 
 /// The known key nearest `key` by edit distance, if it is near enough to be a typo: at most

@@ -211,7 +211,7 @@ fn read_blocking(
         if view.records.len() >= limit || next >= offsets.high_watermark || bytes_left == 0 {
             break;
         }
-        let read = match partition.read(next, bytes_left, view.records.is_empty()) {
+        let read = match partition.read(next, bytes_left, view.records.is_empty(), false) {
             Ok(read) => read,
             Err(error) => {
                 view.error = Some(error.to_string());

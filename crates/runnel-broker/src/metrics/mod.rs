@@ -312,6 +312,11 @@ pub fn render(broker: &Broker, groups: &[GroupOffsets]) -> String {
             "Capacity of the idle request receive buffers cached for reuse.",
             broker.receive_buffers.cached_bytes() as u64,
         ),
+        (
+            "runnel_transactions_ongoing",
+            "Transactions open or being completed (Ongoing, PrepareCommit, PrepareAbort).",
+            broker.txns.ongoing_transactions() as u64,
+        ),
     ] {
         header(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");

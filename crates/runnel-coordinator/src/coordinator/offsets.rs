@@ -90,10 +90,16 @@ impl<T> Coordinator<T> {
 
     pub(super) fn fetch(&self, fetch: FetchRequest) -> FetchResult {
         let group = self.groups.get(&fetch.group_id);
+        let unstable = |topic: &str, partition: i32| {
+            fetch.require_stable && self.has_pending_txn_offset(&fetch.group_id, topic, partition)
+        };
         let offsets = match fetch.partitions {
             Some(partitions) => partitions
                 .into_iter()
                 .map(|(topic, partition)| {
+                    if unstable(&topic, partition) {
+                        return unstable_offset(topic, partition);
+                    }
                     let value = group.and_then(|g| g.offsets.get(&(topic.clone(), partition)));
                     fetched(topic, partition, value)
                 })
@@ -103,7 +109,11 @@ impl<T> Coordinator<T> {
                     g.offsets
                         .iter()
                         .map(|((topic, partition), value)| {
-                            fetched(topic.clone(), *partition, Some(value))
+                            if unstable(topic, *partition) {
+                                unstable_offset(topic.clone(), *partition)
+                            } else {
+                                fetched(topic.clone(), *partition, Some(value))
+                            }
                         })
                         .collect()
                 })
@@ -210,6 +220,7 @@ fn fetched(topic: String, partition: i32, value: Option<&OffsetValue>) -> Fetche
         Some(value) => FetchedOffset {
             topic,
             partition,
+            error: ErrorCode::None,
             offset: value.offset,
             leader_epoch: value.leader_epoch,
             metadata: value.metadata.clone(),
@@ -217,9 +228,23 @@ fn fetched(topic: String, partition: i32, value: Option<&OffsetValue>) -> Fetche
         None => FetchedOffset {
             topic,
             partition,
+            error: ErrorCode::None,
             offset: -1,
             leader_epoch: -1,
             metadata: String::new(),
         },
+    }
+}
+
+/// Kafka's answer for a partition whose transactional offsets are still pending under
+/// `require_stable`: UNSTABLE_OFFSET_COMMIT with no offset.
+fn unstable_offset(topic: String, partition: i32) -> FetchedOffset {
+    FetchedOffset {
+        topic,
+        partition,
+        error: ErrorCode::UnstableOffsetCommit,
+        offset: -1,
+        leader_epoch: -1,
+        metadata: String::new(),
     }
 }

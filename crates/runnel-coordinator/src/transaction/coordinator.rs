@@ -476,24 +476,11 @@ impl TxnCoordinator {
         let Some(txn) = self.txns.get(id) else {
             return all(TxnErrorCode::InvalidProducerIdMapping);
         };
-        if txn.producer_id != verify.producer_id {
-            return all(TxnErrorCode::InvalidProducerIdMapping);
-        }
-        if txn.producer_epoch != verify.producer_epoch {
-            return all(TxnErrorCode::ProducerFenced);
-        }
-        if txn.state.is_prepared() {
-            return all(TxnErrorCode::ConcurrentTransactions);
-        }
         verify
             .partitions
             .iter()
             .map(|p| {
-                let error = if txn.partitions.contains(p) {
-                    TxnErrorCode::None
-                } else {
-                    TxnErrorCode::TransactionAbortable
-                };
+                let error = txn.verify_partition(verify.producer_id, verify.producer_epoch, p);
                 (p.clone(), error)
             })
             .collect()

@@ -18,6 +18,7 @@
 use std::collections::BTreeSet;
 
 use super::record::{TxnRecord, TxnValue};
+use super::request::TxnErrorCode;
 
 /// Kafka's `RecordBatch.NO_PRODUCER_ID`.
 pub const NO_PRODUCER_ID: i64 = -1;
@@ -421,6 +422,31 @@ impl TxnMetadata {
             partitions: BTreeSet::new(),
             last_update_timestamp_ms: now_ms,
             ..self.clone()
+        }
+    }
+
+    /// Kafka's `handleVerifyPartitionsInTransaction` for one partition of this id (KIP-890
+    /// part 1): whether a transactional batch of (producer id, epoch) may be appended to
+    /// `partition`. TRANSACTION_ABORTABLE when the partition was never added.
+    pub fn verify_partition(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        partition: &(String, i32),
+    ) -> TxnErrorCode {
+        if self.producer_id != producer_id {
+            return TxnErrorCode::InvalidProducerIdMapping;
+        }
+        if self.producer_epoch != producer_epoch {
+            return TxnErrorCode::ProducerFenced;
+        }
+        if self.state.is_prepared() {
+            return TxnErrorCode::ConcurrentTransactions;
+        }
+        if self.partitions.contains(partition) {
+            TxnErrorCode::None
+        } else {
+            TxnErrorCode::TransactionAbortable
         }
     }
 
