@@ -166,6 +166,12 @@ fn body(api: ApiKey, version: i16, records: &Bytes) -> anyhow::Result<Vec<u8>> {
             version,
         ),
         ApiKey::TxnOffsetCommit => encoded(txn_offset_commit(), version),
+        ApiKey::DescribeTransactions => encoded(
+            DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![txn_id(), s("").into()]),
+            version,
+        ),
+        ApiKey::ListTransactions => encoded(list_transactions(version), version),
         other => anyhow::bail!("no seed for {other:?}"),
     }
 }
@@ -276,6 +282,17 @@ fn describe_producers() -> DescribeProducersRequest {
     DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
         .with_name(topic())
         .with_partition_indexes(vec![0, 1])])
+}
+
+fn list_transactions(version: i16) -> ListTransactionsRequest {
+    let request = ListTransactionsRequest::default()
+        .with_state_filters(vec![s("Ongoing"), s("NoSuchState")])
+        .with_producer_id_filters(vec![7.into()]);
+    if version >= 1 {
+        request.with_duration_filter(1_000)
+    } else {
+        request
+    }
 }
 
 fn describe_log_dirs() -> DescribeLogDirsRequest {

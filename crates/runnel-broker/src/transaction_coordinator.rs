@@ -39,6 +39,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use runnel_coordinator::request::CompleteTxnRequest;
+use runnel_coordinator::transaction::request::{ListTxnFilter, ListedTxn, TxnDescription};
 use runnel_coordinator::transaction::{
     partition_for_transactional_id, ProducerIdAllocator, TxnConfig, TxnCoordinator, TxnErrorCode,
     TxnMetadata, TxnOutput, TxnRecord, TxnRequest, TxnResponse, TxnResult, TxnState, WriteMarkers,
@@ -220,6 +221,52 @@ impl TransactionCoordinator {
         match view.get(transactional_id) {
             Some(txn) => txn.verify_partition(producer_id, producer_epoch, partition),
             None => TxnErrorCode::InvalidProducerIdMapping,
+        }
+    }
+
+    /// ListTransactions: every partition's transactional ids that pass `filter`, sorted by id
+    /// (Kafka's `TransactionStateManager.listTransactionStates` over the partitions this node
+    /// leads). Before any transactional request created `__transaction_state` there is
+    /// nothing to list, and nothing is created for the question. A partition still loading
+    /// fails the whole answer with COORDINATOR_LOAD_IN_PROGRESS, as in Kafka.
+    pub async fn list(
+        broker: &Arc<Broker>,
+        filter: ListTxnFilter,
+    ) -> Result<Vec<ListedTxn>, TxnErrorCode> {
+        let Some(shards) = broker.txns.shards.get() else {
+            return Ok(Vec::new());
+        };
+        let mut listed = Vec::new();
+        for shard in &shards.shards {
+            match call_shard(shard, TxnRequest::List(filter.clone())).await {
+                TxnResponse::List(Ok(mut part)) => listed.append(&mut part),
+                TxnResponse::List(Err(error)) => return Err(error),
+                _ => return Err(TxnErrorCode::UnknownServerError),
+            }
+        }
+        listed.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        Ok(listed)
+    }
+
+    /// DescribeTransactions of one id: asked of its partition's task. An id asked before
+    /// `__transaction_state` exists is TRANSACTIONAL_ID_NOT_FOUND (Kafka answers so for an
+    /// id its loaded partition does not hold); nothing is created for the question.
+    pub async fn describe(broker: &Arc<Broker>, transactional_id: String) -> TxnDescription {
+        if broker.txns.shards.get().is_none() {
+            let error = if transactional_id.is_empty() {
+                TxnErrorCode::InvalidRequest
+            } else {
+                TxnErrorCode::TransactionalIdNotFound
+            };
+            return TxnDescription::empty(transactional_id, error);
+        }
+        let id = transactional_id.clone();
+        match Self::call(broker, &id, TxnRequest::Describe(vec![transactional_id])).await {
+            // A partition that cannot answer describes the id with its error.
+            TxnResponse::Describe(mut descriptions) if descriptions.len() == 1 => {
+                descriptions.remove(0)
+            }
+            _ => TxnDescription::empty(id, TxnErrorCode::UnknownServerError),
         }
     }
 

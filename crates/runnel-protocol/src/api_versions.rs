@@ -58,6 +58,8 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::OffsetForLeaderEpoch, 2, 4),
     served(ApiKey::DescribeCluster, 0, 2),
     served(ApiKey::DescribeProducers, 0, 0),
+    served(ApiKey::DescribeTransactions, 0, 0),
+    served(ApiKey::ListTransactions, 0, 1),
     served(ApiKey::DescribeLogDirs, 1, 4),
     served(ApiKey::AlterReplicaLogDirs, 1, 2),
     served(ApiKey::ListPartitionReassignments, 0, 0),

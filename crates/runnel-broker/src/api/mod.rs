@@ -22,6 +22,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
+mod describe_transactions;
 mod elect_leaders;
 mod end_txn;
 mod fetch;
@@ -34,6 +35,7 @@ mod leave_group;
 mod list_groups;
 mod list_offsets;
 mod list_partition_reassignments;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -156,6 +158,8 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, CodecEr
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, request),
         ApiKey::DescribeCluster => describe_cluster::handle(broker, request),
         ApiKey::DescribeProducers => describe_producers::handle(broker, request),
+        ApiKey::DescribeTransactions => describe_transactions::handle(broker, request),
+        ApiKey::ListTransactions => list_transactions::handle(broker, request),
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(broker, request),
         ApiKey::AlterReplicaLogDirs => alter_replica_log_dirs::handle(broker, request),
         ApiKey::ListPartitionReassignments => list_partition_reassignments::handle(broker, request),

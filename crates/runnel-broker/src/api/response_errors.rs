@@ -38,6 +38,7 @@ top_level!(
     ListPartitionReassignmentsResponse,
     AddOffsetsToTxnResponse,
     EndTxnResponse,
+    ListTransactionsResponse,
 );
 
 /// Responses with a code per item of a list (`$list`), and none at the top.
@@ -60,6 +61,7 @@ per_item!(
     IncrementalAlterConfigsResponse => responses,
     DescribeGroupsResponse => groups,
     DeleteGroupsResponse => results,
+    DescribeTransactionsResponse => transaction_states,
 );
 
 /// Responses with a code per partition of each topic (`$topics[].$partitions[]`).

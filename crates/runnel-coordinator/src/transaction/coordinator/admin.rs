@@ -43,6 +43,8 @@ impl TxnCoordinator {
         let mut listed: Vec<ListedTxn> = self
             .txns
             .iter()
+            // Dead is the moment between expiry and removal: Kafka never lists it.
+            .filter(|(_, txn)| txn.state != TxnState::Dead)
             .filter(|(_, txn)| {
                 filter.states.is_empty() || filter.states.iter().any(|s| s == txn.state.name())
             })
