@@ -5,6 +5,8 @@ What each test pins of Kafka's behaviour is in its docstring.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -213,3 +215,57 @@ def test_kafka_python_transactional_producer_commits(broker):
             break
     consumer.close()
     assert got == [f"kp{i}" for i in range(5)]
+
+
+def test_read_committed_lag_is_measured_to_the_last_stable_offset(broker):
+    """Kafka's FetchResponse.last_stable_offset, which clients measure a read_committed
+    consumer's lag to (librdkafka's `ls_offset` and `consumer_lag`; the Java client's
+    records-lag): with a transaction open after 5 committed records, a read_committed consumer
+    that read those 5 has its log end at the LSO (5) while the high watermark is 8, so its lag
+    is 0; a read_uncommitted one reads all 8."""
+    topic = "txn-lag"
+    ck.create_topic(broker.bootstrap, topic, partitions=1)
+    plain = ck.producer(broker.bootstrap, {})
+    for i in range(5):
+        plain.produce(topic, value=f"plain{i}".encode(), partition=0)
+    assert plain.flush(TIMEOUT_S) == 0
+    p = txn_producer(broker.bootstrap, "lag-app")
+    p.init_transactions(TIMEOUT_S)
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic, value=f"open{i}".encode(), partition=0)
+    assert p.flush(TIMEOUT_S) == 0
+
+    stats: list[dict] = []
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "lag-group",
+                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "statistics.interval.ms": 100,
+                         "stats_cb": lambda text: stats.append(json.loads(text))})
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        read: list[str] = []
+
+        def partition_stats() -> dict | None:
+            for snapshot in reversed(stats):
+                partition = snapshot.get("topics", {}).get(topic, {}).get("partitions", {})
+                if "0" in partition:
+                    return partition["0"]
+            return None
+
+        def caught_up() -> bool:
+            message = consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                read.append(message.value().decode())
+            current = partition_stats()
+            return (len(read) == 5 and current is not None
+                    and current.get("ls_offset") == 5 and current.get("hi_offset") == 8)
+
+        wait_until(caught_up, TIMEOUT_S, "the 5 committed records and stats with ls_offset 5")
+        assert read == [f"plain{i}" for i in range(5)]
+        consumer.commit(asynchronous=False)
+        wait_until(lambda: (consumer.poll(0.1), (partition_stats() or {}).get(
+            "consumer_lag"))[1] == 0, TIMEOUT_S, "a consumer lag of 0 to the LSO")
+    finally:
+        consumer.close()
+        p.abort_transaction(TIMEOUT_S)
+    assert len(read_values(broker.bootstrap, topic, 1, "read_uncommitted")) == 8
