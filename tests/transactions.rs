@@ -9,61 +9,23 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use common::txn::{
+    fetch_read_committed, init, init_loaded, latest_offset, produce, transactional_batch, txn_id,
+};
 use common::{RawClient, TestBroker};
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, FindCoordinatorRequest,
-    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest,
-    ProduceResponse, TransactionalId,
+    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record};
 use runnel_protocol::ErrorCode;
 
 const TOPIC: &str = "txn-topic";
 /// Few `__transaction_state` partitions keep the test quick; ids still hash across them.
 const OVERRIDES: &[(&str, &str)] = &[("transaction.state.log.num.partitions", "4")];
-
-fn txn_id(id: &str) -> TransactionalId {
-    TransactionalId(StrBytes::from_string(id.to_string()))
-}
-
-fn init(client: &mut RawClient, id: &str, timeout_ms: i32, version: i16) -> (i16, i64, i16) {
-    let response: InitProducerIdResponse = client.request(
-        ApiKey::InitProducerId,
-        version,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(Some(txn_id(id)))
-            .with_transaction_timeout_ms(timeout_ms)
-            .with_producer_id((-1).into())
-            .with_producer_epoch(-1),
-    );
-    (
-        response.error_code,
-        response.producer_id.0,
-        response.producer_epoch,
-    )
-}
-
-/// InitProducerId v4, retried while the coordinator loads (COORDINATOR_LOAD_IN_PROGRESS, which
-/// clients retry: the first request creates `__transaction_state` and its tasks start loading).
-fn init_loaded(client: &mut RawClient, id: &str) -> (i16, i64, i16) {
-    let mut answer = None;
-    common::wait_until(
-        "the transaction coordinator to load",
-        Duration::from_secs(10),
-        || {
-            let init = init(client, id, 60_000, 4);
-            answer = Some(init);
-            init.0 != ErrorCode::CoordinatorLoadInProgress.code()
-        },
-    );
-    answer.expect("asked at least once")
-}
 
 /// AddPartitionsToTxn v0-3 for one transaction; the error of each partition, in order.
 fn add_partitions(
@@ -89,37 +51,6 @@ fn add_partitions(
         .flat_map(|topic| topic.results_by_partition.iter())
         .map(|partition| partition.partition_error_code)
         .collect()
-}
-
-fn transactional_batch(producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
-    let record = Record {
-        transactional: true,
-        producer_id,
-        producer_epoch: epoch,
-        sequence: base_sequence,
-        ..common::record(0, 1_700_000_000_000, None, Some(Bytes::from_static(b"v")))
-    };
-    common::encode_batch(&[record], Compression::None)
-}
-
-/// Produce v9 of one batch, with `transactional_id`; the partition's error code.
-fn produce(
-    client: &mut RawClient,
-    transactional_id: Option<&str>,
-    partition: i32,
-    records: Bytes,
-) -> i16 {
-    let request = ProduceRequest::default()
-        .with_transactional_id(transactional_id.map(txn_id))
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(common::topic_name(TOPIC))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(records))])]);
-    let response: ProduceResponse = client.request(ApiKey::Produce, 9, &request);
-    response.responses[0].partition_responses[0].error_code
 }
 
 /// FindCoordinator key type 1 (v0-3 single key, v4+ batched) names this broker, as Kafka's
@@ -177,13 +108,13 @@ fn init_producer_id_bumps_the_epoch_and_fences_the_old_producer() {
     let mut broker = TestBroker::start_with(OVERRIDES);
     let mut client = RawClient::connect(broker.addr);
     assert_eq!(common::create_topic(&mut client, TOPIC, 2, &[]), 0);
-    let (error, producer_id, epoch) = init_loaded(&mut client, "app");
+    let (error, producer_id, epoch) = init_loaded(&mut client, "app", 4);
     assert_eq!((error, epoch), (0, 0));
     assert_eq!(init(&mut client, "app", 60_000, 4), (0, producer_id, 1));
 
     broker.restart(OVERRIDES);
     let mut client = RawClient::connect(broker.addr);
-    let reloaded = init_loaded(&mut client, "app");
+    let reloaded = init_loaded(&mut client, "app", 4);
     assert_eq!(reloaded, (0, producer_id, 2), "state survives a restart");
 
     let fenced = (producer_id, 1);
@@ -225,7 +156,7 @@ fn transactional_batches_need_their_partition_in_the_transaction() {
     let broker = TestBroker::start_with(OVERRIDES);
     let mut client = RawClient::connect(broker.addr);
     assert_eq!(common::create_topic(&mut client, TOPIC, 2, &[]), 0);
-    let (error, producer_id, epoch) = init_loaded(&mut client, "writer");
+    let (error, producer_id, epoch) = init_loaded(&mut client, "writer", 4);
     assert_eq!(error, 0);
     let producer = (producer_id, epoch);
 
@@ -267,16 +198,19 @@ fn transactional_batches_need_their_partition_in_the_transaction() {
         add_partitions(&mut client, 3, "writer", producer, TOPIC, &[0]),
         [0]
     );
-    let batch = || transactional_batch(producer_id, epoch, 0);
+    let batch = || transactional_batch(producer_id, epoch, 0, b"v");
     assert_eq!(
-        produce(&mut client, Some("writer"), 1, batch()),
+        produce(&mut client, 9, Some("writer"), (TOPIC, 1), batch()),
         ErrorCode::InvalidTxnState.code()
     );
     assert_eq!(
-        produce(&mut client, None, 0, batch()),
+        produce(&mut client, 9, None, (TOPIC, 0), batch()),
         ErrorCode::TransactionalIdAuthorizationFailed.code()
     );
-    assert_eq!(produce(&mut client, Some("writer"), 0, batch()), 0);
+    assert_eq!(
+        produce(&mut client, 9, Some("writer"), (TOPIC, 0), batch()),
+        0
+    );
 
     // v4+ with verify_only: what a partition leader asks; partition 1 was never added.
     let verify = AddPartitionsToTxnRequest::default().with_transactions(vec![
@@ -303,52 +237,11 @@ fn transactional_batches_need_their_partition_in_the_transaction() {
     );
 }
 
-/// (high watermark, last stable offset, aborted transactions) of a read_committed Fetch v12
-/// of partition 0 from offset 0.
-fn fetch_read_committed(client: &mut RawClient) -> (i64, i64, Vec<(i64, i64)>) {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{FetchRequest, FetchResponse};
-    let request = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
-        .with_max_bytes(1 << 20)
-        .with_isolation_level(1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(common::topic_name(TOPIC))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20)])]);
-    let response: FetchResponse = client.request(ApiKey::Fetch, 12, &request);
-    let partition = &response.responses[0].partitions[0];
-    assert_eq!(partition.error_code, 0);
-    let aborted = partition
-        .aborted_transactions
-        .iter()
-        .flatten()
-        .map(|txn| (txn.producer_id.0, txn.first_offset))
-        .collect();
-    (
-        partition.high_watermark,
-        partition.last_stable_offset,
-        aborted,
-    )
-}
-
-/// ListOffsets v5 latest (-1) of partition 0 under `isolation_level`.
-fn latest_offset(client: &mut RawClient, isolation_level: i8) -> i64 {
-    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-    use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-    let request = ListOffsetsRequest::default()
-        .with_replica_id((-1).into())
-        .with_isolation_level(isolation_level)
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(common::topic_name(TOPIC))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(0)
-                .with_timestamp(-1)])]);
-    let response: ListOffsetsResponse = client.request(ApiKey::ListOffsets, 5, &request);
-    response.topics[0].partitions[0].offset
+/// (high watermark, last stable offset, aborted transactions) of a read_committed Fetch of
+/// partition 0 from offset 0.
+fn read_committed_view(client: &mut RawClient) -> (i64, i64, Vec<(i64, i64)>) {
+    let (high_watermark, stable, aborted, _) = fetch_read_committed(client, TOPIC, 0);
+    (high_watermark, stable, aborted)
 }
 
 /// Kafka's last stable offset and `collectAbortedTransactions`: while a transaction is open a
@@ -362,17 +255,17 @@ fn read_committed_stops_at_an_open_transaction_and_lists_aborted_ones() {
     let broker = TestBroker::start_with(OVERRIDES);
     let mut client = RawClient::connect(broker.addr);
     assert_eq!(common::create_topic(&mut client, TOPIC, 1, &[]), 0);
-    let (error, producer_id, epoch) = init_loaded(&mut client, "reader");
+    let (error, producer_id, epoch) = init_loaded(&mut client, "reader", 4);
     assert_eq!(error, 0);
     assert_eq!(
         add_partitions(&mut client, 3, "reader", (producer_id, epoch), TOPIC, &[0]),
         [0]
     );
-    let open = transactional_batch(producer_id, epoch, 0);
-    assert_eq!(produce(&mut client, Some("reader"), 0, open), 0);
-    assert_eq!(fetch_read_committed(&mut client), (1, 0, vec![]));
-    assert_eq!(latest_offset(&mut client, 1), 0);
-    assert_eq!(latest_offset(&mut client, 0), 1);
+    let open = transactional_batch(producer_id, epoch, 0, b"v");
+    assert_eq!(produce(&mut client, 9, Some("reader"), (TOPIC, 0), open), 0);
+    assert_eq!(read_committed_view(&mut client), (1, 0, vec![]));
+    assert_eq!(latest_offset(&mut client, TOPIC, 0, 1), 0);
+    assert_eq!(latest_offset(&mut client, TOPIC, 0, 0), 1);
 
     let end: EndTxnResponse = client.request(
         ApiKey::EndTxn,
@@ -385,11 +278,11 @@ fn read_committed_stops_at_an_open_transaction_and_lists_aborted_ones() {
     );
     assert_eq!(end.error_code, 0);
     common::wait_until("the ABORT marker", Duration::from_secs(10), || {
-        fetch_read_committed(&mut client).1 == 2
+        read_committed_view(&mut client).1 == 2
     });
     assert_eq!(
-        fetch_read_committed(&mut client),
+        read_committed_view(&mut client),
         (2, 2, vec![(producer_id, 0)])
     );
-    assert_eq!(latest_offset(&mut client, 1), 2);
+    assert_eq!(latest_offset(&mut client, TOPIC, 0, 1), 2);
 }

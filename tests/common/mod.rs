@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod txn;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

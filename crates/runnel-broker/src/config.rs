@@ -246,13 +246,10 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions: 50,
             groups: GroupConfig::default(),
             transaction_state_log_num_partitions: 50,
-            // No `transaction.version` feature is advertised in ApiVersions, so clients use
-            // transactions v1 (an explicit AddPartitionsToTxn, no epoch bump per EndTxn): the
-            // coordinator's own aborts do the same and its records are value v1.
-            transactions: TxnConfig {
-                transaction_version: runnel_coordinator::transaction::TxnVersion::V1,
-                ..TxnConfig::default()
-            },
+            // `transaction.version` 2 is finalized in ApiVersions, as a new Kafka 4.x cluster
+            // has it: clients that know transactions v2 use it, the others v1 (each request
+            // says which). The coordinator's own aborts bump the epoch as v2 does.
+            transactions: TxnConfig::default(),
             open_files_max: None,
             broker_partitions_max: BROKER_PARTITIONS_MAX_DEFAULT,
         }

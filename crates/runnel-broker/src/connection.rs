@@ -147,6 +147,23 @@ pub(crate) async fn serve(
                     break;
                 }
             };
+        if let Reply::Ordered(step) = &mut reply.reply {
+            // The request's in-order part waits (module doc of `api`): the next request is
+            // read once it is done. Its own waits are bounded by the request's timeout.
+            let step = std::mem::replace(step, Box::pin(async { Ok(Reply::None) }));
+            let resolved = tokio::select! {
+                resolved = step => resolved,
+                () = crate::server::stopped(&mut shutdown) => break,
+            };
+            match resolved {
+                Ok(Reply::Ordered(_)) | Err(_) => {
+                    tracing::error!(%peer, "could not complete a request in order; closing");
+                    peer_gone = true;
+                    break;
+                }
+                Ok(resolved) => reply.reply = resolved,
+            }
+        }
         reply.memory = Some(frame.memory);
         let sent = tokio::select! {
             sent = replies.send((received, reply)) => sent.is_ok(),
@@ -390,6 +407,10 @@ async fn write_replies(
             Reply::None => {
                 clock.answered(&broker, request);
                 continue;
+            }
+            Reply::Ordered(_) => {
+                tracing::error!(%peer, "a request reached the writer before its in-order part");
+                break;
             }
             Reply::Pending(response) => match waited_on(&activity, response).await {
                 Ok(bytes) => {

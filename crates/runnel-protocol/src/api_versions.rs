@@ -24,7 +24,7 @@ const fn served(key: ApiKey, min_version: i16, max_version: i16) -> ServedApi {
 
 /// Every API Runnel answers on its client listener.
 pub const SERVED_APIS: &[ServedApi] = &[
-    served(ApiKey::Produce, 3, 11),
+    served(ApiKey::Produce, 3, 12),
     served(ApiKey::Fetch, 4, 16),
     served(ApiKey::ListOffsets, 1, 8),
     served(ApiKey::Metadata, 0, 12),

@@ -4,7 +4,10 @@
 //! that must happen in that order (a produce appends its batches) before it returns, and
 //! returns the rest as a [`Reply`]: the response now, a future for one that waits (for fsync,
 //! for fetch data), or nothing (acks=0). The connection's writer awaits replies in order, so
-//! responses leave in request order, as Kafka guarantees, while waits overlap.
+//! responses leave in request order, as Kafka guarantees, while waits overlap. A handler whose
+//! in-order part must itself wait returns [`Reply::Ordered`]: the reader awaits it before it
+//! reads the connection's next request (a transactions-v2 produce that must add its partitions
+//! to the transaction before it appends).
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
@@ -112,6 +115,10 @@ pub type PendingPieces = Pin<
     Box<dyn Future<Output = Result<Vec<Piece<crate::zero_copy::FileRange>>, CodecError>> + Send>,
 >;
 
+/// The in-order part of a handler that must wait before it can be done: it yields the reply
+/// the writer then gets.
+pub type OrderedReply = Pin<Box<dyn Future<Output = Result<Reply, CodecError>> + Send>>;
+
 /// What a handler leaves for the connection's writer.
 pub enum Reply {
     Ready(Bytes),
@@ -120,13 +127,16 @@ pub enum Reply {
     PendingPieces(PendingPieces),
     /// acks=0 produce: Kafka sends nothing back.
     None,
+    /// Awaited by the connection's reader before it reads the next request; never reaches the
+    /// writer.
+    Ordered(OrderedReply),
 }
 
 /// Routes a request to its API's handler. The caller has checked that the API and version
 /// are served.
 pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, CodecError> {
     match request.api {
-        ApiKey::ApiVersions => api_versions::handle(request),
+        ApiKey::ApiVersions => api_versions::handle(broker, request),
         ApiKey::Metadata => metadata::handle(broker, request),
         ApiKey::Produce => produce::handle(broker, request),
         ApiKey::Fetch => fetch::handle(broker, request),

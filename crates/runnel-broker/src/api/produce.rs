@@ -14,18 +14,33 @@
 //! transaction (KIP-890 part 1, Kafka's `ReplicaManager.appendRecords` with verification),
 //! checked with the transaction coordinator ([`TransactionCoordinator::verify`]), so that a
 //! late batch cannot start a transaction the coordinator does not know (a hanging one). The
-//! coordinator's answers become what Kafka answers producers below Produce v12:
-//! INVALID_TXN_STATE for a partition not added, INVALID_PRODUCER_EPOCH for a fenced producer,
-//! NOT_ENOUGH_REPLICAS (retried by every client) while the coordinator loads, moves or
-//! completes the transaction. A transactional batch in a request without a transactional id
-//! is TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka answers it.
+//! coordinator's answers become what Kafka answers producers ([`refusal`]): INVALID_TXN_STATE
+//! (TRANSACTION_ABORTABLE from v11) for a partition not added, INVALID_PRODUCER_EPOCH for a
+//! fenced producer, NOT_ENOUGH_REPLICAS (retried by every client) while the coordinator loads,
+//! moves or completes the transaction. A transactional batch in a request without a
+//! transactional id is TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka answers it.
+//!
+//! Produce v12 is transactions v2 (KIP-890 part 2; the client saw `transaction.version` 2
+//! finalized in ApiVersions and sends no AddPartitionsToTxn): a transactional batch for a
+//! partition its transaction does not hold adds it, as Kafka's partition leader does with
+//! `ADD_PARTITION`. The add is durable in `__transaction_state` before the batch is appended (a
+//! crash between them must not leave data in a partition the coordinator would never write a
+//! marker to), so such a request's appends wait for it: the handler returns
+//! [`Reply::Ordered`] and the connection reads its next request only after these appends,
+//! which keeps a pipelining producer's batches in sequence order. Once its partitions are in,
+//! a transaction's later batches are verified from the coordinator's view and appended at
+//! once. A delayed batch of an earlier transaction carries the epoch EndTxn v5 bumped past,
+//! so it is fenced (INVALID_PRODUCER_EPOCH) instead of joining the current transaction: the
+//! hole KIP-890 closes.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use runnel_coordinator::transaction::TxnErrorCode;
+use runnel_coordinator::transaction::request::AddPartitionsRequest;
+use runnel_coordinator::transaction::{TxnErrorCode, TxnRequest, TxnResponse, TxnVersion};
 use runnel_protocol::header::CodecError;
 use runnel_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -44,6 +59,10 @@ use crate::transaction_coordinator::TransactionCoordinator;
 /// The wait used when a request carries no positive timeout.
 const DURABLE_WAIT_DEFAULT: Duration = Duration::from_secs(30);
 
+/// The first Produce version of transactions v2 (KIP-890 part 2), Kafka's
+/// `LAST_STABLE_VERSION_BEFORE_TRANSACTION_V2` + 1.
+const TRANSACTIONS_V2_VERSION: i16 = 12;
+
 /// One partition's outcome, waiting or final.
 struct PartitionOutcome {
     response: PartitionProduceResponse,
@@ -55,11 +74,65 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
     let body: ProduceRequest = request.decode()?;
     let acks = body.acks;
     let timeout_ms = body.timeout_ms;
-    let valid_acks = matches!(acks, -1..=1);
     let transactional_id = body.transactional_id.as_ref().map(|id| id.to_string());
-    let (names, mut batches) = batches_in_frame(&mut request, body);
+    let (names, batches) = batches_in_frame(&mut request, body);
     // Every `Bytes` of the frame is gone: its batches are appended where they lie.
-    let mut frame = request.frame.take();
+    let frame = request.frame.take();
+    let mut produce = Produce {
+        acks,
+        timeout: match timeout_ms {
+            ms if ms > 0 => Duration::from_millis(ms as u64),
+            _ => DURABLE_WAIT_DEFAULT,
+        },
+        transactional_id,
+        names,
+        batches,
+        frame,
+        refused: HashMap::new(),
+    };
+    if request.version >= TRANSACTIONS_V2_VERSION {
+        if let Some(add) = partitions_to_add(broker, &mut produce) {
+            let broker = Arc::clone(broker);
+            return Ok(Reply::Ordered(Box::pin(async move {
+                let version = request.version;
+                add_to_transaction(&broker, add, &mut produce, version).await;
+                append_all(&broker, request, produce)
+            })));
+        }
+    }
+    append_all(broker, request, produce)
+}
+
+/// A produce request taken apart (see [`batches_in_frame`]).
+struct Produce {
+    acks: i16,
+    /// How long the answer may wait for durability (the request's `timeout_ms`).
+    timeout: Duration,
+    transactional_id: Option<String>,
+    names: Vec<TopicName>,
+    batches: Vec<Vec<(i32, Batch)>>,
+    frame: Option<FrameBuffer>,
+    /// Partitions refused before their append: the transaction could not take them.
+    refused: HashMap<(String, i32), (ErrorCode, String)>,
+}
+
+/// Appends each partition's batch in request order and returns the reply, which waits for
+/// durability when the acks ask for it.
+fn append_all(
+    broker: &Arc<Broker>,
+    request: Request,
+    produce: Produce,
+) -> Result<Reply, CodecError> {
+    let Produce {
+        acks,
+        timeout,
+        transactional_id,
+        names,
+        mut batches,
+        mut frame,
+        refused,
+    } = produce;
+    let valid_acks = matches!(acks, -1..=1);
     let mut topics = Vec::with_capacity(names.len());
     for (name, partitions) in names.into_iter().zip(batches.iter_mut()) {
         let outcomes: Vec<PartitionOutcome> = partitions
@@ -68,6 +141,9 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                 if !valid_acks {
                     return failed(*index, ErrorCode::InvalidRequiredAcks, None);
                 }
+                if let Some((code, message)) = refused.get(&(name.to_string(), *index)) {
+                    return failed(*index, *code, Some(message.clone()));
+                }
                 let records = batch.records(frame.as_mut());
                 if let Err((code, message)) = verify_transactional(
                     broker,
@@ -75,6 +151,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                     &name,
                     *index,
                     records,
+                    request.version,
                 ) {
                     return failed(*index, code, Some(message));
                 }
@@ -88,10 +165,6 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
     if acks == 0 {
         return Ok(Reply::None);
     }
-    let timeout = match timeout_ms {
-        ms if ms > 0 => Duration::from_millis(ms as u64),
-        _ => DURABLE_WAIT_DEFAULT,
-    };
     let waits = topics
         .iter()
         .flat_map(|(_, outcomes)| outcomes)
@@ -115,6 +188,113 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
         }
         request.respond(&response(topics))
     })))
+}
+
+/// The partitions a transactions-v2 request's batches need added to their transaction.
+struct PartitionsToAdd {
+    transactional_id: String,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: Vec<(String, i32)>,
+}
+
+/// Produce v12+ is transactions v2 (KIP-890 part 2): a transactional batch for a partition
+/// its transaction does not hold yet adds it, where below v12 it is refused. Which ones need
+/// it is read from the coordinator's view; `None` when none do. Batches of more than one
+/// producer in one request are refused with INVALID_PRODUCER_ID_MAPPING, as Kafka's
+/// `ReplicaManager` refuses them ("more than one producer ID").
+fn partitions_to_add(broker: &Broker, produce: &mut Produce) -> Option<PartitionsToAdd> {
+    let transactional_id = produce.transactional_id.clone()?;
+    let mut add: Option<PartitionsToAdd> = None;
+    let mut producers = 0;
+    for (name, partitions) in produce.names.iter().zip(produce.batches.iter_mut()) {
+        for (index, batch) in partitions.iter_mut() {
+            let Ok(header) = BatchHeader::parse(batch.records(produce.frame.as_mut())) else {
+                continue;
+            };
+            if !header.is_transactional() || header.is_control() {
+                continue;
+            }
+            let partition = (name.to_string(), *index);
+            let this = (header.producer_id, header.producer_epoch);
+            let add = add.get_or_insert_with(|| {
+                producers = 1;
+                PartitionsToAdd {
+                    transactional_id: transactional_id.clone(),
+                    producer_id: this.0,
+                    producer_epoch: this.1,
+                    partitions: Vec::new(),
+                }
+            });
+            if (add.producer_id, add.producer_epoch) != this {
+                producers += 1;
+            }
+            let verdict = TransactionCoordinator::verify(
+                broker,
+                &transactional_id,
+                this.0,
+                this.1,
+                &partition,
+            );
+            if verdict != TxnErrorCode::None {
+                add.partitions.push(partition);
+            }
+        }
+    }
+    if producers > 1 {
+        let message = "transactional records of more than one producer id".to_string();
+        for (name, partitions) in produce.names.iter().zip(produce.batches.iter()) {
+            for (index, _) in partitions {
+                produce.refused.insert(
+                    (name.to_string(), *index),
+                    (ErrorCode::InvalidProducerIdMapping, message.clone()),
+                );
+            }
+        }
+        return None;
+    }
+    add.filter(|add| !add.partitions.is_empty())
+}
+
+/// Adds `add`'s partitions to their transaction through the coordinator (Kafka's partition
+/// leader sends AddPartitionsToTxn v5 without `verify_only`), bounded by the request's
+/// timeout; the partitions it refuses go into `produce.refused` with Produce's codes.
+async fn add_to_transaction(
+    broker: &Arc<Broker>,
+    add: PartitionsToAdd,
+    produce: &mut Produce,
+    version: i16,
+) {
+    let request = TxnRequest::AddPartitions(AddPartitionsRequest {
+        transactional_id: add.transactional_id.clone(),
+        producer_id: add.producer_id,
+        producer_epoch: add.producer_epoch,
+        partitions: add.partitions.clone(),
+        client_version: TxnVersion::V2,
+    });
+    let call = TransactionCoordinator::call(broker, &add.transactional_id, request);
+    let results = match tokio::time::timeout(produce.timeout, call).await {
+        Ok(TxnResponse::AddPartitions(results)) => results,
+        Ok(_) => with_error(&add.partitions, TxnErrorCode::UnknownServerError),
+        // Kafka's `AddPartitionsToTxnManager` answers a request that timed out with
+        // NETWORK_EXCEPTION, which the produce path makes retriable.
+        Err(_) => with_error(&add.partitions, TxnErrorCode::NetworkException),
+    };
+    for (partition, verdict) in results {
+        if verdict != TxnErrorCode::None {
+            tracing::debug!(topic = %partition.0, partition = partition.1,
+                transactional_id = %add.transactional_id, %verdict,
+                "transactions v2: partition not added to the transaction");
+            produce.refused.insert(partition, refusal(verdict, version));
+        }
+    }
+}
+
+fn with_error(
+    partitions: &[(String, i32)],
+    error: TxnErrorCode,
+) -> Vec<((String, i32), TxnErrorCode)> {
+    partitions.iter().map(|p| (p.clone(), error)).collect()
 }
 
 impl PartitionOutcome {
@@ -265,6 +445,7 @@ fn verify_transactional(
     topic: &str,
     index: i32,
     records: &[u8],
+    version: i16,
 ) -> Result<(), (ErrorCode, String)> {
     let Ok(header) = BatchHeader::parse(records) else {
         return Ok(());
@@ -284,20 +465,44 @@ fn verify_transactional(
         header.producer_epoch,
         &partition,
     );
-    let (code, message) = match verdict {
-        TxnErrorCode::None => return Ok(()),
-        TxnErrorCode::TransactionAbortable | TxnErrorCode::InvalidTxnState => (
+    if verdict == TxnErrorCode::None {
+        return Ok(());
+    }
+    tracing::debug!(topic, partition = index, transactional_id, %verdict,
+        "transactional batch refused");
+    Err(refusal(verdict, version))
+}
+
+/// The coordinator's answer for a partition the transaction does not hold, as Kafka's
+/// `ReplicaManager` and `AddPartitionsToTxnManager` turn it into Produce's error: a fenced
+/// producer is INVALID_PRODUCER_EPOCH; TRANSACTION_ABORTABLE reaches v11+ clients (KIP-890),
+/// older ones get INVALID_TXN_STATE; what the client should retry (the coordinator loading,
+/// moving, unreachable, or, below v12, completing the transaction) is NOT_ENOUGH_REPLICAS,
+/// which every client retries without a metadata refresh; v12 clients get
+/// CONCURRENT_TRANSACTIONS as it is.
+fn refusal(verdict: TxnErrorCode, version: i16) -> (ErrorCode, String) {
+    match verdict {
+        TxnErrorCode::InvalidTxnState => (
+            ErrorCode::InvalidTxnState,
+            "Partition was not added to the transaction".to_string(),
+        ),
+        TxnErrorCode::TransactionAbortable if version < 11 => (
             ErrorCode::InvalidTxnState,
             "Partition was not added to the transaction".to_string(),
         ),
         TxnErrorCode::ProducerFenced => (
             ErrorCode::InvalidProducerEpoch,
-            format!("producer {} is fenced", header.producer_id),
+            "the producer's epoch is fenced".to_string(),
+        ),
+        TxnErrorCode::ConcurrentTransactions if version >= TRANSACTIONS_V2_VERSION => (
+            ErrorCode::ConcurrentTransactions,
+            "the transaction is completing".to_string(),
         ),
         TxnErrorCode::ConcurrentTransactions
         | TxnErrorCode::CoordinatorLoadInProgress
         | TxnErrorCode::CoordinatorNotAvailable
-        | TxnErrorCode::NotCoordinator => (
+        | TxnErrorCode::NotCoordinator
+        | TxnErrorCode::NetworkException => (
             ErrorCode::NotEnoughReplicas,
             format!(
                 "Unable to verify the partition has been added to the transaction. \
@@ -309,10 +514,7 @@ fn verify_transactional(
             other.error_code().unwrap_or(ErrorCode::UnknownServerError),
             other.name().to_string(),
         ),
-    };
-    tracing::debug!(topic, partition = index, transactional_id, %verdict,
-        "transactional batch refused");
-    Err((code, message))
+    }
 }
 
 fn failed(index: i32, code: ErrorCode, message: Option<String>) -> PartitionOutcome {

@@ -6,8 +6,9 @@
 //! COMMIT, and an ABORT drops them (`runnel-coordinator`'s `txn_offsets`). First, as Kafka's
 //! KIP-890 part 1 verification does, the group's partition must be in the producer's ongoing
 //! transaction (AddOffsetsToTxn before): otherwise INVALID_TXN_STATE (TRANSACTION_ABORTABLE
-//! from v5), PRODUCER_FENCED becomes INVALID_PRODUCER_EPOCH, and coordinator errors are
-//! answered as they are (clients retry them). Partitions of unknown topics get
+//! from v4, whose clients handle it), PRODUCER_FENCED becomes INVALID_PRODUCER_EPOCH, and
+//! coordinator errors are answered as they are (clients retry them). v5 is transactions v2
+//! (KIP-890 part 2): the client sends no AddOffsetsToTxn and the partition is added here. Partitions of unknown topics get
 //! UNKNOWN_TOPIC_OR_PARTITION. v3+ carry the member, generation and instance id, checked as an
 //! OffsetCommit's are, except that a rebalance in progress does not refuse the commit.
 
@@ -16,7 +17,8 @@ use std::sync::Arc;
 use runnel_coordinator::request::{
     CommitPartition, Request as GroupRequest, Response, TxnCommitRequest,
 };
-use runnel_coordinator::transaction::TxnErrorCode;
+use runnel_coordinator::transaction::request::AddPartitionsRequest;
+use runnel_coordinator::transaction::{TxnErrorCode, TxnRequest, TxnResponse, TxnVersion};
 use runnel_coordinator::{partition_for, transaction::CONSUMER_OFFSETS_TOPIC};
 use runnel_protocol::header::CodecError;
 use runnel_protocol::messages::txn_offset_commit_response::{
@@ -61,7 +63,11 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
         }
     }
     let group_id = body.group_id.to_string();
-    let verified = verify(broker, &body, &group_id, version);
+    let producer = Producer {
+        transactional_id: body.transactional_id.to_string(),
+        producer_id: body.producer_id.0,
+        producer_epoch: body.producer_epoch,
+    };
     let commit = TxnCommitRequest {
         group_id: group_id.clone(),
         producer_id: body.producer_id.0,
@@ -78,7 +84,12 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
     let broker = Arc::clone(broker);
     Ok(Reply::Pending(Box::pin(async move {
         let sent = commit.partitions.len();
-        let mut outcomes = match verified {
+        let in_transaction = if sent == 0 {
+            Ok(())
+        } else {
+            join_transaction(&broker, &producer, &group_id, version).await
+        };
+        let mut outcomes = match in_transaction {
             _ if sent == 0 => Vec::new(),
             Err(code) => vec![code; sent],
             Ok(()) => {
@@ -117,12 +128,23 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
     })))
 }
 
-/// KIP-890 part 1: the group's `__consumer_offsets` partition must be in the producer's
-/// ongoing transaction. `Err` is the code every partition gets (Kafka's conversions of the
-/// verification's answer, `AddPartitionsToTxnManager`).
-fn verify(
-    broker: &Broker,
-    body: &TxnOffsetCommitRequest,
+/// Who commits: the transactional producer of the request.
+struct Producer {
+    transactional_id: String,
+    producer_id: i64,
+    producer_epoch: i16,
+}
+
+/// The group's `__consumer_offsets` partition must be in the producer's ongoing transaction.
+/// Below v5 (transactions v1) it is verified (KIP-890 part 1: AddOffsetsToTxn must have added
+/// it); v5 is transactions v2, where it is added here, as Kafka's group coordinator does through
+/// `AddPartitionsToTxnManager` with `ADD_PARTITION` (the client sends no AddOffsetsToTxn).
+/// `Err` is the code every partition gets, converted as Kafka converts the coordinator's
+/// answer (`AddPartitionsToTxnManager`): PRODUCER_FENCED becomes INVALID_PRODUCER_EPOCH,
+/// TRANSACTION_ABORTABLE is INVALID_TXN_STATE for clients below v4.
+async fn join_transaction(
+    broker: &Arc<Broker>,
+    producer: &Producer,
     group_id: &str,
     version: i16,
 ) -> Result<(), i16> {
@@ -137,17 +159,41 @@ fn verify(
         CONSUMER_OFFSETS_TOPIC.to_string(),
         partition_for(group_id, offsets_partitions),
     );
-    let error = TransactionCoordinator::verify(
-        broker,
-        body.transactional_id.as_str(),
-        body.producer_id.0,
-        body.producer_epoch,
-        &partition,
-    );
+    let error = if version >= 5 {
+        let add = AddPartitionsRequest {
+            transactional_id: producer.transactional_id.clone(),
+            producer_id: producer.producer_id,
+            producer_epoch: producer.producer_epoch,
+            partitions: vec![partition],
+            client_version: TxnVersion::V2,
+        };
+        let answer = TransactionCoordinator::call(
+            broker,
+            &producer.transactional_id,
+            TxnRequest::AddPartitions(add),
+        )
+        .await;
+        match answer {
+            TxnResponse::AddPartitions(results) => results
+                .into_iter()
+                .map(|(_, error)| error)
+                .next()
+                .unwrap_or(TxnErrorCode::UnknownServerError),
+            _ => TxnErrorCode::UnknownServerError,
+        }
+    } else {
+        TransactionCoordinator::verify(
+            broker,
+            &producer.transactional_id,
+            producer.producer_id,
+            producer.producer_epoch,
+            &partition,
+        )
+    };
     match error {
         TxnErrorCode::None => Ok(()),
         TxnErrorCode::ProducerFenced => Err(ErrorCode::InvalidProducerEpoch.code()),
-        TxnErrorCode::TransactionAbortable if version < 5 => Err(ErrorCode::InvalidTxnState.code()),
+        TxnErrorCode::TransactionAbortable if version < 4 => Err(ErrorCode::InvalidTxnState.code()),
         other => Err(other.code()),
     }
 }

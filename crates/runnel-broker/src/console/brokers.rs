@@ -100,7 +100,7 @@ async fn configs(broker: &Arc<Broker>) -> Result<Vec<BrokerConfigView>, ConsoleE
     let frame = match api::dispatch(broker, request).map_err(|e| failed("dispatch", &e))? {
         Reply::Ready(frame) => frame,
         Reply::Pending(pending) => pending.await.map_err(|e| failed("answer", &e))?,
-        Reply::PendingPieces(_) | Reply::None => {
+        Reply::PendingPieces(_) | Reply::None | Reply::Ordered(_) => {
             return Err(failed("answer", &"not a DescribeConfigs response"))
         }
     };

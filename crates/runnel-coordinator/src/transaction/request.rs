@@ -27,6 +27,9 @@ pub enum TxnErrorCode {
     ProducerFenced,
     TransactionalIdNotFound,
     TransactionAbortable,
+    /// Not the coordinator's own answer: a partition leader's wait for it timed out (Kafka's
+    /// `AddPartitionsToTxnManager` answers a timed-out request so).
+    NetworkException,
 }
 
 impl TxnErrorCode {
@@ -47,6 +50,7 @@ impl TxnErrorCode {
             TxnErrorCode::ProducerFenced => 90,
             TxnErrorCode::TransactionalIdNotFound => 105,
             TxnErrorCode::TransactionAbortable => 120,
+            TxnErrorCode::NetworkException => 13,
         }
     }
 
@@ -67,6 +71,7 @@ impl TxnErrorCode {
             TxnErrorCode::ProducerFenced => "PRODUCER_FENCED",
             TxnErrorCode::TransactionalIdNotFound => "TRANSACTIONAL_ID_NOT_FOUND",
             TxnErrorCode::TransactionAbortable => "TRANSACTION_ABORTABLE",
+            TxnErrorCode::NetworkException => "NETWORK_EXCEPTION",
         }
     }
 
