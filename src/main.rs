@@ -33,6 +33,8 @@ enum Command {
     Topic(cli::topic::TopicArgs),
     /// List, describe and delete consumer groups; reset their offsets (kafka-consumer-groups).
     Group(cli::group::GroupArgs),
+    /// List and describe transactions and a partition's producers (kafka-transactions).
+    Txn(cli::txn::TxnArgs),
     /// Produce standard input's lines as records (kcat -P).
     Produce(cli::produce::ProduceArgs),
     /// Print a topic's records (kcat -C).
@@ -97,6 +99,7 @@ fn run() -> anyhow::Result<()> {
         Command::Server(args) => cli::server::run(args),
         Command::Topic(args) => cli::topic::run(args),
         Command::Group(args) => cli::group::run(args),
+        Command::Txn(args) => cli::txn::run(args),
         Command::Produce(args) => cli::produce::run(args),
         Command::Consume(args) => cli::consume::run(args),
         Command::Bench(args) => cli::bench::run(args),

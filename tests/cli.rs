@@ -1,4 +1,4 @@
-//! The client subcommands (`runnel topic`, `produce`, `consume`, `group`) run as a user runs
+//! The client subcommands (`runnel topic`, `produce`, `consume`, `group`, `txn`) run as a user runs
 //! them, as processes against a real broker. What they write is checked with another client
 //! (the `rdkafka` crate), and what they read was written by it, so the CLI is not only
 //! checked against itself.
@@ -440,9 +440,136 @@ fn librdkafka_properties_reach_a_sasl_broker() {
         ),
         "secret one\nsecret two\n"
     );
+    // The transaction views speak Kafka's requests themselves (librdkafka has no call for
+    // them) and log in the same way.
+    let listed = ok(&broker, &as_args(&with_sasl(&["txn", "list"])), b"");
+    assert_eq!(
+        listed.split_whitespace().collect::<Vec<_>>(),
+        [
+            "TransactionalId",
+            "Coordinator",
+            "ProducerId",
+            "TransactionState"
+        ]
+    );
     let wrong = login(&["topic", "list", "--timeout-ms", "3000"], "wrong");
     let refused = runnel(&broker, &as_args(&wrong), b"");
     assert!(!refused.status.success(), "a wrong password lists nothing");
+    let wrong = login(&["txn", "list", "--timeout-ms", "3000"], "wrong");
+    let refused = runnel(&broker, &as_args(&wrong), b"");
+    assert!(
+        !refused.status.success(),
+        "a wrong password lists no transaction"
+    );
+}
+
+/// `runnel txn list|describe|describe-producers` and `topic describe --producers` show an
+/// open transaction of librdkafka's transactional producer as kafka-transactions shows it
+/// (its columns, `None` for what is absent), then its commit: the state CompleteCommit, no
+/// partitions, no open transaction start offset on the partition's producer.
+#[test]
+fn txn_commands_show_an_open_transaction_then_its_commit() {
+    let broker = TestBroker::start_with(&[("transaction.state.log.num.partitions", "4")]);
+    ok(&broker, &["topic", "create", "payments", "-p", "2"], b"");
+    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("transactional.id", "cli-txn")
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(TIMEOUT)
+        .expect("init_transactions");
+    producer.begin_transaction().expect("begin");
+    producer
+        .send(
+            BaseRecord::to("payments")
+                .partition(1)
+                .key("k")
+                .payload("v"),
+        )
+        .map_err(|(error, _)| error)
+        .expect("send");
+    producer.flush(TIMEOUT).expect("flush");
+
+    let rows = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .map(|line| line.split_whitespace().map(str::to_string).collect())
+            .collect()
+    };
+    let listed = rows(&ok(&broker, &["txn", "list"], b""));
+    assert_eq!(listed.len(), 2, "a header and one transaction: {listed:?}");
+    assert_eq!(listed[1][0], "cli-txn");
+    assert_eq!(listed[1][3], "Ongoing");
+    let producer_id = listed[1][2].clone();
+    assert_eq!(
+        rows(&ok(
+            &broker,
+            &["txn", "list", "--state", "CompleteCommit"],
+            b""
+        ))
+        .len(),
+        1
+    );
+    let described = rows(&ok(&broker, &["txn", "describe", "cli-txn"], b""));
+    assert_eq!(described[0][0], "CoordinatorId");
+    let open = &described[1];
+    assert_eq!(open[1..3], ["cli-txn".to_string(), producer_id.clone()]);
+    assert_eq!(open[4], "Ongoing");
+    assert_ne!(open[6], "None", "an open transaction has a start time");
+    assert_eq!(open[8], "payments-1");
+    let producers = rows(&ok(
+        &broker,
+        &["txn", "describe-producers", "--topic", "payments"],
+        b"",
+    ));
+    assert_eq!(
+        producers.len(),
+        2,
+        "one producer on partition 1: {producers:?}"
+    );
+    assert_eq!(producers[1][0..2], ["1".to_string(), producer_id.clone()]);
+    assert_eq!(
+        producers[1][6], "0",
+        "the open transaction starts at offset 0"
+    );
+    let topic = ok(
+        &broker,
+        &["topic", "describe", "payments", "--producers"],
+        b"",
+    );
+    assert!(
+        topic.contains(&format!(
+            "ProducerId: {producer_id}\tProducerEpoch: 0\tLatestCoordinatorEpoch: None"
+        )) && topic.contains("CurrentTransactionStartOffset: 0"),
+        "{topic}"
+    );
+
+    producer.commit_transaction(TIMEOUT).expect("commit");
+    let mut committed = Vec::new();
+    common::wait_until("the transaction to complete", TIMEOUT, || {
+        committed = rows(&ok(&broker, &["txn", "describe", "cli-txn"], b""));
+        committed[1][4] == "CompleteCommit"
+    });
+    assert_eq!(
+        committed[1].len(),
+        8,
+        "no partitions once complete: {committed:?}"
+    );
+    let producers = rows(&ok(
+        &broker,
+        &[
+            "txn",
+            "describe-producers",
+            "--topic",
+            "payments",
+            "--partition",
+            "1",
+        ],
+        b"",
+    ));
+    assert_eq!(producers[1][6], "None", "no open transaction");
+    let unknown = fails(&broker, &["txn", "describe", "nobody"]);
+    assert!(unknown.contains("TRANSACTIONAL_ID_NOT_FOUND"), "{unknown}");
 }
 
 #[test]

@@ -11,3 +11,4 @@ pub mod produce;
 pub mod reset_offsets;
 pub mod server;
 pub mod topic;
+pub mod txn;

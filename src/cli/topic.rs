@@ -29,6 +29,10 @@ enum TopicCommand {
     Describe {
         /// The topics [default: every topic but internal ones].
         topics: Vec<String>,
+        /// Also print each partition's active producers (DescribeProducers), as
+        /// kafka-transactions describe-producers does.
+        #[arg(long)]
+        producers: bool,
     },
     /// Create a topic.
     Create {
@@ -79,7 +83,12 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
                 crate::outln!("{name}");
             }
         }
-        TopicCommand::Describe { topics } => describe(&admin, topics)?,
+        TopicCommand::Describe { topics, producers } => {
+            let wire = producers
+                .then(|| super::txn::Wire::new(&args.cluster))
+                .transpose()?;
+            describe(&admin, topics, wire.as_ref())?
+        }
         TopicCommand::Create {
             topic,
             partitions,
@@ -121,7 +130,13 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn describe(admin: &runnel_client::admin::Admin, topics: Vec<String>) -> anyhow::Result<()> {
+/// kafka-topics' describe; with `producers`, each partition's line is followed by one line per
+/// active producer (kafka-transactions describe-producers' columns).
+fn describe(
+    admin: &runnel_client::admin::Admin,
+    topics: Vec<String>,
+    producers: Option<&super::txn::Wire>,
+) -> anyhow::Result<()> {
     let names = if topics.is_empty() {
         let metadata = admin.metadata(None)?;
         let mut names: Vec<String> = metadata
@@ -161,6 +176,12 @@ fn describe(admin: &runnel_client::admin::Admin, topics: Vec<String>) -> anyhow:
             partitions.len(),
             overrides.join(",")
         );
+        let active: std::collections::HashMap<i32, Vec<_>> = match producers {
+            Some(wire) => super::txn::describe_producers(admin, wire, &name, &[])?,
+            None => Vec::new(),
+        }
+        .into_iter()
+        .collect();
         for p in partitions {
             crate::outln!(
                 "\tTopic: {name}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
@@ -169,6 +190,21 @@ fn describe(admin: &runnel_client::admin::Admin, topics: Vec<String>) -> anyhow:
                 join(p.replicas()),
                 join(p.isr())
             );
+            if let Some(of_partition) = active.get(&p.id()) {
+                for producer in of_partition {
+                    let cells = super::txn::producer_cells(producer);
+                    crate::outln!(
+                        "\t\tProducerId: {}\tProducerEpoch: {}\tLatestCoordinatorEpoch: {}\t\
+                         LastSequence: {}\tLastTimestamp: {}\tCurrentTransactionStartOffset: {}",
+                        cells[0],
+                        cells[1],
+                        cells[2],
+                        cells[3],
+                        cells[4],
+                        cells[5]
+                    );
+                }
+            }
         }
     }
     Ok(())

@@ -4,10 +4,12 @@
 //! A well-kept client rather than a home-made one (DESIGN.md §1): the benchmark then measures
 //! the broker as real applications see it, and the CLI behaves like every other Kafka tool.
 //! This crate owns the mapping from Runnel's options to librdkafka's configuration names and
-//! the admin calls the tools need ([`admin`]); it knows nothing of broker internals.
+//! the admin calls the tools need ([`admin`]), and the three admin requests librdkafka has no
+//! call for ([`wire_admin`]: transactions and producers); it knows nothing of broker internals.
 
 pub mod admin;
 pub mod reset;
+pub mod wire_admin;
 
 use std::time::Duration;
 
