@@ -6,6 +6,7 @@ What each test pins of Kafka's behaviour is in its docstring.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -269,3 +270,94 @@ def test_read_committed_lag_is_measured_to_the_last_stable_offset(broker):
         consumer.close()
         p.abort_transaction(TIMEOUT_S)
     assert len(read_values(broker.bootstrap, topic, 1, "read_uncommitted")) == 8
+
+
+def test_kafka_python_aborted_transaction_is_hidden_from_read_committed_only(broker):
+    """Kafka's isolation levels with kafka-python (3.0) on both ends: records of a transaction
+    its KafkaProducer aborts are never delivered to a read_committed KafkaConsumer (the fetch's
+    aborted_transactions list names them) and are delivered to a read_uncommitted one; the same
+    producer's next transaction commits and both see it. The ABORT and COMMIT markers are control
+    batches: each takes one offset in each partition but neither consumer is handed a record
+    for it, and both consumers' positions end past the final marker, at the high watermark."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KpTopicPartition
+
+    topic = "txn-kafka-python-abort"
+    ck.create_topic(broker.bootstrap, topic, partitions=2)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap,
+                             transactional_id="kafka-python-abort-app")
+    producer.init_transactions()
+    producer.begin_transaction()
+    for i in range(6):
+        producer.send(topic, value=f"aborted{i}".encode(), partition=i % 2)
+    producer.flush()
+    producer.abort_transaction()
+    producer.begin_transaction()
+    for i in range(4):
+        producer.send(topic, value=f"committed{i}".encode(), partition=i % 2)
+    producer.commit_transaction()
+    producer.close()
+
+    # Per partition: 3 aborted records (0-2), ABORT marker (3), 2 committed (4-5), COMMIT (6).
+    partitions = [KpTopicPartition(topic, p) for p in range(2)]
+    end = 7
+    for p in range(2):
+        wait_until(lambda: ck.watermarks(broker.bootstrap, topic, p)[1] == end, TIMEOUT_S,
+                   f"partition {p}'s high watermark to be {end} (the COMMIT marker written)")
+
+    def read(isolation: str) -> dict[int, list[tuple[int, str]]]:
+        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None,
+                                 isolation_level=isolation, enable_auto_commit=False,
+                                 auto_offset_reset="earliest")
+        try:
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            got: dict[int, list[tuple[int, str]]] = {0: [], 1: []}
+
+            def at_end() -> bool:
+                for tp, messages in consumer.poll(timeout_ms=200).items():
+                    got[tp.partition] += [(m.offset, m.value.decode()) for m in messages]
+                return all(consumer.position(tp) == end for tp in partitions)
+
+            wait_until(at_end, TIMEOUT_S, f"the {isolation} consumer to reach offset {end}",
+                       interval=0)
+            return got
+        finally:
+            consumer.close()
+
+    committed = read("read_committed")
+    assert committed == {p: [(4, f"committed{p}"), (5, f"committed{p + 2}")] for p in range(2)}, (
+        f"read_committed got {committed}")
+    uncommitted = read("read_uncommitted")
+    assert uncommitted == {
+        p: [(0, f"aborted{p}"), (1, f"aborted{p + 2}"), (2, f"aborted{p + 4}"),
+            (4, f"committed{p}"), (5, f"committed{p + 2}")]
+        for p in range(2)}, f"read_uncommitted got {uncommitted}"
+
+
+def test_a_transaction_timeout_above_the_broker_maximum_is_refused_at_once(broker_factory):
+    """Kafka's TransactionCoordinator.handleInitProducerId: a transaction.timeout.ms above the
+    broker's transaction.max.timeout.ms is refused with INVALID_TRANSACTION_TIMEOUT (50), an
+    error librdkafka treats as fatal, so init_transactions raises it at once instead of
+    retrying until its own timeout runs out."""
+    broker = broker_factory({"transaction.max.timeout.ms": "5000"})
+    p = txn_producer(broker.bootstrap, "too-patient-app", {"transaction.timeout.ms": 20_000})
+    client_timeout_s = 30.0
+    started = time.monotonic()
+    with pytest.raises(KafkaException) as raised:
+        p.init_transactions(client_timeout_s)
+    elapsed = time.monotonic() - started
+    del p  # destroyed now, before the broker goes (close() would raise the fatal error again)
+    print(f"init_transactions refused after {elapsed:.3f}s: {raised.value}")
+    error = ck.kafka_error(raised.value)
+    assert error.code() == KafkaError.INVALID_TRANSACTION_TIMEOUT, (
+        f"want INVALID_TRANSACTION_TIMEOUT, got {error.name()}: {error}")
+    assert error.fatal(), f"librdkafka treats INVALID_TRANSACTION_TIMEOUT as fatal: {error}"
+    assert elapsed < 5.0, (
+        f"init_transactions took {elapsed:.1f}s (its own timeout {client_timeout_s:g}s): "
+        f"the broker's answer should end it at once")
+
+    # The same transactional.id with a timeout within the maximum is accepted.
+    ok = txn_producer(broker.bootstrap, "too-patient-app", {"transaction.timeout.ms": 5000})
+    ok.init_transactions(TIMEOUT_S)
+    ok.close()
