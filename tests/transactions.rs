@@ -1,7 +1,7 @@
 //! The transaction coordinator over the wire, with raw requests where a real client would
 //! never send the bad input: FindCoordinator for transactional ids, InitProducerId with a
 //! transactional id (epoch bumps that fence, Kafka's errors per version, state that survives a
-//! restart), AddPartitionsToTxn's checks, and KIP-890 part 1's refusal of a transactional
+//! restart), AddPartitionsToTxn's checks, EndTxn's misuse, and KIP-890 part 1's refusal of a transactional
 //! batch for a partition the transaction does not hold. Committing and aborting with real
 //! clients is in tests/clients/python/test_transactions_confluent.py.
 
@@ -285,4 +285,52 @@ fn read_committed_stops_at_an_open_transaction_and_lists_aborted_ones() {
         (2, 2, vec![(producer_id, 0)])
     );
     assert_eq!(latest_offset(&mut client, TOPIC, 0, 1), 2);
+}
+
+/// EndTxn misuse gets Kafka's code at once (`TransactionCoordinator.endTransactionWithTV1`):
+/// with no transaction open, commit and abort are both INVALID_TXN_STATE; an epoch older than
+/// the producer's is PRODUCER_FENCED (INVALID_PRODUCER_EPOCH below v2, KIP-588); an unknown
+/// producer id is INVALID_PRODUCER_ID_MAPPING. None of them changes the id's state: the
+/// producer still begins and commits a transaction afterwards.
+#[test]
+fn end_txn_without_a_transaction_or_with_a_stale_epoch_is_refused() {
+    use common::txn::end_txn;
+    let broker = TestBroker::start_with(OVERRIDES);
+    let mut client = RawClient::connect(broker.addr);
+    assert_eq!(common::create_topic(&mut client, TOPIC, 1, &[]), 0);
+    let (error, producer_id, old_epoch) = init_loaded(&mut client, "misuse", 4);
+    assert_eq!(error, 0);
+    let (error, _, epoch) = init(&mut client, "misuse", 60_000, 4);
+    assert_eq!((error, epoch), (0, old_epoch + 1));
+    let producer = (producer_id, epoch);
+    for commit in [true, false] {
+        assert_eq!(
+            end_txn(&mut client, 3, "misuse", producer, commit).0,
+            ErrorCode::InvalidTxnState.code(),
+            "EndTxn(commit={commit}) with no transaction open"
+        );
+    }
+    let stale = (producer_id, old_epoch);
+    assert_eq!(
+        end_txn(&mut client, 3, "misuse", stale, true).0,
+        ErrorCode::ProducerFenced.code()
+    );
+    assert_eq!(
+        end_txn(&mut client, 1, "misuse", stale, true).0,
+        ErrorCode::InvalidProducerEpoch.code()
+    );
+    assert_eq!(
+        end_txn(&mut client, 3, "misuse", (producer_id + 1000, epoch), true).0,
+        ErrorCode::InvalidProducerIdMapping.code()
+    );
+    assert_eq!(
+        add_partitions(&mut client, 3, "misuse", producer, TOPIC, &[0]),
+        [0]
+    );
+    let batch = transactional_batch(producer_id, epoch, 0, b"after the misuse");
+    assert_eq!(
+        produce(&mut client, 9, Some("misuse"), (TOPIC, 0), batch),
+        0
+    );
+    assert_eq!(end_txn(&mut client, 3, "misuse", producer, true).0, 0);
 }

@@ -526,3 +526,31 @@ fn a_delayed_end_txn_never_commits_a_later_transaction() {
     );
     assert!(committed_values(&mut client, topic, 1).is_empty());
 }
+
+/// Under transactions v2 (`TransactionCoordinator.endTransaction` with TV2), EndTxn v5 with no
+/// transaction open: a commit is INVALID_TXN_STATE; an abort is accepted and bumps the epoch
+/// (the client aborts when it cannot know whether its transaction began, and the bump fences
+/// whatever of it may still be in flight).
+#[test]
+fn end_txn_v5_with_no_transaction_refuses_a_commit_and_bumps_on_an_abort() {
+    let broker = TestBroker::start_with(OVERRIDES);
+    let mut client = RawClient::connect(broker.addr);
+    let (error, producer_id, epoch) = init_loaded(&mut client, "empty", INIT_V2);
+    assert_eq!(error, 0);
+    assert_eq!(
+        end_txn(&mut client, END_TXN_V2, "empty", (producer_id, epoch), true).0,
+        ErrorCode::InvalidTxnState.code()
+    );
+    let mut aborted = (0, 0, 0);
+    common::wait_until("the empty abort to be taken", DEADLINE, || {
+        aborted = end_txn(
+            &mut client,
+            END_TXN_V2,
+            "empty",
+            (producer_id, epoch),
+            false,
+        );
+        aborted.0 != ErrorCode::ConcurrentTransactions.code()
+    });
+    assert_eq!(aborted, (0, producer_id, epoch + 1));
+}
