@@ -1,9 +1,10 @@
 //! The transaction coordinator over the wire, with raw requests where a real client would
 //! never send the bad input: FindCoordinator for transactional ids, InitProducerId with a
 //! transactional id (epoch bumps that fence, Kafka's errors per version, state that survives a
-//! restart), AddPartitionsToTxn's checks, EndTxn's misuse, and KIP-890 part 1's refusal of a transactional
-//! batch for a partition the transaction does not hold. Committing and aborting with real
-//! clients is in tests/clients/python/test_transactions_confluent.py.
+//! restart), AddPartitionsToTxn's checks, EndTxn's misuse, and KIP-890 part 1's refusal of a
+//! transactional batch for a partition the transaction does not hold. Committing and aborting
+//! with real clients is in tests/clients/python/test_transactions_confluent.py (and
+//! kafkajs_transactions.test.mjs); transactions v2 in tests/transactions_v2.rs.
 
 mod common;
 
