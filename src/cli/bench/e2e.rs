@@ -53,7 +53,13 @@ pub fn run(workload: &Workload) -> anyhow::Result<()> {
     let _progress = Progress::start("e2e consumed", Arc::clone(&consumed));
     let elapsed = std::thread::scope(|scope| -> anyhow::Result<Duration> {
         let producer = scope.spawn(|| {
-            let result = run_producers(workload, &produced, &Arc::new(Latencies::new()), &stamp);
+            let result = run_producers(
+                workload,
+                &produced,
+                &Arc::new(Latencies::new()),
+                &Arc::default(),
+                &stamp,
+            );
             producing_done.store(true, Ordering::Release);
             result
         });

@@ -1,7 +1,13 @@
 //! `runnel bench produce`: producers sending fixed-size records, send→ack latency per record.
+//!
+//! Send→ack includes the time a record waits in librdkafka for its batch (`linger.ms`, the
+//! batch filling), so the summary also splits it as librdkafka sees it, from its statistics
+//! every second ([`ClientWindows`]): the queue wait (`int_latency`) and the produce request's
+//! round trip (`rtt`: the wire and the broker). Each second's window has its own p99; the
+//! largest of them bounds the run's p99 from above (no window has more than 1% above it).
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -9,6 +15,7 @@ use runnel_client::rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use runnel_client::rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
 };
+use runnel_client::rdkafka::statistics::Statistics;
 use runnel_client::rdkafka::ClientContext;
 use serde_json::json;
 
@@ -23,14 +30,58 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 /// Pause when librdkafka's local queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(1);
 
+/// How often librdkafka reports its statistics to [`ClientWindows`].
+const STATISTICS_INTERVAL_MS: &str = "1000";
+
 /// Counts acknowledged records and their latency from the send time carried as the opaque.
 pub struct DeliveryCounter {
     pub latencies: Arc<Latencies>,
     pub counters: Arc<Counters>,
     pub record_bytes: u64,
+    pub windows: Arc<ClientWindows>,
 }
 
-impl ClientContext for DeliveryCounter {}
+impl ClientContext for DeliveryCounter {
+    fn stats(&self, statistics: Statistics) {
+        self.windows.add(&statistics);
+    }
+}
+
+/// The largest p99 (µs) of librdkafka's one-second windows over a run, per figure, across the
+/// brokers it produced to; windows with no samples are skipped.
+#[derive(Default)]
+pub struct ClientWindows {
+    p99_us: Mutex<[Option<i64>; 3]>,
+}
+
+impl ClientWindows {
+    const NAMES: [&'static str; 3] = ["queue_p99_ms", "outbuf_p99_ms", "rtt_p99_ms"];
+
+    fn add(&self, statistics: &Statistics) {
+        let Ok(mut largest) = self.p99_us.lock() else {
+            return;
+        };
+        for broker in statistics.brokers.values().filter(|b| b.nodeid >= 0) {
+            let windows = [&broker.int_latency, &broker.outbuf_latency, &broker.rtt];
+            for (slot, window) in largest.iter_mut().zip(windows) {
+                if let Some(window) = window.as_ref().filter(|w| w.cnt > 0) {
+                    *slot = Some(slot.map_or(window.p99, |p99| p99.max(window.p99)));
+                }
+            }
+        }
+    }
+
+    /// `{"queue_p99_ms": …, "outbuf_p99_ms": …, "rtt_p99_ms": …}` (null where no window had
+    /// samples), the largest window p99 of each.
+    pub fn summary(&self) -> serde_json::Value {
+        let largest = self.p99_us.lock().map(|l| *l).unwrap_or_default();
+        let mut out = serde_json::Map::new();
+        for (name, p99) in Self::NAMES.iter().zip(largest) {
+            out.insert(name.to_string(), json!(p99.map(|us| us as f64 / 1000.0)));
+        }
+        serde_json::Value::Object(out)
+    }
+}
 
 impl ProducerContext for DeliveryCounter {
     type DeliveryOpaque = Box<Instant>;
@@ -113,10 +164,12 @@ pub fn run_producers(
     workload: &Workload,
     counters: &Arc<Counters>,
     latencies: &Arc<Latencies>,
+    windows: &Arc<ClientWindows>,
     fill: &(dyn Fn(&mut [u8]) + Sync),
 ) -> anyhow::Result<Duration> {
     let mut config =
         runnel_client::producer_config(&workload.cluster.bootstrap, &workload.producer_options()?);
+    config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     workload.cluster.apply(&mut config)?;
     let producers = workload.producers.max(1) as u64;
     let rate = (workload.throughput > 0).then(|| workload.throughput as f64 / producers as f64);
@@ -130,6 +183,7 @@ pub fn run_producers(
                 latencies: Arc::clone(latencies),
                 counters: Arc::clone(counters),
                 record_bytes: workload.record_size as u64,
+                windows: Arc::clone(windows),
             };
             let producer: ThreadedProducer<DeliveryCounter> = config
                 .create_with_context(context)
@@ -158,11 +212,18 @@ pub fn run(workload: &Workload) -> anyhow::Result<()> {
     let broker = BrokerCpu::start(workload.broker_pid)?;
     let counters = Arc::new(Counters::default());
     let latencies = Arc::new(Latencies::new());
+    let windows = Arc::new(ClientWindows::default());
     let elapsed = {
         let _progress = Progress::start("produce", Arc::clone(&counters));
-        run_producers(workload, &counters, &latencies, &|_| {})?
+        run_producers(workload, &counters, &latencies, &windows, &|_| {})?
     };
-    let figures = BrokerCpu::finish(broker, counters.bytes.load(Ordering::Relaxed))?;
+    let mut figures = BrokerCpu::finish(broker, counters.bytes.load(Ordering::Relaxed))?;
+    let client = windows.summary();
+    figures.text.push_str(&format!(
+        "; librdkafka p99 ms (largest 1 s window): queue {}, request round trip {}",
+        client["queue_p99_ms"], client["rtt_p99_ms"]
+    ));
+    figures.add("librdkafka_window_p99", client);
     report_with(
         "produce",
         workload.json,
