@@ -181,3 +181,33 @@ fn produce_reports_the_broker_cpu_per_gb_of_the_pid_given() {
         String::from_utf8_lossy(&gone.stderr)
     );
 }
+
+/// The summary carries librdkafka's own split of send→ack (its statistics every second: the
+/// records' wait in its queue, the produce request's round trip), for a run long enough to
+/// get a window; with `linger.ms` 5 at a low rate, batches leave on the linger, so the
+/// queue's p99 is near it and the round trip is positive.
+#[test]
+fn produce_reports_librdkafka_queue_and_round_trip_windows() {
+    let broker = TestBroker::start();
+    let s = summary(&[
+        "bench",
+        "produce",
+        "-b",
+        &broker.bootstrap(),
+        "--topic",
+        "windows",
+        "--num-records",
+        "3000",
+        "--throughput",
+        "2000",
+    ]);
+    let windows = &s["librdkafka_window_p99"];
+    let queue = windows["queue_p99_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{s}"));
+    let rtt = windows["rtt_p99_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(queue > 1.0, "records waited for linger.ms 5: {s}");
+    assert!(rtt > 0.0, "{s}");
+}
