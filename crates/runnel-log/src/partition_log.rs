@@ -196,9 +196,9 @@ pub struct PartitionLog {
     epochs: LeaderEpochCache,
     /// Below this offset the log is clean (compacted); see `compaction.rs`.
     cleaner_offset: i64,
-    /// Newest-record timestamp of the earliest segment where the last compaction kept a
-    /// tombstone: a pass is due once it is older than `delete.retention.ms`.
-    tombstone_horizon_ms: Option<i64>,
+    /// The earliest delete horizon still ahead among the tombstones and removable markers the
+    /// last compaction kept (in memory only): a pass is due once it has passed.
+    delete_horizon_ms: Option<i64>,
     /// Offset of the newest producer snapshot known on disk (loaded or written): `close`
     /// writes none when it is already at the log end offset.
     snapshot_offset: Option<i64>,

@@ -95,6 +95,14 @@ pub struct BatchMetadata {
     pub max_timestamp: i64,
 }
 
+/// A producer's last record in the log, as the log cleaner needs it (Kafka's `LastRecord`):
+/// the last offset of its newest data batch, when its state caches one, and its epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastRecord {
+    pub last_data_offset: Option<i64>,
+    pub epoch: i16,
+}
+
 /// What we know of one producer id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerEntry {
@@ -207,11 +215,18 @@ impl ProducerStateManager {
         self.producers.get(&producer_id)
     }
 
-    /// Each producer's newest batch's last offset, by producer id.
-    pub fn last_batch_offsets(&self) -> HashMap<i64, i64> {
+    /// Each producer's last data offset and epoch, by producer id (Kafka's
+    /// `lastRecordsOfActiveProducers`): what the log cleaner keeps of each producer.
+    pub fn last_records(&self) -> HashMap<i64, LastRecord> {
         self.producers
             .iter()
-            .filter_map(|(id, entry)| Some((*id, entry.batches.back()?.last_offset)))
+            .map(|(id, entry)| {
+                let last = LastRecord {
+                    last_data_offset: entry.batches.back().map(|batch| batch.last_offset),
+                    epoch: entry.epoch,
+                };
+                (*id, last)
+            })
             .collect()
     }
 

@@ -9,9 +9,9 @@
 //! |     12 |    4 | partition leader epoch | set by the broker on append                      |
 //! |     16 |    1 | magic                  | must be 2                                        |
 //! |     17 |    4 | crc                    | CRC-32C of bytes 21..end (attributes onward)     |
-//! |     21 |    2 | attributes             | bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control |
+//! |     21 |    2 | attributes             | bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control, 6 delete horizon |
 //! |     23 |    4 | last offset delta      |                                                  |
-//! |     27 |    8 | base timestamp         |                                                  |
+//! |     27 |    8 | base timestamp         | the delete horizon when bit 6 is set (KIP-534)   |
 //! |     35 |    8 | max timestamp          |                                                  |
 //! |     43 |    8 | producer id            | -1 when not idempotent                           |
 //! |     51 |    2 | producer epoch         |                                                  |
@@ -49,6 +49,10 @@ const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
+/// Attribute bit 6 (KIP-534, Kafka's `DELETE_HORIZON_FLAG_MASK`): the base timestamp is the
+/// batch's delete horizon, set by the log cleaner, and record timestamp deltas are relative
+/// to it.
+pub const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 /// Why a record batch was refused. Each maps to one Kafka error code in the broker.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -162,6 +166,13 @@ impl BatchHeader {
 
     pub fn is_control(&self) -> bool {
         self.attributes & ATTR_CONTROL != 0
+    }
+
+    /// Kafka's `RecordBatch.deleteHorizonMs`: the time from which the log cleaner may remove
+    /// the batch's tombstones, or the batch itself when it is a transaction marker (the base
+    /// timestamp, when attribute bit 6 is set).
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & ATTR_DELETE_HORIZON != 0).then_some(self.base_timestamp)
     }
 
     /// Whether the batch carries an idempotent producer's id.

@@ -83,7 +83,8 @@ use kafka_protocol::records::Compression;
 use crate::record_batch::{self, BatchHeader, BATCH_HEADER_SIZE};
 use crate::ErrorCode;
 
-use codecs::{inflater, Recompressor};
+use codecs::inflater;
+pub(crate) use codecs::Recompressor;
 pub use codecs::{SNAPPY_INFLATION_MAX, ZSTD_WINDOW_LOG_MAX};
 
 /// Bytes of the buffer a compressed payload is inflated through.

@@ -1,18 +1,20 @@
 """Compacted topics through confluent-kafka: the cleaner keeps each key's latest value, drops
-tombstoned keys after delete.retention.ms, refuses records without a key, and a kill -9 in
-the middle of a compaction leaves a log that reads cleanly with nothing it must keep lost.
+tombstoned keys after delete.retention.ms, refuses records without a key, removes aborted
+transactions' records and the transaction markers no data is left for, and a kill -9 in the
+middle of a compaction leaves a log that reads cleanly with nothing it must keep lost.
 """
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 import ck
-from helpers import Record, now_ms, wait_until
+from helpers import Record, now_ms, partition_dir, wait_until
 
 KEYS = 50
 RECORDS = 5_000
@@ -130,3 +132,104 @@ def test_kill_during_compaction_leaves_a_readable_log(broker_factory):
     (new,) = ck.produce(broker.bootstrap, topic, [Record(b"key-00", b"after", (), now_ms())],
                         partition=0)
     assert new.offset == acked[-1].offset + 1
+
+
+def control_batches(data_dir: Path, topic: str) -> list[tuple[int, int]]:
+    """(base offset, records count) of every control batch in the partition's segment files,
+    read from the files themselves (librdkafka never hands control records to the
+    application): the transaction markers a read_uncommitted fetch would return."""
+    found = []
+    for path in partition_dir(data_dir, topic, 0).glob("*.log"):
+        data = path.read_bytes()
+        at = 0
+        while at + 61 <= len(data):
+            base_offset, length = struct.unpack_from(">qi", data, at)
+            if length < 49 or at + 12 + length > len(data):
+                break
+            (attributes,) = struct.unpack_from(">h", data, at + 21)
+            (count,) = struct.unpack_from(">i", data, at + 57)
+            if attributes & 0x20:
+                found.append((base_offset, count))
+            at += 12 + length
+    return sorted(found)
+
+
+def txn_view(bootstrap: str, topic: str, isolation: str) -> list[tuple[bytes, bytes]]:
+    stored = ck.consume_all(bootstrap, topic, partitions=1, start=OFFSET_BEGINNING,
+                            config={"isolation.level": isolation})
+    return [(s.record.key, s.record.value) for s in stored
+            if not s.record.key.startswith(b"filler-")]
+
+
+def test_transaction_markers_go_once_no_data_of_their_transaction_is_left(broker_factory):
+    """Kafka's cleaner on a compacted topic written by a transactional producer
+    (CleanedTransactionMetadata, KIP-534): an aborted transaction's records go in the first
+    pass; a COMMIT or ABORT marker goes once a pass finds no batch of its transaction left and
+    delete.retention.ms (0 here) has passed since; the marker of a transaction with a record
+    still its key's latest stays. read_committed reads each key's latest committed value
+    throughout and after a restart, and the next transaction is read (nothing left open)."""
+    broker = broker_factory(FAST_CLEANER)
+    topic = "compacted-txn"
+    admin = ck.admin(broker.bootstrap)
+    # Written as a plain topic, so that the markers can be counted before any pass.
+    config = {**COMPACTED, "cleanup.policy": "delete", "delete.retention.ms": "0"}
+    admin.create_topics([NewTopic(topic, 1, 1, config=config)])[topic].result(ck.TIMEOUT_S)
+    producer = ck.producer(broker.bootstrap, {"transactional.id": "compacted-txn-app"})
+    producer.init_transactions(ck.TIMEOUT_S)
+    rounds, aborted_rounds = 12, {1, 4, 7, 10}
+    latest: dict[bytes, bytes] = {}
+    for r in range(rounds):
+        producer.begin_transaction()
+        values = {f"txn-{k}".encode(): f"round-{r}-{k}".encode() for k in range(8)}
+        if r == 0:
+            values[b"only-round-0"] = b"stays"  # keeps round 0's marker
+        if r in aborted_rounds:
+            values[b"aborted-only"] = f"aborted-{r}".encode()
+        for key, value in values.items():
+            producer.produce(topic, key=key, value=value, partition=0)
+        assert producer.flush(ck.TIMEOUT_S) == 0
+        if r in aborted_rounds:
+            producer.abort_transaction(ck.TIMEOUT_S)
+        else:
+            producer.commit_transaction(ck.TIMEOUT_S)
+            latest.update(values)
+    roll_active_segment(broker.bootstrap, topic)
+    markers = wait_until(lambda: (m := control_batches(broker.data_dir, topic)) and
+                         len(m) == rounds and m, 30, "every round's marker in the log")
+    assert all(count == 1 for _, count in markers), markers
+    committed = sorted(latest.items())
+    uncommitted = txn_view(broker.bootstrap, topic, "read_uncommitted")
+    assert any(key == b"aborted-only" for key, _ in uncommitted)
+
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([resource])[resource].result(ck.TIMEOUT_S)
+    kept = [markers[0], markers[-1]]  # round 0's (only-round-0) and the last round's
+    fillers = iter(range(1_000))
+
+    def only_kept_markers_left() -> bool:
+        # Each pass needs dirty data to run (as in Kafka): one more rolled segment of fillers.
+        n = next(fillers)
+        ck.produce(broker.bootstrap, topic,
+                   [Record(f"filler-{n}-{i}".encode(), b"f" * 1024, (), now_ms()) for i in range(24)],
+                   partition=0, config={"linger.ms": 5, "batch.size": 4096})
+        return control_batches(broker.data_dir, topic) == kept
+
+    wait_until(only_kept_markers_left, 60, "only the markers of transactions with data left",
+               interval=0.5)
+    assert sorted(txn_view(broker.bootstrap, topic, "read_committed")) == committed
+    # Aborted records are gone for read_uncommitted too, and each key has one record left.
+    assert sorted(txn_view(broker.bootstrap, topic, "read_uncommitted")) == committed
+
+    broker.stop()
+    broker.start()
+    assert control_batches(broker.data_dir, topic) == kept
+    assert sorted(txn_view(broker.bootstrap, topic, "read_committed")) == committed
+    producer = ck.producer(broker.bootstrap, {"transactional.id": "compacted-txn-app"})
+    producer.init_transactions(ck.TIMEOUT_S)
+    producer.begin_transaction()
+    producer.produce(topic, key=b"after-restart", value=b"committed", partition=0)
+    producer.commit_transaction(ck.TIMEOUT_S)
+    wait_until(lambda: (b"after-restart", b"committed") in
+               txn_view(broker.bootstrap, topic, "read_committed"), 30,
+               "the next transaction read by read_committed")

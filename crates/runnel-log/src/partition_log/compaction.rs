@@ -5,8 +5,8 @@
 //! The *cleaner offset* splits the log: below it the clean section (already compacted once),
 //! from it the dirty section. A pass runs when the dirty share of the non-active segments'
 //! bytes ([`PartitionLog::cleanable_ratio`]) reaches `min.cleanable.dirty.ratio`, when the
-//! oldest dirty record is older than `max.compaction.lag.ms`, or when a kept tombstone's delete
-//! horizon has passed. It:
+//! oldest dirty record is older than `max.compaction.lag.ms`, or when the delete horizon of a
+//! kept tombstone or transaction marker has passed. It:
 //! 1. bounds the dirty section at the first segment that is active, not wholly below the last
 //!    stable offset (which is at most the high watermark), or (when `min.compaction.lag.ms` > 0) holds a record younger than that lag;
 //! 2. builds a key → latest offset map over the dirty section, at most `offset_map_bytes_max`
@@ -14,9 +14,11 @@
 //!    the pass cleans only up to the first offset the map does not cover;
 //! 3. rewrites every non-active segment from the log start up to that end: a keyed record is
 //!    kept only if no newer record of its key is in the map (records of the clean section
-//!    included); records with a null key are kept; control batches are kept as they are;
-//!    records of aborted transactions are removed and never enter the map, and each cleaned
-//!    segment's `.txnindex` keeps the entries Kafka keeps (`compaction/transactions.rs`);
+//!    included); records with a null key are kept; records of aborted transactions are
+//!    removed and never enter the map; a transaction marker is removed once no data of its
+//!    transaction is left and its delete horizon has passed, and each cleaned segment's
+//!    `.txnindex` keeps the entries Kafka keeps (`compaction/transactions.rs`); tombstones and
+//!    markers go as described below;
 //! 4. moves the cleaner offset to the end of the cleaned section.
 //!
 //! Invariants: the clean section holds at most one record per key (every pass deduplicates
@@ -36,24 +38,43 @@
 //! runs the three steps back to back.
 //!
 //! # Batches
-//! A batch whose records all survive is copied byte for byte. Otherwise it becomes one new batch
-//! with the same codec, timestamp type (LogAppendTime batches keep their max timestamp),
-//! producer id/epoch, transactional flag and leader epoch, whose base offset is its first
-//! retained record's offset and whose base sequence moves with it (so each record keeps its
-//! sequence). A batch left with no records is dropped, except the last batch of an idempotent
-//! producer (per the live producer state), which stays as an empty header with its original
-//! offsets and sequences, as Kafka does, so that rebuilding producer state from the log still
-//! finds the producer's epoch and last sequence. A segment left empty is deleted, except the
-//! first one, which keeps the log start offset where it was.
+//! A batch whose records all survive is copied byte for byte, unless it gets a delete horizon
+//! (below). Otherwise it becomes one new batch with the same codec, timestamp type
+//! (LogAppendTime batches keep their max timestamp), producer id/epoch, transactional and
+//! control flags, delete horizon and leader epoch, whose base offset is its first retained
+//! record's offset and whose base sequence moves with it (so each record keeps its sequence).
+//! A batch left with no records is dropped, except a producer's last batch (Kafka's
+//! `isBatchLastRecordOfProducer`, per the live producer state: the producer's newest data
+//! batch, or for a producer whose state caches none, a marker at its current epoch), which
+//! stays as an empty header with its original offsets, sequences and flags (no delete
+//! horizon), as Kafka does, so that rebuilding producer state from the log still finds the
+//! producer's epoch and last sequence. An empty header that is no longer its producer's last
+//! is dropped. A segment left empty is deleted, except the first one, which keeps the log start
+//! offset where it was.
 //!
-//! # Tombstones
-//! We use the rule of Kafka before KIP-534, on record timestamps: a tombstone (null value) is
-//! dropped once it has survived one pass (it lies below the cleaner offset when the pass starts)
-//! and its segment's newest record is older than `now_ms - delete.retention.ms`. Nothing is
-//! written to the batch (no delete-horizon attribute). After a pass keeps tombstones, the
-//! log remembers (in memory only) the earliest such segment timestamp, so that a later pass runs
-//! when it expires even without new dirty data; after a restart the next regular pass drops
-//! them.
+//! # Tombstones and transaction markers: the delete horizon (KIP-534)
+//! Both follow Kafka's rule for v2 batches (`Cleaner.cleanInto`, `shouldRetainRecord`,
+//! `MemoryRecords.filterTo`): the first pass that keeps a batch holding a tombstone (a keyed
+//! record with a null value that is its key's latest), or a transaction marker no data of whose
+//! transaction is left (`compaction/transactions.rs`), and that has no delete horizon yet,
+//! rewrites it with one: attribute bit 6 set and the base timestamp = the pass's `now_ms` +
+//! `delete.retention.ms` (saturating; record timestamps are kept, their deltas taken from the
+//! horizon). A later pass whose `now_ms` is at or past the horizon drops the tombstone (unless
+//! it lies beyond what the offset map covers) and the marker (as a whole batch; a producer's
+//! last batch stays as an empty header). So a consumer that reads the log from its start within
+//! `delete.retention.ms` of the first such pass still sees each tombstone and marker, and a
+//! marker never goes while any batch of its transaction is in the log. When a marker goes, no
+//! index entry is left for it: an ABORT's entry is kept only by a pass that saw data of its
+//! transaction, so the pass that gives the marker its horizon already drops it. A replay of the
+//! log after that (`producer_state.rs`) finds no transaction left open, since a data batch
+//! outlives its marker in no case.
+//!
+//! Kafka's older rule (before KIP-534, for message formats below v2: tombstones and markers in
+//! a segment last modified `delete.retention.ms` before the clean section's end) is not used:
+//! Runnel stores only v2 batches. After a pass keeps a batch with a horizon ahead, the log
+//! remembers (in memory only) the earliest one, so that a later pass runs once it has passed
+//! even without new dirty data (Kafka waits for its next pass due by dirtiness); after a
+//! restart the next regular pass removes what is due.
 //!
 //! # Crash policy (Kafka's `.cleaned` / `.swap` discipline)
 //! Each cleaned segment is written to `<base>.log.cleaned` and fsynced, renamed to
@@ -77,12 +98,13 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
-use runnel_protocol::record_batch::{BatchHeader, BATCH_HEADER_SIZE};
+use runnel_protocol::record_batch::{BatchHeader, ATTR_DELETE_HORIZON, BATCH_HEADER_SIZE};
 use runnel_protocol::reencode;
 
 use super::PartitionLog;
 use crate::checkpoint::sync_dir;
 use crate::error::LogError;
+use crate::producer_state::LastRecord;
 use crate::segment::{
     segment_file_path, validate_stored_batch, AbortedTxn, Segment, CLEANED_SUFFIX, LOG_SUFFIX,
     SWAP_SUFFIX,
@@ -170,13 +192,18 @@ impl OffsetMap {
     }
 }
 
-/// The rules of one pass for deciding each record's fate.
+/// The rules of one pass for deciding each batch's and record's fate.
 struct Pass<'a> {
     map: &'a OffsetMap,
-    /// The cleaner offset when the pass started: records below it survived a pass already.
-    first_dirty: i64,
-    /// Tombstones in segments whose newest record is older than this may go.
-    tombstone_cutoff_ms: i64,
+    /// Where the offset map stops covering: records from here on are kept as they are
+    /// (Kafka's `pastLatestOffset`).
+    dirty_end: i64,
+    /// The time of the pass (Kafka's `currentTime`): a delete horizon at or before it has
+    /// passed.
+    now_ms: i64,
+    /// The delete horizon a batch gets when this pass first finds it holding a tombstone or
+    /// a removable marker: `now_ms + delete.retention.ms`.
+    new_horizon_ms: i64,
 }
 
 /// What became of one batch.
@@ -197,7 +224,9 @@ struct CleanedSegment {
     source_size_bytes: u64,
     changed: bool,
     records_removed: u64,
-    keeps_tombstones: bool,
+    /// The earliest delete horizon still ahead among the batches kept with a tombstone or a
+    /// removable marker: when a later pass can remove them.
+    earliest_horizon_ms: Option<i64>,
 }
 
 impl PartitionLog {
@@ -267,15 +296,14 @@ impl PartitionLog {
         let end_bound = self
             .first_uncleanable_offset(policy, now_ms)
             .max(first_dirty);
-        let tombstone_cutoff_ms = now_ms.saturating_sub(policy.delete_retention_ms.max(0));
         let has_dirty = end_bound > first_dirty;
         let dirty_due = has_dirty
             && (self.cleanable_ratio() >= policy.min_cleanable_dirty_ratio
                 || self.dirty_lag_exceeded(first_dirty, policy, now_ms)?);
         let due = dirty_due
             || self
-                .tombstone_horizon_ms
-                .is_some_and(|newest| newest < tombstone_cutoff_ms);
+                .delete_horizon_ms
+                .is_some_and(|horizon| horizon <= now_ms);
         if !due {
             return Ok(None);
         }
@@ -285,7 +313,7 @@ impl PartitionLog {
             index_interval_bytes: self.config.index_interval_bytes,
             first_dirty,
             end_bound,
-            tombstone_cutoff_ms,
+            delete_retention_ms: policy.delete_retention_ms.max(0),
             now_ms,
             offset_map_bytes_max,
             segments: sealed
@@ -293,7 +321,7 @@ impl PartitionLog {
                 .take_while(|s| s.base_offset() < end_bound)
                 .map(Segment::pinned)
                 .collect::<Result<_, _>>()?,
-            producers_last_offsets: self.producers.last_batch_offsets(),
+            producers_last_records: self.producers.last_records(),
             aborted_txns: self
                 .aborted_txn_index()
                 .into_iter()
@@ -354,7 +382,7 @@ impl PartitionLog {
                 outcome.segments_rewritten += 1;
             }
         }
-        self.tombstone_horizon_ms = compacted.tombstone_horizon_ms;
+        self.delete_horizon_ms = compacted.delete_horizon_ms;
         self.cleaner_offset = cleaner_offset;
         outcome.cleaner_offset = self.cleaner_offset();
         tracing::info!(
@@ -403,7 +431,12 @@ impl PartitionLog {
             .filter(|s| s.next_offset() > first_dirty)
         {
             if let Some((_, header)) = segment.translate_offset(first_dirty)? {
-                let oldest_ms = header.base_timestamp;
+                // A batch with a delete horizon holds it in its base timestamp.
+                let oldest_ms = if header.delete_horizon_ms().is_some() {
+                    header.max_timestamp
+                } else {
+                    header.base_timestamp
+                };
                 return Ok(oldest_ms >= 0
                     && now_ms.saturating_sub(oldest_ms) > policy.max_compaction_lag_ms.max(0));
             }
@@ -455,17 +488,18 @@ pub struct CompactionPlan {
     first_dirty: i64,
     /// Where the dirty section the pass may clean ends.
     end_bound: i64,
-    tombstone_cutoff_ms: i64,
+    /// `delete.retention.ms` (at least 0).
+    delete_retention_ms: i64,
     now_ms: i64,
     offset_map_bytes_max: usize,
     /// Copies of the sealed segments below `end_bound`, oldest first, each pinning its open
     /// handle (retention may delete a segment while the pass reads it; the handle keeps its
     /// bytes readable). A pass holds one descriptor per planned segment beyond the cache.
     segments: Vec<Segment>,
-    /// Each idempotent producer's newest batch's last offset when the pass was planned. A
-    /// batch that was a producer's last then may have been superseded since; keeping its empty
-    /// header is then merely unneeded, never wrong.
-    producers_last_offsets: HashMap<i64, i64>,
+    /// Each producer's last data offset and epoch when the pass was planned (Kafka's
+    /// `lastRecordsOfActiveProducers`). A batch that was a producer's last then may have been
+    /// superseded since; keeping its empty header is then merely unneeded, never wrong.
+    producers_last_records: HashMap<i64, LastRecord>,
     /// The log's aborted transactions that began below `end_bound`, from every segment's
     /// transaction index (a marker may lie beyond the planned segments).
     aborted_txns: Vec<AbortedTxn>,
@@ -477,7 +511,8 @@ pub struct CompactionPlan {
 pub struct CompactedSegments {
     first_dirty: i64,
     dirty_end: i64,
-    tombstone_horizon_ms: Option<i64>,
+    /// The earliest delete horizon ahead among what the pass kept (see [`CleanedSegment`]).
+    delete_horizon_ms: Option<i64>,
     cleaned: Vec<CleanedSegment>,
 }
 
@@ -506,11 +541,12 @@ impl CompactionPlan {
         let mut txns = TxnTracker::new(&self.aborted_txns, walk_from);
         let pass = Pass {
             map: &map,
-            first_dirty: self.first_dirty,
-            tombstone_cutoff_ms: self.tombstone_cutoff_ms,
+            dirty_end,
+            now_ms: self.now_ms,
+            new_horizon_ms: self.now_ms.saturating_add(self.delete_retention_ms),
         };
         let mut cleaned = Vec::new();
-        let mut tombstone_horizon_ms: Option<i64> = None;
+        let mut delete_horizon_ms: Option<i64> = None;
         for source in self.segments.iter().filter(|s| s.base_offset() < dirty_end) {
             let result = self
                 .clean_segment(source, &pass, &mut txns)
@@ -531,23 +567,20 @@ impl CompactionPlan {
                     CompactedSegments {
                         first_dirty: self.first_dirty,
                         dirty_end,
-                        tombstone_horizon_ms,
+                        delete_horizon_ms,
                         cleaned,
                     }
                     .discard()?;
                     return Err(error);
                 }
             };
-            if segment.keeps_tombstones {
-                let newest = segment.segment.max_timestamp().0;
-                tombstone_horizon_ms = Some(tombstone_horizon_ms.map_or(newest, |t| t.min(newest)));
-            }
+            delete_horizon_ms = earliest(delete_horizon_ms, segment.earliest_horizon_ms);
             cleaned.push(segment);
         }
         Ok(CompactedSegments {
             first_dirty: self.first_dirty,
             dirty_end,
-            tombstone_horizon_ms,
+            delete_horizon_ms,
             cleaned,
         })
     }
@@ -566,52 +599,85 @@ impl CompactionPlan {
             source_size_bytes: source.size_bytes(),
             changed: false,
             records_removed: 0,
-            keeps_tombstones: false,
+            earliest_horizon_ms: None,
         };
-        let tombstones_expire = source.max_timestamp().0 < pass.tombstone_cutoff_ms;
         let mut kept_txns = Vec::new();
         for (position, header) in source.headers_below(i64::MAX)? {
             let bytes = source.read_batch(position, &header)?;
+            let retain_empty = self.is_producers_last_batch(&header);
+            let corrupt = |reason: String| LogError::Corrupt {
+                path: source.log_path().to_path_buf(),
+                reason: format!(
+                    "re-encoding batch at offset {}: {reason}",
+                    header.base_offset
+                ),
+            };
             let verdict = if header.is_control() {
                 let marker = read_marker(source, position, &header)?;
-                kept_txns.extend(txns.on_control_batch(&header, marker.as_ref()));
-                Verdict::Unchanged
+                let read = txns.on_control_batch(&header, marker.as_ref());
+                kept_txns.extend(read.kept_entry);
+                let horizon = header.delete_horizon_ms();
+                if read.removable && horizon.is_some_and(|h| h <= pass.now_ms) {
+                    // No data of its transaction is left and its horizon has passed.
+                    cleaned.records_removed += header.records_count.max(0) as u64;
+                    emptied(&header, retain_empty)
+                } else if header.records_count == 0 {
+                    if retain_empty {
+                        Verdict::Unchanged
+                    } else {
+                        Verdict::Dropped
+                    }
+                } else if read.removable {
+                    let ahead = horizon.unwrap_or(pass.new_horizon_ms);
+                    cleaned.earliest_horizon_ms =
+                        earliest(cleaned.earliest_horizon_ms, Some(ahead));
+                    match horizon {
+                        Some(_) => Verdict::Unchanged,
+                        None => {
+                            // Kafka's containsMarkerForEmptyTxn: the first pass to find the
+                            // marker removable gives it its delete horizon.
+                            let records = decode_records(source, position, &header)?;
+                            let rewritten = encode_retained(&header, records, Some(ahead));
+                            Verdict::Rewritten(rewritten.map_err(corrupt)?)
+                        }
+                    }
+                } else {
+                    Verdict::Unchanged
+                }
             } else if txns.on_data_batch(&header) {
                 // Aborted data: every record goes; a producer's last batch stays as a header.
                 cleaned.records_removed += header.records_count.max(0) as u64;
-                if header.records_count == 0 {
-                    Verdict::Unchanged
-                } else if self.is_producers_last_batch(&header) {
-                    Verdict::Rewritten(empty_batch(&header))
-                } else {
-                    Verdict::Dropped
-                }
+                emptied(&header, retain_empty)
             } else {
                 let records = decode_records(source, position, &header)?;
                 let total = records.len();
+                let horizon = header.delete_horizon_ms();
                 let retained: Vec<Record> = records
                     .into_iter()
-                    .filter(|r| retain_record(r, pass, tombstones_expire))
+                    .filter(|r| retain_record(r, horizon, pass))
                     .collect();
                 cleaned.records_removed += (total - retained.len()) as u64;
-                cleaned.keeps_tombstones |= retained
+                let has_tombstone = retained
                     .iter()
                     .any(|r| r.key.is_some() && r.value.is_none());
-                if retained.len() == total {
-                    Verdict::Unchanged
-                } else if !retained.is_empty() {
-                    let corrupt = |reason: String| LogError::Corrupt {
-                        path: source.log_path().to_path_buf(),
-                        reason: format!(
-                            "re-encoding batch at offset {}: {reason}",
-                            header.base_offset
-                        ),
-                    };
-                    Verdict::Rewritten(encode_retained(&header, retained).map_err(corrupt)?)
-                } else if self.is_producers_last_batch(&header) {
-                    Verdict::Rewritten(empty_batch(&header))
+                let sets_horizon = has_tombstone && horizon.is_none();
+                let horizon = if sets_horizon {
+                    Some(pass.new_horizon_ms)
                 } else {
-                    Verdict::Dropped
+                    horizon
+                };
+                if has_tombstone {
+                    let ahead = horizon.filter(|&h| sets_horizon || h > pass.now_ms);
+                    cleaned.earliest_horizon_ms = earliest(cleaned.earliest_horizon_ms, ahead);
+                }
+                if retained.is_empty() {
+                    emptied(&header, retain_empty)
+                } else if retained.len() == total && !sets_horizon {
+                    Verdict::Unchanged
+                } else {
+                    Verdict::Rewritten(
+                        encode_retained(&header, retained, horizon).map_err(corrupt)?,
+                    )
                 }
             };
             let written = match verdict {
@@ -644,10 +710,43 @@ impl CompactionPlan {
         Ok(cleaned)
     }
 
-    /// Whether `header` was the last batch the producer state knew of its producer.
+    /// Whether `header` is the batch the producer state needs of its producer (Kafka's
+    /// `isBatchLastRecordOfProducer`): the producer's newest data batch, or, for a producer
+    /// whose state caches none, a control batch at its current epoch (which holds the epoch
+    /// that fences its older instances).
     fn is_producers_last_batch(&self, header: &BatchHeader) -> bool {
-        header.has_producer_id()
-            && self.producers_last_offsets.get(&header.producer_id) == Some(&header.last_offset())
+        if !header.has_producer_id() {
+            return false;
+        }
+        match self.producers_last_records.get(&header.producer_id) {
+            Some(LastRecord {
+                last_data_offset: Some(offset),
+                ..
+            }) => header.last_offset() == *offset,
+            Some(LastRecord {
+                last_data_offset: None,
+                epoch,
+            }) => header.is_control() && header.producer_epoch == *epoch,
+            None => false,
+        }
+    }
+}
+
+/// What becomes of a batch none of whose records stay: an empty header when it is its
+/// producer's last batch (Kafka's `RETAIN_EMPTY`), nothing otherwise.
+fn emptied(header: &BatchHeader, retain_empty: bool) -> Verdict {
+    match (retain_empty, header.records_count) {
+        (true, 0) => Verdict::Unchanged,
+        (true, _) => Verdict::Rewritten(empty_batch(header)),
+        (false, _) => Verdict::Dropped,
+    }
+}
+
+/// The earlier of two optional times.
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -707,8 +806,14 @@ fn build_offset_map(
     Ok((map, end_bound))
 }
 
-/// Whether a record of a non-control batch survives the pass.
-fn retain_record(record: &Record, pass: &Pass<'_>, tombstones_expire: bool) -> bool {
+/// Whether a record of a non-control batch whose delete horizon is `delete_horizon_ms`
+/// survives the pass (Kafka's `shouldRetainRecord`): it is beyond what the offset map covers,
+/// or it has no key, or it is its key's latest and either has a value or is a tombstone whose
+/// batch's horizon has not passed (or has none yet).
+fn retain_record(record: &Record, delete_horizon_ms: Option<i64>, pass: &Pass<'_>) -> bool {
+    if record.offset >= pass.dirty_end {
+        return true;
+    }
     let Some(key) = &record.key else {
         return true;
     };
@@ -719,9 +824,7 @@ fn retain_record(record: &Record, pass: &Pass<'_>, tombstones_expire: bool) -> b
     {
         return false;
     }
-    let expired_tombstone =
-        record.value.is_none() && record.offset < pass.first_dirty && tombstones_expire;
-    !expired_tombstone
+    record.value.is_some() || delete_horizon_ms.is_none_or(|horizon| pass.now_ms < horizon)
 }
 
 /// The record of a control batch, when it is a transaction marker that decodes (`None` for an
@@ -757,14 +860,19 @@ fn decode_records(
 }
 
 /// One batch holding `retained` (non-empty, from the batch `original`), in the original's
-/// codec (see `runnel_protocol::reencode`).
-fn encode_retained(original: &BatchHeader, retained: Vec<Record>) -> Result<Vec<u8>, String> {
+/// codec, with `delete_horizon_ms` as its delete horizon (see `runnel_protocol::reencode`).
+fn encode_retained(
+    original: &BatchHeader,
+    retained: Vec<Record>,
+    delete_horizon_ms: Option<i64>,
+) -> Result<Vec<u8>, String> {
     let compression = reencode::compression_of(original.compression())?;
-    reencode::encode_like(original, retained, compression)
+    reencode::encode_like(original, retained, compression, delete_horizon_ms)
 }
 
-/// A batch header with no records standing for `original` (an idempotent producer's last
-/// batch): same offsets, sequences, producer fields, flags and timestamps, no compression.
+/// A batch header with no records standing for `original` (a producer's last batch): same
+/// offsets, sequences, producer fields, flags and timestamps, no compression and no delete
+/// horizon (Kafka's `writeEmptyHeader`).
 fn empty_batch(original: &BatchHeader) -> Vec<u8> {
     const CODEC_MASK: i16 = 0x07;
     let mut bytes = Vec::with_capacity(BATCH_HEADER_SIZE);
@@ -773,7 +881,9 @@ fn empty_batch(original: &BatchHeader) -> Vec<u8> {
     bytes.extend_from_slice(&original.partition_leader_epoch.to_be_bytes());
     bytes.push(2);
     bytes.extend_from_slice(&[0; 4]);
-    bytes.extend_from_slice(&(original.attributes & !CODEC_MASK).to_be_bytes());
+    bytes.extend_from_slice(
+        &(original.attributes & !CODEC_MASK & !ATTR_DELETE_HORIZON).to_be_bytes(),
+    );
     bytes.extend_from_slice(&original.last_offset_delta.to_be_bytes());
     bytes.extend_from_slice(&original.max_timestamp.to_be_bytes());
     bytes.extend_from_slice(&original.max_timestamp.to_be_bytes());

@@ -148,7 +148,7 @@ impl PartitionLog {
             producers: ProducerStateManager::new(),
             epochs,
             cleaner_offset: log_start_offset,
-            tombstone_horizon_ms: None,
+            delete_horizon_ms: None,
             snapshot_offset: None,
             damaged,
         };

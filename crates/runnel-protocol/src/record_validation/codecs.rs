@@ -250,7 +250,7 @@ impl Read for Lz4Reader<'_> {
 }
 
 /// The target encoder of a recompression, writing after a copy of the original header.
-pub(super) struct Recompressor {
+pub(crate) struct Recompressor {
     encoder: Encoder,
     codec: &'static str,
     batch_bytes_max: usize,
@@ -267,7 +267,7 @@ enum Encoder {
 
 impl Recompressor {
     /// An encoder for `target` whose output starts with `header` (rewritten by the caller).
-    pub(super) fn new(
+    pub(crate) fn new(
         target: Compression,
         header: &[u8],
         batch_bytes_max: usize,
@@ -313,7 +313,7 @@ impl Recompressor {
     }
 
     /// Compresses the next inflated records bytes.
-    pub(super) fn write(&mut self, records: &[u8]) -> Result<(), RecordValidationError> {
+    pub(crate) fn write(&mut self, records: &[u8]) -> Result<(), RecordValidationError> {
         let written = match &mut self.encoder {
             Encoder::None(out) => {
                 out.extend_from_slice(records);
@@ -336,7 +336,7 @@ impl Recompressor {
     }
 
     /// The whole new batch: the original header, then the compressed records.
-    pub(super) fn finish(self) -> Result<Vec<u8>, RecordValidationError> {
+    pub(crate) fn finish(self) -> Result<Vec<u8>, RecordValidationError> {
         let codec = self.codec;
         let failed = |error: io::Error| RecordValidationError::Compression {
             codec,

@@ -219,6 +219,12 @@ fn compaction_keeps_the_latest_record_per_key_and_drops_tombstones_later() {
     let view = read_all(&log);
     assert_compacted(&view, &latest, false);
     assert_eq!(log.cleanable_ratio(), 0.0);
+    // KIP-534: the batch keeping the tombstones got its delete horizon, now + retention.
+    let horizons: Vec<i64> = headers(&log)
+        .iter()
+        .filter_map(BatchHeader::delete_horizon_ms)
+        .collect();
+    assert_eq!(horizons, vec![newest + 1 + 60_000]);
 
     // Nothing dirty and the tombstones are young: no pass.
     let idle = log
@@ -229,7 +235,11 @@ fn compaction_keeps_the_latest_record_per_key_and_drops_tombstones_later() {
         (0, active_base)
     );
 
-    // Once delete.retention.ms has passed since, the tombstones go.
+    // Once delete.retention.ms has passed since, the tombstones go (not a millisecond before).
+    let early = log
+        .compact(&policy(60_000), newest + 60_000, MAP_BYTES)
+        .expect("compact");
+    assert_eq!(early.segments_rewritten, 0, "{early:?}");
     let second = log
         .compact(&policy(60_000), newest + 60_002, MAP_BYTES)
         .expect("compact");
@@ -565,4 +575,393 @@ fn a_pass_applied_after_the_log_moved_on_keeps_everything_written_meanwhile() {
             assert!(seen.insert(key.clone()), "{key} twice");
         }
     }
+}
+
+// Transaction markers (Kafka's `CleanedTransactionMetadata` and KIP-534's delete horizon).
+
+const RETENTION_MS: i64 = 60_000;
+
+/// A transactional batch of `producer` = (id, epoch, first sequence).
+fn txn_batch(records: &[(&str, &str)], timestamp: i64, producer: (i64, i16, i32)) -> Vec<u8> {
+    let records: Vec<_> = records
+        .iter()
+        .map(|(k, v)| (Some(k.to_string()), Some(v.to_string())))
+        .collect();
+    let plain = keyed_batch(&records, timestamp, Some(producer), Compression::None);
+    let mut buf = Bytes::from(plain);
+    let mut decoded = RecordBatchDecoder::decode(&mut buf)
+        .expect("decode")
+        .records;
+    for record in &mut decoded {
+        record.transactional = true;
+    }
+    let mut out = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut out, decoded.iter(), &options).expect("encode");
+    out.to_vec()
+}
+
+fn append(log: &mut PartitionLog, mut batch: Vec<u8>) -> i64 {
+    log.append(&mut batch, 0, T0).expect("append").base_offset
+}
+
+fn plain(log: &mut PartitionLog, key: &str, value: &str) -> i64 {
+    let records = [(Some(key.to_string()), Some(value.to_string()))];
+    append(log, keyed_batch(&records, T0, None, Compression::None))
+}
+
+fn end_txn(log: &mut PartitionLog, producer_id: i64, commit: bool) -> i64 {
+    let marker = crate::TxnMarker {
+        producer_id,
+        producer_epoch: 0,
+        coordinator_epoch: 3,
+        commit,
+        transaction_version: 0,
+    };
+    log.append_txn_marker(&marker, 0, T0)
+        .expect("marker")
+        .base_offset
+}
+
+/// Every batch header of the log, in offset order (what a read_uncommitted fetch returns).
+fn headers(log: &PartitionLog) -> Vec<BatchHeader> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    loop {
+        let slice = log
+            .read(offset, 1 << 20, log.log_end_offset(), true)
+            .expect("read");
+        if slice.is_empty() {
+            return out;
+        }
+        let bytes = slice.read_bytes().expect("pread");
+        let mut at = 0;
+        while at < bytes.len() {
+            let header = BatchHeader::parse(&bytes[at..]).expect("header");
+            at += header.size_bytes();
+            out.push(header);
+        }
+        offset = slice.next_offset;
+    }
+}
+
+/// Base offsets of the control batches (markers, emptied or not).
+fn control_offsets(log: &PartitionLog) -> Vec<i64> {
+    headers(log)
+        .iter()
+        .filter(|h| h.is_control())
+        .map(|h| h.base_offset)
+        .collect()
+}
+
+fn header_at(log: &PartitionLog, offset: i64) -> Option<BatchHeader> {
+    headers(log).into_iter().find(|h| h.base_offset == offset)
+}
+
+/// What a read_committed consumer gets from the log start (Kafka's consumer: a
+/// transactional batch of a producer with an aborted transaction begun at or before it is
+/// skipped until that producer's ABORT marker; control records are never delivered).
+fn read_committed_view(log: &PartitionLog) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    let mut aborted_producers = std::collections::HashSet::new();
+    loop {
+        let (slice, aborted) = log.read_committed(offset, 1 << 20, true).expect("read");
+        if slice.is_empty() {
+            return out;
+        }
+        let mut aborted: Vec<(i64, i64)> = aborted;
+        aborted.sort_by_key(|&(_, first)| first);
+        let mut aborted = aborted.into_iter().peekable();
+        let mut buf = Bytes::from(slice.read_bytes().expect("pread"));
+        for set in RecordBatchDecoder::decode_all(&mut buf).expect("decode") {
+            let Some(last) = set.records.last().map(|r| r.offset) else {
+                continue;
+            };
+            while let Some((producer, _)) = aborted.next_if(|&(_, first)| first <= last) {
+                aborted_producers.insert(producer);
+            }
+            for record in set.records {
+                if record.control {
+                    let abort = record.key.as_deref().is_some_and(|k| k == [0, 0, 0, 0]);
+                    if abort {
+                        aborted_producers.remove(&record.producer_id);
+                    }
+                    continue;
+                }
+                if record.transactional && aborted_producers.contains(&record.producer_id) {
+                    continue;
+                }
+                if record.offset >= offset {
+                    out.push((record.offset, text(record.key), text(record.value)));
+                }
+            }
+        }
+        offset = slice.next_offset;
+    }
+}
+
+/// The read_committed view below `end` (the records a test wrote before its fillers).
+fn committed_below(log: &PartitionLog, end: i64) -> Vec<Entry> {
+    read_committed_view(log)
+        .into_iter()
+        .filter(|e| e.0 < end)
+        .collect()
+}
+
+fn record(offset: i64, key: &str, value: &str) -> Entry {
+    (offset, Some(key.to_string()), Some(value.to_string()))
+}
+
+/// One more dirty segment, so that the next pass is due (min.cleanable.dirty.ratio 0).
+fn dirty_segment(log: &mut PartitionLog, key: &str) {
+    log.roll().expect("roll");
+    plain(log, key, "filler");
+    log.roll().expect("roll");
+    plain(log, "tail", "t");
+    let end = log.log_end_offset();
+    log.set_high_watermark(end);
+}
+
+fn any_ratio() -> CompactionPolicy {
+    CompactionPolicy {
+        min_cleanable_dirty_ratio: 0.0,
+        ..policy(RETENTION_MS)
+    }
+}
+
+/// Reopens the log from its files alone (no producer snapshot, no `.txnindex`): the state a
+/// replay of what compaction left gives.
+fn reopen_from_log_only(log: PartitionLog, dir: &Path) -> PartitionLog {
+    let cleaner_offset = log.cleaner_offset();
+    let end = log.log_end_offset();
+    log.close().expect("close");
+    for entry in fs::read_dir(dir).expect("list") {
+        let path = entry.expect("entry").path();
+        let name = path.to_string_lossy().into_owned();
+        if name.ends_with(".snapshot") || name.ends_with(".txnindex") {
+            fs::remove_file(&path).expect("remove");
+        }
+    }
+    let mut log = PartitionLog::open(dir, config(), 0).expect("reopen");
+    assert_eq!(log.log_end_offset(), end);
+    log.set_high_watermark(end);
+    log.set_cleaner_offset(cleaner_offset);
+    log
+}
+
+/// The transactional state a reopen must give back.
+fn txn_state(log: &PartitionLog) -> (i64, Option<i64>, Vec<AbortedTxn>, Vec<Entry>) {
+    (
+        log.last_stable_offset(),
+        log.first_unstable_offset(),
+        log.aborted_txn_index(),
+        read_committed_view(log),
+    )
+}
+
+#[test]
+fn a_commit_marker_goes_a_pass_after_its_data_and_only_once_its_horizon_has_passed() {
+    // Pins CleanedTransactionMetadata.onControlBatchRead (a COMMIT is removable when the pass
+    // saw no batch of its transaction) and KIP-534 (the first such pass sets the delete
+    // horizon, now + delete.retention.ms; a pass after it removes the marker).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    append(&mut log, txn_batch(&[("a", "v1")], T0, (1, 0, 0))); // 0
+    let first_commit = end_txn(&mut log, 1, true); // 1
+    plain(&mut log, "a", "v2"); // 2: a@0 is no longer the latest
+    append(&mut log, txn_batch(&[("b", "w")], T0, (1, 0, 1))); // 3: b stays the latest
+    let kept_commit = end_txn(&mut log, 1, true); // 4
+    append(&mut log, txn_batch(&[("c", "x")], T0, (1, 0, 2))); // 5: producer 1's last batch
+    let last_commit = end_txn(&mut log, 1, true); // 6
+    dirty_segment(&mut log, "f1");
+    assert_eq!((first_commit, kept_commit, last_commit), (1, 4, 6));
+    let now = T0 + 1_000;
+
+    // Pass 1 removes a@0; its transaction's batch was seen, so the marker stays as it is.
+    log.compact(&any_ratio(), now, MAP_BYTES).expect("compact");
+    assert!(header_at(&log, 0).is_none(), "a@0 removed");
+    assert_eq!(control_offsets(&log), vec![1, 4, 6]);
+    assert_eq!(
+        header_at(&log, 1).expect("marker").delete_horizon_ms(),
+        None
+    );
+
+    // Pass 2 sees no data of the first transaction: the marker gets its delete horizon and
+    // stays, still a COMMIT read as such.
+    dirty_segment(&mut log, "f2");
+    let now = now + 1_000;
+    log.compact(&any_ratio(), now, MAP_BYTES).expect("compact");
+    assert_eq!(control_offsets(&log), vec![1, 4, 6]);
+    let marker = header_at(&log, 1).expect("marker");
+    assert_eq!(marker.delete_horizon_ms(), Some(now + RETENTION_MS));
+    assert_eq!(marker.records_count, 1);
+    for offset in [4, 6] {
+        let header = header_at(&log, offset).expect("marker");
+        assert_eq!(header.delete_horizon_ms(), None, "{offset} has data left");
+    }
+
+    // Before the horizon no pass is due, and a forced one keeps the marker.
+    let early = log
+        .compact(&any_ratio(), now + RETENTION_MS - 1, MAP_BYTES)
+        .expect("compact");
+    assert_eq!(early.segments_rewritten, 0, "{early:?}");
+    dirty_segment(&mut log, "f3");
+    log.compact(&any_ratio(), now + RETENTION_MS - 1, MAP_BYTES)
+        .expect("compact");
+    assert_eq!(control_offsets(&log), vec![1, 4, 6]);
+
+    // Once it has passed, a pass is due and removes it; b's and c's markers stay, whatever
+    // the time, as their data does.
+    let due = log
+        .compact(&any_ratio(), now + RETENTION_MS, MAP_BYTES)
+        .expect("compact");
+    assert!(due.segments_rewritten > 0, "{due:?}");
+    assert_eq!(control_offsets(&log), vec![4, 6]);
+    for later in 1..4 {
+        dirty_segment(&mut log, &format!("g{later}"));
+        log.compact(&any_ratio(), now + later * 10 * RETENTION_MS, MAP_BYTES)
+            .expect("compact");
+    }
+    assert_eq!(control_offsets(&log), vec![4, 6]);
+    assert_eq!(
+        committed_below(&log, 7),
+        vec![
+            record(2, "a", "v2"),
+            record(3, "b", "w"),
+            record(5, "c", "x")
+        ]
+    );
+
+    // A replay of what is left gives no transaction in progress and the same reads.
+    let before = txn_state(&log);
+    assert_eq!(before.0, log.log_end_offset());
+    assert_eq!(before.1, None);
+    let state = log.producer_state().entry(1).cloned().expect("producer 1");
+    let log = reopen_from_log_only(log, dir.path());
+    assert_eq!(txn_state(&log), before);
+    assert!(log.ongoing_transactions().is_empty());
+    let replayed = log.producer_state().entry(1).expect("producer 1");
+    assert_eq!(
+        (replayed.epoch, replayed.current_txn_first_offset),
+        (state.epoch, None)
+    );
+    assert_eq!(
+        replayed
+            .batches
+            .back()
+            .map(|b| (b.last_sequence, b.last_offset)),
+        Some((2, 5))
+    );
+}
+
+#[test]
+fn an_abort_marker_and_its_index_entry_outlive_its_data_and_the_marker_its_horizon() {
+    // Pins CleanedTransactionMetadata: aborted data goes in the first pass, which keeps the
+    // marker and the transaction-index entry (it saw data of the transaction); the next pass
+    // sees none, so the cleaned index drops the entry and the marker gets its delete horizon;
+    // a pass after the horizon removes the marker. read_committed reads the same throughout.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    plain(&mut log, "a", "good"); // 0
+    append(
+        &mut log,
+        txn_batch(&[("a", "bad"), ("x", "bad")], T0, (1, 0, 0)),
+    ); // 1, 2
+    let abort = end_txn(&mut log, 1, false); // 3
+    append(&mut log, txn_batch(&[("b", "w")], T0, (1, 0, 2))); // 4: producer 1's last batch
+    let commit = end_txn(&mut log, 1, true); // 5
+    dirty_segment(&mut log, "f1");
+    assert_eq!((abort, commit), (3, 5));
+    let committed = committed_below(&log, 6);
+    assert_eq!(committed, vec![record(0, "a", "good"), record(4, "b", "w")]);
+    let entry = log.aborted_txn_index();
+    assert_eq!(entry.len(), 1);
+    let now = T0 + 1_000;
+
+    log.compact(&any_ratio(), now, MAP_BYTES).expect("compact");
+    assert!(
+        header_at(&log, 1).is_none(),
+        "aborted data removed in one pass"
+    );
+    assert_eq!(control_offsets(&log), vec![3, 5]);
+    assert_eq!(
+        log.aborted_txn_index(),
+        entry,
+        "the entry stays with its data seen"
+    );
+    assert_eq!(header_at(&log, 3).expect("abort").delete_horizon_ms(), None);
+    assert_eq!(committed_below(&log, 6), committed);
+
+    dirty_segment(&mut log, "f2");
+    let now = now + 1_000;
+    log.compact(&any_ratio(), now, MAP_BYTES).expect("compact");
+    assert_eq!(
+        log.aborted_txn_index(),
+        vec![],
+        "no data of it left: the entry goes"
+    );
+    assert_eq!(control_offsets(&log), vec![3, 5]);
+    assert_eq!(
+        header_at(&log, 3).expect("abort").delete_horizon_ms(),
+        Some(now + RETENTION_MS)
+    );
+    assert_eq!(committed_below(&log, 6), committed);
+
+    dirty_segment(&mut log, "f3");
+    log.compact(&any_ratio(), now + RETENTION_MS - 1, MAP_BYTES)
+        .expect("compact");
+    assert_eq!(control_offsets(&log), vec![3, 5], "kept until the horizon");
+    log.compact(&any_ratio(), now + RETENTION_MS, MAP_BYTES)
+        .expect("compact");
+    assert_eq!(
+        control_offsets(&log),
+        vec![5],
+        "the ABORT goes, the COMMIT of b@4 stays"
+    );
+    assert_eq!(committed_below(&log, 6), committed);
+
+    let before = txn_state(&log);
+    assert_eq!((before.0, before.1), (log.log_end_offset(), None));
+    let log = reopen_from_log_only(log, dir.path());
+    assert_eq!(txn_state(&log), before);
+    assert!(log.ongoing_transactions().is_empty());
+    assert!(!log.has_ongoing_transaction(1));
+}
+
+#[test]
+fn a_marker_stays_while_its_transaction_has_a_latest_record_or_its_producers_last_batch() {
+    // Pins isBatchLastRecordOfProducer and onControlBatchRead: an aborted transaction whose
+    // batch is its producer's last stays as an empty header, so its ABORT and index entry
+    // stay; a COMMIT whose record is its key's latest stays; neither gets a horizon.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(), 0).expect("open");
+    append(&mut log, txn_batch(&[("k", "kept")], T0, (1, 0, 0))); // 0
+    end_txn(&mut log, 1, true); // 1
+    append(&mut log, txn_batch(&[("k", "aborted")], T0, (2, 0, 0))); // 2: producer 2's last
+    end_txn(&mut log, 2, false); // 3
+    dirty_segment(&mut log, "f0");
+    let entry = log.aborted_txn_index();
+    for pass in 1..6 {
+        dirty_segment(&mut log, &format!("f{pass}"));
+        log.compact(&any_ratio(), T0 + pass * 10 * RETENTION_MS, MAP_BYTES)
+            .expect("compact");
+        assert_eq!(control_offsets(&log), vec![1, 3], "pass {pass}");
+        for offset in [1, 3] {
+            let header = header_at(&log, offset).expect("marker");
+            assert_eq!(header.delete_horizon_ms(), None, "pass {pass}");
+            assert_eq!(header.records_count, 1);
+        }
+        let emptied = header_at(&log, 2).expect("producer 2's last batch");
+        assert_eq!(emptied.records_count, 0);
+        assert_eq!(log.aborted_txn_index(), entry);
+    }
+    assert_eq!(committed_below(&log, 4), vec![record(0, "k", "kept")]);
+    let before = txn_state(&log);
+    let log = reopen_from_log_only(log, dir.path());
+    assert_eq!(txn_state(&log), before);
+    assert!(log.ongoing_transactions().is_empty());
 }
