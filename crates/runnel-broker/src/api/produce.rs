@@ -63,6 +63,11 @@ const DURABLE_WAIT_DEFAULT: Duration = Duration::from_secs(30);
 /// `LAST_STABLE_VERSION_BEFORE_TRANSACTION_V2` + 1.
 const TRANSACTIONS_V2_VERSION: i16 = 12;
 
+/// The longest a transactions-v2 produce waits for its partitions' add, whatever its own
+/// timeout: Kafka's partition leader sends the add with the broker's `request.timeout.ms`
+/// (30 s by default). The connection reads nothing else meanwhile.
+const ADD_PARTITIONS_WAIT_MAX: Duration = Duration::from_secs(30);
+
 /// One partition's outcome, waiting or final.
 struct PartitionOutcome {
     response: PartitionProduceResponse,
@@ -258,7 +263,8 @@ fn partitions_to_add(broker: &Broker, produce: &mut Produce) -> Option<Partition
 
 /// Adds `add`'s partitions to their transaction through the coordinator (Kafka's partition
 /// leader sends AddPartitionsToTxn v5 without `verify_only`), bounded by the request's
-/// timeout; the partitions it refuses go into `produce.refused` with Produce's codes.
+/// timeout and [`ADD_PARTITIONS_WAIT_MAX`]; the partitions it refuses go into
+/// `produce.refused` with Produce's codes.
 async fn add_to_transaction(
     broker: &Arc<Broker>,
     add: PartitionsToAdd,
@@ -273,7 +279,8 @@ async fn add_to_transaction(
         client_version: TxnVersion::V2,
     });
     let call = TransactionCoordinator::call(broker, &add.transactional_id, request);
-    let results = match tokio::time::timeout(produce.timeout, call).await {
+    let wait = produce.timeout.min(ADD_PARTITIONS_WAIT_MAX);
+    let results = match tokio::time::timeout(wait, call).await {
         Ok(TxnResponse::AddPartitions(results)) => results,
         Ok(_) => with_error(&add.partitions, TxnErrorCode::UnknownServerError),
         // Kafka's `AddPartitionsToTxnManager` answers a request that timed out with
