@@ -13,6 +13,14 @@ use uuid::Uuid;
 
 use crate::record::MetadataRecord;
 
+/// Two topics of one name or one topic id, in parts given to [`MetadataImage::from_parts`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("topic {name} (id {topic_id}) appears twice")]
+pub struct DuplicateTopic {
+    pub name: String,
+    pub topic_id: Uuid,
+}
+
 /// One partition's leadership. Single node: the leader is the only replica and the ISR.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionImage {
@@ -89,6 +97,51 @@ impl MetadataImage {
             .get(resource_name)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Every broker resource that has dynamic configs, in name order (a snapshot of the image
+    /// writes them all).
+    pub fn broker_config_resources(
+        &self,
+    ) -> impl Iterator<Item = (&str, &Arc<BTreeMap<String, String>>)> {
+        self.broker_configs
+            .iter()
+            .map(|(name, configs)| (name.as_str(), configs))
+    }
+
+    /// The image holding exactly these parts: how a snapshot of the metadata log (written from
+    /// [`MetadataImage::topics`], [`MetadataImage::next_producer_id`] and
+    /// [`MetadataImage::broker_config_resources`]) is read back. Two topics with one name or
+    /// one topic id break the image's invariants and are refused.
+    pub fn from_parts(
+        topics: Vec<TopicImage>,
+        next_producer_id: i64,
+        broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<MetadataImage, DuplicateTopic> {
+        let mut image = MetadataImage {
+            next_producer_id,
+            ..MetadataImage::default()
+        };
+        for topic in topics {
+            if image.topics_by_name.contains_key(&topic.name)
+                || image.names_by_id.contains_key(&topic.topic_id)
+            {
+                return Err(DuplicateTopic {
+                    name: topic.name,
+                    topic_id: topic.topic_id,
+                });
+            }
+            image.names_by_id.insert(topic.topic_id, topic.name.clone());
+            image
+                .topics_by_name
+                .insert(topic.name.clone(), Arc::new(topic));
+        }
+        image.broker_configs = broker_configs
+            .into_iter()
+            .filter(|(_, configs)| !configs.is_empty())
+            .map(|(name, configs)| (name, Arc::new(configs)))
+            .collect();
+        Ok(image)
     }
 
     /// The image after `record`.
@@ -278,6 +331,32 @@ mod tests {
         });
         assert!(cleared.broker_configs("1").is_empty());
         assert_eq!(cleared.broker_configs("").len(), 2);
+    }
+
+    #[test]
+    fn an_image_rebuilt_from_its_parts_is_the_same() {
+        let id = Uuid::new_v4();
+        let image = MetadataImage::default()
+            .apply(&topic("a", id))
+            .apply(&MetadataRecord::ProducerIds {
+                next_producer_id: 3000,
+            })
+            .apply(&MetadataRecord::BrokerConfigs {
+                resource_name: "1".into(),
+                configs: BTreeMap::from([("log.retention.ms".into(), "5".into())]),
+            });
+        let topics = image.topics().map(|t| (**t).clone()).collect::<Vec<_>>();
+        let configs = image
+            .broker_config_resources()
+            .map(|(name, configs)| (name.to_string(), (**configs).clone()))
+            .collect();
+        let rebuilt =
+            MetadataImage::from_parts(topics.clone(), 3000, configs).expect("valid parts");
+        assert_eq!(rebuilt.topic_by_id(&id), image.topic_by_id(&id));
+        assert_eq!(rebuilt.next_producer_id(), 3000);
+        assert_eq!(rebuilt.broker_configs("1"), image.broker_configs("1"));
+        let twice = [topics.clone(), topics].concat();
+        assert!(MetadataImage::from_parts(twice, 0, BTreeMap::new()).is_err());
     }
 
     #[test]

@@ -15,6 +15,6 @@ mod image;
 mod record;
 mod topic_name;
 
-pub use image::{MetadataImage, PartitionImage, TopicImage};
+pub use image::{DuplicateTopic, MetadataImage, PartitionImage, TopicImage};
 pub use record::{MetadataRecord, RecordDecodeError};
 pub use topic_name::{validate_topic_name, InvalidTopicName, TOPIC_NAME_LENGTH_MAX};
