@@ -633,6 +633,34 @@ impl PartitionLog {
         self.rebuild_producer_state(log_end_offset)
     }
 
+    /// Kafka's `truncateFullyAndStartAt`: removes every segment and restarts the log empty at
+    /// `offset`, which may lie beyond the log end offset (a follower whose leader's log now
+    /// starts past it, or one that installs a snapshot: the Raft metadata log). Log start
+    /// offset, high watermark, recovery point and cleaner offset all become `offset`; the
+    /// leader-epoch cache and producer state are emptied with the batches they described.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
+        let offset = offset.max(0);
+        for segment in self.segments.drain(..) {
+            segment.retire();
+            Segment::delete_files(&self.dir, segment.base_offset())?;
+        }
+        self.push_active(Segment::create(&self.dir, offset)?)?;
+        sync_dir(&self.dir)?;
+        for segment in &mut self.segments {
+            segment.dir_entry_synced = true;
+        }
+        self.log_start_offset = offset;
+        self.high_watermark = offset;
+        self.recovery_point = offset;
+        self.cleaner_offset = offset;
+        self.forget_damage_below_log_start()?;
+        if self.epochs.truncate_from_end(i64::MIN) {
+            self.epochs.persist()?;
+        }
+        delete_snapshots_after(&self.dir, i64::MIN)?;
+        self.rebuild_producer_state(offset)
+    }
+
     /// Flushes everything, writes the index files and a producer snapshot at the log end
     /// offset. The snapshot is skipped when one is already there, or when the log is empty
     /// with no producer state (nothing to snapshot, nothing to replay); the leader-epoch

@@ -442,6 +442,40 @@ fn timestamps_find_the_first_record_at_or_after_and_the_max() {
 }
 
 #[test]
+fn truncate_fully_and_start_at_restarts_the_log_beyond_its_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config(500), 0).expect("open");
+    log.append(&mut idempotent(3, 0, 0, 2), 1, NOW)
+        .expect("append");
+    append_many(&mut log, 5, 3);
+    log.set_high_watermark(17);
+    assert!(log.segment_count() > 1);
+
+    log.truncate_fully_and_start_at(100)
+        .expect("restart at 100");
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.high_watermark(),
+            log.recovery_point(),
+            log.segment_count(),
+            log.producer_count()
+        ),
+        (100, 100, 100, 100, 1, 0)
+    );
+    assert!(log.leader_epochs().is_empty());
+    let outcome = log
+        .append(&mut batch(1, "x", 20, NOW, None), 4, NOW)
+        .expect("append");
+    assert_eq!(outcome.base_offset, 100);
+    log.close().expect("close");
+    let log = PartitionLog::open_at(dir.path(), small_config(500), 0, 100).expect("reopen");
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (100, 101));
+    assert_eq!(log.leader_epochs(), &[(4, 100)]);
+}
+
+#[test]
 fn truncate_to_removes_the_tail_and_appends_continue() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = PartitionLog::open(dir.path(), small_config(500), 0).expect("open");
