@@ -1,0 +1,44 @@
+//! Runnel's metadata quorum: the cluster metadata log replicated by Raft.
+//!
+//! # What it owns
+//! - The Raft types ([`types`]): entries carry [`MetadataRecords`], node ids are Kafka's
+//!   `node.id`.
+//! - The Raft log on disk in `<data dir>/__cluster_metadata-0/`, through `runnel-log`
+//!   ([`log_store`], recovery rules in `log_scan.rs`), with the vote in `quorum-state`
+//!   ([`quorum_state`]).
+//! - The state machine: the `runnel-metadata` image, records folded in as they commit
+//!   ([`state_machine`]); snapshots are the image serialized ([`snapshot`]).
+//! - Raft's own messages between controllers over TCP ([`frame`] is the wire format,
+//!   `network.rs` the client, `rpc_server.rs` the listener).
+//! - [`MetadataQuorum`] (`node.rs`): start a node, propose on the leader, watch the applied
+//!   image, see the leader and term, shut down.
+//!
+//! It knows nothing of partitions' data or client connections. The broker does not use it yet:
+//! `runnel server` still runs its quorum-of-one writer (`runnel-broker/src/controller.rs`),
+//! which moves here when the broker is wired onto this crate.
+//!
+//! # Why openraft is pinned to exactly 0.9.25
+//! 0.9.25 is the newest stable openraft with the fix for its snapshot/membership safety bug
+//! (openraft issue 1808); 0.10 is still alpha and its API moves between releases. The exact pin
+//! (`=0.9.25`) keeps a `cargo update` from bringing in a release whose storage or network trait
+//! contracts, or whose safety fixes, we have not read: a change of version is a reviewed change
+//! of this crate, with its tests. The `storage-v2` feature is required because 0.9 seals
+//! `RaftLogStorage` and `RaftStateMachine` without it.
+
+pub mod frame;
+mod log_scan;
+pub mod log_store;
+mod network;
+mod node;
+pub mod quorum_state;
+mod rpc_server;
+pub mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+pub use log_scan::MetadataLogDamage;
+pub use log_store::{LogStore, LogStoreError, METADATA_LOG_DIR};
+pub use node::{
+    AppliedMetadata, MetadataQuorum, ProposeError, QuorumConfig, StartError, Voter, VoterParseError,
+};
+pub use types::{MetadataRecords, NodeId, TypeConfig};

@@ -1,0 +1,380 @@
+//! [`MetadataQuorum`]: one controller of the metadata quorum, as the broker will drive it.
+//!
+//! Start: the Raft log and the newest snapshot are opened from the data dir, the controller
+//! listener serves peers' Raft RPCs, and a node whose log is empty initializes the quorum with
+//! the configured voters. Every voter does that with the same voters (openraft: initializing
+//! several nodes with one membership is safe), so fresh data dirs form a cluster with no
+//! format step and no chosen first node. Then openraft elects a leader.
+//!
+//! Proposals go to the leader only: elsewhere they are refused with [`ProposeError::NotLeader`]
+//! naming the leader if one is known, so the caller can forward. A proposal is answered with
+//! its Raft log index once it is committed (on a majority of voters' disks) and applied here.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::metrics::RaftMetrics;
+use openraft::{BasicNode, Config, SnapshotPolicy};
+use runnel_log::LogConfig;
+use runnel_metadata::MetadataRecord;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::log_store::{LogStore, LogStoreError, METADATA_LOG_DIR};
+pub use crate::state_machine::AppliedMetadata;
+use crate::state_machine::{StateMachineError, StateMachineStore};
+use crate::types::{MetadataRecords, NodeId, Raft};
+
+/// The largest proposal (its records' encoded bytes together).
+pub const PROPOSAL_BYTES_MAX: usize = 1024 * 1024;
+/// Entries sent in one AppendEntries (openraft's `max_payload_entries`): with
+/// [`PROPOSAL_BYTES_MAX`] each, a request stays below [`crate::frame::FRAME_BYTES_MAX`].
+pub const ENTRIES_PER_APPEND_MAX: u64 = 16;
+/// Bytes of snapshot per InstallSnapshot chunk (JSON-encoded on the wire: about 4× as many).
+const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// One voter of `controller.quorum.voters`: `id@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    pub id: NodeId,
+    /// `host:port` of its controller listener.
+    pub address: String,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("controller.quorum.voters entry {entry:?} is not id@host:port: {reason}")]
+pub struct VoterParseError {
+    pub entry: String,
+    pub reason: &'static str,
+}
+
+impl FromStr for Voter {
+    type Err = VoterParseError;
+
+    fn from_str(entry: &str) -> Result<Voter, VoterParseError> {
+        let error = |reason| VoterParseError {
+            entry: entry.to_string(),
+            reason,
+        };
+        let (id, address) = entry.trim().split_once('@').ok_or(error("no '@'"))?;
+        let id: NodeId = id.parse().map_err(|_| error("the id is not an integer"))?;
+        if id < 0 {
+            return Err(error("the id is negative"));
+        }
+        let (host, port) = address.rsplit_once(':').ok_or(error("no ':port'"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(error("the host is empty or the port is not a port number"));
+        }
+        Ok(Voter {
+            id,
+            address: address.to_string(),
+        })
+    }
+}
+
+impl Voter {
+    /// Parses Kafka's `controller.quorum.voters`: `1@host:port,2@host:port,…`.
+    pub fn parse_list(voters: &str) -> Result<Vec<Voter>, VoterParseError> {
+        voters.split(',').map(str::parse).collect()
+    }
+}
+
+/// How to run one controller. Kafka's names where Kafka has the setting.
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    /// `node.id`.
+    pub node_id: NodeId,
+    /// `controller.quorum.voters`.
+    pub voters: Vec<Voter>,
+    /// `log.dirs` (the first): the Raft log is in `__cluster_metadata-0/` under it.
+    pub data_dir: PathBuf,
+    /// The controller listener's address (`listeners`, its CONTROLLER entry).
+    pub listen_addr: SocketAddr,
+    /// `controller.quorum.election.timeout.ms`: a follower that hears no leader for between
+    /// this and twice this starts an election. Kafka's default 1000.
+    pub election_timeout_ms: u64,
+    /// How often the leader sends heartbeats (well below the election timeout).
+    pub heartbeat_interval_ms: u64,
+    /// A snapshot is taken after this many entries since the last one.
+    pub snapshot_interval_entries: u64,
+    /// Entries kept in the log below the newest snapshot (openraft's
+    /// `max_in_snapshot_log_to_keep`): a follower that far behind catches up from the log,
+    /// one further behind by snapshot.
+    pub log_entries_kept_after_snapshot: u64,
+    /// `metadata.log.segment.bytes`. Kafka's default 1 GiB.
+    pub log_segment_bytes: u64,
+}
+
+impl QuorumConfig {
+    /// Kafka's defaults for everything but identity, voters, data dir and listener.
+    pub fn new(
+        node_id: NodeId,
+        voters: Vec<Voter>,
+        data_dir: PathBuf,
+        listen_addr: SocketAddr,
+    ) -> QuorumConfig {
+        QuorumConfig {
+            node_id,
+            voters,
+            data_dir,
+            listen_addr,
+            election_timeout_ms: 1000,
+            heartbeat_interval_ms: 100,
+            snapshot_interval_entries: 10_000,
+            log_entries_kept_after_snapshot: 1000,
+            log_segment_bytes: 1024 * 1024 * 1024,
+        }
+    }
+
+    fn raft_config(&self) -> Result<Config, StartError> {
+        let config = Config {
+            cluster_name: "runnel".to_string(),
+            election_timeout_min: self.election_timeout_ms,
+            election_timeout_max: self.election_timeout_ms * 2,
+            heartbeat_interval: self.heartbeat_interval_ms,
+            max_payload_entries: ENTRIES_PER_APPEND_MAX,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_interval_entries),
+            max_in_snapshot_log_to_keep: self.log_entries_kept_after_snapshot,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+            ..Config::default()
+        };
+        config
+            .validate()
+            .map_err(|error| StartError::Config(error.to_string()))
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("node.id {node_id} is not one of controller.quorum.voters ({voters})")]
+    NotAVoter { node_id: NodeId, voters: String },
+    #[error("controller.quorum.voters names node {0} twice")]
+    DuplicateVoter(NodeId),
+    #[error("quorum configuration: {0}")]
+    Config(String),
+    #[error("bind the controller listener on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Log(#[from] LogStoreError),
+    #[error(transparent)]
+    StateMachine(#[from] StateMachineError),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ProposeError {
+    #[error("node {node_id} is not the active controller; the leader is {}", leader.map_or("unknown".to_string(), |id| id.to_string()))]
+    NotLeader {
+        node_id: NodeId,
+        leader: Option<NodeId>,
+    },
+    #[error("a proposal of {bytes} bytes is above {PROPOSAL_BYTES_MAX}")]
+    TooLarge { bytes: usize },
+    #[error("the metadata quorum on this node has stopped: {0}")]
+    Stopped(String),
+}
+
+/// One running controller.
+pub struct MetadataQuorum {
+    node_id: NodeId,
+    raft: Raft,
+    applied: watch::Receiver<AppliedMetadata>,
+    local_addr: SocketAddr,
+    /// The controller listener's task; `None` once shut down.
+    server: Option<JoinHandle<()>>,
+}
+
+impl MetadataQuorum {
+    /// Binds `config.listen_addr` and starts the node (see the module doc).
+    pub async fn start(config: QuorumConfig) -> Result<MetadataQuorum, StartError> {
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
+        MetadataQuorum::start_with_listener(config, listener).await
+    }
+
+    /// Starts the node on a listener already bound (its address is what peers were told);
+    /// `config.listen_addr` is not used.
+    pub async fn start_with_listener(
+        config: QuorumConfig,
+        listener: TcpListener,
+    ) -> Result<MetadataQuorum, StartError> {
+        let members = members(&config)?;
+        let raft_config = Arc::new(config.raft_config()?);
+        let log_config = LogConfig {
+            segment_bytes: config.log_segment_bytes,
+            ..LogConfig::default()
+        };
+        let log_store = LogStore::open(&config.data_dir, log_config)?;
+        let state_machine = StateMachineStore::open(&config.data_dir.join(METADATA_LOG_DIR))?;
+        let applied = state_machine.subscribe();
+        let raft = Raft::new(
+            config.node_id,
+            raft_config,
+            crate::network::NetworkFactory,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|error| StartError::Raft(error.to_string()))?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
+        let server = tokio::spawn(crate::rpc_server::serve(listener, raft.clone()));
+        let quorum = MetadataQuorum {
+            node_id: config.node_id,
+            raft,
+            applied,
+            local_addr,
+            server: Some(server),
+        };
+        let initialized = quorum
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|error| StartError::Raft(error.to_string()))?;
+        if !initialized {
+            match quorum.raft.initialize(members).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(error) => return Err(StartError::Raft(error.to_string())),
+            }
+        }
+        tracing::info!(node_id = config.node_id, %local_addr, "metadata quorum node started");
+        Ok(quorum)
+    }
+
+    /// Appends `records` as one entry and answers its Raft log index once it is committed and
+    /// applied on this node; only the leader accepts proposals.
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not withdraw the proposal: it may still commit.
+    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, ProposeError> {
+        let bytes: usize = records.iter().map(|record| record.encode().len()).sum();
+        if bytes > PROPOSAL_BYTES_MAX {
+            return Err(ProposeError::TooLarge { bytes });
+        }
+        match self.raft.client_write(MetadataRecords(records)).await {
+            Ok(response) => Ok(response.log_id.index),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(ProposeError::NotLeader {
+                    node_id: self.node_id,
+                    leader: forward.leader_id,
+                })
+            }
+            Err(error) => Err(ProposeError::Stopped(error.to_string())),
+        }
+    }
+
+    /// The latest applied image, and every later one.
+    pub fn image(&self) -> watch::Receiver<AppliedMetadata> {
+        self.applied.clone()
+    }
+
+    /// The current leader as this node knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// The current Raft term as this node knows it.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// openraft's metrics (state, leader, term, log indexes, replication), for waiting on a
+    /// change and for DescribeQuorum later.
+    pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, BasicNode>> {
+        self.raft.metrics()
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The controller listener's bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops serving peers and stops the Raft node; the log and snapshots stay as they are on
+    /// disk for the next start.
+    pub async fn shutdown(mut self) -> Result<(), ProposeError> {
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
+        }
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|error| ProposeError::Stopped(error.to_string()))
+    }
+}
+
+impl Drop for MetadataQuorum {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            server.abort();
+        }
+    }
+}
+
+fn members(config: &QuorumConfig) -> Result<BTreeMap<NodeId, BasicNode>, StartError> {
+    let mut members = BTreeMap::new();
+    for voter in &config.voters {
+        let node = BasicNode {
+            addr: voter.address.clone(),
+        };
+        if members.insert(voter.id, node).is_some() {
+            return Err(StartError::DuplicateVoter(voter.id));
+        }
+    }
+    if !members.contains_key(&config.node_id) {
+        let voters = config
+            .voters
+            .iter()
+            .map(|v| format!("{}@{}", v.id, v.address))
+            .collect::<Vec<_>>()
+            .join(",");
+        return Err(StartError::NotAVoter {
+            node_id: config.node_id,
+            voters,
+        });
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voters_parse_as_kafka_writes_them() {
+        let voters = Voter::parse_list("1@localhost:9093,2@10.0.0.2:9093,3@[::1]:9094")
+            .expect("valid voters");
+        assert_eq!(voters.len(), 3);
+        assert_eq!(voters[2].address, "[::1]:9094");
+        for bad in [
+            "1localhost:9093",
+            "x@h:1",
+            "-1@h:1",
+            "1@h",
+            "1@:9093",
+            "1@h:99999",
+        ] {
+            assert!(Voter::parse_list(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The Raft server side: the controller listener's accept loop and one task per connection,
+//! reading [`crate::frame`] requests, handing them to the local Raft node and writing back its
+//! answer.
+//!
+//! Bounds: at most [`CONNECTIONS_MAX`] connections at once (more are closed on accept, with a
+//! WARN); every frame's length is checked before its body is read ([`frame::read_frame`]). A
+//! request that does not decode, or of an unknown kind, closes its connection: the peer
+//! reconnects and retries, and a bad peer cannot wedge the listener.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::frame::{self, FrameError, Kind, STATUS_OK, STATUS_RAFT_ERROR};
+use crate::types::Raft;
+
+/// Connections the controller listener serves at once (each peer needs one).
+pub const CONNECTIONS_MAX: usize = 64;
+
+/// Serves `listener` until the task is aborted; aborting it ends every connection too.
+pub async fn serve(listener: TcpListener, raft: Raft) {
+    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "controller listener accept failed");
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(%peer, CONNECTIONS_MAX, "controller listener full; closing connection");
+            continue;
+        };
+        let raft = raft.clone();
+        connections.spawn(async move {
+            if let Err(error) = serve_connection(stream, &raft).await {
+                tracing::debug!(%peer, %error, "controller connection closed");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, raft: &Raft) -> Result<(), FrameError> {
+    let _ = stream.set_nodelay(true);
+    loop {
+        let (tag, body) = frame::read_frame(&mut stream).await?;
+        let kind = Kind::from_byte(tag).ok_or(FrameError::UnknownKind(tag))?;
+        let (status, response) = match kind {
+            Kind::AppendEntries => {
+                let request = serde_json::from_slice(&body)?;
+                encode(raft.append_entries(request).await)
+            }
+            Kind::Vote => {
+                let request = serde_json::from_slice(&body)?;
+                encode(raft.vote(request).await)
+            }
+            Kind::InstallSnapshot => {
+                let request = serde_json::from_slice(&body)?;
+                encode(raft.install_snapshot(request).await)
+            }
+        };
+        frame::write_frame(&mut stream, status, &response).await?;
+    }
+}
+
+fn encode<T: Serialize, E: Serialize>(result: Result<T, E>) -> (u8, Vec<u8>) {
+    // openraft's response and error types are plain data: serialising cannot fail.
+    match result {
+        Ok(response) => (
+            STATUS_OK,
+            serde_json::to_vec(&response).expect("raft response serialises"),
+        ),
+        Err(error) => (
+            STATUS_RAFT_ERROR,
+            serde_json::to_vec(&error).expect("raft error serialises"),
+        ),
+    }
+}
