@@ -23,8 +23,8 @@
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The largest frame read or written: an AppendEntries of [`crate::node::ENTRIES_PER_APPEND_MAX`]
-/// entries of at most [`crate::node::PROPOSAL_BYTES_MAX`] each, or a snapshot chunk, fits.
+/// The largest frame read or written: an AppendEntries of [`crate::ENTRIES_PER_APPEND_MAX`]
+/// entries of at most [`crate::PROPOSAL_BYTES_MAX`] each, or a snapshot chunk, fits.
 pub const FRAME_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 /// A request's kind byte.

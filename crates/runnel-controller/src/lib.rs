@@ -17,6 +17,14 @@
 //! `runnel server` still runs its quorum-of-one writer (`runnel-broker/src/controller.rs`),
 //! which moves here when the broker is wired onto this crate.
 //!
+//! # Layout of `<data dir>/__cluster_metadata-0/`
+//! ```text
+//! 00000000000000000000.log (+ .index, .timeindex)  one record batch per Raft entry  (log_store.rs)
+//! leader-epoch-checkpoint                          where each Raft term starts      (runnel-log)
+//! quorum-state                                     vote, committed, last purged     (quorum_state.rs)
+//! 00000000000000000041-0000000004.checkpoint       newest snapshot: index 41, term 4 (snapshot.rs)
+//! ```
+//!
 //! # Why openraft is pinned to exactly 0.9.25
 //! 0.9.25 is the newest stable openraft with the fix for its snapshot/membership safety bug
 //! (openraft issue 1808); 0.10 is still alpha and its API moves between releases. The exact pin
@@ -39,6 +47,7 @@ pub mod types;
 pub use log_scan::MetadataLogDamage;
 pub use log_store::{LogStore, LogStoreError, METADATA_LOG_DIR};
 pub use node::{
-    AppliedMetadata, MetadataQuorum, ProposeError, QuorumConfig, StartError, Voter, VoterParseError,
+    AppliedMetadata, MetadataQuorum, ProposeError, QuorumConfig, StartError, Voter,
+    VoterParseError, ENTRIES_PER_APPEND_MAX, PROPOSAL_BYTES_MAX,
 };
 pub use types::{MetadataRecords, NodeId, TypeConfig};

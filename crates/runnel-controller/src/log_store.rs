@@ -33,7 +33,7 @@
 //! - `truncate` removes the suffix with `set_len` + fsync (`PartitionLog::truncate_to`).
 //! - `purge` records the purged log id durably first, then deletes whole segments below it:
 //!   entries below the recorded point may remain on disk for a while, which is harmless.
-//! - At open, the log is scanned first ([`crate::log_scan`]): a torn tail of the last segment
+//! - At open, the log is scanned first (`log_scan.rs`): a torn tail of the last segment
 //!   (an unfinished write) is truncated by recovery; damage anywhere else, or an entry that does
 //!   not match its batch, stops the open with an error that says where. Good entries are never
 //!   deleted to get past damage.
