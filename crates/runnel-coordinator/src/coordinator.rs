@@ -255,7 +255,13 @@ impl<T> Coordinator<T> {
                 .map(|m| m.member_id.clone())
                 .collect();
             for member_id in expired {
-                self.remove_member_and_rebalance(&id, &member_id, now_ms, &mut out);
+                self.remove_member_and_rebalance(
+                    &id,
+                    &member_id,
+                    now_ms,
+                    "its session timed out",
+                    &mut out,
+                );
             }
             self.expire_pending_syncs(&id, now_ms, &mut out);
             if let Some(group) = self.groups.get_mut(&id) {
@@ -293,7 +299,13 @@ impl<T> Coordinator<T> {
             group.remove_member(member_id);
         }
         group.clear_pending_syncs();
-        prepare_rebalance(group, now_ms, &self.config, out);
+        prepare_rebalance(
+            group,
+            now_ms,
+            &self.config,
+            "members did not sync in time",
+            out,
+        );
     }
 
     fn join(&mut self, join: JoinRequest, reply: T, now_ms: i64, out: &mut Output<T>) {
@@ -453,6 +465,12 @@ impl<T> Coordinator<T> {
                             assignments.remove(&member.member_id).unwrap_or_default();
                     }
                     group.transition(GroupState::Stable, now_ms);
+                    tracing::info!(
+                        group = %group.group_id,
+                        generation = group.generation_id,
+                        leader = %sync.member_id,
+                        "assignment received from the leader"
+                    );
                     out.records.push(CoordinatorRecord::Group {
                         group: group.group_id.clone(),
                         value: Some(group.to_value()),
@@ -575,7 +593,7 @@ impl<T> Coordinator<T> {
                 leaving.member_id.clone()
             }
         };
-        self.remove_member_and_rebalance(group_id, &member_id, now_ms, out);
+        self.remove_member_and_rebalance(group_id, &member_id, now_ms, "it left the group", out);
         ErrorCode::None
     }
 
@@ -584,6 +602,7 @@ impl<T> Coordinator<T> {
         group_id: &str,
         member_id: &str,
         now_ms: i64,
+        reason: &str,
         out: &mut Output<T>,
     ) {
         let Some(group) = self.groups.get_mut(group_id) else {
@@ -592,6 +611,7 @@ impl<T> Coordinator<T> {
         let Some(mut member) = group.remove_member(member_id) else {
             return;
         };
+        tracing::info!(group = %group_id, member = %member_id, reason, "removing member");
         if let Some(waiting) = member.awaiting_join.take() {
             out.reply(
                 waiting,
@@ -606,7 +626,7 @@ impl<T> Coordinator<T> {
         }
         match group.state {
             GroupState::Stable | GroupState::CompletingRebalance => {
-                prepare_rebalance(group, now_ms, &self.config, out);
+                prepare_rebalance(group, now_ms, &self.config, "a member was removed", out);
             }
             GroupState::PreparingRebalance => try_complete_join(group, now_ms, false, out),
             GroupState::Empty | GroupState::Dead => {}

@@ -59,7 +59,7 @@ pub(super) fn add_member_and_rebalance<T>(
             }
             try_complete_join(group, now_ms, false, out);
         }
-        _ => prepare_rebalance(group, now_ms, config, out),
+        _ => prepare_rebalance(group, now_ms, config, "a new member joined", out),
     }
 }
 
@@ -107,7 +107,12 @@ pub(super) fn rejoin_known_member<T>(
         GroupState::CompletingRebalance | GroupState::Stable => {
             member.protocols = join.protocols;
             member.awaiting_join = Some(reply);
-            prepare_rebalance(group, now_ms, config, out);
+            let reason = if unchanged {
+                "the leader rejoined"
+            } else {
+                "a member rejoined with new metadata"
+            };
+            prepare_rebalance(group, now_ms, config, reason, out);
         }
         GroupState::Empty | GroupState::Dead => out.reply(
             reply,
@@ -198,7 +203,7 @@ pub(super) fn replace_static_member<T>(
                 .member_mut(&new_member_id)
                 .expect("the member was just renamed");
             member.awaiting_join = Some(reply);
-            prepare_rebalance(group, now_ms, config, out);
+            prepare_rebalance(group, now_ms, config, "a static member was replaced", out);
         }
     }
 }
@@ -228,12 +233,22 @@ fn join_result<T>(group: &Group<T>, member_id: &str, with_members: bool) -> Join
     }
 }
 
+/// Moves the group to PreparingRebalance; `reason` is logged, as Kafka logs each rebalance.
 pub(super) fn prepare_rebalance<T>(
     group: &mut Group<T>,
     now_ms: i64,
     config: &GroupConfig,
+    reason: &str,
     out: &mut Output<T>,
 ) {
+    tracing::info!(
+        group = %group.group_id,
+        state = ?group.state,
+        generation = group.generation_id,
+        members = group.members.len(),
+        reason,
+        "preparing to rebalance"
+    );
     if group.state == GroupState::CompletingRebalance {
         for member in &mut group.members {
             member.assignment = Bytes::new();
@@ -288,6 +303,13 @@ pub(super) fn try_complete_join<T>(
         .filter(|m| m.awaiting_join.is_none())
         .map(|m| m.member_id.clone())
         .collect();
+    if !missing.is_empty() {
+        tracing::info!(
+            group = %group.group_id,
+            members = ?missing,
+            "removing members that did not rejoin within the rebalance timeout"
+        );
+    }
     for member_id in missing {
         group.remove_member(&member_id);
     }
@@ -315,6 +337,14 @@ pub(super) fn try_complete_join<T>(
     group.transition(GroupState::CompletingRebalance, now_ms);
     group.await_syncs(now_ms);
     let leader = group.leader_id.clone().unwrap_or_default();
+    tracing::info!(
+        group = %group.group_id,
+        generation = group.generation_id,
+        members = group.members.len(),
+        leader = %leader,
+        protocol = group.protocol_name.as_deref().unwrap_or(""),
+        "stabilized group"
+    );
     let leader_view = join_result(group, &leader, true);
     for member in &mut group.members {
         member.heartbeat_deadline_ms = now_ms + i64::from(member.session_timeout_ms);
