@@ -14,6 +14,8 @@
 //!   transaction index of aborted transactions (`segment/txn_index.rs`). The leader-epoch
 //!   cache (`leader_epoch.rs`), Kafka's offset checkpoint files (`checkpoint.rs`), a log
 //!   directory's clean-shutdown marker (`clean_shutdown.rs`).
+//! - The recovery rule of single-writer logs (the metadata logs, `strict_scan.rs`): reading one
+//!   before it is opened and telling the torn tail of an unfinished write from damage.
 //!
 //! It knows nothing of the network, groups or the cluster.
 //!
@@ -60,6 +62,7 @@ pub mod partition_log;
 pub mod producer_state;
 pub mod scrub;
 pub mod segment;
+pub mod strict_scan;
 
 pub use checkpoint::{read_offset_checkpoint, write_offset_checkpoint};
 pub use clean_shutdown::{LastShutdown, CLEAN_SHUTDOWN_FILE};
