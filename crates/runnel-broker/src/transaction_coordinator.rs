@@ -39,11 +39,13 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use runnel_coordinator::request::CompleteTxnRequest;
-use runnel_coordinator::transaction::request::{ListTxnFilter, ListedTxn, TxnDescription};
+use runnel_coordinator::transaction::request::{
+    AddPartitionsRequest, ListTxnFilter, ListedTxn, TxnDescription,
+};
 use runnel_coordinator::transaction::{
     partition_for_transactional_id, ProducerIdAllocator, TxnConfig, TxnCoordinator, TxnErrorCode,
-    TxnMetadata, TxnOutput, TxnRecord, TxnRequest, TxnResponse, TxnResult, TxnState, WriteMarkers,
-    TRANSACTION_STATE_TOPIC,
+    TxnMetadata, TxnOutput, TxnRecord, TxnRequest, TxnResponse, TxnResult, TxnState, TxnVersion,
+    WriteMarkers, TRANSACTION_STATE_TOPIC,
 };
 use runnel_protocol::control_record::ControlRecord;
 use runnel_protocol::record_batch;
@@ -193,6 +195,33 @@ impl TransactionCoordinator {
         };
         let index = partition_for_transactional_id(transactional_id, shards.shards.len() as i32);
         call_shard(&shards.shards[index as usize], request).await
+    }
+
+    /// Transactions v2 (KIP-890 part 2): adds `partitions` to the producer's ongoing
+    /// transaction on the broker's behalf, as Kafka's partition leaders (for Produce) and group
+    /// coordinator (for TxnOffsetCommit) do through `AddPartitionsToTxnManager` with
+    /// `ADD_PARTITION`. One verdict per partition, in request order.
+    pub async fn add_partitions_v2(
+        broker: &Arc<Broker>,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<(String, i32)>,
+    ) -> Vec<((String, i32), TxnErrorCode)> {
+        let request = TxnRequest::AddPartitions(AddPartitionsRequest {
+            transactional_id: transactional_id.to_string(),
+            producer_id,
+            producer_epoch,
+            partitions: partitions.clone(),
+            client_version: TxnVersion::V2,
+        });
+        match Self::call(broker, transactional_id, request).await {
+            TxnResponse::AddPartitions(results) if results.len() == partitions.len() => results,
+            _ => partitions
+                .into_iter()
+                .map(|p| (p, TxnErrorCode::UnknownServerError))
+                .collect(),
+        }
     }
 
     /// KIP-890 part 1, answered from the owning partition's view: whether a transactional

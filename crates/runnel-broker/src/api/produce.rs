@@ -39,8 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use runnel_coordinator::transaction::request::AddPartitionsRequest;
-use runnel_coordinator::transaction::{TxnErrorCode, TxnRequest, TxnResponse, TxnVersion};
+use runnel_coordinator::transaction::TxnErrorCode;
 use runnel_protocol::header::CodecError;
 use runnel_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -271,21 +270,23 @@ async fn add_to_transaction(
     produce: &mut Produce,
     version: i16,
 ) {
-    let request = TxnRequest::AddPartitions(AddPartitionsRequest {
-        transactional_id: add.transactional_id.clone(),
-        producer_id: add.producer_id,
-        producer_epoch: add.producer_epoch,
-        partitions: add.partitions.clone(),
-        client_version: TxnVersion::V2,
-    });
-    let call = TransactionCoordinator::call(broker, &add.transactional_id, request);
+    let call = TransactionCoordinator::add_partitions_v2(
+        broker,
+        &add.transactional_id,
+        add.producer_id,
+        add.producer_epoch,
+        add.partitions.clone(),
+    );
     let wait = produce.timeout.min(ADD_PARTITIONS_WAIT_MAX);
     let results = match tokio::time::timeout(wait, call).await {
-        Ok(TxnResponse::AddPartitions(results)) => results,
-        Ok(_) => with_error(&add.partitions, TxnErrorCode::UnknownServerError),
+        Ok(results) => results,
         // Kafka's `AddPartitionsToTxnManager` answers a request that timed out with
         // NETWORK_EXCEPTION, which the produce path makes retriable.
-        Err(_) => with_error(&add.partitions, TxnErrorCode::NetworkException),
+        Err(_) => add
+            .partitions
+            .iter()
+            .map(|p| (p.clone(), TxnErrorCode::NetworkException))
+            .collect(),
     };
     for (partition, verdict) in results {
         if verdict != TxnErrorCode::None {
@@ -295,13 +296,6 @@ async fn add_to_transaction(
             produce.refused.insert(partition, refusal(verdict, version));
         }
     }
-}
-
-fn with_error(
-    partitions: &[(String, i32)],
-    error: TxnErrorCode,
-) -> Vec<((String, i32), TxnErrorCode)> {
-    partitions.iter().map(|p| (p.clone(), error)).collect()
 }
 
 impl PartitionOutcome {

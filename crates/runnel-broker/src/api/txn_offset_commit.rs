@@ -17,8 +17,7 @@ use std::sync::Arc;
 use runnel_coordinator::request::{
     CommitPartition, Request as GroupRequest, Response, TxnCommitRequest,
 };
-use runnel_coordinator::transaction::request::AddPartitionsRequest;
-use runnel_coordinator::transaction::{TxnErrorCode, TxnRequest, TxnResponse, TxnVersion};
+use runnel_coordinator::transaction::TxnErrorCode;
 use runnel_coordinator::{partition_for, transaction::CONSUMER_OFFSETS_TOPIC};
 use runnel_protocol::header::CodecError;
 use runnel_protocol::messages::txn_offset_commit_response::{
@@ -160,27 +159,19 @@ async fn join_transaction(
         partition_for(group_id, offsets_partitions),
     );
     let error = if version >= 5 {
-        let add = AddPartitionsRequest {
-            transactional_id: producer.transactional_id.clone(),
-            producer_id: producer.producer_id,
-            producer_epoch: producer.producer_epoch,
-            partitions: vec![partition],
-            client_version: TxnVersion::V2,
-        };
-        let answer = TransactionCoordinator::call(
+        let verdicts = TransactionCoordinator::add_partitions_v2(
             broker,
             &producer.transactional_id,
-            TxnRequest::AddPartitions(add),
+            producer.producer_id,
+            producer.producer_epoch,
+            vec![partition],
         )
         .await;
-        match answer {
-            TxnResponse::AddPartitions(results) => results
-                .into_iter()
-                .map(|(_, error)| error)
-                .next()
-                .unwrap_or(TxnErrorCode::UnknownServerError),
-            _ => TxnErrorCode::UnknownServerError,
-        }
+        verdicts
+            .into_iter()
+            .map(|(_, error)| error)
+            .next()
+            .unwrap_or(TxnErrorCode::UnknownServerError)
     } else {
         TransactionCoordinator::verify(
             broker,
