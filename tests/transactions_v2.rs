@@ -370,6 +370,101 @@ impl DelayProxy {
 /// at least the size prefix and the header's fixed fields.
 const SOME_OF_A_FRAME: usize = 12;
 
+/// The scene of both delayed-request tests: a producer's first transaction holds one record
+/// on `(topic, 0)`, and a second connection goes through a [`DelayProxy`] that holds what it is
+/// sent, where one request of that first transaction is "in the network".
+struct LateRequest {
+    _broker: TestBroker,
+    client: RawClient,
+    transactional_id: &'static str,
+    topic: &'static str,
+    producer_id: i64,
+    epoch: i16,
+    proxy: DelayProxy,
+    delayed: RawClient,
+}
+
+impl LateRequest {
+    fn set_up(topic: &'static str, transactional_id: &'static str) -> LateRequest {
+        let broker = TestBroker::start_with(OVERRIDES);
+        let mut client = RawClient::connect(broker.addr);
+        assert_eq!(common::create_topic(&mut client, topic, 2, &[]), 0);
+        let (error, producer_id, epoch) = init_loaded(&mut client, transactional_id, INIT_V2);
+        assert_eq!(error, 0);
+        let first = (producer_id, epoch, 0);
+        let produced = produce_v2(&mut client, transactional_id, (topic, 0), first, b"first");
+        assert_eq!(produced, 0);
+        let proxy = DelayProxy::start(broker.addr);
+        let delayed = RawClient::connect(proxy.addr);
+        LateRequest {
+            _broker: broker,
+            client,
+            transactional_id,
+            topic,
+            producer_id,
+            epoch,
+            proxy,
+            delayed,
+        }
+    }
+
+    /// Sends `body` on the held connection and waits until the proxy holds it; its
+    /// correlation id.
+    fn send_held<T: kafka_protocol::protocol::Encodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: &T,
+    ) -> i32 {
+        self.proxy.hold();
+        let correlation_id = self.delayed.send(api, version, body);
+        self.proxy.wait_until_holding(SOME_OF_A_FRAME);
+        correlation_id
+    }
+
+    /// Commits the first transaction on the direct connection (EndTxn v5 bumps the epoch) and
+    /// begins the second with one record on `(topic, 1)`; the second transaction's epoch.
+    fn commit_first_and_begin_second(&mut self) -> i16 {
+        let first = (self.producer_id, self.epoch);
+        let (error, _, next_epoch) = end_txn(
+            &mut self.client,
+            END_TXN_V2,
+            self.transactional_id,
+            first,
+            true,
+        );
+        assert_eq!((error, next_epoch), (0, self.epoch + 1));
+        let second = (self.producer_id, next_epoch, 0);
+        let produced = produce_v2(
+            &mut self.client,
+            self.transactional_id,
+            (self.topic, 1),
+            second,
+            b"second",
+        );
+        assert_eq!(produced, 0);
+        next_epoch
+    }
+
+    /// Ends the second transaction, waits for its marker and returns the committed values of
+    /// both partitions.
+    fn end_second(&mut self, next_epoch: i16, commit: bool) -> [Vec<Bytes>; 2] {
+        let second = (self.producer_id, next_epoch);
+        let (error, _, _) = end_txn(
+            &mut self.client,
+            END_TXN_V2,
+            self.transactional_id,
+            second,
+            commit,
+        );
+        assert_eq!(error, 0);
+        common::wait_until("the second transaction's marker", DEADLINE, || {
+            stable_offset(&mut self.client, self.topic, 1) == 2
+        });
+        [0, 1].map(|partition| committed_values(&mut self.client, self.topic, partition))
+    }
+}
+
 /// A Produce of the first transaction, delayed in the network until the producer has committed
 /// it and begun the next one on the same partition, arrives with the epoch EndTxn v5 bumped
 /// past: it is refused (INVALID_PRODUCER_EPOCH, Kafka's answer to a fenced batch) and never
@@ -378,74 +473,25 @@ const SOME_OF_A_FRAME: usize = 12;
 /// into the second one (the hanging or misattributed write KIP-890 names).
 #[test]
 fn a_delayed_produce_of_an_earlier_transaction_never_joins_a_later_one() {
-    let topic = "v2-late-produce";
-    let broker = TestBroker::start_with(OVERRIDES);
-    let mut client = RawClient::connect(broker.addr);
-    assert_eq!(common::create_topic(&mut client, topic, 2, &[]), 0);
-    let (error, producer_id, epoch) = init_loaded(&mut client, "late", INIT_V2);
-    assert_eq!(error, 0);
-    assert_eq!(
-        produce_v2(
-            &mut client,
-            "late",
-            (topic, 0),
-            (producer_id, epoch, 0),
-            b"first"
-        ),
-        0
-    );
+    let mut scene = LateRequest::set_up("v2-late-produce", "late");
+    let late = transactional_batch(scene.producer_id, scene.epoch, 0, b"late");
+    let request = produce_request(Some("late"), scene.topic, 1, late);
+    let correlation_id = scene.send_held(ApiKey::Produce, PRODUCE_V2, &request);
 
-    let proxy = DelayProxy::start(broker.addr);
-    let mut delayed = RawClient::connect(proxy.addr);
-    proxy.hold();
-    let late = transactional_batch(producer_id, epoch, 0, b"late");
-    let correlation_id = delayed.send(
-        ApiKey::Produce,
-        PRODUCE_V2,
-        &produce_request(Some("late"), topic, 1, late),
-    );
-    proxy.wait_until_holding(SOME_OF_A_FRAME);
+    let next_epoch = scene.commit_first_and_begin_second();
 
-    let (error, _, next_epoch) =
-        end_txn(&mut client, END_TXN_V2, "late", (producer_id, epoch), true);
-    assert_eq!((error, next_epoch), (0, epoch + 1));
-    assert_eq!(
-        produce_v2(
-            &mut client,
-            "late",
-            (topic, 1),
-            (producer_id, next_epoch, 0),
-            b"second"
-        ),
-        0
-    );
-
-    proxy.release();
-    let answer: ProduceResponse = delayed.receive(ApiKey::Produce, PRODUCE_V2, correlation_id);
+    scene.proxy.release();
+    let answer: ProduceResponse =
+        scene
+            .delayed
+            .receive(ApiKey::Produce, PRODUCE_V2, correlation_id);
     assert_eq!(
         produce_error(&answer),
         ErrorCode::InvalidProducerEpoch.code()
     );
-
-    let (error, _, _) = end_txn(
-        &mut client,
-        END_TXN_V2,
-        "late",
-        (producer_id, next_epoch),
-        true,
-    );
-    assert_eq!(error, 0);
-    common::wait_until("the second COMMIT marker", DEADLINE, || {
-        stable_offset(&mut client, topic, 1) == 2
-    });
-    assert_eq!(
-        committed_values(&mut client, topic, 0),
-        [Bytes::from_static(b"first")]
-    );
-    assert_eq!(
-        committed_values(&mut client, topic, 1),
-        [Bytes::from_static(b"second")]
-    );
+    let [first, second] = scene.end_second(next_epoch, true);
+    assert_eq!(first, [Bytes::from_static(b"first")]);
+    assert_eq!(second, [Bytes::from_static(b"second")]);
 }
 
 /// An EndTxn(commit) of the first transaction, delayed in the network while the producer
@@ -456,75 +502,24 @@ fn a_delayed_produce_of_an_earlier_transaction_never_joins_a_later_one() {
 /// transaction (the Jepsen scenario).
 #[test]
 fn a_delayed_end_txn_never_commits_a_later_transaction() {
-    let topic = "v2-late-end";
-    let broker = TestBroker::start_with(OVERRIDES);
-    let mut client = RawClient::connect(broker.addr);
-    assert_eq!(common::create_topic(&mut client, topic, 2, &[]), 0);
-    let (error, producer_id, epoch) = init_loaded(&mut client, "late-end", INIT_V2);
-    assert_eq!(error, 0);
-    assert_eq!(
-        produce_v2(
-            &mut client,
-            "late-end",
-            (topic, 0),
-            (producer_id, epoch, 0),
-            b"first"
-        ),
-        0
-    );
+    let mut scene = LateRequest::set_up("v2-late-end", "late-end");
+    let request = end_txn_request("late-end", (scene.producer_id, scene.epoch), true);
+    let correlation_id = scene.send_held(ApiKey::EndTxn, END_TXN_V2, &request);
 
-    let proxy = DelayProxy::start(broker.addr);
-    let mut delayed = RawClient::connect(proxy.addr);
-    proxy.hold();
-    let correlation_id = delayed.send(
-        ApiKey::EndTxn,
-        END_TXN_V2,
-        &end_txn_request("late-end", (producer_id, epoch), true),
-    );
-    proxy.wait_until_holding(SOME_OF_A_FRAME);
+    // The producer's retry of the same commit goes through the direct connection.
+    let next_epoch = scene.commit_first_and_begin_second();
 
-    // The producer's retry of the same commit goes through another connection.
-    let (error, _, next_epoch) = end_txn(
-        &mut client,
-        END_TXN_V2,
-        "late-end",
-        (producer_id, epoch),
-        true,
-    );
-    assert_eq!((error, next_epoch), (0, epoch + 1));
-    assert_eq!(
-        produce_v2(
-            &mut client,
-            "late-end",
-            (topic, 1),
-            (producer_id, next_epoch, 0),
-            b"second"
-        ),
-        0
-    );
-
-    proxy.release();
-    let answer: EndTxnResponse = delayed.receive(ApiKey::EndTxn, END_TXN_V2, correlation_id);
+    scene.proxy.release();
+    let answer: EndTxnResponse = scene
+        .delayed
+        .receive(ApiKey::EndTxn, END_TXN_V2, correlation_id);
     assert_eq!(answer.error_code, ErrorCode::ProducerFenced.code());
     // The second transaction is still open: read_committed still stops at its record.
-    assert_eq!(stable_offset(&mut client, topic, 1), 0);
+    assert_eq!(stable_offset(&mut scene.client, scene.topic, 1), 0);
 
-    let (error, _, _) = end_txn(
-        &mut client,
-        END_TXN_V2,
-        "late-end",
-        (producer_id, next_epoch),
-        false,
-    );
-    assert_eq!(error, 0);
-    common::wait_until("the ABORT marker", DEADLINE, || {
-        stable_offset(&mut client, topic, 1) == 2
-    });
-    assert_eq!(
-        committed_values(&mut client, topic, 0),
-        [Bytes::from_static(b"first")]
-    );
-    assert!(committed_values(&mut client, topic, 1).is_empty());
+    let [first, second] = scene.end_second(next_epoch, false);
+    assert_eq!(first, [Bytes::from_static(b"first")]);
+    assert!(second.is_empty());
 }
 
 /// Under transactions v2 (`TransactionCoordinator.endTransaction` with TV2), EndTxn v5 with no
