@@ -43,6 +43,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Repair a stopped broker's metadata (rebuild it from the partition directories).
     Metadata(cli::metadata::MetadataArgs),
+    /// Format log directories for a cluster before their first start (kafka-storage).
+    Storage(cli::storage::StorageArgs),
 }
 
 fn main() {
@@ -104,5 +106,6 @@ fn run() -> anyhow::Result<()> {
         Command::Consume(args) => cli::consume::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Metadata(args) => cli::metadata::run(args),
+        Command::Storage(args) => cli::storage::run(args),
     }
 }

@@ -10,5 +10,6 @@ pub mod output;
 pub mod produce;
 pub mod reset_offsets;
 pub mod server;
+pub mod storage;
 pub mod topic;
 pub mod txn;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -55,21 +55,28 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     })
 }
 
-fn server_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
+/// The configuration of `--config FILE` (Kafka's `server.properties`) and then each
+/// `--override key=value` over Kafka's defaults; shared by the commands that read a node's
+/// configuration (`server`, `storage format`).
+pub fn broker_config(config: Option<&Path>, overrides: &[String]) -> anyhow::Result<BrokerConfig> {
     let mut properties = BTreeMap::new();
-    if let Some(path) = &args.config {
+    if let Some(path) = config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("read configuration file {}", path.display()))?;
         properties = parse_properties(&text)
             .with_context(|| format!("parse configuration file {}", path.display()))?;
     }
-    for pair in &args.overrides {
+    for pair in overrides {
         let Some((key, value)) = pair.split_once('=') else {
             bail!("--override {pair:?} is not key=value");
         };
         properties.insert(key.trim().to_string(), value.trim().to_string());
     }
-    let mut config = BrokerConfig::from_properties(&properties).context("read configuration")?;
+    BrokerConfig::from_properties(&properties).context("read configuration")
+}
+
+fn server_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
+    let mut config = broker_config(args.config.as_deref(), &args.overrides)?;
     if let Some(listen) = &args.listen {
         let address = listen
             .split_once("://")

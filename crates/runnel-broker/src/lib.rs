@@ -12,7 +12,7 @@
 //! coordinator's driver and its markers ([`transaction_coordinator`]), the quorum-of-one metadata
 //! writer ([`controller`]) and its log read at start ([`metadata_log`]: torn tail or damage), the data
 //! directory's lock and stray partition directories ([`data_dir`]), Kafka's `partition.metadata`
-//! ([`partition_metadata`]), `runnel metadata rebuild` ([`metadata_rebuild`]), configuration with Kafka's names ([`config`]; the catalog of broker configs in
+//! ([`partition_metadata`]), `runnel metadata rebuild` ([`metadata_rebuild`]), `runnel storage format` ([`storage_format`]), configuration with Kafka's names ([`config`]; the catalog of broker configs in
 //! [`broker_config_catalog`], the live view with dynamic broker configs in [`dynamic_config`]), sending fetched
 //! records straight from segment files ([`zero_copy`]), metrics ([`metrics`]) and the web console
 //! ([`console`]) on the HTTP port ([`http`]), and start/stop ([`server`]). Encodings belong to `runnel-protocol`, files to `runnel-log`, the meaning of
@@ -58,6 +58,7 @@ pub mod retention;
 pub mod sasl;
 pub mod scrubber;
 pub mod server;
+pub mod storage_format;
 pub mod topic_config;
 pub mod transaction_coordinator;
 pub mod zero_copy;
