@@ -3,7 +3,8 @@
 //! Sources, lowest precedence first: built-in defaults, a `server.properties` file, then
 //! `--override key=value` pairs; the binary merges the last two into one map and
 //! [`BrokerConfig::from_properties`] reads it. Unknown keys are logged and ignored, as Kafka
-//! does. Topic-level overrides (given at CreateTopics) take precedence over the broker's `log.*`
+//! does; Kafka's keys that Runnel has no use for are logged at INFO as such. The node's roles
+//! and listeners (KRaft's keys) are read together in [`kraft`]. Topic-level overrides (given at CreateTopics) take precedence over the broker's `log.*`
 //! defaults; [`TopicSettings::resolve`] applies that rule.
 //!
 //! Departure from Kafka: `log.flush.interval.messages` defaults to 1, not `Long.MAX_VALUE`.
@@ -17,6 +18,7 @@
 //! unbounded, as in Kafka.
 
 mod known_keys;
+pub mod kraft;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -278,15 +280,14 @@ impl BrokerConfig {
             let value = value.trim();
             match key.as_str() {
                 "node.id" | "broker.id" => config.node_id = parse_at_least(key, value, 0)?,
-                "listeners" => {
-                    let first = value.split(',').next().unwrap_or(value).trim();
-                    let address = first.split_once("://").map_or(first, |(_, rest)| rest);
-                    (config.listen, config.listen_host) = listen_address(address)
-                        .map_err(|reason| ConfigError::new(key, value, reason))?;
-                }
-                "advertised.listeners" => {
-                    config.advertised_listener = Some(parse_advertised(key, value)?)
-                }
+                // Read together after this loop (`config/kraft.rs`): which listener is the
+                // clients', what it advertises, and the roles of the node.
+                "listeners"
+                | "advertised.listeners"
+                | "process.roles"
+                | "controller.quorum.voters"
+                | "controller.listener.names"
+                | "inter.broker.listener.name" => {}
                 // `log.dirs` wins over `log.dir` (it sorts after it), as in Kafka.
                 "log.dirs" | "log.dir" => {
                     let mut dirs = value.split(',').map(str::trim).filter(|d| !d.is_empty());
@@ -449,6 +450,9 @@ impl BrokerConfig {
                         .remove_expired_transaction_cleanup_interval_ms =
                         parse_at_least(key, value, 1)?
                 }
+                _ if crate::broker_config_catalog::definition(key).is_some() => {
+                    tracing::info!("config {key} is Kafka's but has no effect in Runnel (ignored)")
+                }
                 _ => match known_keys::suggest_key(key) {
                     Some(meant) => {
                         tracing::warn!("unknown config key {key} (ignored); did you mean {meant}?")
@@ -457,7 +461,28 @@ impl BrokerConfig {
                 },
             }
         }
-        config.sasl_plain_users = listener_security(properties)?;
+        let client = kraft::client_listener(properties)?;
+        if let Some(listener) = &client {
+            let listeners = properties.get("listeners").map_or("", String::as_str);
+            (config.listen, config.listen_host) = listen_address(&listener.address)
+                .map_err(|reason| ConfigError::new("listeners", listeners, reason))?;
+        }
+        let client_name = client.as_ref().map_or("PLAINTEXT", |l| l.name.as_str());
+        if let Some(advertised) = kraft::advertised_for(properties, client_name)? {
+            config.advertised_listener = Some(parse_advertised(
+                "advertised.listeners",
+                &advertised.address,
+            )?);
+        }
+        kraft::check_roles(properties, config.node_id)?;
+        for controller in kraft::controller_listeners(properties)? {
+            tracing::info!(
+                "controller listener {}://{} not bound: a quorum of one has no peer to serve",
+                controller.name,
+                controller.address
+            );
+        }
+        config.sasl_plain_users = listener_security(properties, client_name)?;
         config.check_connection_limits()?;
         // Direct appends need every append fsync'd before it is read: only when durable.
         config.log.direct_appends &= config.flush.is_durable();
@@ -567,14 +592,11 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
 /// through `listener.security.protocol.map`); `None` for `PLAINTEXT`. SSL is not served.
 fn listener_security(
     properties: &BTreeMap<String, String>,
+    name: &str,
 ) -> Result<Option<PlainUsers>, ConfigError> {
     let Some(listeners) = properties.get("listeners") else {
         return Ok(None);
     };
-    let first = listeners.split(',').next().unwrap_or(listeners).trim();
-    let name = first
-        .split_once("://")
-        .map_or("PLAINTEXT", |(name, _)| name);
     let map = properties
         .get("listener.security.protocol.map")
         .map(String::as_str)

@@ -1,0 +1,346 @@
+//! A KRaft node's roles and listeners, with Kafka's names, so that a Kafka KRaft
+//! `server.properties` (Kafka's own `config/kraft/server.properties` among them) starts a
+//! Runnel node as it is: `process.roles`, `node.id`, `controller.quorum.voters`, `listeners`
+//! with a controller listener, `controller.listener.names`, `advertised.listeners`,
+//! `inter.broker.listener.name`.
+//!
+//! The listener clients connect to is the first of `listeners` not named in
+//! `controller.listener.names`; `advertised.listeners` and `listener.security.protocol.map`
+//! are read for that listener's name. When `process.roles` is set, Kafka's start-up checks
+//! of these keys apply (`KafkaConfig.validateValues`, the KRaft part): every controller
+//! listener name must be among `listeners`, and `advertised.listeners` must not name one.
+//!
+//! What runs today is a quorum of one: a combined node (`broker,controller`) whose
+//! `controller.quorum.voters`, if set, names only itself. Its controller listener is not bound,
+//! as a quorum of one has no peer to serve (`runnel-controller` serves it once nodes form a
+//! cluster). Any other roles or voters are refused at start with a message saying so, rather
+//! than started as something they are not.
+
+use std::collections::BTreeMap;
+
+use super::ConfigError;
+
+/// One entry of `listeners` or `advertised.listeners`: `NAME://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// The listener name (`PLAINTEXT` when the entry has none), upper case as Kafka reads it.
+    pub name: String,
+    /// `host:port`, the host possibly empty (every interface).
+    pub address: String,
+}
+
+/// Parses a comma-separated listener list; a bare `host:port` is `PLAINTEXT`.
+pub fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError> {
+    let mut listeners = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, address) = entry.split_once("://").unwrap_or(("PLAINTEXT", entry));
+        if name.is_empty() || !address.contains(':') {
+            return Err(ConfigError::new(
+                key,
+                value,
+                format!("{entry:?} is not NAME://host:port"),
+            ));
+        }
+        let name = name.to_ascii_uppercase();
+        if listeners.iter().any(|l: &Listener| l.name == name) {
+            return Err(ConfigError::new(
+                key,
+                value,
+                format!("listener name {name} appears twice"),
+            ));
+        }
+        listeners.push(Listener {
+            name,
+            address: address.to_string(),
+        });
+    }
+    Ok(listeners)
+}
+
+fn controller_listener_names(properties: &BTreeMap<String, String>) -> Vec<String> {
+    properties
+        .get("controller.listener.names")
+        .map(|names| {
+            names
+                .split(',')
+                .map(|n| n.trim().to_ascii_uppercase())
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The listener clients connect to (see the module doc); `None` without `listeners`.
+pub fn client_listener(
+    properties: &BTreeMap<String, String>,
+) -> Result<Option<Listener>, ConfigError> {
+    let Some(value) = properties.get("listeners") else {
+        return Ok(None);
+    };
+    let controllers = controller_listener_names(properties);
+    let listeners = parse_listeners("listeners", value)?;
+    match listeners
+        .into_iter()
+        .find(|l| !controllers.contains(&l.name))
+    {
+        Some(listener) => Ok(Some(listener)),
+        None => Err(ConfigError::new(
+            "listeners",
+            value,
+            "it has no listener for clients: every one is named in controller.listener.names",
+        )),
+    }
+}
+
+/// The entries of `listeners` named in `controller.listener.names`.
+pub fn controller_listeners(
+    properties: &BTreeMap<String, String>,
+) -> Result<Vec<Listener>, ConfigError> {
+    let Some(value) = properties.get("listeners") else {
+        return Ok(Vec::new());
+    };
+    let controllers = controller_listener_names(properties);
+    let listeners = parse_listeners("listeners", value)?;
+    Ok(listeners
+        .into_iter()
+        .filter(|l| controllers.contains(&l.name))
+        .collect())
+}
+
+/// The entry of `advertised.listeners` for the client listener `name`: the one of that name,
+/// or the only entry when it has none; `None` without `advertised.listeners`.
+pub fn advertised_for(
+    properties: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<Listener>, ConfigError> {
+    let Some(value) = properties.get("advertised.listeners") else {
+        return Ok(None);
+    };
+    let advertised = parse_listeners("advertised.listeners", value)?;
+    if let Some(listener) = advertised.iter().find(|l| l.name == name) {
+        return Ok(Some(listener.clone()));
+    }
+    match advertised.as_slice() {
+        [only] if !value.contains("://") => Ok(Some(only.clone())),
+        _ => Err(ConfigError::new(
+            "advertised.listeners",
+            value,
+            format!("it has no entry for the client listener {name}"),
+        )),
+    }
+}
+
+/// Kafka's KRaft start-up checks, and the quorum of one that runs today (see the module doc).
+pub fn check_roles(properties: &BTreeMap<String, String>, node_id: i32) -> Result<(), ConfigError> {
+    if let Some(voters) = properties.get("controller.quorum.voters") {
+        check_voters(voters, node_id)?;
+    }
+    let Some(roles) = properties.get("process.roles") else {
+        return Ok(());
+    };
+    let mut broker = false;
+    let mut controller = false;
+    for role in roles.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        match role {
+            "broker" => broker = true,
+            "controller" => controller = true,
+            other => {
+                return Err(ConfigError::new(
+                    "process.roles",
+                    roles,
+                    format!("unknown role {other:?} (roles are broker and controller)"),
+                ))
+            }
+        }
+    }
+    if !(broker && controller) {
+        return Err(ConfigError::new(
+            "process.roles",
+            roles,
+            "a broker-only or controller-only node is part of a cluster of several nodes, which \
+             this Runnel does not run yet; use broker,controller (a combined node)",
+        ));
+    }
+    let names = controller_listener_names(properties);
+    let listeners = match properties.get("listeners") {
+        Some(value) => parse_listeners("listeners", value)?,
+        None => Vec::new(),
+    };
+    if let Some(missing) = names
+        .iter()
+        .find(|n| !listeners.iter().any(|l| &l.name == *n))
+    {
+        if !listeners.is_empty() {
+            return Err(ConfigError::new(
+                "controller.listener.names",
+                properties
+                    .get("controller.listener.names")
+                    .map_or("", String::as_str),
+                format!("the controller listener {missing} is not among listeners"),
+            ));
+        }
+    }
+    if let Some(value) = properties.get("advertised.listeners") {
+        let advertised = parse_listeners("advertised.listeners", value)?;
+        if let Some(controller) = advertised.iter().find(|l| names.contains(&l.name)) {
+            return Err(ConfigError::new(
+                "advertised.listeners",
+                value,
+                format!(
+                    "it must not contain the controller listener {} when process.roles \
+                     contains broker",
+                    controller.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `controller.quorum.voters`: `id@host:port,…`, today exactly this node.
+fn check_voters(voters: &str, node_id: i32) -> Result<(), ConfigError> {
+    let key = "controller.quorum.voters";
+    let mut ids = Vec::new();
+    for entry in voters.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, address) = entry.split_once('@').ok_or_else(|| {
+            ConfigError::new(key, voters, format!("{entry:?} is not id@host:port"))
+        })?;
+        let id: i32 = id
+            .parse()
+            .map_err(|_| ConfigError::new(key, voters, format!("{id:?} is not a node id")))?;
+        let port_ok = address
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(ConfigError::new(
+                key,
+                voters,
+                format!("{address:?} is not host:port"),
+            ));
+        }
+        ids.push(id);
+    }
+    match ids.as_slice() {
+        [only] if *only == node_id => Ok(()),
+        [only] => Err(ConfigError::new(
+            key,
+            voters,
+            format!("the only voter is node {only}, but this is node.id {node_id}"),
+        )),
+        [] => Err(ConfigError::new(key, voters, "it names no voter")),
+        many => Err(ConfigError::new(
+            key,
+            voters,
+            format!(
+                "{} voters: a quorum of several controllers is not run by this Runnel yet; \
+                 name only this node ({node_id}@host:port)",
+                many.len()
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Kafka 3.7's `config/kraft/server.properties`, its listener and role keys.
+    fn kafka_kraft_defaults() -> BTreeMap<String, String> {
+        props(&[
+            ("process.roles", "broker,controller"),
+            ("node.id", "1"),
+            ("controller.quorum.voters", "1@localhost:9093"),
+            ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+            ("inter.broker.listener.name", "PLAINTEXT"),
+            ("advertised.listeners", "PLAINTEXT://localhost:9092"),
+            ("controller.listener.names", "CONTROLLER"),
+        ])
+    }
+
+    #[test]
+    fn kafkas_own_kraft_file_is_a_combined_quorum_of_one() {
+        let properties = kafka_kraft_defaults();
+        check_roles(&properties, 1).expect("Kafka's file is accepted");
+        let client = client_listener(&properties)
+            .expect("listeners")
+            .expect("one");
+        assert_eq!(client.name, "PLAINTEXT");
+        assert_eq!(client.address, ":9092");
+        let advertised = advertised_for(&properties, &client.name).expect("advertised");
+        assert_eq!(advertised.map(|l| l.address), Some("localhost:9092".into()));
+    }
+
+    #[test]
+    fn the_client_listener_is_the_first_that_is_not_a_controllers() {
+        let mut properties = kafka_kraft_defaults();
+        properties.insert(
+            "listeners".into(),
+            "CONTROLLER://127.0.0.1:9093,INTERNAL://127.0.0.1:9092".into(),
+        );
+        properties.insert("advertised.listeners".into(), "INTERNAL://h:1".into());
+        let client = client_listener(&properties)
+            .expect("listeners")
+            .expect("one");
+        assert_eq!(
+            (client.name.as_str(), client.address.as_str()),
+            ("INTERNAL", "127.0.0.1:9092")
+        );
+        properties.insert("listeners".into(), "CONTROLLER://:9093".into());
+        assert!(client_listener(&properties).is_err(), "no client listener");
+    }
+
+    #[test]
+    fn what_is_not_a_quorum_of_one_is_refused_with_the_reason() {
+        for (key, value, reason) in [
+            ("process.roles", "broker", "broker-only or controller-only"),
+            (
+                "process.roles",
+                "controller",
+                "broker-only or controller-only",
+            ),
+            ("process.roles", "broker,zookeeper", "unknown role"),
+            (
+                "controller.quorum.voters",
+                "1@a:9093,2@b:9093,3@c:9093",
+                "3 voters",
+            ),
+            (
+                "controller.quorum.voters",
+                "2@localhost:9093",
+                "this is node.id 1",
+            ),
+            ("controller.quorum.voters", "1@localhost", "not host:port"),
+            ("controller.listener.names", "CTRL", "not among listeners"),
+            (
+                "advertised.listeners",
+                "PLAINTEXT://h:9092,CONTROLLER://h:9093",
+                "must not contain the controller listener",
+            ),
+        ] {
+            let mut properties = kafka_kraft_defaults();
+            properties.insert(key.into(), value.into());
+            let error = check_roles(&properties, 1).expect_err(value);
+            assert_eq!(error.key, key);
+            assert!(error.reason.contains(reason), "{value}: {error}");
+        }
+    }
+
+    #[test]
+    fn listeners_parse_as_kafka_writes_them() {
+        let parsed = parse_listeners("listeners", "plaintext://:9092, EXTERNAL://127.0.0.1:9094")
+            .expect("ok");
+        assert_eq!(parsed[0].name, "PLAINTEXT");
+        assert_eq!(parsed[1].address, "127.0.0.1:9094");
+        let bare = parse_listeners("listeners", "127.0.0.1:9092").expect("a bare address");
+        assert_eq!(bare[0].name, "PLAINTEXT");
+        assert!(parse_listeners("listeners", "PLAINTEXT://:1,PLAINTEXT://:2").is_err());
+        assert!(parse_listeners("listeners", "PLAINTEXT://nohost").is_err());
+    }
+}
