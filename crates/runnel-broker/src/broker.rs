@@ -3,7 +3,7 @@
 //! both: the metadata record first, then the partitions' logs.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use runnel_metadata::TopicImage;
 use uuid::Uuid;
@@ -81,7 +81,7 @@ pub struct Broker {
     /// Set once the listener is bound (the port may have been 0).
     advertised: OnceLock<AdvertisedListener>,
     /// Serialises topic and partition creations: plan, open, record, host.
-    creations: Mutex<()>,
+    creations: tokio::sync::Mutex<()>,
 }
 
 impl Broker {
@@ -116,7 +116,7 @@ impl Broker {
             connection_quotas,
             stopping: tokio::sync::watch::channel(false).0,
             advertised: OnceLock::new(),
-            creations: Mutex::new(()),
+            creations: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -154,18 +154,18 @@ impl Broker {
     /// topic is left in the metadata or on disk. A crash before the record is written leaves
     /// empty partition directories of a topic the metadata does not name (kept and reported
     /// at the next start as stray directories, `data_dir.rs`).
-    pub fn create_topic(
+    pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
-        let _creating = self.creations.lock().expect("creations lock poisoned");
+        let _creating = self.creations.lock().await;
         self.check_partition_limit(usize::try_from(partitions).unwrap_or(0))?;
         let (record, topic) = self.controller.plan_topic(name, partitions, configs)?;
         self.replicas.check_no_directory(name, 0..partitions)?;
         let prepared = self.replicas.prepare_partitions(&topic, 0)?;
-        if let Err(error) = self.controller.create_topic(&record) {
+        if let Err(error) = self.controller.create_topic(&record).await {
             self.replicas.discard(prepared);
             return Err(error.into());
         }
@@ -176,12 +176,12 @@ impl Broker {
     /// Grows a topic to `partitions` partitions, all or nothing, as [`Broker::create_topic`]:
     /// new partitions whose directories are already on disk are refused, the new partitions
     /// are opened, then the count is recorded.
-    pub fn create_partitions(
+    pub async fn create_partitions(
         &self,
         topic_id: Uuid,
         partitions: i32,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
-        let _creating = self.creations.lock().expect("creations lock poisoned");
+        let _creating = self.creations.lock().await;
         let current = self
             .controller
             .image()
@@ -196,7 +196,7 @@ impl Broker {
         self.replicas
             .check_no_directory(&topic.name, first_new..partitions)?;
         let prepared = self.replicas.prepare_partitions(&topic, current)?;
-        if let Err(error) = self.controller.create_partitions(&record, current) {
+        if let Err(error) = self.controller.create_partitions(&record, current).await {
             self.replicas.discard(prepared);
             return Err(error.into());
         }
@@ -222,7 +222,7 @@ impl Broker {
     /// Replaces topic `name`'s config overrides with `configs`: validated against the broker's
     /// defaults, recorded in the metadata log, then applied to the live partitions. With
     /// `validate_only`, nothing is recorded.
-    pub fn alter_topic_configs(
+    pub async fn alter_topic_configs(
         &self,
         name: &str,
         configs: BTreeMap<String, String>,
@@ -239,7 +239,8 @@ impl Broker {
             return Ok(());
         }
         self.controller
-            .alter_topic_configs(topic.topic_id, configs)?;
+            .alter_topic_configs(topic.topic_id, configs)
+            .await?;
         self.replicas.update_topic_settings(name, &settings);
         Ok(())
     }
@@ -250,7 +251,7 @@ impl Broker {
     /// ([`dynamic_config::validate_change`]), recorded in the metadata log, then applied to
     /// what runs (see [`crate::dynamic_config`] for which configs apply live). With
     /// `validate_only`, nothing is recorded.
-    pub fn alter_broker_configs(
+    pub async fn alter_broker_configs(
         &self,
         resource_name: &str,
         change: impl FnOnce(
@@ -260,7 +261,7 @@ impl Broker {
     ) -> Result<(), AlterBrokerConfigsError> {
         // Serialised with topic creations (so that a topic created meanwhile does not miss
         // the new defaults) and with other alterations (each starts from the last one's).
-        let _altering = self.creations.lock().expect("creations lock poisoned");
+        let _altering = self.creations.lock().await;
         let view = self.dynamic.view();
         let configs =
             change(view.layers.of(resource_name)).map_err(AlterBrokerConfigsError::Refused)?;
@@ -270,7 +271,8 @@ impl Broker {
             return Ok(());
         }
         self.controller
-            .alter_broker_configs(resource_name, configs.clone())?;
+            .alter_broker_configs(resource_name, configs.clone())
+            .await?;
         match self.dynamic.replace(resource_name, configs) {
             Ok(live) => self.apply_live(&live),
             // Validated against the same layers above; only a bug gets here.
@@ -301,8 +303,8 @@ impl Broker {
     }
 
     /// Records a topic's removal, then deletes its partitions.
-    pub fn delete_topic(&self, topic_id: Uuid) -> Result<(), CreateTopicError> {
-        let topic = self.controller.delete_topic(topic_id)?;
+    pub async fn delete_topic(&self, topic_id: Uuid) -> Result<(), CreateTopicError> {
+        let topic = self.controller.delete_topic(topic_id).await?;
         self.replicas.delete_topic(&topic.name)?;
         Ok(())
     }

@@ -12,6 +12,12 @@
 //! small, so a `Mutex` around the writer gives the same serialisation with less machinery. It
 //! is held across the metadata fsync, which is what orders changes; nothing else waits on it.
 //!
+//! Writes are `async`: callers await a change until it is durable, which here is the fsync
+//! under the writer's lock and, on the metadata quorum (`runnel-controller`), will be the
+//! proposal's commit. The admin handlers that change metadata return
+//! [`crate::api::Reply::Ordered`], so a connection's next request is read only after the change
+//! (Kafka handles a connection's requests one at a time).
+//!
 //! Producer ids are handed out from blocks of [`PRODUCER_ID_BLOCK_SIZE`]: a block is recorded
 //! (durably) before any id in it is used, and a restart starts from the next unrecorded block,
 //! so an id is never handed out twice.
@@ -172,7 +178,7 @@ impl Controller {
     }
 
     /// Writes a record from [`Controller::plan_topic`]; fails if the name was taken since.
-    pub fn create_topic(&self, record: &MetadataRecord) -> Result<(), ControllerError> {
+    pub async fn create_topic(&self, record: &MetadataRecord) -> Result<(), ControllerError> {
         let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
         if let MetadataRecord::Topic { name, .. } = record {
             if self.image().topic(name).is_some() {
@@ -184,7 +190,7 @@ impl Controller {
     }
 
     /// Deletes a topic by id, returning what it was.
-    pub fn delete_topic(&self, topic_id: Uuid) -> Result<Arc<TopicImage>, ControllerError> {
+    pub async fn delete_topic(&self, topic_id: Uuid) -> Result<Arc<TopicImage>, ControllerError> {
         let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
         let Some(topic) = self.image().topic_by_id(&topic_id).cloned() else {
             return Err(ControllerError::UnknownTopic {
@@ -235,7 +241,7 @@ impl Controller {
 
     /// Writes a record from [`Controller::plan_partitions`] if the topic still has the count
     /// `current` it was planned from.
-    pub fn create_partitions(
+    pub async fn create_partitions(
         &self,
         record: &MetadataRecord,
         current: usize,
@@ -265,7 +271,7 @@ impl Controller {
     }
 
     /// Replaces a topic's config overrides (already validated), returning the topic after.
-    pub fn alter_topic_configs(
+    pub async fn alter_topic_configs(
         &self,
         topic_id: Uuid,
         configs: BTreeMap<String, String>,
@@ -290,7 +296,7 @@ impl Controller {
 
     /// Replaces the dynamic configs of broker resource `resource_name` (a node id, or "" for
     /// the cluster default; already validated), returning the image after.
-    pub fn alter_broker_configs(
+    pub async fn alter_broker_configs(
         &self,
         resource_name: &str,
         configs: BTreeMap<String, String>,

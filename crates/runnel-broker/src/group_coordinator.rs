@@ -77,29 +77,26 @@ pub(crate) fn offsets_topic_configs() -> BTreeMap<String, String> {
 #[derive(Default)]
 pub struct GroupCoordinator {
     shards: OnceLock<Shards>,
-    starting: Mutex<()>,
+    starting: tokio::sync::Mutex<()>,
 }
 
 impl GroupCoordinator {
     /// Starts the partition tasks if `__consumer_offsets` exists (at broker start).
-    pub fn start_if_present(broker: &Arc<Broker>) {
+    pub async fn start_if_present(broker: &Arc<Broker>) {
         if broker.controller.image().topic(OFFSETS_TOPIC).is_some() {
-            if let Err(error) = Self::shards(broker) {
+            if let Err(error) = Self::shards(broker).await {
                 tracing::error!(%error, "could not start the group coordinator");
             }
         }
     }
 
     /// The partition tasks, creating `__consumer_offsets` and starting them on first use.
-    fn shards(broker: &Arc<Broker>) -> Result<&Shards, ErrorCode> {
+    async fn shards(broker: &Arc<Broker>) -> Result<&Shards, ErrorCode> {
         let this = &broker.groups;
         if let Some(shards) = this.shards.get() {
             return Ok(shards);
         }
-        let _starting = this
-            .starting
-            .lock()
-            .expect("coordinator start lock poisoned");
+        let _starting = this.starting.lock().await;
         if let Some(shards) = this.shards.get() {
             return Ok(shards);
         }
@@ -111,6 +108,7 @@ impl GroupCoordinator {
                 tracing::info!(partitions, "creating {OFFSETS_TOPIC}");
                 broker
                     .create_topic(OFFSETS_TOPIC, partitions, configs)
+                    .await
                     .map_err(|error| {
                         tracing::error!(%error, "creating {OFFSETS_TOPIC} failed");
                         ErrorCode::CoordinatorNotAvailable
@@ -142,8 +140,8 @@ impl GroupCoordinator {
     }
 
     /// Makes sure the coordinator runs (FindCoordinator's job); `Err` is the error to answer.
-    pub fn ensure_started(broker: &Arc<Broker>) -> Result<(), ErrorCode> {
-        Self::shards(broker).map(|_| ())
+    pub async fn ensure_started(broker: &Arc<Broker>) -> Result<(), ErrorCode> {
+        Self::shards(broker).await.map(|_| ())
     }
 
     /// Sends `request` to the task owning `group_id` and waits for its answer.
@@ -152,7 +150,7 @@ impl GroupCoordinator {
         group_id: &str,
         request: Request,
     ) -> Result<Response, ErrorCode> {
-        let shards = Self::shards(broker)?;
+        let shards = Self::shards(broker).await?;
         let index = partition_for(group_id, shards.shards.len() as i32) as usize;
         call_shard(&shards.shards[index], request).await
     }
@@ -164,7 +162,7 @@ impl GroupCoordinator {
         partition: i32,
         request: runnel_coordinator::request::CompleteTxnRequest,
     ) -> Result<(), ErrorCode> {
-        let shards = Self::shards(broker)?;
+        let shards = Self::shards(broker).await?;
         let shard = usize::try_from(partition)
             .ok()
             .and_then(|index| shards.shards.get(index))
@@ -181,7 +179,7 @@ impl GroupCoordinator {
         broker: &Arc<Broker>,
         request: impl Fn() -> Request,
     ) -> Result<Vec<Response>, ErrorCode> {
-        let shards = Self::shards(broker)?;
+        let shards = Self::shards(broker).await?;
         let mut responses = Vec::with_capacity(shards.shards.len());
         for shard in &shards.shards {
             responses.push(call_shard(shard, request()).await?);

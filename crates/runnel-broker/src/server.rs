@@ -159,8 +159,8 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         tokio::task::spawn_blocking(move || open(config)).await??
     };
     let broker = Arc::new(broker);
-    GroupCoordinator::start_if_present(&broker);
-    crate::transaction_coordinator::TransactionCoordinator::start_if_present(&broker);
+    GroupCoordinator::start_if_present(&broker).await;
+    crate::transaction_coordinator::TransactionCoordinator::start_if_present(&broker).await;
 
     let listener = TcpListener::bind(config.listen)
         .await

@@ -97,35 +97,32 @@ fn transaction_state_topic_configs() -> BTreeMap<String, String> {
 #[derive(Default)]
 pub struct TransactionCoordinator {
     shards: OnceLock<Shards>,
-    starting: Mutex<()>,
+    starting: tokio::sync::Mutex<()>,
 }
 
 impl TransactionCoordinator {
     /// Starts the partition tasks if `__transaction_state` exists (at broker start), so that
     /// transactions left open or prepared by the last run are timed out or completed.
-    pub fn start_if_present(broker: &Arc<Broker>) {
+    pub async fn start_if_present(broker: &Arc<Broker>) {
         if broker
             .controller
             .image()
             .topic(TRANSACTION_STATE_TOPIC)
             .is_some()
         {
-            if let Err(error) = Self::shards(broker) {
+            if let Err(error) = Self::shards(broker).await {
                 tracing::error!(%error, "could not start the transaction coordinator");
             }
         }
     }
 
     /// The partition tasks, creating `__transaction_state` and starting them on first use.
-    fn shards(broker: &Arc<Broker>) -> Result<&Shards, TxnErrorCode> {
+    async fn shards(broker: &Arc<Broker>) -> Result<&Shards, TxnErrorCode> {
         let this = &broker.txns;
         if let Some(shards) = this.shards.get() {
             return Ok(shards);
         }
-        let _starting = this
-            .starting
-            .lock()
-            .expect("transaction coordinator start lock poisoned");
+        let _starting = this.starting.lock().await;
         if let Some(shards) = this.shards.get() {
             return Ok(shards);
         }
@@ -140,6 +137,7 @@ impl TransactionCoordinator {
                         partitions,
                         transaction_state_topic_configs(),
                     )
+                    .await
                     .map_err(|error| {
                         tracing::error!(%error, "creating {TRANSACTION_STATE_TOPIC} failed");
                         TxnErrorCode::CoordinatorNotAvailable
@@ -178,8 +176,8 @@ impl TransactionCoordinator {
     }
 
     /// Makes sure the coordinator runs (FindCoordinator's job); `Err` is the error to answer.
-    pub fn ensure_started(broker: &Arc<Broker>) -> Result<(), TxnErrorCode> {
-        Self::shards(broker).map(|_| ())
+    pub async fn ensure_started(broker: &Arc<Broker>) -> Result<(), TxnErrorCode> {
+        Self::shards(broker).await.map(|_| ())
     }
 
     /// Sends `request` to the task owning `transactional_id` and waits for its answer (a
@@ -189,7 +187,7 @@ impl TransactionCoordinator {
         transactional_id: &str,
         request: TxnRequest,
     ) -> TxnResponse {
-        let shards = match Self::shards(broker) {
+        let shards = match Self::shards(broker).await {
             Ok(shards) => shards,
             Err(error) => return TxnResponse::failed(&request, error),
         };

@@ -21,10 +21,11 @@ use crate::dynamic_config;
 
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: AlterConfigsRequest = request.decode()?;
-    let responses = body
-        .resources
-        .iter()
-        .map(|resource| {
+    let broker = Arc::clone(broker);
+    // In request order, and the connection's next request only after (see CreateTopics).
+    Ok(Reply::Ordered(Box::pin(async move {
+        let mut responses = Vec::with_capacity(body.resources.len());
+        for resource in &body.resources {
             let response = AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
@@ -40,7 +41,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                                 .map(|v| (c.name.to_string(), v.to_string()))
                         })
                         .collect();
-                    apply(broker, name, configs, body.validate_only)
+                    apply(&broker, name, configs, body.validate_only).await
                 }
                 RESOURCE_BROKER => {
                     let entries = resource.configs.iter().map(|config| {
@@ -50,21 +51,21 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                         )
                     });
                     let change = |_: &_| dynamic_config::legacy_configs(entries);
-                    alter_broker(broker, name, change, body.validate_only)
+                    alter_broker(&broker, name, change, body.validate_only).await
                 }
                 other => Err((
                     ErrorCode::InvalidRequest,
                     format!("Unknown resource type {other}"),
                 )),
             };
-            match outcome {
+            responses.push(match outcome {
                 Ok(()) => response,
                 Err((code, message)) => response
                     .with_error_code(code.code())
                     .with_error_message(Some(StrBytes::from_string(message))),
-            }
-        })
-        .collect();
-    let response = AlterConfigsResponse::default().with_responses(responses);
-    Ok(Reply::Ready(request.respond(&response)?))
+            });
+        }
+        let response = AlterConfigsResponse::default().with_responses(responses);
+        Ok(Reply::Ready(request.respond(&response)?))
+    })))
 }

@@ -27,11 +27,11 @@ use crate::group_coordinator::OFFSETS_TOPIC;
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: CreatePartitionsRequest = request.decode()?;
     let mut seen = HashSet::new();
-    let duplicated: HashSet<&str> = body
+    let duplicated: HashSet<String> = body
         .topics
         .iter()
         .filter(|topic| !seen.insert(topic.name.as_str()))
-        .map(|topic| topic.name.as_str())
+        .map(|topic| topic.name.to_string())
         .collect();
     let image = broker.controller.image();
     let added: i64 = body
@@ -45,10 +45,11 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
         })
         .sum();
     let too_many = added > super::create_topics::PARTITIONS_PER_REQUEST_MAX;
-    let results = body
-        .topics
-        .iter()
-        .map(|topic| {
+    let broker = Arc::clone(broker);
+    // In request order, and the connection's next request only after (see CreateTopics).
+    Ok(Reply::Ordered(Box::pin(async move {
+        let mut results = Vec::with_capacity(body.topics.len());
+        for topic in &body.topics {
             let name = topic.name.as_str();
             let outcome = if too_many {
                 Err((
@@ -61,10 +62,10 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                     "Duplicate topic name.".to_string(),
                 ))
             } else {
-                create(broker, topic, body.validate_only)
+                create(&broker, topic, body.validate_only).await
             };
             let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-            match outcome {
+            results.push(match outcome {
                 Ok(()) => result,
                 Err((code, message)) => {
                     tracing::info!(topic = name, error = %code, %message, "partitions not created");
@@ -72,14 +73,14 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                         .with_error_code(code.code())
                         .with_error_message(Some(StrBytes::from_string(message)))
                 }
-            }
-        })
-        .collect();
-    let response = CreatePartitionsResponse::default().with_results(results);
-    Ok(Reply::Ready(request.respond(&response)?))
+            });
+        }
+        let response = CreatePartitionsResponse::default().with_results(results);
+        Ok(Reply::Ready(request.respond(&response)?))
+    })))
 }
 
-fn create(
+async fn create(
     broker: &Broker,
     topic: &CreatePartitionsTopic,
     validate_only: bool,
@@ -143,6 +144,7 @@ fn create(
     }
     broker
         .create_partitions(image.topic_id, topic.count)
+        .await
         .map(|_| ())
         .map_err(|error| match error {
             CreateTopicError::PartitionLimit { .. } => {

@@ -23,20 +23,23 @@ use crate::config::TopicSettings;
 /// `ReplicationControlManager.MAX_PARTITIONS_PER_BATCH`.
 pub const PARTITIONS_PER_REQUEST_MAX: i64 = 10_000;
 
+/// Topics are created one after the other, each answered once its record is durable; the
+/// connection reads its next request only after (Kafka handles a connection's requests one at
+/// a time), so a Metadata request sent behind a CreateTopics sees the new topics.
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: CreateTopicsRequest = request.decode()?;
-    let too_many = requested_partitions(broker, &body) > PARTITIONS_PER_REQUEST_MAX;
-    let results = body
-        .topics
-        .iter()
-        .map(|topic| {
+    let broker = Arc::clone(broker);
+    Ok(Reply::Ordered(Box::pin(async move {
+        let too_many = requested_partitions(&broker, &body) > PARTITIONS_PER_REQUEST_MAX;
+        let mut results = Vec::with_capacity(body.topics.len());
+        for topic in &body.topics {
             let result = if too_many {
                 Err((
                     ErrorCode::PolicyViolation,
                     "Excessively large number of partitions per request.".to_string(),
                 ))
             } else {
-                create(broker, topic, body.validate_only)
+                create(&broker, topic, body.validate_only).await
             };
             let mut response = CreatableTopicResult::default().with_name(topic.name.clone());
             match result {
@@ -55,11 +58,11 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                         .with_replication_factor(-1);
                 }
             }
-            for_version(response, request.version)
-        })
-        .collect();
-    let response = CreateTopicsResponse::default().with_topics(results);
-    Ok(Reply::Ready(request.respond(&response)?))
+            results.push(for_version(response, request.version));
+        }
+        let response = CreateTopicsResponse::default().with_topics(results);
+        Ok(Reply::Ready(request.respond(&response)?))
+    })))
 }
 
 /// The partitions the request asks for, counted as Kafka does: `num.partitions` for -1, the
@@ -95,7 +98,7 @@ struct Created {
     topic_id: uuid::Uuid,
 }
 
-fn create(
+async fn create(
     broker: &Broker,
     topic: &CreatableTopic,
     validate_only: bool,
@@ -123,7 +126,7 @@ fn create(
             topic_id: uuid::Uuid::nil(),
         });
     }
-    match broker.create_topic(name, partitions, configs) {
+    match broker.create_topic(name, partitions, configs).await {
         Ok(created) => Ok(Created {
             partitions,
             topic_id: created.topic_id,

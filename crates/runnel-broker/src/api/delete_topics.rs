@@ -32,24 +32,26 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
             .map(|name| (Some(name.to_string()), Uuid::nil()))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, topic_id)| delete(broker, name, topic_id))
-        .map(|mut result| {
+    let broker = Arc::clone(broker);
+    // In request order, and the connection's next request only after (see CreateTopics).
+    Ok(Reply::Ordered(Box::pin(async move {
+        let mut responses = Vec::with_capacity(targets.len());
+        for (name, topic_id) in targets {
+            let mut result = delete(&broker, name, topic_id).await;
             if request.version < 6 {
                 result.topic_id = Uuid::nil();
             }
             if request.version < 5 {
                 result.error_message = None;
             }
-            result
-        })
-        .collect();
-    let response = DeleteTopicsResponse::default().with_responses(responses);
-    Ok(Reply::Ready(request.respond(&response)?))
+            responses.push(result);
+        }
+        let response = DeleteTopicsResponse::default().with_responses(responses);
+        Ok(Reply::Ready(request.respond(&response)?))
+    })))
 }
 
-fn delete(broker: &Broker, name: Option<String>, topic_id: Uuid) -> DeletableTopicResult {
+async fn delete(broker: &Broker, name: Option<String>, topic_id: Uuid) -> DeletableTopicResult {
     let image = broker.controller.image();
     let topic = match &name {
         Some(name) => image.topic(name),
@@ -69,7 +71,7 @@ fn delete(broker: &Broker, name: Option<String>, topic_id: Uuid) -> DeletableTop
     let result = result
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(topic.topic_id);
-    match broker.delete_topic(topic.topic_id) {
+    match broker.delete_topic(topic.topic_id).await {
         Ok(()) => {
             tracing::info!(topic = %topic.name, "deleted topic");
             result

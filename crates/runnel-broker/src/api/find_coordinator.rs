@@ -25,32 +25,42 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: FindCoordinatorRequest = request.decode()?;
-    let version = request.version;
+    let broker = Arc::clone(broker);
+    // A first request may create an internal topic: awaited before the next request is read.
+    Ok(Reply::Ordered(Box::pin(async move {
+        let response = find(&broker, &body, request.version).await;
+        Ok(Reply::Ready(request.respond(&response)?))
+    })))
+}
+
+async fn find(
+    broker: &Arc<Broker>,
+    body: &FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
     let keys: Vec<StrBytes> = if version >= 4 {
         body.coordinator_keys.clone()
     } else {
         vec![body.key.clone()]
     };
-    let found: Vec<(StrBytes, Result<(), ErrorCode>)> = keys
-        .into_iter()
-        .map(|key| {
-            let outcome = match body.key_type {
-                KEY_TYPE_GROUP => GroupCoordinator::ensure_started(broker),
-                KEY_TYPE_TRANSACTION => {
-                    TransactionCoordinator::ensure_started(broker).map_err(|error| {
-                        error
-                            .error_code()
-                            .unwrap_or(ErrorCode::CoordinatorNotAvailable)
-                    })
-                }
-                _ => Err(ErrorCode::InvalidRequest),
-            };
-            (key, outcome)
-        })
-        .collect();
+    let mut found: Vec<(StrBytes, Result<(), ErrorCode>)> = Vec::with_capacity(keys.len());
+    for key in keys {
+        let outcome = match body.key_type {
+            KEY_TYPE_GROUP => GroupCoordinator::ensure_started(broker).await,
+            KEY_TYPE_TRANSACTION => TransactionCoordinator::ensure_started(broker)
+                .await
+                .map_err(|error| {
+                    error
+                        .error_code()
+                        .unwrap_or(ErrorCode::CoordinatorNotAvailable)
+                }),
+            _ => Err(ErrorCode::InvalidRequest),
+        };
+        found.push((key, outcome));
+    }
     let advertised = broker.advertised_listener();
     let node_id = broker.config.node_id;
-    let response = if version >= 4 {
+    if version >= 4 {
         let coordinators = found
             .into_iter()
             .map(|(key, outcome)| {
@@ -89,6 +99,5 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
         } else {
             response
         }
-    };
-    Ok(Reply::Ready(request.respond(&response)?))
+    }
 }

@@ -30,17 +30,20 @@ const SUBTRACT: i8 = 3;
 
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: IncrementalAlterConfigsRequest = request.decode()?;
-    let responses = body
-        .resources
-        .iter()
-        .map(|resource| {
+    let broker = Arc::clone(broker);
+    // In request order, and the connection's next request only after (see CreateTopics).
+    Ok(Reply::Ordered(Box::pin(async move {
+        let mut responses = Vec::with_capacity(body.resources.len());
+        for resource in &body.resources {
             let response = AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let name = resource.resource_name.as_str();
             let outcome = match resource.resource_type {
-                RESOURCE_TOPIC => changed_configs(broker, name, &resource.configs)
-                    .and_then(|configs| apply(broker, name, configs, body.validate_only)),
+                RESOURCE_TOPIC => match changed_configs(&broker, name, &resource.configs) {
+                    Ok(configs) => apply(&broker, name, configs, body.validate_only).await,
+                    Err(error) => Err(error),
+                },
                 RESOURCE_BROKER => {
                     let operations = resource.configs.iter().map(|config| {
                         (
@@ -51,23 +54,23 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                     });
                     let change =
                         |current: &_| dynamic_config::incremental_configs(current, operations);
-                    alter_broker(broker, name, change, body.validate_only)
+                    alter_broker(&broker, name, change, body.validate_only).await
                 }
                 other => Err((
                     ErrorCode::InvalidRequest,
                     format!("Unknown resource type {other}"),
                 )),
             };
-            match outcome {
+            responses.push(match outcome {
                 Ok(()) => response,
                 Err((code, message)) => response
                     .with_error_code(code.code())
                     .with_error_message(Some(StrBytes::from_string(message))),
-            }
-        })
-        .collect();
-    let response = IncrementalAlterConfigsResponse::default().with_responses(responses);
-    Ok(Reply::Ready(request.respond(&response)?))
+            });
+        }
+        let response = IncrementalAlterConfigsResponse::default().with_responses(responses);
+        Ok(Reply::Ready(request.respond(&response)?))
+    })))
 }
 
 type Outcome<T> = Result<T, (ErrorCode, String)>;
@@ -141,7 +144,7 @@ fn changed_configs(
 }
 
 /// Validates, records and applies a topic's new overrides; shared with AlterConfigs.
-pub(super) fn apply(
+pub(super) async fn apply(
     broker: &Broker,
     topic: &str,
     configs: BTreeMap<String, String>,
@@ -149,6 +152,7 @@ pub(super) fn apply(
 ) -> Outcome<()> {
     broker
         .alter_topic_configs(topic, configs, validate_only)
+        .await
         .map_err(|error| match error {
             AlterConfigsError::UnknownTopic(_) => (
                 ErrorCode::UnknownTopicOrPartition,
@@ -165,7 +169,7 @@ pub(super) fn apply(
 /// Changes broker resource `name`'s dynamic configs: the name is checked (this node's id or
 /// empty, Kafka's `validateResourceNameIsCurrentNodeId`), then `change` makes the new set
 /// from the current one.
-pub(super) fn alter_broker(
+pub(super) async fn alter_broker(
     broker: &Broker,
     name: &str,
     change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ChangeRefused>,
@@ -175,6 +179,7 @@ pub(super) fn alter_broker(
     dynamic_config::check_resource_name(name, broker.config.node_id).map_err(refused)?;
     broker
         .alter_broker_configs(name, change, validate_only)
+        .await
         .map_err(|error| match error {
             AlterBrokerConfigsError::Refused(refusal) => refused(refusal),
             // Values too large for one metadata record: the request's fault, not the disk's.

@@ -3,7 +3,7 @@
 //! Request topics: v0 empty list or v1+ null means every topic. A topic may be named or, from
 //! v10, given by id. An unknown named topic is created when `auto.create.topics.enable` is on
 //! and the request allows it (always below v4, `allow_auto_topic_creation` from v4), with
-//! `num.partitions` partitions; the creation is synchronous, so the same response describes it.
+//! `num.partitions` partitions; the creation is awaited before the response is built, so the same response describes it.
 //! A creation past `max.broker.partitions` answers `POLICY_VIOLATION` for the topic.
 //!
 //! Authorized operations (KIP-430, v8+): asked for, every topic named in the answer (known
@@ -11,7 +11,7 @@
 //! v8–v10, the cluster carry what Kafka returns without an authorizer
 //! ([`crate::authorized_operations`]); not asked, Kafka's sentinel `-2147483648`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use runnel_metadata::{validate_topic_name, TopicImage};
@@ -31,9 +31,53 @@ use crate::authorized_operations::{self, AUTHORIZED_OPERATIONS_OMITTED};
 
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
     let body: MetadataRequest = request.decode()?;
-    let version = request.version;
+    let to_create = topics_to_create(broker, &body, request.version);
+    if to_create.is_empty() {
+        let response = respond(broker, &body, request.version, &HashMap::new());
+        return Ok(Reply::Ready(request.respond(&response)?));
+    }
+    // The creations are awaited before the connection's next request is read, and the same
+    // response describes them.
+    let broker = Arc::clone(broker);
+    Ok(Reply::Ordered(Box::pin(async move {
+        let mut not_created = HashMap::new();
+        for name in to_create {
+            if let Some(refused) = auto_create(&broker, &name).await {
+                not_created.insert(name, refused);
+            }
+        }
+        let response = respond(&broker, &body, request.version, &not_created);
+        Ok(Reply::Ready(request.respond(&response)?))
+    })))
+}
+
+/// The named topics the request auto-creates: valid names not in the image, when allowed.
+fn topics_to_create(broker: &Broker, body: &MetadataRequest, version: i16) -> Vec<String> {
     let allow_auto_create =
         broker.config.auto_create_topics_enable && (version < 4 || body.allow_auto_topic_creation);
+    if !allow_auto_create {
+        return Vec::new();
+    }
+    let image = broker.controller.image();
+    let mut names: Vec<String> = body
+        .topics
+        .iter()
+        .flatten()
+        .filter_map(|requested| requested.name.as_ref().map(|name| name.to_string()))
+        .filter(|name| validate_topic_name(name).is_ok() && image.topic(name).is_none())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The response; `not_created` holds the answer for each topic whose auto-creation failed.
+fn respond(
+    broker: &Broker,
+    body: &MetadataRequest,
+    version: i16,
+    not_created: &HashMap<String, MetadataResponseTopic>,
+) -> MetadataResponse {
     let all_topics = match &body.topics {
         None => true,
         Some(topics) => version == 0 && topics.is_empty(),
@@ -50,7 +94,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
             .iter()
             .flatten()
             .map(|requested| match &requested.name {
-                Some(name) => topic_by_name(broker, name, allow_auto_create),
+                Some(name) => topic_by_name(broker, name, not_created),
                 None => topic_by_id(broker, requested.topic_id),
             })
             .collect()
@@ -69,7 +113,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
     let cluster_operations =
         (8..=10).contains(&version) && body.include_cluster_authorized_operations;
     let advertised = broker.advertised_listener();
-    let response = MetadataResponse::default()
+    MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(broker.config.node_id.into())
             .with_host(StrBytes::from_string(advertised.host.clone()))
@@ -84,8 +128,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
             .into(),
         )
         .with_topics(topics)
-        .with_cluster_authorized_operations(authorized_operations::cluster(cluster_operations));
-    Ok(Reply::Ready(request.respond(&response)?))
+        .with_cluster_authorized_operations(authorized_operations::cluster(cluster_operations))
 }
 
 /// Clears the fields the request's version does not have: is_internal (v1+), leader_epoch
@@ -105,7 +148,11 @@ fn topic_for_version(mut topic: MetadataResponseTopic, version: i16) -> Metadata
     topic
 }
 
-fn topic_by_name(broker: &Broker, name: &str, allow_auto_create: bool) -> MetadataResponseTopic {
+fn topic_by_name(
+    broker: &Broker,
+    name: &str,
+    not_created: &HashMap<String, MetadataResponseTopic>,
+) -> MetadataResponseTopic {
     if let Err(error) = validate_topic_name(name) {
         tracing::debug!(%error, "metadata for an invalid topic name");
         return topic_error(Some(name), Uuid::nil(), ErrorCode::InvalidTopicException);
@@ -113,28 +160,42 @@ fn topic_by_name(broker: &Broker, name: &str, allow_auto_create: bool) -> Metada
     if let Some(topic) = broker.controller.image().topic(name) {
         return describe_topic(broker, topic);
     }
-    if !allow_auto_create {
-        return topic_error(Some(name), Uuid::nil(), ErrorCode::UnknownTopicOrPartition);
+    match not_created.get(name) {
+        Some(refused) => refused.clone(),
+        None => topic_error(Some(name), Uuid::nil(), ErrorCode::UnknownTopicOrPartition),
     }
-    match broker.create_topic(name, broker.config.num_partitions, BTreeMap::new()) {
-        Ok(topic) => {
+}
+
+/// Creates topic `name` with `num.partitions` partitions; `None` once it exists (created
+/// here or by another request meanwhile), else the topic's answer.
+async fn auto_create(broker: &Broker, name: &str) -> Option<MetadataResponseTopic> {
+    let created = broker
+        .create_topic(name, broker.config.num_partitions, BTreeMap::new())
+        .await;
+    match created {
+        Ok(_) => {
             tracing::info!(topic = name, "auto-created topic");
-            describe_topic(broker, &topic)
+            None
         }
         // Another request created it between our look and our write.
         Err(crate::broker::CreateTopicError::Controller(ControllerError::TopicAlreadyExists {
             ..
-        })) => match broker.controller.image().topic(name) {
-            Some(topic) => describe_topic(broker, topic),
-            None => topic_error(Some(name), Uuid::nil(), ErrorCode::LeaderNotAvailable),
-        },
+        })) if broker.controller.image().topic(name).is_some() => None,
         Err(error @ crate::broker::CreateTopicError::PartitionLimit { .. }) => {
             tracing::info!(topic = name, %error, "topic not auto-created");
-            topic_error(Some(name), Uuid::nil(), ErrorCode::PolicyViolation)
+            Some(topic_error(
+                Some(name),
+                Uuid::nil(),
+                ErrorCode::PolicyViolation,
+            ))
         }
         Err(error) => {
             tracing::error!(topic = name, %error, "auto-creating a topic failed");
-            topic_error(Some(name), Uuid::nil(), ErrorCode::LeaderNotAvailable)
+            Some(topic_error(
+                Some(name),
+                Uuid::nil(),
+                ErrorCode::LeaderNotAvailable,
+            ))
         }
     }
 }
