@@ -61,6 +61,8 @@ pub struct Broker {
     pub dynamic: DynamicBrokerConfig,
     pub cluster_id: String,
     pub controller: Controller,
+    /// Producer ids from the controller's blocks.
+    pub producer_ids: crate::producer_ids::ProducerIds,
     pub replicas: ReplicaManager,
     /// The group coordinator's tasks (started with `__consumer_offsets`).
     pub groups: GroupCoordinator,
@@ -104,6 +106,7 @@ impl Broker {
             dynamic,
             cluster_id,
             controller,
+            producer_ids: Default::default(),
             replicas,
             groups: GroupCoordinator::default(),
             txns: TransactionCoordinator::default(),

@@ -18,9 +18,9 @@
 //! [`crate::api::Reply::Ordered`], so a connection's next request is read only after the change
 //! (Kafka handles a connection's requests one at a time).
 //!
-//! Producer ids are handed out from blocks of [`PRODUCER_ID_BLOCK_SIZE`]: a block is recorded
-//! (durably) before any id in it is used, and a restart starts from the next unrecorded block,
-//! so an id is never handed out twice.
+//! Producer ids are recorded in blocks ([`Controller::allocate_producer_id_block`]); a block is
+//! durable before any id in it is used ([`crate::producer_ids`] hands them out), and a restart
+//! starts from the next unrecorded block, so an id is never handed out twice.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,8 +38,6 @@ use crate::metadata_log::{self, MetadataLogDamage, MetadataLogScan, METADATA_BAT
 
 /// The metadata log's directory name, as in KRaft.
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
-/// Producer ids allocated per durable metadata write.
-pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1_000;
 
 #[derive(Debug, Error)]
 pub enum ControllerError {
@@ -71,8 +69,6 @@ pub enum ControllerError {
 
 struct Writer {
     log: PartitionLog,
-    next_producer_id: i64,
-    producer_id_block_end: i64,
 }
 
 /// The metadata writer and the published image.
@@ -119,7 +115,6 @@ impl Controller {
             });
         }
         let (image, removed_at_open) = fold(scan.records.iter().map(|(_, record)| record));
-        let next = image.next_producer_id();
         tracing::info!(
             topics = image.topics().count(),
             records_end_offset = log.log_end_offset(),
@@ -128,11 +123,7 @@ impl Controller {
         Ok(Controller {
             node_id,
             removed_at_open,
-            writer: Mutex::new(Writer {
-                log,
-                next_producer_id: next,
-                producer_id_block_end: next,
-            }),
+            writer: Mutex::new(Writer { log }),
             image: RwLock::new(Arc::new(image)),
         })
     }
@@ -309,20 +300,20 @@ impl Controller {
         self.write(&mut writer, &record)
     }
 
-    /// A producer id never handed out before, on this node or before a restart.
-    pub fn allocate_producer_id(&self) -> Result<i64, ControllerError> {
+    /// Records the next block of `size` producer ids, from the first id no block holds yet,
+    /// and returns it once durable ([`crate::producer_ids`] hands the ids out).
+    pub async fn allocate_producer_id_block(
+        &self,
+        size: i64,
+    ) -> Result<std::ops::Range<i64>, ControllerError> {
         let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
-        if writer.next_producer_id >= writer.producer_id_block_end {
-            let block_end = writer.producer_id_block_end + PRODUCER_ID_BLOCK_SIZE;
-            let record = MetadataRecord::ProducerIds {
-                next_producer_id: block_end,
-            };
-            self.write(&mut writer, &record)?;
-            writer.producer_id_block_end = block_end;
-        }
-        let id = writer.next_producer_id;
-        writer.next_producer_id += 1;
-        Ok(id)
+        let start = self.image().next_producer_id();
+        let end = start.saturating_add(size);
+        let record = MetadataRecord::ProducerIds {
+            next_producer_id: end,
+        };
+        self.write(&mut writer, &record)?;
+        Ok(start..end)
     }
 
     /// Appends, fsyncs, applies and publishes one record.

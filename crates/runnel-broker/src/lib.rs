@@ -10,7 +10,7 @@
 //! [`filesystem_sync`]), the consumer-group
 //! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the transaction
 //! coordinator's driver and its markers ([`transaction_coordinator`]), the quorum-of-one metadata
-//! writer ([`controller`]) and its log read at start ([`metadata_log`]: torn tail or damage), the data
+//! writer ([`controller`]), producer ids from its blocks ([`producer_ids`]) and its log read at start ([`metadata_log`]: torn tail or damage), the data
 //! directory's lock and stray partition directories ([`data_dir`]), Kafka's `partition.metadata`
 //! ([`partition_metadata`]), `runnel metadata rebuild` ([`metadata_rebuild`]), `runnel storage format` ([`storage_format`]), configuration with Kafka's names ([`config`]; the catalog of broker configs in
 //! [`broker_config_catalog`], the live view with dynamic broker configs in [`dynamic_config`]), sending fetched
@@ -49,6 +49,7 @@ pub mod metadata_rebuild;
 pub mod metrics;
 pub mod partition;
 pub mod partition_metadata;
+pub mod producer_ids;
 pub mod receive_buffers;
 pub mod record_errors;
 pub mod replica_manager;

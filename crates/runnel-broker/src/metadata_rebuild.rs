@@ -32,12 +32,13 @@ use runnel_protocol::record_batch::{BatchHeader, BATCH_HEADER_SIZE};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::controller::{self, METADATA_LOG_DIR, PRODUCER_ID_BLOCK_SIZE};
+use crate::controller::{self, METADATA_LOG_DIR};
 use crate::data_dir::{self, DataDirError, DataDirLock, Inventory, PartitionDir};
 use crate::group_coordinator::OFFSETS_TOPIC;
 use crate::meta_properties::{self, MetaPropertiesError};
 use crate::metadata_log;
 use crate::partition_metadata;
+use crate::producer_ids::PRODUCER_ID_BLOCK_SIZE;
 
 /// Where the new log is written before it is renamed into place.
 const REBUILD_DIR_SUFFIX: &str = ".rebuild";

@@ -56,6 +56,7 @@ use tokio::task::JoinHandle;
 use crate::broker::Broker;
 use crate::group_coordinator::{self, GroupCoordinator, OFFSETS_TOPIC};
 use crate::partition::Partition;
+use crate::producer_ids::ProducerIds;
 
 /// Requests queued per `__transaction_state` partition before senders wait.
 const SHARD_QUEUE_REQUESTS_MAX: usize = 1024;
@@ -144,6 +145,12 @@ impl TransactionCoordinator {
                     })?
             }
         };
+        // The coordinator's state machine takes producer ids without waiting: one block at
+        // hand before it starts (`producer_ids.rs`).
+        ProducerIds::ensure_block(broker).await.map_err(|error| {
+            tracing::error!(%error, "could not record a producer id block");
+            TxnErrorCode::CoordinatorNotAvailable
+        })?;
         let config = txn_config(broker, topic.partitions.len());
         let mut shards = Vec::with_capacity(topic.partitions.len());
         let mut tasks = Vec::with_capacity(topic.partitions.len());
@@ -369,10 +376,12 @@ async fn call_shard(shard: &Shard, request: TxnRequest) -> TxnResponse {
 struct ControllerProducerIds(Arc<Broker>);
 
 impl ProducerIdAllocator for ControllerProducerIds {
+    /// Never waits: with no block at hand the client is told to retry
+    /// (COORDINATOR_LOAD_IN_PROGRESS, as Kafka's `RPCProducerIdManager` answers).
     fn allocate(&mut self) -> Result<i64, TxnErrorCode> {
-        self.0.controller.allocate_producer_id().map_err(|error| {
-            tracing::error!(%error, "could not allocate a producer id");
-            TxnErrorCode::CoordinatorNotAvailable
+        ProducerIds::allocate(&self.0).map_err(|error| {
+            tracing::info!(%error, "a transactional producer is asked to retry InitProducerId");
+            TxnErrorCode::CoordinatorLoadInProgress
         })
     }
 }

@@ -21,6 +21,7 @@ use runnel_protocol::ErrorCode;
 
 use super::{Reply, Request};
 use crate::broker::Broker;
+use crate::producer_ids::ProducerIds;
 use crate::transaction_coordinator::TransactionCoordinator;
 
 /// Kafka's `RecordBatch.NO_PRODUCER_ID` and `NO_PRODUCER_EPOCH`.
@@ -31,16 +32,21 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
     let body: InitProducerIdRequest = request.decode()?;
     let version = request.version;
     let Some(transactional_id) = body.transactional_id.as_ref().map(|id| id.to_string()) else {
-        let response = match broker.controller.allocate_producer_id() {
-            Ok(id) => InitProducerIdResponse::default()
-                .with_producer_id(id.into())
-                .with_producer_epoch(0),
-            Err(error) => {
-                tracing::error!(%error, "could not allocate a producer id");
-                failed(ErrorCode::KafkaStorageError.code())
-            }
-        };
-        return Ok(Reply::Ready(request.respond(&response)?));
+        if let Ok(id) = ProducerIds::allocate(broker) {
+            return Ok(Reply::Ready(request.respond(&idempotent(id))?));
+        }
+        // No id at hand: wait for the next block to be recorded.
+        let broker = Arc::clone(broker);
+        return Ok(Reply::Pending(Box::pin(async move {
+            let response = match ProducerIds::allocate_waiting(&broker).await {
+                Ok(id) => idempotent(id),
+                Err(error) => {
+                    tracing::error!(%error, "could not allocate a producer id");
+                    failed(ErrorCode::KafkaStorageError.code())
+                }
+            };
+            request.respond(&response)
+        })));
     };
     let producer_id_and_epoch = match (body.producer_id.0, body.producer_epoch) {
         (NO_PRODUCER_ID, NO_PRODUCER_EPOCH) => Ok(None),
@@ -81,6 +87,13 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
         };
         request.respond(&response)
     })))
+}
+
+/// An idempotent producer's id, at epoch 0.
+fn idempotent(producer_id: i64) -> InitProducerIdResponse {
+    InitProducerIdResponse::default()
+        .with_producer_id(producer_id.into())
+        .with_producer_epoch(0)
 }
 
 fn failed(error: i16) -> InitProducerIdResponse {
