@@ -28,12 +28,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use runnel_log::{LogConfig, LogError, PartitionLog};
-use runnel_metadata::{MetadataImage, MetadataRecord, TopicImage};
+use runnel_metadata::{MetadataImage, MetadataRecord, RemovedTopic, TopicImage};
 use runnel_protocol::record_batch;
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::data_dir::RemovedTopic;
 use crate::metadata_log::{self, MetadataLogDamage, MetadataLogScan, METADATA_BATCH_BYTES_MAX};
 
 /// The metadata log's directory name, as in KRaft.
@@ -345,23 +344,16 @@ pub(crate) fn encode_record(record: &MetadataRecord, timestamp: i64) -> Vec<u8> 
     record_batch::encode_internal_batch([(None, value)], timestamp)
 }
 
-/// The image after `records`, and the topics their RemoveTopic records deleted.
+/// The image after `records`, and the topics their RemoveTopic records deleted (the most
+/// recent [`runnel_metadata::REMOVED_TOPICS_KEPT`], as the image remembers them).
 pub(crate) fn fold<'a>(
     records: impl IntoIterator<Item = &'a MetadataRecord>,
 ) -> (MetadataImage, Vec<RemovedTopic>) {
-    let mut image = MetadataImage::default();
-    let mut removed = Vec::new();
-    for record in records {
-        if let MetadataRecord::RemoveTopic { topic_id } = record {
-            if let Some(topic) = image.topic_by_id(topic_id) {
-                removed.push(RemovedTopic {
-                    name: topic.name.clone(),
-                    topic_id: *topic_id,
-                    partitions: topic.partitions.len() as i32,
-                });
-            }
-        }
-        image = image.apply(record);
-    }
+    let image = records
+        .into_iter()
+        .fold(MetadataImage::default(), |image, record| {
+            image.apply(record)
+        });
+    let removed = image.removed_topics().cloned().collect();
     (image, removed)
 }

@@ -245,13 +245,7 @@ pub fn delete_dir_name(topic: &str, partition: i32) -> String {
     format!("{}{suffix}", &topic[..keep])
 }
 
-/// A topic that a RemoveTopic record of the metadata log deleted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemovedTopic {
-    pub name: String,
-    pub topic_id: Uuid,
-    pub partitions: i32,
-}
+pub use runnel_metadata::RemovedTopic;
 
 /// Whether the metadata log accounts for `dir` as part of a deleted topic.
 pub(crate) fn deletion_recorded(dir: &PartitionDir, removed: &[RemovedTopic]) -> bool {

@@ -15,7 +15,9 @@
 //! Body, version 1: `{"meta": {"last_log_id", "last_membership", "snapshot_id"}` (openraft's
 //! `SnapshotMeta` serde form), `"image": {"topics": [{"name", "topic_id", "configs",
 //! "partitions": [{"partition", "leader", "leader_epoch", "replicas", "isr"}]}],
-//! "next_producer_id", "broker_configs": {resource name: {key: value}}}}`.
+//! "next_producer_id", "broker_configs": {resource name: {key: value}}, "removed_topics":
+//! [{"name", "topic_id", "partitions"}]}}` (`removed_topics`, the image's most recent
+//! removals, may be absent: an older version-1 snapshot, read as none).
 //! The image is written field by field from its accessors (not a derive on the image), so
 //! that the format changes only when this module says so, with a new version.
 //!
@@ -25,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use runnel_metadata::{MetadataImage, PartitionImage, TopicImage};
+use runnel_metadata::{MetadataImage, PartitionImage, RemovedTopic, TopicImage};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
@@ -64,6 +66,15 @@ struct ImageV1 {
     topics: Vec<TopicV1>,
     next_producer_id: i64,
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    removed_topics: Vec<RemovedTopicV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RemovedTopicV1 {
+    name: String,
+    topic_id: Uuid,
+    partitions: i32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -93,6 +104,14 @@ pub fn encode(meta: &SnapshotMeta, image: &MetadataImage) -> Result<Vec<u8>, Sna
             broker_configs: image
                 .broker_config_resources()
                 .map(|(name, configs)| (name.to_string(), (**configs).clone()))
+                .collect(),
+            removed_topics: image
+                .removed_topics()
+                .map(|removed| RemovedTopicV1 {
+                    name: removed.name.clone(),
+                    topic_id: removed.topic_id,
+                    partitions: removed.partitions,
+                })
                 .collect(),
         },
     };
@@ -145,10 +164,21 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedSnapshot, SnapshotError> {
     let body: SnapshotBody = serde_json::from_slice(body)
         .map_err(|error| corrupt(format!("body does not decode: {error}")))?;
     let topics = body.image.topics.into_iter().map(topic_image).collect();
+    let removed = body
+        .image
+        .removed_topics
+        .into_iter()
+        .map(|removed| RemovedTopic {
+            name: removed.name,
+            topic_id: removed.topic_id,
+            partitions: removed.partitions,
+        })
+        .collect();
     let image = MetadataImage::from_parts(
         topics,
         body.image.next_producer_id,
         body.image.broker_configs,
+        removed,
     )
     .map_err(|error| corrupt(error.to_string()))?;
     Ok(DecodedSnapshot {
@@ -201,6 +231,8 @@ mod tests {
     use openraft::{CommittedLeaderId, LogId};
     use runnel_metadata::MetadataRecord;
 
+    const GONE: Uuid = Uuid::from_u128(7);
+
     fn sample() -> (SnapshotMeta, MetadataImage) {
         let image = MetadataImage::default()
             .apply(&MetadataRecord::Topic {
@@ -212,7 +244,15 @@ mod tests {
             })
             .apply(&MetadataRecord::ProducerIds {
                 next_producer_id: 5000,
-            });
+            })
+            .apply(&MetadataRecord::Topic {
+                name: "gone".into(),
+                topic_id: GONE,
+                partitions: 2,
+                leader: 2,
+                configs: BTreeMap::new(),
+            })
+            .apply(&MetadataRecord::RemoveTopic { topic_id: GONE });
         let meta = SnapshotMeta {
             last_log_id: Some(LogId::new(CommittedLeaderId::new(4, 2), 41)),
             last_membership: Default::default(),
@@ -229,6 +269,15 @@ mod tests {
         assert_eq!(decoded.meta, meta);
         assert_eq!(decoded.image.topic("orders"), image.topic("orders"));
         assert_eq!(decoded.image.next_producer_id(), 5000);
+        let removed: Vec<&RemovedTopic> = decoded.image.removed_topics().collect();
+        assert_eq!(
+            removed,
+            vec![&RemovedTopic {
+                name: "gone".into(),
+                topic_id: GONE,
+                partitions: 2
+            }]
+        );
     }
 
     #[test]

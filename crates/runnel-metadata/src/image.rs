@@ -6,7 +6,7 @@
 //! was: the writer validates before it appends, so such a record only appears when replaying a
 //! log written by a buggy version, and skipping it is the safe reading.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -59,6 +59,18 @@ impl TopicImage {
     }
 }
 
+/// The most recent topic removals an image remembers ([`MetadataImage::removed_topics`]).
+pub const REMOVED_TOPICS_KEPT: usize = 10_000;
+
+/// A topic a RemoveTopic record deleted, as it was: what lets a start tell the directories of
+/// a deletion it did not finish (removed) from data the metadata lost (kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedTopic {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: i32,
+}
+
 /// The cluster's metadata at one point of the metadata log.
 #[derive(Debug, Clone, Default)]
 pub struct MetadataImage {
@@ -67,6 +79,10 @@ pub struct MetadataImage {
     next_producer_id: i64,
     /// Dynamic broker configs by resource name: a node id, or "" for the cluster default.
     broker_configs: BTreeMap<String, Arc<BTreeMap<String, String>>>,
+    /// The last [`REMOVED_TOPICS_KEPT`] topics removed, oldest first. A directory of an older
+    /// removal is no longer recognised and is kept as a stray one: the bound only ever errs
+    /// on the side of keeping data.
+    removed_topics: Arc<VecDeque<RemovedTopic>>,
 }
 
 impl MetadataImage {
@@ -109,17 +125,26 @@ impl MetadataImage {
             .map(|(name, configs)| (name.as_str(), configs))
     }
 
+    /// The topics removed most recently (at most [`REMOVED_TOPICS_KEPT`]), oldest first.
+    pub fn removed_topics(&self) -> impl Iterator<Item = &RemovedTopic> {
+        self.removed_topics.iter()
+    }
+
     /// The image holding exactly these parts: how a snapshot of the metadata log (written from
-    /// [`MetadataImage::topics`], [`MetadataImage::next_producer_id`] and
-    /// [`MetadataImage::broker_config_resources`]) is read back. Two topics with one name or
+    /// [`MetadataImage::topics`], [`MetadataImage::next_producer_id`],
+    /// [`MetadataImage::broker_config_resources`] and [`MetadataImage::removed_topics`]) is
+    /// read back. Two topics with one name or
     /// one topic id break the image's invariants and are refused.
     pub fn from_parts(
         topics: Vec<TopicImage>,
         next_producer_id: i64,
         broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+        removed_topics: Vec<RemovedTopic>,
     ) -> Result<MetadataImage, DuplicateTopic> {
+        let skip = removed_topics.len().saturating_sub(REMOVED_TOPICS_KEPT);
         let mut image = MetadataImage {
             next_producer_id,
+            removed_topics: Arc::new(removed_topics.into_iter().skip(skip).collect()),
             ..MetadataImage::default()
         };
         for topic in topics {
@@ -173,7 +198,17 @@ impl MetadataImage {
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(name) = next.names_by_id.remove(topic_id) {
-                    next.topics_by_name.remove(&name);
+                    if let Some(topic) = next.topics_by_name.remove(&name) {
+                        let removed = Arc::make_mut(&mut next.removed_topics);
+                        if removed.len() == REMOVED_TOPICS_KEPT {
+                            removed.pop_front();
+                        }
+                        removed.push_back(RemovedTopic {
+                            name,
+                            topic_id: *topic_id,
+                            partitions: topic.partitions.len() as i32,
+                        });
+                    }
                 }
             }
             MetadataRecord::PartitionCount {
@@ -247,6 +282,12 @@ mod tests {
         let removed = again.apply(&MetadataRecord::RemoveTopic { topic_id: id });
         assert!(removed.topic("a").is_none());
         assert!(removed.topic_by_id(&id).is_none());
+        let remembered: Vec<&RemovedTopic> = removed.removed_topics().collect();
+        assert_eq!(remembered.len(), 1);
+        assert_eq!(
+            (remembered[0].name.as_str(), remembered[0].topic_id),
+            ("a", id)
+        );
     }
 
     #[test]
@@ -350,13 +391,13 @@ mod tests {
             .broker_config_resources()
             .map(|(name, configs)| (name.to_string(), (**configs).clone()))
             .collect();
-        let rebuilt =
-            MetadataImage::from_parts(topics.clone(), 3000, configs).expect("valid parts");
+        let rebuilt = MetadataImage::from_parts(topics.clone(), 3000, configs, Vec::new())
+            .expect("valid parts");
         assert_eq!(rebuilt.topic_by_id(&id), image.topic_by_id(&id));
         assert_eq!(rebuilt.next_producer_id(), 3000);
         assert_eq!(rebuilt.broker_configs("1"), image.broker_configs("1"));
         let twice = [topics.clone(), topics].concat();
-        assert!(MetadataImage::from_parts(twice, 0, BTreeMap::new()).is_err());
+        assert!(MetadataImage::from_parts(twice, 0, BTreeMap::new(), Vec::new()).is_err());
     }
 
     #[test]
