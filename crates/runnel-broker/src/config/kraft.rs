@@ -18,6 +18,8 @@
 
 use std::collections::BTreeMap;
 
+use runnel_controller::Voter;
+
 use super::ConfigError;
 
 /// One entry of `listeners` or `advertised.listeners`: `NAME://host:port`.
@@ -197,37 +199,27 @@ pub fn check_roles(properties: &BTreeMap<String, String>, node_id: i32) -> Resul
     Ok(())
 }
 
-/// `controller.quorum.voters`: `id@host:port,…`, today exactly this node.
+/// `controller.quorum.voters`: `id@host:port,…` as the quorum parses it, today exactly this
+/// node.
 fn check_voters(voters: &str, node_id: i32) -> Result<(), ConfigError> {
     let key = "controller.quorum.voters";
-    let mut ids = Vec::new();
-    for entry in voters.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (id, address) = entry.split_once('@').ok_or_else(|| {
-            ConfigError::new(key, voters, format!("{entry:?} is not id@host:port"))
-        })?;
-        let id: i32 = id
-            .parse()
-            .map_err(|_| ConfigError::new(key, voters, format!("{id:?} is not a node id")))?;
-        let port_ok = address
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !port_ok {
-            return Err(ConfigError::new(
-                key,
-                voters,
-                format!("{address:?} is not host:port"),
-            ));
-        }
-        ids.push(id);
-    }
-    match ids.as_slice() {
-        [only] if *only == node_id => Ok(()),
+    let parsed = Voter::parse_list(voters).map_err(|error| {
+        ConfigError::new(
+            key,
+            voters,
+            format!("{:?} is not id@host:port: {}", error.entry, error.reason),
+        )
+    })?;
+    match parsed.as_slice() {
+        [only] if only.id == node_id => Ok(()),
         [only] => Err(ConfigError::new(
             key,
             voters,
-            format!("the only voter is node {only}, but this is node.id {node_id}"),
+            format!(
+                "the only voter is node {}, but this is node.id {node_id}",
+                only.id
+            ),
         )),
-        [] => Err(ConfigError::new(key, voters, "it names no voter")),
         many => Err(ConfigError::new(
             key,
             voters,
@@ -316,7 +308,11 @@ mod tests {
                 "2@localhost:9093",
                 "this is node.id 1",
             ),
-            ("controller.quorum.voters", "1@localhost", "not host:port"),
+            (
+                "controller.quorum.voters",
+                "1@localhost",
+                "is not id@host:port",
+            ),
             ("controller.listener.names", "CTRL", "not among listeners"),
             (
                 "advertised.listeners",
