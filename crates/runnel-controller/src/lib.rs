@@ -8,8 +8,9 @@
 //!   ([`quorum_state`]).
 //! - The state machine: the `runnel-metadata` image, records folded in as they commit
 //!   ([`state_machine`]); snapshots are the image serialized ([`snapshot`]).
-//! - Raft's own messages between controllers over TCP ([`frame`] is the wire format,
-//!   `network.rs` the client, `rpc_server.rs` the listener).
+//! - Raft's own messages between controllers ([`frame`] is the wire format, `network.rs` the
+//!   client, `rpc_server.rs` the listener) over a [`transport::Transport`]: TCP in the
+//!   product, a simulated network in a simulation.
 //! - [`MetadataQuorum`] (`node.rs`): start a node, propose on the leader, watch the applied
 //!   image, see the leader and term, shut down.
 //!
@@ -42,6 +43,7 @@ pub mod quorum_state;
 mod rpc_server;
 pub mod snapshot;
 pub mod state_machine;
+pub mod transport;
 pub mod types;
 
 pub use log_scan::MetadataLogDamage;
@@ -50,4 +52,5 @@ pub use node::{
     AppliedMetadata, MetadataQuorum, ProposeError, QuorumConfig, StartError, Voter,
     VoterParseError, ENTRIES_PER_APPEND_MAX, PROPOSAL_BYTES_MAX,
 };
+pub use transport::{Tcp, Transport};
 pub use types::{MetadataRecords, NodeId, TypeConfig};

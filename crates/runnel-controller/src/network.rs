@@ -1,5 +1,5 @@
-//! The Raft client side: openraft's [`RaftNetworkFactory`] / [`RaftNetwork`] over TCP, in
-//! [`crate::frame`]'s frames.
+//! The Raft client side: openraft's [`RaftNetworkFactory`] / [`RaftNetwork`] over a
+//! [`Transport`] (TCP in the product), in [`crate::frame`]'s frames.
 //!
 //! One connection per target, opened on first use and kept; any error drops it, and the next
 //! RPC reconnects. Connecting is bounded by [`CONNECT_TIMEOUT`]; a whole RPC (connect, write,
@@ -21,22 +21,23 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::net::TcpStream;
 
 use crate::frame::{self, FrameError, Kind, STATUS_OK, STATUS_RAFT_ERROR};
+use crate::transport::Transport;
 use crate::types::{NodeId, TypeConfig};
 
 /// How long a connection to a peer may take to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Makes one [`PeerConnection`] per target.
-pub struct NetworkFactory;
+pub struct NetworkFactory<T>(pub T);
 
-impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
-    type Network = PeerConnection;
+impl<T: Transport> RaftNetworkFactory<TypeConfig> for NetworkFactory<T> {
+    type Network = PeerConnection<T>;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection<T> {
         PeerConnection {
+            transport: self.0.clone(),
             target,
             addr: node.addr.clone(),
             stream: None,
@@ -45,10 +46,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 }
 
 /// The connection to one peer's controller listener.
-pub struct PeerConnection {
+pub struct PeerConnection<T: Transport> {
+    transport: T,
     target: NodeId,
     addr: String,
-    stream: Option<TcpStream>,
+    stream: Option<T::Stream>,
 }
 
 type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
@@ -65,7 +67,7 @@ enum CallError {
     BadStatus { addr: String, status: u8 },
 }
 
-impl PeerConnection {
+impl<T: Transport> PeerConnection<T> {
     async fn call<Req, Resp, E>(
         &mut self,
         kind: Kind,
@@ -133,7 +135,7 @@ impl PeerConnection {
     /// gives up.
     async fn exchange(&mut self, kind: Kind, body: &[u8]) -> Result<(u8, Vec<u8>), CallError> {
         if self.stream.is_none() {
-            let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr));
+            let connect = tokio::time::timeout(CONNECT_TIMEOUT, self.transport.connect(&self.addr));
             let stream = match connect.await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
@@ -149,8 +151,6 @@ impl PeerConnection {
                     })
                 }
             };
-            // Small frames (votes, heartbeats) must not wait for Nagle.
-            let _ = stream.set_nodelay(true);
             self.stream = Some(stream);
         }
         let addr = self.addr.clone();
@@ -168,7 +168,7 @@ impl PeerConnection {
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerConnection {
+impl<T: Transport> RaftNetwork<TypeConfig> for PeerConnection<T> {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use crate::log_store::{LogStore, LogStoreError, METADATA_LOG_DIR};
 pub use crate::state_machine::AppliedMetadata;
 use crate::state_machine::{StateMachineError, StateMachineStore};
+use crate::transport::{Tcp, Transport};
 use crate::types::{MetadataRecords, NodeId, Raft};
 
 /// The largest proposal (its records' encoded bytes together).
@@ -212,6 +213,21 @@ impl MetadataQuorum {
         config: QuorumConfig,
         listener: TcpListener,
     ) -> Result<MetadataQuorum, StartError> {
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
+        MetadataQuorum::start_on(config, Tcp, listener, local_addr).await
+    }
+
+    /// Starts the node on `transport`, serving peers on `listener`, which peers reach at
+    /// `local_addr` (a simulated network's, in a simulation).
+    pub async fn start_on<T: Transport>(
+        config: QuorumConfig,
+        transport: T,
+        listener: T::Listener,
+        local_addr: SocketAddr,
+    ) -> Result<MetadataQuorum, StartError> {
         let members = members(&config)?;
         let raft_config = Arc::new(config.raft_config()?);
         let log_config = LogConfig {
@@ -224,17 +240,13 @@ impl MetadataQuorum {
         let raft = Raft::new(
             config.node_id,
             raft_config,
-            crate::network::NetworkFactory,
+            crate::network::NetworkFactory(transport),
             log_store,
             state_machine,
         )
         .await
         .map_err(|error| StartError::Raft(error.to_string()))?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen_addr,
-            source,
-        })?;
-        let server = tokio::spawn(crate::rpc_server::serve(listener, raft.clone()));
+        let server = tokio::spawn(crate::rpc_server::serve::<T>(listener, raft.clone()));
         let quorum = MetadataQuorum {
             node_id: config.node_id,
             raft,

@@ -10,23 +10,24 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::frame::{self, FrameError, Kind, STATUS_OK, STATUS_RAFT_ERROR};
+use crate::transport::Transport;
 use crate::types::Raft;
 
 /// Connections the controller listener serves at once (each peer needs one).
 pub const CONNECTIONS_MAX: usize = 64;
 
 /// Serves `listener` until the task is aborted; aborting it ends every connection too.
-pub async fn serve(listener: TcpListener, raft: Raft) {
+pub async fn serve<T: Transport>(listener: T::Listener, raft: Raft) {
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = T::accept(&listener) => accepted,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let (stream, peer) = match accepted {
@@ -50,8 +51,10 @@ pub async fn serve(listener: TcpListener, raft: Raft) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: &Raft) -> Result<(), FrameError> {
-    let _ = stream.set_nodelay(true);
+async fn serve_connection<S>(mut stream: S, raft: &Raft) -> Result<(), FrameError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     loop {
         let (tag, body) = frame::read_frame(&mut stream).await?;
         let kind = Kind::from_byte(tag).ok_or(FrameError::UnknownKind(tag))?;
