@@ -1,20 +1,26 @@
-//! The quorum-of-one controller: the only writer of the metadata log.
+//! The controller: validates each metadata change against the current image and writes it.
 //!
-//! Each change is validated against the current image, appended to `__cluster_metadata-0` as
-//! one record batch (the record's value is a [`MetadataRecord`] in JSON), fsync'd, and only
-//! then applied and published. At start the whole log is read ([`crate::metadata_log`], which
-//! refuses damage other than the torn tail of an unfinished write) and folded into the image;
-//! the topics its RemoveTopic records deleted are kept aside so the start can finish their
-//! deletion ([`crate::data_dir::settle_stray`]). A Raft quorum will replace this writer; the
-//! records and the image stay as they are.
+//! It runs on the metadata quorum (`runnel-controller`, openraft): the Raft log in
+//! `__cluster_metadata-0`, the image as its state machine. `runnel server` is a quorum of one,
+//! this node its only voter, on the same code path as several voters: a change is proposed
+//! and answered once committed and applied here. At start the quorum replays its snapshot and
+//! log (its own scan refuses damage other than the torn tail of an unfinished write).
+//!
+//! Departure from DESIGN.md §8, for now: a data directory written before the quorum (one
+//! metadata record per batch, no `quorum-state`) stays on the single writer that wrote it
+//! (each record appended and fsync'd under a lock, then applied), read at start by
+//! [`crate::metadata_log`]. Migrating such a log into the Raft log is the next step; then this
+//! writer goes. `runnel metadata rebuild` writes that format too (and reads both).
+//!
+//! Either way the topics RemoveTopic records deleted are known at start (the image remembers
+//! them), so the start can finish their deletion ([`crate::data_dir::settle_stray`]).
 //!
 //! Departure from DESIGN.md §3 (a single-task event loop): metadata changes are rare and
-//! small, so a `Mutex` around the writer gives the same serialisation with less machinery. It
-//! is held across the metadata fsync, which is what orders changes; nothing else waits on it.
+//! small, so a lock around check-then-write gives the same serialisation with less
+//! machinery.
 //!
-//! Writes are `async`: callers await a change until it is durable, which here is the fsync
-//! under the writer's lock and, on the metadata quorum (`runnel-controller`), will be the
-//! proposal's commit. The admin handlers that change metadata return
+//! Writes are `async`: callers await a change until it is durable (the proposal's commit, or
+//! the single writer's fsync). The admin handlers that change metadata return
 //! [`crate::api::Reply::Ordered`], so a connection's next request is read only after the change
 //! (Kafka handles a connection's requests one at a time).
 //!
@@ -27,16 +33,23 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
+use runnel_controller::{
+    AppliedMetadata, MetadataQuorum, ProposeError, QuorumConfig, StartError, Voter,
+    PROPOSAL_BYTES_MAX,
+};
 use runnel_log::{LogConfig, LogError, PartitionLog};
 use runnel_metadata::{MetadataImage, MetadataRecord, RemovedTopic, TopicImage};
 use runnel_protocol::record_batch;
 use thiserror::Error;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::metadata_log::{self, MetadataLogDamage, MetadataLogScan, METADATA_BATCH_BYTES_MAX};
 
 /// The metadata log's directory name, as in KRaft.
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
+/// How long a start waits for the quorum to lead with its log applied.
+const QUORUM_START_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Error)]
 pub enum ControllerError {
@@ -52,8 +65,14 @@ pub enum ControllerError {
     Corrupt { offset: i64, reason: String },
     #[error(transparent)]
     Damaged(#[from] MetadataLogDamage),
-    #[error("a metadata record of {bytes} bytes is above {METADATA_BATCH_BYTES_MAX}")]
-    RecordTooLarge { bytes: usize },
+    #[error("a metadata record of {bytes} bytes is above {max}, the most one write takes")]
+    RecordTooLarge { bytes: usize, max: usize },
+    #[error("metadata quorum: {0}")]
+    Quorum(ProposeError),
+    #[error("metadata quorum: {0}")]
+    Start(#[from] StartError),
+    #[error("the metadata quorum has stopped")]
+    Stopped,
     #[error("topic {name} already exists")]
     TopicAlreadyExists { name: String },
     #[error("topic {name} does not exist")]
@@ -66,17 +85,31 @@ pub enum ControllerError {
     },
 }
 
-struct Writer {
-    log: PartitionLog,
-}
-
 /// The metadata writer and the published image.
 pub struct Controller {
     node_id: i32,
     /// Topics the log's RemoveTopic records deleted, as they were (read at open).
     removed_at_open: Vec<RemovedTopic>,
-    writer: Mutex<Writer>,
-    image: RwLock<Arc<MetadataImage>>,
+    backend: Backend,
+    /// Serialises each check-then-write: the image a change was validated against is the one
+    /// it applies to (this node is the only proposer).
+    writing: tokio::sync::Mutex<()>,
+}
+
+/// Where changes are written.
+enum Backend {
+    /// The metadata quorum (`runnel-controller`), here a quorum of one.
+    Quorum {
+        /// `None` once shut down.
+        quorum: tokio::sync::Mutex<Option<MetadataQuorum>>,
+        applied: watch::Receiver<AppliedMetadata>,
+    },
+    /// A data directory written before the quorum, in the single writer's format (one
+    /// metadata record per batch): kept on that writer until its log is migrated.
+    SingleWriter {
+        log: Box<Mutex<PartitionLog>>,
+        image: RwLock<Arc<MetadataImage>>,
+    },
 }
 
 impl Controller {
@@ -85,6 +118,45 @@ impl Controller {
     pub fn open(data_dir: &Path, node_id: i32) -> Result<Controller, ControllerError> {
         let scan = metadata_log::scan(&data_dir.join(METADATA_LOG_DIR))?;
         Controller::open_scanned(data_dir, node_id, scan)
+    }
+
+    /// Starts the metadata quorum on the Raft log under `data_dir` as a quorum of one (this
+    /// node its only voter) and waits until it leads with everything committed applied
+    /// (a quorum of one leads at once: openraft restores a sole voter's leadership at start).
+    /// Its controller listener is bound on a loopback port no peer uses.
+    pub async fn start_quorum(
+        data_dir: &Path,
+        node_id: i32,
+    ) -> Result<Controller, ControllerError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let voters = vec![Voter {
+            id: node_id,
+            address: addr.to_string(),
+        }];
+        let config = QuorumConfig::new(node_id, voters, data_dir.to_path_buf(), addr);
+        let quorum = MetadataQuorum::start_with_listener(config, listener).await?;
+        quorum
+            .wait_until_leading(QUORUM_START_DEADLINE)
+            .await
+            .map_err(ControllerError::Quorum)?;
+        let applied = quorum.image();
+        let image = Arc::clone(&applied.borrow().image);
+        let removed_at_open = image.removed_topics().cloned().collect();
+        tracing::info!(
+            topics = image.topics().count(),
+            applied_index = ?applied.borrow().applied_index(),
+            "metadata quorum of one started"
+        );
+        Ok(Controller {
+            node_id,
+            removed_at_open,
+            backend: Backend::Quorum {
+                quorum: tokio::sync::Mutex::new(Some(quorum)),
+                applied,
+            },
+            writing: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// Opens the metadata log under `data_dir` that `scan` read: its torn tail, if any, is
@@ -122,8 +194,11 @@ impl Controller {
         Ok(Controller {
             node_id,
             removed_at_open,
-            writer: Mutex::new(Writer { log }),
-            image: RwLock::new(Arc::new(image)),
+            backend: Backend::SingleWriter {
+                log: Box::new(Mutex::new(log)),
+                image: RwLock::new(Arc::new(image)),
+            },
+            writing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -134,7 +209,12 @@ impl Controller {
 
     /// The current image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        Arc::clone(&self.image.read().expect("metadata image lock poisoned"))
+        match &self.backend {
+            Backend::Quorum { applied, .. } => Arc::clone(&applied.borrow().image),
+            Backend::SingleWriter { image, .. } => {
+                Arc::clone(&image.read().expect("metadata image lock poisoned"))
+            }
+        }
     }
 
     /// The record that creates topic `name` led by this node (a new topic id), and the topic
@@ -169,25 +249,26 @@ impl Controller {
 
     /// Writes a record from [`Controller::plan_topic`]; fails if the name was taken since.
     pub async fn create_topic(&self, record: &MetadataRecord) -> Result<(), ControllerError> {
-        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        let _writing = self.writing.lock().await;
         if let MetadataRecord::Topic { name, .. } = record {
             if self.image().topic(name).is_some() {
                 return Err(ControllerError::TopicAlreadyExists { name: name.clone() });
             }
         }
-        self.write(&mut writer, record)?;
+        self.write(record).await?;
         Ok(())
     }
 
     /// Deletes a topic by id, returning what it was.
     pub async fn delete_topic(&self, topic_id: Uuid) -> Result<Arc<TopicImage>, ControllerError> {
-        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        let _writing = self.writing.lock().await;
         let Some(topic) = self.image().topic_by_id(&topic_id).cloned() else {
             return Err(ControllerError::UnknownTopic {
                 name: topic_id.to_string(),
             });
         };
-        self.write(&mut writer, &MetadataRecord::RemoveTopic { topic_id })?;
+        self.write(&MetadataRecord::RemoveTopic { topic_id })
+            .await?;
         Ok(topic)
     }
 
@@ -236,7 +317,7 @@ impl Controller {
         record: &MetadataRecord,
         current: usize,
     ) -> Result<(), ControllerError> {
-        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        let _writing = self.writing.lock().await;
         if let MetadataRecord::PartitionCount {
             topic_id,
             partitions,
@@ -256,7 +337,7 @@ impl Controller {
                 });
             }
         }
-        self.write(&mut writer, record)?;
+        self.write(record).await?;
         Ok(())
     }
 
@@ -266,16 +347,15 @@ impl Controller {
         topic_id: Uuid,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<TopicImage>, ControllerError> {
-        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        let _writing = self.writing.lock().await;
         if self.image().topic_by_id(&topic_id).is_none() {
             return Err(ControllerError::UnknownTopic {
                 name: topic_id.to_string(),
             });
         }
-        let image = self.write(
-            &mut writer,
-            &MetadataRecord::TopicConfigs { topic_id, configs },
-        )?;
+        let image = self
+            .write(&MetadataRecord::TopicConfigs { topic_id, configs })
+            .await?;
         image
             .topic_by_id(&topic_id)
             .cloned()
@@ -291,12 +371,12 @@ impl Controller {
         resource_name: &str,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<MetadataImage>, ControllerError> {
-        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        let _writing = self.writing.lock().await;
         let record = MetadataRecord::BrokerConfigs {
             resource_name: resource_name.to_string(),
             configs,
         };
-        self.write(&mut writer, &record)
+        self.write(&record).await
     }
 
     /// Records the next block of `size` producer ids, from the first id no block holds yet,
@@ -305,36 +385,69 @@ impl Controller {
         &self,
         size: i64,
     ) -> Result<std::ops::Range<i64>, ControllerError> {
-        let mut writer = self.writer.lock().expect("metadata writer lock poisoned");
+        let _writing = self.writing.lock().await;
         let start = self.image().next_producer_id();
         let end = start.saturating_add(size);
         let record = MetadataRecord::ProducerIds {
             next_producer_id: end,
         };
-        self.write(&mut writer, &record)?;
+        self.write(&record).await?;
         Ok(start..end)
     }
 
-    /// Appends, fsyncs, applies and publishes one record.
-    fn write(
-        &self,
-        writer: &mut Writer,
-        record: &MetadataRecord,
-    ) -> Result<Arc<MetadataImage>, ControllerError> {
-        let mut batch = encode_record(record, crate::now_ms());
-        if batch.len() > METADATA_BATCH_BYTES_MAX {
-            return Err(ControllerError::RecordTooLarge { bytes: batch.len() });
+    /// Writes one record and returns the image after it, once it is durable: committed by the
+    /// quorum (and applied here), or appended and fsync'd by the single writer.
+    async fn write(&self, record: &MetadataRecord) -> Result<Arc<MetadataImage>, ControllerError> {
+        match &self.backend {
+            Backend::Quorum { quorum, .. } => {
+                let quorum = quorum.lock().await;
+                let Some(quorum) = quorum.as_ref() else {
+                    return Err(ControllerError::Stopped);
+                };
+                quorum
+                    .propose(vec![record.clone()])
+                    .await
+                    .map_err(|error| match error {
+                        ProposeError::TooLarge { bytes } => ControllerError::RecordTooLarge {
+                            bytes,
+                            max: PROPOSAL_BYTES_MAX,
+                        },
+                        error => ControllerError::Quorum(error),
+                    })?;
+                Ok(self.image())
+            }
+            Backend::SingleWriter { log, image } => {
+                let mut log = log.lock().expect("metadata writer lock poisoned");
+                let mut batch = encode_record(record, crate::now_ms());
+                if batch.len() > METADATA_BATCH_BYTES_MAX {
+                    return Err(ControllerError::RecordTooLarge {
+                        bytes: batch.len(),
+                        max: METADATA_BATCH_BYTES_MAX,
+                    });
+                }
+                log.append(&mut batch, 0, crate::now_ms())?;
+                if let Some(target) = log.flush_target() {
+                    target.sync()?;
+                    log.mark_flushed(target.up_to);
+                }
+                let end = log.log_end_offset();
+                log.set_high_watermark(end);
+                let next = Arc::new(self.image().apply(record));
+                *image.write().expect("metadata image lock poisoned") = Arc::clone(&next);
+                Ok(next)
+            }
         }
-        writer.log.append(&mut batch, 0, crate::now_ms())?;
-        if let Some(target) = writer.log.flush_target() {
-            target.sync()?;
-            writer.log.mark_flushed(target.up_to);
+    }
+
+    /// Stops the quorum (its log and snapshots stay as they are on disk).
+    pub async fn shutdown(&self) {
+        if let Backend::Quorum { quorum, .. } = &self.backend {
+            if let Some(quorum) = quorum.lock().await.take() {
+                if let Err(error) = quorum.shutdown().await {
+                    tracing::warn!(%error, "the metadata quorum did not stop cleanly");
+                }
+            }
         }
-        let end = writer.log.log_end_offset();
-        writer.log.set_high_watermark(end);
-        let next = Arc::new(self.image().apply(record));
-        *self.image.write().expect("metadata image lock poisoned") = Arc::clone(&next);
-        Ok(next)
     }
 }
 

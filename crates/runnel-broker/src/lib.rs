@@ -9,8 +9,8 @@
 //! flusher that makes acknowledged writes durable ([`flusher`]; its opt-in one-`syncfs`-per-pass mode in
 //! [`filesystem_sync`]), the consumer-group
 //! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the transaction
-//! coordinator's driver and its markers ([`transaction_coordinator`]), the quorum-of-one metadata
-//! writer ([`controller`]), producer ids from its blocks ([`producer_ids`]) and its log read at start ([`metadata_log`]: torn tail or damage), the data
+//! coordinator's driver and its markers ([`transaction_coordinator`]), the controller on the metadata
+//! quorum ([`controller`], a quorum of one), producer ids from its blocks ([`producer_ids`]) and its log read at start ([`metadata_log`]: torn tail or damage), the data
 //! directory's lock and stray partition directories ([`data_dir`]), Kafka's `partition.metadata`
 //! ([`partition_metadata`]), `runnel metadata rebuild` ([`metadata_rebuild`]), `runnel storage format` ([`storage_format`]), configuration with Kafka's names ([`config`]; the catalog of broker configs in
 //! [`broker_config_catalog`], the live view with dynamic broker configs in [`dynamic_config`]), sending fetched

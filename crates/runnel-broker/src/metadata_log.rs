@@ -6,7 +6,8 @@
 //! leave exactly one unfinished write, at the end of the last segment, and nothing that was
 //! acknowledged depends on it: the rule of [`runnel_log::strict_scan`], which this module
 //! applies and whose module doc lists the torn tail's shapes and what is damage. Here a record
-//! that does not decode as a [`MetadataRecord`] is damage too. Truncating at damage would
+//! that does not decode as a [`MetadataRecord`], nor as a Raft entry of the metadata quorum's
+//! log (whose records it then yields), is damage too. Truncating at damage would
 //! silently drop acknowledged metadata (topics, deletions, producer id blocks), so the broker
 //! must not start on it; `runnel metadata rebuild` ([`crate::metadata_rebuild`]) is the way out.
 
@@ -74,9 +75,14 @@ fn decode_records(
         .map_err(|error| undecodable(header.base_offset, error.to_string()))?;
     for record in set.records {
         let value = record.value.unwrap_or_default();
-        let decoded = MetadataRecord::decode(&value)
-            .map_err(|error| undecodable(record.offset, error.to_string()))?;
-        records.push((record.offset, decoded));
+        match MetadataRecord::decode(&value) {
+            Ok(decoded) => records.push((record.offset, decoded)),
+            // The metadata quorum's log: one Raft entry per batch, its records inside.
+            Err(error) => match runnel_controller::log_store::entry_records(&value) {
+                Some(inside) => records.extend(inside.into_iter().map(|r| (record.offset, r))),
+                None => return Err(undecodable(record.offset, error.to_string())),
+            },
+        }
     }
     Ok(())
 }

@@ -145,6 +145,7 @@ impl RunningBroker {
         self.broker.groups.shutdown().await;
         let broker = Arc::clone(&self.broker);
         tokio::task::spawn_blocking(move || broker.replicas.shutdown()).await??;
+        self.broker.controller.shutdown().await;
         tracing::info!("shut down cleanly");
         Ok(())
     }
@@ -154,10 +155,13 @@ impl RunningBroker {
 pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     let started = std::time::Instant::now();
     let config = Arc::new(config);
-    let (broker, data_dir_lock) = {
+    let mut prepared = {
         let config = Arc::clone(&config);
-        tokio::task::spawn_blocking(move || open(config)).await??
+        tokio::task::spawn_blocking(move || prepare(config)).await??
     };
+    let controller = open_metadata(&mut prepared).await?;
+    let (broker, data_dir_lock) =
+        tokio::task::spawn_blocking(move || open(prepared, controller)).await??;
     let broker = Arc::new(broker);
     GroupCoordinator::start_if_present(&broker).await;
     crate::transaction_coordinator::TransactionCoordinator::start_if_present(&broker).await;
@@ -237,7 +241,94 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     })
 }
 
-fn open(config: Arc<BrokerConfig>) -> Result<(Broker, Vec<DataDirLock>), ServerError> {
+/// What the start found before the metadata is opened.
+struct Prepared {
+    config: Arc<BrokerConfig>,
+    log_dirs: Vec<Arc<crate::log_dirs::LogDir>>,
+    locks: Vec<DataDirLock>,
+    last_shutdown: std::collections::HashMap<std::path::PathBuf, runnel_log::LastShutdown>,
+    inventory: data_dir::Inventory,
+    cluster_id: String,
+    metadata: MetadataFormat,
+}
+
+/// The metadata log's format, as found.
+enum MetadataFormat {
+    /// The Raft log of the metadata quorum (or no log yet).
+    Quorum,
+    /// A log the single writer wrote before the quorum (its records, read).
+    SingleWriter(metadata_log::MetadataLogScan),
+}
+
+/// Opens the metadata: the quorum, or the single writer of an older data directory. The
+/// quorum's own scan refuses a damaged Raft log as the single writer's does its log.
+async fn open_metadata(prepared: &mut Prepared) -> Result<Controller, ServerError> {
+    let data_dir = prepared.config.data_dir.clone();
+    let node_id = prepared.config.node_id;
+    match std::mem::replace(&mut prepared.metadata, MetadataFormat::Quorum) {
+        MetadataFormat::SingleWriter(scan) => {
+            tracing::info!(
+                "the metadata log is in the single writer's format: kept on that writer"
+            );
+            let opened = tokio::task::spawn_blocking(move || {
+                Controller::open_scanned(&data_dir, node_id, scan)
+            })
+            .await??;
+            Ok(opened)
+        }
+        MetadataFormat::Quorum => match Controller::start_quorum(&data_dir, node_id).await {
+            Ok(controller) => Ok(controller),
+            Err(ControllerError::Start(runnel_controller::StartError::Log(
+                runnel_controller::LogStoreError::Damaged(damage),
+            ))) => Err(ServerError::MetadataDamaged {
+                dir: data_dir.display().to_string(),
+                damage,
+            }),
+            Err(error) => Err(error.into()),
+        },
+    }
+}
+
+/// The metadata log's format (see [`MetadataFormat`]): the Raft log once it has a
+/// `quorum-state` or holds Raft entries, the single writer's when its batches are metadata
+/// records; damage in the single writer's format is refused here.
+fn metadata_format(
+    metadata_dir: &std::path::Path,
+    dir: &str,
+) -> Result<MetadataFormat, ServerError> {
+    if !metadata_dir.is_dir()
+        || metadata_dir
+            .join(runnel_controller::quorum_state::QUORUM_STATE_FILE)
+            .exists()
+    {
+        return Ok(MetadataFormat::Quorum);
+    }
+    // Without `quorum-state` a Raft log holds at most its first membership entry (a vote is
+    // saved before any other entry), which yields no record: it is the quorum's.
+    match metadata_log::scan(metadata_dir) {
+        Ok(scan) if !scan.records.is_empty() => Ok(MetadataFormat::SingleWriter(scan)),
+        Ok(_) => Ok(MetadataFormat::Quorum),
+        Err(damage) => Err(ServerError::MetadataDamaged {
+            dir: dir.to_string(),
+            damage,
+        }),
+    }
+}
+
+/// Whether the metadata log directory holds any byte of log or snapshot.
+fn metadata_log_holds_data(metadata_dir: &std::path::Path) -> bool {
+    std::fs::read_dir(metadata_dir)
+        .map(|entries| {
+            entries.flatten().any(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                (name.ends_with(".log") || name.ends_with(".checkpoint"))
+                    && entry.metadata().is_ok_and(|m| m.len() > 0)
+            })
+        })
+        .unwrap_or(false)
+}
+
+fn prepare(config: Arc<BrokerConfig>) -> Result<Prepared, ServerError> {
     let data_dir = &config.data_dir;
     let dir = data_dir.display().to_string();
     let (log_dirs, locks) = crate::log_dirs::open_all(&config.log_dirs())?;
@@ -256,11 +347,8 @@ fn open(config: Arc<BrokerConfig>) -> Result<(Broker, Vec<DataDirLock>), ServerE
     );
     let inventory = crate::log_dirs::scan_inventory(&log_dirs)?;
     let metadata_dir = data_dir.join(METADATA_LOG_DIR);
-    let scan =
-        metadata_log::scan(&metadata_dir).map_err(|damage| ServerError::MetadataDamaged {
-            dir: dir.clone(),
-            damage,
-        })?;
+    let metadata = metadata_format(&metadata_dir, &dir)?;
+    let holds_metadata = metadata_log_holds_data(&metadata_dir);
     // Directories without a record byte (what a creation interrupted by a crash leaves) are
     // no data to protect: they alone never refuse a start.
     let partitions_with_records = || {
@@ -272,7 +360,7 @@ fn open(config: Arc<BrokerConfig>) -> Result<(Broker, Vec<DataDirLock>), ServerE
     };
     let cluster_id = match meta_properties::load(data_dir, config.node_id)? {
         Some(cluster_id) => cluster_id,
-        None => match (partitions_with_records(), scan.end_offset > 0) {
+        None => match (partitions_with_records(), holds_metadata) {
             (Some(holds), _) => return Err(ServerError::MetaPropertiesMissing { dir, holds }),
             (None, true) => {
                 let holds = format!("the metadata log {METADATA_LOG_DIR}");
@@ -281,13 +369,36 @@ fn open(config: Arc<BrokerConfig>) -> Result<(Broker, Vec<DataDirLock>), ServerE
             (None, false) => meta_properties::create(data_dir, config.node_id)?,
         },
     };
-    if scan.records.is_empty() {
+    if !holds_metadata {
         if let Some(partitions) = partitions_with_records() {
             return Err(ServerError::MetadataMissing { dir, partitions });
         }
     }
     crate::log_dirs::ensure_meta_properties(&log_dirs, config.node_id, &cluster_id)?;
-    let controller = Controller::open_scanned(data_dir, config.node_id, scan)?;
+    Ok(Prepared {
+        config,
+        log_dirs,
+        locks,
+        last_shutdown,
+        inventory,
+        cluster_id,
+        metadata,
+    })
+}
+
+fn open(
+    prepared: Prepared,
+    controller: Controller,
+) -> Result<(Broker, Vec<DataDirLock>), ServerError> {
+    let Prepared {
+        config,
+        log_dirs,
+        locks,
+        last_shutdown,
+        inventory,
+        cluster_id,
+        metadata: _,
+    } = prepared;
     let dynamic =
         crate::dynamic_config::DynamicBrokerConfig::open(Arc::clone(&config), &controller.image());
     let image = controller.image();

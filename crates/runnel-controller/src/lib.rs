@@ -14,9 +14,8 @@
 //! - [`MetadataQuorum`] (`node.rs`): start a node, propose on the leader, watch the applied
 //!   image, see the leader and term, shut down.
 //!
-//! It knows nothing of partitions' data or client connections. The broker does not use it yet:
-//! `runnel server` still runs its quorum-of-one writer (`runnel-broker/src/controller.rs`),
-//! which moves here when the broker is wired onto this crate.
+//! It knows nothing of partitions' data or client connections. The broker's controller
+//! (`runnel-broker/src/controller.rs`) runs on it: `runnel server` is a quorum of one.
 //!
 //! # Layout of `<data dir>/__cluster_metadata-0/`
 //! ```text

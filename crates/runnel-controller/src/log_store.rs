@@ -57,13 +57,14 @@ use bytes::Bytes;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, StorageIOError};
 use runnel_log::{LogConfig, LogError, PartitionLog};
+use runnel_metadata::MetadataRecord;
 use runnel_protocol::record_batch::{self, BatchHeader};
 use runnel_protocol::records::RecordBatchDecoder;
 use thiserror::Error;
 
 use crate::log_scan::{self, MetadataLogDamage};
 use crate::quorum_state::{QuorumState, QuorumStateError};
-use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, MetadataRecords, StorageError, TypeConfig, Vote};
 
 /// The Raft log's directory name, as in KRaft.
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
@@ -162,6 +163,17 @@ pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, String> {
 }
 
 /// The entry a stored batch holds, checked against the batch (see the module doc).
+/// The metadata records of one stored Raft entry's value (none for a blank or membership
+/// entry); `None` when the value is not a Raft entry. For tools that read the log's records
+/// without the quorum (`runnel metadata rebuild`).
+pub fn entry_records(value: &[u8]) -> Option<Vec<MetadataRecord>> {
+    let entry: Entry = serde_json::from_slice(value).ok()?;
+    Some(match entry.payload {
+        openraft::EntryPayload::Normal(MetadataRecords(records)) => records,
+        openraft::EntryPayload::Blank | openraft::EntryPayload::Membership(_) => Vec::new(),
+    })
+}
+
 pub(crate) fn decode_entry(header: &BatchHeader, bytes: Vec<u8>) -> Result<Entry, String> {
     if header.records_count != 1 {
         return Err(format!(

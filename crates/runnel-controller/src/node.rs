@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::metrics::RaftMetrics;
@@ -288,6 +289,31 @@ impl MetadataQuorum {
                 })
             }
             Err(error) => Err(ProposeError::Stopped(error.to_string())),
+        }
+    }
+
+    /// Waits until this node leads and its image holds everything committed (openraft's
+    /// linearizable read point), at most `deadline`; a quorum of one leads at once.
+    pub async fn wait_until_leading(&self, deadline: Duration) -> Result<(), ProposeError> {
+        let node_id = self.node_id;
+        let leading = async {
+            let mut metrics = self.raft.metrics();
+            metrics
+                .wait_for(|m| m.current_leader == Some(node_id))
+                .await
+                .map_err(|error| ProposeError::Stopped(error.to_string()))?;
+            self.raft
+                .ensure_linearizable()
+                .await
+                .map(|_| ())
+                .map_err(|error| ProposeError::Stopped(error.to_string()))
+        };
+        match tokio::time::timeout(deadline, leading).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(ProposeError::NotLeader {
+                node_id,
+                leader: self.leader(),
+            }),
         }
     }
 
