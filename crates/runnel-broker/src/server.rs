@@ -155,11 +155,11 @@ impl RunningBroker {
 pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     let started = std::time::Instant::now();
     let config = Arc::new(config);
-    let mut prepared = {
+    let (prepared, metadata) = {
         let config = Arc::clone(&config);
         tokio::task::spawn_blocking(move || prepare(config)).await??
     };
-    let controller = open_metadata(&mut prepared).await?;
+    let controller = open_metadata(&config, metadata).await?;
     let (broker, data_dir_lock) =
         tokio::task::spawn_blocking(move || open(prepared, controller)).await??;
     let broker = Arc::new(broker);
@@ -249,7 +249,6 @@ struct Prepared {
     last_shutdown: std::collections::HashMap<std::path::PathBuf, runnel_log::LastShutdown>,
     inventory: data_dir::Inventory,
     cluster_id: String,
-    metadata: MetadataFormat,
 }
 
 /// The metadata log's format, as found.
@@ -262,10 +261,13 @@ enum MetadataFormat {
 
 /// Opens the metadata: the quorum, or the single writer of an older data directory. The
 /// quorum's own scan refuses a damaged Raft log as the single writer's does its log.
-async fn open_metadata(prepared: &mut Prepared) -> Result<Controller, ServerError> {
-    let data_dir = prepared.config.data_dir.clone();
-    let node_id = prepared.config.node_id;
-    match std::mem::replace(&mut prepared.metadata, MetadataFormat::Quorum) {
+async fn open_metadata(
+    config: &BrokerConfig,
+    metadata: MetadataFormat,
+) -> Result<Controller, ServerError> {
+    let data_dir = config.data_dir.clone();
+    let node_id = config.node_id;
+    match metadata {
         MetadataFormat::SingleWriter(scan) => {
             tracing::info!(
                 "the metadata log is in the single writer's format: kept on that writer"
@@ -328,7 +330,7 @@ fn metadata_log_holds_data(metadata_dir: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
-fn prepare(config: Arc<BrokerConfig>) -> Result<Prepared, ServerError> {
+fn prepare(config: Arc<BrokerConfig>) -> Result<(Prepared, MetadataFormat), ServerError> {
     let data_dir = &config.data_dir;
     let dir = data_dir.display().to_string();
     let (log_dirs, locks) = crate::log_dirs::open_all(&config.log_dirs())?;
@@ -375,15 +377,15 @@ fn prepare(config: Arc<BrokerConfig>) -> Result<Prepared, ServerError> {
         }
     }
     crate::log_dirs::ensure_meta_properties(&log_dirs, config.node_id, &cluster_id)?;
-    Ok(Prepared {
+    let prepared = Prepared {
         config,
         log_dirs,
         locks,
         last_shutdown,
         inventory,
         cluster_id,
-        metadata,
-    })
+    };
+    Ok((prepared, metadata))
 }
 
 fn open(
@@ -397,7 +399,6 @@ fn open(
         last_shutdown,
         inventory,
         cluster_id,
-        metadata: _,
     } = prepared;
     let dynamic =
         crate::dynamic_config::DynamicBrokerConfig::open(Arc::clone(&config), &controller.image());
