@@ -44,7 +44,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::metadata_log::{self, MetadataLogDamage, MetadataLogScan, METADATA_BATCH_BYTES_MAX};
+use crate::metadata_log::{MetadataLogDamage, MetadataLogScan, METADATA_BATCH_BYTES_MAX};
 
 /// The metadata log's directory name, as in KRaft.
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
@@ -113,13 +113,6 @@ enum Backend {
 }
 
 impl Controller {
-    /// Opens (recovering) the metadata log under `data_dir` and replays it; a damaged log
-    /// is refused.
-    pub fn open(data_dir: &Path, node_id: i32) -> Result<Controller, ControllerError> {
-        let scan = metadata_log::scan(&data_dir.join(METADATA_LOG_DIR))?;
-        Controller::open_scanned(data_dir, node_id, scan)
-    }
-
     /// Starts the metadata quorum on the Raft log under `data_dir` as a quorum of one (this
     /// node its only voter) and waits until it leads with everything committed applied
     /// (a quorum of one leads at once: openraft restores a sole voter's leadership at start).
