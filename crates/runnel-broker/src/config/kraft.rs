@@ -72,6 +72,21 @@ fn controller_listener_names(properties: &BTreeMap<String, String>) -> Vec<Strin
         .unwrap_or_default()
 }
 
+/// The entries of `listeners`: those not named in `controller.listener.names` (the clients'),
+/// then those named there (the controller's).
+fn listeners_by_role(
+    properties: &BTreeMap<String, String>,
+) -> Result<(Vec<Listener>, Vec<Listener>), ConfigError> {
+    let Some(value) = properties.get("listeners") else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let controllers = controller_listener_names(properties);
+    let listeners = parse_listeners("listeners", value)?;
+    Ok(listeners
+        .into_iter()
+        .partition(|l| !controllers.contains(&l.name)))
+}
+
 /// The listener clients connect to (see the module doc); `None` without `listeners`.
 pub fn client_listener(
     properties: &BTreeMap<String, String>,
@@ -79,12 +94,7 @@ pub fn client_listener(
     let Some(value) = properties.get("listeners") else {
         return Ok(None);
     };
-    let controllers = controller_listener_names(properties);
-    let listeners = parse_listeners("listeners", value)?;
-    match listeners
-        .into_iter()
-        .find(|l| !controllers.contains(&l.name))
-    {
+    match listeners_by_role(properties)?.0.into_iter().next() {
         Some(listener) => Ok(Some(listener)),
         None => Err(ConfigError::new(
             "listeners",
@@ -98,15 +108,7 @@ pub fn client_listener(
 pub fn controller_listeners(
     properties: &BTreeMap<String, String>,
 ) -> Result<Vec<Listener>, ConfigError> {
-    let Some(value) = properties.get("listeners") else {
-        return Ok(Vec::new());
-    };
-    let controllers = controller_listener_names(properties);
-    let listeners = parse_listeners("listeners", value)?;
-    Ok(listeners
-        .into_iter()
-        .filter(|l| controllers.contains(&l.name))
-        .collect())
+    Ok(listeners_by_role(properties)?.1)
 }
 
 /// The entry of `advertised.listeners` for the client listener `name`: the one of that name,
