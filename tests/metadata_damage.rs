@@ -7,6 +7,10 @@
 //! partition directory the metadata does not name is kept, never deleted at start (Kafka's
 //! stray logs, KRaft `LogManager`); only a deletion the metadata log records removes topic data
 //! (`RemoveTopicRecord`, then `LogManager.asyncDelete`'s `-delete` rename).
+//!
+//! Also here: a data directory whose metadata log Runnel wrote before the metadata quorum (the
+//! single writer's format) is migrated at start with its records and its data, the old log
+//! kept.
 
 mod common;
 
@@ -27,6 +31,8 @@ use kafka_protocol::messages::{
     OffsetFetchResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use runnel_metadata::MetadataRecord;
+use runnel_protocol::record_batch;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 const COMMITTED: i64 = 2;
@@ -272,6 +278,91 @@ fn a_deleted_metadata_log_refuses_the_start_and_rebuild_restores_topics_and_offs
     );
     let server = Server::start(&data, root.path());
     assert_data_served(&server);
+    server.stop();
+}
+
+/// Rewrites `data`'s metadata log in the single writer's format, what Runnel wrote before the
+/// metadata quorum (up to commit 609564a): one record batch per metadata record, offsets from
+/// 0, no `quorum-state`. Its records are the ones the quorum's log holds (read with the
+/// broker's own scan, which reads both formats); returns them.
+fn rewrite_in_single_writer_format(data: &Path) -> Vec<MetadataRecord> {
+    let dir = data.join("__cluster_metadata-0");
+    let scan = runnel_broker::metadata_log::scan(&dir).expect("the quorum's log reads");
+    let records: Vec<MetadataRecord> = scan.records.into_iter().map(|(_, r)| r).collect();
+    let mut segment = Vec::new();
+    for (offset, record) in records.iter().enumerate() {
+        let value = Some(bytes::Bytes::from(record.encode()));
+        let mut batch = record_batch::encode_internal_batch([(None, value)], 1_700_000_000_000);
+        record_batch::set_base_offset(&mut batch, offset as i64);
+        segment.extend_from_slice(&batch);
+    }
+    std::fs::remove_dir_all(&dir).expect("remove the quorum's log");
+    std::fs::create_dir(&dir).expect("metadata dir");
+    std::fs::write(dir.join("00000000000000000000.log"), &segment).expect("write the old log");
+    records
+}
+
+#[test]
+fn a_metadata_log_from_before_the_quorum_is_migrated_with_its_data_and_kept() {
+    let (root, data) = seeded();
+    let old_records = rewrite_in_single_writer_format(&data);
+    assert!(old_records.len() >= 3, "{old_records:?}");
+    let old_segment = std::fs::read(metadata_segment(&data)).expect("read the old log");
+    let before = partition_files(&data);
+
+    let server = Server::start(&data, root.path());
+    assert_data_served(&server);
+    let log = server.log();
+    assert!(log.contains("migrating it"), "{log}");
+    // The new log holds the same records in the same order, in the quorum's format.
+    let metadata = data.join("__cluster_metadata-0");
+    assert!(metadata.join("quorum-state").is_file());
+    let migrated = runnel_broker::metadata_log::scan(&metadata).expect("the new log reads");
+    let migrated: Vec<MetadataRecord> = migrated.records.into_iter().map(|(_, r)| r).collect();
+    assert_eq!(migrated[..old_records.len()], old_records[..]);
+    // After them, only this start's registration of the broker (its new port).
+    assert!(
+        migrated[old_records.len()..]
+            .iter()
+            .all(|r| matches!(r, MetadataRecord::RegisterBroker { .. })),
+        "{migrated:?}"
+    );
+    // The old log is kept as it was, under a name the broker ignores.
+    let kept: Vec<PathBuf> = std::fs::read_dir(&data)
+        .expect("list")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.to_string_lossy().ends_with("-single-writer"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        std::fs::read(kept[0].join("00000000000000000000.log")).expect("kept"),
+        old_segment
+    );
+    assert!(!data.join(".metadata-staging").exists());
+
+    // The migrated quorum takes changes, and the next start is an ordinary one.
+    let mut client = RawClient::connect(server.addr);
+    assert_eq!(common::create_topic(&mut client, "after", 1, &[]), 0);
+    drop(client);
+    server.stop();
+    let segments = |files: BTreeMap<PathBuf, Vec<u8>>| {
+        let mut files = files;
+        files.retain(|path, _| path.extension().is_some_and(|e| e == "log"));
+        files
+    };
+    let mut now = segments(partition_files(&data));
+    now.retain(|path, _| before.contains_key(path));
+    assert_eq!(now, segments(before), "every partition segment as it was");
+    let server = Server::start(&data, root.path());
+    assert!(!server.log().contains("migrating"), "{}", server.log());
+    assert_data_served(&server);
+    let mut client = RawClient::connect(server.addr);
+    assert_eq!(
+        common::create_topic(&mut client, "after", 1, &[]),
+        36,
+        "TOPIC_ALREADY_EXISTS"
+    );
+    drop(client);
     server.stop();
 }
 

@@ -30,7 +30,9 @@ enum MetadataCommand {
 pub fn run(args: MetadataArgs) -> anyhow::Result<()> {
     match args.command {
         MetadataCommand::Rebuild { data_dir, node_id } => {
-            let report = runnel_broker::metadata_rebuild::rebuild(&data_dir, node_id)
+            let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+            let report = runtime
+                .block_on(runnel_broker::metadata_rebuild::rebuild(&data_dir, node_id))
                 .context("rebuild the metadata")?;
             println!("{report}");
             Ok(())

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod consume;
+pub mod dev_cluster;
 pub mod group;
 pub mod metadata;
 pub mod output;

@@ -142,6 +142,30 @@ fn body(api: ApiKey, version: i16, records: &Bytes) -> anyhow::Result<Vec<u8>> {
             DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
             version,
         ),
+        ApiKey::DescribeQuorum => encoded(
+            DescribeQuorumRequest::default().with_topics(vec![
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(s("__cluster_metadata").into())
+                    .with_partitions(vec![
+                        describe_quorum_request::PartitionData::default().with_partition_index(0)
+                    ]),
+            ]),
+            version,
+        ),
+        ApiKey::WriteTxnMarkers => encoded(
+            WriteTxnMarkersRequest::default().with_markers(vec![
+                write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(4242.into())
+                    .with_producer_epoch(0)
+                    .with_transaction_result(false)
+                    .with_topics(vec![
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(s(FUZZ_TOPIC).into())
+                            .with_partition_indexes(vec![0]),
+                    ]),
+            ]),
+            version,
+        ),
         ApiKey::DescribeProducers => encoded(describe_producers(), version),
         ApiKey::DescribeLogDirs => encoded(describe_log_dirs(), version),
         // A directory that is not configured: refused, nothing moves.

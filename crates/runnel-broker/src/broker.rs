@@ -33,6 +33,15 @@ pub enum CreateTopicError {
     },
 }
 
+/// Whether a creation failed only because the topic was created meanwhile (through another
+/// node, or another request here): the client asks again and finds it.
+pub(crate) fn created_meanwhile(error: &CreateTopicError) -> bool {
+    matches!(
+        error,
+        CreateTopicError::Controller(ControllerError::TopicAlreadyExists { .. })
+    )
+}
+
 /// Why a topic's configs were not changed.
 #[derive(Debug, thiserror::Error)]
 pub enum AlterConfigsError {
@@ -146,6 +155,106 @@ impl Broker {
                 host: self.config.listen.ip().to_string(),
                 port: self.config.listen.port(),
             })
+    }
+
+    /// The brokers Metadata and DescribeCluster list: the registered ones that are not fenced
+    /// (with `include_fenced`, DescribeCluster v2's, the fenced ones too), in node id order,
+    /// with this broker as it advertises itself now (also before its registration lands).
+    pub fn live_brokers(&self, include_fenced: bool) -> Vec<runnel_metadata::BrokerRegistration> {
+        let image = self.controller.image();
+        let node_id = self.config.node_id;
+        let advertised = self.advertised_listener();
+        let this = runnel_metadata::BrokerRegistration {
+            node_id,
+            host: advertised.host,
+            port: i32::from(advertised.port),
+            rack: image.broker(node_id).and_then(|b| b.rack.clone()),
+            fenced: false,
+        };
+        let mut brokers: Vec<_> = image
+            .brokers()
+            .filter(|b| b.node_id != node_id && (include_fenced || !b.fenced))
+            .cloned()
+            .collect();
+        let at = brokers.partition_point(|b| b.node_id < node_id);
+        brokers.insert(at, this);
+        brokers
+    }
+
+    /// The `controller_id` Metadata and DescribeCluster tell clients: this node. Kafka's KRaft
+    /// broker answers a random alive broker there, not the quorum's leader
+    /// (`KafkaApis.handleTopicMetadataRequest`, `getRandomAliveBrokerId`; KIP-590): clients
+    /// send admin requests to that broker, which forwards them to the active controller.
+    /// This node is alive by construction and reachable by the client asking, so it is the
+    /// one named; naming the Raft leader would send clients to a dead node after it dies
+    /// (librdkafka keeps a controller until its next metadata refresh, 5 minutes).
+    pub fn controller_id_for_clients(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// Why `topic`-`index` is not hosted here, as Kafka answers a request for it: its log
+    /// directory is offline (`KAFKA_STORAGE_ERROR`); the image names it but another broker
+    /// holds it (`NOT_LEADER_OR_FOLLOWER`: the client refreshes its metadata and goes to the
+    /// leader); or it does not exist (`UNKNOWN_TOPIC_OR_PARTITION`).
+    pub fn not_hosted_error(&self, topic: &str, index: i32) -> runnel_protocol::ErrorCode {
+        use runnel_protocol::ErrorCode;
+        if self.replicas.is_offline(topic, index) {
+            return ErrorCode::KafkaStorageError;
+        }
+        match self.partition_leader(topic, index) {
+            Some(_) => ErrorCode::NotLeaderOrFollower,
+            None => ErrorCode::UnknownTopicOrPartition,
+        }
+    }
+
+    /// The leader and leader epoch the image names for `topic`-`index`, with the leader's
+    /// registration when it is known (KIP-951's hint to a client that asked the wrong
+    /// broker).
+    pub fn partition_leader(
+        &self,
+        topic: &str,
+        index: i32,
+    ) -> Option<(i32, i32, Option<runnel_metadata::BrokerRegistration>)> {
+        let image = self.controller.image();
+        let partitions = &image.topic(topic)?.partitions;
+        let partition = partitions.get(usize::try_from(index).ok()?)?;
+        let registration = image.broker(partition.leader).cloned();
+        Some((partition.leader, partition.leader_epoch, registration))
+    }
+
+    /// The leader of `key`'s partition of internal topic `topic` (the group coordinator's or
+    /// the transaction coordinator's), the partition `partition_of` picks over the topic's
+    /// count, with the leader's registration; `None` before the topic exists.
+    pub fn coordinator_leader(
+        &self,
+        topic: &str,
+        key: &str,
+        partition_of: fn(&str, i32) -> i32,
+    ) -> Option<(i32, Option<runnel_metadata::BrokerRegistration>)> {
+        let count = self.controller.image().topic(topic)?.partitions.len() as i32;
+        let (leader, _, registration) = self.partition_leader(topic, partition_of(key, count))?;
+        Some((leader, registration))
+    }
+
+    /// Held while partitions are created, deleted or opened for a new image, so that those
+    /// steps never interleave ([`crate::image_applier`]).
+    pub(crate) async fn lock_creations(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.creations.lock().await
+    }
+
+    /// Re-applies the dynamic configs of broker resource `resource_name` as the image now
+    /// holds them (written through another node).
+    pub(crate) fn apply_broker_configs(
+        &self,
+        resource_name: &str,
+        configs: BTreeMap<String, String>,
+    ) {
+        match self.dynamic.replace(resource_name, configs) {
+            Ok(live) => self.apply_live(&live),
+            Err(error) => {
+                tracing::error!(%error, resource_name, "a recorded dynamic broker config does not apply")
+            }
+        }
     }
 
     /// Creates a topic, all or nothing: checks `max.broker.partitions`, refuses a name whose
@@ -307,6 +416,7 @@ impl Broker {
 
     /// Records a topic's removal, then deletes its partitions.
     pub async fn delete_topic(&self, topic_id: Uuid) -> Result<(), CreateTopicError> {
+        let _deleting = self.creations.lock().await;
         let topic = self.controller.delete_topic(topic_id).await?;
         self.replicas.delete_topic(&topic.name)?;
         Ok(())

@@ -116,6 +116,21 @@ impl FlushPolicy {
 pub struct BrokerConfig {
     /// `node.id`.
     pub node_id: i32,
+    /// `broker.rack`: registered with the broker and listed in Metadata.
+    pub rack: Option<String>,
+    /// `controller.quorum.voters` when it names several nodes: this node is one voter of a
+    /// metadata quorum of several. Empty: a quorum of one, this node its only voter.
+    pub quorum_voters: Vec<runnel_controller::Voter>,
+    /// Where the controller listener is bound when [`BrokerConfig::quorum_voters`] is set:
+    /// the `listeners` entry named in `controller.listener.names`, else this node's voter
+    /// address.
+    pub controller_listen: Option<SocketAddr>,
+    /// `broker.session.timeout.ms`: the active controller fences a broker it has not heard
+    /// from for this long. Kafka's default 9000.
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`: how often this broker heartbeats to the active
+    /// controller. Kafka's default 2000.
+    pub broker_heartbeat_interval_ms: u64,
     /// `listeners` (`PLAINTEXT://host:port`) or `--listen`: the address bound, a host name
     /// resolved when the configuration is read (see [`listen_address`]).
     pub listen: SocketAddr,
@@ -210,6 +225,11 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             node_id: 1,
+            rack: None,
+            quorum_voters: Vec::new(),
+            controller_listen: None,
+            broker_session_timeout_ms: 9000,
+            broker_heartbeat_interval_ms: 2000,
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             listen_host: None,
             advertised_listener: None,
@@ -280,6 +300,15 @@ impl BrokerConfig {
             let value = value.trim();
             match key.as_str() {
                 "node.id" | "broker.id" => config.node_id = parse_at_least(key, value, 0)?,
+                "broker.session.timeout.ms" => {
+                    config.broker_session_timeout_ms = parse_at_least(key, value, 1)?
+                }
+                "broker.heartbeat.interval.ms" => {
+                    config.broker_heartbeat_interval_ms = parse_at_least(key, value, 1)?
+                }
+                "broker.rack" => {
+                    config.rack = Some(value.to_string()).filter(|rack| !rack.is_empty())
+                }
                 // Read together after this loop (`config/kraft.rs`): which listener is the
                 // clients', what it advertises, and the roles of the node.
                 "listeners"
@@ -475,12 +504,17 @@ impl BrokerConfig {
             )?);
         }
         kraft::check_roles(properties, config.node_id)?;
-        for controller in kraft::controller_listeners(properties)? {
-            tracing::info!(
-                "controller listener {}://{} not bound: a quorum of one has no peer to serve",
-                controller.name,
-                controller.address
-            );
+        if let Some(quorum) = kraft::quorum(properties, config.node_id)? {
+            config.quorum_voters = quorum.voters;
+            config.controller_listen = Some(quorum.listen);
+        } else {
+            for controller in kraft::controller_listeners(properties)? {
+                tracing::info!(
+                    "controller listener {}://{} not bound: a quorum of one has no peer to serve",
+                    controller.name,
+                    controller.address
+                );
+            }
         }
         config.sasl_plain_users = listener_security(properties, client_name)?;
         config.check_connection_limits()?;

@@ -1,26 +1,39 @@
 //! The controller: validates each metadata change against the current image and writes it.
 //!
 //! It runs on the metadata quorum (`runnel-controller`, openraft): the Raft log in
-//! `__cluster_metadata-0`, the image as its state machine. `runnel server` is a quorum of one,
-//! this node its only voter, on the same code path as several voters: a change is proposed
-//! and answered once committed and applied here. At start the quorum replays its snapshot and
-//! log (its own scan refuses damage other than the torn tail of an unfinished write).
+//! `__cluster_metadata-0`, the image as its state machine. `runnel server` is a quorum of one
+//! (this node its only voter) or one voter of several (`controller.quorum.voters`), on the
+//! same code path: a change is proposed and answered once committed and applied here. At
+//! start the quorum replays its snapshot and log (its own scan refuses damage other than the
+//! torn tail of an unfinished write); one voter of several waits for a majority to elect a
+//! leader, for as long as that takes.
 //!
-//! Departure from DESIGN.md §8, for now: a data directory written before the quorum (one
-//! metadata record per batch, no `quorum-state`) stays on the single writer that wrote it
-//! (each record appended and fsync'd under a lock, then applied), read at start by
-//! [`crate::metadata_log`]. Migrating such a log into the Raft log is the next step; then this
-//! writer goes. `runnel metadata rebuild` writes that format too (and reads both).
+//! Where a new topic's partitions go is planned here, on the node the request reached, from
+//! its image's registered brokers ([`crate::placement`]), so that this node can open its own
+//! partitions before the record is proposed (all or nothing); the active controller checks
+//! that every broker the plan names is registered. Departure from DESIGN.md §8 (the
+//! controller places replicas): the plan is the controller's rule run one hop earlier, and
+//! the check keeps the leader the judge of what is committed.
 //!
-//! Either way the topics RemoveTopic records deleted are known at start (the image remembers
+//! The cluster id is recorded by the quorum once, by the first node to start
+//! ([`Controller::settle_cluster_id`]).
+//!
+//! A data directory written before the quorum (one metadata record per batch, appended and
+//! fsync'd by a single writer, no `quorum-state`) is migrated at start: its records are
+//! proposed, in order, to a quorum of one in a staging directory, and the staged Raft log is
+//! swapped in with the old log kept beside it ([`crate::metadata_staging`]).
+//!
+//! The topics RemoveTopic records deleted are known at start (the image remembers
 //! them), so the start can finish their deletion ([`crate::data_dir::settle_stray`]).
 //!
 //! Departure from DESIGN.md §3 (a single-task event loop): metadata changes are rare and
 //! small, so a lock around check-then-write gives the same serialisation with less
 //! machinery.
 //!
-//! Writes are `async`: callers await a change until it is durable (the proposal's commit, or
-//! the single writer's fsync). The admin handlers that change metadata return
+//! Writes are `async`: callers await a change until it is durable (the proposal's commit).
+//! Each write is a [`Change`] ([`crate::controller_change`]) that only the active controller
+//! (the Raft leader) checks against its image and proposes: run here while this node leads,
+//! carried to the leader otherwise, and answered once this node's image holds it. The admin handlers that change metadata return
 //! [`crate::api::Reply::Ordered`], so a connection's next request is read only after the change
 //! (Kafka handles a connection's requests one at a time).
 //!
@@ -30,41 +43,32 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use bytes::Bytes;
 use runnel_controller::{
-    AppliedMetadata, MetadataQuorum, ProposeError, QuorumConfig, StartError, Voter,
-    PROPOSAL_BYTES_MAX,
+    AppliedMetadata, ForwardError, Forwarded, MetadataQuorum, ProposeError, QuorumConfig,
+    StartError, Voter, PROPOSAL_BYTES_MAX,
 };
-use runnel_log::{LogConfig, LogError, PartitionLog};
 use runnel_metadata::{MetadataImage, MetadataRecord, RemovedTopic, TopicImage};
-use runnel_protocol::record_batch;
 use thiserror::Error;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::metadata_log::{MetadataLogDamage, MetadataLogScan, METADATA_BATCH_BYTES_MAX};
-
+use crate::controller_change::{Change, Done, Refusal};
 /// The metadata log's directory name, as in KRaft.
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 /// How long a start waits for the quorum to lead with its log applied.
-const QUORUM_START_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+const QUORUM_START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a change deposed before it was proposed waits before it tries again.
+const LEADER_CHANGE_PAUSE: Duration = Duration::from_millis(50);
+/// How long a change waits for an active controller, and then for this node to apply it.
+const CHANGE_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Error)]
 pub enum ControllerError {
-    #[error("metadata log: {0}")]
-    Log(#[from] LogError),
-    #[error("metadata log append: {0}")]
-    Append(#[from] runnel_log::AppendError),
-    #[error("metadata log read: {0}")]
-    Read(#[from] runnel_log::ReadError),
-    #[error("metadata log I/O: {0}")]
+    #[error("metadata quorum I/O: {0}")]
     Io(#[from] std::io::Error),
-    #[error("metadata log holds an unreadable record at offset {offset}: {reason}")]
-    Corrupt { offset: i64, reason: String },
-    #[error(transparent)]
-    Damaged(#[from] MetadataLogDamage),
     #[error("a metadata record of {bytes} bytes is above {max}, the most one write takes")]
     RecordTooLarge { bytes: usize, max: usize },
     #[error("metadata quorum: {0}")]
@@ -73,6 +77,26 @@ pub enum ControllerError {
     Start(#[from] StartError),
     #[error("the metadata quorum has stopped")]
     Stopped,
+    #[error("the active controller changed before the change was committed (it may still be)")]
+    LeaderChanged,
+    #[error("the active controller: {0}")]
+    ActiveController(String),
+    #[error("{0}")]
+    Forward(#[from] ForwardError),
+    #[error(
+        "the change was committed at index {index} but not applied here within {CHANGE_DEADLINE:?}"
+    )]
+    NotApplied { index: u64 },
+    #[error("nothing to record")]
+    NothingToRecord,
+    #[error("the quorum has recorded the cluster id {cluster_id} already")]
+    ClusterIdRecorded { cluster_id: String },
+    #[error("placing the partitions: {0}")]
+    Placement(String),
+    #[error(
+        "partition {partition} is placed on broker {broker}, which is not registered or is fenced"
+    )]
+    UnknownBroker { partition: i32, broker: i32 },
     #[error("topic {name} already exists")]
     TopicAlreadyExists { name: String },
     #[error("topic {name} does not exist")]
@@ -87,29 +111,35 @@ pub enum ControllerError {
 
 /// The metadata writer and the published image.
 pub struct Controller {
-    node_id: i32,
     /// Topics the log's RemoveTopic records deleted, as they were (read at open).
     removed_at_open: Vec<RemovedTopic>,
-    backend: Backend,
-    /// Serialises each check-then-write: the image a change was validated against is the one
-    /// it applies to (this node is the only proposer).
-    writing: tokio::sync::Mutex<()>,
+    active: Arc<Active>,
 }
 
-/// Where changes are written.
-enum Backend {
-    /// The metadata quorum (`runnel-controller`), here a quorum of one.
-    Quorum {
-        /// `None` once shut down.
-        quorum: tokio::sync::Mutex<Option<MetadataQuorum>>,
-        applied: watch::Receiver<AppliedMetadata>,
-    },
-    /// A data directory written before the quorum, in the single writer's format (one
-    /// metadata record per batch): kept on that writer until its log is migrated.
-    SingleWriter {
-        log: Box<Mutex<PartitionLog>>,
-        image: RwLock<Arc<MetadataImage>>,
-    },
+/// What runs changes on this node while it leads; shared with the quorum's forward handler,
+/// which runs the changes other nodes carry here.
+struct Active {
+    node_id: i32,
+    /// The metadata quorum (`runnel-controller`); `None` once shut down.
+    quorum: tokio::sync::RwLock<Option<MetadataQuorum>>,
+    applied: watch::Receiver<AppliedMetadata>,
+    /// The quorum's state: who leads.
+    metrics: watch::Receiver<runnel_controller::QuorumMetrics>,
+    /// Serialises each check-then-propose: the image a change was checked against is the one
+    /// it applies to (the leader is the only proposer).
+    writing: tokio::sync::Mutex<()>,
+    /// When the active controller last heard from each broker (only while this node leads).
+    liveness: std::sync::Mutex<Liveness>,
+}
+
+/// The active controller's view of which brokers heartbeat (Kafka's
+/// `BrokerHeartbeatManager`): kept in memory only, started afresh in each term this node
+/// leads, every registered broker counted as heard at that start (a new leader gives every
+/// broker a whole session before it fences one).
+#[derive(Default)]
+struct Liveness {
+    term: u64,
+    last_heard: std::collections::HashMap<i32, std::time::Instant>,
 }
 
 impl Controller {
@@ -128,70 +158,62 @@ impl Controller {
             address: addr.to_string(),
         }];
         let config = QuorumConfig::new(node_id, voters, data_dir.to_path_buf(), addr);
-        let quorum = MetadataQuorum::start_with_listener(config, listener).await?;
-        quorum
-            .wait_until_leading(QUORUM_START_DEADLINE)
-            .await
-            .map_err(ControllerError::Quorum)?;
-        let applied = quorum.image();
-        let image = Arc::clone(&applied.borrow().image);
-        let removed_at_open = image.removed_topics().cloned().collect();
+        let controller = Controller::start(config, listener).await?;
         tracing::info!(
-            topics = image.topics().count(),
-            applied_index = ?applied.borrow().applied_index(),
+            topics = controller.image().topics().count(),
+            applied_index = ?controller.active.applied.borrow().applied_index(),
             "metadata quorum of one started"
         );
-        Ok(Controller {
-            node_id,
-            removed_at_open,
-            backend: Backend::Quorum {
-                quorum: tokio::sync::Mutex::new(Some(quorum)),
-                applied,
-            },
-            writing: tokio::sync::Mutex::new(()),
-        })
+        Ok(controller)
     }
 
-    /// Opens the metadata log under `data_dir` that `scan` read: its torn tail, if any, is
-    /// truncated by the log's recovery, and the image is folded from the scanned records.
-    pub fn open_scanned(
-        data_dir: &Path,
-        node_id: i32,
-        scan: MetadataLogScan,
+    /// Starts this node's controller of the quorum `config` describes, serving its peers on
+    /// `listener`, and waits until some node leads and this one has applied what it
+    /// committed.
+    pub async fn start(
+        config: QuorumConfig,
+        listener: tokio::net::TcpListener,
     ) -> Result<Controller, ControllerError> {
-        if let Some(torn) = &scan.torn_tail {
-            tracing::warn!(
-                segment = %torn.segment.display(),
-                position = torn.position,
-                bytes = torn.bytes,
-                "the metadata log ends in the torn tail of an unfinished write; truncating it"
-            );
+        let node_id = config.node_id;
+        let voters = config.voters.len();
+        let quorum = MetadataQuorum::start_with_listener(config, listener).await?;
+        if voters == 1 {
+            wait_for_leader(&quorum, QUORUM_START_DEADLINE).await?;
+        } else {
+            // As a Kafka controller does, wait for as long as a majority takes to come up.
+            while let Err(ControllerError::Quorum(ProposeError::NotLeader { .. })) =
+                wait_for_leader(&quorum, QUORUM_START_DEADLINE).await
+            {
+                tracing::warn!(
+                    voters,
+                    "no active controller after {QUORUM_START_DEADLINE:?}: waiting for a majority of the voters to start"
+                );
+            }
         }
-        let log = PartitionLog::open(&data_dir.join(METADATA_LOG_DIR), LogConfig::default(), 0)?;
-        if log.log_end_offset() != scan.end_offset {
-            return Err(ControllerError::Corrupt {
-                offset: log.log_end_offset().min(scan.end_offset),
-                reason: format!(
-                    "recovery kept offsets up to {} but the scan read up to {}",
-                    log.log_end_offset(),
-                    scan.end_offset
-                ),
-            });
-        }
-        let (image, removed_at_open) = fold(scan.records.iter().map(|(_, record)| record));
-        tracing::info!(
-            topics = image.topics().count(),
-            records_end_offset = log.log_end_offset(),
-            "metadata replayed"
-        );
-        Ok(Controller {
+        let applied = quorum.image();
+        let active = Arc::new(Active {
             node_id,
-            removed_at_open,
-            backend: Backend::SingleWriter {
-                log: Box::new(Mutex::new(log)),
-                image: RwLock::new(Arc::new(image)),
-            },
+            quorum: tokio::sync::RwLock::new(None),
+            applied,
+            metrics: quorum.metrics(),
             writing: tokio::sync::Mutex::new(()),
+            liveness: Default::default(),
+        });
+        let handler_target: Weak<Active> = Arc::downgrade(&active);
+        quorum.set_forward_handler(Arc::new(move |body| {
+            let target = handler_target.clone();
+            Box::pin(async move {
+                match target.upgrade() {
+                    Some(active) => active.run_forwarded(body).await,
+                    None => Forwarded::NotLeader,
+                }
+            })
+        }));
+        *active.quorum.write().await = Some(quorum);
+        let removed_at_open = active.image().removed_topics().cloned().collect();
+        Ok(Controller {
+            removed_at_open,
+            active,
         })
     }
 
@@ -202,12 +224,92 @@ impl Controller {
 
     /// The current image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        match &self.backend {
-            Backend::Quorum { applied, .. } => Arc::clone(&applied.borrow().image),
-            Backend::SingleWriter { image, .. } => {
-                Arc::clone(&image.read().expect("metadata image lock poisoned"))
-            }
+        self.active.image()
+    }
+
+    /// Records `cluster_id` as the cluster's if the quorum has none yet, and returns the one
+    /// the quorum holds once this node's image has it: the first node to ask chooses it.
+    pub async fn settle_cluster_id(&self, cluster_id: &str) -> Result<String, ControllerError> {
+        if let Some(recorded) = self.image().cluster_id() {
+            return Ok(recorded.to_string());
         }
+        let change = Change::RecordClusterId {
+            cluster_id: cluster_id.to_string(),
+        };
+        match self.active.run(change).await {
+            Ok(_) | Err(ControllerError::ClusterIdRecorded { .. }) => {}
+            Err(error) => return Err(error),
+        }
+        let mut applied = self.active.applied.clone();
+        let recorded = applied.wait_for(|applied| applied.image.cluster_id().is_some());
+        let outcome = match tokio::time::timeout(CHANGE_DEADLINE, recorded).await {
+            Ok(Ok(applied)) => Ok(applied.image.cluster_id().unwrap_or_default().to_string()),
+            Ok(Err(_)) => Err(ControllerError::Stopped),
+            Err(_) => Err(ControllerError::ActiveController(format!(
+                "the quorum's cluster id did not reach this node within {CHANGE_DEADLINE:?}"
+            ))),
+        };
+        outcome
+    }
+
+    /// Starts this node's heartbeats to the active controller, every `interval` (Kafka's
+    /// `broker.heartbeat.interval.ms`), and, while this node is the active controller, the
+    /// fencing of brokers not heard from for `session` (`broker.session.timeout.ms`): each is
+    /// recorded fenced ([`MetadataRecord::BrokerFencing`]), and unfenced by its next heartbeat.
+    /// Both tasks end when the controller shuts down.
+    pub fn start_liveness(&self, session: Duration, interval: Duration) {
+        let active = Arc::downgrade(&self.active);
+        tokio::spawn(heartbeat_loop(active.clone(), interval, session));
+        tokio::spawn(fencing_loop(active, session, interval));
+    }
+
+    /// The metadata quorum as the active controller sees it (DescribeQuorum), asked of it
+    /// wherever it runs.
+    pub async fn describe_quorum(
+        &self,
+    ) -> Result<runnel_controller::QuorumDescription, ControllerError> {
+        let done = self.active.run(Change::DescribeQuorum).await?;
+        done.quorum.ok_or(ControllerError::LeaderChanged)
+    }
+
+    /// Every image this node applies from now on (the current one first).
+    pub fn images(&self) -> watch::Receiver<AppliedMetadata> {
+        self.active.applied.clone()
+    }
+
+    /// The active controller's node id, if one is known.
+    pub fn active_controller(&self) -> Option<i32> {
+        self.active.metrics.borrow().current_leader
+    }
+
+    /// Registers this broker at `host:port` (Kafka's BrokerRegistration at start); nothing
+    /// is written when the image already holds exactly this registration.
+    pub async fn register_broker(
+        &self,
+        host: &str,
+        port: i32,
+        rack: Option<String>,
+    ) -> Result<(), ControllerError> {
+        let node_id = self.active.node_id;
+        let registration = runnel_metadata::BrokerRegistration {
+            node_id,
+            host: host.to_string(),
+            port,
+            rack: rack.clone(),
+            fenced: false,
+        };
+        // A fenced registration is recorded again: registering unfences.
+        if self.image().broker(node_id) == Some(&registration) {
+            return Ok(());
+        }
+        let record = MetadataRecord::RegisterBroker {
+            node_id,
+            host: host.to_string(),
+            port,
+            rack,
+        };
+        self.active.run(Change::RegisterBroker { record }).await?;
+        Ok(())
     }
 
     /// The record that creates topic `name` led by this node (a new topic id), and the topic
@@ -225,12 +327,15 @@ impl Controller {
                 name: name.to_string(),
             });
         }
+        let topic_id = Uuid::new_v4();
+        let replicas = self.place(&image, name, topic_id, 0, partitions)?;
         let record = MetadataRecord::Topic {
             name: name.to_string(),
-            topic_id: Uuid::new_v4(),
+            topic_id,
             partitions,
-            leader: self.node_id,
+            leader: self.active.node_id,
             configs,
+            replicas,
         };
         let topic = image.apply(&record).topic(name).cloned().ok_or_else(|| {
             ControllerError::UnknownTopic {
@@ -240,28 +345,52 @@ impl Controller {
         Ok((record, topic))
     }
 
+    /// Where partitions `first..first + count` of a new or growing topic go
+    /// ([`crate::placement`]): round robin over the unfenced registered brokers, from a start the
+    /// topic id picks. Empty (every partition led by this node alone, the record's `leader`)
+    /// when that is where they all go, when no broker has registered yet, and for the
+    /// internal topics, whose coordinators run on the node that created them until
+    /// coordinators move with their partitions.
+    fn place(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        topic_id: Uuid,
+        first: i32,
+        count: i32,
+    ) -> Result<Vec<Vec<i32>>, ControllerError> {
+        let brokers: Vec<_> = image.unfenced_brokers().cloned().collect();
+        if brokers.is_empty() || name.starts_with("__") {
+            return Ok(Vec::new());
+        }
+        let start = (topic_id.as_u128() % brokers.len() as u128) as usize;
+        let placed = crate::placement::place(&brokers, first, count, 1, start)
+            .map_err(|error| ControllerError::Placement(error.to_string()))?;
+        let node_id = self.active.node_id;
+        if placed.iter().all(|replicas| replicas == &[node_id]) {
+            return Ok(Vec::new());
+        }
+        Ok(placed)
+    }
+
     /// Writes a record from [`Controller::plan_topic`]; fails if the name was taken since.
     pub async fn create_topic(&self, record: &MetadataRecord) -> Result<(), ControllerError> {
-        let _writing = self.writing.lock().await;
-        if let MetadataRecord::Topic { name, .. } = record {
-            if self.image().topic(name).is_some() {
-                return Err(ControllerError::TopicAlreadyExists { name: name.clone() });
-            }
-        }
-        self.write(record).await?;
+        self.active
+            .run(Change::CreateTopic {
+                record: record.clone(),
+            })
+            .await?;
         Ok(())
     }
 
     /// Deletes a topic by id, returning what it was.
     pub async fn delete_topic(&self, topic_id: Uuid) -> Result<Arc<TopicImage>, ControllerError> {
-        let _writing = self.writing.lock().await;
         let Some(topic) = self.image().topic_by_id(&topic_id).cloned() else {
             return Err(ControllerError::UnknownTopic {
                 name: topic_id.to_string(),
             });
         };
-        self.write(&MetadataRecord::RemoveTopic { topic_id })
-            .await?;
+        self.active.run(Change::DeleteTopic { topic_id }).await?;
         Ok(topic)
     }
 
@@ -288,10 +417,12 @@ impl Controller {
                 requested: partitions,
             });
         }
+        let replicas = self.place(&image, &topic.name, topic_id, current, partitions - current)?;
         let record = MetadataRecord::PartitionCount {
             topic_id,
             partitions,
-            leader: self.node_id,
+            leader: self.active.node_id,
+            replicas,
         };
         let grown = image
             .apply(&record)
@@ -310,27 +441,12 @@ impl Controller {
         record: &MetadataRecord,
         current: usize,
     ) -> Result<(), ControllerError> {
-        let _writing = self.writing.lock().await;
-        if let MetadataRecord::PartitionCount {
-            topic_id,
-            partitions,
-            ..
-        } = record
-        {
-            let Some(topic) = self.image().topic_by_id(topic_id).cloned() else {
-                return Err(ControllerError::UnknownTopic {
-                    name: topic_id.to_string(),
-                });
-            };
-            if topic.partitions.len() != current {
-                return Err(ControllerError::PartitionCountNotIncreased {
-                    name: topic.name.clone(),
-                    current: topic.partitions.len() as i32,
-                    requested: *partitions,
-                });
-            }
-        }
-        self.write(record).await?;
+        self.active
+            .run(Change::CreatePartitions {
+                record: record.clone(),
+                current,
+            })
+            .await?;
         Ok(())
     }
 
@@ -340,16 +456,10 @@ impl Controller {
         topic_id: Uuid,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<TopicImage>, ControllerError> {
-        let _writing = self.writing.lock().await;
-        if self.image().topic_by_id(&topic_id).is_none() {
-            return Err(ControllerError::UnknownTopic {
-                name: topic_id.to_string(),
-            });
-        }
-        let image = self
-            .write(&MetadataRecord::TopicConfigs { topic_id, configs })
+        self.active
+            .run(Change::AlterTopicConfigs { topic_id, configs })
             .await?;
-        image
+        self.image()
             .topic_by_id(&topic_id)
             .cloned()
             .ok_or_else(|| ControllerError::UnknownTopic {
@@ -364,12 +474,13 @@ impl Controller {
         resource_name: &str,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<MetadataImage>, ControllerError> {
-        let _writing = self.writing.lock().await;
-        let record = MetadataRecord::BrokerConfigs {
-            resource_name: resource_name.to_string(),
-            configs,
-        };
-        self.write(&record).await
+        self.active
+            .run(Change::AlterBrokerConfigs {
+                resource_name: resource_name.to_string(),
+                configs,
+            })
+            .await?;
+        Ok(self.image())
     }
 
     /// Records the next block of `size` producer ids, from the first id no block holds yet,
@@ -378,76 +489,286 @@ impl Controller {
         &self,
         size: i64,
     ) -> Result<std::ops::Range<i64>, ControllerError> {
-        let _writing = self.writing.lock().await;
-        let start = self.image().next_producer_id();
-        let end = start.saturating_add(size);
-        let record = MetadataRecord::ProducerIds {
-            next_producer_id: end,
-        };
-        self.write(&record).await?;
-        Ok(start..end)
-    }
-
-    /// Writes one record and returns the image after it, once it is durable: committed by the
-    /// quorum (and applied here), or appended and fsync'd by the single writer.
-    async fn write(&self, record: &MetadataRecord) -> Result<Arc<MetadataImage>, ControllerError> {
-        match &self.backend {
-            Backend::Quorum { quorum, .. } => {
-                let quorum = quorum.lock().await;
-                let Some(quorum) = quorum.as_ref() else {
-                    return Err(ControllerError::Stopped);
-                };
-                quorum
-                    .propose(vec![record.clone()])
-                    .await
-                    .map_err(|error| match error {
-                        ProposeError::TooLarge { bytes } => ControllerError::RecordTooLarge {
-                            bytes,
-                            max: PROPOSAL_BYTES_MAX,
-                        },
-                        error => ControllerError::Quorum(error),
-                    })?;
-                Ok(self.image())
-            }
-            Backend::SingleWriter { log, image } => {
-                let mut log = log.lock().expect("metadata writer lock poisoned");
-                let mut batch = encode_record(record, crate::now_ms());
-                if batch.len() > METADATA_BATCH_BYTES_MAX {
-                    return Err(ControllerError::RecordTooLarge {
-                        bytes: batch.len(),
-                        max: METADATA_BATCH_BYTES_MAX,
-                    });
-                }
-                log.append(&mut batch, 0, crate::now_ms())?;
-                if let Some(target) = log.flush_target() {
-                    target.sync()?;
-                    log.mark_flushed(target.up_to);
-                }
-                let end = log.log_end_offset();
-                log.set_high_watermark(end);
-                let next = Arc::new(self.image().apply(record));
-                *image.write().expect("metadata image lock poisoned") = Arc::clone(&next);
-                Ok(next)
-            }
-        }
+        let done = self
+            .active
+            .run(Change::AllocateProducerIds { size })
+            .await?;
+        done.producer_ids.ok_or_else(|| {
+            ControllerError::ActiveController("no producer id block in the answer".into())
+        })
     }
 
     /// Stops the quorum (its log and snapshots stay as they are on disk).
     pub async fn shutdown(&self) {
-        if let Backend::Quorum { quorum, .. } = &self.backend {
-            if let Some(quorum) = quorum.lock().await.take() {
-                if let Err(error) = quorum.shutdown().await {
-                    tracing::warn!(%error, "the metadata quorum did not stop cleanly");
-                }
+        if let Some(quorum) = self.active.quorum.write().await.take() {
+            if let Err(error) = quorum.shutdown().await {
+                tracing::warn!(%error, "the metadata quorum did not stop cleanly");
             }
         }
     }
 }
 
-/// One metadata record as the batch the log stores.
-pub(crate) fn encode_record(record: &MetadataRecord, timestamp: i64) -> Vec<u8> {
-    let value = Some(Bytes::from(record.encode()));
-    record_batch::encode_internal_batch([(None, value)], timestamp)
+impl Active {
+    fn image(&self) -> Arc<MetadataImage> {
+        Arc::clone(&self.applied.borrow().image)
+    }
+
+    /// Runs `change` on the active controller, here or carried there, and returns once this
+    /// node's image holds it.
+    async fn run(&self, change: Change) -> Result<Done, ControllerError> {
+        let until = tokio::time::Instant::now() + CHANGE_DEADLINE;
+        loop {
+            let guard = self.quorum.read().await;
+            let Some(quorum) = guard.as_ref() else {
+                return Err(ControllerError::Stopped);
+            };
+            if quorum.is_leader() {
+                drop(guard);
+                match self.run_here(&change).await {
+                    // Deposed before proposing (nothing was appended): carried to the new
+                    // leader instead.
+                    Err(ControllerError::Quorum(ProposeError::NotLeader { .. }))
+                        if tokio::time::Instant::now() < until =>
+                    {
+                        tokio::time::sleep(LEADER_CHANGE_PAUSE).await;
+                        continue;
+                    }
+                    outcome => return outcome,
+                }
+            }
+            // Serialising a change of plain data cannot fail.
+            let body = serde_json::to_vec(&change).expect("a change serialises");
+            match quorum.forward(body, CHANGE_DEADLINE).await {
+                Ok(answer) => {
+                    drop(guard);
+                    let answer: Result<Done, Refusal> = serde_json::from_slice(&answer)
+                        .map_err(|error| ControllerError::ActiveController(error.to_string()))?;
+                    let done = answer.map_err(ControllerError::from)?;
+                    self.wait_applied(done.index).await?;
+                    return Ok(done);
+                }
+                Err(ForwardError::Leading(_)) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Checks `change` against the image and proposes its record, as the active controller.
+    async fn run_here(&self, change: &Change) -> Result<Done, ControllerError> {
+        let _writing = self.writing.lock().await;
+        let guard = self.quorum.read().await;
+        let Some(quorum) = guard.as_ref() else {
+            return Err(ControllerError::Stopped);
+        };
+        // A new leader may not have applied what earlier terms committed: check against an
+        // image that holds it (openraft's linearizable read point).
+        quorum
+            .wait_until_leading(CHANGE_DEADLINE)
+            .await
+            .map_err(ControllerError::Quorum)?;
+        if let Change::Heartbeat { node_id } = change {
+            self.heard(*node_id, quorum.term());
+        }
+        let (record, producer_ids) = match change.check(&self.image()) {
+            Ok(checked) => checked,
+            // A heartbeat of an unfenced broker: heard, nothing to record.
+            Err(ControllerError::NothingToRecord) => {
+                let quorum = matches!(change, Change::DescribeQuorum)
+                    .then(|| quorum.describe())
+                    .flatten();
+                return Ok(Done {
+                    index: 0,
+                    producer_ids: None,
+                    quorum,
+                });
+            }
+            Err(error) => return Err(error),
+        };
+        let index = quorum
+            .propose(vec![record])
+            .await
+            .map_err(|error| match error {
+                ProposeError::TooLarge { bytes } => ControllerError::RecordTooLarge {
+                    bytes,
+                    max: PROPOSAL_BYTES_MAX,
+                },
+                error => ControllerError::Quorum(error),
+            })?;
+        Ok(Done {
+            index,
+            producer_ids,
+            quorum: None,
+        })
+    }
+
+    /// Notes a heartbeat from `node_id` in `term`, starting the term's view afresh.
+    fn heard(&self, node_id: i32, term: u64) {
+        let image = self.image();
+        let mut liveness = self.liveness.lock().expect("liveness lock poisoned");
+        liveness.start_term(term, &image);
+        liveness
+            .last_heard
+            .insert(node_id, std::time::Instant::now());
+    }
+
+    /// The unfenced brokers other than this one not heard from for `session` in this node's
+    /// current term.
+    fn silent_brokers(&self, term: u64, session: Duration) -> Vec<(i32, Duration)> {
+        let image = self.image();
+        let mut liveness = self.liveness.lock().expect("liveness lock poisoned");
+        liveness.start_term(term, &image);
+        let now = std::time::Instant::now();
+        // Never this node: it is running this check, so it is alive.
+        image
+            .unfenced_brokers()
+            .filter(|broker| broker.node_id != self.node_id)
+            .filter_map(|broker| {
+                let heard = liveness.last_heard.get(&broker.node_id)?;
+                let silent = now.saturating_duration_since(*heard);
+                (silent > session).then_some((broker.node_id, silent))
+            })
+            .collect()
+    }
+
+    /// Runs a change another node carried here (see [`crate::controller_change`]).
+    async fn run_forwarded(&self, body: Vec<u8>) -> Forwarded {
+        let leading = self
+            .quorum
+            .read()
+            .await
+            .as_ref()
+            .is_some_and(MetadataQuorum::is_leader);
+        if !leading {
+            return Forwarded::NotLeader;
+        }
+        let answer: Result<Done, Refusal> = match serde_json::from_slice::<Change>(&body) {
+            Ok(change) => self.run_here(&change).await.map_err(Refusal::from),
+            Err(error) => Err(Refusal::Failed {
+                message: format!("a forwarded change does not decode: {error}"),
+            }),
+        };
+        Forwarded::Answer(serde_json::to_vec(&answer).expect("an answer serialises"))
+    }
+
+    /// Waits until this node has applied log index `index`.
+    async fn wait_applied(&self, index: u64) -> Result<(), ControllerError> {
+        let mut applied = self.applied.clone();
+        let reached = applied.wait_for(|a| a.applied_index().is_some_and(|i| i >= index));
+        let outcome = match tokio::time::timeout(CHANGE_DEADLINE, reached).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ControllerError::Stopped),
+            Err(_) => Err(ControllerError::NotApplied { index }),
+        };
+        outcome
+    }
+}
+
+impl Liveness {
+    /// Begins `term`'s view, once: every registered broker heard now.
+    fn start_term(&mut self, term: u64, image: &MetadataImage) {
+        if self.term == term {
+            return;
+        }
+        let now = std::time::Instant::now();
+        self.term = term;
+        self.last_heard = image.brokers().map(|b| (b.node_id, now)).collect();
+    }
+}
+
+/// Sends this node's heartbeat to the active controller every `interval`, until the
+/// controller stops. A run of failures is logged once it has lasted a session.
+async fn heartbeat_loop(active: Weak<Active>, interval: Duration, session: Duration) {
+    let mut failing_since: Option<tokio::time::Instant> = None;
+    let mut warned = false;
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(target) = active.upgrade() else {
+            return;
+        };
+        let node_id = target.node_id;
+        let sent = tokio::time::timeout(session, target.run(Change::Heartbeat { node_id })).await;
+        drop(target);
+        match sent {
+            Ok(Ok(_)) => {
+                if warned {
+                    tracing::info!("heartbeats reach the active controller again");
+                }
+                failing_since = None;
+                warned = false;
+            }
+            Ok(Err(ControllerError::Stopped)) => return,
+            Ok(Err(error)) => {
+                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                if !warned && since.elapsed() >= session {
+                    tracing::warn!(%error, "heartbeats have not reached the active controller for a session; it will fence this broker");
+                    warned = true;
+                }
+            }
+            Err(_) => {
+                failing_since.get_or_insert_with(tokio::time::Instant::now);
+            }
+        }
+    }
+}
+
+/// While this node is the active controller, fences each broker not heard from for
+/// `session`, checking twice per heartbeat interval.
+async fn fencing_loop(active: Weak<Active>, session: Duration, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval / 2).await;
+        let Some(target) = active.upgrade() else {
+            return;
+        };
+        let term = {
+            let guard = target.quorum.read().await;
+            match guard.as_ref() {
+                None => return,
+                Some(quorum) if quorum.is_leader() => Some(quorum.term()),
+                Some(_) => None,
+            }
+        };
+        let Some(term) = term else {
+            continue;
+        };
+        for (node_id, silent) in target.silent_brokers(term, session) {
+            tracing::warn!(
+                node_id,
+                silent_ms = silent.as_millis() as u64,
+                "fencing broker {node_id}: no heartbeat for broker.session.timeout.ms"
+            );
+            if let Err(error) = target.run_here(&Change::FenceBroker { node_id }).await {
+                tracing::warn!(node_id, %error, "fencing a broker failed; tried again");
+            }
+        }
+    }
+}
+
+/// Waits until `quorum` knows a leader and, when it is that leader, has applied everything
+/// committed; a follower's image catches up as the leader replicates to it.
+async fn wait_for_leader(
+    quorum: &MetadataQuorum,
+    deadline: Duration,
+) -> Result<(), ControllerError> {
+    let mut metrics = quorum.metrics();
+    let known = metrics.wait_for(|m| m.current_leader.is_some());
+    match tokio::time::timeout(deadline, known).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => return Err(ControllerError::Stopped),
+        Err(_) => {
+            return Err(ControllerError::Quorum(ProposeError::NotLeader {
+                node_id: quorum.node_id(),
+                leader: None,
+            }))
+        }
+    }
+    if quorum.is_leader() {
+        match quorum.wait_until_leading(deadline).await {
+            // Deposed while confirming: another node leads, or will.
+            Ok(()) | Err(ProposeError::NotLeader { .. }) => {}
+            Err(error) => return Err(ControllerError::Quorum(error)),
+        }
+    }
+    Ok(())
 }
 
 /// The image after `records`, and the topics their RemoveTopic records deleted (the most

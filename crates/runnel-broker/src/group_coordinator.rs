@@ -110,7 +110,13 @@ impl GroupCoordinator {
                     .create_topic(OFFSETS_TOPIC, partitions, configs)
                     .await
                     .map_err(|error| {
-                        tracing::error!(%error, "creating {OFFSETS_TOPIC} failed");
+                        if crate::broker::created_meanwhile(&error) {
+                            tracing::info!(
+                                "{OFFSETS_TOPIC} was created meanwhile through another node"
+                            );
+                        } else {
+                            tracing::error!(%error, "creating {OFFSETS_TOPIC} failed");
+                        }
                         ErrorCode::CoordinatorNotAvailable
                     })?
             }

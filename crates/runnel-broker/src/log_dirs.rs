@@ -333,6 +333,7 @@ mod tests {
             partitions,
             leader: 1,
             configs: Default::default(),
+            replicas: Vec::new(),
         })
     }
 

@@ -14,9 +14,10 @@
 //! Producer ids: the new log's first free block starts above both the salvaged block and every
 //! producer id found in the partitions' batch headers, so no id is handed out twice.
 //!
-//! Nothing is deleted: the old log is renamed to `__cluster_metadata-0.<ms>-replaced` (a name
-//! the broker ignores), the new one is written beside it as `__cluster_metadata-0.rebuild`,
-//! fsynced, and renamed into place. It takes the data directory's lock, so it cannot run
+//! The new log is the metadata quorum's (a Raft log with this node its only voter), staged and
+//! swapped in by [`crate::metadata_staging`]. Nothing is deleted: the old log is renamed to
+//! `__cluster_metadata-0.<ms>-replaced` (a name the broker ignores), and a crash during the
+//! swap is settled at the next start. It takes the data directory's lock, so it cannot run
 //! beside a server. A missing `meta.properties` is written anew (a new cluster id).
 
 use std::collections::BTreeMap;
@@ -26,7 +27,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use runnel_log::segment::parse_base_offset;
-use runnel_log::{LogConfig, LogError, PartitionLog};
 use runnel_metadata::MetadataRecord;
 use runnel_protocol::record_batch::{BatchHeader, BATCH_HEADER_SIZE};
 use thiserror::Error;
@@ -37,11 +37,9 @@ use crate::data_dir::{self, DataDirError, DataDirLock, Inventory, PartitionDir};
 use crate::group_coordinator::OFFSETS_TOPIC;
 use crate::meta_properties::{self, MetaPropertiesError};
 use crate::metadata_log;
+use crate::metadata_staging::{self, StagingError};
 use crate::partition_metadata;
 use crate::producer_ids::PRODUCER_ID_BLOCK_SIZE;
-
-/// Where the new log is written before it is renamed into place.
-const REBUILD_DIR_SUFFIX: &str = ".rebuild";
 
 #[derive(Debug, Error)]
 pub enum RebuildError {
@@ -58,9 +56,7 @@ pub enum RebuildError {
         source: std::io::Error,
     },
     #[error("writing the new metadata log: {0}")]
-    Log(#[from] LogError),
-    #[error("writing the new metadata log: {0}")]
-    Append(#[from] runnel_log::AppendError),
+    Staging(#[from] StagingError),
 }
 
 /// Where a rebuilt topic's facts came from.
@@ -106,7 +102,7 @@ pub struct RebuildReport {
 }
 
 /// Rebuilds the metadata log of the stopped broker's `data_dir` (see the module doc).
-pub fn rebuild(data_dir: &Path, node_id: i32) -> Result<RebuildReport, RebuildError> {
+pub async fn rebuild(data_dir: &Path, node_id: i32) -> Result<RebuildReport, RebuildError> {
     let _lock = DataDirLock::acquire(data_dir)?;
     let cluster_id = meta_properties::load(data_dir, node_id)?;
     let inventory = Inventory::scan(data_dir)?;
@@ -169,21 +165,10 @@ pub fn rebuild(data_dir: &Path, node_id: i32) -> Result<RebuildReport, RebuildEr
     report.topics = topics.into_values().collect();
     report.next_producer_id = next_producer_id(image.next_producer_id(), &inventory)?;
 
-    let rebuilt_dir = data_dir.join(format!("{METADATA_LOG_DIR}{REBUILD_DIR_SUFFIX}"));
-    write_log(&rebuilt_dir, &report, node_id)?;
-    let io = |op, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RebuildError::Io { op, path, source }
-    };
-    if metadata_dir.exists() {
-        let kept = data_dir.join(format!("{METADATA_LOG_DIR}.{}-replaced", crate::now_ms()));
-        std::fs::rename(&metadata_dir, &kept).map_err(io("rename", &metadata_dir))?;
-        report.old_log_kept_at = Some(kept);
-    }
-    std::fs::rename(&rebuilt_dir, &metadata_dir).map_err(io("rename", &rebuilt_dir))?;
-    File::open(data_dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io("fsync", data_dir))?;
+    metadata_staging::settle_interrupted_swap(data_dir)?;
+    metadata_staging::stage(data_dir, node_id, new_log_records(&report, node_id)).await?;
+    report.old_log_kept_at =
+        metadata_staging::swap_in(data_dir, &metadata_staging::kept_name("replaced"))?;
     if cluster_id.is_none() {
         report.cluster_id_written = Some(meta_properties::create(data_dir, node_id)?);
     }
@@ -279,22 +264,8 @@ fn highest_producer_id(dir: &Path) -> Result<i64, RebuildError> {
     Ok(highest)
 }
 
-/// Writes the report's topics (led by `leader`) and producer id block as a new metadata log
-/// in `dir`.
-fn write_log(dir: &Path, report: &RebuildReport, leader: i32) -> Result<(), RebuildError> {
-    match std::fs::remove_dir_all(dir) {
-        // A leftover of an interrupted rebuild: this command's own scratch directory.
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(RebuildError::Io {
-                op: "remove",
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
-    }
-    let mut log = PartitionLog::open(dir, LogConfig::default(), 0)?;
+/// The new log's records: the report's topics (led by `leader`), then its producer id block.
+fn new_log_records(report: &RebuildReport, leader: i32) -> Vec<MetadataRecord> {
     let mut records: Vec<MetadataRecord> = report
         .topics
         .iter()
@@ -304,18 +275,13 @@ fn write_log(dir: &Path, report: &RebuildReport, leader: i32) -> Result<(), Rebu
             partitions: topic.partitions,
             leader,
             configs: topic.configs.clone(),
+            replicas: Vec::new(),
         })
         .collect();
     records.push(MetadataRecord::ProducerIds {
         next_producer_id: report.next_producer_id,
     });
-    let now = crate::now_ms();
-    for record in &records {
-        let mut batch = controller::encode_record(record, now);
-        log.append(&mut batch, 0, now)?;
-    }
-    log.close()?;
-    Ok(())
+    records
 }
 
 impl fmt::Display for RebuildReport {

@@ -32,6 +32,7 @@ use runnel_protocol::record_validation::{
 use runnel_protocol::reencode;
 use runnel_protocol::ErrorCode;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::config::{BrokerConfig, ConfigError, TopicSettings};
 use crate::data_dir::{self, PartitionDir};
@@ -254,6 +255,10 @@ impl ReplicaManager {
         };
         let mut hosted = self.hosted_per_dir();
         for image in topic.partitions.iter().skip(from) {
+            if !self.opens_here(&topic.name, image) {
+                prepared.partitions.push(None);
+                continue;
+            }
             let Some(log_dir) = log_dirs::choose_for_new(&self.log_dirs, &hosted) else {
                 self.discard(prepared);
                 return Err(OpenTopicError::NoOnlineLogDir);
@@ -279,7 +284,7 @@ impl ReplicaManager {
                 LastShutdown::Unclean,
             );
             match opened {
-                Ok(partition) => prepared.partitions.push(partition),
+                Ok(partition) => prepared.partitions.push(Some(partition)),
                 Err(error) => {
                     self.discard(prepared);
                     return Err(error);
@@ -307,9 +312,16 @@ impl ReplicaManager {
         let mut topics = self.topics.write().expect("topics lock poisoned");
         let mut partitions: Vec<Option<Arc<Partition>>> = topics
             .get(&prepared.topic)
-            .map(|hosted| hosted[..prepared.from.min(hosted.len())].to_vec())
+            .map(|hosted| hosted.to_vec())
             .unwrap_or_default();
-        partitions.extend(prepared.partitions.into_iter().map(Some));
+        for (at, partition) in (prepared.from..).zip(prepared.partitions) {
+            if partitions.len() <= at {
+                partitions.resize(at + 1, None);
+            }
+            if partition.is_some() {
+                partitions[at] = partition;
+            }
+        }
         topics.insert(prepared.topic, partitions.into());
     }
 
@@ -493,6 +505,27 @@ impl ReplicaManager {
             .and_then(|i| partitions.get(i))
             .cloned()
             .flatten()
+    }
+
+    /// Whether partition `image` of `topic` is one to open here: placed on this broker, and
+    /// neither open nor offline here already.
+    pub fn opens_here(&self, topic: &str, image: &PartitionImage) -> bool {
+        image.is_replica(self.config.node_id)
+            && !self.is_offline(topic, image.partition)
+            && self.partition(topic, image.partition).is_none()
+    }
+
+    /// Each hosted topic's name and the topic id its open partitions carry (`None` when none
+    /// of its partitions is open here).
+    pub fn hosted_topics(&self) -> Vec<(String, Option<Uuid>)> {
+        let topics = self.topics.read().expect("topics lock poisoned");
+        topics
+            .iter()
+            .map(|(name, partitions)| {
+                let id = partitions.iter().flatten().next().map(|p| p.topic_id);
+                (name.clone(), id)
+            })
+            .collect()
     }
 
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
@@ -683,7 +716,8 @@ pub struct PreparedPartitions {
     topic: String,
     /// Index of the first partition prepared.
     from: usize,
-    partitions: Vec<Arc<Partition>>,
+    /// By index from `from`: `None` for a partition another broker holds.
+    partitions: Vec<Option<Arc<Partition>>>,
     /// Directories the preparation created (removed again if the creation fails).
     created_dirs: Vec<PathBuf>,
 }

@@ -1,7 +1,8 @@
 //! Starting and stopping a broker: recovery, the listener, and a clean shutdown.
 //!
 //! Start: the data directory's lock (one server per directory), the clean-shutdown markers
-//! (taken: read and removed), `meta.properties`, the metadata log (replayed into the image),
+//! (taken: read and removed), `meta.properties`, the metadata quorum (its log replayed into the
+//! image; a log from before the quorum migrated first, [`crate::metadata_staging`]),
 //! every partition log (opened in parallel, recovered from the last recovery-point checkpoint,
 //! trusting the active segment's index after a clean shutdown), removal of directories of
 //! topics deleted before a crash (only those the metadata log accounts for; other stray
@@ -75,6 +76,16 @@ pub enum ServerError {
     MetaProperties(#[from] MetaPropertiesError),
     #[error(transparent)]
     Controller(#[from] ControllerError),
+    #[error("migrating the metadata log of {dir} to the metadata quorum's format (the old log is untouched): {source}")]
+    Migration {
+        dir: String,
+        source: crate::metadata_staging::StagingError,
+    },
+    #[error("settling an interrupted metadata log swap in {dir}: {source}")]
+    Staging {
+        dir: String,
+        source: crate::metadata_staging::StagingError,
+    },
     #[error("opening topic {topic}: {source}")]
     OpenTopic {
         topic: String,
@@ -89,6 +100,16 @@ pub enum ServerError {
     },
     #[error("starting the flusher: {0}")]
     Flusher(std::io::Error),
+    #[error(
+        "{dir}/meta.properties names cluster {local}, but the metadata quorum this node is a \
+         voter of is cluster {quorum}: the data directory belongs to another cluster; refusing \
+         to start (give this node an empty data directory to join the quorum's cluster)"
+    )]
+    OtherCluster {
+        dir: String,
+        local: String,
+        quorum: String,
+    },
     #[error("a startup task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -107,6 +128,8 @@ pub struct RunningBroker {
     retention: JoinHandle<()>,
     cleaner: JoinHandle<()>,
     scrubber: JoinHandle<()>,
+    /// Applies each new metadata image ([`crate::image_applier`]).
+    image_applier: JoinHandle<()>,
 }
 
 impl RunningBroker {
@@ -141,6 +164,7 @@ impl RunningBroker {
         self.retention.abort();
         self.cleaner.abort();
         self.scrubber.abort();
+        self.image_applier.abort();
         self.broker.txns.shutdown().await;
         self.broker.groups.shutdown().await;
         let broker = Arc::clone(&self.broker);
@@ -160,9 +184,12 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         tokio::task::spawn_blocking(move || prepare(config)).await??
     };
     let controller = open_metadata(&config, metadata).await?;
-    let (broker, data_dir_lock) =
+    let mut prepared = prepared;
+    prepared.cluster_id = Some(settle_cluster_id(&config, &controller, &prepared).await?);
+    let (broker, data_dir_lock, opened_from) =
         tokio::task::spawn_blocking(move || open(prepared, controller)).await??;
     let broker = Arc::new(broker);
+    let image_applier = tokio::spawn(crate::image_applier::run(Arc::clone(&broker), opened_from));
     GroupCoordinator::start_if_present(&broker).await;
     crate::transaction_coordinator::TransactionCoordinator::start_if_present(&broker).await;
 
@@ -188,6 +215,19 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
             port: local_addr.port(),
         });
     broker.set_advertised_listener(advertised.clone());
+    // Kafka's BrokerRegistration: the address other nodes' Metadata lists for this one.
+    broker
+        .controller
+        .register_broker(
+            &advertised.host,
+            i32::from(advertised.port),
+            config.rack.clone(),
+        )
+        .await?;
+    broker.controller.start_liveness(
+        std::time::Duration::from_millis(config.broker_session_timeout_ms),
+        std::time::Duration::from_millis(config.broker_heartbeat_interval_ms),
+    );
 
     let http_listener = match config.http_listen {
         Some(address) => Some(
@@ -238,6 +278,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         retention,
         cleaner,
         scrubber,
+        image_applier,
     })
 }
 
@@ -248,47 +289,123 @@ struct Prepared {
     locks: Vec<DataDirLock>,
     last_shutdown: std::collections::HashMap<std::path::PathBuf, runnel_log::LastShutdown>,
     inventory: data_dir::Inventory,
-    cluster_id: String,
+    /// From `meta.properties`; `None` until the quorum names it (see [`settle_cluster_id`]).
+    cluster_id: Option<String>,
 }
 
 /// The metadata log's format, as found.
 enum MetadataFormat {
     /// The Raft log of the metadata quorum (or no log yet).
     Quorum,
-    /// A log the single writer wrote before the quorum (its records, read).
+    /// A log the single writer wrote before the quorum (its records, read): migrated before
+    /// the quorum starts.
     SingleWriter(metadata_log::MetadataLogScan),
 }
 
-/// Opens the metadata: the quorum, or the single writer of an older data directory. The
-/// quorum's own scan refuses a damaged Raft log as the single writer's does its log.
+/// Starts the metadata quorum, first migrating the log of an older data directory into it
+/// ([`crate::metadata_staging`]). The quorum's own scan refuses a damaged Raft log as the
+/// migration's scan refused a damaged old log.
 async fn open_metadata(
     config: &BrokerConfig,
     metadata: MetadataFormat,
 ) -> Result<Controller, ServerError> {
     let data_dir = config.data_dir.clone();
     let node_id = config.node_id;
-    match metadata {
-        MetadataFormat::SingleWriter(scan) => {
-            tracing::info!(
-                "the metadata log is in the single writer's format: kept on that writer"
-            );
-            let opened = tokio::task::spawn_blocking(move || {
-                Controller::open_scanned(&data_dir, node_id, scan)
-            })
-            .await??;
-            Ok(opened)
-        }
-        MetadataFormat::Quorum => match Controller::start_quorum(&data_dir, node_id).await {
-            Ok(controller) => Ok(controller),
-            Err(ControllerError::Start(runnel_controller::StartError::Log(
-                runnel_controller::LogStoreError::Damaged(damage),
-            ))) => Err(ServerError::MetadataDamaged {
-                dir: data_dir.display().to_string(),
-                damage,
-            }),
-            Err(error) => Err(error.into()),
-        },
+    if let MetadataFormat::SingleWriter(scan) = metadata {
+        migrate(&data_dir, node_id, scan).await?;
     }
+    let started = match config.controller_listen {
+        Some(listen) if !config.quorum_voters.is_empty() => {
+            let listener = TcpListener::bind(listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    address: listen,
+                    source,
+                })?;
+            let quorum = runnel_controller::QuorumConfig::new(
+                node_id,
+                config.quorum_voters.clone(),
+                data_dir.clone(),
+                listen,
+            );
+            tracing::info!(
+                voters = config.quorum_voters.len(),
+                controller_listener = %listen,
+                "starting as one voter of the metadata quorum"
+            );
+            Controller::start(quorum, listener).await
+        }
+        _ => Controller::start_quorum(&data_dir, node_id).await,
+    };
+    match started {
+        Ok(controller) => Ok(controller),
+        Err(ControllerError::Start(runnel_controller::StartError::Log(
+            runnel_controller::LogStoreError::Damaged(damage),
+        ))) => Err(ServerError::MetadataDamaged {
+            dir: data_dir.display().to_string(),
+            damage,
+        }),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The cluster id, as the metadata quorum records it: the first node to start records its
+/// own (from its `meta.properties`, or a new one), and every node takes the recorded one. A
+/// node whose `meta.properties` names another cluster is refused.
+async fn settle_cluster_id(
+    config: &BrokerConfig,
+    controller: &Controller,
+    prepared: &Prepared,
+) -> Result<String, ServerError> {
+    let local = prepared.cluster_id.clone();
+    let claim = local
+        .clone()
+        .unwrap_or_else(crate::storage_format::random_cluster_id);
+    let recorded = controller.settle_cluster_id(&claim).await?;
+    match local {
+        Some(local) if local != recorded => Err(ServerError::OtherCluster {
+            dir: config.data_dir.display().to_string(),
+            local,
+            quorum: recorded,
+        }),
+        _ => Ok(recorded),
+    }
+}
+
+/// Rewrites the single writer's metadata log as the quorum's: its records proposed in order to
+/// a quorum of one in the staging directory, then swapped in with the old log kept as
+/// `__cluster_metadata-0.<ms>-single-writer`. A torn tail stays in the kept copy.
+async fn migrate(
+    data_dir: &std::path::Path,
+    node_id: i32,
+    scan: metadata_log::MetadataLogScan,
+) -> Result<(), ServerError> {
+    use crate::metadata_staging;
+    let failed = |source| ServerError::Migration {
+        dir: data_dir.display().to_string(),
+        source,
+    };
+    let count = scan.records.len();
+    tracing::info!(
+        records = count,
+        "the metadata log is in the single writer's format (from before the metadata quorum); migrating it"
+    );
+    let records = scan.records.into_iter().map(|(_, record)| record).collect();
+    metadata_staging::stage(data_dir, node_id, records)
+        .await
+        .map_err(failed)?;
+    let dir = data_dir.to_path_buf();
+    let kept = tokio::task::spawn_blocking(move || {
+        metadata_staging::swap_in(&dir, &metadata_staging::kept_name("single-writer"))
+    })
+    .await?
+    .map_err(failed)?;
+    tracing::info!(
+        records = count,
+        kept = ?kept,
+        "metadata log migrated to the metadata quorum's format; the old log is kept"
+    );
+    Ok(())
 }
 
 /// The metadata log's format (see [`MetadataFormat`]): the Raft log once it has a
@@ -348,6 +465,12 @@ fn prepare(config: Arc<BrokerConfig>) -> Result<(Prepared, MetadataFormat), Serv
         "segment files held open at most"
     );
     let inventory = crate::log_dirs::scan_inventory(&log_dirs)?;
+    crate::metadata_staging::settle_interrupted_swap(data_dir).map_err(|source| {
+        ServerError::Staging {
+            dir: dir.clone(),
+            source,
+        }
+    })?;
     let metadata_dir = data_dir.join(METADATA_LOG_DIR);
     let metadata = metadata_format(&metadata_dir, &dir)?;
     let holds_metadata = metadata_log_holds_data(&metadata_dir);
@@ -360,15 +483,20 @@ fn prepare(config: Arc<BrokerConfig>) -> Result<(Prepared, MetadataFormat), Serv
             inventory.examples_with_records(DIRS_NAMED_MAX)
         }
     };
+    // One voter of several learns the cluster id from the quorum (recorded by the first node
+    // to start), so a fresh data dir, or one whose start stopped before it wrote
+    // `meta.properties`, waits for it; a quorum of one makes its own.
+    let several = !config.quorum_voters.is_empty();
     let cluster_id = match meta_properties::load(data_dir, config.node_id)? {
-        Some(cluster_id) => cluster_id,
+        Some(cluster_id) => Some(cluster_id),
         None => match (partitions_with_records(), holds_metadata) {
             (Some(holds), _) => return Err(ServerError::MetaPropertiesMissing { dir, holds }),
+            (None, _) if several => None,
             (None, true) => {
                 let holds = format!("the metadata log {METADATA_LOG_DIR}");
                 return Err(ServerError::MetaPropertiesMissing { dir, holds });
             }
-            (None, false) => meta_properties::create(data_dir, config.node_id)?,
+            (None, false) => Some(meta_properties::create(data_dir, config.node_id)?),
         },
     };
     if !holds_metadata {
@@ -376,7 +504,6 @@ fn prepare(config: Arc<BrokerConfig>) -> Result<(Prepared, MetadataFormat), Serv
             return Err(ServerError::MetadataMissing { dir, partitions });
         }
     }
-    crate::log_dirs::ensure_meta_properties(&log_dirs, config.node_id, &cluster_id)?;
     let prepared = Prepared {
         config,
         log_dirs,
@@ -388,10 +515,19 @@ fn prepare(config: Arc<BrokerConfig>) -> Result<(Prepared, MetadataFormat), Serv
     Ok((prepared, metadata))
 }
 
+/// Opens the partitions the image places here; returns the broker and the image it opened
+/// them from (the image applier applies every later one).
 fn open(
     prepared: Prepared,
     controller: Controller,
-) -> Result<(Broker, Vec<DataDirLock>), ServerError> {
+) -> Result<
+    (
+        Broker,
+        Vec<DataDirLock>,
+        Arc<runnel_metadata::MetadataImage>,
+    ),
+    ServerError,
+> {
     let Prepared {
         config,
         log_dirs,
@@ -400,6 +536,8 @@ fn open(
         inventory,
         cluster_id,
     } = prepared;
+    let cluster_id = cluster_id.unwrap_or_default();
+    crate::log_dirs::ensure_meta_properties(&log_dirs, config.node_id, &cluster_id)?;
     let dynamic =
         crate::dynamic_config::DynamicBrokerConfig::open(Arc::clone(&config), &controller.image());
     let image = controller.image();
@@ -420,7 +558,7 @@ fn open(
     let stray = data_dir::settle_stray(&inventory, &image, controller.removed_topics());
     replicas.set_stray_partition_dirs(stray);
     let broker = Broker::new(config, cluster_id, controller, replicas, dynamic);
-    Ok((broker, locks))
+    Ok((broker, locks, image))
 }
 
 async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {

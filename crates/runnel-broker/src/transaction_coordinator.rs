@@ -55,6 +55,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
 use crate::group_coordinator::{self, GroupCoordinator, OFFSETS_TOPIC};
+use crate::inter_broker::MarkerRequest;
 use crate::partition::Partition;
 use crate::producer_ids::ProducerIds;
 
@@ -66,6 +67,8 @@ const MARKER_COMPLETIONS_MAX: usize = 1024;
 /// reload) is retried.
 const RETRY_BACKOFF_MS: u64 = 100;
 const RETRY_BACKOFF_MAX_MS: u64 = 5_000;
+/// How long a marker sent to another broker may take (connect, write, durable, answer).
+const MARKER_SEND_DEADLINE: Duration = Duration::from_secs(10);
 
 type Responder = oneshot::Sender<TxnResponse>;
 
@@ -140,7 +143,13 @@ impl TransactionCoordinator {
                     )
                     .await
                     .map_err(|error| {
-                        tracing::error!(%error, "creating {TRANSACTION_STATE_TOPIC} failed");
+                        if crate::broker::created_meanwhile(&error) {
+                            tracing::info!(
+                                "{TRANSACTION_STATE_TOPIC} was created meanwhile through another node"
+                            );
+                        } else {
+                            tracing::error!(%error, "creating {TRANSACTION_STATE_TOPIC} failed");
+                        }
                         TxnErrorCode::CoordinatorNotAvailable
                     })?
             }
@@ -213,6 +222,18 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         partitions: Vec<(String, i32)>,
     ) -> Vec<((String, i32), TxnErrorCode)> {
+        // In a cluster the transactional id's coordinator may be another broker: asked there.
+        if let Some(elsewhere) = Self::coordinator_elsewhere(broker, transactional_id) {
+            return Self::ask_elsewhere(
+                elsewhere,
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                partitions,
+                false,
+            )
+            .await;
+        }
         let request = TxnRequest::AddPartitions(AddPartitionsRequest {
             transactional_id: transactional_id.to_string(),
             producer_id,
@@ -226,6 +247,96 @@ impl TransactionCoordinator {
                 .into_iter()
                 .map(|p| (p, TxnErrorCode::UnknownServerError))
                 .collect(),
+        }
+    }
+
+    /// AddPartitionsToTxn v5 at `transactional_id`'s coordinator, another broker: adds the
+    /// partitions (KIP-890 part 2), or with `verify_only` asks whether the transaction holds
+    /// them (part 1). One verdict per partition, in request order; NETWORK_EXCEPTION for each
+    /// when the coordinator could not be asked.
+    pub(crate) async fn ask_elsewhere(
+        (leader, at): (i32, runnel_metadata::BrokerRegistration),
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<(String, i32)>,
+        verify_only: bool,
+    ) -> Vec<((String, i32), TxnErrorCode)> {
+        let asked = crate::inter_broker::add_partitions_to_txn(
+            leader,
+            &at.host,
+            at.port,
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            &partitions,
+            verify_only,
+            MARKER_SEND_DEADLINE,
+        )
+        .await;
+        match asked {
+            Ok(codes) => partitions
+                .into_iter()
+                .zip(codes)
+                .map(|(p, code)| (p, txn_error_of(code)))
+                .collect(),
+            Err(error) => {
+                tracing::debug!(%error, "asking the transaction coordinator");
+                partitions
+                    .into_iter()
+                    .map(|p| (p, TxnErrorCode::NetworkException))
+                    .collect()
+            }
+        }
+    }
+
+    /// KIP-890 part 1 for one partition, wherever `transactional_id`'s coordinator runs: this
+    /// broker's view ([`TransactionCoordinator::verify`]), or AddPartitionsToTxn v5 with
+    /// `verify_only` at the coordinator on another broker.
+    pub async fn verify_anywhere(
+        broker: &Broker,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partition: (String, i32),
+    ) -> TxnErrorCode {
+        let Some(elsewhere) = Self::coordinator_elsewhere(broker, transactional_id) else {
+            return Self::verify(
+                broker,
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                &partition,
+            );
+        };
+        Self::ask_elsewhere(
+            elsewhere,
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            vec![partition],
+            true,
+        )
+        .await
+        .into_iter()
+        .map(|(_, error)| error)
+        .next()
+        .unwrap_or(TxnErrorCode::UnknownServerError)
+    }
+
+    /// The broker that coordinates `transactional_id` when it is another one: the leader of
+    /// its `__transaction_state` partition, with its registration.
+    pub(crate) fn coordinator_elsewhere(
+        broker: &Broker,
+        transactional_id: &str,
+    ) -> Option<(i32, runnel_metadata::BrokerRegistration)> {
+        match broker.coordinator_leader(
+            TRANSACTION_STATE_TOPIC,
+            transactional_id,
+            partition_for_transactional_id,
+        )? {
+            (leader, Some(at)) if leader != broker.config.node_id => Some((leader, at)),
+            _ => None,
         }
     }
 
@@ -651,32 +762,68 @@ async fn write_marker(
     topic: &str,
     index: i32,
 ) -> Result<(), MarkerFailure> {
-    let commit = markers.result == TxnResult::Commit;
-    if topic == OFFSETS_TOPIC {
+    let marker = MarkerRequest {
+        producer_id: markers.producer_id,
+        producer_epoch: markers.producer_epoch,
+        commit: markers.result == TxnResult::Commit,
+        coordinator_epoch: markers.coordinator_epoch,
+        topic,
+        partition: index,
+    };
+    let code = match write_marker_here(broker, &marker).await {
+        // Another broker leads it: sent there (Kafka's WriteTxnMarkers between brokers).
+        Err(ErrorCode::NotLeaderOrFollower) => match broker.partition_leader(topic, index) {
+            Some((leader, _, Some(at))) if leader != broker.config.node_id => {
+                crate::inter_broker::write_txn_marker(
+                    leader,
+                    &at.host,
+                    at.port,
+                    &marker,
+                    MARKER_SEND_DEADLINE,
+                )
+                .await
+                .map_err(|error| MarkerFailure::Retry(error.to_string()))?
+            }
+            _ => ErrorCode::NotLeaderOrFollower,
+        },
+        Err(code) => code,
+        Ok(()) => ErrorCode::None,
+    };
+    match code {
+        ErrorCode::None => Ok(()),
+        ErrorCode::UnknownTopicOrPartition => Err(MarkerFailure::Gone),
+        ErrorCode::InvalidProducerEpoch | ErrorCode::TransactionCoordinatorFenced => {
+            Err(MarkerFailure::Refused(code.to_string()))
+        }
+        code => Err(MarkerFailure::Retry(code.to_string())),
+    }
+}
+
+/// Writes `marker` to its partition on this broker and waits until it is durable; the
+/// partition's error code otherwise: `UNKNOWN_TOPIC_OR_PARTITION` when the partition is gone,
+/// `NOT_LEADER_OR_FOLLOWER` when another broker holds it, `INVALID_PRODUCER_EPOCH` or
+/// `TRANSACTION_COORDINATOR_FENCED` when its log refuses the marker for good. Used by this
+/// broker's transaction coordinator and by WriteTxnMarkers from another broker's.
+pub(crate) async fn write_marker_here(
+    broker: &Arc<Broker>,
+    marker: &MarkerRequest<'_>,
+) -> Result<(), ErrorCode> {
+    let (topic, index) = (marker.topic, marker.partition);
+    if topic == OFFSETS_TOPIC && broker.replicas.partition(topic, index).is_some() {
         let request = CompleteTxnRequest {
-            producer_id: markers.producer_id,
-            producer_epoch: markers.producer_epoch,
-            commit,
-            coordinator_epoch: markers.coordinator_epoch,
+            producer_id: marker.producer_id,
+            producer_epoch: marker.producer_epoch,
+            commit: marker.commit,
+            coordinator_epoch: marker.coordinator_epoch,
         };
-        return match GroupCoordinator::complete_txn(broker, index, request).await {
-            Ok(()) => Ok(()),
-            Err(ErrorCode::UnknownTopicOrPartition) => Err(MarkerFailure::Gone),
-            Err(
-                code @ (ErrorCode::InvalidProducerEpoch | ErrorCode::TransactionCoordinatorFenced),
-            ) => Err(MarkerFailure::Refused(code.to_string())),
-            Err(error) => Err(MarkerFailure::Retry(error.to_string())),
-        };
+        return GroupCoordinator::complete_txn(broker, index, request).await;
     }
     let Some(partition) = broker.replicas.partition(topic, index) else {
-        if broker.replicas.is_offline(topic, index) {
-            return Err(MarkerFailure::Retry("the partition is offline".into()));
-        }
-        return Err(MarkerFailure::Gone);
+        return Err(broker.not_hosted_error(topic, index));
     };
-    let marker = ControlRecord::marker(commit, markers.coordinator_epoch);
+    let control = ControlRecord::marker(marker.commit, marker.coordinator_epoch);
     let mut batch =
-        marker.encode_batch(markers.producer_id, markers.producer_epoch, crate::now_ms());
+        control.encode_batch(marker.producer_id, marker.producer_epoch, crate::now_ms());
     match broker
         .replicas
         .append_coordinator_batch(&partition, &mut batch)
@@ -687,11 +834,33 @@ async fn write_marker(
                 .await;
             Ok(())
         }
-        Err(error) => match error.error_code() {
-            ErrorCode::InvalidProducerEpoch | ErrorCode::TransactionCoordinatorFenced => {
-                Err(MarkerFailure::Refused(error.to_string()))
-            }
-            _ => Err(MarkerFailure::Retry(error.to_string())),
-        },
+        Err(error) => {
+            let code = error.error_code();
+            tracing::warn!(topic, partition = index, %error, "appending a transaction marker failed");
+            Err(code)
+        }
     }
+}
+
+/// The transaction error of Kafka code `code` (another broker's answer).
+fn txn_error_of(code: i16) -> TxnErrorCode {
+    [
+        TxnErrorCode::None,
+        TxnErrorCode::CoordinatorLoadInProgress,
+        TxnErrorCode::CoordinatorNotAvailable,
+        TxnErrorCode::NotCoordinator,
+        TxnErrorCode::InvalidRequest,
+        TxnErrorCode::InvalidProducerEpoch,
+        TxnErrorCode::InvalidTxnState,
+        TxnErrorCode::InvalidProducerIdMapping,
+        TxnErrorCode::InvalidTransactionTimeout,
+        TxnErrorCode::ConcurrentTransactions,
+        TxnErrorCode::ProducerFenced,
+        TxnErrorCode::TransactionalIdNotFound,
+        TxnErrorCode::TransactionAbortable,
+        TxnErrorCode::NetworkException,
+    ]
+    .into_iter()
+    .find(|error| error.code() == code)
+    .unwrap_or(TxnErrorCode::UnknownServerError)
 }

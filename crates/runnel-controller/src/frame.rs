@@ -8,13 +8,15 @@
 //! ```
 //! - `N` counts the kind or status byte and the body; `1 ≤ N ≤ FRAME_BYTES_MAX`, checked before
 //!   anything is allocated. A frame outside that range closes the connection.
-//! - kind: [`Kind::AppendEntries`] = 1, [`Kind::Vote`] = 2, [`Kind::InstallSnapshot`] = 3. An
-//!   unknown kind closes the connection.
+//! - kind: [`Kind::AppendEntries`] = 1, [`Kind::Vote`] = 2, [`Kind::InstallSnapshot`] = 3,
+//!   [`Kind::Forward`] = 4 (a change for the active controller, [`crate::forward`]). An unknown
+//!   kind closes the connection.
 //! - body: JSON of openraft's request type (`AppendEntriesRequest`, `VoteRequest`,
 //!   `InstallSnapshotRequest`, in openraft's serde forms).
 //! - status 0: the body is the RPC's response (`AppendEntriesResponse`, `VoteResponse`,
 //!   `InstallSnapshotResponse`); status 1: the body is the `RaftError` the remote node returned
-//!   (for InstallSnapshot, `RaftError<InstallSnapshotError>`).
+//!   (for InstallSnapshot, `RaftError<InstallSnapshotError>`); status 2 (Forward only): the
+//!   receiver does not lead, the body the leader it knows (JSON, `null` when none).
 //!
 //! One request is in flight per connection: the client writes a request and reads its response
 //! before the next. Each peer has its own connection per direction, so a slow snapshot to one
@@ -33,6 +35,7 @@ pub enum Kind {
     AppendEntries = 1,
     Vote = 2,
     InstallSnapshot = 3,
+    Forward = 4,
 }
 
 impl Kind {
@@ -41,6 +44,7 @@ impl Kind {
             1 => Some(Kind::AppendEntries),
             2 => Some(Kind::Vote),
             3 => Some(Kind::InstallSnapshot),
+            4 => Some(Kind::Forward),
             _ => None,
         }
     }
@@ -48,6 +52,7 @@ impl Kind {
 
 pub const STATUS_OK: u8 = 0;
 pub const STATUS_RAFT_ERROR: u8 = 1;
+pub const STATUS_NOT_LEADER: u8 = 2;
 
 #[derive(Debug, Error)]
 pub enum FrameError {

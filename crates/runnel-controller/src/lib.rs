@@ -13,9 +13,12 @@
 //!   product, a simulated network in a simulation.
 //! - [`MetadataQuorum`] (`node.rs`): start a node, propose on the leader, watch the applied
 //!   image, see the leader and term, shut down.
+//! - Carrying a change from a follower to the leader ([`forward`]): the leader alone proposes.
+//! - The quorum as the leader sees it, for DescribeQuorum ([`describe`]).
 //!
 //! It knows nothing of partitions' data or client connections. The broker's controller
-//! (`runnel-broker/src/controller.rs`) runs on it: `runnel server` is a quorum of one.
+//! (`runnel-broker/src/controller.rs`) runs on it: `runnel server` is a quorum of one, or one
+//! voter of several (`controller.quorum.voters`).
 //!
 //! # Layout of `<data dir>/__cluster_metadata-0/`
 //! ```text
@@ -33,6 +36,8 @@
 //! of this crate, with its tests. The `storage-v2` feature is required because 0.9 seals
 //! `RaftLogStorage` and `RaftStateMachine` without it.
 
+pub mod describe;
+pub mod forward;
 pub mod frame;
 mod log_scan;
 pub mod log_store;
@@ -45,6 +50,8 @@ pub mod state_machine;
 pub mod transport;
 pub mod types;
 
+pub use describe::{QuorumDescription, ReplicaDescription};
+pub use forward::{ForwardError, ForwardHandler, Forwarded};
 pub use log_scan::MetadataLogDamage;
 pub use log_store::{LogStore, LogStoreError, METADATA_LOG_DIR};
 pub use node::{
@@ -53,3 +60,6 @@ pub use node::{
 };
 pub use transport::{Tcp, Transport};
 pub use types::{MetadataRecords, NodeId, TypeConfig};
+
+/// What openraft reports of a node: its state, the leader, the term, log indexes.
+pub type QuorumMetrics = openraft::metrics::RaftMetrics<NodeId, openraft::BasicNode>;

@@ -30,16 +30,28 @@ use crate::types::{NodeId, TypeConfig};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Makes one [`PeerConnection`] per target.
-pub struct NetworkFactory<T>(pub T);
+pub struct NetworkFactory<T> {
+    pub transport: T,
+    /// Each voter's address as `controller.quorum.voters` names it now: it wins over the
+    /// address the membership in the log recorded when the quorum was formed, as Kafka reads
+    /// a static quorum's addresses from its configuration, so a voter can move to another
+    /// host or port with a restart of each node.
+    pub addresses: std::sync::Arc<std::collections::BTreeMap<NodeId, String>>,
+}
 
 impl<T: Transport> RaftNetworkFactory<TypeConfig> for NetworkFactory<T> {
     type Network = PeerConnection<T>;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection<T> {
+        let addr = self
+            .addresses
+            .get(&target)
+            .cloned()
+            .unwrap_or_else(|| node.addr.clone());
         PeerConnection {
-            transport: self.0.clone(),
+            transport: self.transport.clone(),
             target,
-            addr: node.addr.clone(),
+            addr,
             stream: None,
         }
     }

@@ -9,6 +9,8 @@
 //! Proposals go to the leader only: elsewhere they are refused with [`ProposeError::NotLeader`]
 //! naming the leader if one is known, so the caller can forward. A proposal is answered with
 //! its Raft log index once it is committed (on a majority of voters' disks) and applied here.
+//! A follower carries a change to the leader with [`MetadataQuorum::forward`]
+//! ([`crate::forward`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,7 +19,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::metrics::RaftMetrics;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use runnel_log::LogConfig;
@@ -27,11 +29,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::forward::{self, Attempt, ForwardError, ForwardHandler, HandlerSlot};
 use crate::log_store::{LogStore, LogStoreError, METADATA_LOG_DIR};
 pub use crate::state_machine::AppliedMetadata;
 use crate::state_machine::{StateMachineError, StateMachineStore};
 use crate::transport::{Tcp, Transport};
 use crate::types::{MetadataRecords, NodeId, Raft};
+
+/// How long a forward waits before trying an unreachable or refusing leader again.
+const FORWARD_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// The largest proposal (its records' encoded bytes together).
 pub const PROPOSAL_BYTES_MAX: usize = 1024 * 1024;
@@ -158,6 +164,15 @@ pub enum StartError {
     NotAVoter { node_id: NodeId, voters: String },
     #[error("controller.quorum.voters names node {0} twice")]
     DuplicateVoter(NodeId),
+    #[error(
+        "controller.quorum.voters names the voters {configured:?}, but this node's metadata log \
+         formed a quorum of {recorded:?}: changing a quorum's voters is not supported; start \
+         it with the voters it was formed with"
+    )]
+    VotersDiffer {
+        configured: Vec<NodeId>,
+        recorded: Vec<NodeId>,
+    },
     #[error("quorum configuration: {0}")]
     Config(String),
     #[error("bind the controller listener on {addr}: {source}")]
@@ -186,12 +201,29 @@ pub enum ProposeError {
     Stopped(String),
 }
 
+/// Sends one forwarded change to a leader at an address, on the node's transport.
+type ForwardSender = Arc<
+    dyn Fn(
+            NodeId,
+            String,
+            Vec<u8>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Attempt> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// One running controller.
 pub struct MetadataQuorum {
     node_id: NodeId,
     raft: Raft,
+    handler: HandlerSlot,
+    sender: ForwardSender,
     applied: watch::Receiver<AppliedMetadata>,
     local_addr: SocketAddr,
+    /// Each voter's configured address (see [`crate::network::NetworkFactory`]).
+    addresses: Arc<BTreeMap<NodeId, String>>,
+    /// Followers' fetch and caught-up times, for DescribeQuorum ([`crate::describe`]).
+    replica_times: crate::describe::ReplicaTimes,
     /// The controller listener's task; `None` once shut down.
     server: Option<JoinHandle<()>>,
 }
@@ -230,6 +262,12 @@ impl MetadataQuorum {
         local_addr: SocketAddr,
     ) -> Result<MetadataQuorum, StartError> {
         let members = members(&config)?;
+        let addresses: Arc<BTreeMap<NodeId, String>> = Arc::new(
+            members
+                .iter()
+                .map(|(id, node)| (*id, node.addr.clone()))
+                .collect(),
+        );
         let raft_config = Arc::new(config.raft_config()?);
         let log_config = LogConfig {
             segment_bytes: config.log_segment_bytes,
@@ -241,18 +279,34 @@ impl MetadataQuorum {
         let raft = Raft::new(
             config.node_id,
             raft_config,
-            crate::network::NetworkFactory(transport),
+            crate::network::NetworkFactory {
+                transport: transport.clone(),
+                addresses: Arc::clone(&addresses),
+            },
             log_store,
             state_machine,
         )
         .await
         .map_err(|error| StartError::Raft(error.to_string()))?;
-        let server = tokio::spawn(crate::rpc_server::serve::<T>(listener, raft.clone()));
+        let handler = HandlerSlot::default();
+        let server = tokio::spawn(crate::rpc_server::serve::<T>(
+            listener,
+            raft.clone(),
+            Arc::clone(&handler),
+        ));
+        let sender: ForwardSender = Arc::new(move |leader, addr, body| {
+            let transport = transport.clone();
+            Box::pin(async move { forward::send_once(&transport, leader, &addr, &body).await })
+        });
         let quorum = MetadataQuorum {
             node_id: config.node_id,
             raft,
+            handler,
+            sender,
             applied,
             local_addr,
+            addresses,
+            replica_times: Default::default(),
             server: Some(server),
         };
         let initialized = quorum
@@ -260,13 +314,20 @@ impl MetadataQuorum {
             .is_initialized()
             .await
             .map_err(|error| StartError::Raft(error.to_string()))?;
-        if !initialized {
+        if initialized {
+            check_membership(&quorum.raft, &members).await?;
+        } else {
             match quorum.raft.initialize(members).await {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(error) => return Err(StartError::Raft(error.to_string())),
             }
         }
         tracing::info!(node_id = config.node_id, %local_addr, "metadata quorum node started");
+        tokio::spawn(watch_metrics(
+            quorum.raft.metrics(),
+            config.node_id,
+            quorum.replica_times.clone(),
+        ));
         Ok(quorum)
     }
 
@@ -302,11 +363,17 @@ impl MetadataQuorum {
                 .wait_for(|m| m.current_leader == Some(node_id))
                 .await
                 .map_err(|error| ProposeError::Stopped(error.to_string()))?;
-            self.raft
-                .ensure_linearizable()
-                .await
-                .map(|_| ())
-                .map_err(|error| ProposeError::Stopped(error.to_string()))
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => Ok(()),
+                // Deposed meanwhile (a higher vote), or no quorum answered: not leading.
+                Err(RaftError::APIError(
+                    CheckIsLeaderError::ForwardToLeader(_) | CheckIsLeaderError::QuorumNotEnough(_),
+                )) => Err(ProposeError::NotLeader {
+                    node_id,
+                    leader: self.leader().filter(|&leader| leader != node_id),
+                }),
+                Err(error) => Err(ProposeError::Stopped(error.to_string())),
+            }
         };
         match tokio::time::timeout(deadline, leading).await {
             Ok(outcome) => outcome,
@@ -315,6 +382,65 @@ impl MetadataQuorum {
                 leader: self.leader(),
             }),
         }
+    }
+
+    /// Installs what runs changes forwarded to this node while it leads (once; later calls
+    /// are ignored). Until then forwarded changes are answered "not the leader".
+    pub fn set_forward_handler(&self, handler: ForwardHandler) {
+        let _ = self.handler.set(handler);
+    }
+
+    /// Carries `body` to the leader's forward handler and returns its answer, waiting up to
+    /// `deadline` for a leader to be known and reachable; [`ForwardError::Leading`] as soon as
+    /// this node leads (the caller runs the change itself). See [`crate::forward`] for when a
+    /// change is sent again.
+    pub async fn forward(
+        &self,
+        body: Vec<u8>,
+        deadline: Duration,
+    ) -> Result<Vec<u8>, ForwardError> {
+        let until = tokio::time::Instant::now() + deadline;
+        let mut metrics = self.raft.metrics();
+        loop {
+            let (leader, addr) = {
+                let m = metrics.borrow_and_update();
+                let leader = m.current_leader;
+                // The configured voters are the membership's (`check_membership`).
+                let addr = leader.and_then(|id| self.addresses.get(&id).cloned());
+                (leader, addr)
+            };
+            match (leader, addr) {
+                (Some(leader), _) if leader == self.node_id => {
+                    return Err(ForwardError::Leading(leader))
+                }
+                (Some(leader), Some(addr)) => {
+                    match (self.sender)(leader, addr, body.clone()).await {
+                        Attempt::Answer(answer) => return Ok(answer),
+                        Attempt::Failed(error) => return Err(error),
+                        Attempt::Retry => {}
+                    }
+                }
+                _ => {}
+            }
+            // Wait for news of the leader, or retry an unreachable one after a pause.
+            let Some(left) = forward::remaining(until) else {
+                return Err(ForwardError::NoLeader(deadline));
+            };
+            let pause = left.min(FORWARD_RETRY_PAUSE);
+            let _ = tokio::time::timeout(pause, metrics.changed()).await;
+        }
+    }
+
+    /// The quorum as this node sees it while it leads (DescribeQuorum); `None` elsewhere.
+    pub fn describe(&self) -> Option<crate::describe::QuorumDescription> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        self.replica_times.describe(&metrics, &self.addresses)
+    }
+
+    /// Whether this node leads the quorum now.
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.node_id)
     }
 
     /// The latest applied image, and every later one.
@@ -365,6 +491,73 @@ impl Drop for MetadataQuorum {
     fn drop(&mut self) {
         if let Some(server) = &self.server {
             server.abort();
+        }
+    }
+}
+
+/// Refuses a start whose configured voters are not the ones the log's membership holds (a
+/// log formed as a quorum of one, started as one voter of three, would otherwise elect
+/// itself alone).
+async fn check_membership(
+    raft: &Raft,
+    members: &BTreeMap<NodeId, BasicNode>,
+) -> Result<(), StartError> {
+    let configured: Vec<NodeId> = members.keys().copied().collect();
+    let mut recorded: Vec<NodeId> = raft
+        .with_raft_state(|state| {
+            state
+                .membership_state
+                .effective()
+                .membership()
+                .voter_ids()
+                .collect::<Vec<NodeId>>()
+        })
+        .await
+        .map_err(|error| StartError::Raft(error.to_string()))?;
+    recorded.sort_unstable();
+    // No membership yet: a fresh node that voted before it initialized; the leader sends it
+    // the membership every voter initialized with.
+    if recorded.is_empty() || configured == recorded {
+        Ok(())
+    } else {
+        Err(StartError::VotersDiffer {
+            configured,
+            recorded,
+        })
+    }
+}
+
+/// Logs each change of the quorum's leader as this node sees it (one line per change), and
+/// keeps the followers' times DescribeQuorum reports, until the node stops.
+async fn watch_metrics(
+    mut metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
+    node_id: NodeId,
+    replica_times: crate::describe::ReplicaTimes,
+) {
+    let mut known: Option<(Option<NodeId>, u64)> = None;
+    loop {
+        let now = {
+            let m = metrics.borrow_and_update();
+            replica_times.observe(&m);
+            (m.current_leader, m.current_term)
+        };
+        if known.map(|(leader, _)| leader) != Some(now.0) {
+            match now.0 {
+                Some(leader) if leader == node_id => tracing::info!(
+                    term = now.1,
+                    "this node is the active controller (the metadata quorum's leader)"
+                ),
+                Some(leader) => tracing::info!(
+                    leader,
+                    term = now.1,
+                    "the metadata quorum's leader is node {leader}"
+                ),
+                None => tracing::info!(term = now.1, "the metadata quorum has no leader"),
+            }
+            known = Some(now);
+        }
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }

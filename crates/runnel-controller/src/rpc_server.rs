@@ -14,7 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::frame::{self, FrameError, Kind, STATUS_OK, STATUS_RAFT_ERROR};
+use crate::forward::{Forwarded, HandlerSlot};
+use crate::frame::{self, FrameError, Kind, STATUS_NOT_LEADER, STATUS_OK, STATUS_RAFT_ERROR};
 use crate::transport::Transport;
 use crate::types::Raft;
 
@@ -22,7 +23,7 @@ use crate::types::Raft;
 pub const CONNECTIONS_MAX: usize = 64;
 
 /// Serves `listener` until the task is aborted; aborting it ends every connection too.
-pub async fn serve<T: Transport>(listener: T::Listener, raft: Raft) {
+pub async fn serve<T: Transport>(listener: T::Listener, raft: Raft, handler: HandlerSlot) {
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let mut connections = JoinSet::new();
     loop {
@@ -42,8 +43,9 @@ pub async fn serve<T: Transport>(listener: T::Listener, raft: Raft) {
             continue;
         };
         let raft = raft.clone();
+        let handler = Arc::clone(&handler);
         connections.spawn(async move {
-            if let Err(error) = serve_connection(stream, &raft).await {
+            if let Err(error) = serve_connection(stream, &raft, &handler).await {
                 tracing::debug!(%peer, %error, "controller connection closed");
             }
             drop(permit);
@@ -51,7 +53,11 @@ pub async fn serve<T: Transport>(listener: T::Listener, raft: Raft) {
     }
 }
 
-async fn serve_connection<S>(mut stream: S, raft: &Raft) -> Result<(), FrameError>
+async fn serve_connection<S>(
+    mut stream: S,
+    raft: &Raft,
+    handler: &HandlerSlot,
+) -> Result<(), FrameError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -70,6 +76,20 @@ where
             Kind::InstallSnapshot => {
                 let request = serde_json::from_slice(&body)?;
                 encode(raft.install_snapshot(request).await)
+            }
+            Kind::Forward => {
+                let answer = match handler.get() {
+                    Some(handler) => handler(body).await,
+                    None => Forwarded::NotLeader,
+                };
+                match answer {
+                    Forwarded::Answer(answer) => (STATUS_OK, answer),
+                    Forwarded::NotLeader => {
+                        let leader = raft.metrics().borrow().current_leader;
+                        let body = serde_json::to_vec(&leader).expect("a node id serialises");
+                        (STATUS_NOT_LEADER, body)
+                    }
+                }
             }
         };
         frame::write_frame(&mut stream, status, &response).await?;

@@ -16,8 +16,10 @@
 //! `SnapshotMeta` serde form), `"image": {"topics": [{"name", "topic_id", "configs",
 //! "partitions": [{"partition", "leader", "leader_epoch", "replicas", "isr"}]}],
 //! "next_producer_id", "broker_configs": {resource name: {key: value}}, "removed_topics":
-//! [{"name", "topic_id", "partitions"}]}}` (`removed_topics`, the image's most recent
-//! removals, may be absent: an older version-1 snapshot, read as none).
+//! [{"name", "topic_id", "partitions"}], "brokers": [{"node_id", "host", "port", "rack", "fenced"}],
+//! "cluster_id"}}` (`removed_topics`, the image's most recent removals, `brokers`, the
+//! registered brokers, and `cluster_id`, the quorum's cluster id, may be absent: an older
+//! version-1 snapshot, read as none).
 //! The image is written field by field from its accessors (not a derive on the image), so
 //! that the format changes only when this module says so, with a new version.
 //!
@@ -27,7 +29,9 @@
 
 use std::collections::BTreeMap;
 
-use runnel_metadata::{MetadataImage, PartitionImage, RemovedTopic, TopicImage};
+use runnel_metadata::{
+    BrokerRegistration, MetadataImage, PartitionImage, RemovedTopic, TopicImage,
+};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
@@ -68,6 +72,24 @@ struct ImageV1 {
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     removed_topics: Vec<RemovedTopicV1>,
+    /// Absent in snapshots written before brokers registered.
+    #[serde(default)]
+    brokers: Vec<BrokerV1>,
+    /// Absent in snapshots written before the quorum recorded the cluster id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cluster_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BrokerV1 {
+    node_id: i32,
+    host: String,
+    port: i32,
+    #[serde(default)]
+    rack: Option<String>,
+    /// Absent in snapshots written before fencing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    fenced: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -113,6 +135,17 @@ pub fn encode(meta: &SnapshotMeta, image: &MetadataImage) -> Result<Vec<u8>, Sna
                     partitions: removed.partitions,
                 })
                 .collect(),
+            brokers: image
+                .brokers()
+                .map(|b| BrokerV1 {
+                    node_id: b.node_id,
+                    host: b.host.clone(),
+                    port: b.port,
+                    rack: b.rack.clone(),
+                    fenced: b.fenced,
+                })
+                .collect(),
+            cluster_id: image.cluster_id().map(str::to_string),
         },
     };
     // Plain data: serialising cannot fail.
@@ -164,6 +197,18 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedSnapshot, SnapshotError> {
     let body: SnapshotBody = serde_json::from_slice(body)
         .map_err(|error| corrupt(format!("body does not decode: {error}")))?;
     let topics = body.image.topics.into_iter().map(topic_image).collect();
+    let brokers = body
+        .image
+        .brokers
+        .into_iter()
+        .map(|b| BrokerRegistration {
+            node_id: b.node_id,
+            host: b.host,
+            port: b.port,
+            rack: b.rack,
+            fenced: b.fenced,
+        })
+        .collect();
     let removed = body
         .image
         .removed_topics
@@ -180,7 +225,9 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedSnapshot, SnapshotError> {
         body.image.broker_configs,
         removed,
     )
-    .map_err(|error| corrupt(error.to_string()))?;
+    .map_err(|error| corrupt(error.to_string()))?
+    .with_brokers(brokers)
+    .with_cluster_id(body.image.cluster_id);
     Ok(DecodedSnapshot {
         meta: body.meta,
         image,
@@ -241,6 +288,7 @@ mod tests {
                 partitions: 3,
                 leader: 2,
                 configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+                replicas: Vec::new(),
             })
             .apply(&MetadataRecord::ProducerIds {
                 next_producer_id: 5000,
@@ -251,8 +299,15 @@ mod tests {
                 partitions: 2,
                 leader: 2,
                 configs: BTreeMap::new(),
+                replicas: Vec::new(),
             })
-            .apply(&MetadataRecord::RemoveTopic { topic_id: GONE });
+            .apply(&MetadataRecord::RemoveTopic { topic_id: GONE })
+            .apply(&MetadataRecord::RegisterBroker {
+                node_id: 2,
+                host: "10.0.0.2".into(),
+                port: 9092,
+                rack: Some("rack-b".into()),
+            });
         let meta = SnapshotMeta {
             last_log_id: Some(LogId::new(CommittedLeaderId::new(4, 2), 41)),
             last_membership: Default::default(),
@@ -278,6 +333,9 @@ mod tests {
                 partitions: 2
             }]
         );
+        let brokers: Vec<_> = decoded.image.brokers().collect();
+        assert_eq!(brokers, image.brokers().collect::<Vec<_>>());
+        assert_eq!(brokers[0].rack.as_deref(), Some("rack-b"));
     }
 
     #[test]

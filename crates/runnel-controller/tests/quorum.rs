@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
 use runnel_controller::{
-    AppliedMetadata, MetadataQuorum, ProposeError, QuorumConfig, StartError, Voter,
-    METADATA_LOG_DIR,
+    AppliedMetadata, ForwardError, Forwarded, MetadataQuorum, ProposeError, QuorumConfig,
+    StartError, Voter, METADATA_LOG_DIR,
 };
 use runnel_metadata::MetadataRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +28,7 @@ fn topic(name: &str) -> MetadataRecord {
         partitions: 1,
         leader: 1,
         configs: BTreeMap::new(),
+        replicas: Vec::new(),
     }
 }
 
@@ -417,4 +419,62 @@ async fn a_node_that_is_not_a_voter_is_refused() {
         error.to_string().contains("1@127.0.0.1:1,2@127.0.0.1:2"),
         "{error}"
     );
+}
+
+/// Installs on `node` a forward handler that answers `ran on <id>: <body>` while the node
+/// leads, and "not the leader" otherwise.
+fn echo_handler(node: &MetadataQuorum) {
+    let id = node.node_id();
+    let metrics = node.metrics();
+    node.set_forward_handler(Arc::new(move |body: Vec<u8>| {
+        let leading = metrics.borrow().current_leader == Some(id);
+        Box::pin(async move {
+            if leading {
+                let mut answer = format!("ran on {id}: ").into_bytes();
+                answer.extend_from_slice(&body);
+                Forwarded::Answer(answer)
+            } else {
+                Forwarded::NotLeader
+            }
+        })
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_to_the_leader_and_follows_a_new_one() {
+    let mut cluster = Cluster::start(3, |_| {}).await;
+    for id in 1..=3 {
+        echo_handler(cluster.node(id));
+    }
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let answer = cluster
+        .node(follower)
+        .forward(b"hello".to_vec(), DEADLINE)
+        .await
+        .expect("forwarded");
+    assert_eq!(answer, format!("ran on {leader}: hello").into_bytes());
+    assert_eq!(
+        cluster.node(leader).forward(b"x".to_vec(), DEADLINE).await,
+        Err(ForwardError::Leading(leader))
+    );
+
+    // The leader stops: the forward waits for the next one, wherever it is.
+    cluster.stop(leader).await;
+    match cluster
+        .node(follower)
+        .forward(b"again".to_vec(), DEADLINE)
+        .await
+    {
+        Ok(answer) => {
+            let answer = String::from_utf8(answer).expect("text");
+            assert!(answer.ends_with(": again"), "{answer}");
+            assert!(
+                !answer.starts_with(&format!("ran on {leader}:")),
+                "{answer}"
+            );
+        }
+        Err(ForwardError::Leading(id)) => assert_eq!(id, follower),
+        Err(error) => panic!("forward after the leader stopped: {error}"),
+    }
 }

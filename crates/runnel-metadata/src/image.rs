@@ -42,6 +42,26 @@ impl PartitionImage {
             isr: vec![leader],
         }
     }
+
+    /// A new partition on `replicas` (all in sync), the first its leader, at leader epoch 0;
+    /// led by `fallback` alone when `replicas` is empty.
+    pub fn placed(partition: i32, replicas: Option<&Vec<i32>>, fallback: i32) -> PartitionImage {
+        match replicas.filter(|replicas| !replicas.is_empty()) {
+            Some(replicas) => PartitionImage {
+                partition,
+                leader: replicas[0],
+                leader_epoch: 0,
+                replicas: replicas.clone(),
+                isr: replicas.clone(),
+            },
+            None => PartitionImage::led_by(partition, fallback),
+        }
+    }
+
+    /// Whether `node_id` holds a replica of this partition.
+    pub fn is_replica(&self, node_id: i32) -> bool {
+        self.replicas.contains(&node_id)
+    }
 }
 
 /// One topic.
@@ -71,6 +91,17 @@ pub struct RemovedTopic {
     pub partitions: i32,
 }
 
+/// A registered broker: where clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    /// Fenced by the active controller: its heartbeats stopped ([`MetadataRecord::BrokerFencing`]).
+    pub fenced: bool,
+}
+
 /// The cluster's metadata at one point of the metadata log.
 #[derive(Debug, Clone, Default)]
 pub struct MetadataImage {
@@ -83,6 +114,10 @@ pub struct MetadataImage {
     /// removal is no longer recognised and is kept as a stray one: the bound only ever errs
     /// on the side of keeping data.
     removed_topics: Arc<VecDeque<RemovedTopic>>,
+    /// Registered brokers by node id.
+    brokers: Arc<BTreeMap<i32, BrokerRegistration>>,
+    /// The cluster id the quorum recorded (`None` before the first [`MetadataRecord::ClusterId`]).
+    cluster_id: Option<Arc<str>>,
 }
 
 impl MetadataImage {
@@ -123,6 +158,44 @@ impl MetadataImage {
         self.broker_configs
             .iter()
             .map(|(name, configs)| (name.as_str(), configs))
+    }
+
+    /// Registered brokers in node id order.
+    pub fn brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values()
+    }
+
+    pub fn broker(&self, node_id: i32) -> Option<&BrokerRegistration> {
+        self.brokers.get(&node_id)
+    }
+
+    /// Registered brokers that are not fenced, in node id order.
+    pub fn unfenced_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|broker| !broker.fenced)
+    }
+
+    /// Whether `node_id` is registered and fenced.
+    pub fn is_fenced(&self, node_id: i32) -> bool {
+        self.brokers
+            .get(&node_id)
+            .is_some_and(|broker| broker.fenced)
+    }
+
+    /// The cluster id the quorum recorded, if it has one yet.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
+    }
+
+    /// This image with `cluster_id` (how a snapshot reads it back).
+    pub fn with_cluster_id(mut self, cluster_id: Option<String>) -> MetadataImage {
+        self.cluster_id = cluster_id.map(Arc::from);
+        self
+    }
+
+    /// This image with exactly `brokers` registered (how a snapshot reads them back).
+    pub fn with_brokers(mut self, brokers: Vec<BrokerRegistration>) -> MetadataImage {
+        self.brokers = Arc::new(brokers.into_iter().map(|b| (b.node_id, b)).collect());
+        self
     }
 
     /// The topics removed most recently (at most [`REMOVED_TOPICS_KEPT`]), oldest first.
@@ -179,13 +252,19 @@ impl MetadataImage {
                 partitions,
                 leader,
                 configs,
+                replicas,
             } => {
                 if next.topics_by_name.contains_key(name) || next.names_by_id.contains_key(topic_id)
                 {
                     return next;
                 }
                 let partitions = (0..*partitions)
-                    .map(|partition| PartitionImage::led_by(partition, *leader))
+                    .map(|partition| {
+                        let placed = usize::try_from(partition)
+                            .ok()
+                            .and_then(|p| replicas.get(p));
+                        PartitionImage::placed(partition, placed, *leader)
+                    })
                     .collect();
                 let topic = TopicImage {
                     name: name.clone(),
@@ -215,6 +294,7 @@ impl MetadataImage {
                 topic_id,
                 partitions,
                 leader,
+                replicas,
             } => {
                 let Some(name) = next.names_by_id.get(topic_id) else {
                     return next;
@@ -222,9 +302,12 @@ impl MetadataImage {
                 if let Some(topic) = next.topics_by_name.get_mut(name) {
                     let topic = Arc::make_mut(topic);
                     let first_new = topic.partitions.len() as i32;
-                    topic.partitions.extend(
-                        (first_new..*partitions).map(|p| PartitionImage::led_by(p, *leader)),
-                    );
+                    topic.partitions.extend((first_new..*partitions).map(|p| {
+                        let placed = usize::try_from(p - first_new)
+                            .ok()
+                            .and_then(|j| replicas.get(j));
+                        PartitionImage::placed(p, placed, *leader)
+                    }));
                 }
             }
             MetadataRecord::TopicConfigs { topic_id, configs } => {
@@ -249,6 +332,31 @@ impl MetadataImage {
                         .insert(resource_name.clone(), Arc::new(configs.clone()));
                 }
             }
+            MetadataRecord::RegisterBroker {
+                node_id,
+                host,
+                port,
+                rack,
+            } => {
+                let registration = BrokerRegistration {
+                    node_id: *node_id,
+                    host: host.clone(),
+                    port: *port,
+                    rack: rack.clone(),
+                    fenced: false,
+                };
+                Arc::make_mut(&mut next.brokers).insert(*node_id, registration);
+            }
+            MetadataRecord::BrokerFencing { node_id, fenced } => {
+                if let Some(broker) = Arc::make_mut(&mut next.brokers).get_mut(node_id) {
+                    broker.fenced = *fenced;
+                }
+            }
+            MetadataRecord::ClusterId { cluster_id } => {
+                if next.cluster_id.is_none() {
+                    next.cluster_id = Some(Arc::from(cluster_id.as_str()));
+                }
+            }
         }
         next
     }
@@ -265,7 +373,25 @@ mod tests {
             partitions: 2,
             leader: 1,
             configs: BTreeMap::new(),
+            replicas: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_registration_replaces_the_nodes_earlier_one() {
+        let register = |port| MetadataRecord::RegisterBroker {
+            node_id: 2,
+            host: "127.0.0.1".into(),
+            port,
+            rack: None,
+        };
+        let image = MetadataImage::default()
+            .apply(&register(9092))
+            .apply(&register(9093));
+        let brokers: Vec<_> = image.brokers().collect();
+        assert_eq!(brokers.len(), 1);
+        assert_eq!((brokers[0].node_id, brokers[0].port), (2, 9093));
+        assert!(image.broker(1).is_none());
     }
 
     #[test]
@@ -298,6 +424,7 @@ mod tests {
             topic_id: id,
             partitions: 5,
             leader: 1,
+            replicas: Vec::new(),
         });
         let a = grown.topic("a").expect("a exists");
         let indexes: Vec<i32> = a.partitions.iter().map(|p| p.partition).collect();
@@ -308,12 +435,14 @@ mod tests {
             topic_id: id,
             partitions: 2,
             leader: 1,
+            replicas: Vec::new(),
         });
         assert_eq!(shrunk.topic("a").map(|t| t.partitions.len()), Some(5));
         let unknown = grown.apply(&MetadataRecord::PartitionCount {
             topic_id: Uuid::new_v4(),
             partitions: 9,
             leader: 1,
+            replicas: Vec::new(),
         });
         assert_eq!(unknown.topics().count(), 1);
     }

@@ -16,7 +16,8 @@ mod record;
 mod topic_name;
 
 pub use image::{
-    DuplicateTopic, MetadataImage, PartitionImage, RemovedTopic, TopicImage, REMOVED_TOPICS_KEPT,
+    BrokerRegistration, DuplicateTopic, MetadataImage, PartitionImage, RemovedTopic, TopicImage,
+    REMOVED_TOPICS_KEPT,
 };
 pub use record::{MetadataRecord, RecordDecodeError};
 pub use topic_name::{validate_topic_name, InvalidTopicName, TOPIC_NAME_LENGTH_MAX};

@@ -14,7 +14,10 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
-    /// A topic was created with `partitions` partitions, all led by `leader` at epoch 0.
+    /// A topic was created with `partitions` partitions at leader epoch 0, placed as
+    /// `replicas` says: partition `i`'s replicas are `replicas[i]`, the first its leader.
+    /// Partitions `replicas` does not cover (all of them in records written before
+    /// placement) are led by `leader` alone.
     Topic {
         name: String,
         topic_id: Uuid,
@@ -22,16 +25,21 @@ pub enum MetadataRecord {
         leader: i32,
         /// Topic-level config overrides, with Kafka's names.
         configs: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replicas: Vec<Vec<i32>>,
     },
     /// A topic was deleted.
     RemoveTopic { topic_id: Uuid },
     /// Partitions were added to a topic (CreatePartitions): it now has `partitions`, the new
-    /// ones led by `leader` at epoch 0. Existing partitions are unchanged; the count never
-    /// shrinks.
+    /// ones at epoch 0, placed as `replicas` says (the `j`th new partition's replicas are
+    /// `replicas[j]`, the first its leader; those it does not cover led by `leader` alone).
+    /// Existing partitions are unchanged; the count never shrinks.
     PartitionCount {
         topic_id: Uuid,
         partitions: i32,
         leader: i32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replicas: Vec<Vec<i32>>,
     },
     /// A topic's config overrides were replaced by `configs` (Kafka's names), whole: an
     /// alteration is validated against the full result and recorded as one record, so it
@@ -51,6 +59,24 @@ pub enum MetadataRecord {
         resource_name: String,
         configs: BTreeMap<String, String>,
     },
+    /// A broker registered, or registered again at a restart, with the address clients reach
+    /// it at (Kafka's `RegisterBrokerRecord`, its client endpoint and rack). A later record
+    /// for the same node replaces the earlier one.
+    RegisterBroker {
+        node_id: i32,
+        host: String,
+        port: i32,
+        #[serde(default)]
+        rack: Option<String>,
+    },
+    /// A broker was fenced (its heartbeats stopped for `broker.session.timeout.ms`) or
+    /// unfenced (it heartbeats again), Kafka's `BrokerRegistrationChangeRecord`. A fenced
+    /// broker is not listed to clients, gets no new partitions, and its partitions have no
+    /// leader until it returns. A registration unfences.
+    BrokerFencing { node_id: i32, fenced: bool },
+    /// The cluster's id, recorded once when the quorum first starts (the first such record
+    /// wins; a later one is ignored): every node writes it to its `meta.properties`.
+    ClusterId { cluster_id: String },
 }
 
 /// A record value that does not decode.
@@ -81,11 +107,18 @@ mod tests {
             partitions: 3,
             leader: 1,
             configs: BTreeMap::from([("max.message.bytes".into(), "2048".into())]),
+            replicas: vec![vec![2], vec![3], vec![1]],
         };
         assert_eq!(
             MetadataRecord::decode(&record.encode()).expect("decode"),
             record
         );
+        // A record written before placement has no replicas: every partition on `leader`.
+        let before = br#"{"type":"Topic","name":"a","topic_id":"00000000-0000-0000-0000-000000000001","partitions":2,"leader":1,"configs":{}}"#;
+        match MetadataRecord::decode(before).expect("an older record decodes") {
+            MetadataRecord::Topic { replicas, .. } => assert!(replicas.is_empty()),
+            other => panic!("{other:?}"),
+        }
         assert!(MetadataRecord::decode(b"{\"type\":\"Nope\"}").is_err());
         let record = MetadataRecord::BrokerConfigs {
             resource_name: String::new(),

@@ -57,6 +57,8 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::OffsetDelete, 0, 0),
     served(ApiKey::OffsetForLeaderEpoch, 2, 4),
     served(ApiKey::DescribeCluster, 0, 2),
+    served(ApiKey::DescribeQuorum, 0, 2),
+    served(ApiKey::WriteTxnMarkers, 1, 1),
     served(ApiKey::DescribeProducers, 0, 0),
     served(ApiKey::DescribeTransactions, 0, 0),
     served(ApiKey::ListTransactions, 0, 1),

@@ -95,6 +95,11 @@ class Broker:
 
     def start(self) -> None:
         """Start the process and return once it accepts TCP connections."""
+        self.spawn()
+        self.wait_serving()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to serve."""
         if self.running():
             raise BrokerError(f"broker on {self.bootstrap} is already running")
         env = dict(os.environ)
@@ -107,6 +112,9 @@ class Broker:
             log.flush()
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=log, env=env)
+
+    def wait_serving(self) -> None:
+        """Return once the spawned process accepts TCP connections."""
 
         def serving() -> bool:
             if self.proc.poll() is not None:

@@ -2,8 +2,8 @@
 combined broker+controller, `controller.quorum.voters=1@localhost:9093`, a PLAINTEXT and a
 CONTROLLER listener) starts a Runnel node as it is, only its ports and log directory changed;
 confluent-kafka and kafka-python produce to it and consume from it on the client listener,
-and are told the advertised one. What is not a quorum of one is refused at start with the
-reason (Kafka's KRaft start-up checks, `KafkaConfig.validateValues`, for the listener rules).
+and are told the advertised one. What is not a combined node among its voters is refused at
+start with the reason (Kafka's KRaft start-up checks, `KafkaConfig.validateValues`, for the listener rules).
 """
 
 from __future__ import annotations
@@ -92,6 +92,11 @@ def test_kafkas_kraft_server_properties_start_a_node_clients_use(tmp_path):
         admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
         try:
             assert admin.describe_cluster()["controller_id"] == 1
+            # DescribeQuorum: a quorum of one, this node its leader and only voter.
+            [partition] = admin.describe_metadata_quorum()["topics"][0]["partitions"]
+            assert (partition["error"], partition["leader_id"]) == (None, 1), partition
+            assert [v["replica_id"] for v in partition["current_voters"]] == [1]
+            assert partition["current_voters"][0]["log_end_offset"] > 0
         finally:
             admin.close()
         log = broker.log_path.read_text()
@@ -101,15 +106,57 @@ def test_kafkas_kraft_server_properties_start_a_node_clients_use(tmp_path):
         broker.kill()
 
 
-def test_what_is_not_a_quorum_of_one_is_refused_at_start(tmp_path):
+def test_what_this_runnel_does_not_run_is_refused_at_start(tmp_path):
     for changes, reason in [
         ({"process_roles": "broker"}, "broker-only or controller-only"),
-        ({"controller_quorum_voters": "1@localhost:1,2@localhost:2,3@localhost:3"},
-         "a quorum of several controllers is not run by this Runnel yet"),
-        ({"node_id": "2"}, "the only voter is node 1, but this is node.id 2"),
+        ({"controller_quorum_voters": "2@localhost:1,3@localhost:2,4@localhost:3"},
+         "which is not among the voters (2, 3, 4)"),
+        ({"node_id": "2"}, "this is node.id 2, which is not among the voters (1)"),
     ]:
         config = write_config(tmp_path, free_port(), **changes)
         done = subprocess.run([str(runnel_bin()), "server", "--config", str(config)],
                               capture_output=True, text=True, timeout=ck.TIMEOUT_S)
         assert done.returncode != 0, changes
         assert reason in done.stderr, (changes, done.stderr)
+
+
+def describe_cluster(bootstrap: str) -> dict:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return admin.describe_cluster()
+    finally:
+        admin.close()
+
+
+def test_the_broker_registers_its_address_and_rack_and_a_restart_replaces_them(tmp_path):
+    """Kafka's BrokerRegistration: each start records the node's client endpoint and
+    `broker.rack` in the metadata log, a later registration of the node replacing the earlier
+    one (RegisterBrokerRecord); Metadata and DescribeCluster list the registered brokers and
+    name the active controller."""
+    first_port = free_port()
+    config = write_config(tmp_path, first_port, broker_rack="rack-a")
+    data_dir = tmp_path / "kraft-combined-logs"
+    broker = ConfiguredBroker(runnel_bin(), data_dir, first_port, tmp_path / "first.log",
+                              config_file=config)
+    broker.start()
+    try:
+        cluster = describe_cluster(broker.bootstrap)
+        assert cluster["controller_id"] == 1
+        assert [(b["broker_id"], b["host"], b["port"], b["rack"]) for b in cluster["brokers"]] == [
+            (1, "localhost", first_port, "rack-a")]
+    finally:
+        broker.stop()
+
+    second_port = free_port()
+    config = write_config(tmp_path, second_port, broker_rack="rack-b")
+    broker = ConfiguredBroker(runnel_bin(), data_dir, second_port, tmp_path / "second.log",
+                              config_file=config)
+    broker.start()
+    try:
+        metadata = ck.admin(broker.bootstrap).list_topics(timeout=ck.TIMEOUT_S)
+        assert [(b.id, b.host, b.port) for b in metadata.brokers.values()] == [
+            (1, "localhost", second_port)]
+        cluster = describe_cluster(broker.bootstrap)
+        assert [(b["port"], b["rack"]) for b in cluster["brokers"]] == [(second_port, "rack-b")]
+    finally:
+        broker.stop()

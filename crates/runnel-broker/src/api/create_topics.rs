@@ -177,10 +177,23 @@ fn partition_count(broker: &Broker, topic: &CreatableTopic) -> Result<i32, (Erro
             "Replication factor must be larger than 0, or -1 to use the default value.".into(),
         ));
     }
+    let live = broker.controller.image().unfenced_brokers().count().max(1);
+    if replication_factor as usize > live {
+        // Kafka's own message (`ReplicationControlManager`).
+        return Err((
+            ErrorCode::InvalidReplicationFactor,
+            format!(
+                "Replication factor: {replication_factor} larger than available brokers: {live}."
+            ),
+        ));
+    }
     if replication_factor > 1 {
         return Err((
             ErrorCode::InvalidReplicationFactor,
-            format!("Replication factor: {replication_factor} larger than available brokers: 1."),
+            format!(
+                "Replication factor {replication_factor} is not supported yet: every partition \
+                 has one replica until partition replication lands."
+            ),
         ));
     }
     match topic.num_partitions {

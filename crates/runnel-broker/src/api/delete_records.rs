@@ -52,7 +52,8 @@ fn delete(broker: &Broker, body: &DeleteRecordsRequest) -> Vec<DeleteRecordsTopi
                         .with_low_watermark(-1);
                     let Some(partition) = broker.replicas.partition(topic.name.as_str(), index)
                     else {
-                        return result.with_error_code(ErrorCode::UnknownTopicOrPartition.code());
+                        let code = broker.not_hosted_error(topic.name.as_str(), index);
+                        return result.with_error_code(code.code());
                     };
                     let high_watermark = partition.offsets().high_watermark;
                     let offset = match requested.offset {

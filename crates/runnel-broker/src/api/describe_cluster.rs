@@ -6,10 +6,11 @@
 //! listener: the listener is of endpoint type BROKER (1); a request for an unknown endpoint
 //! type gets `UNSUPPORTED_ENDPOINT_TYPE` (v1+) and one for CONTROLLER (2)
 //! `MISMATCHED_ENDPOINT_TYPE` (v1+), both `INVALID_REQUEST` at v0, with Kafka's messages. The
-//! controller id is this node (a combined single node is its own active controller, and a
-//! KRaft broker names an alive broker there); the cluster id is `meta.properties`'s. v1 adds
-//! `endpoint_type` to the response; v2 (KIP-1073) asks for fenced brokers too, and this node
-//! is never fenced.
+//! controller id is this node (a KRaft broker names a random alive broker there, KIP-590,
+//! which forwards admin requests to the active controller; see
+//! [`Broker::controller_id_for_clients`]); the cluster id is the quorum's. v1 adds
+//! `endpoint_type` to the response; v2 (KIP-1073) asks for fenced brokers too (a broker
+//! whose heartbeats stopped), listed with `is_fenced`.
 
 use std::sync::Arc;
 
@@ -34,16 +35,24 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
             .with_error_code(code.code())
             .with_error_message(Some(StrBytes::from_string(message))),
         None => {
-            let advertised = broker.advertised_listener();
-            let node_id = broker.config.node_id;
+            // v2 (KIP-1073) may ask for the fenced brokers too, flagged.
+            let brokers = broker
+                .live_brokers(version >= 2 && body.include_fenced_brokers)
+                .into_iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(b.node_id.into())
+                        .with_host(StrBytes::from_string(b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.map(StrBytes::from_string))
+                        .with_is_fenced(b.fenced)
+                })
+                .collect();
             DescribeClusterResponse::default()
                 .with_endpoint_type(ENDPOINT_BROKER)
                 .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-                .with_controller_id(node_id.into())
-                .with_brokers(vec![DescribeClusterBroker::default()
-                    .with_broker_id(node_id.into())
-                    .with_host(StrBytes::from_string(advertised.host.clone()))
-                    .with_port(i32::from(advertised.port))])
+                .with_controller_id(broker.controller_id_for_clients().into())
+                .with_brokers(brokers)
                 .with_cluster_authorized_operations(authorized_operations::cluster(
                     body.include_cluster_authorized_operations,
                 ))

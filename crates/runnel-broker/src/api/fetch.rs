@@ -209,10 +209,7 @@ fn read_partition(
 ) -> PartitionData {
     let index = requested.partition;
     let Some(partition) = broker.replicas.partition(topic, index) else {
-        if broker.replicas.is_offline(topic, index) {
-            return error(index, ErrorCode::KafkaStorageError);
-        }
-        return error(index, ErrorCode::UnknownTopicOrPartition);
+        return error(index, broker.not_hosted_error(topic, index));
     };
     // Kafka's `HostedPartition.Offline`: a partition of a failed log directory.
     if partition.is_offline() {

@@ -1,5 +1,8 @@
-//! FindCoordinator (key 10): this broker coordinates every group (key type 0) and every
-//! transactional id (key type 1).
+//! FindCoordinator (key 10): the coordinator of a group (key type 0) or a transactional id
+//! (key type 1) is the leader of the key's partition of `__consumer_offsets` or
+//! `__transaction_state`. Until coordinators move with their partitions, the internal topics
+//! are placed whole on the node that creates them (`Controller::place`), so in a cluster that
+//! node coordinates every key and the others point clients to it.
 //!
 //! The first request of a type creates its internal topic (`__consumer_offsets`,
 //! `__transaction_state`) and starts that coordinator's tasks (`group_coordinator.rs`,
@@ -43,8 +46,12 @@ async fn find(
     } else {
         vec![body.key.clone()]
     };
-    let mut found: Vec<(StrBytes, Result<(), ErrorCode>)> = Vec::with_capacity(keys.len());
+    let mut found: Vec<(StrBytes, Result<Endpoint, ErrorCode>)> = Vec::with_capacity(keys.len());
     for key in keys {
+        if let Some(elsewhere) = led_elsewhere(broker, body.key_type, key.as_str()) {
+            found.push((key, elsewhere));
+            continue;
+        }
         let outcome = match body.key_type {
             KEY_TYPE_GROUP => GroupCoordinator::ensure_started(broker).await,
             KEY_TYPE_TRANSACTION => TransactionCoordinator::ensure_started(broker)
@@ -56,20 +63,24 @@ async fn find(
                 }),
             _ => Err(ErrorCode::InvalidRequest),
         };
-        found.push((key, outcome));
+        let advertised = broker.advertised_listener();
+        let here = Endpoint {
+            node_id: broker.config.node_id,
+            host: advertised.host,
+            port: i32::from(advertised.port),
+        };
+        found.push((key, outcome.map(|()| here)));
     }
-    let advertised = broker.advertised_listener();
-    let node_id = broker.config.node_id;
     if version >= 4 {
         let coordinators = found
             .into_iter()
             .map(|(key, outcome)| {
                 let coordinator = Coordinator::default().with_key(key);
                 match outcome {
-                    Ok(()) => coordinator
-                        .with_node_id(node_id.into())
-                        .with_host(StrBytes::from_string(advertised.host.clone()))
-                        .with_port(i32::from(advertised.port))
+                    Ok(endpoint) => coordinator
+                        .with_node_id(endpoint.node_id.into())
+                        .with_host(StrBytes::from_string(endpoint.host))
+                        .with_port(endpoint.port)
                         .with_error_message(None),
                     Err(code) => coordinator
                         .with_node_id((-1).into())
@@ -81,12 +92,15 @@ async fn find(
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
-        let outcome = found.into_iter().next().map_or(Ok(()), |(_, o)| o);
+        let outcome = found
+            .into_iter()
+            .next()
+            .map_or(Err(ErrorCode::InvalidRequest), |(_, o)| o);
         let response = match outcome {
-            Ok(()) => FindCoordinatorResponse::default()
-                .with_node_id(node_id.into())
-                .with_host(StrBytes::from_string(advertised.host.clone()))
-                .with_port(i32::from(advertised.port))
+            Ok(endpoint) => FindCoordinatorResponse::default()
+                .with_node_id(endpoint.node_id.into())
+                .with_host(StrBytes::from_string(endpoint.host))
+                .with_port(endpoint.port)
                 .with_error_message(None),
             Err(code) => FindCoordinatorResponse::default()
                 .with_node_id((-1).into())
@@ -100,4 +114,42 @@ async fn find(
             response
         }
     }
+}
+
+/// Where a client reaches a coordinator.
+struct Endpoint {
+    node_id: i32,
+    host: String,
+    port: i32,
+}
+
+/// The coordinator of `key` when it is another broker: the leader of the key's partition of
+/// the internal topic, once that topic exists (Kafka's `FindCoordinator` answers the
+/// partition's leader). `None` when this node leads it, or the topic does not exist yet (the
+/// first request creates it here); `COORDINATOR_NOT_AVAILABLE` while the leader is unknown.
+fn led_elsewhere(broker: &Broker, key_type: i8, key: &str) -> Option<Result<Endpoint, ErrorCode>> {
+    let (topic, partition_of): (&str, fn(&str, i32) -> i32) = match key_type {
+        KEY_TYPE_GROUP => (
+            crate::group_coordinator::OFFSETS_TOPIC,
+            runnel_coordinator::partition_for,
+        ),
+        KEY_TYPE_TRANSACTION => (
+            runnel_coordinator::transaction::TRANSACTION_STATE_TOPIC,
+            runnel_coordinator::transaction::partition_for_transactional_id,
+        ),
+        _ => return None,
+    };
+    let (leader, registration) = broker.coordinator_leader(topic, key, partition_of)?;
+    if leader == broker.config.node_id {
+        return None;
+    }
+    Some(
+        registration
+            .map(|registration| Endpoint {
+                node_id: leader,
+                host: registration.host,
+                port: registration.port,
+            })
+            .ok_or(ErrorCode::CoordinatorNotAvailable),
+    )
 }

@@ -76,12 +76,7 @@ fn lookup(
     let index = requested.partition_index;
     let response = empty(index);
     let Some(partition) = broker.replicas.partition(topic, index) else {
-        let code = if broker.replicas.is_offline(topic, index) {
-            ErrorCode::KafkaStorageError
-        } else {
-            ErrorCode::UnknownTopicOrPartition
-        };
-        return response.with_error_code(code.code());
+        return response.with_error_code(broker.not_hosted_error(topic, index).code());
     };
     if partition.is_offline() {
         return response.with_error_code(ErrorCode::KafkaStorageError.code());

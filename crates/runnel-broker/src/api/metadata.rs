@@ -112,16 +112,23 @@ fn respond(
         .collect();
     let cluster_operations =
         (8..=10).contains(&version) && body.include_cluster_authorized_operations;
-    let advertised = broker.advertised_listener();
+    let brokers = broker
+        .live_brokers(false)
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(b.node_id.into())
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(broker.config.node_id.into())
-            .with_host(StrBytes::from_string(advertised.host.clone()))
-            .with_port(i32::from(advertised.port))])
+        .with_brokers(brokers)
         .with_cluster_id((version >= 2).then(|| StrBytes::from_string(broker.cluster_id.clone())))
         .with_controller_id(
             if version >= 1 {
-                broker.config.node_id
+                broker.controller_id_for_clients()
             } else {
                 -1
             }
@@ -211,11 +218,15 @@ fn topic_by_id(broker: &Broker, topic_id: Uuid) -> MetadataResponseTopic {
 /// Kafka reports a partition whose only replica is offline: `LEADER_NOT_AVAILABLE`, leader
 /// -1, this node in `offline_replicas` (v5+) (see [`crate::log_dirs`]).
 fn describe_topic(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
+    let image = broker.controller.image();
     let partitions = topic
         .partitions
         .iter()
         .map(|partition| {
-            if broker.replicas.is_offline(&topic.name, partition.partition) {
+            // Its only replica is on a fenced broker (heartbeats stopped): no leader until
+            // that broker returns, as Kafka reports a partition with no live replica.
+            let fenced_leader = image.is_fenced(partition.leader);
+            if fenced_leader || broker.replicas.is_offline(&topic.name, partition.partition) {
                 return MetadataResponsePartition::default()
                     .with_error_code(ErrorCode::LeaderNotAvailable.code())
                     .with_partition_index(partition.partition)

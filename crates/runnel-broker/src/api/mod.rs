@@ -25,6 +25,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
+mod describe_quorum;
 mod describe_transactions;
 mod elect_leaders;
 mod end_txn;
@@ -48,6 +49,7 @@ mod produce;
 mod response_errors;
 mod sync_group;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -167,6 +169,8 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request) -> Result<Reply, CodecEr
         ApiKey::OffsetDelete => offset_delete::handle(broker, request),
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, request),
         ApiKey::DescribeCluster => describe_cluster::handle(broker, request),
+        ApiKey::DescribeQuorum => describe_quorum::handle(broker, request),
+        ApiKey::WriteTxnMarkers => write_txn_markers::handle(broker, request),
         ApiKey::DescribeProducers => describe_producers::handle(broker, request),
         ApiKey::DescribeTransactions => describe_transactions::handle(broker, request),
         ApiKey::ListTransactions => list_transactions::handle(broker, request),

@@ -32,7 +32,8 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                         .with_end_offset(-1);
                     let Some(partition) = broker.replicas.partition(topic.topic.as_str(), index)
                     else {
-                        return result.with_error_code(ErrorCode::UnknownTopicOrPartition.code());
+                        let code = broker.not_hosted_error(topic.topic.as_str(), index);
+                        return result.with_error_code(code.code());
                     };
                     let current = requested.current_leader_epoch;
                     if current > partition.leader_epoch {

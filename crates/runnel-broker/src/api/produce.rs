@@ -42,7 +42,8 @@ use bytes::Bytes;
 use runnel_coordinator::transaction::TxnErrorCode;
 use runnel_protocol::header::CodecError;
 use runnel_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
 use runnel_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use runnel_protocol::record_batch::BatchHeader;
@@ -72,6 +73,8 @@ struct PartitionOutcome {
     response: PartitionProduceResponse,
     /// The partition and the last offset that must become durable before answering.
     wait: Option<(Arc<Partition>, i64)>,
+    /// The leader a `NOT_LEADER_OR_FOLLOWER` names (KIP-951): listed in `node_endpoints`.
+    leader_hint: Option<runnel_metadata::BrokerRegistration>,
 }
 
 pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, CodecError> {
@@ -93,6 +96,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
         batches,
         frame,
         refused: HashMap::new(),
+        verified: false,
     };
     if request.version >= TRANSACTIONS_V2_VERSION {
         if let Some(add) = partitions_to_add(broker, &mut produce) {
@@ -100,6 +104,23 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
             return Ok(Reply::Ordered(Box::pin(async move {
                 let version = request.version;
                 add_to_transaction(&broker, add, &mut produce, version).await;
+                append_all(&broker, request, produce)
+            })));
+        }
+    } else if let Some(elsewhere) = produce
+        .transactional_id
+        .as_deref()
+        .and_then(|id| TransactionCoordinator::coordinator_elsewhere(broker, id))
+    {
+        // Below v12 in a cluster whose coordinator for this transactional id is another
+        // broker: KIP-890 part 1's verification asked there (AddPartitionsToTxn v5,
+        // verify_only), as Kafka's partition leader asks through `AddPartitionsToTxnManager`.
+        if let Some(verify) = partitions_to_add(broker, &mut produce) {
+            let broker = Arc::clone(broker);
+            return Ok(Reply::Ordered(Box::pin(async move {
+                let version = request.version;
+                verify_elsewhere(elsewhere, verify, &mut produce, version).await;
+                produce.verified = true;
                 append_all(&broker, request, produce)
             })));
         }
@@ -118,6 +139,9 @@ struct Produce {
     frame: Option<FrameBuffer>,
     /// Partitions refused before their append: the transaction could not take them.
     refused: HashMap<(String, i32), (ErrorCode, String)>,
+    /// Its transactional batches were verified with a coordinator on another broker (the
+    /// refused ones are in `refused`): not verified again here.
+    verified: bool,
 }
 
 /// Appends each partition's batch in request order and returns the reply, which waits for
@@ -135,6 +159,7 @@ fn append_all(
         mut batches,
         mut frame,
         refused,
+        verified,
     } = produce;
     let valid_acks = matches!(acks, -1..=1);
     let mut topics = Vec::with_capacity(names.len());
@@ -149,6 +174,9 @@ fn append_all(
                     return failed(*index, *code, Some(message.clone()));
                 }
                 let records = batch.records(frame.as_mut());
+                if verified {
+                    return append(broker, name.as_str(), *index, records, acks == -1);
+                }
                 if let Err((code, message)) = verify_transactional(
                     broker,
                     transactional_id.as_deref(),
@@ -260,6 +288,27 @@ fn partitions_to_add(broker: &Broker, produce: &mut Produce) -> Option<Partition
     add.filter(|add| !add.partitions.is_empty())
 }
 
+/// Asks the coordinator on another broker whether `verify`'s partitions are in their
+/// transaction (KIP-890 part 1), bounded by the request's timeout and
+/// [`ADD_PARTITIONS_WAIT_MAX`]; those it does not confirm go into `produce.refused` with
+/// Produce's codes.
+async fn verify_elsewhere(
+    elsewhere: (i32, runnel_metadata::BrokerRegistration),
+    verify: PartitionsToAdd,
+    produce: &mut Produce,
+    version: i16,
+) {
+    let call = TransactionCoordinator::ask_elsewhere(
+        elsewhere,
+        &verify.transactional_id,
+        verify.producer_id,
+        verify.producer_epoch,
+        verify.partitions.clone(),
+        true,
+    );
+    refuse_unconfirmed(call, &verify, produce, version).await;
+}
+
 /// Adds `add`'s partitions to their transaction through the coordinator (Kafka's partition
 /// leader sends AddPartitionsToTxn v5 without `verify_only`), bounded by the request's
 /// timeout and [`ADD_PARTITIONS_WAIT_MAX`]; the partitions it refuses go into
@@ -277,12 +326,24 @@ async fn add_to_transaction(
         add.producer_epoch,
         add.partitions.clone(),
     );
+    refuse_unconfirmed(call, &add, produce, version).await;
+}
+
+/// Awaits the coordinator's verdicts on `asked`'s partitions, bounded by the request's
+/// timeout and [`ADD_PARTITIONS_WAIT_MAX`], and puts each partition it did not confirm into
+/// `produce.refused` with Produce's code.
+async fn refuse_unconfirmed(
+    call: impl std::future::Future<Output = Vec<((String, i32), TxnErrorCode)>>,
+    asked: &PartitionsToAdd,
+    produce: &mut Produce,
+    version: i16,
+) {
     let wait = produce.timeout.min(ADD_PARTITIONS_WAIT_MAX);
     let results = match tokio::time::timeout(wait, call).await {
         Ok(results) => results,
         // Kafka's `AddPartitionsToTxnManager` answers a request that timed out with
         // NETWORK_EXCEPTION, which the produce path makes retriable.
-        Err(_) => add
+        Err(_) => asked
             .partitions
             .iter()
             .map(|p| (p.clone(), TxnErrorCode::NetworkException))
@@ -291,8 +352,8 @@ async fn add_to_transaction(
     for (partition, verdict) in results {
         if verdict != TxnErrorCode::None {
             tracing::debug!(topic = %partition.0, partition = partition.1,
-                transactional_id = %add.transactional_id, %verdict,
-                "transactions v2: partition not added to the transaction");
+                transactional_id = %asked.transactional_id, %verdict,
+                "transactional batch refused: the transaction does not hold the partition");
             produce.refused.insert(partition, refusal(verdict, version));
         }
     }
@@ -388,11 +449,20 @@ fn append(
     acks_all: bool,
 ) -> PartitionOutcome {
     let Some(partition) = broker.replicas.partition(topic, index) else {
-        if broker.replicas.is_offline(topic, index) {
-            let message = "the partition's log directory is offline".to_string();
-            return failed(index, ErrorCode::KafkaStorageError, Some(message));
+        let code = broker.not_hosted_error(topic, index);
+        let message = (code == ErrorCode::KafkaStorageError)
+            .then(|| "the partition's log directory is offline".to_string());
+        let mut outcome = failed(index, code, message);
+        // KIP-951: a client that asked the wrong broker is told the leader (Produce v10+).
+        if code == ErrorCode::NotLeaderOrFollower {
+            if let Some((leader, epoch, registration)) = broker.partition_leader(topic, index) {
+                outcome.response.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(leader.into())
+                    .with_leader_epoch(epoch);
+                outcome.leader_hint = registration;
+            }
         }
-        return failed(index, ErrorCode::UnknownTopicOrPartition, None);
+        return outcome;
     };
     match broker.replicas.append(&partition, records, acks_all) {
         Ok(Appended {
@@ -412,6 +482,7 @@ fn append(
                     .with_log_append_time_ms(log_append_time_ms)
                     .with_log_start_offset(log_start_offset),
                 wait,
+                leader_hint: None,
             }
         }
         Err(failure) => {
@@ -528,17 +599,36 @@ fn failed(index: i32, code: ErrorCode, message: Option<String>) -> PartitionOutc
             .with_log_start_offset(-1)
             .with_error_message(message.map(StrBytes::from_string)),
         wait: None,
+        leader_hint: None,
     }
 }
 
 fn response(topics: Vec<(TopicName, Vec<PartitionOutcome>)>) -> ProduceResponse {
+    let mut leaders: std::collections::BTreeMap<i32, NodeEndpoint> = Default::default();
     let responses = topics
         .into_iter()
         .map(|(name, outcomes)| {
+            let partitions = outcomes
+                .into_iter()
+                .map(|outcome| {
+                    if let Some(leader) = outcome.leader_hint {
+                        leaders.entry(leader.node_id).or_insert_with(|| {
+                            NodeEndpoint::default()
+                                .with_node_id(leader.node_id.into())
+                                .with_host(StrBytes::from_string(leader.host))
+                                .with_port(leader.port)
+                                .with_rack(leader.rack.map(StrBytes::from_string))
+                        });
+                    }
+                    outcome.response
+                })
+                .collect();
             TopicProduceResponse::default()
                 .with_name(name)
-                .with_partition_responses(outcomes.into_iter().map(|o| o.response).collect())
+                .with_partition_responses(partitions)
         })
         .collect();
-    ProduceResponse::default().with_responses(responses)
+    ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(leaders.into_values().collect())
 }

@@ -88,6 +88,27 @@ per_partition!(
     TxnOffsetCommitResponse => topics.partitions,
 );
 
+/// Kafka's `DescribeQuorumResponse.errorCounts`: the top-level code and each partition's.
+impl ResponseErrors for DescribeQuorumResponse {
+    fn each_error(&self, count: &mut dyn FnMut(i16)) {
+        count(self.error_code);
+        for topic in &self.topics {
+            topic.partitions.iter().for_each(|p| count(p.error_code));
+        }
+    }
+}
+
+/// Kafka's `WriteTxnMarkersResponse.errorCounts`: one per partition of each marker.
+impl ResponseErrors for WriteTxnMarkersResponse {
+    fn each_error(&self, count: &mut dyn FnMut(i16)) {
+        for marker in &self.markers {
+            for topic in &marker.topics {
+                topic.partitions.iter().for_each(|p| count(p.error_code));
+            }
+        }
+    }
+}
+
 impl ResponseErrors for AddPartitionsToTxnResponse {
     fn each_error(&self, count: &mut dyn FnMut(i16)) {
         let partitions = |topic: &add_partitions_to_txn_response::AddPartitionsToTxnTopicResult,

@@ -173,13 +173,14 @@ async fn join_transaction(
             .next()
             .unwrap_or(TxnErrorCode::UnknownServerError)
     } else {
-        TransactionCoordinator::verify(
+        TransactionCoordinator::verify_anywhere(
             broker,
             &producer.transactional_id,
             producer.producer_id,
             producer.producer_epoch,
-            &partition,
+            partition,
         )
+        .await
     };
     match error {
         TxnErrorCode::None => Ok(()),

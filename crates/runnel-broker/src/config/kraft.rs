@@ -10,11 +10,14 @@
 //! of these keys apply (`KafkaConfig.validateValues`, the KRaft part): every controller
 //! listener name must be among `listeners`, and `advertised.listeners` must not name one.
 //!
-//! What runs today is a quorum of one: a combined node (`broker,controller`) whose
-//! `controller.quorum.voters`, if set, names only itself. Its controller listener is not bound,
-//! as a quorum of one has no peer to serve (`runnel-controller` serves it once nodes form a
-//! cluster). Any other roles or voters are refused at start with a message saying so, rather
-//! than started as something they are not.
+//! A combined node (`broker,controller`) runs one of two ways. With no
+//! `controller.quorum.voters`, or voters naming only itself, it is a quorum of one, and its
+//! controller listener is not bound (a quorum of one has no peer to serve). With several
+//! voters, this node among them, it is one voter of a metadata quorum of several
+//! ([`quorum`]): its controller listener is bound where `listeners` puts the entry named in
+//! `controller.listener.names`, or else at this node's own voter address. Broker-only and
+//! controller-only nodes are refused at start with a message saying so, rather than started
+//! as something they are not.
 
 use std::collections::BTreeMap;
 
@@ -134,7 +137,7 @@ pub fn advertised_for(
     }
 }
 
-/// Kafka's KRaft start-up checks, and the quorum of one that runs today (see the module doc).
+/// Kafka's KRaft start-up checks, and the nodes that run today (see the module doc).
 pub fn check_roles(properties: &BTreeMap<String, String>, node_id: i32) -> Result<(), ConfigError> {
     if let Some(voters) = properties.get("controller.quorum.voters") {
         check_voters(voters, node_id)?;
@@ -161,8 +164,8 @@ pub fn check_roles(properties: &BTreeMap<String, String>, node_id: i32) -> Resul
         return Err(ConfigError::new(
             "process.roles",
             roles,
-            "a broker-only or controller-only node is part of a cluster of several nodes, which \
-             this Runnel does not run yet; use broker,controller (a combined node)",
+            "a broker-only or controller-only node is not run by this Runnel yet; every node \
+             of a cluster is a combined node: use broker,controller",
         ));
     }
     let names = controller_listener_names(properties);
@@ -201,9 +204,50 @@ pub fn check_roles(properties: &BTreeMap<String, String>, node_id: i32) -> Resul
     Ok(())
 }
 
-/// `controller.quorum.voters`: `id@host:port,…` as the quorum parses it, today exactly this
-/// node.
-fn check_voters(voters: &str, node_id: i32) -> Result<(), ConfigError> {
+/// This node's part in a metadata quorum of several voters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quorum {
+    /// `controller.quorum.voters`, in the order given.
+    pub voters: Vec<Voter>,
+    /// Where this node's controller listener is bound.
+    pub listen: std::net::SocketAddr,
+}
+
+/// The quorum of several voters `controller.quorum.voters` names (see the module doc);
+/// `None` for a quorum of one.
+pub fn quorum(
+    properties: &BTreeMap<String, String>,
+    node_id: i32,
+) -> Result<Option<Quorum>, ConfigError> {
+    let key = "controller.quorum.voters";
+    let Some(value) = properties.get(key) else {
+        return Ok(None);
+    };
+    let voters = check_voters(value, node_id)?;
+    if voters.len() < 2 {
+        return Ok(None);
+    }
+    let own = voters
+        .iter()
+        .find(|voter| voter.id == node_id)
+        .map(|voter| voter.address.clone())
+        .unwrap_or_default();
+    let (address, from_key, from_value) = match controller_listeners(properties)?.first() {
+        Some(listener) => (
+            listener.address.clone(),
+            "listeners",
+            properties.get("listeners").cloned().unwrap_or_default(),
+        ),
+        None => (own, key, value.clone()),
+    };
+    let (listen, _) = super::listen_address(&address)
+        .map_err(|reason| ConfigError::new(from_key, &from_value, reason))?;
+    Ok(Some(Quorum { voters, listen }))
+}
+
+/// `controller.quorum.voters`: `id@host:port,…` as the quorum parses it, naming each node
+/// once and this node among them.
+fn check_voters(voters: &str, node_id: i32) -> Result<Vec<Voter>, ConfigError> {
     let key = "controller.quorum.voters";
     let parsed = Voter::parse_list(voters).map_err(|error| {
         ConfigError::new(
@@ -212,26 +256,31 @@ fn check_voters(voters: &str, node_id: i32) -> Result<(), ConfigError> {
             format!("{:?} is not id@host:port: {}", error.entry, error.reason),
         )
     })?;
-    match parsed.as_slice() {
-        [only] if only.id == node_id => Ok(()),
-        [only] => Err(ConfigError::new(
+    if let Some(twice) = parsed
+        .iter()
+        .enumerate()
+        .find(|(at, voter)| parsed[..*at].iter().any(|earlier| earlier.id == voter.id))
+        .map(|(_, voter)| voter.id)
+    {
+        return Err(ConfigError::new(
             key,
             voters,
-            format!(
-                "the only voter is node {}, but this is node.id {node_id}",
-                only.id
-            ),
-        )),
-        many => Err(ConfigError::new(
-            key,
-            voters,
-            format!(
-                "{} voters: a quorum of several controllers is not run by this Runnel yet; \
-                 name only this node ({node_id}@host:port)",
-                many.len()
-            ),
-        )),
+            format!("node {twice} appears twice"),
+        ));
     }
+    if !parsed.iter().any(|voter| voter.id == node_id) {
+        let ids: Vec<String> = parsed.iter().map(|voter| voter.id.to_string()).collect();
+        return Err(ConfigError::new(
+            key,
+            voters,
+            format!(
+                "this is node.id {node_id}, which is not among the voters ({}): every node of \
+                 a cluster is a combined node (broker,controller) and one of the voters",
+                ids.join(", ")
+            ),
+        ));
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -302,8 +351,13 @@ mod tests {
             ("process.roles", "broker,zookeeper", "unknown role"),
             (
                 "controller.quorum.voters",
-                "1@a:9093,2@b:9093,3@c:9093",
-                "3 voters",
+                "2@a:9093,3@b:9093,4@c:9093",
+                "not among the voters (2, 3, 4)",
+            ),
+            (
+                "controller.quorum.voters",
+                "1@a:9093,2@b:9093,1@c:9093",
+                "node 1 appears twice",
             ),
             (
                 "controller.quorum.voters",
@@ -328,6 +382,28 @@ mod tests {
             assert_eq!(error.key, key);
             assert!(error.reason.contains(reason), "{value}: {error}");
         }
+    }
+
+    #[test]
+    fn several_voters_bind_the_controller_listener_or_else_their_own_voter_address() {
+        let mut properties = kafka_kraft_defaults();
+        assert_eq!(quorum(&properties, 1).expect("one voter"), None);
+        properties.insert(
+            "controller.quorum.voters".into(),
+            "1@127.0.0.1:19093,2@127.0.0.1:29093,3@127.0.0.1:39093".into(),
+        );
+        properties.insert(
+            "listeners".into(),
+            "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19193".into(),
+        );
+        check_roles(&properties, 1).expect("a voter of three");
+        let three = quorum(&properties, 1).expect("valid").expect("several");
+        assert_eq!(three.voters.len(), 3);
+        assert_eq!(three.listen.to_string(), "127.0.0.1:19193");
+        properties.insert("listeners".into(), "PLAINTEXT://127.0.0.1:19092".into());
+        properties.remove("controller.listener.names");
+        let own = quorum(&properties, 2).expect("valid").expect("several");
+        assert_eq!(own.listen.to_string(), "127.0.0.1:29093");
     }
 
     #[test]

@@ -112,6 +112,11 @@ impl ReplicaManager {
         for (topic, settings) in topics.iter().zip(&settings) {
             let mut slots = Vec::with_capacity(topic.partitions.len());
             for image in &topic.partitions {
+                // Another broker's partition: nothing of it is kept here.
+                if !image.is_replica(self.config.node_id) {
+                    slots.push(None);
+                    continue;
+                }
                 let Some(dir) = self
                     .place_at_start(topic, image, &mut hosted)
                     .map_err(|error| (topic.name.clone(), error))?

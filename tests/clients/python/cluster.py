@@ -1,0 +1,124 @@
+"""Several `runnel server` processes on loopback forming one cluster, each started by hand
+with Kafka's KRaft config names (`process.roles`, `node.id`, `controller.quorum.voters`,
+`listeners` with a CONTROLLER listener, `controller.listener.names`), as `--override`s.
+
+Every node is a separate process with its own client and controller port and data dir; a
+node can be killed and started again on the same ports and data dir.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fault_proxy import FaultProxy
+from helpers import Broker, free_port, runnel_bin, wait_until
+
+
+@dataclass
+class Node(Broker):
+    """One combined node (broker,controller) of a cluster."""
+
+    node_id: int = 0
+    controller_port: int = 0
+    voters: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def command(self) -> list[str]:
+        overrides = {
+            "process.roles": "broker,controller",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                         f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "controller.listener.names": "CONTROLLER",
+            "log.dirs": str(self.data_dir),
+            **self.extra,
+        }
+        cmd = [str(self.binary), "server"]
+        for key, value in overrides.items():
+            cmd += ["--override", f"{key}={value}"]
+        return cmd
+
+    def is_active_controller(self) -> bool:
+        """Whether this node's log says, last, that it leads the metadata quorum."""
+        changes = re.findall(r"this node is the active controller|the metadata quorum's leader is "
+                             r"node|the metadata quorum has no leader", self.log())
+        return bool(changes) and changes[-1] == "this node is the active controller"
+
+
+class Cluster:
+    """`size` nodes, node ids 1..size, all of them voters.
+
+    With `proxied`, every node reaches every other node's controller listener through its
+    own FaultProxy (node i's `controller.quorum.voters` names, for node j, the proxy from i
+    to j), so that a test can cut a node off from the others and heal it ([`cut`],
+    [`heal`]); clients still reach every node directly.
+    """
+
+    def __init__(self, tmp_path: Path, size: int, extra: dict[str, str] | None = None,
+                 proxied: bool = False):
+        ports = [(free_port(), free_port()) for _ in range(size)]
+        self.proxies: dict[tuple[int, int], FaultProxy] = {}
+        if proxied:
+            for i in range(1, size + 1):
+                for j in range(1, size + 1):
+                    if i != j:
+                        self.proxies[(i, j)] = FaultProxy(("127.0.0.1", ports[j - 1][1]))
+
+        def voters_seen_by(i: int) -> str:
+            return ",".join(
+                f"{j}@127.0.0.1:"
+                f"{self.proxies[(i, j)].port if (i, j) in self.proxies else controller}"
+                for j, (_, controller) in enumerate(ports, start=1))
+
+        self.nodes = [
+            Node(runnel_bin(), tmp_path / f"node-{i + 1}", client, tmp_path / f"node-{i + 1}.log",
+                 node_id=i + 1, controller_port=controller, voters=voters_seen_by(i + 1),
+                 extra=dict(extra or {}))
+            for i, (client, controller) in enumerate(ports)
+        ]
+
+    def cut(self, node_id: int) -> None:
+        """Breaks every link between `node_id` and the other nodes (both directions)."""
+        for (i, j), proxy in self.proxies.items():
+            if node_id in (i, j):
+                proxy.cut()
+
+    def heal(self, node_id: int) -> None:
+        for (i, j), proxy in self.proxies.items():
+            if node_id in (i, j):
+                proxy.heal()
+
+    def start(self) -> None:
+        """Starts every node, then waits for each to serve (a node serves clients only once a
+        majority of the voters has elected a leader)."""
+        for node in self.nodes:
+            node.data_dir.mkdir(exist_ok=True)
+            node.spawn()
+        for node in self.nodes:
+            node.wait_serving()
+
+    def node(self, node_id: int) -> Node:
+        return self.nodes[node_id - 1]
+
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes if node.running())
+
+    def active_controller(self, timeout: float = 30.0) -> Node:
+        """The running node that leads the metadata quorum, once exactly one says it does."""
+        found: list[Node] = []
+
+        def one_leads() -> bool:
+            found[:] = [n for n in self.nodes if n.running() and n.is_active_controller()]
+            return len(found) == 1
+
+        wait_until(one_leads, timeout, "one running node to lead the metadata quorum")
+        return found[0]
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+        for proxy in self.proxies.values():
+            proxy.close()

@@ -1,0 +1,438 @@
+"""A cluster of three combined nodes started by hand with Kafka's KRaft config names: one
+metadata quorum (Raft), one cluster id chosen when it first starts, every broker registered
+and listed by every node, partitions spread over the brokers, admin requests from any node
+carried to the active controller, and a new active controller elected when one is killed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import NewTopic as KafkaNewTopic
+
+import ck
+from cluster import Cluster
+from helpers import Broker, free_port, runnel_bin, wait_until
+
+
+@pytest.fixture
+def cluster(tmp_path, request):
+    nodes = Cluster(tmp_path, 3)
+    request.node._runnel_brokers = nodes.nodes
+    nodes.start()
+    yield nodes
+    nodes.kill()
+
+
+def meta_properties(node) -> dict[str, str]:
+    text = (node.data_dir / "meta.properties").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def brokers_seen_by_confluent(bootstrap: str) -> list[tuple[int, str, int]]:
+    metadata = ck.admin(bootstrap).list_topics(timeout=ck.TIMEOUT_S)
+    return sorted((b.id, b.host, b.port) for b in metadata.brokers.values())
+
+
+def brokers_seen_by_kafka_python(bootstrap: str) -> list[tuple[int, str, int]]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        cluster = admin.describe_cluster()
+        return sorted((b["broker_id"], b["host"], b["port"]) for b in cluster["brokers"])
+    finally:
+        admin.close()
+
+
+def describe_quorum(bootstrap: str) -> dict:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return admin.describe_metadata_quorum()
+    finally:
+        admin.close()
+
+
+def leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    metadata = ck.admin(bootstrap).list_topics(topic, timeout=ck.TIMEOUT_S)
+    return {p.id: p.leader for p in metadata.topics[topic].partitions.values()}
+
+
+def test_three_nodes_started_by_hand_form_one_cluster_every_client_uses(cluster):
+    expected = sorted((n.node_id, "127.0.0.1", n.port) for n in cluster.nodes)
+    # Every client sees all three brokers from any one of them.
+    for node in cluster.nodes:
+        assert brokers_seen_by_confluent(node.bootstrap) == expected, node.node_id
+        assert brokers_seen_by_kafka_python(node.bootstrap) == expected, node.node_id
+    # One cluster id, chosen once by the quorum, in every node's meta.properties.
+    ids = {meta_properties(n)["cluster.id"] for n in cluster.nodes}
+    assert len(ids) == 1, ids
+    assert [meta_properties(n)["node.id"] for n in cluster.nodes] == ["1", "2", "3"]
+
+    # Created through a node that is not the active controller: carried to it.
+    leader = cluster.active_controller()
+    follower = next(n for n in cluster.nodes if n is not leader)
+    admin = KafkaAdminClient(bootstrap_servers=follower.bootstrap)
+    try:
+        admin.create_topics([KafkaNewTopic("spread", 6, 1)], timeout_ms=30_000)
+    finally:
+        admin.close()
+    placed = wait_until(lambda: (lambda l: l if set(l.values()) == {1, 2, 3} else None)(
+        leaders(cluster.bootstrap(), "spread")), ck.TIMEOUT_S, "six partitions led by all three")
+    assert sorted(placed) == list(range(6))
+    # Round robin: each broker leads two of the six.
+    assert sorted(list(placed.values()).count(n) for n in (1, 2, 3)) == [2, 2, 2]
+    # Each partition's directory is on its leader's disk only.
+    for partition, leader_id in placed.items():
+        holders = [n.node_id for n in cluster.nodes
+                   if (n.data_dir / f"spread-{partition}").is_dir()]
+        assert holders == [leader_id], (partition, holders)
+
+    # Replication factor 3 with three brokers: refused until partition replication lands.
+    refused = ck.create_topic_result(cluster.bootstrap(), "three-copies", partitions=1,
+                                     replication_factor=3)
+    assert ck.kafka_error(refused).code() == ck.KafkaError.INVALID_REPLICATION_FACTOR
+    assert "not supported yet" in ck.kafka_error(refused).str(), ck.kafka_error(refused).str()
+
+    # confluent-kafka produces (bootstrapping from one node), kafka-python consumes as a group
+    # (bootstrapping from another), confluent-kafka reads every partition back by assignment.
+    records = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(60)]
+    producer = ck.producer(cluster.node(1).bootstrap, {"acks": "all"})
+    for key, value in records:
+        producer.produce("spread", key=key, value=value)
+    assert producer.flush(ck.TIMEOUT_S) == 0
+    consumer = KafkaConsumer("spread", bootstrap_servers=cluster.node(2).bootstrap,
+                             group_id="spread-readers", auto_offset_reset="earliest",
+                             consumer_timeout_ms=int(ck.TIMEOUT_S * 1000))
+    try:
+        seen = []
+        for message in consumer:
+            seen.append((message.key, message.value))
+            if len(seen) == len(records):
+                break
+        consumer.commit()
+    finally:
+        consumer.close()
+    assert sorted(seen) == sorted(records)
+    stored = ck.consume_all(cluster.node(3).bootstrap, "spread", 6)
+    assert sorted((s.record.key, s.record.value) for s in stored) == sorted(records)
+
+    # DescribeQuorum (kafka-python's describe_metadata_quorum, v2), asked of a follower: as a
+    # Kafka broker forwards it to the active controller, the leader's view of each voter.
+    quorum = describe_quorum(follower.bootstrap)
+    [partition] = quorum["topics"][0]["partitions"]
+    assert quorum["topics"][0]["topic_name"] == "__cluster_metadata"
+    assert partition["error"] is None, partition
+    assert partition["leader_id"] == leader.node_id
+    assert partition["leader_epoch"] >= 1
+    assert partition["high_watermark"] > 0
+    voters = {v["replica_id"]: v for v in partition["current_voters"]}
+    assert sorted(voters) == [1, 2, 3]
+    for voter in voters.values():
+        assert 0 < voter["log_end_offset"] <= partition["high_watermark"] + 1, voter
+        assert voter["last_caught_up_timestamp"] > 0, voter
+    assert partition["observers"] == []
+    assert sorted((n["node_id"], n["listeners"][0]["port"]) for n in quorum["nodes"]) == sorted(
+        (n.node_id, n.controller_port) for n in cluster.nodes)
+
+    # kcat -L (librdkafka 2.0) lists the same brokers and leaders.
+    if shutil.which("kcat"):
+        listing = subprocess.run(["kcat", "-L", "-b", cluster.node(3).bootstrap, "-t", "spread"],
+                                 capture_output=True, text=True, timeout=ck.TIMEOUT_S, check=True)
+        assert " 3 brokers:" in listing.stdout, listing.stdout
+        for partition, leader_id in placed.items():
+            assert f"partition {partition}, leader {leader_id}," in listing.stdout, listing.stdout
+
+
+def create_through(bootstrap: str, name: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, 1, 1)], operation_timeout=5, request_timeout=6)
+    futures[name].result(timeout=7)
+
+
+def test_killing_the_active_controller_elects_another_and_loses_no_metadata(cluster):
+    """kill -9 of the active controller: the others elect a new one, topic creation works
+    again through a surviving node, the killed node restarts as a follower and every topic
+    created before and after is on every node."""
+    created = []
+    worst = 0.0
+    for kill in range(3):
+        leader = cluster.active_controller()
+        name = f"before-kill-{kill}"
+        create_through(cluster.bootstrap(), name)
+        created.append(name)
+        leader.kill()
+        killed_at = time.monotonic()
+        survivor = next(n for n in cluster.nodes if n.running())
+        name = f"after-kill-{kill}"
+
+        def created_again() -> bool:
+            try:
+                create_through(survivor.bootstrap, name)
+                return True
+            except Exception as error:  # noqa: BLE001 - retried until the deadline
+                # A creation that timed out on the client may still have committed.
+                return "already exists" in str(error)
+
+        wait_until(created_again, 60, f"a topic to be created after killing node {leader.node_id}")
+        worst = max(worst, time.monotonic() - killed_at)
+        created.append(name)
+        new_leader = cluster.active_controller()
+        assert new_leader is not leader
+        leader.start()
+        wait_until(lambda: f"the metadata quorum's leader is node {new_leader.node_id}"
+                   in leader.log().rsplit("=== test harness: starting", 1)[-1],
+                   30, f"node {leader.node_id} to rejoin as a follower of {new_leader.node_id}")
+    print(f"topic creation worked again at most {worst:.2f} s after the active controller died")
+    for node in cluster.nodes:
+        def has_all() -> bool:
+            topics = ck.admin(node.bootstrap).list_topics(timeout=ck.TIMEOUT_S).topics
+            return all(name in topics for name in created)
+        wait_until(has_all, 30, f"node {node.node_id} to list every topic created")
+
+
+def test_a_data_dir_of_another_cluster_or_quorum_is_refused_with_the_reason(tmp_path):
+    # A single node's data dir (a quorum of one) started as one voter of three.
+    single = Broker(runnel_bin(), tmp_path / "single", free_port(), tmp_path / "single.log")
+    single.data_dir.mkdir()
+    single.start()
+    single.stop()
+    cluster = Cluster(tmp_path, 3)
+    try:
+        node = cluster.node(1)
+        shutil.copytree(single.data_dir, node.data_dir)
+        node.spawn()
+        wait_until(lambda: not node.running(), ck.TIMEOUT_S, "the node to refuse to start")
+        assert "formed a quorum of [1]" in node.log(), node.log_tail()
+
+        # A node whose meta.properties names another cluster, among the voters of this one.
+        shutil.rmtree(node.data_dir)
+        node.data_dir.mkdir()
+        for other in cluster.nodes[1:]:
+            other.data_dir.mkdir()
+            other.spawn()
+        node.spawn()
+        for each in cluster.nodes:
+            each.wait_serving()
+        node.kill()
+        (node.data_dir / "meta.properties").write_text(
+            (node.data_dir / "meta.properties").read_text().replace(
+                meta_properties(node)["cluster.id"], "AAAAAAAAAAAAAAAAAAAAAA"))
+        node.spawn()
+        wait_until(lambda: not node.running(), ck.TIMEOUT_S, "the node to refuse to start")
+        assert "names cluster AAAAAAAAAAAAAAAAAAAAAA, but the metadata quorum" in node.log(), \
+            node.log_tail()
+    finally:
+        cluster.kill()
+
+
+def test_a_broker_stopped_past_the_session_timeout_is_fenced_and_returns_with_its_data(tmp_path,
+                                                                                      request):
+    """Kafka's broker liveness: brokers heartbeat to the active controller
+    (`broker.heartbeat.interval.ms`); one not heard from for `broker.session.timeout.ms` is
+    fenced (BrokerRegistrationChangeRecord): Metadata stops listing it, and a partition whose
+    only replica it holds reports leader -1 with LEADER_NOT_AVAILABLE. Started again, it
+    registers unfenced and serves its partitions, data intact."""
+    nodes = Cluster(tmp_path, 3, extra={"broker.session.timeout.ms": "3000",
+                                        "broker.heartbeat.interval.ms": "500"})
+    request.node._runnel_brokers = nodes.nodes
+    try:
+        nodes.start()
+        ck.create_topic(nodes.bootstrap(), "lease", 3)
+        records = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(30)]
+        producer = ck.producer(nodes.bootstrap(), {"acks": "all"})
+        for key, value in records:
+            producer.produce("lease", key=key, value=value)
+        assert producer.flush(ck.TIMEOUT_S) == 0
+        controller = nodes.active_controller()
+        victim = next(n for n in nodes.nodes if n is not controller)
+        held = [p for p, leader in leaders(controller.bootstrap, "lease").items()
+                if leader == victim.node_id]
+        assert held, "the victim leads a partition"
+        victim.kill()
+
+        def fenced() -> bool:
+            listed = [b[0] for b in brokers_seen_by_confluent(controller.bootstrap)]
+            return victim.node_id not in listed
+        wait_until(fenced, 30, f"node {victim.node_id} to be fenced")
+        assert f"fencing broker {victim.node_id}" in controller.log()
+        metadata = ck.admin(controller.bootstrap).list_topics("lease", timeout=ck.TIMEOUT_S)
+        for partition in held:
+            described = metadata.topics["lease"].partitions[partition]
+            assert described.leader == -1, described
+            assert described.error is not None and described.error.code() == \
+                ck.KafkaError.LEADER_NOT_AVAILABLE, described.error
+
+        victim.start()
+        wait_until(lambda: victim.node_id in
+                   [b[0] for b in brokers_seen_by_confluent(controller.bootstrap)],
+                   30, f"node {victim.node_id} to be listed again")
+        stored = ck.consume_all(controller.bootstrap, "lease", 3)
+        assert sorted((s.record.key, s.record.value) for s in stored) == sorted(records)
+    finally:
+        nodes.kill()
+
+
+def create_topics_v2_on(port: int, topic: str, wait_s: float) -> int | None:
+    """A CreateTopics v2 for `topic` (one partition) on one connection to the broker on
+    `port`, encoded here so that no client routes it elsewhere; its error code, or None when
+    no answer came within `wait_s`."""
+    import socket
+    import struct
+
+    def string(text: str) -> bytes:
+        return struct.pack(">h", len(text)) + text.encode()
+
+    body = (struct.pack(">i", 1) + string(topic) + struct.pack(">ihii", 1, 1, 0, 0)
+            + struct.pack(">ib", 30_000, 0))
+    header = struct.pack(">hhi", 19, 2, 7) + string("cut-test")
+    frame = header + body
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as conn:
+        conn.sendall(struct.pack(">i", len(frame)) + frame)
+        try:
+            size = struct.unpack(">i", conn.recv(4, socket.MSG_WAITALL))[0]
+            answer = conn.recv(size, socket.MSG_WAITALL)
+        except socket.timeout:
+            return None
+    # correlation id, throttle time, topic count, name, error code
+    name_length = struct.unpack(">h", answer[12:14])[0]
+    return struct.unpack(">h", answer[14 + name_length:16 + name_length])[0]
+
+
+def find_coordinator_v1_on(port: int, key: str, key_type: int) -> None:
+    """A FindCoordinator v1 on one connection to the broker on `port`: the first one of a
+    key type creates its internal topic on that broker, which holds it whole (so a test can
+    put `__consumer_offsets` and `__transaction_state` on different brokers)."""
+    import socket
+    import struct
+
+    def string(text: str) -> bytes:
+        return struct.pack(">h", len(text)) + text.encode()
+
+    frame = struct.pack(">hhi", 10, 1, 9) + string("cluster-test") + string(key) + \
+        struct.pack(">b", key_type)
+    with socket.create_connection(("127.0.0.1", port), timeout=ck.TIMEOUT_S) as conn:
+        conn.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", conn.recv(4, socket.MSG_WAITALL))[0]
+        conn.recv(size, socket.MSG_WAITALL)
+
+
+def topics_listed(bootstrap: str) -> set[str]:
+    return set(ck.admin(bootstrap).list_topics(timeout=ck.TIMEOUT_S).topics)
+
+
+def test_a_cut_off_minority_cannot_commit_the_majority_can_and_the_minority_converges(
+        tmp_path, request):
+    """A network partition (proxies between the nodes' controller listeners, cut by the
+    test): the active controller, cut off alone, can no longer commit metadata; the two
+    others elect a new one and commit; once the link heals, the cut-off node follows the new
+    leader and holds what the majority committed."""
+    nodes = Cluster(tmp_path, 3, proxied=True)
+    request.node._runnel_brokers = nodes.nodes
+    try:
+        nodes.start()
+        ck.create_topic(nodes.bootstrap(), "before-the-cut", 1)
+        minority = nodes.active_controller()
+        majority = [n for n in nodes.nodes if n is not minority]
+        wait_until(lambda: all("before-the-cut" in topics_listed(n.bootstrap) for n in nodes.nodes),
+                   30, "every node to hold the first topic")
+        nodes.cut(minority.node_id)
+
+        # The majority elects a new active controller and commits.
+        def majority_commits() -> bool:
+            try:
+                create_through(majority[0].bootstrap, "majority-side")
+                return True
+            except Exception as error:  # noqa: BLE001 - retried until the deadline
+                return "already exists" in str(error)
+        wait_until(majority_commits, 60, "the majority to commit a topic")
+        assert "majority-side" in topics_listed(majority[1].bootstrap) or wait_until(
+            lambda: "majority-side" in topics_listed(majority[1].bootstrap), 30,
+            "the other majority node to hold it")
+
+        # The minority cannot commit: a CreateTopics the cut-off node itself handles (sent on
+        # one connection to it: an admin client would route it to a broker of the majority)
+        # gets no success, and no node holds the topic; nor does the minority learn what
+        # the majority committed.
+        assert create_topics_v2_on(minority.port, "minority-side", wait_s=5) != 0
+        for node in nodes.nodes:
+            assert "minority-side" not in topics_listed(node.bootstrap), node.node_id
+        assert "majority-side" not in topics_listed(minority.bootstrap)
+
+        # Healed, the minority follows the new leader and converges.
+        nodes.heal(minority.node_id)
+        wait_until(lambda: "majority-side" in topics_listed(minority.bootstrap), 30,
+                   "the healed node to hold what the majority committed")
+        new_leader = nodes.active_controller()
+        assert new_leader is not minority
+        wait_until(lambda: minority.log().rfind(
+            f"the metadata quorum's leader is node {new_leader.node_id}") >
+            minority.log().rfind("this node is the active controller"), 30,
+            "the healed node to follow the new leader")
+    finally:
+        nodes.kill()
+
+
+def test_transactions_span_partitions_on_every_broker(cluster):
+    """A transaction over partitions led by all three brokers: the transaction coordinator
+    writes each partition's marker itself or sends it to the partition's leader
+    (WriteTxnMarkers between brokers, as Kafka's TransactionMarkerChannelManager), so a
+    read_committed consumer sees a committed transaction whole and an aborted one not at all,
+    and the group offsets sent to the transaction commit with it."""
+    from confluent_kafka import Consumer, TopicPartition
+    topic = "txn-spread"
+    # The group coordinator on node 1, the transaction coordinator on node 2: offsets sent to
+    # a transaction cross brokers too.
+    find_coordinator_v1_on(cluster.node(1).port, "spread-eos", 0)
+    find_coordinator_v1_on(cluster.node(2).port, "spread-app", 1)
+    assert set(leaders(cluster.bootstrap(), "__consumer_offsets").values()) == {1}
+    assert set(leaders(cluster.bootstrap(), "__transaction_state").values()) == {2}
+    ck.create_topic(cluster.bootstrap(), topic, 6)
+    placed = wait_until(lambda: (lambda l: l if set(l.values()) == {1, 2, 3} else None)(
+        leaders(cluster.bootstrap(), topic)), ck.TIMEOUT_S, "partitions on all three brokers")
+    assert sorted(placed) == list(range(6))
+    producer = ck.producer(cluster.bootstrap(), {"transactional.id": "spread-app"})
+    producer.init_transactions(ck.TIMEOUT_S)
+
+    def transaction(values: list[str], commit: bool) -> None:
+        producer.begin_transaction()
+        for i, value in enumerate(values):
+            producer.produce(topic, value=value.encode(), partition=i % 6)
+        assert producer.flush(ck.TIMEOUT_S) == 0
+        if commit:
+            producer.commit_transaction(ck.TIMEOUT_S)
+        else:
+            producer.abort_transaction(ck.TIMEOUT_S)
+
+    aborted = [f"a{i}" for i in range(12)]
+    committed = [f"c{i}" for i in range(12)]
+    transaction(aborted, commit=False)
+    transaction(committed, commit=True)
+
+    def values(isolation: str) -> list[str]:
+        stored = ck.consume_all(cluster.bootstrap(), topic, 6,
+                                config={"isolation.level": isolation})
+        return sorted(s.record.value.decode() for s in stored)
+    assert values("read_committed") == sorted(committed)
+    assert values("read_uncommitted") == sorted(aborted + committed)
+
+    # Offsets sent to a transaction (the group's coordinator on another node than the
+    # transaction's): committed with it.
+    group = "spread-eos"
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        producer.begin_transaction()
+        producer.produce(topic, value=b"with-offsets", partition=0)
+        producer.send_offsets_to_transaction([TopicPartition(topic, 3, 7)],
+                                             consumer.consumer_group_metadata(), ck.TIMEOUT_S)
+        producer.commit_transaction(ck.TIMEOUT_S)
+
+        def offset() -> int:
+            return consumer.committed([TopicPartition(topic, 3)], timeout=ck.TIMEOUT_S)[0].offset
+        wait_until(lambda: offset() == 7, ck.TIMEOUT_S, "the transaction's group offset")
+    finally:
+        consumer.close()
