@@ -525,8 +525,7 @@ impl Active {
             if quorum.is_leader() {
                 drop(guard);
                 match self.run_here(&change).await {
-                    // Deposed before proposing (nothing was appended): carried to the new
-                    // leader instead.
+                    // Deposed (see `Refusal::NotLeader`): carried to the new leader instead.
                     Err(ControllerError::Quorum(ProposeError::NotLeader { .. }))
                         if tokio::time::Instant::now() < until =>
                     {
@@ -543,7 +542,15 @@ impl Active {
                     drop(guard);
                     let answer: Result<Done, Refusal> = serde_json::from_slice(&answer)
                         .map_err(|error| ControllerError::ActiveController(error.to_string()))?;
-                    let done = answer.map_err(ControllerError::from)?;
+                    let done = match answer {
+                        // The node it reached lost the lead (see `Refusal::NotLeader`):
+                        // carried again, to the leader the quorum elects next.
+                        Err(Refusal::NotLeader) if tokio::time::Instant::now() < until => {
+                            tokio::time::sleep(LEADER_CHANGE_PAUSE).await;
+                            continue;
+                        }
+                        answer => answer.map_err(ControllerError::from)?,
+                    };
                     self.wait_applied(done.index).await?;
                     return Ok(done);
                 }

@@ -117,7 +117,12 @@ pub enum Refusal {
     ClusterIdRecorded {
         cluster_id: String,
     },
-    /// This node stopped leading before the change committed (it may still commit).
+    /// The node asked was not leading when it came to propose, or lost the lead before its
+    /// entry committed (openraft's ForwardToLeader). Mostly nothing was appended; an entry it
+    /// did append may still be committed by a later leader (Raft's usual ambiguity). Carrying
+    /// the change again is safe either way: it is checked against the image again, so one
+    /// that did commit is refused as already made (a registration or cluster id already
+    /// recorded is answered as done).
     NotLeader,
     /// Anything else, as its message.
     Failed {

@@ -160,6 +160,10 @@ impl RunningBroker {
                 tracing::error!("the HTTP port panicked");
             }
         }
+        // A creation under way (an internal topic's, say) ends first, installed or undone:
+        // stopped between its directories and its record's outcome, it would leave
+        // directories the next start cannot match to the metadata. None starts after this.
+        let creations = self.broker.lock_creations().await;
         self.checkpoints.abort();
         self.retention.abort();
         self.cleaner.abort();
@@ -170,6 +174,7 @@ impl RunningBroker {
         let broker = Arc::clone(&self.broker);
         tokio::task::spawn_blocking(move || broker.replicas.shutdown()).await??;
         self.broker.controller.shutdown().await;
+        drop(creations);
         tracing::info!("shut down cleanly");
         Ok(())
     }
