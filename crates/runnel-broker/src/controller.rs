@@ -328,7 +328,7 @@ impl Controller {
             });
         }
         let topic_id = Uuid::new_v4();
-        let replicas = self.place(&image, name, topic_id, 0, partitions)?;
+        let replicas = self.place(&image, topic_id, 0, partitions)?;
         let record = MetadataRecord::Topic {
             name: name.to_string(),
             topic_id,
@@ -348,19 +348,18 @@ impl Controller {
     /// Where partitions `first..first + count` of a new or growing topic go
     /// ([`crate::placement`]): round robin over the unfenced registered brokers, from a start the
     /// topic id picks. Empty (every partition led by this node alone, the record's `leader`)
-    /// when that is where they all go, when no broker has registered yet, and for the
-    /// internal topics, whose coordinators run on the node that created them until
-    /// coordinators move with their partitions.
+    /// when that is where they all go, or when no broker has registered yet. The internal
+    /// topics are placed like any other: a coordinator's shard runs on the leader of its
+    /// partition ([`crate::coordinator_shards`]).
     fn place(
         &self,
         image: &MetadataImage,
-        name: &str,
         topic_id: Uuid,
         first: i32,
         count: i32,
     ) -> Result<Vec<Vec<i32>>, ControllerError> {
         let brokers: Vec<_> = image.unfenced_brokers().cloned().collect();
-        if brokers.is_empty() || name.starts_with("__") {
+        if brokers.is_empty() {
             return Ok(Vec::new());
         }
         let start = (topic_id.as_u128() % brokers.len() as u128) as usize;
@@ -417,7 +416,7 @@ impl Controller {
                 requested: partitions,
             });
         }
-        let replicas = self.place(&image, &topic.name, topic_id, current, partitions - current)?;
+        let replicas = self.place(&image, topic_id, current, partitions - current)?;
         let record = MetadataRecord::PartitionCount {
             topic_id,
             partitions,

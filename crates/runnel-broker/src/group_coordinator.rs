@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
+use crate::coordinator_shards::HostedShards;
 use crate::partition::Partition;
 
 /// Kafka's internal topic of group records.
@@ -63,10 +64,7 @@ struct Shard {
     loaded: Arc<AtomicBool>,
 }
 
-struct Shards {
-    shards: Vec<Shard>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-}
+type Shards = HostedShards<Shard>;
 
 /// The config overrides `__consumer_offsets` is created with (Kafka's: compacted).
 pub(crate) fn offsets_topic_configs() -> BTreeMap<String, String> {
@@ -81,7 +79,8 @@ pub struct GroupCoordinator {
 }
 
 impl GroupCoordinator {
-    /// Starts the partition tasks if `__consumer_offsets` exists (at broker start).
+    /// Starts the tasks of the `__consumer_offsets` partitions this broker leads, if the
+    /// topic exists (at broker start).
     pub async fn start_if_present(broker: &Arc<Broker>) {
         if broker.controller.image().topic(OFFSETS_TOPIC).is_some() {
             if let Err(error) = Self::shards(broker).await {
@@ -90,7 +89,9 @@ impl GroupCoordinator {
         }
     }
 
-    /// The partition tasks, creating `__consumer_offsets` and starting them on first use.
+    /// The partition tasks, creating `__consumer_offsets` on first use: those of the partitions
+    /// this broker leads start with it, one led here later at its first request
+    /// ([`HostedShards`]).
     async fn shards(broker: &Arc<Broker>) -> Result<&Shards, ErrorCode> {
         let this = &broker.groups;
         if let Some(shards) = this.shards.get() {
@@ -121,28 +122,24 @@ impl GroupCoordinator {
                     })?
             }
         };
-        let mut shards = Vec::with_capacity(topic.partitions.len());
-        let mut tasks = Vec::with_capacity(topic.partitions.len());
-        for image in &topic.partitions {
-            let partition = broker
-                .replicas
-                .partition(OFFSETS_TOPIC, image.partition)
-                .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-            let (commands, receiver) = mpsc::channel(SHARD_QUEUE_REQUESTS_MAX);
-            let loaded = Arc::new(AtomicBool::new(false));
-            tasks.push(tokio::spawn(run_shard(
-                Arc::clone(broker),
-                partition,
-                receiver,
-                Arc::clone(&loaded),
-            )));
-            shards.push(Shard { commands, loaded });
-        }
-        let _ = this.shards.set(Shards {
-            shards,
-            tasks: Mutex::new(tasks),
-        });
-        Ok(this.shards.get().expect("just set"))
+        let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        let _ = this.shards.set(Shards::new(OFFSETS_TOPIC, count));
+        let shards = this.shards.get().expect("just set");
+        // Every partition led here loads now, not at its first request.
+        shards.start_led(broker, |partition| start_shard(broker, partition));
+        Ok(shards)
+    }
+
+    /// The task of `__consumer_offsets` partition `partition`, started if this broker leads
+    /// it; NOT_COORDINATOR when another broker does.
+    fn shard(
+        broker: &Arc<Broker>,
+        shards: &Shards,
+        partition: i32,
+    ) -> Result<Arc<Shard>, ErrorCode> {
+        shards
+            .get_or_start(broker, partition, |hosted| start_shard(broker, hosted))
+            .ok_or(ErrorCode::NotCoordinator)
     }
 
     /// Makes sure the coordinator runs (FindCoordinator's job); `Err` is the error to answer.
@@ -157,8 +154,8 @@ impl GroupCoordinator {
         request: Request,
     ) -> Result<Response, ErrorCode> {
         let shards = Self::shards(broker).await?;
-        let index = partition_for(group_id, shards.shards.len() as i32) as usize;
-        call_shard(&shards.shards[index], request).await
+        let shard = Self::shard(broker, shards, partition_for(group_id, shards.count()))?;
+        call_shard(&shard, request).await
     }
 
     /// Asks the task of `__consumer_offsets` partition `partition` to write a transaction
@@ -169,25 +166,30 @@ impl GroupCoordinator {
         request: runnel_coordinator::request::CompleteTxnRequest,
     ) -> Result<(), ErrorCode> {
         let shards = Self::shards(broker).await?;
-        let shard = usize::try_from(partition)
-            .ok()
-            .and_then(|index| shards.shards.get(index))
-            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
-        match call_shard(shard, Request::CompleteTxn(request)).await? {
+        if !(0..shards.count()).contains(&partition) {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
+        let shard = shards
+            .get_or_start(broker, partition, |hosted| start_shard(broker, hosted))
+            .ok_or_else(|| broker.not_hosted_error(OFFSETS_TOPIC, partition))?;
+        match call_shard(&shard, Request::CompleteTxn(request)).await? {
             Response::CompleteTxn(ErrorCode::None) => Ok(()),
             Response::CompleteTxn(error) => Err(error),
             _ => Err(ErrorCode::UnknownServerError),
         }
     }
 
-    /// Sends a request to every task (ListGroups) and collects the answers.
+    /// Sends a request to the task of every partition this broker leads (ListGroups: the
+    /// groups this broker coordinates, as in Kafka) and collects the answers.
     pub async fn call_all(
         broker: &Arc<Broker>,
         request: impl Fn() -> Request,
     ) -> Result<Vec<Response>, ErrorCode> {
         let shards = Self::shards(broker).await?;
-        let mut responses = Vec::with_capacity(shards.shards.len());
-        for shard in &shards.shards {
+        shards.start_led(broker, |partition| start_shard(broker, partition));
+        let running = shards.all_running();
+        let mut responses = Vec::with_capacity(running.len());
+        for shard in &running {
             responses.push(call_shard(shard, request()).await?);
         }
         Ok(responses)
@@ -195,17 +197,24 @@ impl GroupCoordinator {
 
     /// Stops the tasks (at broker shutdown): queues close, tasks finish what they hold.
     pub async fn shutdown(&self) {
-        let Some(shards) = self.shards.get() else {
-            return;
-        };
-        let tasks = std::mem::take(&mut *shards.tasks.lock().expect("tasks lock poisoned"));
-        for task in &tasks {
-            task.abort();
-        }
-        for task in tasks {
-            let _ = task.await;
+        if let Some(shards) = self.shards.get() {
+            shards.shutdown().await;
         }
     }
+}
+
+/// Starts the task of `__consumer_offsets` partition `partition` (it loads the partition
+/// first).
+fn start_shard(broker: &Arc<Broker>, partition: Arc<Partition>) -> (Shard, JoinHandle<()>) {
+    let (commands, receiver) = mpsc::channel(SHARD_QUEUE_REQUESTS_MAX);
+    let loaded = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(run_shard(
+        Arc::clone(broker),
+        partition,
+        receiver,
+        Arc::clone(&loaded),
+    ));
+    (Shard { commands, loaded }, task)
 }
 
 async fn call_shard(shard: &Shard, request: Request) -> Result<Response, ErrorCode> {

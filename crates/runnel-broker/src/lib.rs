@@ -9,7 +9,7 @@
 //! flusher that makes acknowledged writes durable ([`flusher`]; its opt-in one-`syncfs`-per-pass mode in
 //! [`filesystem_sync`]), the consumer-group
 //! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the transaction
-//! coordinator's driver and its markers ([`transaction_coordinator`]), the controller on the metadata
+//! coordinator's driver and its markers ([`transaction_coordinator`]), which of their internal topics' partitions run here ([`coordinator_shards`]), the controller on the metadata
 //! quorum ([`controller`], a quorum of one), producer ids from its blocks ([`producer_ids`]) and its log read at start ([`metadata_log`]: torn tail or damage), the data
 //! directory's lock and stray partition directories ([`data_dir`]), Kafka's `partition.metadata`
 //! ([`partition_metadata`]), `runnel metadata rebuild` ([`metadata_rebuild`]), `runnel storage format` ([`storage_format`]), configuration with Kafka's names ([`config`]; the catalog of broker configs in
@@ -35,6 +35,7 @@ pub mod connection_quotas;
 pub mod console;
 pub mod controller;
 pub mod controller_change;
+pub mod coordinator_shards;
 pub mod data_dir;
 pub mod dynamic_config;
 pub mod filesystem_sync;

@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use runnel_coordinator::request::CompleteTxnRequest;
@@ -54,6 +54,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
+use crate::coordinator_shards::HostedShards;
 use crate::group_coordinator::{self, GroupCoordinator, OFFSETS_TOPIC};
 use crate::inter_broker::MarkerRequest;
 use crate::partition::Partition;
@@ -87,10 +88,7 @@ struct Shard {
     view: TxnView,
 }
 
-struct Shards {
-    shards: Vec<Shard>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-}
+type Shards = HostedShards<Shard>;
 
 /// The config overrides `__transaction_state` is created with (Kafka's: compacted).
 fn transaction_state_topic_configs() -> BTreeMap<String, String> {
@@ -105,8 +103,9 @@ pub struct TransactionCoordinator {
 }
 
 impl TransactionCoordinator {
-    /// Starts the partition tasks if `__transaction_state` exists (at broker start), so that
-    /// transactions left open or prepared by the last run are timed out or completed.
+    /// Starts the tasks of the `__transaction_state` partitions this broker leads if the
+    /// topic exists (at broker start), so that transactions left open or prepared by the last
+    /// run are timed out or completed.
     pub async fn start_if_present(broker: &Arc<Broker>) {
         if broker
             .controller
@@ -120,7 +119,9 @@ impl TransactionCoordinator {
         }
     }
 
-    /// The partition tasks, creating `__transaction_state` and starting them on first use.
+    /// The partition tasks, creating `__transaction_state` on first use: those of the partitions
+    /// this broker leads start with it, one led here later at its first request
+    /// ([`HostedShards`]).
     async fn shards(broker: &Arc<Broker>) -> Result<&Shards, TxnErrorCode> {
         let this = &broker.txns;
         if let Some(shards) = this.shards.get() {
@@ -160,35 +161,25 @@ impl TransactionCoordinator {
             tracing::error!(%error, "could not record a producer id block");
             TxnErrorCode::CoordinatorNotAvailable
         })?;
-        let config = txn_config(broker, topic.partitions.len());
-        let mut shards = Vec::with_capacity(topic.partitions.len());
-        let mut tasks = Vec::with_capacity(topic.partitions.len());
-        for image in &topic.partitions {
-            let partition = broker
-                .replicas
-                .partition(TRANSACTION_STATE_TOPIC, image.partition)
-                .ok_or(TxnErrorCode::CoordinatorNotAvailable)?;
-            let (commands, receiver) = mpsc::channel(SHARD_QUEUE_REQUESTS_MAX);
-            let loaded = Arc::new(AtomicBool::new(false));
-            let view = TxnView::default();
-            let task = ShardTask::new(
-                Arc::clone(broker),
-                partition,
-                config.clone(),
-                Arc::clone(&view),
-            );
-            tasks.push(tokio::spawn(task.run(receiver, Arc::clone(&loaded))));
-            shards.push(Shard {
-                commands,
-                loaded,
-                view,
-            });
-        }
-        let _ = this.shards.set(Shards {
-            shards,
-            tasks: Mutex::new(tasks),
-        });
-        Ok(this.shards.get().expect("just set"))
+        let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        let _ = this.shards.set(Shards::new(TRANSACTION_STATE_TOPIC, count));
+        let shards = this.shards.get().expect("just set");
+        // Every partition led here loads now, not at its first request.
+        shards.start_led(broker, |p| start_shard(broker, count, p));
+        Ok(shards)
+    }
+
+    /// The task owning `transactional_id`, started if this broker leads its partition;
+    /// NOT_COORDINATOR when another broker does.
+    fn shard(
+        broker: &Arc<Broker>,
+        shards: &Shards,
+        transactional_id: &str,
+    ) -> Result<Arc<Shard>, TxnErrorCode> {
+        let index = partition_for_transactional_id(transactional_id, shards.count());
+        shards
+            .get_or_start(broker, index, |p| start_shard(broker, shards.count(), p))
+            .ok_or(TxnErrorCode::NotCoordinator)
     }
 
     /// Makes sure the coordinator runs (FindCoordinator's job); `Err` is the error to answer.
@@ -203,12 +194,14 @@ impl TransactionCoordinator {
         transactional_id: &str,
         request: TxnRequest,
     ) -> TxnResponse {
-        let shards = match Self::shards(broker).await {
-            Ok(shards) => shards,
-            Err(error) => return TxnResponse::failed(&request, error),
+        let shard = match Self::shards(broker).await {
+            Ok(shards) => Self::shard(broker, shards, transactional_id),
+            Err(error) => Err(error),
         };
-        let index = partition_for_transactional_id(transactional_id, shards.shards.len() as i32);
-        call_shard(&shards.shards[index as usize], request).await
+        match shard {
+            Ok(shard) => call_shard(&shard, request).await,
+            Err(error) => TxnResponse::failed(&request, error),
+        }
     }
 
     /// Transactions v2 (KIP-890 part 2): adds `partitions` to the producer's ongoing
@@ -357,8 +350,10 @@ impl TransactionCoordinator {
         let Some(shards) = broker.txns.shards.get() else {
             return TxnErrorCode::CoordinatorNotAvailable;
         };
-        let index = partition_for_transactional_id(transactional_id, shards.shards.len() as i32);
-        let shard = &shards.shards[index as usize];
+        let index = partition_for_transactional_id(transactional_id, shards.count());
+        let Some(shard) = shards.running(index) else {
+            return TxnErrorCode::NotCoordinator;
+        };
         if !shard.loaded.load(Ordering::Acquire) {
             return TxnErrorCode::CoordinatorLoadInProgress;
         }
@@ -381,8 +376,9 @@ impl TransactionCoordinator {
         let Some(shards) = broker.txns.shards.get() else {
             return Ok(Vec::new());
         };
+        shards.start_led(broker, |p| start_shard(broker, shards.count(), p));
         let mut listed = Vec::new();
-        for shard in &shards.shards {
+        for shard in &shards.all_running() {
             match call_shard(shard, TxnRequest::List(filter.clone())).await {
                 TxnResponse::List(Ok(mut part)) => listed.append(&mut part),
                 TxnResponse::List(Err(error)) => return Err(error),
@@ -422,7 +418,7 @@ impl TransactionCoordinator {
             return 0;
         };
         shards
-            .shards
+            .all_running()
             .iter()
             .map(|shard| {
                 let view = shard.view.read().expect("transaction view lock poisoned");
@@ -436,17 +432,31 @@ impl TransactionCoordinator {
     /// Stops the tasks (at broker shutdown). Durable state is in the log: a transaction left
     /// prepared is completed at the next start.
     pub async fn shutdown(&self) {
-        let Some(shards) = self.shards.get() else {
-            return;
-        };
-        let tasks = std::mem::take(&mut *shards.tasks.lock().expect("tasks lock poisoned"));
-        for task in &tasks {
-            task.abort();
-        }
-        for task in tasks {
-            let _ = task.await;
+        if let Some(shards) = self.shards.get() {
+            shards.shutdown().await;
         }
     }
+}
+
+/// Starts the task of `__transaction_state` partition `partition` (it loads the partition
+/// first); the topic has `count` partitions.
+fn start_shard(
+    broker: &Arc<Broker>,
+    count: i32,
+    partition: Arc<Partition>,
+) -> (Shard, JoinHandle<()>) {
+    let config = txn_config(broker, usize::try_from(count).unwrap_or(0));
+    let (commands, receiver) = mpsc::channel(SHARD_QUEUE_REQUESTS_MAX);
+    let loaded = Arc::new(AtomicBool::new(false));
+    let view = TxnView::default();
+    let task = ShardTask::new(Arc::clone(broker), partition, config, Arc::clone(&view));
+    let task = tokio::spawn(task.run(receiver, Arc::clone(&loaded)));
+    let shard = Shard {
+        commands,
+        loaded,
+        view,
+    };
+    (shard, task)
 }
 
 /// The coordinator's settings: the broker's, with the partition counts the topics have (so a

@@ -41,6 +41,15 @@ class Node(Broker):
             cmd += ["--override", f"{key}={value}"]
         return cmd
 
+    def wait_serving(self) -> None:
+        """Returns once the node accepts connections and has finished its start: registered
+        with the active controller (a node accepts TCP before its registration commits, and a
+        topic created meanwhile would be placed without it)."""
+        super().wait_serving()
+        wait_until(lambda: "runnel listening on" in
+                   self.log().rsplit("=== test harness: starting", 1)[-1],
+                   60, f"node {self.node_id} to register and finish its start")
+
     def is_active_controller(self) -> bool:
         """Whether this node's log says, last, that it leads the metadata quorum."""
         changes = re.findall(r"this node is the active controller|the metadata quorum's leader is "

@@ -6,6 +6,7 @@ carried to the active controller, and a new active controller elected when one i
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
@@ -120,6 +121,12 @@ def test_three_nodes_started_by_hand_form_one_cluster_every_client_uses(cluster)
     stored = ck.consume_all(cluster.node(3).bootstrap, "spread", 6)
     assert sorted((s.record.key, s.record.value) for s in stored) == sorted(records)
 
+    # aiokafka, bootstrapping from one node, produces to every partition's leader and
+    # consumes as a group (its coordinator the leader of the group's __consumer_offsets
+    # partition).
+    aio_records = asyncio.run(aiokafka_round_trip(cluster.node(1).bootstrap, "spread", 6))
+    assert sorted(aio_records) == sorted(f"aio-{i}".encode() for i in range(30))
+
     # DescribeQuorum (kafka-python's describe_metadata_quorum, v2), asked of a follower: as a
     # Kafka broker forwards it to the active controller, the leader's view of each voter.
     quorum = describe_quorum(follower.bootstrap)
@@ -145,6 +152,35 @@ def test_three_nodes_started_by_hand_form_one_cluster_every_client_uses(cluster)
         assert " 3 brokers:" in listing.stdout, listing.stdout
         for partition, leader_id in placed.items():
             assert f"partition {partition}, leader {leader_id}," in listing.stdout, listing.stdout
+
+
+async def aiokafka_round_trip(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
+    """Produces 30 records over every partition with aiokafka (acks=all), then reads them
+    back as the group `aio-spread` from the start; the values read."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i in range(30):
+            await producer.send_and_wait(topic, f"aio-{i}".encode(), partition=i % partitions)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="aio-spread",
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    seen: list[bytes] = []
+    try:
+        async def read() -> None:
+            async for message in consumer:
+                if message.value.startswith(b"aio-"):
+                    seen.append(message.value)
+                if len(seen) == 30:
+                    return
+        await asyncio.wait_for(read(), ck.TIMEOUT_S)
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+    return seen
 
 
 def create_through(bootstrap: str, name: str) -> None:
@@ -302,10 +338,10 @@ def create_topics_v2_on(port: int, topic: str, wait_s: float) -> int | None:
     return struct.unpack(">h", answer[14 + name_length:16 + name_length])[0]
 
 
-def find_coordinator_v1_on(port: int, key: str, key_type: int) -> None:
-    """A FindCoordinator v1 on one connection to the broker on `port`: the first one of a
-    key type creates its internal topic on that broker, which holds it whole (so a test can
-    put `__consumer_offsets` and `__transaction_state` on different brokers)."""
+def find_coordinator_v1_on(port: int, key: str, key_type: int) -> int:
+    """A FindCoordinator v1 on one connection to the broker on `port` (group: key type 0,
+    transaction: 1), encoded here so that no client picks the broker; the coordinator's node
+    id it answers. The first one of a key type creates its internal topic."""
     import socket
     import struct
 
@@ -317,11 +353,56 @@ def find_coordinator_v1_on(port: int, key: str, key_type: int) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=ck.TIMEOUT_S) as conn:
         conn.sendall(struct.pack(">i", len(frame)) + frame)
         size = struct.unpack(">i", conn.recv(4, socket.MSG_WAITALL))[0]
-        conn.recv(size, socket.MSG_WAITALL)
+        answer = conn.recv(size, socket.MSG_WAITALL)
+    # correlation id, throttle time, error code, error message (nullable), node id
+    error = struct.unpack(">h", answer[8:10])[0]
+    assert error == 0, f"FindCoordinator answered error {error}"
+    message_length = max(struct.unpack(">h", answer[10:12])[0], 0)
+    return struct.unpack(">i", answer[12 + message_length:16 + message_length])[0]
 
 
-def topics_listed(bootstrap: str) -> set[str]:
-    return set(ck.admin(bootstrap).list_topics(timeout=ck.TIMEOUT_S).topics)
+def topics_known_to(node) -> set[str]:
+    """The topics one node's own image names: a Metadata v0 for every topic on one connection
+    to it (a client bootstrapped from it may ask another broker it learned of)."""
+    import socket
+    import struct
+
+    def string(text: str) -> bytes:
+        return struct.pack(">h", len(text)) + text.encode()
+
+    frame = struct.pack(">hhi", 3, 0, 11) + string("cluster-test") + struct.pack(">i", 0)
+    with socket.create_connection(("127.0.0.1", node.port), timeout=ck.TIMEOUT_S) as conn:
+        conn.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", conn.recv(4, socket.MSG_WAITALL))[0]
+        answer = conn.recv(size, socket.MSG_WAITALL)
+    at = 4  # correlation id
+
+    def take(fmt: str):
+        nonlocal at
+        values = struct.unpack_from(fmt, answer, at)
+        at += struct.calcsize(fmt)
+        return values
+
+    def take_string() -> str:
+        nonlocal at
+        (length,) = take(">h")
+        text = answer[at:at + length].decode()
+        at += length
+        return text
+
+    for _ in range(take(">i")[0]):  # brokers: node id, host, port
+        take(">i")
+        take_string()
+        take(">i")
+    names = set()
+    for _ in range(take(">i")[0]):  # topics: error, name, partitions
+        take(">h")
+        names.add(take_string())
+        for _ in range(take(">i")[0]):  # error, index, leader, replicas, isr
+            take(">hii")
+            take(">%di" % take(">i")[0])
+            take(">%di" % take(">i")[0])
+    return names
 
 
 def test_a_cut_off_minority_cannot_commit_the_majority_can_and_the_minority_converges(
@@ -337,7 +418,7 @@ def test_a_cut_off_minority_cannot_commit_the_majority_can_and_the_minority_conv
         ck.create_topic(nodes.bootstrap(), "before-the-cut", 1)
         minority = nodes.active_controller()
         majority = [n for n in nodes.nodes if n is not minority]
-        wait_until(lambda: all("before-the-cut" in topics_listed(n.bootstrap) for n in nodes.nodes),
+        wait_until(lambda: all("before-the-cut" in topics_known_to(n) for n in nodes.nodes),
                    30, "every node to hold the first topic")
         nodes.cut(minority.node_id)
 
@@ -349,8 +430,8 @@ def test_a_cut_off_minority_cannot_commit_the_majority_can_and_the_minority_conv
             except Exception as error:  # noqa: BLE001 - retried until the deadline
                 return "already exists" in str(error)
         wait_until(majority_commits, 60, "the majority to commit a topic")
-        assert "majority-side" in topics_listed(majority[1].bootstrap) or wait_until(
-            lambda: "majority-side" in topics_listed(majority[1].bootstrap), 30,
+        assert "majority-side" in topics_known_to(majority[1]) or wait_until(
+            lambda: "majority-side" in topics_known_to(majority[1]), 30,
             "the other majority node to hold it")
 
         # The minority cannot commit: a CreateTopics the cut-off node itself handles (sent on
@@ -359,12 +440,12 @@ def test_a_cut_off_minority_cannot_commit_the_majority_can_and_the_minority_conv
         # the majority committed.
         assert create_topics_v2_on(minority.port, "minority-side", wait_s=5) != 0
         for node in nodes.nodes:
-            assert "minority-side" not in topics_listed(node.bootstrap), node.node_id
-        assert "majority-side" not in topics_listed(minority.bootstrap)
+            assert "minority-side" not in topics_known_to(node), node.node_id
+        assert "majority-side" not in topics_known_to(minority)
 
         # Healed, the minority follows the new leader and converges.
         nodes.heal(minority.node_id)
-        wait_until(lambda: "majority-side" in topics_listed(minority.bootstrap), 30,
+        wait_until(lambda: "majority-side" in topics_known_to(minority), 30,
                    "the healed node to hold what the majority committed")
         new_leader = nodes.active_controller()
         assert new_leader is not minority
@@ -384,12 +465,14 @@ def test_transactions_span_partitions_on_every_broker(cluster):
     and the group offsets sent to the transaction commit with it."""
     from confluent_kafka import Consumer, TopicPartition
     topic = "txn-spread"
-    # The group coordinator on node 1, the transaction coordinator on node 2: offsets sent to
-    # a transaction cross brokers too.
-    find_coordinator_v1_on(cluster.node(1).port, "spread-eos", 0)
-    find_coordinator_v1_on(cluster.node(2).port, "spread-app", 1)
-    assert set(leaders(cluster.bootstrap(), "__consumer_offsets").values()) == {1}
-    assert set(leaders(cluster.bootstrap(), "__transaction_state").values()) == {2}
+    # The internal topics are spread over the brokers like any topic. A group whose
+    # coordinator is another broker than the transaction's: offsets sent to the transaction
+    # cross brokers too.
+    txn_coordinator = find_coordinator_v1_on(cluster.node(1).port, "spread-app", 1)
+    group = next(g for g in (f"spread-eos-{i}" for i in range(100))
+                 if find_coordinator_v1_on(cluster.node(1).port, g, 0) != txn_coordinator)
+    for internal in ("__consumer_offsets", "__transaction_state"):
+        assert set(leaders(cluster.bootstrap(), internal).values()) == {1, 2, 3}, internal
     ck.create_topic(cluster.bootstrap(), topic, 6)
     placed = wait_until(lambda: (lambda l: l if set(l.values()) == {1, 2, 3} else None)(
         leaders(cluster.bootstrap(), topic)), ck.TIMEOUT_S, "partitions on all three brokers")
@@ -421,7 +504,6 @@ def test_transactions_span_partitions_on_every_broker(cluster):
 
     # Offsets sent to a transaction (the group's coordinator on another node than the
     # transaction's): committed with it.
-    group = "spread-eos"
     consumer = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group,
                          "enable.auto.commit": False})
     try:
@@ -435,4 +517,97 @@ def test_transactions_span_partitions_on_every_broker(cluster):
             return consumer.committed([TopicPartition(topic, 3)], timeout=ck.TIMEOUT_S)[0].offset
         wait_until(lambda: offset() == 7, ck.TIMEOUT_S, "the transaction's group offset")
     finally:
+        consumer.close()
+
+
+def group_coordinator(bootstrap: str, group: str) -> int:
+    admin = ck.admin(bootstrap)  # held until the answer: a dropped client ends its requests
+    described = admin.describe_consumer_groups([group])[group].result(ck.TIMEOUT_S)
+    return described.coordinator.id
+
+
+def test_a_group_keeps_consuming_while_its_coordinator_broker_restarts(cluster):
+    """The group coordinator runs on the leader of the group's `__consumer_offsets`
+    partition, which the placement spreads over the brokers like any topic. kill -9 of that
+    broker: the consumer keeps reading the partitions the other brokers lead meanwhile; once
+    the broker is back it loads the partition's groups, the consumer finds it again
+    (FindCoordinator answers the partition's leader) and, rebalance allowed, reads every
+    acknowledged record and commits its offsets there."""
+    import threading
+
+    from confluent_kafka import Consumer, TopicPartition
+    topic = "coordinator-restart"
+    group = "restart-group"
+    ck.create_topic(cluster.bootstrap(), topic, 6)
+    wait_until(lambda: set(leaders(cluster.bootstrap(), topic).values()) == {1, 2, 3},
+               ck.TIMEOUT_S, "partitions on all three brokers")
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "session.timeout.ms": 30000})
+    consumer.subscribe([topic])
+    seen: list[tuple[int, str]] = []
+    stop = threading.Event()
+    # librdkafka's own retries carry a record over the outage (message.timeout.ms).
+    producer = ck.producer(cluster.bootstrap(), {"acks": "all", "message.timeout.ms": 120000})
+    acked: list[str] = []
+    failed: list[str] = []
+
+    def delivered(error, msg) -> None:
+        (failed if error is not None else acked).append(msg.value().decode())
+
+    def produce() -> None:
+        i = 0
+        while not stop.is_set():
+            producer.produce(topic, value=f"r{i}".encode(), partition=i % 6, on_delivery=delivered)
+            producer.poll(0)
+            i += 1
+            time.sleep(0.01)
+        producer.flush(150)
+
+    def poll_some(seconds: float) -> None:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                seen.append((msg.partition(), msg.value().decode()))
+
+    writer = threading.Thread(target=produce)
+    writer.start()
+    try:
+        wait_until(lambda: (poll_some(0.5), len(seen) > 50)[1], 60, "the group to consume")
+        coordinator = cluster.node(group_coordinator(cluster.bootstrap(), group))
+        others = [p for p, leader in leaders(cluster.bootstrap(), topic).items()
+                  if leader != coordinator.node_id]
+        coordinator.kill()
+        # While the coordinator is down: records of the partitions other brokers lead keep
+        # coming.
+        before = len(seen)
+        wait_until(lambda: (poll_some(0.5),
+                            sum(1 for p, _ in seen[before:] if p in others) > 50)[1],
+                   30, "records from the other brokers while the coordinator is down")
+        coordinator.start()
+        poll_some(2)
+        stop.set()
+        writer.join(180)
+        assert not writer.is_alive()
+        assert not failed, f"{len(failed)} records not acknowledged"
+        wanted = set(acked)
+        wait_until(lambda: (poll_some(0.5), wanted <= {v for _, v in seen})[1], 90,
+                   f"all {len(wanted)} acknowledged records to be consumed")
+        # Offsets commit at the coordinator again, and read back from it.
+        def committed() -> bool:
+            try:
+                consumer.commit(asynchronous=False)
+                return True
+            except Exception:  # noqa: BLE001 - retried until the deadline
+                return False
+        wait_until(committed, 60, "an offset commit at the restarted coordinator")
+        stored = consumer.committed([TopicPartition(topic, p) for p in range(6)],
+                                    timeout=ck.TIMEOUT_S)
+        ends = {p: ck.watermarks(cluster.bootstrap(), topic, p)[1] for p in range(6)}
+        assert {tp.partition: tp.offset for tp in stored} == ends
+        assert group_coordinator(cluster.bootstrap(), group) == coordinator.node_id
+    finally:
+        stop.set()
+        writer.join(180)
         consumer.close()

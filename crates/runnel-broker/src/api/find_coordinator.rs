@@ -69,7 +69,10 @@ async fn find(
             host: advertised.host,
             port: i32::from(advertised.port),
         };
-        found.push((key, outcome.map(|()| here)));
+        // The topic exists now; the key's partition may have been placed on another broker.
+        let outcome = outcome
+            .and_then(|()| led_elsewhere(broker, body.key_type, key.as_str()).unwrap_or(Ok(here)));
+        found.push((key, outcome));
     }
     if version >= 4 {
         let coordinators = found
