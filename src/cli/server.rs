@@ -50,6 +50,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         // Listened for before the start: a SIGTERM once the port accepts (a harness stopping
         // the node at once) must stop it cleanly, not kill it by the default action.
         let stop = StopSignals::listen()?;
+        if config.role == runnel_broker::config::kraft::ProcessRole::Controller {
+            let running = runnel_broker::start_controller(config)
+                .await
+                .context("start the controller")?;
+            stop.wait().await;
+            return running.shutdown().await.context("shut down the controller");
+        }
         let running = runnel_broker::start(config)
             .await
             .context("start the broker")?;

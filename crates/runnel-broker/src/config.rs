@@ -118,8 +118,12 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// `broker.rack`: registered with the broker and listed in Metadata.
     pub rack: Option<String>,
-    /// `controller.quorum.voters` when it names several nodes: this node is one voter of a
-    /// metadata quorum of several. Empty: a quorum of one, this node its only voter.
+    /// `process.roles`: a combined node, or broker-only (a learner of the metadata quorum) or
+    /// controller-only (a voter that serves no clients).
+    pub role: kraft::ProcessRole,
+    /// `controller.quorum.voters` when it names several nodes, or when this node has a single
+    /// role: the metadata quorum's voters (this node one of them unless broker-only). Empty:
+    /// a quorum of one, this node its only voter.
     pub quorum_voters: Vec<runnel_controller::Voter>,
     /// Where the controller listener is bound when [`BrokerConfig::quorum_voters`] is set:
     /// the `listeners` entry named in `controller.listener.names`, else this node's voter
@@ -226,6 +230,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             node_id: 1,
             rack: None,
+            role: kraft::ProcessRole::Combined,
             quorum_voters: Vec::new(),
             controller_listen: None,
             broker_session_timeout_ms: 9000,
@@ -490,7 +495,12 @@ impl BrokerConfig {
                 },
             }
         }
-        let client = kraft::client_listener(properties)?;
+        config.role = kraft::check_roles(properties, config.node_id)?;
+        // A controller-only node has no listener for clients.
+        let client = match config.role {
+            kraft::ProcessRole::Controller => None,
+            _ => kraft::client_listener(properties)?,
+        };
         if let Some(listener) = &client {
             let listeners = properties.get("listeners").map_or("", String::as_str);
             (config.listen, config.listen_host) = listen_address(&listener.address)
@@ -503,7 +513,6 @@ impl BrokerConfig {
                 &advertised.address,
             )?);
         }
-        kraft::check_roles(properties, config.node_id)?;
         if let Some(quorum) = kraft::quorum(properties, config.node_id)? {
             config.quorum_voters = quorum.voters;
             config.controller_listen = Some(quorum.listen);

@@ -176,8 +176,9 @@ impl Controller {
     ) -> Result<Controller, ControllerError> {
         let node_id = config.node_id;
         let voters = config.voters.len();
+        let learner = config.learner;
         let quorum = MetadataQuorum::start_with_listener(config, listener).await?;
-        if voters == 1 {
+        if voters == 1 && !learner {
             wait_for_leader(&quorum, QUORUM_START_DEADLINE).await?;
         } else {
             // As a Kafka controller does, wait for as long as a majority takes to come up.
@@ -261,6 +262,16 @@ impl Controller {
         let active = Arc::downgrade(&self.active);
         tokio::spawn(heartbeat_loop(active.clone(), interval, session));
         tokio::spawn(fencing_loop(active, session, interval));
+    }
+
+    /// The fencing of [`Controller::start_liveness`] without heartbeats of this node: a
+    /// controller-only node is no broker.
+    pub fn start_fencing(&self, session: Duration, interval: Duration) {
+        tokio::spawn(fencing_loop(
+            Arc::downgrade(&self.active),
+            session,
+            interval,
+        ));
     }
 
     /// The metadata quorum as the active controller sees it (DescribeQuorum), asked of it

@@ -71,7 +71,7 @@ pub mod transaction_coordinator;
 pub mod zero_copy;
 
 pub use config::{BrokerConfig, ConfigError};
-pub use server::{start, RunningBroker, ServerError};
+pub use server::{start, start_controller, RunningBroker, RunningController, ServerError};
 
 /// Milliseconds since the Unix epoch, the unit of Kafka timestamps.
 pub(crate) fn now_ms() -> i64 {

@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::broker::Broker;
+use crate::config::kraft::ProcessRole;
 use crate::config::{AdvertisedListener, BrokerConfig};
 use crate::controller::{Controller, ControllerError, METADATA_LOG_DIR};
 use crate::data_dir::{self, DataDirError, DataDirLock};
@@ -287,6 +288,53 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     })
 }
 
+/// A controller-only node (`process.roles=controller`): one voter of the metadata quorum that
+/// serves no clients and holds no partitions. While it leads it runs the changes brokers
+/// carry to it and fences brokers that stop heartbeating, as any active controller.
+pub struct RunningController {
+    _data_dir_locks: Vec<DataDirLock>,
+    controller: Controller,
+}
+
+impl RunningController {
+    /// Stops the quorum (its log and snapshots stay as they are on disk).
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        tracing::info!("shutting down");
+        self.controller.shutdown().await;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+}
+
+/// Starts a controller-only node: the data directory's checks and `meta.properties` as for any
+/// node, then its voter of the metadata quorum.
+pub async fn start_controller(config: BrokerConfig) -> Result<RunningController, ServerError> {
+    let started = std::time::Instant::now();
+    let config = Arc::new(config);
+    let (prepared, metadata) = {
+        let config = Arc::clone(&config);
+        tokio::task::spawn_blocking(move || prepare(config)).await??
+    };
+    let controller = open_metadata(&config, metadata).await?;
+    let cluster_id = settle_cluster_id(&config, &controller, &prepared).await?;
+    crate::log_dirs::ensure_meta_properties(&prepared.log_dirs, config.node_id, &cluster_id)?;
+    controller.start_fencing(
+        Duration::from_millis(config.broker_session_timeout_ms),
+        Duration::from_millis(config.broker_heartbeat_interval_ms),
+    );
+    tracing::info!(
+        node_id = config.node_id,
+        controller_listener = ?config.controller_listen,
+        cluster_id,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "runnel controller-only node started"
+    );
+    Ok(RunningController {
+        _data_dir_locks: prepared.locks,
+        controller,
+    })
+}
+
 /// What the start found before the metadata is opened.
 struct Prepared {
     config: Arc<BrokerConfig>,
@@ -327,17 +375,26 @@ async fn open_metadata(
                     address: listen,
                     source,
                 })?;
-            let quorum = runnel_controller::QuorumConfig::new(
+            let mut quorum = runnel_controller::QuorumConfig::new(
                 node_id,
                 config.quorum_voters.clone(),
                 data_dir.clone(),
                 listen,
             );
-            tracing::info!(
-                voters = config.quorum_voters.len(),
-                controller_listener = %listen,
-                "starting as one voter of the metadata quorum"
-            );
+            quorum.learner = config.role == ProcessRole::Broker;
+            if quorum.learner {
+                tracing::info!(
+                    voters = config.quorum_voters.len(),
+                    learner_listener = ?listener.local_addr().ok(),
+                    "starting as a broker-only node: a learner of the metadata quorum"
+                );
+            } else {
+                tracing::info!(
+                    voters = config.quorum_voters.len(),
+                    controller_listener = %listen,
+                    "starting as one voter of the metadata quorum"
+                );
+            }
             Controller::start(quorum, listener).await
         }
         _ => Controller::start_quorum(&data_dir, node_id).await,

@@ -27,7 +27,7 @@ pub struct QuorumDescription {
     pub leader_epoch: i32,
     pub high_watermark: i64,
     pub voters: Vec<ReplicaDescription>,
-    /// Non-voting members (none until broker-only nodes join as learners).
+    /// Non-voting members: broker-only nodes, the quorum's learners.
     pub observers: Vec<ReplicaDescription>,
 }
 
@@ -103,54 +103,61 @@ impl ReplicaTimes {
         let end = |index: Option<u64>| index.map_or(-1, |i| i as i64 + 1);
         let times = self.0.lock().expect("replica times lock poisoned");
         let replication = metrics.replication.clone().unwrap_or_default();
-        let mut voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        let membership = metrics.membership_config.membership();
+        let mut voters: Vec<NodeId> = membership.voter_ids().collect();
         voters.sort_unstable();
-        // The configured voters are the membership's (`check_membership` in node.rs).
-        let address = |id: NodeId| addresses.get(&id).cloned().unwrap_or_default();
-        let voters = voters
-            .into_iter()
-            .map(|id| {
-                if id == metrics.id {
-                    // The leader: its own log end, caught up now (Kafka reports the leader's
-                    // caught-up time as the current time).
-                    return ReplicaDescription {
-                        replica_id: id,
-                        address: address(id),
-                        log_end_offset: end(last),
-                        last_fetch_timestamp: now,
-                        last_caught_up_timestamp: now,
-                    };
-                }
-                let matched = replication
-                    .get(&id)
-                    .copied()
-                    .flatten()
-                    .map(|log_id| log_id.index);
-                let progress = times.get(&id).copied().unwrap_or_default();
-                let caught_up_now = matched.is_some() && matched == last;
-                let at = |recorded: Option<i64>| {
-                    let heard = if caught_up_now {
-                        acked_at.max(recorded)
-                    } else {
-                        recorded
-                    };
-                    heard.unwrap_or(-1)
-                };
-                ReplicaDescription {
+        let mut learners: Vec<NodeId> = membership.learner_ids().collect();
+        learners.sort_unstable();
+        // The configured voters are the membership's (`check_membership` in node.rs); a
+        // learner is reached where it joined from.
+        let address = |id: NodeId| {
+            addresses
+                .get(&id)
+                .cloned()
+                .or_else(|| membership.get_node(&id).map(|node| node.addr.clone()))
+                .unwrap_or_default()
+        };
+        let describe = |id: NodeId| {
+            if id == metrics.id {
+                // The leader: its own log end, caught up now (Kafka reports the leader's
+                // caught-up time as the current time).
+                return ReplicaDescription {
                     replica_id: id,
                     address: address(id),
-                    log_end_offset: end(matched),
-                    last_fetch_timestamp: at(progress.last_fetch_ms),
-                    last_caught_up_timestamp: at(progress.last_caught_up_ms),
-                }
-            })
-            .collect();
+                    log_end_offset: end(last),
+                    last_fetch_timestamp: now,
+                    last_caught_up_timestamp: now,
+                };
+            }
+            let matched = replication
+                .get(&id)
+                .copied()
+                .flatten()
+                .map(|log_id| log_id.index);
+            let progress = times.get(&id).copied().unwrap_or_default();
+            let caught_up_now = matched.is_some() && matched == last;
+            let at = |recorded: Option<i64>| {
+                let heard = if caught_up_now {
+                    acked_at.max(recorded)
+                } else {
+                    recorded
+                };
+                heard.unwrap_or(-1)
+            };
+            ReplicaDescription {
+                replica_id: id,
+                address: address(id),
+                log_end_offset: end(matched),
+                last_fetch_timestamp: at(progress.last_fetch_ms),
+                last_caught_up_timestamp: at(progress.last_caught_up_ms),
+            }
+        };
         Some(QuorumDescription {
             leader_id: metrics.id,
             leader_epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
             high_watermark: end(metrics.last_applied.map(|log_id| log_id.index)),
-            voters,
-            observers: Vec::new(),
+            voters: voters.into_iter().map(describe).collect(),
+            observers: learners.into_iter().map(describe).collect(),
         })
     }
 }

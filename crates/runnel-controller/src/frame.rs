@@ -9,14 +9,16 @@
 //! - `N` counts the kind or status byte and the body; `1 ≤ N ≤ FRAME_BYTES_MAX`, checked before
 //!   anything is allocated. A frame outside that range closes the connection.
 //! - kind: [`Kind::AppendEntries`] = 1, [`Kind::Vote`] = 2, [`Kind::InstallSnapshot`] = 3,
-//!   [`Kind::Forward`] = 4 (a change for the active controller, [`crate::forward`]). An unknown
-//!   kind closes the connection.
+//!   [`Kind::Forward`] = 4 (a change for the active controller, [`crate::forward`]),
+//!   [`Kind::Join`] = 5 (a broker-only node asking to be added as a learner, [`crate::learner`]).
+//!   An unknown kind closes the connection.
 //! - body: JSON of openraft's request type (`AppendEntriesRequest`, `VoteRequest`,
 //!   `InstallSnapshotRequest`, in openraft's serde forms).
 //! - status 0: the body is the RPC's response (`AppendEntriesResponse`, `VoteResponse`,
 //!   `InstallSnapshotResponse`); status 1: the body is the `RaftError` the remote node returned
 //!   (for InstallSnapshot, `RaftError<InstallSnapshotError>`); status 2 (Forward only): the
-//!   receiver does not lead, the body the leader it knows (JSON, `null` when none).
+//!   receiver does not lead, the body the leader it knows (JSON, `null` when none); Join
+//!   answers status 0 (added, empty body), 2 as Forward, or 1 with the refusal as text.
 //!
 //! One request is in flight per connection: the client writes a request and reads its response
 //! before the next. Each peer has its own connection per direction, so a slow snapshot to one
@@ -36,6 +38,7 @@ pub enum Kind {
     Vote = 2,
     InstallSnapshot = 3,
     Forward = 4,
+    Join = 5,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             2 => Some(Kind::Vote),
             3 => Some(Kind::InstallSnapshot),
             4 => Some(Kind::Forward),
+            5 => Some(Kind::Join),
             _ => None,
         }
     }

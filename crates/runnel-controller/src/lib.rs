@@ -14,6 +14,7 @@
 //! - [`MetadataQuorum`] (`node.rs`): start a node, propose on the leader, watch the applied
 //!   image, see the leader and term, shut down.
 //! - Carrying a change from a follower to the leader ([`forward`]): the leader alone proposes.
+//! - Broker-only nodes as non-voting learners that join through the voters ([`learner`]).
 //! - The quorum as the leader sees it, for DescribeQuorum ([`describe`]).
 //!
 //! It knows nothing of partitions' data or client connections. The broker's controller
@@ -39,6 +40,7 @@
 pub mod describe;
 pub mod forward;
 pub mod frame;
+pub mod learner;
 mod log_scan;
 pub mod log_store;
 mod network;

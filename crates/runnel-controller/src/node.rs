@@ -117,6 +117,9 @@ pub struct QuorumConfig {
     pub log_entries_kept_after_snapshot: u64,
     /// `metadata.log.segment.bytes`. Kafka's default 1 GiB.
     pub log_segment_bytes: u64,
+    /// A broker-only node (`process.roles=broker`): a learner that is not among `voters`,
+    /// joins through them at start and never votes ([`crate::learner`]).
+    pub learner: bool,
 }
 
 impl QuorumConfig {
@@ -137,6 +140,7 @@ impl QuorumConfig {
             snapshot_interval_entries: 10_000,
             log_entries_kept_after_snapshot: 1000,
             log_segment_bytes: 1024 * 1024 * 1024,
+            learner: false,
         }
     }
 
@@ -294,6 +298,7 @@ impl MetadataQuorum {
             raft.clone(),
             Arc::clone(&handler),
         ));
+        let joining = transport.clone();
         let sender: ForwardSender = Arc::new(move |leader, addr, body| {
             let transport = transport.clone();
             Box::pin(async move { forward::send_once(&transport, leader, &addr, &body).await })
@@ -316,13 +321,31 @@ impl MetadataQuorum {
             .map_err(|error| StartError::Raft(error.to_string()))?;
         if initialized {
             check_membership(&quorum.raft, &members).await?;
-        } else {
+        } else if !config.learner {
             match quorum.raft.initialize(members).await {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(error) => return Err(StartError::Raft(error.to_string())),
             }
         }
-        tracing::info!(node_id = config.node_id, %local_addr, "metadata quorum node started");
+        if config.learner {
+            // Asked again at every start: the address may have changed.
+            let voters: Vec<(NodeId, String)> = config
+                .voters
+                .iter()
+                .map(|voter| (voter.id, voter.address.clone()))
+                .collect();
+            let request = crate::learner::JoinRequest {
+                node_id: config.node_id,
+                address: local_addr.to_string(),
+            };
+            crate::learner::join(&joining, &voters, &request).await;
+        }
+        tracing::info!(
+            node_id = config.node_id,
+            %local_addr,
+            learner = config.learner,
+            "metadata quorum node started"
+        );
         tokio::spawn(watch_metrics(
             quorum.raft.metrics(),
             config.node_id,
@@ -571,6 +594,15 @@ fn members(config: &QuorumConfig) -> Result<BTreeMap<NodeId, BasicNode>, StartEr
         if members.insert(voter.id, node).is_some() {
             return Err(StartError::DuplicateVoter(voter.id));
         }
+    }
+    if config.learner {
+        if members.contains_key(&config.node_id) {
+            return Err(StartError::Config(format!(
+                "node {} is among controller.quorum.voters, so it cannot be a broker-only node",
+                config.node_id
+            )));
+        }
+        return Ok(members);
     }
     if !members.contains_key(&config.node_id) {
         let voters = config

@@ -77,6 +77,7 @@ where
                 let request = serde_json::from_slice(&body)?;
                 encode(raft.install_snapshot(request).await)
             }
+            Kind::Join => crate::learner::serve(raft, &body).await,
             Kind::Forward => {
                 let answer = match handler.get() {
                     Some(handler) => handler(body).await,

@@ -24,14 +24,22 @@ class Node(Broker):
     controller_port: int = 0
     voters: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # Kafka's process.roles: "broker,controller", "broker" (a learner of the quorum, no
+    # controller listener) or "controller" (a voter without a client listener).
+    roles: str = "broker,controller"
 
     def command(self) -> list[str]:
+        listeners = {
+            "broker,controller": f"PLAINTEXT://127.0.0.1:{self.port},"
+                                 f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "broker": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller": f"CONTROLLER://127.0.0.1:{self.controller_port}",
+        }[self.roles]
         overrides = {
-            "process.roles": "broker,controller",
+            "process.roles": self.roles,
             "node.id": str(self.node_id),
             "controller.quorum.voters": self.voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
-                         f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "listeners": listeners,
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(self.data_dir),
             **self.extra,
@@ -45,10 +53,18 @@ class Node(Broker):
         """Returns once the node accepts connections and has finished its start: registered
         with the active controller (a node accepts TCP before its registration commits, and a
         topic created meanwhile would be placed without it)."""
-        super().wait_serving()
-        wait_until(lambda: "runnel listening on" in
-                   self.log().rsplit("=== test harness: starting", 1)[-1],
-                   60, f"node {self.node_id} to register and finish its start")
+        started = "runnel listening on"
+        if self.roles == "controller":
+            # No client listener: started once its log says so.
+            started = "runnel controller-only node started"
+        else:
+            super().wait_serving()
+
+        def finished() -> bool:
+            if not self.running():
+                raise AssertionError(f"node {self.node_id} exited; log:\n{self.log_tail()}")
+            return started in self.log().rsplit("=== test harness: starting", 1)[-1]
+        wait_until(finished, 60, f"node {self.node_id} to register and finish its start")
 
     def is_active_controller(self) -> bool:
         """Whether this node's log says, last, that it leads the metadata quorum."""

@@ -611,3 +611,81 @@ def test_a_group_keeps_consuming_while_its_coordinator_broker_restarts(cluster):
         stop.set()
         writer.join(180)
         consumer.close()
+
+
+def test_controller_only_and_broker_only_nodes_form_a_cluster(tmp_path, request):
+    """Kafka's split roles: three controller-only nodes (`process.roles=controller`, only a
+    CONTROLLER listener) are the metadata quorum's voters; two broker-only nodes
+    (`process.roles=broker`, no controller listener) follow its log as non-voting learners
+    and serve the clients. Metadata lists the brokers only; DescribeQuorum names the
+    controllers as voters and the brokers as observers; partitions go to the brokers; the
+    active controller's death is survived; a broker restarted joins the quorum again."""
+    from cluster import Node
+    from helpers import runnel_bin as binary
+    controllers = [(free_port(), free_port()) for _ in range(3)]
+    voters = ",".join(f"{i}@127.0.0.1:{c}" for i, (_, c) in enumerate(controllers, start=1))
+    nodes = [Node(binary(), tmp_path / f"node-{i}", client, tmp_path / f"node-{i}.log",
+                  node_id=i, controller_port=controller, voters=voters, roles="controller")
+             for i, (client, controller) in enumerate(controllers, start=1)]
+    nodes += [Node(binary(), tmp_path / f"node-{i}", free_port(), tmp_path / f"node-{i}.log",
+                   node_id=i, voters=voters, roles="broker") for i in (4, 5)]
+    request.node._runnel_brokers = nodes
+    brokers = nodes[3:]
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+    try:
+        for node in nodes:
+            node.data_dir.mkdir()
+            node.spawn()
+        for node in nodes:
+            node.wait_serving()
+        expected = sorted((b.node_id, "127.0.0.1", b.port) for b in brokers)
+        for broker in brokers:
+            assert brokers_seen_by_confluent(broker.bootstrap) == expected
+            assert brokers_seen_by_kafka_python(broker.bootstrap) == expected
+        ids = {meta_properties(n)["cluster.id"] for n in nodes}
+        assert len(ids) == 1, ids
+
+        quorum = describe_quorum(brokers[0].bootstrap)
+        [partition] = quorum["topics"][0]["partitions"]
+        assert sorted(v["replica_id"] for v in partition["current_voters"]) == [1, 2, 3]
+        assert sorted(o["replica_id"] for o in partition["observers"]) == [4, 5]
+        assert partition["leader_id"] in (1, 2, 3)
+
+        ck.create_topic(bootstrap, "split-roles", 4)
+        placed = wait_until(lambda: (lambda l: l if set(l.values()) == {4, 5} else None)(
+            leaders(bootstrap, "split-roles")), ck.TIMEOUT_S, "partitions on both brokers")
+        assert sorted(placed) == list(range(4))
+        records = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(40)]
+        producer = ck.producer(brokers[0].bootstrap, {"acks": "all"})
+        for key, value in records:
+            producer.produce("split-roles", key=key, value=value)
+        assert producer.flush(ck.TIMEOUT_S) == 0
+
+        # The active controller (a controller-only node) dies: the two others elect another,
+        # and a topic is created through a broker again.
+        leader = next(n for n in nodes[:3] if n.node_id == partition["leader_id"])
+        leader.kill()
+
+        def created_again() -> bool:
+            try:
+                create_through(brokers[1].bootstrap, "after-the-controller")
+                return True
+            except Exception as error:  # noqa: BLE001 - retried until the deadline
+                return "already exists" in str(error)
+        wait_until(created_again, 60, "a topic created after the active controller died")
+        leader.start()
+
+        # A broker restarted (its learner listener on a new port) joins again, serves its
+        # partitions and learns what was committed while it was down.
+        brokers[1].kill()
+        create_through(brokers[0].bootstrap, "while-a-broker-was-down")
+        brokers[1].start()
+        assert "joined the metadata quorum as a learner" in \
+            brokers[1].log().rsplit("=== test harness: starting", 1)[-1]
+        wait_until(lambda: "while-a-broker-was-down" in topics_known_to(brokers[1]), 30,
+                   "the restarted broker to follow the metadata log")
+        stored = ck.consume_all(bootstrap, "split-roles", 4)
+        assert sorted((s.record.key, s.record.value) for s in stored) == sorted(records)
+    finally:
+        for node in nodes:
+            node.kill()

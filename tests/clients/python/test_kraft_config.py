@@ -2,8 +2,9 @@
 combined broker+controller, `controller.quorum.voters=1@localhost:9093`, a PLAINTEXT and a
 CONTROLLER listener) starts a Runnel node as it is, only its ports and log directory changed;
 confluent-kafka and kafka-python produce to it and consume from it on the client listener,
-and are told the advertised one. What is not a combined node among its voters is refused at
-start with the reason (Kafka's KRaft start-up checks, `KafkaConfig.validateValues`, for the listener rules).
+and are told the advertised one. A configuration Kafka's KRaft start-up checks refuse
+(`KafkaConfig.validateValues`: roles, voters and listener rules) is refused at start with the
+reason.
 """
 
 from __future__ import annotations
@@ -106,9 +107,12 @@ def test_kafkas_kraft_server_properties_start_a_node_clients_use(tmp_path):
         broker.kill()
 
 
-def test_what_this_runnel_does_not_run_is_refused_at_start(tmp_path):
+def test_what_kafkas_kraft_checks_refuse_is_refused_at_start(tmp_path):
     for changes, reason in [
-        ({"process_roles": "broker"}, "broker-only or controller-only"),
+        # Kafka's rule: a broker-only node is not one of the voters.
+        ({"process_roles": "broker"}, "which is among the voters: a broker-only node"),
+        # Kafka's rule: a controller-only node listens on controller listeners only.
+        ({"process_roles": "controller"}, "must contain only controller listeners"),
         ({"controller_quorum_voters": "2@localhost:1,3@localhost:2,4@localhost:3"},
          "which is not among the voters (2, 3, 4)"),
         ({"node_id": "2"}, "this is node.id 2, which is not among the voters (1)"),

@@ -15,9 +15,14 @@
 //! controller listener is not bound (a quorum of one has no peer to serve). With several
 //! voters, this node among them, it is one voter of a metadata quorum of several
 //! ([`quorum`]): its controller listener is bound where `listeners` puts the entry named in
-//! `controller.listener.names`, or else at this node's own voter address. Broker-only and
-//! controller-only nodes are refused at start with a message saying so, rather than started
-//! as something they are not.
+//! `controller.listener.names`, or else at this node's own voter address.
+//!
+//! A controller-only node (`controller`) is one of the voters and serves no clients: its
+//! `listeners` hold controller listeners only, as Kafka requires. A broker-only node
+//! (`broker`) is not among the voters: it follows the metadata log as a non-voting learner
+//! (`runnel-controller`'s `learner.rs`), which the leader reaches on a listener of the
+//! learner's own, bound on the client listener's address with a port the OS picks; its
+//! `listeners` must not hold a controller listener, as in Kafka.
 
 use std::collections::BTreeMap;
 
@@ -138,13 +143,81 @@ pub fn advertised_for(
 }
 
 /// Kafka's KRaft start-up checks, and the nodes that run today (see the module doc).
-pub fn check_roles(properties: &BTreeMap<String, String>, node_id: i32) -> Result<(), ConfigError> {
-    if let Some(voters) = properties.get("controller.quorum.voters") {
-        check_voters(voters, node_id)?;
-    }
-    let Some(roles) = properties.get("process.roles") else {
-        return Ok(());
+/// What `process.roles` makes a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessRole {
+    /// `broker,controller` (and a node without `process.roles`): a voter that serves clients.
+    #[default]
+    Combined,
+    /// `broker`: serves clients, follows the metadata log as a learner.
+    Broker,
+    /// `controller`: a voter that serves no clients.
+    Controller,
+}
+
+/// `process.roles` and Kafka's start-up checks of the keys it governs; the node's role.
+pub fn check_roles(
+    properties: &BTreeMap<String, String>,
+    node_id: i32,
+) -> Result<ProcessRole, ConfigError> {
+    let role = match properties.get("process.roles") {
+        Some(roles) => parse_roles(roles)?,
+        None => ProcessRole::Combined,
     };
+    if let Some(voters) = properties.get("controller.quorum.voters") {
+        check_voters(voters, node_id, role)?;
+    } else if role != ProcessRole::Combined {
+        return Err(ConfigError::new(
+            "controller.quorum.voters",
+            "",
+            "a broker-only or controller-only node needs the voters of its metadata quorum",
+        ));
+    }
+    if !properties.contains_key("process.roles") {
+        return Ok(role);
+    }
+    let names = controller_listener_names(properties);
+    check_role_listeners(properties, role, &names)?;
+    let listeners = match properties.get("listeners") {
+        Some(value) => parse_listeners("listeners", value)?,
+        None => Vec::new(),
+    };
+    if let Some(missing) = names
+        .iter()
+        .find(|n| !listeners.iter().any(|l| &l.name == *n))
+    {
+        // A broker-only node names the controllers' listener without listening on it.
+        if !listeners.is_empty() && role != ProcessRole::Broker {
+            return Err(ConfigError::new(
+                "controller.listener.names",
+                properties
+                    .get("controller.listener.names")
+                    .map_or("", String::as_str),
+                format!("the controller listener {missing} is not among listeners"),
+            ));
+        }
+    }
+    if let Some(value) = properties
+        .get("advertised.listeners")
+        .filter(|_| role != ProcessRole::Controller)
+    {
+        let advertised = parse_listeners("advertised.listeners", value)?;
+        if let Some(controller) = advertised.iter().find(|l| names.contains(&l.name)) {
+            return Err(ConfigError::new(
+                "advertised.listeners",
+                value,
+                format!(
+                    "it must not contain the controller listener {} when process.roles \
+                     contains broker",
+                    controller.name
+                ),
+            ));
+        }
+    }
+    Ok(role)
+}
+
+fn parse_roles(roles: &str) -> Result<ProcessRole, ConfigError> {
     let mut broker = false;
     let mut controller = false;
     for role in roles.split(',').map(str::trim).filter(|r| !r.is_empty()) {
@@ -160,48 +233,60 @@ pub fn check_roles(properties: &BTreeMap<String, String>, node_id: i32) -> Resul
             }
         }
     }
-    if !(broker && controller) {
-        return Err(ConfigError::new(
+    match (broker, controller) {
+        (true, true) => Ok(ProcessRole::Combined),
+        (true, false) => Ok(ProcessRole::Broker),
+        (false, true) => Ok(ProcessRole::Controller),
+        (false, false) => Err(ConfigError::new(
             "process.roles",
             roles,
-            "a broker-only or controller-only node is not run by this Runnel yet; every node \
-             of a cluster is a combined node: use broker,controller",
-        ));
+            "it names no role (roles are broker and controller)",
+        )),
     }
-    let names = controller_listener_names(properties);
-    let listeners = match properties.get("listeners") {
-        Some(value) => parse_listeners("listeners", value)?,
-        None => Vec::new(),
-    };
-    if let Some(missing) = names
-        .iter()
-        .find(|n| !listeners.iter().any(|l| &l.name == *n))
-    {
-        if !listeners.is_empty() {
-            return Err(ConfigError::new(
-                "controller.listener.names",
-                properties
-                    .get("controller.listener.names")
-                    .map_or("", String::as_str),
-                format!("the controller listener {missing} is not among listeners"),
-            ));
-        }
-    }
-    if let Some(value) = properties.get("advertised.listeners") {
-        let advertised = parse_listeners("advertised.listeners", value)?;
-        if let Some(controller) = advertised.iter().find(|l| names.contains(&l.name)) {
-            return Err(ConfigError::new(
-                "advertised.listeners",
+}
+
+/// Kafka's checks of `listeners` for a single-role node (`KafkaConfig.validateValues`): a
+/// broker-only node needs `controller.listener.names` (to know how the controllers are
+/// reached) and must not listen on one; a controller-only node listens on controller
+/// listeners only.
+fn check_role_listeners(
+    properties: &BTreeMap<String, String>,
+    role: ProcessRole,
+    names: &[String],
+) -> Result<(), ConfigError> {
+    let value = properties.get("listeners").map_or("", String::as_str);
+    let (clients, controllers) = listeners_by_role(properties)?;
+    match role {
+        ProcessRole::Combined => Ok(()),
+        ProcessRole::Broker if names.is_empty() => Err(ConfigError::new(
+            "controller.listener.names",
+            "",
+            "it must name the controllers' listener when process.roles=broker",
+        )),
+        ProcessRole::Broker => match controllers.first() {
+            Some(controller) => Err(ConfigError::new(
+                "listeners",
                 value,
                 format!(
-                    "it must not contain the controller listener {} when process.roles \
-                     contains broker",
+                    "it must not contain the controller listener {} when process.roles=broker",
                     controller.name
                 ),
-            ));
-        }
+            )),
+            None => Ok(()),
+        },
+        ProcessRole::Controller => match clients.first() {
+            Some(client) => Err(ConfigError::new(
+                "listeners",
+                value,
+                format!(
+                    "it must contain only controller listeners (from controller.listener.names) \
+                     when process.roles=controller, not {}",
+                    client.name
+                ),
+            )),
+            None => Ok(()),
+        },
     }
-    Ok(())
 }
 
 /// This node's part in a metadata quorum of several voters.
@@ -223,8 +308,23 @@ pub fn quorum(
     let Some(value) = properties.get(key) else {
         return Ok(None);
     };
-    let voters = check_voters(value, node_id)?;
-    if voters.len() < 2 {
+    let role = match properties.get("process.roles") {
+        Some(roles) => parse_roles(roles)?,
+        None => ProcessRole::Combined,
+    };
+    let voters = check_voters(value, node_id, role)?;
+    if role == ProcessRole::Broker {
+        // The learner's own listener, for the leader's RPCs: the client listener's address,
+        // any port.
+        let client = client_listener(properties)?
+            .map(|l| l.address)
+            .unwrap_or_default();
+        let (mut listen, _) = super::listen_address(&client)
+            .map_err(|reason| ConfigError::new("listeners", &client, reason))?;
+        listen.set_port(0);
+        return Ok(Some(Quorum { voters, listen }));
+    }
+    if voters.len() < 2 && role == ProcessRole::Combined {
         return Ok(None);
     }
     let own = voters
@@ -247,7 +347,7 @@ pub fn quorum(
 
 /// `controller.quorum.voters`: `id@host:port,…` as the quorum parses it, naming each node
 /// once and this node among them.
-fn check_voters(voters: &str, node_id: i32) -> Result<Vec<Voter>, ConfigError> {
+fn check_voters(voters: &str, node_id: i32, role: ProcessRole) -> Result<Vec<Voter>, ConfigError> {
     let key = "controller.quorum.voters";
     let parsed = Voter::parse_list(voters).map_err(|error| {
         ConfigError::new(
@@ -268,14 +368,26 @@ fn check_voters(voters: &str, node_id: i32) -> Result<Vec<Voter>, ConfigError> {
             format!("node {twice} appears twice"),
         ));
     }
-    if !parsed.iter().any(|voter| voter.id == node_id) {
-        let ids: Vec<String> = parsed.iter().map(|voter| voter.id.to_string()).collect();
+    let among = parsed.iter().any(|voter| voter.id == node_id);
+    let ids: Vec<String> = parsed.iter().map(|voter| voter.id.to_string()).collect();
+    if role == ProcessRole::Broker && among {
         return Err(ConfigError::new(
             key,
             voters,
             format!(
-                "this is node.id {node_id}, which is not among the voters ({}): every node of \
-                 a cluster is a combined node (broker,controller) and one of the voters",
+                "this is node.id {node_id}, which is among the voters: a broker-only node \
+                 (process.roles=broker) is not a voter; use broker,controller"
+            ),
+        ));
+    }
+    if role != ProcessRole::Broker && !among {
+        return Err(ConfigError::new(
+            key,
+            voters,
+            format!(
+                "this is node.id {node_id}, which is not among the voters ({}): a node with \
+                 the controller role is one of them (a broker-only node has \
+                 process.roles=broker)",
                 ids.join(", ")
             ),
         ));
@@ -342,12 +454,6 @@ mod tests {
     #[test]
     fn what_is_not_a_quorum_of_one_is_refused_with_the_reason() {
         for (key, value, reason) in [
-            ("process.roles", "broker", "broker-only or controller-only"),
-            (
-                "process.roles",
-                "controller",
-                "broker-only or controller-only",
-            ),
             ("process.roles", "broker,zookeeper", "unknown role"),
             (
                 "controller.quorum.voters",
@@ -382,6 +488,62 @@ mod tests {
             assert_eq!(error.key, key);
             assert!(error.reason.contains(reason), "{value}: {error}");
         }
+    }
+
+    #[test]
+    fn single_roles_follow_kafkas_listener_rules() {
+        // A broker-only node: not a voter, no controller listener of its own; its learner
+        // listener is on the client listener's address, any port.
+        let mut broker = kafka_kraft_defaults();
+        broker.insert("process.roles".into(), "broker".into());
+        broker.insert("controller.quorum.voters".into(), "1@127.0.0.1:9093".into());
+        broker.insert("listeners".into(), "PLAINTEXT://127.0.0.1:9094".into());
+        assert_eq!(
+            check_roles(&broker, 2).expect("broker"),
+            ProcessRole::Broker
+        );
+        let learner = quorum(&broker, 2).expect("valid").expect("a learner");
+        assert_eq!(learner.listen.to_string(), "127.0.0.1:0");
+        assert_eq!(learner.voters.len(), 1);
+        let refused = check_roles(&broker, 1).expect_err("a voter cannot be broker-only");
+        assert!(refused.reason.contains("is among the voters"), "{refused}");
+        let mut listening = broker.clone();
+        listening.insert(
+            "listeners".into(),
+            "PLAINTEXT://127.0.0.1:9094,CONTROLLER://127.0.0.1:9095".into(),
+        );
+        let refused = check_roles(&listening, 2).expect_err("a controller listener");
+        assert_eq!(refused.key, "listeners");
+        assert!(refused
+            .reason
+            .contains("must not contain the controller listener"));
+        let mut unnamed = broker.clone();
+        unnamed.remove("controller.listener.names");
+        let refused = check_roles(&unnamed, 2).expect_err("no controller.listener.names");
+        assert_eq!(refused.key, "controller.listener.names");
+
+        // A controller-only node: a voter listening on controller listeners only, bound even
+        // as the only voter (brokers join through it).
+        let mut controller = kafka_kraft_defaults();
+        controller.insert("process.roles".into(), "controller".into());
+        controller.insert("listeners".into(), "CONTROLLER://127.0.0.1:9093".into());
+        assert_eq!(
+            check_roles(&controller, 1).expect("controller"),
+            ProcessRole::Controller
+        );
+        let voter = quorum(&controller, 1).expect("valid").expect("bound");
+        assert_eq!(voter.listen.to_string(), "127.0.0.1:9093");
+        controller.insert(
+            "listeners".into(),
+            "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093".into(),
+        );
+        let refused = check_roles(&controller, 1).expect_err("a client listener");
+        assert!(
+            refused.reason.contains("only controller listeners"),
+            "{refused}"
+        );
+        let refused = check_roles(&controller, 2).expect_err("not a voter");
+        assert!(refused.reason.contains("not among the voters"), "{refused}");
     }
 
     #[test]
