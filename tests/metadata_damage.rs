@@ -601,3 +601,87 @@ fn runs_as_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A metadata log purged below a snapshot, as the quorum leaves it once snapshots replace old
+/// entries: the rebuild starts from the newest snapshot that reads (here the only record of
+/// topic `orders`, its config and the group's `__consumer_offsets`), skips a newer one that
+/// does not read, adds the log's record after the snapshot, and the data is served.
+#[test]
+fn rebuild_starts_from_the_newest_snapshot_that_reads() {
+    let (root, data) = seeded();
+    let dir = data.join("__cluster_metadata-0");
+    let scan = runnel_broker::metadata_log::scan(&dir).expect("the quorum's log reads");
+    // The snapshot holds every record but the last (topic `payments`): that one stays in the
+    // log, after the snapshot's index.
+    let (last_offset, _) = *scan.records.last().expect("records");
+    let image = scan
+        .records
+        .iter()
+        .filter(|(offset, _)| *offset < last_offset)
+        .fold(
+            runnel_metadata::MetadataImage::default(),
+            |image, (_, record)| image.apply(record),
+        );
+    assert!(image.topic("orders").is_some() && image.topic("payments").is_none());
+    let index = u64::try_from(last_offset - 1).expect("index");
+    let meta: runnel_controller::types::SnapshotMeta = serde_json::from_value(serde_json::json!({
+        "last_log_id": {"leader_id": {"term": 1, "node_id": 1}, "index": index},
+        "last_membership": {"log_id": null, "membership": {"configs": [[1]], "nodes": {"1": {"addr": "127.0.0.1:1"}}}},
+        "snapshot_id": format!("{index}-1"),
+    }))
+    .expect("a snapshot meta");
+    let bytes = runnel_controller::snapshot::encode(&meta, &image).expect("encode");
+    std::fs::write(
+        dir.join(format!("{index:020}-{:010}.checkpoint", 1)),
+        &bytes,
+    )
+    .expect("write");
+    // A newer snapshot whose bytes are damaged.
+    let mut damaged = bytes.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    std::fs::write(
+        dir.join(format!("{:020}-{:010}.checkpoint", index + 1, 1)),
+        &damaged,
+    )
+    .expect("write");
+    // The log's entries up to the snapshot are gone, as after a purge: only the snapshot
+    // holds topic `orders` and its config, the log only the entry after it.
+    let segment = metadata_segment(&data);
+    let log = std::fs::read(&segment).expect("read");
+    let mut kept = Vec::new();
+    let mut position = 0;
+    while position + 12 <= log.len() {
+        let base = i64::from_be_bytes(log[position..position + 8].try_into().expect("offset"));
+        let length = i32::from_be_bytes(log[position + 8..position + 12].try_into().expect("len"));
+        let end = position + 12 + length as usize;
+        if base == last_offset {
+            kept.extend_from_slice(&log[position..end]);
+        }
+        position = end;
+    }
+    std::fs::write(&segment, &kept).expect("replace the log");
+
+    let report = rebuild(&data);
+    assert!(report.contains("does not read"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "started from snapshot {}",
+            dir.join(format!("{index:020}-{:010}.checkpoint", 1))
+                .display()
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains("1 record(s) of the old metadata log were kept"),
+        "{report}"
+    );
+    assert!(report.contains("topic orders: 2 partition(s)"), "{report}");
+    assert!(
+        report.contains("configs retention.ms=86400000"),
+        "config overrides kept from the snapshot: {report}"
+    );
+    let server = Server::start(&data, root.path());
+    assert_data_served(&server);
+    server.stop();
+}

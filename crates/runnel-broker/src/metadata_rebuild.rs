@@ -3,8 +3,11 @@
 //! `meta.properties` is gone).
 //!
 //! What it keeps, in order of trust:
-//! 1. the records of the old metadata log before any damage ([`metadata_log::salvage`]):
-//!    their topics with ids, partition counts and config overrides, and the producer id block;
+//! 1. the newest snapshot of the old metadata log that reads whole (`<index>-<term>.checkpoint`;
+//!    the log below it may be purged, so it alone holds what came before) with the records of
+//!    the log after its index, up to any damage ([`metadata_log::salvage`]): topics with ids,
+//!    partition counts and config overrides, registered brokers, the producer id block. A
+//!    snapshot that does not read is reported and an older one tried;
 //! 2. every partition directory `<topic>-<partition>/`: a topic the salvaged records do not
 //!    know is recreated with partitions `0..=max index` and the topic id in its
 //!    `partition.metadata` files (a new id when none has one); its config overrides are lost
@@ -90,7 +93,12 @@ pub struct RebuiltTopic {
 pub struct RebuildReport {
     pub data_dir: PathBuf,
     pub topics: Vec<RebuiltTopic>,
+    /// Records of the old log used: those after the snapshot, when one was.
     pub records_salvaged: usize,
+    /// The snapshot the rebuild started from.
+    pub snapshot_used: Option<PathBuf>,
+    /// Newer snapshots that did not read, and why.
+    pub snapshots_unreadable: Vec<(PathBuf, String)>,
     /// Why the old log was not used whole, if it was damaged.
     pub damage: Option<String>,
     pub old_log_kept_at: Option<PathBuf>,
@@ -108,12 +116,36 @@ pub async fn rebuild(data_dir: &Path, node_id: i32) -> Result<RebuildReport, Reb
     let inventory = Inventory::scan(data_dir)?;
     let metadata_dir = data_dir.join(METADATA_LOG_DIR);
     let (scan, damage) = metadata_log::salvage(&metadata_dir);
-    let (image, removed) = controller::fold(scan.records.iter().map(|(_, record)| record));
     let mut report = RebuildReport {
         data_dir: data_dir.to_path_buf(),
-        records_salvaged: scan.records.len(),
         damage: damage.map(|damage| damage.to_string()),
         ..RebuildReport::default()
+    };
+    let snapshot = newest_readable_snapshot(&metadata_dir, &mut report);
+    // Raft log index = batch offset: the records the snapshot does not hold yet.
+    let after = snapshot.as_ref().and_then(|(_, decoded)| {
+        decoded
+            .meta
+            .last_log_id
+            .map(|id| i64::try_from(id.index).unwrap_or(i64::MAX))
+    });
+    let newer: Vec<&MetadataRecord> = scan
+        .records
+        .iter()
+        .filter(|(offset, _)| after.is_none_or(|after| *offset > after))
+        .map(|(_, record)| record)
+        .collect();
+    report.records_salvaged = newer.len();
+    let (image, removed) = match snapshot {
+        Some((path, decoded)) => {
+            report.snapshot_used = Some(path);
+            let image = newer
+                .into_iter()
+                .fold(decoded.image, |image, record| image.apply(record));
+            let removed = image.removed_topics().cloned().collect();
+            (image, removed)
+        }
+        None => controller::fold(newer),
     };
 
     let mut by_topic: BTreeMap<&str, Vec<&PartitionDir>> = BTreeMap::new();
@@ -173,6 +205,32 @@ pub async fn rebuild(data_dir: &Path, node_id: i32) -> Result<RebuildReport, Reb
         report.cluster_id_written = Some(meta_properties::create(data_dir, node_id)?);
     }
     Ok(report)
+}
+
+/// The newest snapshot in `metadata_dir` that decodes, with its path; each newer one that
+/// does not is recorded in the report.
+fn newest_readable_snapshot(
+    metadata_dir: &Path,
+    report: &mut RebuildReport,
+) -> Option<(PathBuf, runnel_controller::snapshot::DecodedSnapshot)> {
+    let paths = match runnel_controller::state_machine::snapshot_paths(metadata_dir) {
+        Ok(paths) => paths,
+        Err(error) => {
+            // No directory, or one that cannot be listed: no snapshot to build on.
+            tracing::debug!(%error, "no snapshot listed");
+            return None;
+        }
+    };
+    for path in paths.into_iter().rev() {
+        let read = std::fs::read(&path).map_err(|error| error.to_string());
+        match read.and_then(|bytes| {
+            runnel_controller::snapshot::decode(&bytes).map_err(|error| error.to_string())
+        }) {
+            Ok(decoded) => return Some((path, decoded)),
+            Err(reason) => report.snapshots_unreadable.push((path, reason)),
+        }
+    }
+    None
 }
 
 /// A topic known only from its partition directories.
@@ -286,6 +344,16 @@ fn new_log_records(report: &RebuildReport, leader: i32) -> Vec<MetadataRecord> {
 
 impl fmt::Display for RebuildReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (path, reason) in &self.snapshots_unreadable {
+            writeln!(
+                f,
+                "snapshot {} does not read ({reason}): not used",
+                path.display()
+            )?;
+        }
+        if let Some(path) = &self.snapshot_used {
+            writeln!(f, "started from snapshot {}", path.display())?;
+        }
         match &self.damage {
             Some(damage) => writeln!(
                 f,

@@ -180,6 +180,15 @@ fn snapshot_files(dir: &Path) -> Result<Vec<SnapshotFile>, StateMachineError> {
     Ok(found)
 }
 
+/// The snapshot files in a metadata log directory, oldest first (by index, then term): what
+/// a repair reads when the log itself is damaged.
+pub fn snapshot_paths(dir: &Path) -> Result<Vec<PathBuf>, StateMachineError> {
+    Ok(snapshot_files(dir)?
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect())
+}
+
 fn newest_snapshot(dir: &Path) -> Result<Option<PathBuf>, StateMachineError> {
     Ok(snapshot_files(dir)?.pop().map(|(_, path)| path))
 }
