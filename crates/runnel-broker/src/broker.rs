@@ -272,9 +272,23 @@ impl Broker {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
+        self.create_topic_on(name, partitions, None, configs).await
+    }
+
+    /// [`Broker::create_topic`] with each partition's replicas given (CreateTopics' manual
+    /// assignment) rather than placed by the controller.
+    pub async fn create_topic_on(
+        &self,
+        name: &str,
+        partitions: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<TopicImage>, CreateTopicError> {
         let _creating = self.creations.lock().await;
         self.check_partition_limit(usize::try_from(partitions).unwrap_or(0))?;
-        let (record, topic) = self.controller.plan_topic(name, partitions, configs)?;
+        let (record, topic) = self
+            .controller
+            .plan_topic_on(name, partitions, assignment, configs)?;
         self.replicas.check_no_directory(name, 0..partitions)?;
         let prepared = self.replicas.prepare_partitions(&topic, 0)?;
         if let Err(error) = self.controller.create_topic(&record).await {

@@ -332,6 +332,19 @@ impl Controller {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<(MetadataRecord, Arc<TopicImage>), ControllerError> {
+        self.plan_topic_on(name, partitions, None, configs)
+    }
+
+    /// [`Controller::plan_topic`] with the replicas of each partition given (CreateTopics'
+    /// manual assignment, checked by the caller against the registered brokers) instead of
+    /// placed.
+    pub fn plan_topic_on(
+        &self,
+        name: &str,
+        partitions: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(MetadataRecord, Arc<TopicImage>), ControllerError> {
         let image = self.image();
         if image.topic(name).is_some() {
             return Err(ControllerError::TopicAlreadyExists {
@@ -339,7 +352,13 @@ impl Controller {
             });
         }
         let topic_id = Uuid::new_v4();
-        let replicas = self.place(&image, topic_id, 0, partitions)?;
+        let node_id = self.active.node_id;
+        let replicas = match assignment {
+            // All on this node: the record's `leader` says so (as `place` leaves it).
+            Some(given) if given.iter().all(|replicas| replicas == &[node_id]) => Vec::new(),
+            Some(given) => given,
+            None => self.place(&image, topic_id, 0, partitions)?,
+        };
         let record = MetadataRecord::Topic {
             name: name.to_string(),
             topic_id,

@@ -98,6 +98,22 @@ def test_three_nodes_started_by_hand_form_one_cluster_every_client_uses(cluster)
     assert ck.kafka_error(refused).code() == ck.KafkaError.INVALID_REPLICATION_FACTOR
     assert "not supported yet" in ck.kafka_error(refused).str(), ck.kafka_error(refused).str()
 
+    # A manual assignment puts each partition on the broker it names (CreateTopics'
+    # replicasAssignments); a broker that is not registered is refused with Kafka's message
+    # (ReplicationControlManager).
+    admin = ck.admin(cluster.bootstrap())
+    admin.create_topics([NewTopic("assigned", 3, replication_factor=-1,
+                                  replica_assignment=[[2], [3], [1]])])[
+        "assigned"].result(ck.TIMEOUT_S)
+    wait_until(lambda: leaders(cluster.bootstrap(), "assigned") == {0: 2, 1: 3, 2: 1},
+               ck.TIMEOUT_S, "each partition on the broker the assignment names")
+    assert (cluster.node(2).data_dir / "assigned-0").is_dir()
+    refused = admin.create_topics([NewTopic("assigned-nowhere", 1, replication_factor=-1,
+                                           replica_assignment=[[9]])])[
+        "assigned-nowhere"].exception(ck.TIMEOUT_S)
+    assert ck.kafka_error(refused).code() == ck.KafkaError.INVALID_REPLICA_ASSIGNMENT
+    assert "includes broker 9, but no such broker is registered" in ck.kafka_error(refused).str()
+
     # confluent-kafka produces (bootstrapping from one node), kafka-python consumes as a group
     # (bootstrapping from another), confluent-kafka reads every partition back by assignment.
     records = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(60)]

@@ -1,9 +1,10 @@
 //! CreateTopics (key 19): validates and creates topics.
 //!
 //! Per topic: a legal name, not taken; `num_partitions` ≥ 1 or -1 for `num.partitions`;
-//! `replication_factor` -1 or within the number of brokers (one); manual assignments only onto
-//! this broker; configs with Kafka's names and valid values. `validate_only` checks without
-//! creating. Errors are per topic, with a message.
+//! `replication_factor` -1 or within the number of unfenced brokers (and 1 until partition
+//! replication lands); manual assignments of partitions `0..n`, one replica each, onto
+//! registered unfenced brokers; configs with Kafka's names and valid values. `validate_only`
+//! checks without creating. Errors are per topic, with a message (Kafka's where it has one).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -112,7 +113,7 @@ async fn create(
             format!("Topic '{name}' already exists."),
         ));
     }
-    let partitions = partition_count(broker, topic)?;
+    let (partitions, assignment) = partition_count(broker, topic)?;
     let mut configs = BTreeMap::new();
     for config in &topic.configs {
         let Some(value) = &config.value else { continue };
@@ -126,7 +127,10 @@ async fn create(
             topic_id: uuid::Uuid::nil(),
         });
     }
-    match broker.create_topic(name, partitions, configs).await {
+    match broker
+        .create_topic_on(name, partitions, assignment, configs)
+        .await
+    {
         Ok(created) => Ok(Created {
             partitions,
             topic_id: created.topic_id,
@@ -147,25 +151,15 @@ async fn create(
     }
 }
 
-fn partition_count(broker: &Broker, topic: &CreatableTopic) -> Result<i32, (ErrorCode, String)> {
-    let node_id = broker.config.node_id;
+/// The partition count, and the replicas of each partition when the request assigns them.
+type Planned = (i32, Option<Vec<Vec<i32>>>);
+
+fn partition_count(
+    broker: &Broker,
+    topic: &CreatableTopic,
+) -> Result<Planned, (ErrorCode, String)> {
     if !topic.assignments.is_empty() {
-        if topic.num_partitions != -1 || topic.replication_factor != -1 {
-            return Err((
-                ErrorCode::InvalidRequest,
-                "Both numPartitions or replicationFactor and replicasAssignments were set.".into(),
-            ));
-        }
-        for (expected, assignment) in topic.assignments.iter().enumerate() {
-            let onto_us = assignment.broker_ids.len() == 1 && assignment.broker_ids[0] == node_id;
-            if assignment.partition_index != expected as i32 || !onto_us {
-                return Err((
-                    ErrorCode::InvalidReplicaAssignment,
-                    format!("replica assignments must place partitions 0..n on broker {node_id}"),
-                ));
-            }
-        }
-        return Ok(topic.assignments.len() as i32);
+        return manual_assignment(broker, topic);
     }
     let replication_factor = match topic.replication_factor {
         -1 => broker.config.default_replication_factor,
@@ -197,11 +191,86 @@ fn partition_count(broker: &Broker, topic: &CreatableTopic) -> Result<i32, (Erro
         ));
     }
     match topic.num_partitions {
-        -1 => Ok(broker.config.num_partitions),
-        count if count >= 1 => Ok(count),
+        -1 => Ok((broker.config.num_partitions, None)),
+        count if count >= 1 => Ok((count, None)),
         count => Err((
             ErrorCode::InvalidPartitions,
             format!("Number of partitions was set to an invalid non-positive value: {count}."),
         )),
     }
+}
+
+/// A manual assignment, checked as Kafka's `ReplicationControlManager` checks one (its
+/// messages): partitions `0..n` in order, each with the same number of distinct registered
+/// brokers; one replica each until partition replication lands.
+fn manual_assignment(
+    broker: &Broker,
+    topic: &CreatableTopic,
+) -> Result<Planned, (ErrorCode, String)> {
+    let invalid = |message: String| Err((ErrorCode::InvalidReplicaAssignment, message));
+    if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        return Err((
+            ErrorCode::InvalidRequest,
+            "Both numPartitions or replicationFactor and replicasAssignments were set.".into(),
+        ));
+    }
+    let image = broker.controller.image();
+    let mut replicas = Vec::with_capacity(topic.assignments.len());
+    for (expected, assignment) in topic.assignments.iter().enumerate() {
+        if assignment.partition_index != expected as i32 {
+            return invalid("partitions should be a consecutive 0-based integer sequence".into());
+        }
+        let ids: Vec<i32> = assignment.broker_ids.iter().map(|id| id.0).collect();
+        if ids.is_empty() {
+            return invalid(
+                "The manual partition assignment includes an empty replica list.".into(),
+            );
+        }
+        if let Some(twice) = ids
+            .iter()
+            .enumerate()
+            .find(|(at, id)| ids[..*at].contains(id))
+        {
+            return invalid(format!(
+                "The manual partition assignment includes the broker {} more than once.",
+                twice.1
+            ));
+        }
+        for id in &ids {
+            match image.broker(*id) {
+                None => {
+                    return invalid(format!(
+                        "The manual partition assignment includes broker {id}, but no such \
+                         broker is registered."
+                    ))
+                }
+                Some(registered) if registered.fenced => {
+                    return invalid(format!(
+                        "The manual partition assignment includes broker {id}, which is fenced."
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if replicas
+            .first()
+            .is_some_and(|first: &Vec<i32>| first.len() != ids.len())
+        {
+            return invalid(
+                "All partitions in the manual partition assignment must have the same number of \
+                 replicas."
+                    .into(),
+            );
+        }
+        replicas.push(ids);
+    }
+    if replicas.iter().any(|ids| ids.len() > 1) {
+        return Err((
+            ErrorCode::InvalidReplicationFactor,
+            "A replication factor above 1 is not supported yet: every partition has one replica \
+             until partition replication lands."
+                .into(),
+        ));
+    }
+    Ok((replicas.len() as i32, Some(replicas)))
 }
