@@ -10,6 +10,8 @@
 //! - a partition the image places on this node that is not open here is opened (its
 //!   directory created); a directory already holding records that the metadata does not
 //!   name is never adopted: the partition stays closed and the error is logged;
+//! - a hosted partition whose leader epoch the image raised (a fencing of this broker, or
+//!   its return) takes the new epoch;
 //! - a topic whose config overrides changed gets its new settings;
 //! - changed dynamic broker configs (the cluster default or this node's) are applied live.
 //!
@@ -70,6 +72,7 @@ async fn apply(broker: &Arc<Broker>, seen: &MetadataImage, next: &MetadataImage)
             continue;
         }
         open_placed_here(broker, topic).await;
+        raise_leader_epochs(broker, topic);
         if let Some(before) = before {
             if before.topic_id == topic.topic_id && before.configs != topic.configs {
                 match TopicSettings::resolve(&broker.dynamic.current(), &topic.configs) {
@@ -90,6 +93,26 @@ async fn apply(broker: &Arc<Broker>, seen: &MetadataImage, next: &MetadataImage)
             && configs != *broker.dynamic.view().layers.of(&resource)
         {
             broker.apply_broker_configs(&resource, (*configs).clone());
+        }
+    }
+}
+
+/// Gives the partitions of `topic` hosted here the leader epochs the image names, when higher
+/// (a fencing of this broker and its return each bump them): new batches carry the epoch the
+/// clients see in Metadata, and Fetch and ListOffsets check theirs against it.
+fn raise_leader_epochs(broker: &Broker, topic: &TopicImage) {
+    for image in &topic.partitions {
+        let Some(partition) = broker.replicas.partition(&topic.name, image.partition) else {
+            continue;
+        };
+        if partition.topic_id == topic.topic_id && partition.raise_leader_epoch(image.leader_epoch)
+        {
+            tracing::info!(
+                topic = %topic.name,
+                partition = image.partition,
+                leader_epoch = image.leader_epoch,
+                "new leader epoch"
+            );
         }
     }
 }

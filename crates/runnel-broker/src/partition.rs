@@ -12,7 +12,7 @@
 //! - `high_watermark` (the `watch`) always equals the log's high watermark after the lock is
 //!   released; waiters subscribe to it and never poll.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use runnel_log::{AppendError, AppendOutcome, FlushTarget, LogError, PartitionLog, ReadError};
@@ -28,7 +28,10 @@ pub struct Partition {
     pub topic: Arc<str>,
     pub topic_id: Uuid,
     pub index: i32,
-    pub leader_epoch: i32,
+    /// The leader epoch the image gives the partition, stamped on every batch appended; it
+    /// moves up when the image's does (a fencing of this broker and its return bump it, as
+    /// Kafka's controller bumps a partition's leader epoch on every leader change).
+    leader_epoch: AtomicI32,
     /// The topic's settings; replaced live when its configs change.
     settings: RwLock<TopicSettings>,
     log: Mutex<PartitionLog>,
@@ -79,6 +82,18 @@ pub struct PartitionOffsets {
 }
 
 impl Partition {
+    /// The partition's current leader epoch.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// Takes the image's leader epoch when it is above the partition's (epochs never move
+    /// back); the next append starts the epoch in the log's leader-epoch cache. Returns
+    /// whether it moved.
+    pub fn raise_leader_epoch(&self, epoch: i32) -> bool {
+        self.leader_epoch.fetch_max(epoch, Ordering::AcqRel) < epoch
+    }
+
     pub fn new(
         topic: Arc<str>,
         topic_id: Uuid,
@@ -93,7 +108,7 @@ impl Partition {
             topic,
             topic_id,
             index,
-            leader_epoch,
+            leader_epoch: AtomicI32::new(leader_epoch),
             settings: RwLock::new(settings),
             log: Mutex::new(log),
             high_watermark,
@@ -194,7 +209,7 @@ impl Partition {
             self.metadata_file_unsynced.store(false, Ordering::Release);
         }
         let mut log = self.lock();
-        let outcome = log.append(batch, self.leader_epoch, now_ms)?;
+        let outcome = log.append(batch, self.leader_epoch(), now_ms)?;
         if !durable && !outcome.duplicate {
             let end = log.log_end_offset();
             log.set_high_watermark(end);

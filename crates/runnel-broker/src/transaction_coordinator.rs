@@ -578,7 +578,7 @@ impl ShardTask {
         let mut coordinator = TxnCoordinator::new(
             self.config.clone(),
             self.partition.index,
-            self.partition.leader_epoch,
+            self.partition.leader_epoch(),
             Box::new(ControllerProducerIds(Arc::clone(&self.broker))),
             now,
         );

@@ -345,11 +345,26 @@ impl MetadataImage {
                     rack: rack.clone(),
                     fenced: false,
                 };
+                let was_fenced = next.is_fenced(*node_id);
                 Arc::make_mut(&mut next.brokers).insert(*node_id, registration);
+                // A registration unfences: its partitions have a leader again.
+                if was_fenced {
+                    next.bump_leader_epochs_of(*node_id);
+                }
             }
             MetadataRecord::BrokerFencing { node_id, fenced } => {
+                let changed = next
+                    .brokers
+                    .get(node_id)
+                    .is_some_and(|broker| broker.fenced != *fenced);
                 if let Some(broker) = Arc::make_mut(&mut next.brokers).get_mut(node_id) {
                     broker.fenced = *fenced;
+                }
+                // The partitions it leads lose their leader, or get it back: a new leader
+                // epoch each time, as Kafka's controller bumps it on every leader change, so
+                // clients tell the metadata before from the metadata after (KIP-320).
+                if changed {
+                    next.bump_leader_epochs_of(*node_id);
                 }
             }
             MetadataRecord::ClusterId { cluster_id } => {
@@ -360,11 +375,67 @@ impl MetadataImage {
         }
         next
     }
+
+    /// One more leader epoch for every partition `node_id` leads.
+    fn bump_leader_epochs_of(&mut self, node_id: i32) {
+        for topic in self.topics_by_name.values_mut() {
+            if !topic.partitions.iter().any(|p| p.leader == node_id) {
+                continue;
+            }
+            for partition in &mut Arc::make_mut(topic).partitions {
+                if partition.leader == node_id {
+                    partition.leader_epoch = partition.leader_epoch.saturating_add(1);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fencing_and_return_each_bump_the_leader_epochs_of_the_brokers_partitions() {
+        let register = |node_id| MetadataRecord::RegisterBroker {
+            node_id,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+        };
+        let fence = |node_id, fenced| MetadataRecord::BrokerFencing { node_id, fenced };
+        let placed = MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: Uuid::new_v4(),
+            partitions: 2,
+            leader: 1,
+            configs: BTreeMap::new(),
+            replicas: vec![vec![1], vec![2]],
+        };
+        let epochs = |image: &MetadataImage| -> Vec<i32> {
+            let topic = image.topic("t").expect("topic");
+            topic.partitions.iter().map(|p| p.leader_epoch).collect()
+        };
+        let image = MetadataImage::default()
+            .apply(&register(1))
+            .apply(&register(2))
+            .apply(&placed);
+        let start = epochs(&image);
+        let fenced = image.apply(&fence(2, true));
+        assert_eq!(
+            epochs(&fenced),
+            vec![start[0], start[1] + 1],
+            "only broker 2's partition"
+        );
+        let again = fenced.apply(&fence(2, true));
+        assert_eq!(epochs(&again), epochs(&fenced), "no change, no bump");
+        let back = again.apply(&fence(2, false));
+        assert_eq!(epochs(&back), vec![start[0], start[1] + 2]);
+        // A registration of a fenced broker unfences it: a bump too.
+        let refenced = back.apply(&fence(2, true)).apply(&register(2));
+        assert!(!refenced.is_fenced(2));
+        assert_eq!(epochs(&refenced), vec![start[0], start[1] + 4]);
+    }
 
     fn topic(name: &str, id: Uuid) -> MetadataRecord {
         MetadataRecord::Topic {

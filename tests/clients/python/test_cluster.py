@@ -57,6 +57,16 @@ def describe_quorum(bootstrap: str) -> dict:
         admin.close()
 
 
+def leader_epochs(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's leader epoch in Metadata (kafka-python's describe_topics, v7+)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        [described] = admin.describe_topics([topic])
+        return {p["partition_index"]: p["leader_epoch"] for p in described["partitions"]}
+    finally:
+        admin.close()
+
+
 def leaders(bootstrap: str, topic: str) -> dict[int, int]:
     metadata = ck.admin(bootstrap).list_topics(topic, timeout=ck.TIMEOUT_S)
     return {p.id: p.leader for p in metadata.topics[topic].partitions.values()}
@@ -304,6 +314,7 @@ def test_a_broker_stopped_past_the_session_timeout_is_fenced_and_returns_with_it
         held = [p for p, leader in leaders(controller.bootstrap, "lease").items()
                 if leader == victim.node_id]
         assert held, "the victim leads a partition"
+        epochs = leader_epochs(controller.bootstrap, "lease")
         victim.kill()
 
         def fenced() -> bool:
@@ -318,12 +329,28 @@ def test_a_broker_stopped_past_the_session_timeout_is_fenced_and_returns_with_it
             assert described.error is not None and described.error.code() == \
                 ck.KafkaError.LEADER_NOT_AVAILABLE, described.error
 
+        # Its partitions lost their leader: a new leader epoch (Kafka's controller bumps it
+        # on every leader change); the others keep theirs.
+        fenced_epochs = leader_epochs(controller.bootstrap, "lease")
+        for partition, epoch in fenced_epochs.items():
+            assert epoch == epochs[partition] + (partition in held), (partition, epochs)
+
         victim.start()
         wait_until(lambda: victim.node_id in
                    [b[0] for b in brokers_seen_by_confluent(controller.bootstrap)],
                    30, f"node {victim.node_id} to be listed again")
+        # Back as their leader: another epoch, which the broker itself takes (a client's
+        # fetch and produce carry the epoch from Metadata and are checked against it).
+        for partition in held:
+            assert leader_epochs(controller.bootstrap, "lease")[partition] > \
+                fenced_epochs[partition], partition
+        more = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(30, 40)]
+        producer = ck.producer(nodes.bootstrap(), {"acks": "all"})
+        for key, value in more:
+            producer.produce("lease", key=key, value=value, partition=held[0])
+        assert producer.flush(ck.TIMEOUT_S) == 0
         stored = ck.consume_all(controller.bootstrap, "lease", 3)
-        assert sorted((s.record.key, s.record.value) for s in stored) == sorted(records)
+        assert sorted((s.record.key, s.record.value) for s in stored) == sorted(records + more)
     finally:
         nodes.kill()
 

@@ -215,11 +215,11 @@ fn read_partition(
     if partition.is_offline() {
         return error(index, ErrorCode::KafkaStorageError);
     }
-    if requested.current_leader_epoch > partition.leader_epoch {
+    if requested.current_leader_epoch > partition.leader_epoch() {
         return error(index, ErrorCode::UnknownLeaderEpoch);
     }
     if requested.current_leader_epoch >= 0
-        && requested.current_leader_epoch < partition.leader_epoch
+        && requested.current_leader_epoch < partition.leader_epoch()
     {
         return error(index, ErrorCode::FencedLeaderEpoch);
     }

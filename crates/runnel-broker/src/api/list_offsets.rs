@@ -81,17 +81,17 @@ fn lookup(
     if partition.is_offline() {
         return response.with_error_code(ErrorCode::KafkaStorageError.code());
     }
-    if requested.current_leader_epoch > partition.leader_epoch {
+    if requested.current_leader_epoch > partition.leader_epoch() {
         return response.with_error_code(ErrorCode::UnknownLeaderEpoch.code());
     }
     if requested.current_leader_epoch >= 0
-        && requested.current_leader_epoch < partition.leader_epoch
+        && requested.current_leader_epoch < partition.leader_epoch()
     {
         return response.with_error_code(ErrorCode::FencedLeaderEpoch.code());
     }
     // The leader epoch field exists from v4.
     let response = if version >= 4 {
-        response.with_leader_epoch(partition.leader_epoch)
+        response.with_leader_epoch(partition.leader_epoch())
     } else {
         response
     };

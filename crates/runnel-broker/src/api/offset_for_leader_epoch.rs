@@ -36,10 +36,10 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                         return result.with_error_code(code.code());
                     };
                     let current = requested.current_leader_epoch;
-                    if current > partition.leader_epoch {
+                    if current > partition.leader_epoch() {
                         return result.with_error_code(ErrorCode::UnknownLeaderEpoch.code());
                     }
-                    if current >= 0 && current < partition.leader_epoch {
+                    if current >= 0 && current < partition.leader_epoch() {
                         return result.with_error_code(ErrorCode::FencedLeaderEpoch.code());
                     }
                     match partition.with_log(|log| log.end_offset_for_epoch(requested.leader_epoch))

@@ -87,7 +87,7 @@ fn read(broker: &Broker, name: &str) -> Result<TopicView, ConsoleError> {
             if let Some(partition) = broker.replicas.partition(name, image.partition) {
                 let offsets = partition.offsets();
                 view.online = true;
-                view.leader_epoch = partition.leader_epoch;
+                view.leader_epoch = partition.leader_epoch();
                 view.log_start_offset = offsets.log_start_offset;
                 view.high_watermark = offsets.high_watermark;
                 view.last_stable_offset = offsets.high_watermark;
