@@ -224,7 +224,17 @@ fn damaged(reason: String) -> StorageError {
 
 impl LogInner {
     /// Entries with indexes in `[start, end)`, read from the segments.
+    ///
+    /// A range that starts below the log start offset (purged, into a snapshot) gives no
+    /// entries, not an error: openraft allows entries not found, and reads such a range from a
+    /// replication stream left over from this node's earlier leadership after the node, now a
+    /// follower, purged its log. An error there would stop the Raft node (openraft takes a
+    /// replication's storage error as fatal, whatever leadership it belonged to). No suffix of
+    /// the range is returned either: entries must follow `start` with no gap.
     fn read_range(&self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        if start < self.log.log_start_offset() as u64 {
+            return Ok(Vec::new());
+        }
         let end = end.min(self.log.log_end_offset() as u64);
         let mut entries = Vec::new();
         let mut offset = start;
