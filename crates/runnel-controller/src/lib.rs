@@ -12,7 +12,7 @@
 //!   client, `rpc_server.rs` the listener) over a [`transport::Transport`]: TCP in the
 //!   product, a simulated network in a simulation.
 //! - [`MetadataQuorum`] (`node.rs`): start a node, propose on the leader, watch the applied
-//!   image, see the leader and term, shut down.
+//!   image, see the leader and term, change the voters, shut down.
 //! - Carrying a change from a follower to the leader ([`forward`]): the leader alone proposes.
 //! - Broker-only nodes as non-voting learners that join through the voters ([`learner`]).
 //! - The quorum as the leader sees it, for DescribeQuorum ([`describe`]).
@@ -57,8 +57,8 @@ pub use forward::{ForwardError, ForwardHandler, Forwarded};
 pub use log_scan::MetadataLogDamage;
 pub use log_store::{LogStore, LogStoreError, METADATA_LOG_DIR};
 pub use node::{
-    AppliedMetadata, MetadataQuorum, ProposeError, QuorumConfig, StartError, Voter,
-    VoterParseError, ENTRIES_PER_APPEND_MAX, PROPOSAL_BYTES_MAX,
+    AppliedMetadata, ChangeVotersError, MetadataQuorum, ProposeError, QuorumConfig, StartError,
+    Voter, VoterParseError, ENTRIES_PER_APPEND_MAX, PROPOSAL_BYTES_MAX,
 };
 pub use transport::{Tcp, Transport};
 pub use types::{MetadataRecords, NodeId, TypeConfig};

@@ -205,6 +205,25 @@ pub enum ProposeError {
     Stopped(String),
 }
 
+/// Why a change of voters ([`MetadataQuorum::change_voters`]) was not made.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ChangeVotersError {
+    #[error("node {node_id} is not the active controller; the leader is {}", leader.map_or("unknown".to_string(), |id| id.to_string()))]
+    NotLeader {
+        node_id: NodeId,
+        leader: Option<NodeId>,
+    },
+    #[error("the new voters name node {0} twice")]
+    DuplicateVoter(NodeId),
+    #[error("a quorum needs at least one voter")]
+    NoVoters,
+    /// openraft refused the change (another change is still being committed, for one).
+    #[error("the change of voters was refused: {0}")]
+    Refused(String),
+    #[error("the metadata quorum on this node has stopped: {0}")]
+    Stopped(String),
+}
+
 /// Sends one forwarded change to a leader at an address, on the node's transport.
 type ForwardSender = Arc<
     dyn Fn(
@@ -320,7 +339,7 @@ impl MetadataQuorum {
             .await
             .map_err(|error| StartError::Raft(error.to_string()))?;
         if initialized {
-            check_membership(&quorum.raft, &members).await?;
+            check_membership(&quorum.raft, config.node_id, &members).await?;
         } else if !config.learner {
             match quorum.raft.initialize(members).await {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
@@ -373,6 +392,91 @@ impl MetadataQuorum {
                 })
             }
             Err(error) => Err(ProposeError::Stopped(error.to_string())),
+        }
+    }
+
+    /// Makes `voters` the quorum's voters, on the leader only, and answers the log index of
+    /// the membership that names exactly them once it is committed.
+    ///
+    /// Voters not in the membership now are first added as learners (without waiting for them
+    /// to catch up: a far-behind one is sent a snapshot), then openraft's joint consensus moves
+    /// to `voters`; voters left out are removed, not kept as learners. One change at a time: a
+    /// change asked while another is being committed is [`ChangeVotersError::Refused`].
+    ///
+    /// What the caller must know:
+    /// - A node (re)started afterwards is configured with the voters its own log holds, or its
+    ///   start is refused ([`StartError::VotersDiffer`] names them); a node its log does not
+    ///   list as a voter (removed, perhaps added back since) starts with the voters that
+    ///   include it, as a learner until its log names it a voter again.
+    /// - A node is reached at the address given here only if its own configuration does not
+    ///   name it (`controller.quorum.voters` wins, see `network.rs`).
+    /// - Only a node that already has this quorum's metadata log may be added: a node started
+    ///   with an empty data dir initializes a quorum of its own at start.
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not withdraw the change: it may still commit.
+    pub async fn change_voters(&self, voters: &[Voter]) -> Result<u64, ChangeVotersError> {
+        let mut wanted = BTreeMap::new();
+        for voter in voters {
+            let node = BasicNode {
+                addr: voter.address.clone(),
+            };
+            if wanted.insert(voter.id, node).is_some() {
+                return Err(ChangeVotersError::DuplicateVoter(voter.id));
+            }
+        }
+        if wanted.is_empty() {
+            return Err(ChangeVotersError::NoVoters);
+        }
+        // openraft may answer a follower's change with "a change is in progress" (its view of
+        // the membership lags) before it looks at who leads: refuse as a proposal would.
+        if !self.is_leader() {
+            return Err(ChangeVotersError::NotLeader {
+                node_id: self.node_id,
+                leader: self.leader(),
+            });
+        }
+        let known: Vec<NodeId> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        for (id, node) in &wanted {
+            if !known.contains(id) {
+                self.raft
+                    .add_learner(*id, node.clone(), false)
+                    .await
+                    .map_err(|error| self.change_voters_error(error))?;
+            }
+        }
+        let ids: std::collections::BTreeSet<NodeId> = wanted.keys().copied().collect();
+        let response = self
+            .raft
+            .change_membership(ids, false)
+            .await
+            .map_err(|error| self.change_voters_error(error))?;
+        Ok(response.log_id.index)
+    }
+
+    fn change_voters_error(
+        &self,
+        error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    ) -> ChangeVotersError {
+        match error {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+                ChangeVotersError::NotLeader {
+                    node_id: self.node_id,
+                    leader: forward.leader_id,
+                }
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
+                ChangeVotersError::Refused(error.to_string())
+            }
+            error => ChangeVotersError::Stopped(error.to_string()),
         }
     }
 
@@ -521,8 +625,16 @@ impl Drop for MetadataQuorum {
 /// Refuses a start whose configured voters are not the ones the log's membership holds (a
 /// log formed as a quorum of one, started as one voter of three, would otherwise elect
 /// itself alone).
+///
+/// A configured voter its own log does not list as a voter (it was removed,
+/// [`MetadataQuorum::change_voters`], and may have been added back since) starts whatever
+/// the other configured voters: openraft runs it as a learner, which neither campaigns nor
+/// counts towards a quorum, until its log, sent by the leader, names it a voter again.
+/// Refusing it would leave a voter that heard of its removal but not of its re-addition (a
+/// crash between the two) unable ever to catch up.
 async fn check_membership(
     raft: &Raft,
+    node_id: NodeId,
     members: &BTreeMap<NodeId, BasicNode>,
 ) -> Result<(), StartError> {
     let configured: Vec<NodeId> = members.keys().copied().collect();
@@ -539,8 +651,10 @@ async fn check_membership(
         .map_err(|error| StartError::Raft(error.to_string()))?;
     recorded.sort_unstable();
     // No membership yet: a fresh node that voted before it initialized; the leader sends it
-    // the membership every voter initialized with.
-    if recorded.is_empty() || configured == recorded {
+    // the membership every voter initialized with. `removed`: a configured voter its log does
+    // not list (a broker-only node is never a configured voter: its check is unchanged).
+    let removed = members.contains_key(&node_id) && !recorded.contains(&node_id);
+    if recorded.is_empty() || configured == recorded || removed {
         Ok(())
     } else {
         Err(StartError::VotersDiffer {
