@@ -18,7 +18,8 @@
 //!   `InstallSnapshotResponse`); status 1: the body is the `RaftError` the remote node returned
 //!   (for InstallSnapshot, `RaftError<InstallSnapshotError>`); status 2 (Forward only): the
 //!   receiver does not lead, the body the leader it knows (JSON, `null` when none); Join
-//!   answers status 0 (added, empty body), 2 as Forward, or 1 with the refusal as text.
+//!   answers status 0 (added, empty body), 2 with the leader and its address
+//!   ([`crate::learner::LeaderHint`] as JSON), or 1 with the refusal as text.
 //!
 //! One request is in flight per connection: the client writes a request and reads its response
 //! before the next. Each peer has its own connection per direction, so a slow snapshot to one

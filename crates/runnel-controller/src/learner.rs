@@ -4,7 +4,8 @@
 //! Joining: a learner does not initialize a membership of its own. At start it asks the
 //! voters, one after another, to add it ([`crate::frame::Kind::Join`] on a voter's controller
 //! listener, body the JSON of [`JoinRequest`]); a voter that does not lead answers "not the
-//! leader" with the leader it knows, which is asked next. The leader adds the node with
+//! leader" with the leader it knows and its address ([`LeaderHint`]), which is asked next
+//! (even when it is not among the configured voters, after a change of voters). The leader adds the node with
 //! openraft's `add_learner` (a membership entry in the log) unless the membership already
 //! names it at the same address, and answers once that is committed. From then on the leader
 //! replicates to the learner like to any follower, at the address it joined with (a learner
@@ -33,6 +34,15 @@ const JOIN_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// A learner waiting for the voters logs at WARN this often.
 const JOIN_WARN_EVERY: Duration = Duration::from_secs(30);
 
+/// Who leads, as a voter that does not answers a join: the body of its "not the leader"
+/// frame. The address is the membership's, so that a learner whose configured voters are no
+/// longer the quorum's (voters changed since) still reaches the leader.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderHint {
+    pub leader: Option<NodeId>,
+    pub address: Option<String>,
+}
+
 /// A learner's request to be added to the quorum's membership.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinRequest {
@@ -51,12 +61,11 @@ pub(crate) async fn join<T: Transport>(
 ) {
     let body = serde_json::to_vec(request).expect("a join request serialises");
     let mut warn_at = Instant::now() + JOIN_WARN_EVERY;
-    let mut hint: Option<NodeId> = None;
+    let mut hint: Option<(NodeId, String)> = None;
     loop {
-        // The leader a voter named is asked first, then every voter in turn.
-        let named = hint.and_then(|id| voters.iter().find(|(voter, _)| *voter == id));
-        hint = None;
-        for (voter, addr) in named.into_iter().chain(voters.iter()) {
+        // The leader a voter named is asked first, then every configured voter in turn.
+        let named = hint.take();
+        for (voter, addr) in named.iter().chain(voters.iter()) {
             match ask(transport, addr, &body).await {
                 Asked::Added => {
                     tracing::info!(
@@ -67,9 +76,20 @@ pub(crate) async fn join<T: Transport>(
                     );
                     return;
                 }
-                Asked::NotLeader(Some(leader)) if leader != *voter => {
-                    hint = Some(leader);
-                    break;
+                Asked::NotLeader(LeaderHint {
+                    leader: Some(leader),
+                    address,
+                }) if leader != *voter => {
+                    let address = address.or_else(|| {
+                        voters
+                            .iter()
+                            .find(|(id, _)| *id == leader)
+                            .map(|(_, addr)| addr.clone())
+                    });
+                    if let Some(address) = address {
+                        hint = Some((leader, address));
+                        break;
+                    }
                 }
                 Asked::NotLeader(_) => {}
                 Asked::Failed(reason) => {
@@ -90,7 +110,7 @@ pub(crate) async fn join<T: Transport>(
 
 enum Asked {
     Added,
-    NotLeader(Option<NodeId>),
+    NotLeader(LeaderHint),
     Failed(String),
 }
 
@@ -112,8 +132,8 @@ async fn ask<T: Transport>(transport: &T, addr: &str, body: &[u8]) -> Asked {
         Err(_) => Asked::Failed(format!("no answer within {JOIN_ANSWER_TIMEOUT:?}")),
         Ok(Err(reason)) => Asked::Failed(reason),
         Ok(Ok((STATUS_OK, _))) => Asked::Added,
-        Ok(Ok((STATUS_NOT_LEADER, leader))) => {
-            Asked::NotLeader(serde_json::from_slice(&leader).unwrap_or(None))
+        Ok(Ok((STATUS_NOT_LEADER, hint))) => {
+            Asked::NotLeader(serde_json::from_slice(&hint).unwrap_or_default())
         }
         Ok(Ok((_, reason))) => Asked::Failed(String::from_utf8_lossy(&reason).into_owned()),
     }
@@ -128,10 +148,17 @@ pub(crate) async fn serve(raft: &Raft, body: &[u8]) -> (u8, Vec<u8>) {
         Ok(request) => request,
         Err(error) => return refused(format!("a join request does not decode: {error}")),
     };
-    let (leading, leader, known) = {
+    let (leading, hint, known) = {
         let metrics = raft.metrics();
         let m = metrics.borrow();
         let membership = m.membership_config.membership();
+        let hint = LeaderHint {
+            leader: m.current_leader,
+            address: m
+                .current_leader
+                .and_then(|id| membership.get_node(&id))
+                .map(|node| node.addr.clone()),
+        };
         let known = membership
             .nodes()
             .find(|(id, _)| **id == request.node_id)
@@ -141,10 +168,10 @@ pub(crate) async fn serve(raft: &Raft, body: &[u8]) -> (u8, Vec<u8>) {
                     membership.voter_ids().any(|v| v == request.node_id),
                 )
             });
-        (m.current_leader == Some(m.id), m.current_leader, known)
+        (m.current_leader == Some(m.id), hint, known)
     };
     if !leading {
-        let body = serde_json::to_vec(&leader).expect("a node id serialises");
+        let body = serde_json::to_vec(&hint).expect("a hint serialises");
         return (STATUS_NOT_LEADER, body);
     }
     match known {
@@ -198,7 +225,11 @@ fn not_added(
         openraft::error::RaftError::APIError(
             openraft::error::ClientWriteError::ForwardToLeader(forward),
         ) => {
-            let body = serde_json::to_vec(&forward.leader_id).expect("a node id serialises");
+            let hint = LeaderHint {
+                leader: forward.leader_id,
+                address: forward.leader_node.map(|node| node.addr),
+            };
+            let body = serde_json::to_vec(&hint).expect("a hint serialises");
             (STATUS_NOT_LEADER, body)
         }
         error => (frame::STATUS_RAFT_ERROR, error.to_string().into_bytes()),

@@ -16,7 +16,7 @@
 //! The production code runs unchanged: `MetadataQuorum::start_on` with [`SimTransport`]
 //! instead of TCP. Brokers are broker-only nodes, which follow the log as non-voting learners
 //! (`QuorumConfig::learner`, joining through the voters): [`SimConfig::learners`] adds them,
-//! none by default (its doc says why); the brokers' own work (partitions, ISR) is not
+//! one by default; the brokers' own work (partitions, ISR) is not
 //! simulated.
 //!
 //! # Running it

@@ -21,8 +21,8 @@ use runnel_sim::invariants::one_leader_per_term::LeaderRule;
 use runnel_sim::{run, SimConfig, Violation};
 
 const USAGE: &str =
-    "usage: runnel-sim run --seed N [--nodes 3] [--learners 0] [--strict-terms]\n       \
-                     runnel-sim sweep --seeds A..B [--nodes 3,5] [--learners 0] [--jobs 2] \
+    "usage: runnel-sim run --seed N [--nodes 3] [--learners 1] [--strict-terms]\n       \
+                     runnel-sim sweep --seeds A..B [--nodes 3,5] [--learners 1] [--jobs 2] \
                      [--strict-terms]";
 
 /// Runs between two progress lines of a sweep.
@@ -44,7 +44,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args {
         command,
         strict_terms: false,
-        learners: 0,
+        learners: 1,
         seeds: 0..1,
         nodes: vec![3],
         jobs: 2,

@@ -40,11 +40,7 @@ pub struct SimConfig {
     pub voters: usize,
     /// Broker-only nodes (non-voting learners, `QuorumConfig::learner`), after the voters'
     /// ids. They are crashed, cut off and slowed like the voters, never removed by the change
-    /// of voters, and their images must converge too. 0 by default: with one, about one run
-    /// in 150 fails to converge (seed 267 with 3 voters, examined: a learner restarted after a
-    /// change of voters, configured with the voters its log holds, as start requires, is told
-    /// the leader is a voter those do not include, cannot ask it, and its start waits in the
-    /// join forever; also seeds 92, 215 with 3 voters, 30, 194 with 5, `--learners 1`).
+    /// of voters, and their images must converge too. One by default.
     pub learners: usize,
     pub warmup: Duration,
     pub fault_time: Duration,
@@ -73,7 +69,7 @@ impl SimConfig {
     pub fn new(voters: usize) -> SimConfig {
         SimConfig {
             voters,
-            learners: 0,
+            learners: 1,
             warmup: Duration::from_secs(2),
             fault_time: Duration::from_secs(16),
             converge_deadline: Duration::from_secs(30),
