@@ -12,17 +12,24 @@
 //! until its own image holds the change before it answers its client, so that a client that
 //! created a topic through one node finds it there at once.
 //!
-//! # Departure from DESIGN.md §8 (Kafka's own RPCs), for now
-//! Kafka forwards an admin request whole, in an Envelope (key 58), and brokers register with
-//! the BrokerRegistration RPC (key 62) on the controller listener. Here a change travels as a
-//! [`Change`] in the controller listener's own Forward frame (`runnel_controller::forward`),
-//! and a broker's registration is one such change. Why: every node is a combined node today,
-//! so the only parties are Runnel's own controllers, and the broker has already done the work
-//! Kafka's controller would redo on an enveloped request (config resolution, the partition
-//! limit, opening the partition directories a topic record names), leaving the leader only
-//! the check against the committed image. When broker-only nodes arrive (learners of the
-//! quorum), BrokerRegistration and BrokerHeartbeat are served on the controller listener as
-//! Kafka's RPCs, as §8 says.
+//! # Departure from DESIGN.md §8 (Kafka's own RPCs)
+//! Kafka forwards an admin request whole, in an Envelope (key 58), and brokers register and
+//! heartbeat with BrokerRegistration and BrokerHeartbeat (keys 62, 63) on the controller
+//! listener. Here a change travels as a [`Change`] in the controller listener's own Forward
+//! frame (`runnel_controller::forward`), and a broker's registration and heartbeats are such
+//! changes, broker-only nodes' too. Why:
+//! - Runnel's controller listener does not speak Kafka's KRaft protocol at all: it carries
+//!   openraft's RPCs in Runnel's frames (`runnel_controller::frame`; openraft pushes the log
+//!   to followers and learners, where KRaft's followers fetch it). No Kafka node or tool can
+//!   join a Runnel quorum, so Kafka-format requests there would add a second wire format on
+//!   one port and serve no client.
+//! - The broker has already done the work Kafka's controller would redo on an enveloped
+//!   request (config resolution, the partition limit, opening the partition directories a
+//!   topic record names), leaving the leader only the check against the committed image.
+//!
+//! What Kafka's RPCs carry is kept: a registration names the node, its client endpoint and
+//! rack; a heartbeat its node id; the active controller fences a broker silent for
+//! `broker.session.timeout.ms` and a heartbeat or registration unfences it.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
