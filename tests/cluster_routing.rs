@@ -54,10 +54,25 @@ fn start_cluster() -> Vec<TestBroker> {
             })
         })
         .collect();
-    starting
+    let nodes: Vec<TestBroker> = starting
         .into_iter()
         .map(|thread| thread.join().expect("a node starts"))
-        .collect()
+        .collect();
+    // A node places a new topic's partitions over the brokers its own image lists: wait
+    // until every node's lists all three (each start returns once its own registration
+    // committed, not once the others' reached it).
+    common::wait_until("every node to list the three brokers", DEADLINE, || {
+        nodes.iter().all(|node| {
+            node.running()
+                .broker()
+                .controller
+                .image()
+                .unfenced_brokers()
+                .count()
+                == 3
+        })
+    });
+    nodes
 }
 
 fn produce_v10(client: &mut RawClient, topic: &str, partition: i32) -> ProduceResponse {
@@ -116,8 +131,14 @@ fn a_produce_to_a_broker_that_does_not_lead_the_partition_names_the_leader() {
             i32::from(nodes[leader as usize - 1].addr.port())
         );
 
+        // The leader opens the partition once its image applier has the topic: until then
+        // the partition is not hosted there yet.
         let mut right = RawClient::connect(nodes[leader as usize - 1].addr);
-        let response = produce_v10(&mut right, "routed", partition);
+        let mut response = ProduceResponse::default();
+        common::wait_until("the leader to accept the produce", DEADLINE, || {
+            response = produce_v10(&mut right, "routed", partition);
+            response.responses[0].partition_responses[0].error_code == 0
+        });
         let answer = &response.responses[0].partition_responses[0];
         assert_eq!((answer.error_code, answer.base_offset), (0, 0));
         assert!(response.node_endpoints.is_empty());

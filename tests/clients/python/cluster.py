@@ -118,12 +118,17 @@ class Cluster:
 
     def start(self) -> None:
         """Starts every node, then waits for each to serve (a node serves clients only once a
-        majority of the voters has elected a leader)."""
+        majority of the voters has elected a leader) and to list every node as a broker (a
+        node places a new topic over the brokers its own image lists)."""
         for node in self.nodes:
             node.data_dir.mkdir(exist_ok=True)
             node.spawn()
         for node in self.nodes:
             node.wait_serving()
+        ids = {node.node_id for node in self.nodes}
+        for node in self.nodes:
+            wait_until(lambda: set(own_metadata(node)[0]) == ids, 30,
+                       f"node {node.node_id} to list every broker")
 
     def node(self, node_id: int) -> Node:
         return self.nodes[node_id - 1]
@@ -147,3 +152,48 @@ class Cluster:
             node.kill()
         for proxy in self.proxies.values():
             proxy.close()
+
+
+def own_metadata(node: Broker) -> tuple[list[int], set[str]]:
+    """The broker ids and topic names one node's own image lists: a Metadata v0 for every
+    topic on one connection to it (a client bootstrapped from it may ask another broker)."""
+    import socket
+    import struct
+
+    def string(text: str) -> bytes:
+        return struct.pack(">h", len(text)) + text.encode()
+
+    frame = struct.pack(">hhi", 3, 0, 11) + string("cluster-test") + struct.pack(">i", 0)
+    with socket.create_connection(("127.0.0.1", node.port), timeout=30) as conn:
+        conn.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", conn.recv(4, socket.MSG_WAITALL))[0]
+        answer = conn.recv(size, socket.MSG_WAITALL)
+    at = 4  # correlation id
+
+    def take(fmt: str):
+        nonlocal at
+        values = struct.unpack_from(fmt, answer, at)
+        at += struct.calcsize(fmt)
+        return values
+
+    def take_string() -> str:
+        nonlocal at
+        (length,) = take(">h")
+        text = answer[at:at + length].decode()
+        at += length
+        return text
+
+    brokers = []
+    for _ in range(take(">i")[0]):  # brokers: node id, host, port
+        brokers.append(take(">i")[0])
+        take_string()
+        take(">i")
+    names = set()
+    for _ in range(take(">i")[0]):  # topics: error, name, partitions
+        take(">h")
+        names.add(take_string())
+        for _ in range(take(">i")[0]):  # error, index, leader, replicas, isr
+            take(">hii")
+            take(">%di" % take(">i")[0])
+            take(">%di" % take(">i")[0])
+    return brokers, names

@@ -17,7 +17,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic as KafkaNewTopic
 
 import ck
-from cluster import Cluster
+from cluster import Cluster, own_metadata
 from helpers import Broker, free_port, runnel_bin, wait_until
 
 
@@ -96,11 +96,14 @@ def test_three_nodes_started_by_hand_form_one_cluster_every_client_uses(cluster)
     assert sorted(placed) == list(range(6))
     # Round robin: each broker leads two of the six.
     assert sorted(list(placed.values()).count(n) for n in (1, 2, 3)) == [2, 2, 2]
-    # Each partition's directory is on its leader's disk only.
+    # Each partition's directory is on its leader's disk only (a node that did not create the
+    # topic opens its partitions once its image applier has the record).
     for partition, leader_id in placed.items():
-        holders = [n.node_id for n in cluster.nodes
-                   if (n.data_dir / f"spread-{partition}").is_dir()]
-        assert holders == [leader_id], (partition, holders)
+        def holders(partition: int = partition) -> list[int]:
+            return [n.node_id for n in cluster.nodes
+                    if (n.data_dir / f"spread-{partition}").is_dir()]
+        wait_until(lambda: holders() == [leader_id], ck.TIMEOUT_S,
+                   f"spread-{partition} on node {leader_id} only")
 
     # Replication factor 3 with three brokers: refused until partition replication lands.
     refused = ck.create_topic_result(cluster.bootstrap(), "three-copies", partitions=1,
@@ -405,47 +408,8 @@ def find_coordinator_v1_on(port: int, key: str, key_type: int) -> int:
 
 
 def topics_known_to(node) -> set[str]:
-    """The topics one node's own image names: a Metadata v0 for every topic on one connection
-    to it (a client bootstrapped from it may ask another broker it learned of)."""
-    import socket
-    import struct
-
-    def string(text: str) -> bytes:
-        return struct.pack(">h", len(text)) + text.encode()
-
-    frame = struct.pack(">hhi", 3, 0, 11) + string("cluster-test") + struct.pack(">i", 0)
-    with socket.create_connection(("127.0.0.1", node.port), timeout=ck.TIMEOUT_S) as conn:
-        conn.sendall(struct.pack(">i", len(frame)) + frame)
-        size = struct.unpack(">i", conn.recv(4, socket.MSG_WAITALL))[0]
-        answer = conn.recv(size, socket.MSG_WAITALL)
-    at = 4  # correlation id
-
-    def take(fmt: str):
-        nonlocal at
-        values = struct.unpack_from(fmt, answer, at)
-        at += struct.calcsize(fmt)
-        return values
-
-    def take_string() -> str:
-        nonlocal at
-        (length,) = take(">h")
-        text = answer[at:at + length].decode()
-        at += length
-        return text
-
-    for _ in range(take(">i")[0]):  # brokers: node id, host, port
-        take(">i")
-        take_string()
-        take(">i")
-    names = set()
-    for _ in range(take(">i")[0]):  # topics: error, name, partitions
-        take(">h")
-        names.add(take_string())
-        for _ in range(take(">i")[0]):  # error, index, leader, replicas, isr
-            take(">hii")
-            take(">%di" % take(">i")[0])
-            take(">%di" % take(">i")[0])
-    return names
+    """The topics one node's own image names (see cluster.own_metadata)."""
+    return own_metadata(node)[1]
 
 
 def test_a_cut_off_minority_cannot_commit_the_majority_can_and_the_minority_converges(
@@ -681,6 +645,9 @@ def test_controller_only_and_broker_only_nodes_form_a_cluster(tmp_path, request)
             node.spawn()
         for node in nodes:
             node.wait_serving()
+        for broker in brokers:
+            wait_until(lambda: sorted(own_metadata(broker)[0]) == [4, 5], 30,
+                       f"node {broker.node_id} to list both brokers")
         expected = sorted((b.node_id, "127.0.0.1", b.port) for b in brokers)
         for broker in brokers:
             assert brokers_seen_by_confluent(broker.bootstrap) == expected
