@@ -16,6 +16,7 @@ on every node (no metadata lost). Prints each round, the worst and the median.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -47,9 +48,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--binary", default=str(ROOT / "target" / "debug" / "runnel"))
+    parser.add_argument("--keep", metavar="DIR",
+                        help="keep the nodes' data dirs and logs in DIR (for a slow round)")
     args = parser.parse_args()
     os.environ["RUNNEL_BIN"] = str(Path(args.binary).resolve())
-    with tempfile.TemporaryDirectory(prefix="runnel-failover-") as tmp:
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+    with (tempfile.TemporaryDirectory(prefix="runnel-failover-") if not args.keep
+          else contextlib.nullcontext(args.keep)) as tmp:
         cluster = Cluster(Path(tmp), 3)
         try:
             cluster.start()
@@ -62,6 +68,7 @@ def main() -> int:
                 created.append(before)
                 leader.kill()
                 killed_at = time.monotonic()
+                killed_wall = time.strftime("%H:%M:%S")
                 survivor = next(n for n in cluster.nodes if n.running())
                 after = f"after-{kill}"
 
@@ -81,7 +88,7 @@ def main() -> int:
                 wait_until(lambda: f"the metadata quorum's leader is node {new_leader.node_id}"
                            in leader.log().rsplit("=== test harness: starting", 1)[-1], 30,
                            f"node {leader.node_id} to rejoin as a follower")
-                print(f"kill {kill + 1}: node {leader.node_id} killed, node "
+                print(f"kill {kill + 1} (at {killed_wall}): node {leader.node_id} killed, node "
                       f"{new_leader.node_id} leads; topics created again after {figure:.2f} s",
                       flush=True)
             for node in cluster.nodes:
