@@ -30,7 +30,10 @@ use crate::types::{NodeId, Raft};
 /// Pause between rounds over the voters when none accepted.
 const JOIN_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// How long one voter may take to answer a join (connect, commit the membership, answer).
-const JOIN_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Short: a leader that cannot commit (cut off from its majority) holds the join unanswered,
+/// and the learner must move on to the other voters, one of which may lead by then (the
+/// simulation's sweep found learners that waited out a whole 30 s on such a leader).
+const JOIN_ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 /// A learner waiting for the voters logs at WARN this often.
 const JOIN_WARN_EVERY: Duration = Duration::from_secs(30);
 
