@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fault_proxy import FaultProxy
-from helpers import Broker, free_port, runnel_bin, wait_until
+from helpers import Broker, free_ports, runnel_bin, wait_until
 
 
 @dataclass
@@ -84,13 +84,19 @@ class Cluster:
 
     def __init__(self, tmp_path: Path, size: int, extra: dict[str, str] | None = None,
                  proxied: bool = False):
-        ports = [(free_port(), free_port()) for _ in range(size)]
+        # The proxies listen first, so the nodes' ports (chosen after, all distinct) cannot be
+        # one of theirs: a node whose controller port a proxy held could not start, and the
+        # node whose proxy it was would reach itself through its path to that node.
         self.proxies: dict[tuple[int, int], FaultProxy] = {}
         if proxied:
             for i in range(1, size + 1):
                 for j in range(1, size + 1):
                     if i != j:
-                        self.proxies[(i, j)] = FaultProxy(("127.0.0.1", ports[j - 1][1]))
+                        self.proxies[(i, j)] = FaultProxy(None)
+        chosen = free_ports(2 * size)
+        ports = [(chosen[2 * k], chosen[2 * k + 1]) for k in range(size)]
+        for (_, j), proxy in self.proxies.items():
+            proxy.upstream = ("127.0.0.1", ports[j - 1][1])
 
         def voters_seen_by(i: int) -> str:
             return ",".join(

@@ -12,7 +12,9 @@ import threading
 
 
 class FaultProxy:
-    def __init__(self, upstream: tuple[str, int]):
+    def __init__(self, upstream: tuple[str, int] | None):
+        """`upstream` may be set later (before the first connection): the proxy's own port
+        is then chosen before the upstream's."""
         self.upstream = upstream
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -36,6 +38,8 @@ class FaultProxy:
                     client.close()
                     continue
             try:
+                if self.upstream is None:
+                    raise OSError("no upstream yet")
                 server = socket.create_connection(self.upstream, timeout=2)
                 server.settimeout(None)
             except OSError:
