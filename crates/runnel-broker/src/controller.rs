@@ -584,6 +584,19 @@ impl Active {
                     return Ok(done);
                 }
                 Err(ForwardError::Leading(_)) => continue,
+                // The controller reached died or lost the lead after the change was sent.
+                Err(ForwardError::Uncertain { leader, reason, .. })
+                    if change.safe_to_repeat() && tokio::time::Instant::now() < until =>
+                {
+                    drop(guard);
+                    tracing::info!(
+                        leader,
+                        reason,
+                        "the active controller's answer was lost; the change is carried again"
+                    );
+                    tokio::time::sleep(LEADER_CHANGE_PAUSE).await;
+                    continue;
+                }
                 Err(error) => return Err(error.into()),
             }
         }

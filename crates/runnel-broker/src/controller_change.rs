@@ -194,6 +194,27 @@ impl From<Refusal> for ControllerError {
 }
 
 impl Change {
+    /// Whether running this change twice does what running it once does, so that a change
+    /// whose answer was lost (the active controller died after it was sent, openraft's
+    /// outcome unknown) may simply be carried again: a registration records the same address
+    /// again, a heartbeat or a fencing that was already applied is nothing to record, the
+    /// cluster id is refused once recorded (which the caller accepts), and a second producer
+    /// id block only leaves the first unused. A node's start makes only such changes, so it
+    /// does not fail when the controller it reached dies meanwhile. Admin changes are not
+    /// repeated: a client whose topic was created by the lost attempt would be told it
+    /// already exists, so it gets the uncertain error and decides itself, as with Kafka.
+    pub fn safe_to_repeat(&self) -> bool {
+        matches!(
+            self,
+            Change::RegisterBroker { .. }
+                | Change::Heartbeat { .. }
+                | Change::DescribeQuorum
+                | Change::FenceBroker { .. }
+                | Change::RecordClusterId { .. }
+                | Change::AllocateProducerIds { .. }
+        )
+    }
+
     /// The record this change proposes, checked against `image` (the active controller's,
     /// under its write lock), with the producer id block it allocates, if any.
     pub fn check(
