@@ -625,7 +625,7 @@ fn rebuild_starts_from_the_newest_snapshot_that_reads() {
     assert!(image.topic("orders").is_some() && image.topic("payments").is_none());
     let index = u64::try_from(last_offset - 1).expect("index");
     let meta: runnel_controller::types::SnapshotMeta = serde_json::from_value(serde_json::json!({
-        "last_log_id": {"leader_id": {"term": 1, "node_id": 1}, "index": index},
+        "last_log_id": {"leader_id": 1, "index": index},
         "last_membership": {"log_id": null, "membership": {"configs": [[1]], "nodes": {"1": {"addr": "127.0.0.1:1"}}}},
         "snapshot_id": format!("{index}-1"),
     }))

@@ -34,7 +34,11 @@ impl TestBroker {
 
     /// Starts a broker with Kafka-named configuration overrides.
     pub fn start_with(overrides: &[(&str, &str)]) -> TestBroker {
-        let data_dir = tempfile::tempdir().expect("temp dir");
+        TestBroker::start_in(tempfile::tempdir().expect("temp dir"), overrides)
+    }
+
+    /// Starts a broker on a data directory the test prepared.
+    pub fn start_in(data_dir: tempfile::TempDir, overrides: &[(&str, &str)]) -> TestBroker {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -135,6 +135,10 @@ pub struct BrokerConfig {
     /// `broker.heartbeat.interval.ms`: how often this broker heartbeats to the active
     /// controller. Kafka's default 2000.
     pub broker_heartbeat_interval_ms: u64,
+    /// `controller.quorum.election.timeout.ms`: how soon the voters replace a lost active
+    /// controller (`runnel_controller::QuorumConfig::election_timeout_ms` says how). Kafka's
+    /// default 1000.
+    pub controller_election_timeout_ms: u64,
     /// `listeners` (`PLAINTEXT://host:port`) or `--listen`: the address bound, a host name
     /// resolved when the configuration is read (see [`listen_address`]).
     pub listen: SocketAddr,
@@ -234,6 +238,7 @@ impl Default for BrokerConfig {
             quorum_voters: Vec::new(),
             controller_listen: None,
             broker_session_timeout_ms: 9000,
+            controller_election_timeout_ms: 1000,
             broker_heartbeat_interval_ms: 2000,
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             listen_host: None,
@@ -310,6 +315,11 @@ impl BrokerConfig {
                 }
                 "broker.heartbeat.interval.ms" => {
                     config.broker_heartbeat_interval_ms = parse_at_least(key, value, 1)?
+                }
+                // A quarter of it (openraft's shortest election timeout) must stay above the
+                // leader's 100 ms heartbeats.
+                "controller.quorum.election.timeout.ms" => {
+                    config.controller_election_timeout_ms = parse_at_least(key, value, 500)?
                 }
                 "broker.rack" => {
                     config.rack = Some(value.to_string()).filter(|rack| !rack.is_empty())

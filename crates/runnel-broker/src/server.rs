@@ -382,6 +382,7 @@ async fn open_metadata(
                 listen,
             );
             quorum.learner = config.role == ProcessRole::Broker;
+            quorum.election_timeout_ms = config.controller_election_timeout_ms;
             if quorum.learner {
                 tracing::info!(
                     voters = config.quorum_voters.len(),

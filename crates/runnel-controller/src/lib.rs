@@ -16,6 +16,8 @@
 //! - Carrying a change from a follower to the leader ([`forward`]): the leader alone proposes.
 //! - Broker-only nodes as non-voting learners that join through the voters ([`learner`]).
 //! - The quorum as the leader sees it, for DescribeQuorum ([`describe`]).
+//! - When a voter campaigns (`election_timer`): Raft's timer, in place of openraft's.
+//! - openraft's types in JSON on disk and on the wire, older forms included (`openraft_json`).
 //!
 //! It knows nothing of partitions' data or client connections. The broker's controller
 //! (`runnel-broker/src/controller.rs`) runs on it: `runnel server` is a quorum of one, or one
@@ -36,8 +38,19 @@
 //! contracts, or whose safety fixes, we have not read: a change of version is a reviewed change
 //! of this crate, with its tests. The `storage-v2` feature is required because 0.9 seals
 //! `RaftLogStorage` and `RaftStateMachine` without it.
+//!
+//! # One leader per term (`single-term-leader`)
+//! openraft 0.9 by default identifies a leader by (term, node id): a voter may grant two
+//! candidates of one term (the higher node id second), so a term can have two leaders, one
+//! after the other. Runnel's term is Kafka's leader epoch (DescribeQuorum, the metadata log's
+//! batches and leader-epoch checkpoint), which names one leader, so the crate builds openraft
+//! with `single-term-leader`: Raft's standard rule, one vote per term, at the price of split
+//! votes (two candidates of one term both lose, and campaign again after a random timeout).
+//! `runnel-sim` checks one leader per term on every run. The feature changes the JSON of log ids
+//! and votes; `openraft_json` reads the older form too.
 
 pub mod describe;
+mod election_timer;
 pub mod forward;
 pub mod frame;
 pub mod learner;
@@ -45,6 +58,7 @@ mod log_scan;
 pub mod log_store;
 mod network;
 mod node;
+mod openraft_json;
 pub mod quorum_state;
 mod rpc_server;
 pub mod snapshot;

@@ -16,7 +16,8 @@
 //!   offset is 0: they are the same number);
 //! - batch partition leader epoch = the entry's term (terms above `i32::MAX` are refused);
 //! - the record's key is empty, its value the entry in JSON (openraft's serde form of
-//!   `Entry`: `{"log_id": {"leader_id": {"term", "node_id"}, "index"}, "payload": ...}`, where
+//!   `Entry`: `{"log_id": {"leader_id": term, "index"}, "payload": ...}` (entries written before
+//!   one leader per term also name the leader's node, read as `openraft_json` says), where
 //!   a `Normal` payload is the [`crate::MetadataRecords`], each record in the JSON
 //!   `runnel-metadata` defines).
 //!
@@ -167,7 +168,7 @@ pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, String> {
 /// entry); `None` when the value is not a Raft entry. For tools that read the log's records
 /// without the quorum (`runnel metadata rebuild`).
 pub fn entry_records(value: &[u8]) -> Option<Vec<MetadataRecord>> {
-    let entry: Entry = serde_json::from_slice(value).ok()?;
+    let entry: Entry = crate::openraft_json::decode(value).ok()?;
     Some(match entry.payload {
         openraft::EntryPayload::Normal(MetadataRecords(records)) => records,
         openraft::EntryPayload::Blank | openraft::EntryPayload::Membership(_) => Vec::new(),
@@ -188,7 +189,7 @@ pub(crate) fn decode_entry(header: &BatchHeader, bytes: Vec<u8>) -> Result<Entry
     };
     let value = record.value.clone().unwrap_or_default();
     let entry: Entry =
-        serde_json::from_slice(&value).map_err(|e| format!("entry does not decode: {e}"))?;
+        crate::openraft_json::decode(&value).map_err(|e| format!("entry does not decode: {e}"))?;
     if entry.log_id.index != header.base_offset as u64
         || entry.log_id.leader_id.term != header.partition_leader_epoch as u64
     {

@@ -22,6 +22,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::election_timer::ElectionClock;
 use crate::frame::{self, FrameError, Kind, STATUS_OK, STATUS_RAFT_ERROR};
 use crate::transport::Transport;
 use crate::types::{NodeId, TypeConfig};
@@ -37,6 +38,8 @@ pub struct NetworkFactory<T> {
     /// a static quorum's addresses from its configuration, so a voter can move to another
     /// host or port with a restart of each node.
     pub addresses: std::sync::Arc<std::collections::BTreeMap<NodeId, String>>,
+    /// Told when a vote request is refused by a longer log (`election_timer`).
+    pub clock: std::sync::Arc<ElectionClock>,
 }
 
 impl<T: Transport> RaftNetworkFactory<TypeConfig> for NetworkFactory<T> {
@@ -53,6 +56,7 @@ impl<T: Transport> RaftNetworkFactory<TypeConfig> for NetworkFactory<T> {
             target,
             addr,
             stream: None,
+            clock: std::sync::Arc::clone(&self.clock),
         }
     }
 }
@@ -63,6 +67,7 @@ pub struct PeerConnection<T: Transport> {
     target: NodeId,
     addr: String,
     stream: Option<T::Stream>,
+    clock: std::sync::Arc<ElectionClock>,
 }
 
 type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
@@ -118,15 +123,16 @@ impl<T: Transport> PeerConnection<T> {
             source: FrameError::Body(source),
         };
         match status {
-            STATUS_OK => serde_json::from_slice(&body).map_err(|e| {
+            STATUS_OK => crate::openraft_json::decode(&body).map_err(|e| {
                 self.stream = None;
                 RPCError::Network(NetworkError::new(&frame_error(e)))
             }),
             STATUS_RAFT_ERROR => {
-                let remote: RaftError<NodeId, E> = serde_json::from_slice(&body).map_err(|e| {
-                    self.stream = None;
-                    RPCError::Network(NetworkError::new(&frame_error(e)))
-                })?;
+                let remote: RaftError<NodeId, E> =
+                    crate::openraft_json::decode(&body).map_err(|e| {
+                        self.stream = None;
+                        RPCError::Network(NetworkError::new(&frame_error(e)))
+                    })?;
                 Err(RPCError::RemoteError(RemoteError::new(self.target, remote)))
             }
             status => {
@@ -202,6 +208,10 @@ impl<T: Transport> RaftNetwork<TypeConfig> for PeerConnection<T> {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcError> {
-        self.call(Kind::Vote, &rpc, option).await
+        let response: VoteResponse<NodeId> = self.call(Kind::Vote, &rpc, option).await?;
+        if !response.vote_granted && response.last_log_id > rpc.last_log_id {
+            self.clock.saw_longer_log();
+        }
+        Ok(response)
     }
 }

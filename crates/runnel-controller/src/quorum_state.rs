@@ -131,7 +131,7 @@ fn decode(bytes: &[u8]) -> Result<QuorumState, String> {
     if crc32c::crc32c(body) != crc {
         return Err("CRC mismatch".into());
     }
-    serde_json::from_slice(body).map_err(|error| format!("body does not decode: {error}"))
+    crate::openraft_json::decode(body).map_err(|error| format!("body does not decode: {error}"))
 }
 
 #[cfg(test)]

@@ -9,21 +9,28 @@
 
 use std::sync::Arc;
 
+use openraft::raft::{AppendEntriesResponse, InstallSnapshotRequest};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::election_timer::ElectionClock;
 use crate::forward::{Forwarded, HandlerSlot};
 use crate::frame::{self, FrameError, Kind, STATUS_NOT_LEADER, STATUS_OK, STATUS_RAFT_ERROR};
 use crate::transport::Transport;
-use crate::types::Raft;
+use crate::types::{Raft, TypeConfig};
 
 /// Connections the controller listener serves at once (each peer needs one).
 pub const CONNECTIONS_MAX: usize = 64;
 
 /// Serves `listener` until the task is aborted; aborting it ends every connection too.
-pub async fn serve<T: Transport>(listener: T::Listener, raft: Raft, handler: HandlerSlot) {
+pub async fn serve<T: Transport>(
+    listener: T::Listener,
+    raft: Raft,
+    handler: HandlerSlot,
+    clock: Arc<ElectionClock>,
+) {
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let mut connections = JoinSet::new();
     loop {
@@ -44,8 +51,9 @@ pub async fn serve<T: Transport>(listener: T::Listener, raft: Raft, handler: Han
         };
         let raft = raft.clone();
         let handler = Arc::clone(&handler);
+        let clock = Arc::clone(&clock);
         connections.spawn(async move {
-            if let Err(error) = serve_connection(stream, &raft, &handler).await {
+            if let Err(error) = serve_connection(stream, &raft, &handler, &clock).await {
                 tracing::debug!(%peer, %error, "controller connection closed");
             }
             drop(permit);
@@ -57,6 +65,7 @@ async fn serve_connection<S>(
     mut stream: S,
     raft: &Raft,
     handler: &HandlerSlot,
+    clock: &ElectionClock,
 ) -> Result<(), FrameError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -66,16 +75,29 @@ where
         let kind = Kind::from_byte(tag).ok_or(FrameError::UnknownKind(tag))?;
         let (status, response) = match kind {
             Kind::AppendEntries => {
-                let request = serde_json::from_slice(&body)?;
-                encode(raft.append_entries(request).await)
+                let request = crate::openraft_json::decode(&body)?;
+                let response = raft.append_entries(request).await;
+                // Accepted unless refused for a higher vote: a leader was heard.
+                if matches!(&response, Ok(answer) if !matches!(answer, AppendEntriesResponse::HigherVote(_)))
+                {
+                    clock.heard();
+                }
+                encode(response)
             }
             Kind::Vote => {
-                let request = serde_json::from_slice(&body)?;
+                let request = crate::openraft_json::decode(&body)?;
                 encode(raft.vote(request).await)
             }
             Kind::InstallSnapshot => {
-                let request = serde_json::from_slice(&body)?;
-                encode(raft.install_snapshot(request).await)
+                let request: InstallSnapshotRequest<TypeConfig> =
+                    crate::openraft_json::decode(&body)?;
+                let sender = request.vote;
+                let response = raft.install_snapshot(request).await;
+                // Accepted when this node took the sender's vote as its own.
+                if matches!(&response, Ok(answer) if answer.vote == sender) {
+                    clock.heard();
+                }
+                encode(response)
             }
             Kind::Join => crate::learner::serve(raft, &body).await,
             Kind::Forward => {

@@ -194,7 +194,7 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedSnapshot, SnapshotError> {
     if crc32c::crc32c(body) != crc {
         return Err(corrupt("CRC mismatch".into()));
     }
-    let body: SnapshotBody = serde_json::from_slice(body)
+    let body: SnapshotBody = crate::openraft_json::decode(body)
         .map_err(|error| corrupt(format!("body does not decode: {error}")))?;
     let topics = body.image.topics.into_iter().map(topic_image).collect();
     let brokers = body

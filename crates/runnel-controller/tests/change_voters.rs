@@ -39,7 +39,7 @@ impl Cluster {
     fn config(&self, id: NodeId, voters: &[Voter]) -> QuorumConfig {
         let mut config =
             QuorumConfig::new(id, voters.to_vec(), self.dirs[&id].clone(), self.addrs[&id]);
-        config.election_timeout_ms = 400;
+        config.election_timeout_ms = 1600;
         config.heartbeat_interval_ms = 60;
         // Small snapshots and a short log, so that a node away for a while needs a snapshot.
         config.snapshot_interval_entries = 4;

@@ -28,7 +28,7 @@ fn topic(name: &str) -> MetadataRecord {
 
 fn config(id: i32, voters: &[Voter], dir: &Path, addr: SocketAddr, learner: bool) -> QuorumConfig {
     let mut config = QuorumConfig::new(id, voters.to_vec(), dir.to_path_buf(), addr);
-    config.election_timeout_ms = 400;
+    config.election_timeout_ms = 1600;
     config.heartbeat_interval_ms = 60;
     config.learner = learner;
     config

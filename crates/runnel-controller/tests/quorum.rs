@@ -35,7 +35,7 @@ fn topic(name: &str) -> MetadataRecord {
 /// Timeouts short enough for tests, long enough for a loaded two-core machine.
 fn config(id: i32, voters: &[Voter], dir: &Path, addr: SocketAddr) -> QuorumConfig {
     let mut config = QuorumConfig::new(id, voters.to_vec(), dir.to_path_buf(), addr);
-    config.election_timeout_ms = 400;
+    config.election_timeout_ms = 1600;
     config.heartbeat_interval_ms = 60;
     config
 }

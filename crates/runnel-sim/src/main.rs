@@ -4,9 +4,7 @@
 //! runnel-sim run   --seed 42 --nodes 5
 //! runnel-sim sweep --seeds 0..10000 --nodes 3,5 --jobs 2
 //! ```
-//! `--strict-terms` fails runs in which two nodes led one term (by default they are counted:
-//! `runnel_sim::invariants::one_leader_per_term` says why); `--learners N` adds N broker-only
-//! nodes to each run.
+//! `--learners N` adds N broker-only nodes to each run.
 //! A sweep runs seeds on `--jobs` threads (each run is single-threaded), prints a line per
 //! failure with the command that runs it again, a progress line every 500 runs, and a summary;
 //! it exits 1 if any seed failed.
@@ -17,21 +15,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use runnel_sim::invariants::one_leader_per_term::LeaderRule;
 use runnel_sim::{run, SimConfig, Violation};
 
-const USAGE: &str =
-    "usage: runnel-sim run --seed N [--nodes 3] [--learners 1] [--strict-terms]\n       \
-                     runnel-sim sweep --seeds A..B [--nodes 3,5] [--learners 1] [--jobs 2] \
-                     [--strict-terms]";
+const USAGE: &str = "usage: runnel-sim run --seed N [--nodes 3] [--learners 1]\n       \
+                     runnel-sim sweep --seeds A..B [--nodes 3,5] [--learners 1] [--jobs 2]";
 
 /// Runs between two progress lines of a sweep.
 const PROGRESS_EVERY: usize = 500;
 
 struct Args {
     command: String,
-    /// Fail a run with two leaders in one term (see `invariants::one_leader_per_term`).
-    strict_terms: bool,
     /// Broker-only nodes per run (`SimConfig::learners`).
     learners: usize,
     seeds: Range<u64>,
@@ -43,7 +36,6 @@ fn parse(args: &[String]) -> Result<Args, String> {
     let command = args.first().cloned().ok_or("no command")?;
     let mut parsed = Args {
         command,
-        strict_terms: false,
         learners: 1,
         seeds: 0..1,
         nodes: vec![3],
@@ -51,10 +43,6 @@ fn parse(args: &[String]) -> Result<Args, String> {
     };
     let mut rest = args[1..].iter();
     while let Some(flag) = rest.next() {
-        if flag == "--strict-terms" {
-            parsed.strict_terms = true;
-            continue;
-        }
         let value = rest.next().ok_or(format!("{flag} needs a value"))?;
         let bad = |what: &str| format!("{flag} {value}: {what}");
         match flag.as_str() {
@@ -118,9 +106,6 @@ fn main() -> ExitCode {
 fn config(args: &Args, nodes: usize) -> SimConfig {
     let mut config = SimConfig::new(nodes);
     config.learners = args.learners;
-    if args.strict_terms {
-        config.leader_rule = LeaderRule::OnePerTerm;
-    }
     config
 }
 
@@ -165,7 +150,6 @@ fn sweep(args: Args) -> ExitCode {
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let simulated_ms = Arc::new(AtomicU64::new(0));
-    let shared_terms = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(Mutex::new(Vec::new()));
     let work = Arc::new(work);
     let started = Instant::now();
@@ -173,7 +157,6 @@ fn sweep(args: Args) -> ExitCode {
         .map(|_| {
             let (next, done, work) = (Arc::clone(&next), Arc::clone(&done), Arc::clone(&work));
             let (failures, simulated_ms) = (Arc::clone(&failures), Arc::clone(&simulated_ms));
-            let shared_terms = Arc::clone(&shared_terms);
             let args = Arc::clone(&args);
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -185,8 +168,6 @@ fn sweep(args: Args) -> ExitCode {
                     Ok(Ok(report)) => {
                         let ms = report.simulated.as_millis() as u64;
                         simulated_ms.fetch_add(ms, Ordering::Relaxed);
-                        let terms = report.terms_with_several_leaders;
-                        shared_terms.fetch_add(terms, Ordering::Relaxed);
                         None
                     }
                     Ok(Err(violation)) => {
@@ -221,14 +202,12 @@ fn sweep(args: Args) -> ExitCode {
     }
     let failures = failures.lock().expect("failures lock");
     println!(
-        "{total} runs ({} seeds x nodes {:?}) in {:.1?} wall, {:.0} s simulated: {} failed; \
-         {} terms had two leaders (openraft leader ids)",
+        "{total} runs ({} seeds x nodes {:?}) in {:.1?} wall, {:.0} s simulated: {} failed",
         args.seeds.end.saturating_sub(args.seeds.start),
         args.nodes,
         started.elapsed(),
         simulated_ms.load(Ordering::Relaxed) as f64 / 1000.0,
         failures.len(),
-        shared_terms.load(Ordering::Relaxed)
     );
     for (seed, nodes, kind) in failures.iter() {
         println!("  seed {seed} nodes {nodes}: {kind}");

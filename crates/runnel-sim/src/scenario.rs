@@ -27,7 +27,6 @@ use crate::faults::{Chaos, FaultCounts};
 use crate::history::History;
 use crate::host::{self, host_name, Shared, SharedRef, Tuning};
 use crate::invariants;
-use crate::invariants::one_leader_per_term::LeaderRule;
 use crate::{Violation, ViolationKind};
 
 /// How often convergence is checked after the heal.
@@ -57,9 +56,6 @@ pub struct SimConfig {
     /// Remove the lagging node from the voters while it is down and add it back
     /// (`MetadataQuorum::change_voters`); needs `lagging_node`.
     pub change_voters: bool,
-    /// Which leaders a term may have ([`invariants::one_leader_per_term`] says why the
-    /// default is openraft's rule, not one per term).
-    pub leader_rule: LeaderRule,
     /// Where the runs' data dirs go: `/dev/shm` when it exists, else the system's temp dir.
     pub data_root: Option<PathBuf>,
 }
@@ -76,7 +72,7 @@ impl SimConfig {
             tick: Duration::from_millis(5),
             latency_max: Duration::from_millis(4),
             tuning: Tuning {
-                election_timeout_ms: 500,
+                election_timeout_ms: 1000,
                 heartbeat_interval_ms: 100,
                 snapshot_interval_entries: 5,
                 log_entries_kept_after_snapshot: 2,
@@ -88,7 +84,6 @@ impl SimConfig {
             },
             lagging_node: true,
             change_voters: true,
-            leader_rule: LeaderRule::OpenraftLeaderIds,
             data_root: None,
         }
     }
@@ -106,8 +101,6 @@ pub struct Report {
     pub acked: usize,
     /// The highest term any node reached.
     pub term_max: u64,
-    /// Terms in which more than one node led (allowed by [`LeaderRule::OpenraftLeaderIds`]).
-    pub terms_with_several_leaders: usize,
     pub faults: FaultCounts,
     /// Where the change of voters got to (`None`: the run made none).
     pub membership: Option<MembershipStep>,
@@ -206,7 +199,7 @@ pub fn run(seed: u64, config: SimConfig) -> Result<Report, Violation> {
         .unwrap_or_else(|shared| std::mem::take(&mut *shared.borrow_mut()));
     let history = shared.history;
     let converged_after = outcome.map_err(|kind| violation(kind, &history))?;
-    invariants::one_leader_per_term::check(&history, config.leader_rule)
+    invariants::one_leader_per_term::check(&history)
         .map_err(|error| violation(ViolationKind::TwoLeaders(error), &history))?;
     invariants::committed_never_lost::check(&history)
         .map_err(|error| violation(ViolationKind::CommittedLost(error), &history))?;
@@ -218,7 +211,6 @@ pub fn run(seed: u64, config: SimConfig) -> Result<Report, Violation> {
         proposals: history.proposals.len(),
         acked: history.acked().count(),
         term_max: history.roles().map(|role| role.term).max().unwrap_or(0),
-        terms_with_several_leaders: invariants::one_leader_per_term::several_leaders(&history),
         faults: chaos.counts,
         membership: shared.membership.map(|m| m.step),
         converged_after,

@@ -54,11 +54,10 @@ fn seeds_whose_change_of_voters_was_committed_unanswered() {
 }
 
 /// Found: two leaders in one term (seed 3: nodes 3 and 5 in term 10; seed 58: nodes 5 then 4
-/// in term 4). Not a bug of the simulation: openraft's leader id is (term, node id), so a
-/// term may have several leaders, elected in either order (see
-/// `invariants::one_leader_per_term`); `runnel-controller` would need openraft's
-/// `single-term-leader` feature for one leader per term. Runs now count such terms and check
-/// that no vote goes back; `--strict-terms` fails on them.
+/// in term 4). openraft's leader id was (term, node id), so a term could have several
+/// leaders, elected in either order (see `invariants::one_leader_per_term`). Fix:
+/// `runnel-controller` builds openraft with `single-term-leader` (one vote per term, Raft's
+/// Election Safety), and these seeds now pass the one-leader-per-term check.
 #[test]
 fn seeds_with_two_leaders_in_one_term() {
     for (seed, voters) in [(3, 5), (58, 5)] {
