@@ -307,6 +307,17 @@ impl Broker {
         topic_id: Uuid,
         partitions: i32,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
+        self.create_partitions_on(topic_id, partitions, None).await
+    }
+
+    /// [`Broker::create_partitions`] with each new partition's replicas given
+    /// (CreatePartitions' manual assignment, checked by the caller) rather than placed.
+    pub async fn create_partitions_on(
+        &self,
+        topic_id: Uuid,
+        partitions: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+    ) -> Result<Arc<TopicImage>, CreateTopicError> {
         let _creating = self.creations.lock().await;
         let current = self
             .controller
@@ -317,7 +328,9 @@ impl Broker {
             .unwrap_or(0)
             .saturating_sub(current);
         self.check_partition_limit(added)?;
-        let (record, topic) = self.controller.plan_partitions(topic_id, partitions)?;
+        let (record, topic) = self
+            .controller
+            .plan_partitions_on(topic_id, partitions, assignment)?;
         let first_new = i32::try_from(current).unwrap_or(i32::MAX);
         self.replicas
             .check_no_directory(&topic.name, first_new..partitions)?;

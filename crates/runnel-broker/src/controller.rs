@@ -432,6 +432,18 @@ impl Controller {
         topic_id: Uuid,
         partitions: i32,
     ) -> Result<(MetadataRecord, Arc<TopicImage>), ControllerError> {
+        self.plan_partitions_on(topic_id, partitions, None)
+    }
+
+    /// [`Controller::plan_partitions`] with the replicas of each new partition given
+    /// (CreatePartitions' manual assignment, one per new partition, checked by the caller
+    /// against the registered brokers) instead of placed.
+    pub fn plan_partitions_on(
+        &self,
+        topic_id: Uuid,
+        partitions: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+    ) -> Result<(MetadataRecord, Arc<TopicImage>), ControllerError> {
         let image = self.image();
         let Some(topic) = image.topic_by_id(&topic_id).cloned() else {
             return Err(ControllerError::UnknownTopic {
@@ -446,7 +458,13 @@ impl Controller {
                 requested: partitions,
             });
         }
-        let replicas = self.place(&image, topic_id, current, partitions - current)?;
+        let node_id = self.active.node_id;
+        let replicas = match assignment {
+            // All on this node: the record's `leader` says so (as `place` leaves it).
+            Some(given) if given.iter().all(|replicas| replicas == &[node_id]) => Vec::new(),
+            Some(given) => given,
+            None => self.place(&image, topic_id, current, partitions - current)?,
+        };
         let record = MetadataRecord::PartitionCount {
             topic_id,
             partitions,

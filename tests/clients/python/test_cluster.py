@@ -12,8 +12,9 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import NewPartitions as KafkaNewPartitions
 from kafka.admin import NewTopic as KafkaNewTopic
 
 import ck
@@ -126,6 +127,30 @@ def test_three_nodes_started_by_hand_form_one_cluster_every_client_uses(cluster)
         "assigned-nowhere"].exception(ck.TIMEOUT_S)
     assert ck.kafka_error(refused).code() == ck.KafkaError.INVALID_REPLICA_ASSIGNMENT
     assert "includes broker 9, but no such broker is registered" in ck.kafka_error(refused).str()
+
+    # CreatePartitions' assignments too, through a node that hosts neither new partition
+    # (confluent-kafka), then kafka-python's; refusals with Kafka's messages
+    # (ReplicationControlManager.createPartitions): an unregistered broker, and two replicas
+    # where the topic's partitions have one.
+    grow = admin.create_partitions([NewPartitions("assigned", 5, replica_assignment=[[3], [3]])],
+                                   operation_timeout=ck.TIMEOUT_S)
+    grow["assigned"].result(ck.TIMEOUT_S)
+    KafkaAdminClient(bootstrap_servers=cluster.node(1).bootstrap).create_partitions(
+        {"assigned": KafkaNewPartitions(total_count=6, new_assignments=[[2]])})
+    wait_until(lambda: leaders(cluster.bootstrap(), "assigned")
+               == {0: 2, 1: 3, 2: 1, 3: 3, 4: 3, 5: 2},
+               ck.TIMEOUT_S, "each new partition on the broker its assignment names")
+    assert (cluster.node(3).data_dir / "assigned-4").is_dir()
+    assert not (cluster.node(1).data_dir / "assigned-4").exists()
+    for assignment, message in (([[9]], "includes broker 9, but no such broker is registered"),
+                                ([[1, 2]], "a partition with 2 replica(s), but this is not "
+                                           "consistent with previous partitions")):
+        refused = admin.create_partitions(
+            [NewPartitions("assigned", 7, replica_assignment=assignment)])["assigned"].exception(
+            ck.TIMEOUT_S)
+        assert ck.kafka_error(refused).code() == ck.KafkaError.INVALID_REPLICA_ASSIGNMENT
+        assert message in ck.kafka_error(refused).str(), ck.kafka_error(refused).str()
+    assert len(leaders(cluster.bootstrap(), "assigned")) == 6
 
     # confluent-kafka produces (bootstrapping from one node), kafka-python consumes as a group
     # (bootstrapping from another), confluent-kafka reads every partition back by assignment.

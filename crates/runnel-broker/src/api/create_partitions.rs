@@ -4,7 +4,9 @@
 //! (`UNKNOWN_TOPIC_OR_PARTITION`), not `__consumer_offsets` (groups are mapped to its
 //! partitions by count, so growing it would move every group: `INVALID_REQUEST`), a count above
 //! the current one (`INVALID_PARTITIONS`), and manual assignments, if any, one per new
-//! partition and onto this broker (`INVALID_REPLICA_ASSIGNMENT`). `validate_only` checks
+//! partition, each one registered, unfenced broker as the topic has one replica per partition
+//! (`INVALID_REPLICA_ASSIGNMENT`, Kafka's messages); each new partition then goes to the broker
+//! its assignment names, else where the controller places it. `validate_only` checks
 //! without changing anything. Limits as CreateTopics (`POLICY_VIOLATION`): at most
 //! `PARTITIONS_PER_REQUEST_MAX` new partitions per request, and never past
 //! `max.broker.partitions`. All or nothing (`Broker::create_partitions`): the new partitions
@@ -125,25 +127,38 @@ async fn create(
                 ),
             ));
         }
-        let node_id = broker.config.node_id;
-        if let Some(other) = assignments
-            .iter()
-            .find(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != node_id)
-        {
-            let brokers: Vec<i32> = other.broker_ids.iter().map(|b| b.0).collect();
-            return Err((
-                ErrorCode::InvalidReplicaAssignment,
-                format!(
-                    "The replica assignment {brokers:?} is not onto the only broker, {node_id}."
-                ),
-            ));
-        }
     }
+    let cluster = broker.controller.image();
+    let assignment = match &topic.assignments {
+        None => None,
+        Some(assignments) => {
+            let mut replicas = Vec::with_capacity(assignments.len());
+            for assignment in assignments {
+                let ids: Vec<i32> = assignment.broker_ids.iter().map(|id| id.0).collect();
+                super::create_topics::check_assigned_brokers(&cluster, &ids)
+                    .map_err(|message| (ErrorCode::InvalidReplicaAssignment, message))?;
+                // Every partition has one replica until partition replication lands.
+                if ids.len() != 1 {
+                    return Err((
+                        ErrorCode::InvalidReplicaAssignment,
+                        format!(
+                            "The manual partition assignment includes a partition with {} \
+                             replica(s), but this is not consistent with previous partitions, \
+                             which have 1 replica(s).",
+                            ids.len()
+                        ),
+                    ));
+                }
+                replicas.push(ids);
+            }
+            Some(replicas)
+        }
+    };
     if validate_only {
         return Ok(());
     }
     broker
-        .create_partitions(image.topic_id, topic.count)
+        .create_partitions_on(image.topic_id, topic.count, assignment)
         .await
         .map(|_| ())
         .map_err(|error| match error {

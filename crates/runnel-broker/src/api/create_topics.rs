@@ -200,6 +200,45 @@ fn partition_count(
     }
 }
 
+/// One partition's replicas in a manual assignment (CreateTopics or CreatePartitions), checked
+/// as Kafka's `ReplicationControlManager.validateManualPartitionAssignment` checks them, with
+/// its messages: some replicas, none twice, each a registered broker that is not fenced.
+pub(super) fn check_assigned_brokers(
+    image: &runnel_metadata::MetadataImage,
+    ids: &[i32],
+) -> Result<(), String> {
+    if ids.is_empty() {
+        return Err("The manual partition assignment includes an empty replica list.".into());
+    }
+    if let Some(twice) = ids
+        .iter()
+        .enumerate()
+        .find(|(at, id)| ids[..*at].contains(id))
+    {
+        return Err(format!(
+            "The manual partition assignment includes the broker {} more than once.",
+            twice.1
+        ));
+    }
+    for id in ids {
+        match image.broker(*id) {
+            None => {
+                return Err(format!(
+                    "The manual partition assignment includes broker {id}, but no such broker is \
+                     registered."
+                ))
+            }
+            Some(registered) if registered.fenced => {
+                return Err(format!(
+                    "The manual partition assignment includes broker {id}, which is fenced."
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// A manual assignment, checked as Kafka's `ReplicationControlManager` checks one (its
 /// messages): partitions `0..n` in order, each with the same number of distinct registered
 /// brokers; one replica each until partition replication lands.
@@ -221,36 +260,8 @@ fn manual_assignment(
             return invalid("partitions should be a consecutive 0-based integer sequence".into());
         }
         let ids: Vec<i32> = assignment.broker_ids.iter().map(|id| id.0).collect();
-        if ids.is_empty() {
-            return invalid(
-                "The manual partition assignment includes an empty replica list.".into(),
-            );
-        }
-        if let Some(twice) = ids
-            .iter()
-            .enumerate()
-            .find(|(at, id)| ids[..*at].contains(id))
-        {
-            return invalid(format!(
-                "The manual partition assignment includes the broker {} more than once.",
-                twice.1
-            ));
-        }
-        for id in &ids {
-            match image.broker(*id) {
-                None => {
-                    return invalid(format!(
-                        "The manual partition assignment includes broker {id}, but no such \
-                         broker is registered."
-                    ))
-                }
-                Some(registered) if registered.fenced => {
-                    return invalid(format!(
-                        "The manual partition assignment includes broker {id}, which is fenced."
-                    ))
-                }
-                Some(_) => {}
-            }
+        if let Err(message) = check_assigned_brokers(&image, &ids) {
+            return invalid(message);
         }
         if replicas
             .first()
