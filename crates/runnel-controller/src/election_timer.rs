@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::ServerState;
-use rand::Rng;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -125,12 +126,12 @@ impl Timing {
         }
     }
 
-    fn draw(&self) -> Duration {
+    fn draw(&self, rng: &mut SmallRng) -> Duration {
         let (min, max) = (self.timeout_min, self.timeout_max.max(self.timeout_min));
         if min == max {
             return min;
         }
-        rand::rng().random_range(min..max)
+        rng.random_range(min..max)
     }
 }
 
@@ -157,8 +158,19 @@ fn seen(raft: &Raft, node_id: NodeId) -> Seen {
     }
 }
 
-/// Runs the timer of `node_id` until the node stops (its metrics channel closes).
-pub(crate) async fn run(raft: Raft, node_id: NodeId, clock: Arc<ElectionClock>, timing: Timing) {
+/// Runs the timer of `node_id` until the node stops (its metrics channel closes). `seed`
+/// makes its timeouts repeatable (a simulation's); without one they come from the OS.
+pub(crate) async fn run(
+    raft: Raft,
+    node_id: NodeId,
+    clock: Arc<ElectionClock>,
+    timing: Timing,
+    seed: Option<u64>,
+) {
+    let mut rng = match seed {
+        Some(seed) => SmallRng::seed_from_u64(seed),
+        None => SmallRng::from_rng(&mut rand::rng()),
+    };
     let mut metrics = raft.metrics();
     let mut last_vote = seen(&raft, node_id).vote;
     // The timeout drawn for the timer's current start (`since`).
@@ -179,7 +191,7 @@ pub(crate) async fn run(raft: Raft, node_id: NodeId, clock: Arc<ElectionClock>, 
             let timeout = match drawn {
                 Some((since, timeout)) if since == state.since => timeout,
                 _ => {
-                    let timeout = timing.draw();
+                    let timeout = timing.draw(&mut rng);
                     drawn = Some((state.since, timeout));
                     timeout
                 }
@@ -202,7 +214,10 @@ pub(crate) async fn run(raft: Raft, node_id: NodeId, clock: Arc<ElectionClock>, 
                 None => std::future::pending().await,
             }
         };
+        // Biased: the branches in order, not tokio's random order, so that a seeded
+        // simulation repeats.
         tokio::select! {
+            biased;
             changed = metrics.changed() => {
                 if changed.is_err() {
                     return;
@@ -232,8 +247,9 @@ mod tests {
     #[test]
     fn kafkas_default_gives_a_follower_750_ms_to_1_s() {
         let timing = Timing::from_election_timeout(1000);
+        let mut rng = SmallRng::seed_from_u64(7);
         for _ in 0..1000 {
-            let drawn = timing.draw() + timing.lease;
+            let drawn = timing.draw(&mut rng) + timing.lease;
             assert!(drawn >= Duration::from_millis(750), "{drawn:?}");
             assert!(drawn < Duration::from_millis(1000), "{drawn:?}");
         }
@@ -243,7 +259,9 @@ mod tests {
     #[test]
     fn each_draw_is_new() {
         let timing = Timing::from_election_timeout(1000);
-        let draws: std::collections::BTreeSet<Duration> = (0..50).map(|_| timing.draw()).collect();
+        let mut rng = SmallRng::seed_from_u64(7);
+        let draws: std::collections::BTreeSet<Duration> =
+            (0..50).map(|_| timing.draw(&mut rng)).collect();
         assert!(draws.len() > 10, "{draws:?}");
     }
 }

@@ -126,6 +126,9 @@ pub struct QuorumConfig {
     pub log_entries_kept_after_snapshot: u64,
     /// `metadata.log.segment.bytes`. Kafka's default 1 GiB.
     pub log_segment_bytes: u64,
+    /// Seeds the election timer's random timeouts, so that a simulation repeats; `None` (the
+    /// product): from the OS's randomness.
+    pub election_seed: Option<u64>,
     /// A broker-only node (`process.roles=broker`): a learner that is not among `voters`,
     /// joins through them at start and never votes ([`crate::learner`]).
     pub learner: bool,
@@ -150,6 +153,7 @@ impl QuorumConfig {
             log_entries_kept_after_snapshot: 1000,
             log_segment_bytes: 1024 * 1024 * 1024,
             learner: false,
+            election_seed: None,
         }
     }
 
@@ -339,6 +343,7 @@ impl MetadataQuorum {
             config.node_id,
             clock,
             Timing::from_election_timeout(config.election_timeout_ms),
+            config.election_seed,
         ));
         let joining = transport.clone();
         let sender: ForwardSender = Arc::new(move |leader, addr, body| {

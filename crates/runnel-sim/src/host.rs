@@ -109,6 +109,7 @@ pub async fn run_node(
     tuning: Tuning,
     dir: PathBuf,
     shared: SharedRef,
+    seed: u64,
 ) -> turmoil::Result {
     // The voters last seen, if this voter is among them (a learner never is); else every
     // voter (a voter its log does not list starts with voters that include it).
@@ -131,6 +132,9 @@ pub async fn run_node(
             addr,
         );
         config.learner = learner;
+        // Repeatable, and different for each node and each start.
+        config.election_seed =
+            Some(seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ now().as_millis() as u64);
         match MetadataQuorum::start_on(config, SimTransport, listener, addr).await {
             Ok(quorum) => break quorum,
             Err(StartError::VotersDiffer { recorded, .. }) if attempts == 1 => {

@@ -136,7 +136,7 @@ pub fn run(seed: u64, config: SimConfig) -> Result<Report, Violation> {
         let learner = !voters.contains(&id);
         sim.host(host_name(id), move || {
             let (all, dir, shared) = (all.clone(), dir.clone(), Rc::clone(&shared));
-            host::run_node(id, all, learner, tuning, dir, shared)
+            host::run_node(id, all, learner, tuning, dir, shared, seed)
         });
     }
     sim.client(
