@@ -26,9 +26,10 @@
 //! - The timeout, drawn anew each time the timer restarts: a random time between `E/4` and
 //!   `E/2`; plus the leader's lease, `E/2`, while this node follows an elected leader (its vote
 //!   is committed: the other voters refuse votes until the lease has passed); plus `E` after
-//!   a campaign of this node was refused by a voter with a longer log
+//!   this node's last campaign was refused by a voter with a longer log
 //!   ([`ElectionClock::saw_longer_log`], noted by the RPC client), so that the up-to-date
-//!   voters campaign first (openraft's `smaller_log_timeout`). A voter that follows a leader
+//!   voters campaign first (openraft's `smaller_log_timeout`). The penalty is paid once: the
+//!   next campaign clears it, as does a leader heard. A voter that follows a leader
 //!   therefore campaigns 0.75 to 1 times `E` after the last heartbeat.
 //! - The only voter of a quorum of one campaigns at once.
 
@@ -55,7 +56,7 @@ pub(crate) struct ElectionClock {
 struct ClockState {
     /// When the timer last restarted.
     since: Instant,
-    /// A campaign of this node was refused by a longer log, and no leader was heard since.
+    /// This node's last campaign was refused by a longer log, and no leader was heard since.
     behind: bool,
 }
 
@@ -85,6 +86,15 @@ impl ElectionClock {
 
     fn restart(&self) {
         self.update(|state| state.since = Instant::now());
+    }
+
+    /// This node campaigned: the timer restarts, and the penalty of its previous campaign is
+    /// paid (a refusal of this one sets it again).
+    fn campaigned(&self) {
+        self.update(|state| {
+            state.since = Instant::now();
+            state.behind = false;
+        });
     }
 
     fn update(&self, change: impl FnOnce(&mut ClockState)) {
@@ -226,11 +236,17 @@ pub(crate) async fn run(
             _ = clock.changed.notified() => {}
             _ = expired => {
                 // Nothing restarted the timer meanwhile (that would have woken the select).
-                tracing::info!(node_id, vote = %now_seen.vote, "election timeout: campaigning");
+                tracing::info!(
+                    node_id,
+                    vote = %now_seen.vote,
+                    behind = state.behind,
+                    silent_ms = state.since.elapsed().as_millis() as u64,
+                    "election timeout: campaigning"
+                );
                 if raft.trigger().elect().await.is_err() {
                     return;
                 }
-                clock.restart();
+                clock.campaigned();
                 if now_seen.only_voter {
                     // Give the campaign a moment to change the vote before looking again.
                     let _ = tokio::time::timeout(timing.timeout_max, metrics.changed()).await;
