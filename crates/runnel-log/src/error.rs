@@ -96,6 +96,13 @@ pub enum AppendError {
         current_coordinator_epoch: i32,
         received_coordinator_epoch: i32,
     },
+    /// A batch copied from the leader does not start at this log's end (the follower's log
+    /// and the leader's diverged, or a fetch answer was for another offset).
+    #[error("a replicated batch starts at offset {base_offset}, not at the log end offset {log_end_offset}")]
+    NotAtLogEnd {
+        base_offset: i64,
+        log_end_offset: i64,
+    },
 }
 
 impl From<LogError> for AppendError {

@@ -27,7 +27,8 @@
 //!
 //! Opening and recovery live in `partition_log/recovery.rs`, timestamp lookups in
 //! `partition_log/timestamps.rs`, retention in `partition_log/retention.rs`, compaction in
-//! `partition_log/compaction.rs`, damage below the recovery point in `partition_log/damage.rs`.
+//! `partition_log/compaction.rs`, damage below the recovery point in `partition_log/damage.rs`,
+//! a follower's appends of its leader's batches in `partition_log/replicated.rs`.
 //! Reads, truncation and lookups find the first batch whose last offset is at or after the
 //! offset asked for, so they land on the next record across gaps, except across a damaged range:
 //! a read inside one fails and a read below one stops before it.
@@ -35,6 +36,7 @@
 mod compaction;
 mod damage;
 mod recovery;
+mod replicated;
 mod retention;
 mod timestamps;
 
