@@ -73,6 +73,8 @@ pub struct Broker {
     /// Producer ids from the controller's blocks.
     pub producer_ids: crate::producer_ids::ProducerIds,
     pub replicas: ReplicaManager,
+    /// The fetchers that copy the partitions this broker follows from their leaders.
+    pub fetchers: crate::replication::ReplicaFetchers,
     /// The group coordinator's tasks (started with `__consumer_offsets`).
     pub groups: GroupCoordinator,
     /// The transaction coordinator's tasks (started with `__transaction_state`).
@@ -117,6 +119,7 @@ impl Broker {
             controller,
             producer_ids: Default::default(),
             replicas,
+            fetchers: Default::default(),
             groups: GroupCoordinator::default(),
             txns: TransactionCoordinator::default(),
             metrics: Default::default(),
@@ -135,6 +138,7 @@ impl Broker {
     /// Marks the broker as shutting down (see [`Broker::stopping`]).
     pub(crate) fn begin_shutdown(&self) {
         self.stopping.send_replace(true);
+        self.fetchers.stop();
     }
 
     /// A receiver whose value turns `true` when shutdown begins.
@@ -272,23 +276,25 @@ impl Broker {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
-        self.create_topic_on(name, partitions, None, configs).await
+        self.create_topic_on(name, partitions, None, 1, configs)
+            .await
     }
 
     /// [`Broker::create_topic`] with each partition's replicas given (CreateTopics' manual
-    /// assignment) rather than placed by the controller.
+    /// assignment) rather than placed by the controller, or placed `factor` replicas each.
     pub async fn create_topic_on(
         &self,
         name: &str,
         partitions: i32,
         assignment: Option<Vec<Vec<i32>>>,
+        factor: usize,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
         let _creating = self.creations.lock().await;
         self.check_partition_limit(usize::try_from(partitions).unwrap_or(0))?;
         let (record, topic) = self
             .controller
-            .plan_topic_on(name, partitions, assignment, configs)?;
+            .plan_topic_on(name, partitions, assignment, factor, configs)?;
         self.replicas.check_no_directory(name, 0..partitions)?;
         let prepared = self.replicas.prepare_partitions(&topic, 0)?;
         if let Err(error) = self.controller.create_topic(&record).await {

@@ -332,17 +332,18 @@ impl Controller {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<(MetadataRecord, Arc<TopicImage>), ControllerError> {
-        self.plan_topic_on(name, partitions, None, configs)
+        self.plan_topic_on(name, partitions, None, 1, configs)
     }
 
     /// [`Controller::plan_topic`] with the replicas of each partition given (CreateTopics'
     /// manual assignment, checked by the caller against the registered brokers) instead of
-    /// placed.
+    /// placed, or placed with `factor` replicas each.
     pub fn plan_topic_on(
         &self,
         name: &str,
         partitions: i32,
         assignment: Option<Vec<Vec<i32>>>,
+        factor: usize,
         configs: BTreeMap<String, String>,
     ) -> Result<(MetadataRecord, Arc<TopicImage>), ControllerError> {
         let image = self.image();
@@ -357,7 +358,7 @@ impl Controller {
             // All on this node: the record's `leader` says so (as `place` leaves it).
             Some(given) if given.iter().all(|replicas| replicas == &[node_id]) => Vec::new(),
             Some(given) => given,
-            None => self.place(&image, topic_id, 0, partitions)?,
+            None => self.place(&image, topic_id, 0, partitions, factor)?,
         };
         let record = MetadataRecord::Topic {
             name: name.to_string(),
@@ -375,8 +376,8 @@ impl Controller {
         Ok((record, topic))
     }
 
-    /// Where partitions `first..first + count` of a new or growing topic go
-    /// ([`crate::placement`]): round robin over the unfenced registered brokers, from a start the
+    /// Where partitions `first..first + count` of a new or growing topic go, `factor`
+    /// replicas each ([`crate::placement`]): round robin over the unfenced registered brokers, from a start the
     /// topic id picks. Empty (every partition led by this node alone, the record's `leader`)
     /// when that is where they all go, or when no broker has registered yet. The internal
     /// topics are placed like any other: a coordinator's shard runs on the leader of its
@@ -387,13 +388,14 @@ impl Controller {
         topic_id: Uuid,
         first: i32,
         count: i32,
+        factor: usize,
     ) -> Result<Vec<Vec<i32>>, ControllerError> {
         let brokers: Vec<_> = image.unfenced_brokers().cloned().collect();
-        if brokers.is_empty() {
+        if brokers.is_empty() && factor <= 1 {
             return Ok(Vec::new());
         }
-        let start = (topic_id.as_u128() % brokers.len() as u128) as usize;
-        let placed = crate::placement::place(&brokers, first, count, 1, start)
+        let start = (topic_id.as_u128() % brokers.len().max(1) as u128) as usize;
+        let placed = crate::placement::place(&brokers, first, count, factor, start)
             .map_err(|error| ControllerError::Placement(error.to_string()))?;
         let node_id = self.active.node_id;
         if placed.iter().all(|replicas| replicas == &[node_id]) {
@@ -463,7 +465,14 @@ impl Controller {
             // All on this node: the record's `leader` says so (as `place` leaves it).
             Some(given) if given.iter().all(|replicas| replicas == &[node_id]) => Vec::new(),
             Some(given) => given,
-            None => self.place(&image, topic_id, current, partitions - current)?,
+            None => {
+                // New partitions get as many replicas as the topic's first one has.
+                let factor = topic
+                    .partitions
+                    .first()
+                    .map_or(1, |p| p.replicas.len().max(1));
+                self.place(&image, topic_id, current, partitions - current, factor)?
+            }
         };
         let record = MetadataRecord::PartitionCount {
             topic_id,

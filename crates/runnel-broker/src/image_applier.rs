@@ -13,24 +13,34 @@
 //! - a hosted partition whose leader epoch the image raised (a fencing of this broker, or
 //!   its return) takes the new epoch;
 //! - a topic whose config overrides changed gets its new settings;
-//! - changed dynamic broker configs (the cluster default or this node's) are applied live.
+//! - changed dynamic broker configs (the cluster default or this node's) are applied live;
+//! - every partition hosted here takes the image's leader, replicas and ISR, and the replica
+//!   fetchers follow, per leader, the partitions this node holds and another broker leads
+//!   (a fenced leader is not fetched from: its partitions have no leader until it returns).
+//!   The first image (the one the start opened partitions from) is assigned this way too.
 //!
 //! Each image is applied under the broker's creation lock, so that it never interleaves
 //! with a creation or deletion in progress here: by the time the lock is free, that request
 //! has installed (or discarded) its partitions and the image holds its record.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use runnel_metadata::{MetadataImage, TopicImage};
 
 use crate::broker::Broker;
 use crate::config::TopicSettings;
+use crate::partition::Partition;
 
 /// Applies every image after `seen` (the one the start opened partitions from) until the
 /// broker stops.
 pub async fn run(broker: Arc<Broker>, mut seen: Arc<MetadataImage>) {
     let mut images = broker.controller.images();
     let mut stopping = broker.stopping();
+    {
+        let _creating = broker.lock_creations().await;
+        assign_replicas(&broker, &seen);
+    }
     loop {
         {
             // The image is read under the lock: one read before it could be older than what a
@@ -95,6 +105,36 @@ async fn apply(broker: &Arc<Broker>, seen: &MetadataImage, next: &MetadataImage)
             broker.apply_broker_configs(&resource, (*configs).clone());
         }
     }
+    assign_replicas(broker, next);
+}
+
+/// Gives every partition hosted here the image's leader, replicas and ISR, and points the
+/// replica fetchers at the partitions this node follows (see the module doc).
+fn assign_replicas(broker: &Arc<Broker>, image: &MetadataImage) {
+    let node_id = broker.config.node_id;
+    let mut by_leader: HashMap<i32, Vec<Arc<Partition>>> = HashMap::new();
+    for topic in image.topics() {
+        for placed in &topic.partitions {
+            if !placed.is_replica(node_id) {
+                continue;
+            }
+            let Some(partition) = broker.replicas.replica(&topic.name, placed.partition) else {
+                continue;
+            };
+            if partition.topic_id != topic.topic_id {
+                continue;
+            }
+            if broker.replicas.assign(&partition, placed) {
+                tracing::info!(topic = %topic.name, partition = placed.partition,
+                    leader_epoch = placed.leader_epoch, "leading the partition");
+            }
+            let leader = placed.leader;
+            if leader != node_id && leader >= 0 && !image.is_fenced(leader) {
+                by_leader.entry(leader).or_default().push(partition);
+            }
+        }
+    }
+    broker.fetchers.follow(broker, by_leader);
 }
 
 /// Gives the partitions of `topic` hosted here the leader epochs the image names, when higher
@@ -102,7 +142,7 @@ async fn apply(broker: &Arc<Broker>, seen: &MetadataImage, next: &MetadataImage)
 /// clients see in Metadata, and Fetch and ListOffsets check theirs against it.
 fn raise_leader_epochs(broker: &Broker, topic: &TopicImage) {
     for image in &topic.partitions {
-        let Some(partition) = broker.replicas.partition(&topic.name, image.partition) else {
+        let Some(partition) = broker.replicas.replica(&topic.name, image.partition) else {
             continue;
         };
         if partition.topic_id == topic.topic_id && partition.raise_leader_epoch(image.leader_epoch)

@@ -1,11 +1,12 @@
 //! Requests this broker sends to another broker of the cluster, on that broker's client
 //! listener as Kafka's inter-broker listener does: WriteTxnMarkers (key 27, v1), which the
 //! transaction coordinator sends to the leader of a partition it does not hold (Kafka's
-//! `TransactionMarkerChannelManager`), and AddPartitionsToTxn (key 24, v5), which a partition
+//! `TransactionMarkerChannelManager`), AddPartitionsToTxn (key 24, v5), which a partition
 //! leader sends to a transactional producer's coordinator to add a partition the producer
-//! writes to (Kafka's `AddPartitionsToTxnManager`, KIP-890).
+//! writes to (Kafka's `AddPartitionsToTxnManager`, KIP-890), and the followers' Fetch and
+//! OffsetForLeaderEpoch, on a [`BrokerConnection`] each fetcher keeps open.
 //!
-//! One connection per call, opened with a deadline and closed after the answer: markers are
+//! Markers and additions use one connection per call, opened with a deadline and closed after the answer: markers are
 //! written once per transaction and partition leader, so a pool would buy little. A response
 //! frame is bounded ([`RESPONSE_BYTES_MAX`]) before it is read. The listener must be
 //! PLAINTEXT: a cluster whose client listener requires SASL cannot send these yet (no
@@ -204,46 +205,80 @@ async fn exchange<Req: Encodable, Resp: Decodable>(
     version: i16,
     request: &Req,
 ) -> Result<Resp, Failure> {
-    let mut stream = tokio::net::TcpStream::connect(address)
+    let mut connection = BrokerConnection::connect(address)
         .await
         .map_err(|error| Failure::Connect(error.to_string()))?;
-    let correlation_id = 1;
-    let header = RequestHeader::default()
-        .with_request_api_key(api as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("runnel-broker")));
-    let mut frame = BytesMut::new();
-    let encoded = header
-        .encode(&mut frame, api.request_header_version(version))
-        .and_then(|()| request.encode(&mut frame, version));
-    encoded.map_err(|error| Failure::Exchange(format!("encode: {error}")))?;
-    let mut bytes = Vec::with_capacity(frame.len() + 4);
-    bytes.extend_from_slice(&(frame.len() as u32).to_be_bytes());
-    bytes.extend_from_slice(&frame);
-    let io = |error: std::io::Error| Failure::Exchange(error.to_string());
-    stream.write_all(&bytes).await.map_err(io)?;
-    let size = stream.read_u32().await.map_err(io)? as usize;
-    if size > RESPONSE_BYTES_MAX {
-        return Err(Failure::Exchange(format!(
-            "a response frame of {size} bytes is above {RESPONSE_BYTES_MAX}"
-        )));
+    connection
+        .call(api, version, request, RESPONSE_BYTES_MAX)
+        .await
+        .map_err(Failure::Exchange)
+}
+
+/// A connection to another broker's client listener that carries one request at a time:
+/// what a follower's fetcher keeps open to its leader (`replication/fetcher.rs`).
+pub struct BrokerConnection {
+    stream: tokio::net::TcpStream,
+    next_correlation_id: i32,
+}
+
+impl BrokerConnection {
+    pub async fn connect(address: &str) -> std::io::Result<BrokerConnection> {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        Ok(BrokerConnection {
+            stream,
+            next_correlation_id: 1,
+        })
     }
-    let mut body = vec![0u8; size];
-    stream.read_exact(&mut body).await.map_err(io)?;
-    let mut body = bytes::Bytes::from(body);
-    let decode = |error| Failure::Exchange(format!("decode: {error}"));
-    let header =
-        ResponseHeader::decode(&mut body, api.response_header_version(version)).map_err(decode)?;
-    if header.correlation_id != correlation_id {
-        return Err(Failure::Exchange(format!(
-            "correlation id {} answers {correlation_id}",
-            header.correlation_id
-        )));
+
+    /// Sends `request` and reads its answer, a frame of at most `response_bytes_max` bytes.
+    /// An error leaves the connection in an unknown state: drop it.
+    pub async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+        response_bytes_max: usize,
+    ) -> Result<Resp, String> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("runnel-broker")));
+        let mut frame = BytesMut::new();
+        frame.extend_from_slice(&[0; 4]);
+        let encoded = header
+            .encode(&mut frame, api.request_header_version(version))
+            .and_then(|()| request.encode(&mut frame, version));
+        encoded.map_err(|error| format!("encode: {error}"))?;
+        let size = u32::try_from(frame.len() - 4).map_err(|_| "request too large".to_string())?;
+        frame[..4].copy_from_slice(&size.to_be_bytes());
+        let io = |error: std::io::Error| error.to_string();
+        self.stream.write_all(&frame).await.map_err(io)?;
+        let size = self.stream.read_u32().await.map_err(io)? as usize;
+        if size > response_bytes_max {
+            return Err(format!(
+                "a response frame of {size} bytes is above {response_bytes_max}"
+            ));
+        }
+        let mut body = vec![0u8; size];
+        self.stream.read_exact(&mut body).await.map_err(io)?;
+        let mut body = bytes::Bytes::from(body);
+        let decode = |error| format!("decode: {error}");
+        let header = ResponseHeader::decode(&mut body, api.response_header_version(version))
+            .map_err(decode)?;
+        if header.correlation_id != correlation_id {
+            return Err(format!(
+                "correlation id {} answers {correlation_id}",
+                header.correlation_id
+            ));
+        }
+        let response = Resp::decode(&mut body, version).map_err(decode)?;
+        if body.has_remaining() {
+            return Err("trailing bytes in the response".into());
+        }
+        Ok(response)
     }
-    let response = Resp::decode(&mut body, version).map_err(decode)?;
-    if body.has_remaining() {
-        return Err(Failure::Exchange("trailing bytes in the response".into()));
-    }
-    Ok(response)
 }

@@ -5,7 +5,8 @@
 //! [`receive_buffers`]), one handler per Kafka API ([`api`]),
 //! the partitions this broker hosts ([`replica_manager`], [`partition`]) in their log
 //! directories ([`log_dirs`]: JBOD, placement, failed directories; moves between them in
-//! [`replica_move`]), KIP-430's authorized operations ([`authorized_operations`]), the group-commit
+//! [`replica_move`]), partition replication between brokers ([`replication`]: follower
+//! fetchers, the leader's view of its in-sync replicas), KIP-430's authorized operations ([`authorized_operations`]), the group-commit
 //! flusher that makes acknowledged writes durable ([`flusher`]; its opt-in one-`syncfs`-per-pass mode in
 //! [`filesystem_sync`]), the consumer-group
 //! coordinator's driver ([`group_coordinator`], around `runnel-coordinator`), the transaction
@@ -60,6 +61,7 @@ pub mod receive_buffers;
 pub mod record_errors;
 pub mod replica_manager;
 pub mod replica_move;
+pub mod replication;
 pub mod request_memory;
 pub mod retention;
 pub mod sasl;

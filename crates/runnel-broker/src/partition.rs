@@ -1,14 +1,17 @@
-//! One partition this broker leads: its log behind a short lock, and its high watermark.
+//! One partition this broker hosts, as leader or follower: its log behind a short lock, its
+//! replicas as this broker sees them ([`ReplicaSet`]), and its high watermark.
 //!
 //! Invariants:
 //! - The log has one writer at a time: the `Mutex` is held only for an append, a read plan, a
 //!   flush plan, a retention step, or a compaction pass's plan and swap (renames and directory
 //!   fsyncs; the pass's reading, writing and file fsyncs run without it). It is never held
 //!   across an `.await` or a data fsync, and reads copy bytes after releasing it.
-//! - The high watermark only moves forward (truncation will be the exception, with
-//!   replication). In durable mode it is the fsync'd offset: consumers never see a record that
-//!   a crash could take back, and producers with acks ≥ 1 are answered when it passes their
-//!   batch. Otherwise it is the log end offset.
+//! - The high watermark only moves forward (a follower's truncation is the exception). On the
+//!   leader it is the least that every in-sync replica holds ([`ReplicaSet::high_watermark`]):
+//!   its own part is the local end, the fsync'd offset in durable mode (consumers never see a
+//!   record that a crash could take back) and the log end offset otherwise. Producers with
+//!   acks=1 are answered when the local end passes their batch, with acks=all when the high
+//!   watermark does. On a follower it is the leader's, as far as the follower holds the log.
 //! - `high_watermark` (the `watch`) always equals the log's high watermark after the lock is
 //!   released; waiters subscribe to it and never poll.
 
@@ -21,9 +24,11 @@ use uuid::Uuid;
 
 use crate::config::TopicSettings;
 use crate::log_dirs::LogDir;
+use crate::replication::replica_set::{NotAReplica, ReplicaSet};
 use crate::zero_copy::FileRange;
+use runnel_metadata::PartitionImage;
 
-/// A partition led by this broker.
+/// A partition hosted by this broker.
 pub struct Partition {
     pub topic: Arc<str>,
     pub topic_id: Uuid,
@@ -36,6 +41,11 @@ pub struct Partition {
     settings: RwLock<TopicSettings>,
     log: Mutex<PartitionLog>,
     high_watermark: watch::Sender<i64>,
+    /// What this broker alone holds safely: the fsync'd offset in durable mode, else the log
+    /// end offset. Written under the log's lock.
+    local_end: watch::Sender<i64>,
+    /// Leader or follower, the replicas and the ISR; taken after the log's lock when both are.
+    replica_set: Mutex<ReplicaSet>,
     /// Set while the partition sits in the flusher's queue, so it is queued once.
     pub(crate) flush_queued: AtomicBool,
     /// Messages appended since the last flush (for `log.flush.interval.messages`).
@@ -94,24 +104,29 @@ impl Partition {
         self.leader_epoch.fetch_max(epoch, Ordering::AcqRel) < epoch
     }
 
+    /// A partition opened on broker `node_id` as `image` places it.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         topic: Arc<str>,
         topic_id: Uuid,
-        index: i32,
-        leader_epoch: i32,
+        node_id: i32,
+        image: &PartitionImage,
         settings: TopicSettings,
         log: PartitionLog,
         log_dir: Arc<LogDir>,
     ) -> Self {
         let (high_watermark, _) = watch::channel(log.high_watermark());
+        let (local_end, _) = watch::channel(log.high_watermark());
         Partition {
             topic,
             topic_id,
-            index,
-            leader_epoch: AtomicI32::new(leader_epoch),
+            index: image.partition,
+            leader_epoch: AtomicI32::new(image.leader_epoch),
             settings: RwLock::new(settings),
             log: Mutex::new(log),
             high_watermark,
+            local_end,
+            replica_set: Mutex::new(ReplicaSet::new(node_id, image)),
             flush_queued: AtomicBool::new(false),
             unflushed_messages: AtomicU64::new(0),
             deleted: AtomicBool::new(false),
@@ -154,6 +169,8 @@ impl Partition {
             .write()
             .expect("partition log dir lock poisoned") = log_dir;
         self.high_watermark.send_replace(guard.high_watermark());
+        self.local_end
+            .send_modify(|local| *local = (*local).max(guard.high_watermark()));
         replaced
     }
 
@@ -211,11 +228,174 @@ impl Partition {
         let mut log = self.lock();
         let outcome = log.append(batch, self.leader_epoch(), now_ms)?;
         if !durable && !outcome.duplicate {
-            let end = log.log_end_offset();
-            log.set_high_watermark(end);
-            self.high_watermark.send_replace(log.high_watermark());
+            self.local_end.send_replace(log.log_end_offset());
+            self.update_high_watermark(&mut log);
         }
         Ok(outcome)
+    }
+
+    /// Appends one batch copied from the leader, as the leader wrote it
+    /// ([`PartitionLog::append_replicated`]). When not durable, the local end follows the log
+    /// end; the high watermark is the leader's ([`Partition::follow_high_watermark`]).
+    pub fn append_replicated(
+        &self,
+        batch: &[u8],
+        now_ms: i64,
+        durable: bool,
+    ) -> Result<AppendOutcome, AppendError> {
+        let mut log = self.lock();
+        let outcome = log.append_replicated(batch, now_ms)?;
+        if !durable {
+            self.local_end.send_replace(log.log_end_offset());
+        }
+        Ok(outcome)
+    }
+
+    fn replica_set(&self) -> MutexGuard<'_, ReplicaSet> {
+        self.replica_set
+            .lock()
+            .expect("partition replica set lock poisoned")
+    }
+
+    /// Whether this broker leads the partition (as the last image applied says).
+    pub fn is_led_here(&self) -> bool {
+        self.replica_set().led_here()
+    }
+
+    /// A copy of the replicas as this broker sees them.
+    pub fn replica_set_view(&self) -> ReplicaSet {
+        self.replica_set().clone()
+    }
+
+    /// Takes the image's leader, replicas and ISR (see [`ReplicaSet::assign`]); the high
+    /// watermark follows at once if the ISR shrank. Returns whether this broker now leads the
+    /// partition and did not before.
+    pub fn assign(&self, image: &PartitionImage) -> bool {
+        let mut log = self.lock();
+        let became_leader = self.replica_set().assign(image);
+        self.update_high_watermark(&mut log);
+        became_leader
+    }
+
+    /// The number of in-sync replicas the image names.
+    pub fn isr_len(&self) -> usize {
+        self.replica_set().isr().len()
+    }
+
+    /// Whether other brokers hold replicas of the partition.
+    pub fn has_followers(&self) -> bool {
+        self.replica_set().has_followers()
+    }
+
+    /// Records follower `node_id`'s fetch at `fetch_offset` on the leader; returns whether
+    /// the high watermark moved.
+    pub fn follower_fetched(
+        &self,
+        node_id: i32,
+        fetch_offset: i64,
+        now_ms: i64,
+    ) -> Result<bool, NotAReplica> {
+        let mut log = self.lock();
+        let end = log.log_end_offset();
+        self.replica_set()
+            .follower_fetched(node_id, fetch_offset, end, now_ms)?;
+        Ok(self.update_high_watermark(&mut log))
+    }
+
+    /// On a follower: takes the leader's high watermark, as far as this log reaches.
+    pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
+        let mut log = self.lock();
+        let target = leader_high_watermark.min(log.log_end_offset());
+        if target > log.high_watermark() {
+            log.set_high_watermark(target);
+            self.high_watermark.send_replace(log.high_watermark());
+        }
+    }
+
+    /// Moves the high watermark up to what the in-sync replicas allow (on the leader; a
+    /// follower's follows the leader's). Returns whether it moved.
+    fn update_high_watermark(&self, log: &mut PartitionLog) -> bool {
+        let local_end = *self.local_end.borrow();
+        let Some(allowed) = self.replica_set().high_watermark(local_end) else {
+            return false;
+        };
+        let target = allowed.min(log.log_end_offset());
+        if target <= log.high_watermark() {
+            return false;
+        }
+        log.set_high_watermark(target);
+        self.high_watermark.send_replace(log.high_watermark());
+        true
+    }
+
+    /// The log end offset: where a follower's next fetch starts.
+    pub fn log_end_offset(&self) -> i64 {
+        self.lock().log_end_offset()
+    }
+
+    /// What this broker alone holds safely ([`Partition::local_end`]'s doc).
+    pub fn local_end(&self) -> i64 {
+        *self.local_end.borrow()
+    }
+
+    /// Removes the batches at and after `offset` (a follower's truncation to where its log
+    /// and the leader's agree): the local end and high watermark move back with it.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        let mut log = self.lock();
+        log.truncate_to(offset)?;
+        self.clamp_after_truncation(&log);
+        Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower whose leader's log now starts
+    /// past its end).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        let mut log = self.lock();
+        log.truncate_fully_and_start_at(offset)?;
+        self.clamp_after_truncation(&log);
+        Ok(())
+    }
+
+    fn clamp_after_truncation(&self, log: &PartitionLog) {
+        let end = log.log_end_offset();
+        self.local_end
+            .send_modify(|local| *local = (*local).min(end));
+        self.high_watermark.send_replace(log.high_watermark());
+    }
+
+    /// Reads for a follower's fetch: whole batches from `offset` up to what the file holds
+    /// (not the high watermark), at most `max_bytes` but at least one batch.
+    pub fn read_for_follower(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<PartitionRead, ReadError> {
+        let (slice, last_stable_offset) = {
+            let log = self.lock();
+            let slice = log.read(offset, max_bytes, log.log_end_offset(), true)?;
+            (slice, log.last_stable_offset())
+        };
+        Ok(PartitionRead {
+            records: FileRange {
+                file: slice.file,
+                position: slice.position,
+                length: slice.length,
+                offsets: u64::try_from(slice.next_offset - slice.base_offset).unwrap_or(0),
+            },
+            high_watermark: slice.high_watermark,
+            last_stable_offset,
+            log_start_offset: slice.log_start_offset,
+            aborted_transactions: None,
+        })
+    }
+
+    /// Waits until the local end is at least `offset`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future only drops a `watch` receiver.
+    pub async fn wait_for_local_end_at_least(&self, offset: i64) {
+        let mut receiver = self.local_end.subscribe();
+        let _ = receiver.wait_for(|end| *end >= offset).await;
     }
 
     /// Finds whole batches from `offset`, below the high watermark (the last stable offset
@@ -410,9 +590,10 @@ impl Partition {
         let mut log = self.lock();
         log.mark_flushed(up_to);
         if durable {
-            let high_watermark = up_to.max(log.high_watermark());
-            log.set_high_watermark(high_watermark);
-            self.high_watermark.send_replace(log.high_watermark());
+            let local_end = up_to.min(log.log_end_offset());
+            self.local_end
+                .send_modify(|local| *local = (*local).max(local_end));
+            self.update_high_watermark(&mut log);
         }
     }
 

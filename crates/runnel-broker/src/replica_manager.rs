@@ -136,6 +136,9 @@ pub struct ReplicaManager {
     flusher: Arc<Flusher>,
     flusher_thread: std::sync::Mutex<Option<JoinHandle<()>>>,
     data_changed: watch::Sender<u64>,
+    /// Bumped on every append to a partition with followers: what wakes their parked fetches
+    /// (a follower reads past the high watermark, so `data_changed` is not enough).
+    appended: watch::Sender<u64>,
     /// Partition directories found at start that the metadata does not name: kept, not
     /// served, reported ([`crate::data_dir::settle_stray`]).
     stray_dirs: RwLock<Vec<PartitionDir>>,
@@ -179,6 +182,7 @@ impl ReplicaManager {
             flusher,
             flusher_thread: std::sync::Mutex::new(Some(thread)),
             data_changed,
+            appended: watch::channel(0u64).0,
             stray_dirs: RwLock::new(Vec::new()),
             checkpoint_writer: std::sync::Mutex::new(()),
             cleaner_checkpoint_writer: std::sync::Mutex::new(()),
@@ -217,7 +221,7 @@ impl ReplicaManager {
     /// Whether `topic`-`index` is named by the metadata but offline (its log directory
     /// failed), so that requests for it get `KAFKA_STORAGE_ERROR`, not "unknown".
     pub fn is_offline(&self, topic: &str, index: i32) -> bool {
-        match self.partition(topic, index) {
+        match self.replica(topic, index) {
             Some(partition) => partition.is_offline(),
             None => self
                 .offline_partitions
@@ -375,8 +379,8 @@ impl ReplicaManager {
         let partition = Partition::new(
             Arc::from(topic.name.as_str()),
             topic.topic_id,
-            image.partition,
-            image.leader_epoch,
+            self.config.node_id,
+            image,
             settings.clone(),
             log,
             Arc::clone(log_dir),
@@ -497,7 +501,15 @@ impl ReplicaManager {
         }
     }
 
+    /// Partition `index` of `topic` if this broker hosts it and leads it: what every request
+    /// of a client reaches (a follower's replica answers them NOT_LEADER_OR_FOLLOWER).
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.replica(topic, index)
+            .filter(|partition| partition.is_led_here())
+    }
+
+    /// Partition `index` of `topic` if this broker hosts a replica of it, leader or follower.
+    pub fn replica(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let topics = self.topics.read().expect("topics lock poisoned");
         let partitions = topics.get(topic)?;
         usize::try_from(index)
@@ -512,7 +524,7 @@ impl ReplicaManager {
     pub fn opens_here(&self, topic: &str, image: &PartitionImage) -> bool {
         image.is_replica(self.config.node_id)
             && !self.is_offline(topic, image.partition)
-            && self.partition(topic, image.partition).is_none()
+            && self.replica(topic, image.partition).is_none()
     }
 
     /// Each hosted topic's name and the topic id its open partitions carry (`None` when none
@@ -550,10 +562,74 @@ impl ReplicaManager {
         self.data_changed.subscribe()
     }
 
+    /// A receiver that changes whenever a partition with followers takes an append.
+    pub fn appended(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Records follower `node_id`'s fetch of `partition` at `fetch_offset`, waking consumers'
+    /// fetches when the high watermark moved.
+    pub fn follower_fetched(
+        &self,
+        partition: &Partition,
+        node_id: i32,
+        fetch_offset: i64,
+    ) -> Result<(), crate::replication::replica_set::NotAReplica> {
+        if partition.follower_fetched(node_id, fetch_offset, crate::now_ms())? {
+            self.data_changed
+                .send_modify(|version| *version = version.wrapping_add(1));
+        }
+        Ok(())
+    }
+
+    /// Takes the image's leader, replicas and ISR for `partition`, waking consumers' fetches
+    /// when the high watermark moved (an ISR that shrank). Returns whether this broker has
+    /// just become the partition's leader.
+    pub fn assign(&self, partition: &Partition, image: &PartitionImage) -> bool {
+        let before = partition.offsets().high_watermark;
+        let became_leader = partition.assign(image);
+        if partition.offsets().high_watermark != before {
+            self.data_changed
+                .send_modify(|version| *version = version.wrapping_add(1));
+        }
+        became_leader
+    }
+
+    /// Appends a batch copied from the partition's leader on this follower and queues it for
+    /// the group commit (a follower reports an offset to its leader only once it is durable
+    /// here, in durable mode: `replication/fetcher.rs`).
+    pub fn append_replicated(
+        &self,
+        partition: &Arc<Partition>,
+        batch: &[u8],
+    ) -> Result<runnel_log::AppendOutcome, AppendError> {
+        if partition.is_offline() {
+            return Err(AppendError::Io {
+                op: "append to",
+                path: partition.log_dir().path.clone(),
+                source: std::io::Error::other("the partition's log directory is offline"),
+            });
+        }
+        let outcome = match partition.append_replicated(batch, crate::now_ms(), self.is_durable()) {
+            Ok(outcome) => outcome,
+            Err(error @ AppendError::Io { .. }) => {
+                self.fail_partition_dir(partition, &error);
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
+        let records = (outcome.last_offset - outcome.base_offset + 1).max(0) as u64;
+        partition
+            .metrics
+            .bytes_in
+            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.flusher.appended(partition, records);
+        Ok(outcome)
+    }
+
     /// Validates and appends the one record batch of a produce request's partition. With
     /// `acks_all`, the partition's in-sync replicas must number at least the topic's
-    /// `min.insync.replicas` (single node: the ISR is this broker alone), as Kafka checks
-    /// before appending.
+    /// `min.insync.replicas` (the ISR the image names), as Kafka checks before appending.
     ///
     /// `records` is appended where it lies (the request's own frame), not copied: the log
     /// patches its base offset and leader epoch, and a log-append-time topic its timestamps,
@@ -568,9 +644,10 @@ impl ReplicaManager {
             return Err(AppendFailure::Offline);
         }
         let settings = partition.settings();
-        if acks_all && settings.min_insync_replicas > IN_SYNC_REPLICAS {
+        let isr = partition.isr_len();
+        if acks_all && settings.min_insync_replicas > isr {
             return Err(AppendFailure::NotEnoughReplicas {
-                isr: IN_SYNC_REPLICAS,
+                isr,
                 min: settings.min_insync_replicas,
             });
         }
@@ -636,6 +713,10 @@ impl ReplicaManager {
             self.flusher.appended(partition, records);
             if !durable {
                 self.data_changed
+                    .send_modify(|version| *version = version.wrapping_add(1));
+            }
+            if partition.has_followers() {
+                self.appended
                     .send_modify(|version| *version = version.wrapping_add(1));
             }
         }
@@ -721,9 +802,6 @@ pub struct PreparedPartitions {
     /// Directories the preparation created (removed again if the creation fails).
     created_dirs: Vec<PathBuf>,
 }
-
-/// In-sync replicas of every partition on a single node: its leader, this broker.
-const IN_SYNC_REPLICAS: usize = 1;
 
 /// Why a topic's partitions could not be opened.
 #[derive(Debug, thiserror::Error)]

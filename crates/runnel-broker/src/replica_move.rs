@@ -152,7 +152,7 @@ pub fn alter_replica_log_dir(
     if !dest.is_online() {
         return ErrorCode::KafkaStorageError;
     }
-    let Some(partition) = broker.replicas.partition(topic, index) else {
+    let Some(partition) = broker.replicas.replica(topic, index) else {
         let named = broker
             .controller
             .image()

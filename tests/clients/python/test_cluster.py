@@ -106,11 +106,13 @@ def test_three_nodes_started_by_hand_form_one_cluster_every_client_uses(cluster)
         wait_until(lambda: holders() == [leader_id], ck.TIMEOUT_S,
                    f"spread-{partition} on node {leader_id} only")
 
-    # Replication factor 3 with three brokers: refused until partition replication lands.
-    refused = ck.create_topic_result(cluster.bootstrap(), "three-copies", partitions=1,
-                                     replication_factor=3)
+    # Replication factor 4 with three brokers: refused with Kafka's message
+    # (ReplicationControlManager).
+    refused = ck.create_topic_result(cluster.bootstrap(), "four-copies", partitions=1,
+                                     replication_factor=4)
     assert ck.kafka_error(refused).code() == ck.KafkaError.INVALID_REPLICATION_FACTOR
-    assert "not supported yet" in ck.kafka_error(refused).str(), ck.kafka_error(refused).str()
+    assert "larger than available brokers: 3" in ck.kafka_error(refused).str(), \
+        ck.kafka_error(refused).str()
 
     # A manual assignment puts each partition on the broker it names (CreateTopics'
     # replicasAssignments); a broker that is not registered is refused with Kafka's message

@@ -137,14 +137,15 @@ async fn create(
                 let ids: Vec<i32> = assignment.broker_ids.iter().map(|id| id.0).collect();
                 super::create_topics::check_assigned_brokers(&cluster, &ids)
                     .map_err(|message| (ErrorCode::InvalidReplicaAssignment, message))?;
-                // Every partition has one replica until partition replication lands.
-                if ids.len() != 1 {
+                // Kafka's message: every partition of a topic has as many replicas.
+                let factor = image.partitions.first().map_or(1, |p| p.replicas.len());
+                if ids.len() != factor {
                     return Err((
                         ErrorCode::InvalidReplicaAssignment,
                         format!(
                             "The manual partition assignment includes a partition with {} \
                              replica(s), but this is not consistent with previous partitions, \
-                             which have 1 replica(s).",
+                             which have {factor} replica(s).",
                             ids.len()
                         ),
                     ));

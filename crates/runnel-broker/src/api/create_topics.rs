@@ -1,9 +1,9 @@
 //! CreateTopics (key 19): validates and creates topics.
 //!
 //! Per topic: a legal name, not taken; `num_partitions` ≥ 1 or -1 for `num.partitions`;
-//! `replication_factor` -1 or within the number of unfenced brokers (and 1 until partition
-//! replication lands); manual assignments of partitions `0..n`, one replica each, onto
-//! registered unfenced brokers; configs with Kafka's names and valid values. `validate_only`
+//! `replication_factor` -1 (`default.replication.factor`) or within the number of unfenced
+//! brokers; manual assignments of partitions `0..n`, the same number of distinct replicas
+//! each, onto registered unfenced brokers; configs with Kafka's names and valid values. `validate_only`
 //! checks without creating. Errors are per topic, with a message (Kafka's where it has one).
 
 use std::collections::BTreeMap;
@@ -47,7 +47,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
                 Ok(created) => {
                     response = response
                         .with_num_partitions(created.partitions)
-                        .with_replication_factor(1)
+                        .with_replication_factor(created.factor as i16)
                         .with_topic_id(created.topic_id);
                 }
                 Err((code, message)) => {
@@ -96,6 +96,7 @@ fn for_version(mut result: CreatableTopicResult, version: i16) -> CreatableTopic
 
 struct Created {
     partitions: i32,
+    factor: usize,
     topic_id: uuid::Uuid,
 }
 
@@ -113,7 +114,7 @@ async fn create(
             format!("Topic '{name}' already exists."),
         ));
     }
-    let (partitions, assignment) = partition_count(broker, topic)?;
+    let (partitions, assignment, factor) = partition_count(broker, topic)?;
     let mut configs = BTreeMap::new();
     for config in &topic.configs {
         let Some(value) = &config.value else { continue };
@@ -124,15 +125,17 @@ async fn create(
     if validate_only {
         return Ok(Created {
             partitions,
+            factor,
             topic_id: uuid::Uuid::nil(),
         });
     }
     match broker
-        .create_topic_on(name, partitions, assignment, configs)
+        .create_topic_on(name, partitions, assignment, factor, configs)
         .await
     {
         Ok(created) => Ok(Created {
             partitions,
+            factor,
             topic_id: created.topic_id,
         }),
         Err(CreateTopicError::Controller(
@@ -152,7 +155,8 @@ async fn create(
 }
 
 /// The partition count, and the replicas of each partition when the request assigns them.
-type Planned = (i32, Option<Vec<Vec<i32>>>);
+/// The partition count, the manual assignment if any, and the replication factor.
+type Planned = (i32, Option<Vec<Vec<i32>>>, usize);
 
 fn partition_count(
     broker: &Broker,
@@ -181,18 +185,10 @@ fn partition_count(
             ),
         ));
     }
-    if replication_factor > 1 {
-        return Err((
-            ErrorCode::InvalidReplicationFactor,
-            format!(
-                "Replication factor {replication_factor} is not supported yet: every partition \
-                 has one replica until partition replication lands."
-            ),
-        ));
-    }
+    let factor = replication_factor as usize;
     match topic.num_partitions {
-        -1 => Ok((broker.config.num_partitions, None)),
-        count if count >= 1 => Ok((count, None)),
+        -1 => Ok((broker.config.num_partitions, None, factor)),
+        count if count >= 1 => Ok((count, None, factor)),
         count => Err((
             ErrorCode::InvalidPartitions,
             format!("Number of partitions was set to an invalid non-positive value: {count}."),
@@ -241,7 +237,7 @@ pub(super) fn check_assigned_brokers(
 
 /// A manual assignment, checked as Kafka's `ReplicationControlManager` checks one (its
 /// messages): partitions `0..n` in order, each with the same number of distinct registered
-/// brokers; one replica each until partition replication lands.
+/// brokers.
 fn manual_assignment(
     broker: &Broker,
     topic: &CreatableTopic,
@@ -275,13 +271,6 @@ fn manual_assignment(
         }
         replicas.push(ids);
     }
-    if replicas.iter().any(|ids| ids.len() > 1) {
-        return Err((
-            ErrorCode::InvalidReplicationFactor,
-            "A replication factor above 1 is not supported yet: every partition has one replica \
-             until partition replication lands."
-                .into(),
-        ));
-    }
-    Ok((replicas.len() as i32, Some(replicas)))
+    let factor = replicas.first().map_or(1, Vec::len);
+    Ok((replicas.len() as i32, Some(replicas), factor))
 }

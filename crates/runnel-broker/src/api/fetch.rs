@@ -13,6 +13,14 @@
 //! aborted transactions its records overlap (`aborted_transactions`), which the consumer skips
 //! (Kafka's `FetchIsolation.TXN_COMMITTED`); every answer reports the last stable offset.
 //!
+//! A fetch with a replica id (a follower, `replication/fetcher.rs`; v15+ carries it in
+//! `replica_state`) is served by the partition's leader only: it reads past the high
+//! watermark, up to what the log file holds, reports the follower's fetch offset as its log
+//! end offset (which may move the high watermark), and parks on the broker's appended signal
+//! rather than on high watermark changes. A replica id of a broker that holds no replica of
+//! the partition is refused with NOT_LEADER_OR_FOLLOWER. Its bytes are not counted as
+//! consumed.
+//!
 //! Records are not read here: each partition's answer carries the range of its segment file,
 //! and the response is encoded around the ranges and sent with `sendfile` ([`crate::zero_copy`]).
 
@@ -78,16 +86,20 @@ async fn fetch(broker: &Broker, body: &FetchRequest, version: i16) -> FetchRespo
     let wait = Duration::from_millis((body.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = body.min_bytes.max(0) as usize;
-    let mut data_changed = broker.replicas.data_changed();
+    let replica = replica_id(body, version);
+    let mut data_changed = match replica {
+        Some(_) => broker.replicas.appended(),
+        None => broker.replicas.data_changed(),
+    };
     let mut stopping = broker.stopping();
     let mut parked = None;
     loop {
         // Mark the current version seen before reading, so a change during the read wakes us.
         data_changed.borrow_and_update();
-        let (topics, bytes, errors) = read_all(broker, body, version);
+        let (topics, bytes, errors) = read_all(broker, body, version, replica);
         let expired = tokio::time::Instant::now() >= deadline || *stopping.borrow();
         if bytes >= min_bytes || errors || expired {
-            return answered(broker, topics);
+            return answered(broker, topics, replica);
         }
         parked.get_or_insert_with(|| Parked::new(&broker.metrics.fetch_purgatory_size));
         let woken = tokio::select! {
@@ -97,10 +109,20 @@ async fn fetch(broker: &Broker, body: &FetchRequest, version: i16) -> FetchRespo
         };
         if !woken {
             // Timed out or shutting down: one last read, answered whatever it holds.
-            let (topics, _, _) = read_all(broker, body, version);
-            return answered(broker, topics);
+            let (topics, _, _) = read_all(broker, body, version, replica);
+            return answered(broker, topics, replica);
         }
     }
+}
+
+/// The broker id of a follower's fetch; `None` for a consumer's (replica id -1).
+fn replica_id(body: &FetchRequest, version: i16) -> Option<i32> {
+    let id = if version >= 15 {
+        body.replica_state.replica_id.0
+    } else {
+        body.replica_id.0
+    };
+    (id >= 0).then_some(id)
 }
 
 /// A fetch parked waiting for data, counted in `runnel_fetch_purgatory_size` until dropped.
@@ -120,9 +142,18 @@ impl Drop for Parked<'_> {
 }
 
 /// The response for `topics`, each partition's bytes counted as fetched from it (only the
-/// reads that are answered: a long-poll's earlier reads are not).
-fn answered(broker: &Broker, topics: Vec<TopicResponse<FileRange>>) -> FetchResponse<FileRange> {
-    for topic in &topics {
+/// reads that are answered: a long-poll's earlier reads are not; a follower's are not).
+fn answered(
+    broker: &Broker,
+    topics: Vec<TopicResponse<FileRange>>,
+    replica: Option<i32>,
+) -> FetchResponse<FileRange> {
+    let counted = if replica.is_some() {
+        &[][..]
+    } else {
+        &topics[..]
+    };
+    for topic in counted {
         for data in &topic.partitions {
             let length = data.records.as_ref().map_or(0, RecordsLength::records_len);
             if length == 0 {
@@ -147,6 +178,7 @@ fn read_all(
     broker: &Broker,
     body: &FetchRequest,
     version: i16,
+    replica: Option<i32>,
 ) -> (Vec<TopicResponse<FileRange>>, usize, bool) {
     let mut bytes_left = match body.max_bytes {
         max if max > 0 => max as usize,
@@ -178,6 +210,7 @@ fn read_all(
                             &mut bytes_left,
                             bytes_read == 0,
                             read_committed,
+                            replica,
                         ),
                     };
                     let mut data = data;
@@ -206,6 +239,7 @@ fn read_partition(
     bytes_left: &mut usize,
     first_with_data: bool,
     read_committed: bool,
+    replica: Option<i32>,
 ) -> PartitionData {
     let index = requested.partition;
     let Some(partition) = broker.replicas.partition(topic, index) else {
@@ -225,7 +259,20 @@ fn read_partition(
     }
     let max_bytes = (requested.partition_max_bytes.max(0) as usize).min(*bytes_left);
     let fetch_offset = requested.fetch_offset;
-    match partition.read(fetch_offset, max_bytes, first_with_data, read_committed) {
+    let read = match replica {
+        Some(node_id) => {
+            if broker
+                .replicas
+                .follower_fetched(&partition, node_id, fetch_offset)
+                .is_err()
+            {
+                return error(index, ErrorCode::NotLeaderOrFollower);
+            }
+            partition.read_for_follower(fetch_offset, max_bytes)
+        }
+        None => partition.read(fetch_offset, max_bytes, first_with_data, read_committed),
+    };
+    match read {
         Ok(read) => {
             *bytes_left = bytes_left.saturating_sub(read.records.length);
             let aborted_transactions = read.aborted_transactions.map(|aborted| {

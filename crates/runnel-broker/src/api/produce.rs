@@ -1,9 +1,12 @@
 //! Produce (key 0): appends each partition's record batch, then answers once durable.
 //!
 //! The appends happen here, in the connection's request order, so pipelined batches of one
-//! idempotent producer reach the log in sequence order. With acks=1 or acks=all in durable
-//! mode the reply waits until every appended partition's high watermark (its fsync'd offset)
-//! passes the batch, bounded by the request's `timeout_ms` (`REQUEST_TIMED_OUT` past it).
+//! idempotent producer reach the log in sequence order. With acks=1 in durable mode the reply
+//! waits until every appended partition's local end (its fsync'd offset here) passes the
+//! batch; with acks=all until its high watermark does (in durable mode, or when the partition
+//! has followers): every in-sync replica holds the batch, fsync'd in durable mode
+//! (`replication/replica_set.rs`). Both are bounded by the request's `timeout_ms`
+//! (`REQUEST_TIMED_OUT` past it).
 //! acks=0 gets no response at all, as in Kafka. Each batch is appended from the request's
 //! frame itself, not a copy: the decoded request is taken apart first (names copied, each
 //! batch kept as its place in the frame) so that nothing else refers to the frame's bytes. A
@@ -72,7 +75,9 @@ const ADD_PARTITIONS_WAIT_MAX: Duration = Duration::from_secs(30);
 struct PartitionOutcome {
     response: PartitionProduceResponse,
     /// The partition and the last offset that must become durable before answering.
-    wait: Option<(Arc<Partition>, i64)>,
+    /// The partition, the batch's last offset, and whether the acks are all (the high
+    /// watermark) rather than 1 (the local end).
+    wait: Option<(Arc<Partition>, i64, bool)>,
     /// The leader a `NOT_LEADER_OR_FOLLOWER` names (KIP-951): listed in `node_endpoints`.
     leader_hint: Option<runnel_metadata::BrokerRegistration>,
 }
@@ -208,11 +213,23 @@ fn append_all(
         let deadline = tokio::time::Instant::now() + timeout;
         for (_, outcomes) in topics.iter_mut() {
             for outcome in outcomes.iter_mut() {
-                let Some((partition, last_offset)) = outcome.wait.take() else {
+                let Some((partition, last_offset, acks_all)) = outcome.wait.take() else {
                     continue;
                 };
-                let durable = partition.wait_for_high_watermark_above(last_offset);
-                if tokio::time::timeout_at(deadline, durable).await.is_err() {
+                let answered = if acks_all {
+                    tokio::time::timeout_at(
+                        deadline,
+                        partition.wait_for_high_watermark_above(last_offset),
+                    )
+                    .await
+                } else {
+                    tokio::time::timeout_at(
+                        deadline,
+                        partition.wait_for_local_end_at_least(last_offset + 1),
+                    )
+                    .await
+                };
+                if answered.is_err() {
                     outcome.response.error_code = ErrorCode::RequestTimedOut.code();
                     outcome.response.base_offset = -1;
                 }
@@ -471,10 +488,8 @@ fn append(
             log_start_offset,
             log_append_time_ms,
         }) => {
-            let wait = broker
-                .replicas
-                .is_durable()
-                .then(|| (Arc::clone(&partition), last_offset));
+            let waits = broker.replicas.is_durable() || (acks_all && partition.has_followers());
+            let wait = waits.then(|| (Arc::clone(&partition), last_offset, acks_all));
             PartitionOutcome {
                 response: PartitionProduceResponse::default()
                     .with_index(index)

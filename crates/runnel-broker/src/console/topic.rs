@@ -84,7 +84,7 @@ fn read(broker: &Broker, name: &str) -> Result<TopicView, ConsoleError> {
                 segments: 0,
                 damaged_ranges: Vec::new(),
             };
-            if let Some(partition) = broker.replicas.partition(name, image.partition) {
+            if let Some(partition) = broker.replicas.replica(name, image.partition) {
                 let offsets = partition.offsets();
                 view.online = true;
                 view.leader_epoch = partition.leader_epoch();

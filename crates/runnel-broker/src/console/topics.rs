@@ -68,7 +68,7 @@ fn read(broker: &Broker) -> TopicsView {
                 rates: broker.console_rates.rates(&topic.name),
             };
             for image in &topic.partitions {
-                if let Some(partition) = broker.replicas.partition(&topic.name, image.partition) {
+                if let Some(partition) = broker.replicas.replica(&topic.name, image.partition) {
                     let offsets = partition.offsets();
                     summary.records += offsets.high_watermark - offsets.log_start_offset;
                     summary.size_bytes += partition.size_bytes();

@@ -1,0 +1,84 @@
+//! Partition replication (DESIGN.md §8, Kafka's ISR protocol): followers copy their leaders'
+//! logs with the Fetch API, and leaders count what every in-sync replica holds.
+//!
+//! - [`replica_set`]: one partition's replicas as this broker sees them, and the high
+//!   watermark the in-sync replicas allow on the leader.
+//! - [`fetcher`]: the follower's side, one fetcher per source broker carrying every partition
+//!   this node follows from it in one Fetch (replica id set), appending the leader's batches
+//!   as they were written and truncating a divergent suffix first (OffsetForLeaderEpoch,
+//!   KIP-101 and KIP-279).
+//! - The leader's side is the same Fetch handler consumers use (`api/fetch.rs`): a fetch
+//!   with a replica id reads past the high watermark, up to what the log holds, and reports
+//!   the follower's log end offset ([`crate::replica_manager::ReplicaManager::follower_fetched`]).
+//!
+//! [`ReplicaFetchers`] owns the fetchers: each image the broker applies names, per leader, the
+//! partitions this broker follows (`image_applier.rs`); a source that no longer has any stops.
+//!
+//! Durability (the README's "Durability" section): in durable mode a follower reports an
+//! offset to its leader only once everything below it is fsync'd on the follower, and the
+//! leader counts its own part only up to its fsync'd offset, so a record acknowledged with
+//! acks=all is on the disk of every in-sync replica.
+//!
+//! Not here yet (issue 16): the ISR does not shrink or grow (no AlterPartition), so an
+//! in-sync follower that stops holds acks=all writes back until it returns; a leader that
+//! stops is not replaced.
+
+pub mod fetcher;
+pub mod replica_set;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+use crate::partition::Partition;
+
+/// The partitions a fetcher copies from its source broker.
+pub type Followed = Arc<Vec<Arc<Partition>>>;
+
+/// One fetcher per source broker (see the module doc).
+#[derive(Default)]
+pub struct ReplicaFetchers {
+    sources: Mutex<HashMap<i32, watch::Sender<Followed>>>,
+}
+
+impl ReplicaFetchers {
+    /// Makes the fetchers follow exactly `by_leader`: per source broker, the partitions this
+    /// broker follows from it. A new source gets a fetcher; one left out stops.
+    pub fn follow(&self, broker: &Arc<Broker>, by_leader: HashMap<i32, Vec<Arc<Partition>>>) {
+        let mut sources = self.sources.lock().expect("fetchers lock poisoned");
+        sources.retain(|source, _| by_leader.contains_key(source));
+        for (source, partitions) in by_leader {
+            let followed: Followed = Arc::new(partitions);
+            match sources.get(&source) {
+                Some(sender) => {
+                    sender.send_replace(followed);
+                }
+                None => {
+                    let (sender, receiver) = watch::channel(followed);
+                    tokio::spawn(fetcher::run(Arc::clone(broker), source, receiver));
+                    sources.insert(source, sender);
+                }
+            }
+        }
+    }
+
+    /// Stops every fetcher (at shutdown).
+    pub fn stop(&self) {
+        self.sources.lock().expect("fetchers lock poisoned").clear();
+    }
+
+    /// The source brokers fetched from now.
+    pub fn sources(&self) -> Vec<i32> {
+        let mut sources: Vec<i32> = self
+            .sources
+            .lock()
+            .expect("fetchers lock poisoned")
+            .keys()
+            .copied()
+            .collect();
+        sources.sort_unstable();
+        sources
+    }
+}

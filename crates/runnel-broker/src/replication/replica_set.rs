@@ -1,0 +1,211 @@
+//! One partition's replicas as this broker sees them: whether it leads the partition, the
+//! replicas and in-sync replicas the metadata image names, and, on the leader, each
+//! follower's log end offset as its last fetch reported it (Kafka's `Replica` state in
+//! `Partition.scala`).
+//!
+//! The high watermark it yields is the minimum, over the in-sync replicas, of what each
+//! holds: the leader's own part is its local end (its fsync'd offset in durable mode, its log
+//! end otherwise), a follower's is the offset its fetch asked for, which a follower in durable
+//! mode only asks for once everything below it is fsync'd there (`fetcher.rs`). A follower
+//! that has not fetched since this broker took the lead holds nothing known yet, so the high
+//! watermark waits for it, as Kafka's does for a follower whose log end offset is unknown.
+//! With a single replica the high watermark is the local end, as it was before replication.
+
+use std::collections::HashMap;
+
+use runnel_metadata::PartitionImage;
+
+/// A follower's state on the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerState {
+    /// The offset its last fetch started at: it holds every record below.
+    pub log_end_offset: i64,
+    /// When it last fetched, in ms since the epoch.
+    pub last_fetch_ms: i64,
+    /// When its fetch last reached the leader's log end offset (Kafka's
+    /// `lastCaughtUpTimeMs`): what `replica.lag.time.max.ms` is measured against.
+    pub last_caught_up_ms: i64,
+}
+
+/// See the module doc.
+#[derive(Debug, Clone)]
+pub struct ReplicaSet {
+    node_id: i32,
+    led_here: bool,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    followers: HashMap<i32, FollowerState>,
+}
+
+/// A fetch from a broker that holds no replica of the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAReplica;
+
+impl ReplicaSet {
+    /// The replicas `image` names, as broker `node_id` sees them.
+    pub fn new(node_id: i32, image: &PartitionImage) -> ReplicaSet {
+        let mut set = ReplicaSet {
+            node_id,
+            led_here: false,
+            replicas: Vec::new(),
+            isr: Vec::new(),
+            followers: HashMap::new(),
+        };
+        set.assign(image);
+        set
+    }
+
+    /// Takes the image's leader, replicas and ISR. A follower no longer among the replicas is
+    /// forgotten; the others keep what they reported, unless this broker has just taken the
+    /// lead (what they reported to an earlier leadership no longer counts).
+    /// Returns whether this broker now leads and did not before.
+    pub fn assign(&mut self, image: &PartitionImage) -> bool {
+        let led_here = image.leader == self.node_id;
+        let became_leader = led_here && !self.led_here;
+        self.led_here = led_here;
+        self.replicas = image.replicas.clone();
+        self.isr = image.isr.clone();
+        if became_leader || !led_here {
+            self.followers.clear();
+        } else {
+            let replicas = &self.replicas;
+            self.followers.retain(|id, _| replicas.contains(id));
+        }
+        became_leader
+    }
+
+    pub fn led_here(&self) -> bool {
+        self.led_here
+    }
+
+    pub fn replicas(&self) -> &[i32] {
+        &self.replicas
+    }
+
+    pub fn isr(&self) -> &[i32] {
+        &self.isr
+    }
+
+    /// Whether other brokers hold replicas of the partition.
+    pub fn has_followers(&self) -> bool {
+        self.replicas.iter().any(|&id| id != self.node_id)
+    }
+
+    /// What follower `node_id` last reported, if it fetched since this broker took the lead.
+    pub fn follower(&self, node_id: i32) -> Option<FollowerState> {
+        self.followers.get(&node_id).copied()
+    }
+
+    /// Records a fetch by follower `node_id` at `fetch_offset` (at most `log_end_offset`, the
+    /// leader's: a fetch beyond it holds nothing more) at `now_ms`.
+    pub fn follower_fetched(
+        &mut self,
+        node_id: i32,
+        fetch_offset: i64,
+        log_end_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), NotAReplica> {
+        if node_id == self.node_id || !self.replicas.contains(&node_id) {
+            return Err(NotAReplica);
+        }
+        let offset = fetch_offset.min(log_end_offset);
+        let state = self.followers.entry(node_id).or_insert(FollowerState {
+            log_end_offset: offset,
+            last_fetch_ms: now_ms,
+            last_caught_up_ms: 0,
+        });
+        state.log_end_offset = offset;
+        state.last_fetch_ms = now_ms;
+        if offset >= log_end_offset {
+            state.last_caught_up_ms = now_ms;
+        }
+        Ok(())
+    }
+
+    /// The high watermark the in-sync replicas allow, given the leader's `local_end` (see the
+    /// module doc); `None` on a broker that does not lead the partition.
+    pub fn high_watermark(&self, local_end: i64) -> Option<i64> {
+        if !self.led_here {
+            return None;
+        }
+        let mut high_watermark = local_end;
+        for &id in &self.isr {
+            if id == self.node_id {
+                continue;
+            }
+            match self.followers.get(&id) {
+                Some(state) => high_watermark = high_watermark.min(state.log_end_offset),
+                None => return Some(i64::MIN),
+            }
+        }
+        Some(high_watermark)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(leader: i32, replicas: &[i32], isr: &[i32]) -> PartitionImage {
+        PartitionImage {
+            partition: 0,
+            leader,
+            leader_epoch: 0,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_single_replica_is_its_own_high_watermark() {
+        let set = ReplicaSet::new(1, &PartitionImage::led_by(0, 1));
+        assert!(set.led_here() && !set.has_followers());
+        assert_eq!(set.high_watermark(42), Some(42));
+    }
+
+    #[test]
+    fn the_high_watermark_is_the_least_any_in_sync_replica_holds() {
+        let mut set = ReplicaSet::new(1, &image(1, &[1, 2, 3], &[1, 2, 3]));
+        assert_eq!(
+            set.high_watermark(10),
+            Some(i64::MIN),
+            "followers unknown yet"
+        );
+        set.follower_fetched(2, 7, 10, 100).expect("replica");
+        assert_eq!(set.high_watermark(10), Some(i64::MIN), "3 still unknown");
+        set.follower_fetched(3, 12, 10, 100).expect("replica");
+        assert_eq!(set.follower(3).map(|f| f.log_end_offset), Some(10));
+        assert_eq!(set.follower(3).map(|f| f.last_caught_up_ms), Some(100));
+        assert_eq!(set.follower(2).map(|f| f.last_caught_up_ms), Some(0));
+        assert_eq!(set.high_watermark(10), Some(7));
+        assert_eq!(
+            set.high_watermark(5),
+            Some(5),
+            "the leader's own end counts"
+        );
+        // Out of the ISR, a slow follower no longer holds the high watermark back.
+        set.assign(&image(1, &[1, 2, 3], &[1, 3]));
+        assert_eq!(set.high_watermark(10), Some(10));
+        assert_eq!(
+            set.follower(2).map(|f| f.log_end_offset),
+            Some(7),
+            "still tracked"
+        );
+    }
+
+    #[test]
+    fn only_replicas_fetch_and_only_the_leader_has_a_high_watermark() {
+        let mut set = ReplicaSet::new(2, &image(1, &[1, 2], &[1, 2]));
+        assert!(!set.led_here());
+        assert_eq!(set.high_watermark(10), None);
+        let mut leader = ReplicaSet::new(1, &image(1, &[1, 2], &[1, 2]));
+        assert_eq!(leader.follower_fetched(3, 0, 0, 0), Err(NotAReplica));
+        assert_eq!(leader.follower_fetched(1, 0, 0, 0), Err(NotAReplica));
+        leader.follower_fetched(2, 4, 9, 1).expect("replica");
+        // A new leadership starts with nothing known of the followers.
+        leader.assign(&image(2, &[1, 2], &[1, 2]));
+        assert!(leader.assign(&image(1, &[1, 2], &[1, 2])));
+        assert_eq!(leader.follower(2), None);
+        assert!(set.assign(&image(2, &[1, 2], &[1, 2])), "became leader");
+    }
+}

@@ -1,0 +1,178 @@
+"""Partition replication on three nodes: followers copy their leaders' logs byte for byte
+through the Fetch API, acks=all is answered only once every in-sync replica holds the batch
+(Kafka's high watermark: the least log end offset of the ISR), consumers read only below the
+high watermark, and a follower killed -9 catches up when it returns.
+
+The ISR does not shrink yet (no AlterPartition): a stopped in-sync follower holds acks=all
+writes back until it returns, which is what test_acks_all_waits_for_every_in_sync_replica
+pins. Kafka's behaviour there is the same until `replica.lag.time.max.ms` passes.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+from kafka import KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaTopicPartition
+
+import ck
+from cluster import Cluster
+from helpers import assert_round_trip, make_records, wait_until
+
+
+@pytest.fixture
+def cluster(tmp_path, request):
+    # Long enough that a follower stopped for a few seconds is not fenced meanwhile.
+    nodes = Cluster(tmp_path, 3, extra={"broker.session.timeout.ms": "60000"})
+    request.node._runnel_brokers = nodes.nodes
+    nodes.start()
+    yield nodes
+    nodes.kill()
+
+
+def create_replicated(bootstrap: str, topic: str, partitions: int, configs=None) -> None:
+    admin = ck.admin(bootstrap)
+    futures = admin.create_topics(
+        [NewTopic(topic, partitions, replication_factor=3, config=configs or {})],
+        operation_timeout=ck.TIMEOUT_S, request_timeout=ck.TIMEOUT_S)
+    futures[topic].result(ck.TIMEOUT_S)
+
+
+def partitions_of(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:
+    """Partition -> (leader, replicas, isr) as confluent-kafka's Metadata shows them."""
+    metadata = ck.admin(bootstrap).list_topics(topic, timeout=ck.TIMEOUT_S)
+    return {p: (m.leader, list(m.replicas), list(m.isrs))
+            for p, m in metadata.topics[topic].partitions.items()}
+
+
+def log_bytes(data_dir: Path, topic: str, partition: int) -> bytes:
+    """Every segment file of the partition in `data_dir`, in offset order, concatenated."""
+    directory = data_dir / f"{topic}-{partition}"
+    return b"".join(path.read_bytes() for path in sorted(directory.glob("*.log")))
+
+
+def wait_for_identical_replicas(cluster: Cluster, topic: str, partitions: int) -> None:
+    for partition in range(partitions):
+        def identical(partition: int = partition) -> bool:
+            copies = [log_bytes(n.data_dir, topic, partition) for n in cluster.nodes]
+            return all(c == copies[0] for c in copies)
+        wait_until(identical, ck.TIMEOUT_S,
+                   f"{topic}-{partition}'s log to be the same bytes on all three nodes")
+
+
+def test_replicas_hold_the_leaders_log_byte_for_byte(cluster):
+    bootstrap = cluster.bootstrap()
+    create_replicated(bootstrap, "copies", 3, {"min.insync.replicas": "2"})
+    placed = wait_until(
+        lambda: (lambda p: p if len(p) == 3 and all(len(isr) == 3 for _, _, isr in p.values())
+                 else None)(partitions_of(bootstrap, "copies")),
+        ck.TIMEOUT_S, "three partitions with three in-sync replicas each")
+    # Each partition on all three brokers, led round robin: each broker leads one.
+    assert sorted(leader for leader, _, _ in placed.values()) == [1, 2, 3]
+    for leader, replicas, isr in placed.values():
+        assert sorted(replicas) == [1, 2, 3] and replicas[0] == leader
+        assert sorted(isr) == [1, 2, 3]
+
+    acked = []
+    for partition in range(3):
+        records = make_records(f"replicated-{partition}", keyed=0, unkeyed=300)
+        acked += ck.produce(bootstrap, "copies", records, partition=partition,
+                            config={"enable.idempotence": True})
+    assert_round_trip(acked, ck.consume_all(bootstrap, "copies", 3))
+    wait_for_identical_replicas(cluster, "copies", 3)
+
+    # kafka-python through the same replicated partitions.
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        futures = [producer.send("copies", value=f"kp-{i}".encode(), partition=i % 3)
+                   for i in range(60)]
+        offsets = [f.get(timeout=ck.TIMEOUT_S).offset for f in futures]
+    finally:
+        producer.close()
+    assert len(offsets) == 60
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             consumer_timeout_ms=int(ck.TIMEOUT_S * 1000))
+    try:
+        parts = [KafkaTopicPartition("copies", p) for p in range(3)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        seen = []
+        for message in consumer:
+            if message.value.startswith(b"kp-"):
+                seen.append(message.value)
+            if len(seen) == 60:
+                break
+    finally:
+        consumer.close()
+    assert sorted(seen) == sorted(f"kp-{i}".encode() for i in range(60))
+    wait_for_identical_replicas(cluster, "copies", 3)
+
+
+def follower_of(placed, partition: int) -> int:
+    leader, replicas, _ = placed[partition]
+    return next(r for r in replicas if r != leader)
+
+
+def test_acks_all_waits_for_every_in_sync_replica(cluster):
+    bootstrap = cluster.bootstrap()
+    create_replicated(bootstrap, "waits", 1)
+    placed = wait_until(lambda: partitions_of(bootstrap, "waits") or None, ck.TIMEOUT_S,
+                        "the topic's metadata")
+    leader = cluster.node(placed[0][0])
+    stopped = cluster.node(follower_of(placed, 0))
+    ck.produce(bootstrap, "waits", make_records("before", keyed=5, unkeyed=0), partition=0)
+    low, high_before = ck.watermarks(leader.bootstrap, "waits", 0)
+    assert (low, high_before) == (0, 5)
+
+    stopped.proc.send_signal(signal.SIGSTOP)
+    try:
+        # acks=all: the stopped follower is in the ISR, so the high watermark cannot pass the
+        # batch and the request times out (Kafka answers the same until the ISR shrinks).
+        waiting = Producer({"bootstrap.servers": leader.bootstrap, "acks": "all",
+                            "message.timeout.ms": 3000, "request.timeout.ms": 2000,
+                            "retries": 0})
+        errors: list[KafkaError] = []
+        waiting.produce("waits", value=b"held back", partition=0,
+                        on_delivery=lambda err, msg: errors.append(err))
+        waiting.flush(ck.TIMEOUT_S)
+        assert len(errors) == 1 and errors[0] is not None, errors
+        # acks=1: the leader alone answers.
+        ck.produce(leader.bootstrap, "waits", make_records("leader-only", keyed=3, unkeyed=0),
+                   partition=0, config={"acks": "1"})
+        # Consumers see nothing past the high watermark: neither batch.
+        assert ck.watermarks(leader.bootstrap, "waits", 0) == (0, high_before)
+    finally:
+        stopped.proc.send_signal(signal.SIGCONT)
+    # Back: the follower copies both batches, and the high watermark passes them.
+    wait_until(lambda: ck.watermarks(leader.bootstrap, "waits", 0)[1] == high_before + 4,
+               ck.TIMEOUT_S, "the high watermark to pass both batches once the follower is back")
+    ck.produce(bootstrap, "waits", make_records("after", keyed=5, unkeyed=0), partition=0)
+    wait_for_identical_replicas(cluster, "waits", 1)
+
+
+def test_a_follower_killed_and_restarted_catches_up(cluster):
+    bootstrap = cluster.bootstrap()
+    create_replicated(bootstrap, "rejoin", 1)
+    placed = wait_until(lambda: partitions_of(bootstrap, "rejoin") or None, ck.TIMEOUT_S,
+                        "the topic's metadata")
+    leader = cluster.node(placed[0][0])
+    follower = cluster.node(follower_of(placed, 0))
+    first = ck.produce(bootstrap, "rejoin", make_records("first", keyed=50, unkeyed=0),
+                       partition=0)
+    wait_for_identical_replicas(cluster, "rejoin", 1)
+
+    follower.kill()
+    # While it is down the leader takes acks=1 writes; the high watermark waits for it.
+    ck.produce(leader.bootstrap, "rejoin", make_records("while-down", keyed=40, unkeyed=0),
+               partition=0, config={"acks": "1"})
+    assert ck.watermarks(leader.bootstrap, "rejoin", 0)[1] == len(first)
+    follower.start()
+    wait_until(lambda: ck.watermarks(leader.bootstrap, "rejoin", 0)[1] == len(first) + 40,
+               ck.TIMEOUT_S, "the restarted follower to catch up and the high watermark to follow")
+    wait_for_identical_replicas(cluster, "rejoin", 1)
+    stored = ck.consume_all(bootstrap, "rejoin", 1)
+    assert [s.offset for s in stored] == list(range(len(first) + 40))
