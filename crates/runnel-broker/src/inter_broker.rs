@@ -6,9 +6,10 @@
 //! writes to (Kafka's `AddPartitionsToTxnManager`, KIP-890), and the followers' Fetch and
 //! OffsetForLeaderEpoch, on a [`BrokerConnection`] each fetcher keeps open.
 //!
-//! Markers and additions use one connection per call, opened with a deadline and closed after the answer: markers are
-//! written once per transaction and partition leader, so a pool would buy little. A response
-//! frame is bounded ([`RESPONSE_BYTES_MAX`]) before it is read. The listener must be
+//! Markers and additions use one connection per call, opened with a deadline and closed
+//! after the answer: markers are written once per transaction and partition leader, so a pool
+//! would buy little. A response frame is bounded ([`RESPONSE_BYTES_MAX`], or the fetcher's
+//! bound) before it is read. The listener must be
 //! PLAINTEXT: a cluster whose client listener requires SASL cannot send these yet (no
 //! inter-broker credentials), and the call fails with a message saying so.
 

@@ -9,8 +9,7 @@
 //! left. `start` is chosen per topic (Kafka picks it at random; here it comes from the
 //! topic id), so that many small topics do not all lead on the first broker.
 //!
-//! The replication factor is 1 until partition replication lands; the rule is written for
-//! any factor up to the number of brokers, as the replication issue will use it.
+//! The rule holds for any replication factor up to the number of brokers.
 
 use std::collections::BTreeMap;
 
