@@ -132,6 +132,9 @@ pub struct BrokerConfig {
     /// `broker.session.timeout.ms`: the active controller fences a broker it has not heard
     /// from for this long. Kafka's default 9000.
     pub broker_session_timeout_ms: u64,
+    /// `replica.lag.time.max.ms`: a partition leader drops a follower from the ISR that has
+    /// not caught up for this long. Kafka's default 30000.
+    pub replica_lag_time_max_ms: u64,
     /// `broker.heartbeat.interval.ms`: how often this broker heartbeats to the active
     /// controller. Kafka's default 2000.
     pub broker_heartbeat_interval_ms: u64,
@@ -238,6 +241,7 @@ impl Default for BrokerConfig {
             quorum_voters: Vec::new(),
             controller_listen: None,
             broker_session_timeout_ms: 9000,
+            replica_lag_time_max_ms: 30_000,
             controller_election_timeout_ms: 1000,
             broker_heartbeat_interval_ms: 2000,
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
@@ -315,6 +319,9 @@ impl BrokerConfig {
                 }
                 "broker.heartbeat.interval.ms" => {
                     config.broker_heartbeat_interval_ms = parse_at_least(key, value, 1)?
+                }
+                "replica.lag.time.max.ms" => {
+                    config.replica_lag_time_max_ms = parse_at_least(key, value, 1)?
                 }
                 // A quarter of it (openraft's shortest election timeout) must stay above the
                 // leader's 100 ms heartbeats.

@@ -93,6 +93,10 @@ pub enum ControllerError {
     ClusterIdRecorded { cluster_id: String },
     #[error("placing the partitions: {0}")]
     Placement(String),
+    /// An ISR change refused: based on an older partition state (Kafka's
+    /// `INVALID_UPDATE_VERSION`, `FENCED_LEADER_EPOCH`) or naming replicas it may not hold.
+    #[error("ISR change refused: {0}")]
+    InvalidPartitionChange(String),
     #[error(
         "partition {partition} is placed on broker {broker}, which is not registered or is fenced"
     )]
@@ -537,6 +541,13 @@ impl Controller {
             })
             .await?;
         Ok(self.image())
+    }
+
+    /// Asks the active controller to make `change` (a [`Change::AlterIsr`], Kafka's
+    /// AlterPartition) and returns once it is applied here.
+    pub async fn alter_isr(&self, change: Change) -> Result<(), ControllerError> {
+        self.active.run(change).await?;
+        Ok(())
     }
 
     /// Records the next block of `size` producer ids, from the first id no block holds yet,

@@ -88,6 +88,17 @@ pub enum Change {
     RecordClusterId {
         cluster_id: String,
     },
+    /// A partition leader's ISR change (Kafka's AlterPartition): proposed only if `leader`
+    /// still leads at `leader_epoch` and the partition is still at `partition_epoch`; the new
+    /// ISR must hold the leader, only replicas, each once, and no fenced broker it adds.
+    AlterIsr {
+        topic_id: Uuid,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 /// What a change answers once committed.
@@ -327,6 +338,63 @@ impl Change {
                     None,
                 )),
             },
+            Change::AlterIsr {
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let topic = image
+                    .topic_by_id(topic_id)
+                    .ok_or_else(|| unknown(topic_id))?;
+                let invalid = |why: String| ControllerError::InvalidPartitionChange(why);
+                let current = usize::try_from(*partition)
+                    .ok()
+                    .and_then(|i| topic.partitions.get(i))
+                    .ok_or_else(|| invalid(format!("{}-{partition} does not exist", topic.name)))?;
+                if current.leader != *leader || current.leader_epoch != *leader_epoch {
+                    return Err(invalid(format!(
+                        "{}-{partition} is led by {} at epoch {}, not by {leader} at {leader_epoch}",
+                        topic.name, current.leader, current.leader_epoch
+                    )));
+                }
+                if current.partition_epoch != *partition_epoch {
+                    return Err(invalid(format!(
+                        "{}-{partition} is at partition epoch {}, not {partition_epoch}",
+                        topic.name, current.partition_epoch
+                    )));
+                }
+                let twice = isr
+                    .iter()
+                    .enumerate()
+                    .any(|(at, id)| isr[..at].contains(id));
+                if !isr.contains(leader) || twice || isr.iter().any(|id| !current.is_replica(*id)) {
+                    return Err(invalid(format!(
+                        "{isr:?} is not an ISR of {}-{partition} (replicas {:?}, leader {leader})",
+                        topic.name, current.replicas
+                    )));
+                }
+                if let Some(fenced) = isr
+                    .iter()
+                    .find(|id| !current.isr.contains(id) && image.is_fenced(**id))
+                {
+                    return Err(invalid(format!("broker {fenced} is fenced")));
+                }
+                if *isr == current.isr {
+                    return Err(ControllerError::NothingToRecord);
+                }
+                Ok((
+                    MetadataRecord::PartitionChange {
+                        topic_id: *topic_id,
+                        partition: *partition,
+                        leader: None,
+                        isr: Some(isr.clone()),
+                    },
+                    None,
+                ))
+            }
             Change::AllocateProducerIds { size } => {
                 let start = image.next_producer_id();
                 let end = start.saturating_add(*size);

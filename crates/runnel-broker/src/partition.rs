@@ -272,7 +272,8 @@ impl Partition {
     /// partition and did not before.
     pub fn assign(&self, image: &PartitionImage) -> bool {
         let mut log = self.lock();
-        let became_leader = self.replica_set().assign(image);
+        let end = log.log_end_offset();
+        let became_leader = self.replica_set().assign(image, end, crate::now_ms());
         self.update_high_watermark(&mut log);
         became_leader
     }

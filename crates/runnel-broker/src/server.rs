@@ -196,6 +196,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         tokio::task::spawn_blocking(move || open(prepared, controller)).await??;
     let broker = Arc::new(broker);
     let image_applier = tokio::spawn(crate::image_applier::run(Arc::clone(&broker), opened_from));
+    tokio::spawn(crate::replication::isr::run(Arc::clone(&broker)));
     GroupCoordinator::start_if_present(&broker).await;
     crate::transaction_coordinator::TransactionCoordinator::start_if_present(&broker).await;
 

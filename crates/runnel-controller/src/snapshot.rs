@@ -14,7 +14,8 @@
 //! ```
 //! Body, version 1: `{"meta": {"last_log_id", "last_membership", "snapshot_id"}` (openraft's
 //! `SnapshotMeta` serde form), `"image": {"topics": [{"name", "topic_id", "configs",
-//! "partitions": [{"partition", "leader", "leader_epoch", "replicas", "isr"}]}],
+//! "partitions": [{"partition", "leader", "leader_epoch", "replicas", "isr",
+//! "partition_epoch"}]}],
 //! "next_producer_id", "broker_configs": {resource name: {key: value}}, "removed_topics":
 //! [{"name", "topic_id", "partitions"}], "brokers": [{"node_id", "host", "port", "rack", "fenced"}],
 //! "cluster_id"}}` (`removed_topics`, the image's most recent removals, `brokers`, the
@@ -114,6 +115,9 @@ struct PartitionV1 {
     leader_epoch: i32,
     replicas: Vec<i32>,
     isr: Vec<i32>,
+    /// Absent in snapshots written before partition epochs: 0.
+    #[serde(default)]
+    partition_epoch: i32,
 }
 
 /// The snapshot bytes of `image` at `meta`.
@@ -248,6 +252,7 @@ fn topic_v1(topic: &TopicImage) -> TopicV1 {
                 leader_epoch: p.leader_epoch,
                 replicas: p.replicas.clone(),
                 isr: p.isr.clone(),
+                partition_epoch: p.partition_epoch,
             })
             .collect(),
     }
@@ -267,6 +272,7 @@ fn topic_image(topic: TopicV1) -> TopicImage {
                 leader_epoch: p.leader_epoch,
                 replicas: p.replicas,
                 isr: p.isr,
+                partition_epoch: p.partition_epoch,
             })
             .collect(),
     }

@@ -21,14 +21,18 @@ pub struct DuplicateTopic {
     pub topic_id: Uuid,
 }
 
-/// One partition's leadership. Single node: the leader is the only replica and the ISR.
+/// One partition's replicas and leadership.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionImage {
     pub partition: i32,
     pub leader: i32,
+    /// Bumped on every change of leader, and when the leader is fenced or returns.
     pub leader_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Bumped on every change of the partition's leader or ISR (Kafka's partition epoch):
+    /// a leader's ISR change names the epoch it was based on, and a stale one is refused.
+    pub partition_epoch: i32,
 }
 
 impl PartitionImage {
@@ -40,6 +44,7 @@ impl PartitionImage {
             leader_epoch: 0,
             replicas: vec![leader],
             isr: vec![leader],
+            partition_epoch: 0,
         }
     }
 
@@ -53,6 +58,7 @@ impl PartitionImage {
                 leader_epoch: 0,
                 replicas: replicas.clone(),
                 isr: replicas.clone(),
+                partition_epoch: 0,
             },
             None => PartitionImage::led_by(partition, fallback),
         }
@@ -360,12 +366,44 @@ impl MetadataImage {
                 if let Some(broker) = Arc::make_mut(&mut next.brokers).get_mut(node_id) {
                     broker.fenced = *fenced;
                 }
-                // The partitions it leads lose their leader, or get it back: a new leader
-                // epoch each time, as Kafka's controller bumps it on every leader change, so
-                // clients tell the metadata before from the metadata after (KIP-320).
-                if changed {
+                if changed && *fenced {
+                    next.fail_over_from(*node_id);
+                } else if changed {
+                    // The partitions it leads get their leader back: a new leader epoch, as
+                    // Kafka's controller bumps it on every leader change, so clients tell
+                    // the metadata before from the metadata after (KIP-320).
                     next.bump_leader_epochs_of(*node_id);
                 }
+            }
+            MetadataRecord::PartitionChange {
+                topic_id,
+                partition,
+                leader,
+                isr,
+            } => {
+                let Some(name) = next.names_by_id.get(topic_id) else {
+                    return next;
+                };
+                let Some(topic) = next.topics_by_name.get_mut(name) else {
+                    return next;
+                };
+                let Some(index) = usize::try_from(*partition)
+                    .ok()
+                    .filter(|&i| i < topic.partitions.len())
+                else {
+                    return next;
+                };
+                let image = &mut Arc::make_mut(topic).partitions[index];
+                if let Some(leader) = leader {
+                    if *leader != image.leader {
+                        image.leader = *leader;
+                        image.leader_epoch = image.leader_epoch.saturating_add(1);
+                    }
+                }
+                if let Some(isr) = isr {
+                    image.isr = isr.clone();
+                }
+                image.partition_epoch = image.partition_epoch.saturating_add(1);
             }
             MetadataRecord::ClusterId { cluster_id } => {
                 if next.cluster_id.is_none() {
@@ -374,6 +412,50 @@ impl MetadataImage {
             }
         }
         next
+    }
+
+    /// What fencing `node_id` does to the partitions (Kafka's `ReplicationControlManager.
+    /// handleBrokerFenced`, derived here from the fencing record rather than written as
+    /// partition change records, so one record stays one change however many partitions
+    /// the broker holds): it leaves every ISR it is in, unless it is the last member there;
+    /// a partition it led is taken over by the first of its replicas still in the ISR and
+    /// unfenced, at a new leader epoch. A partition where no other in-sync replica is left
+    /// keeps it as leader, at a new leader epoch, and has no leader to clients
+    /// (`LEADER_NOT_AVAILABLE`) until it returns: an out-of-sync replica never leads here.
+    fn fail_over_from(&mut self, node_id: i32) {
+        let fenced: Vec<i32> = self
+            .brokers
+            .values()
+            .filter(|b| b.fenced)
+            .map(|b| b.node_id)
+            .collect();
+        for topic in self.topics_by_name.values_mut() {
+            let touched = topic
+                .partitions
+                .iter()
+                .any(|p| p.leader == node_id || (p.isr.contains(&node_id) && p.isr.len() > 1));
+            if !touched {
+                continue;
+            }
+            for partition in &mut Arc::make_mut(topic).partitions {
+                let in_isr = partition.isr.contains(&node_id);
+                if in_isr && partition.isr.len() > 1 {
+                    partition.isr.retain(|&id| id != node_id);
+                    partition.partition_epoch = partition.partition_epoch.saturating_add(1);
+                }
+                if partition.leader != node_id {
+                    continue;
+                }
+                let successor = partition.replicas.iter().copied().find(|id| {
+                    *id != node_id && partition.isr.contains(id) && !fenced.contains(id)
+                });
+                if let Some(successor) = successor {
+                    partition.leader = successor;
+                    partition.partition_epoch = partition.partition_epoch.saturating_add(1);
+                }
+                partition.leader_epoch = partition.leader_epoch.saturating_add(1);
+            }
+        }
     }
 
     /// One more leader epoch for every partition `node_id` leads.
@@ -435,6 +517,98 @@ mod tests {
         let refenced = back.apply(&fence(2, true)).apply(&register(2));
         assert!(!refenced.is_fenced(2));
         assert_eq!(epochs(&refenced), vec![start[0], start[1] + 4]);
+    }
+
+    #[test]
+    fn fencing_moves_leadership_to_an_in_sync_replica_and_shrinks_the_isr() {
+        let register = |node_id| MetadataRecord::RegisterBroker {
+            node_id,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+        };
+        let fence = |node_id, fenced| MetadataRecord::BrokerFencing { node_id, fenced };
+        let id = Uuid::new_v4();
+        let placed = MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: id,
+            partitions: 3,
+            leader: 1,
+            configs: BTreeMap::new(),
+            replicas: vec![vec![1, 2, 3], vec![2, 3, 1], vec![1]],
+        };
+        let part =
+            |image: &MetadataImage, p: usize| image.topic("t").expect("t").partitions[p].clone();
+        let image = [register(1), register(2), register(3), placed]
+            .iter()
+            .fold(MetadataImage::default(), |image, record| {
+                image.apply(record)
+            });
+        let fenced = image.apply(&fence(1, true));
+        // Led by 1: 2 takes over at a new leader epoch; 1 leaves the ISR.
+        let p0 = part(&fenced, 0);
+        assert_eq!(
+            (p0.leader, p0.leader_epoch, p0.isr.clone()),
+            (2, 1, vec![2, 3])
+        );
+        assert!(p0.partition_epoch > 0);
+        // Followed by 1: it leaves the ISR, the leader stays.
+        let p1 = part(&fenced, 1);
+        assert_eq!(
+            (p1.leader, p1.leader_epoch, p1.isr.clone()),
+            (2, 0, vec![2, 3])
+        );
+        // 1 alone: it stays leader and ISR, at a new epoch, with no leader to clients.
+        let p2 = part(&fenced, 2);
+        assert_eq!(
+            (p2.leader, p2.leader_epoch, p2.isr.clone()),
+            (1, 1, vec![1])
+        );
+        // 2 fenced too: 3 is the last in-sync replica of both.
+        let both = fenced.apply(&fence(2, true));
+        let p0 = part(&both, 0);
+        assert_eq!(
+            (p0.leader, p0.leader_epoch, p0.isr.clone()),
+            (3, 2, vec![3])
+        );
+        // 3 fenced as well: the last in-sync replica keeps the lead, offline.
+        let all = both.apply(&fence(3, true));
+        assert_eq!(
+            (part(&all, 0).leader, part(&all, 0).isr.clone()),
+            (3, vec![3])
+        );
+        // A return does not put 1 back in the ISR: its leader does, once it caught up.
+        let back = both.apply(&fence(1, false));
+        assert_eq!(part(&back, 0).isr, vec![3]);
+        let grown = back.apply(&MetadataRecord::PartitionChange {
+            topic_id: id,
+            partition: 0,
+            leader: None,
+            isr: Some(vec![3, 1]),
+        });
+        let p0 = part(&grown, 0);
+        assert_eq!((p0.leader, p0.isr.clone()), (3, vec![3, 1]));
+        assert_eq!(p0.partition_epoch, part(&back, 0).partition_epoch + 1);
+        assert_eq!(
+            p0.leader_epoch,
+            part(&back, 0).leader_epoch,
+            "same leader, same epoch"
+        );
+        let moved = grown.apply(&MetadataRecord::PartitionChange {
+            topic_id: id,
+            partition: 0,
+            leader: Some(1),
+            isr: None,
+        });
+        assert_eq!(part(&moved, 0).leader_epoch, p0.leader_epoch + 1);
+        // Unknown partitions change nothing.
+        let same = moved.apply(&MetadataRecord::PartitionChange {
+            topic_id: id,
+            partition: 9,
+            leader: Some(2),
+            isr: None,
+        });
+        assert_eq!(same.topic("t"), moved.topic("t"));
     }
 
     fn topic(name: &str, id: Uuid) -> MetadataRecord {

@@ -74,6 +74,18 @@ pub enum MetadataRecord {
     /// broker is not listed to clients, gets no new partitions, and its partitions have no
     /// leader until it returns. A registration unfences.
     BrokerFencing { node_id: i32, fenced: bool },
+    /// A partition's leader or in-sync replicas changed (Kafka's `PartitionChangeRecord`):
+    /// `leader` (when given and different) takes the lead at a new leader epoch, `isr` (when
+    /// given) replaces the ISR; the partition epoch moves up either way. Written for a
+    /// leader's ISR change (AlterPartition).
+    PartitionChange {
+        topic_id: Uuid,
+        partition: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        leader: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        isr: Option<Vec<i32>>,
+    },
     /// The cluster's id, recorded once when the quorum first starts (the first such record
     /// wins; a later one is ignored): every node writes it to its `meta.properties`.
     ClusterId { cluster_id: String },

@@ -11,6 +11,7 @@ pins. Kafka's behaviour there is the same until `replica.lag.time.max.ms` passes
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from kafka import TopicPartition as KafkaTopicPartition
 
 import ck
 from cluster import Cluster
-from helpers import assert_round_trip, make_records, wait_until
+from helpers import Record, assert_round_trip, make_records, now_ms, wait_until
 
 
 @pytest.fixture
@@ -176,3 +177,77 @@ def test_a_follower_killed_and_restarted_catches_up(cluster):
     wait_for_identical_replicas(cluster, "rejoin", 1)
     stored = ck.consume_all(bootstrap, "rejoin", 1)
     assert [s.offset for s in stored] == list(range(len(first) + 40))
+
+
+@pytest.fixture
+def quick_fencing_cluster(tmp_path, request):
+    # A killed broker is fenced (and its partitions move) after 3 s rather than Kafka's 9.
+    nodes = Cluster(tmp_path, 3, extra={"broker.session.timeout.ms": "3000",
+                                        "broker.heartbeat.interval.ms": "500",
+                                        "replica.lag.time.max.ms": "10000"})
+    request.node._runnel_brokers = nodes.nodes
+    nodes.start()
+    yield nodes
+    nodes.kill()
+
+
+def test_leader_killed_fails_over_to_an_in_sync_replica(quick_fencing_cluster):
+    """Kafka's failover (ReplicationControlManager.handleBrokerFenced, then an ISR member
+    leads): an idempotent producer with acks=all loses nothing and duplicates nothing while
+    the leader of its partitions is killed -9 three times and restarted each time."""
+    cluster = quick_fencing_cluster
+    bootstrap = cluster.bootstrap()
+    create_replicated(bootstrap, "failover", 3, {"min.insync.replicas": "2"})
+    wait_until(lambda: len(partitions_of(bootstrap, "failover")) == 3, ck.TIMEOUT_S,
+               "the topic's metadata")
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 5,
+                         "message.timeout.ms": 120000})
+    log = ck.DeliveryLog()
+    sent = 0
+
+    def send(count: int) -> None:
+        nonlocal sent
+        for _ in range(count):
+            record = Record(None, f"r{sent}".encode(), (), now_ms())
+            ck.send(producer, "failover", record, log, partition=sent % 3)
+            sent += 1
+        assert producer.flush(120) == 0, "records still undelivered"
+
+    send(3000)
+    takeovers = []
+    for _ in range(3):
+        running = next(n for n in cluster.nodes if n.running())
+        leader_id = partitions_of(running.bootstrap, "failover")[0][0]
+        victim = cluster.node(leader_id)
+        survivor = next(n for n in cluster.nodes if n.node_id != leader_id)
+        victim.kill()
+        killed_at = time.monotonic()
+        # Records sent while the leader is down wait in the producer and go to the new one.
+        for _ in range(3):
+            ck.send(producer, "failover", Record(None, f"r{sent}".encode(), (), now_ms()), log,
+                    partition=0)
+            sent += 1
+        wait_until(lambda: partitions_of(survivor.bootstrap, "failover")[0][0]
+                   not in (-1, leader_id), ck.TIMEOUT_S, "a new leader for partition 0")
+        assert producer.flush(120) == 0
+        takeovers.append(time.monotonic() - killed_at)
+        send(2000)
+        victim.start()
+        # The old leader catches up and its new leader takes it back into the ISR.
+        wait_until(lambda: all(sorted(isr) == [1, 2, 3] for _, _, isr in
+                               partitions_of(survivor.bootstrap, "failover").values()),
+                   ck.TIMEOUT_S, "every partition's ISR to hold all three brokers again")
+        send(2000)
+    print(f"failover: a new leader took acks=all writes {max(takeovers):.2f} s after a kill -9 "
+          f"at worst ({', '.join(f'{t:.2f}' for t in takeovers)})")
+    assert not log.failed, log.failed[:5]
+    assert len(log.acked) == sent
+    stored = ck.consume_all(bootstrap, "failover", 3)
+    values = [s.record.value for s in stored]
+    assert len(values) == len(set(values)), "no record twice"
+    assert set(values) == {s.record.value for s in log.acked}, "every acknowledged record"
+    for partition in range(3):
+        offsets = [s.offset for s in stored if s.partition == partition]
+        assert offsets == sorted(offsets)
+    wait_for_identical_replicas(cluster, "failover", 3)

@@ -16,6 +16,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "broker.rack",
     "broker.session.timeout.ms",
     "broker.heartbeat.interval.ms",
+    "replica.lag.time.max.ms",
     "controller.quorum.election.timeout.ms",
     "log.dirs",
     "log.dir",

@@ -292,11 +292,14 @@ impl Fetcher {
     /// Steps 2 and 3 of the module doc for `partitions`.
     async fn fetch(&mut self, partitions: &[&Arc<Partition>]) -> Result<(), String> {
         let mut topics: Vec<FetchTopic> = Vec::new();
+        let mut sent_epochs: HashMap<(&str, i32), i32> = HashMap::new();
         for partition in partitions {
             let offsets = partition.offsets();
+            let epoch = partition.leader_epoch();
+            sent_epochs.insert((&*partition.topic, partition.index), epoch);
             let entry = FetchPartition::default()
                 .with_partition(partition.index)
-                .with_current_leader_epoch(partition.leader_epoch())
+                .with_current_leader_epoch(epoch)
                 .with_fetch_offset(offsets.log_end_offset)
                 .with_log_start_offset(offsets.log_start_offset)
                 .with_partition_max_bytes(PARTITION_MAX_BYTES);
@@ -326,17 +329,28 @@ impl Fetcher {
         if response.error_code != ErrorCode::None.code() {
             return Err(format!("Fetch answered error code {}", response.error_code));
         }
-        let by_name: HashMap<(&str, i32), &Arc<Partition>> = partitions
+        let by_name: HashMap<(&str, i32), (&Arc<Partition>, i32)> = partitions
             .iter()
-            .map(|p| ((&*p.topic, p.index), *p))
+            .map(|p| {
+                (
+                    (&*p.topic, p.index),
+                    (*p, sent_epochs[&(&*p.topic, p.index)]),
+                )
+            })
             .collect();
         let mut appended: Vec<(&Arc<Partition>, i64)> = Vec::new();
         for topic in &response.responses {
             for data in &topic.partitions {
-                let Some(&partition) = by_name.get(&(topic.topic.as_str(), data.partition_index))
+                let Some(&(partition, sent_epoch)) =
+                    by_name.get(&(topic.topic.as_str(), data.partition_index))
                 else {
                     continue;
                 };
+                // The image moved on while the fetch was out (a new leader, or this broker
+                // leads now): the answer is from a leadership that is over.
+                if partition.leader_epoch() != sent_epoch || partition.is_led_here() {
+                    continue;
+                }
                 match self.take_answer(partition, data) {
                     Some(end) => appended.push((partition, end)),
                     None => continue,

@@ -7,6 +7,8 @@
 //!   this node follows from it in one Fetch (replica id set), appending the leader's batches
 //!   as they were written and truncating a divergent suffix first (OffsetForLeaderEpoch,
 //!   KIP-101 and KIP-279).
+//! - [`isr`]: the leader's ISR changes (shrink after `replica.lag.time.max.ms`, expand once a
+//!   follower holds the high watermark again), proposed to the active controller.
 //! - The leader's side is the same Fetch handler consumers use (`api/fetch.rs`): a fetch
 //!   with a replica id reads past the high watermark, up to what the log holds, and reports
 //!   the follower's log end offset ([`crate::replica_manager::ReplicaManager::follower_fetched`]).
@@ -19,11 +21,17 @@
 //! leader counts its own part only up to its fsync'd offset, so a record acknowledged with
 //! acks=all is on the disk of every in-sync replica.
 //!
-//! Not here yet (issue 16): the ISR does not shrink or grow (no AlterPartition), so an
-//! in-sync follower that stops holds acks=all writes back until it returns; a leader that
-//! stops is not replaced.
+//! Failover: when a broker is fenced its partitions' leadership moves to an in-sync replica
+//! (`runnel_metadata`'s image derives it from the fencing record); each broker's image
+//! applier then makes the new leader lead and points the other replicas' fetchers at it,
+//! and a returning old leader truncates to where its log agrees with the new one's.
+//!
+//! Not here yet (issue 16): unclean leader election, controlled shutdown (SIGTERM moves no
+//! leadership away first), preferred-leader election, fetch from follower (KIP-392), and
+//! replicated internal topics.
 
 pub mod fetcher;
+pub mod isr;
 pub mod replica_set;
 
 use std::collections::HashMap;

@@ -22,8 +22,12 @@ pub struct FollowerState {
     pub log_end_offset: i64,
     /// When it last fetched, in ms since the epoch.
     pub last_fetch_ms: i64,
-    /// When its fetch last reached the leader's log end offset (Kafka's
-    /// `lastCaughtUpTimeMs`): what `replica.lag.time.max.ms` is measured against.
+    /// The leader's log end offset at that fetch.
+    pub last_fetch_leader_end: i64,
+    /// The last time it was known to hold everything the leader held (Kafka's
+    /// `lastCaughtUpTimeMs`): a fetch at the leader's log end offset makes it that fetch's
+    /// time; a fetch at the leader's end as of the previous fetch, the previous fetch's time.
+    /// What `replica.lag.time.max.ms` is measured against.
     pub last_caught_up_ms: i64,
 }
 
@@ -32,9 +36,17 @@ pub struct FollowerState {
 pub struct ReplicaSet {
     node_id: i32,
     led_here: bool,
+    leader_epoch: i32,
+    partition_epoch: i32,
     replicas: Vec<i32>,
     isr: Vec<i32>,
     followers: HashMap<i32, FollowerState>,
+    /// When this broker took the lead: a follower not heard from since counts as caught up
+    /// then (Kafka starts every ISR member's clock at the leader change).
+    led_since_ms: i64,
+    /// The log end offset when this broker took the lead: a follower joins the ISR only
+    /// once it holds that much, so it has truncated to this leader's log first.
+    leader_start_offset: i64,
 }
 
 /// A fetch from a broker that holds no replica of the partition.
@@ -47,22 +59,33 @@ impl ReplicaSet {
         let mut set = ReplicaSet {
             node_id,
             led_here: false,
+            leader_epoch: image.leader_epoch,
+            partition_epoch: image.partition_epoch,
             replicas: Vec::new(),
             isr: Vec::new(),
             followers: HashMap::new(),
+            led_since_ms: 0,
+            leader_start_offset: 0,
         };
-        set.assign(image);
+        set.assign(image, 0, 0);
         set
     }
 
     /// Takes the image's leader, replicas and ISR. A follower no longer among the replicas is
     /// forgotten; the others keep what they reported, unless this broker has just taken the
     /// lead (what they reported to an earlier leadership no longer counts).
+    /// `log_end_offset` and `now_ms` start a new leadership's clock.
     /// Returns whether this broker now leads and did not before.
-    pub fn assign(&mut self, image: &PartitionImage) -> bool {
+    pub fn assign(&mut self, image: &PartitionImage, log_end_offset: i64, now_ms: i64) -> bool {
         let led_here = image.leader == self.node_id;
         let became_leader = led_here && !self.led_here;
         self.led_here = led_here;
+        self.leader_epoch = image.leader_epoch;
+        self.partition_epoch = image.partition_epoch;
+        if became_leader {
+            self.led_since_ms = now_ms;
+            self.leader_start_offset = log_end_offset;
+        }
         self.replicas = image.replicas.clone();
         self.isr = image.isr.clone();
         if became_leader || !led_here {
@@ -84,6 +107,11 @@ impl ReplicaSet {
 
     pub fn isr(&self) -> &[i32] {
         &self.isr
+    }
+
+    /// The leader and partition epochs of the image this set was assigned from.
+    pub fn epochs(&self) -> (i32, i32) {
+        (self.leader_epoch, self.partition_epoch)
     }
 
     /// Whether other brokers hold replicas of the partition.
@@ -109,17 +137,69 @@ impl ReplicaSet {
             return Err(NotAReplica);
         }
         let offset = fetch_offset.min(log_end_offset);
+        let led_since_ms = self.led_since_ms;
         let state = self.followers.entry(node_id).or_insert(FollowerState {
             log_end_offset: offset,
             last_fetch_ms: now_ms,
-            last_caught_up_ms: 0,
+            last_fetch_leader_end: i64::MAX,
+            last_caught_up_ms: led_since_ms,
         });
-        state.log_end_offset = offset;
-        state.last_fetch_ms = now_ms;
         if offset >= log_end_offset {
             state.last_caught_up_ms = now_ms;
+        } else if offset >= state.last_fetch_leader_end {
+            state.last_caught_up_ms = state.last_caught_up_ms.max(state.last_fetch_ms);
         }
+        state.log_end_offset = offset;
+        state.last_fetch_ms = now_ms;
+        state.last_fetch_leader_end = log_end_offset;
         Ok(())
+    }
+
+    /// The ISR this leader should ask for (Kafka's `maybeShrinkIsr` and `maybeExpandIsr`):
+    /// without the followers that have not caught up within `lag_max_ms` of `now_ms`, and
+    /// with the replicas outside it that hold everything below `high_watermark` and this
+    /// leadership's start, have caught up within `lag_max_ms`, and are not `fenced`. The
+    /// current order is kept, additions go last. `None` on a broker that does not lead.
+    pub fn desired_isr(
+        &self,
+        now_ms: i64,
+        lag_max_ms: i64,
+        high_watermark: i64,
+        fenced: impl Fn(i32) -> bool,
+    ) -> Option<Vec<i32>> {
+        if !self.led_here {
+            return None;
+        }
+        let caught_up_since = |id: i32| {
+            self.followers
+                .get(&id)
+                .map_or(self.led_since_ms, |f| f.last_caught_up_ms)
+        };
+        let recent = |id: i32| now_ms.saturating_sub(caught_up_since(id)) <= lag_max_ms;
+        let mut isr: Vec<i32> = self
+            .isr
+            .iter()
+            .copied()
+            .filter(|&id| id == self.node_id || recent(id))
+            .collect();
+        if !isr.contains(&self.node_id) {
+            isr.insert(0, self.node_id);
+        }
+        for &id in &self.replicas {
+            if isr.contains(&id) || fenced(id) {
+                continue;
+            }
+            let Some(state) = self.followers.get(&id) else {
+                continue;
+            };
+            if state.log_end_offset >= high_watermark
+                && state.log_end_offset >= self.leader_start_offset
+                && recent(id)
+            {
+                isr.push(id);
+            }
+        }
+        Some(isr)
     }
 
     /// The high watermark the in-sync replicas allow, given the leader's `local_end` (see the
@@ -153,6 +233,7 @@ mod tests {
             leader_epoch: 0,
             replicas: replicas.to_vec(),
             isr: isr.to_vec(),
+            partition_epoch: 0,
         }
     }
 
@@ -184,7 +265,7 @@ mod tests {
             "the leader's own end counts"
         );
         // Out of the ISR, a slow follower no longer holds the high watermark back.
-        set.assign(&image(1, &[1, 2, 3], &[1, 3]));
+        set.assign(&image(1, &[1, 2, 3], &[1, 3]), 10, 100);
         assert_eq!(set.high_watermark(10), Some(10));
         assert_eq!(
             set.follower(2).map(|f| f.log_end_offset),
@@ -203,9 +284,57 @@ mod tests {
         assert_eq!(leader.follower_fetched(1, 0, 0, 0), Err(NotAReplica));
         leader.follower_fetched(2, 4, 9, 1).expect("replica");
         // A new leadership starts with nothing known of the followers.
-        leader.assign(&image(2, &[1, 2], &[1, 2]));
-        assert!(leader.assign(&image(1, &[1, 2], &[1, 2])));
+        leader.assign(&image(2, &[1, 2], &[1, 2]), 9, 1);
+        assert!(leader.assign(&image(1, &[1, 2], &[1, 2]), 9, 1));
         assert_eq!(leader.follower(2), None);
-        assert!(set.assign(&image(2, &[1, 2], &[1, 2])), "became leader");
+        assert!(
+            set.assign(&image(2, &[1, 2], &[1, 2]), 0, 0),
+            "became leader"
+        );
+    }
+
+    #[test]
+    fn a_follower_counts_as_caught_up_when_it_reaches_the_leaders_end_of_its_last_fetch() {
+        let mut set = ReplicaSet::new(1, &image(1, &[1, 2], &[1, 2]));
+        set.follower_fetched(2, 0, 10, 1_000).expect("replica");
+        assert_eq!(set.follower(2).map(|f| f.last_caught_up_ms), Some(0));
+        // It reached 10, the leader's end at its last fetch: caught up as of that fetch.
+        set.follower_fetched(2, 10, 20, 1_100).expect("replica");
+        assert_eq!(set.follower(2).map(|f| f.last_caught_up_ms), Some(1_000));
+        // Behind what the leader had at its last fetch: no progress.
+        set.follower_fetched(2, 15, 30, 1_200).expect("replica");
+        assert_eq!(set.follower(2).map(|f| f.last_caught_up_ms), Some(1_000));
+        set.follower_fetched(2, 30, 30, 1_300).expect("replica");
+        assert_eq!(set.follower(2).map(|f| f.last_caught_up_ms), Some(1_300));
+    }
+
+    #[test]
+    fn the_isr_drops_lagging_followers_and_takes_back_caught_up_ones() {
+        let mut set = ReplicaSet::new(1, &image(1, &[1, 2, 3], &[1, 2, 3]));
+        set.assign(&image(1, &[1, 2, 3], &[1, 2, 3]), 0, 0);
+        let none = |_| false;
+        set.follower_fetched(2, 50, 50, 20_000).expect("replica");
+        // 3 has not fetched since the leadership began at 0; 30 s later it is out.
+        assert_eq!(
+            set.desired_isr(25_000, 30_000, 50, none),
+            Some(vec![1, 2, 3])
+        );
+        assert_eq!(set.desired_isr(30_001, 30_000, 50, none), Some(vec![1, 2]));
+        set.assign(&image(1, &[1, 2, 3], &[1, 2]), 50, 30_001);
+        // Back but behind the high watermark: still out.
+        set.follower_fetched(3, 40, 60, 31_000).expect("replica");
+        assert_eq!(set.desired_isr(31_000, 30_000, 50, none), Some(vec![1, 2]));
+        // Caught up: in again, last; unless it is fenced.
+        set.follower_fetched(3, 60, 60, 31_500).expect("replica");
+        assert_eq!(
+            set.desired_isr(31_500, 30_000, 55, none),
+            Some(vec![1, 2, 3])
+        );
+        assert_eq!(
+            set.desired_isr(31_500, 30_000, 55, |id| id == 3),
+            Some(vec![1, 2])
+        );
+        let follower = ReplicaSet::new(2, &image(1, &[1, 2], &[1, 2]));
+        assert_eq!(follower.desired_isr(0, 1, 0, none), None);
     }
 }
