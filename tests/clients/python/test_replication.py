@@ -251,3 +251,38 @@ def test_leader_killed_fails_over_to_an_in_sync_replica(quick_fencing_cluster):
         offsets = [s.offset for s in stored if s.partition == partition]
         assert offsets == sorted(offsets)
     wait_for_identical_replicas(cluster, "failover", 3)
+
+
+def test_a_stopped_follower_leaves_the_isr_and_rejoins(tmp_path, request):
+    """Kafka's Partition.maybeShrinkIsr / maybeExpandIsr: a follower that has not caught up
+    for replica.lag.time.max.ms leaves the ISR (acks=all then needs only the others), and
+    joins it again once it holds the high watermark."""
+    cluster = Cluster(tmp_path, 3, extra={"broker.session.timeout.ms": "60000",
+                                          "replica.lag.time.max.ms": "2000"})
+    request.node._runnel_brokers = cluster.nodes
+    cluster.start()
+    try:
+        bootstrap = cluster.bootstrap()
+        create_replicated(bootstrap, "lagging", 1, {"min.insync.replicas": "2"})
+        placed = wait_until(lambda: partitions_of(bootstrap, "lagging") or None, ck.TIMEOUT_S,
+                            "the topic's metadata")
+        leader = cluster.node(placed[0][0])
+        stopped = cluster.node(follower_of(placed, 0))
+        ck.produce(bootstrap, "lagging", make_records("before", keyed=5, unkeyed=0),
+                   partition=0)
+        stopped.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: stopped.node_id not in partitions_of(leader.bootstrap,
+                                                                    "lagging")[0][2],
+                       ck.TIMEOUT_S, "the stopped follower to leave the ISR")
+            # Two in sync, min.insync.replicas=2: acks=all is answered without it.
+            ck.produce(leader.bootstrap, "lagging", make_records("without", keyed=5, unkeyed=0),
+                       partition=0)
+        finally:
+            stopped.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: sorted(partitions_of(leader.bootstrap, "lagging")[0][2])
+                   == [1, 2, 3], ck.TIMEOUT_S, "the follower to rejoin the ISR")
+        wait_for_identical_replicas(cluster, "lagging", 1)
+        assert len(ck.consume_all(bootstrap, "lagging", 1)) == 10
+    finally:
+        cluster.kill()
