@@ -134,6 +134,8 @@ struct Active {
     writing: tokio::sync::Mutex<()>,
     /// When the active controller last heard from each broker (only while this node leads).
     liveness: std::sync::Mutex<Liveness>,
+    /// Set by a controlled shutdown: this node sends no more heartbeats (one would unfence it).
+    heartbeats_stopped: std::sync::atomic::AtomicBool,
 }
 
 /// The active controller's view of which brokers heartbeat (Kafka's
@@ -203,6 +205,7 @@ impl Controller {
             metrics: quorum.metrics(),
             writing: tokio::sync::Mutex::new(()),
             liveness: Default::default(),
+            heartbeats_stopped: Default::default(),
         });
         let handler_target: Weak<Active> = Arc::downgrade(&active);
         quorum.set_forward_handler(Arc::new(move |body| {
@@ -543,6 +546,21 @@ impl Controller {
         Ok(self.image())
     }
 
+    /// Controlled shutdown (Kafka's, through BrokerHeartbeat's `wantShutDown`): stops this
+    /// node's heartbeats and has the active controller fence it now, which moves every
+    /// partition it leads to an in-sync replica (`runnel_metadata`'s fencing rule). Returns
+    /// once the fencing is applied here; the next start's registration unfences it.
+    pub async fn controlled_shutdown(&self) -> Result<(), ControllerError> {
+        self.active
+            .heartbeats_stopped
+            .store(true, std::sync::atomic::Ordering::Release);
+        let node_id = self.active.node_id;
+        match self.active.run(Change::FenceBroker { node_id }).await {
+            Ok(_) | Err(ControllerError::NothingToRecord) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Asks the active controller to make `change` (a [`Change::AlterIsr`], Kafka's
     /// AlterPartition) and returns once it is applied here.
     pub async fn alter_isr(&self, change: Change) -> Result<(), ControllerError> {
@@ -772,6 +790,12 @@ async fn heartbeat_loop(active: Weak<Active>, interval: Duration, session: Durat
         let Some(target) = active.upgrade() else {
             return;
         };
+        if target
+            .heartbeats_stopped
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
         let node_id = target.node_id;
         let sent = tokio::time::timeout(session, target.run(Change::Heartbeat { node_id })).await;
         drop(target);

@@ -151,6 +151,7 @@ impl RunningBroker {
     /// Stops accepting, drains connections, flushes and closes the logs.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         tracing::info!("shutting down");
+        crate::replication::controlled_shutdown(&self.broker).await;
         self.shutdown.send_replace(true);
         self.broker.begin_shutdown();
         if self.accept_loop.await.is_err() {

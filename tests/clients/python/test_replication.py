@@ -286,3 +286,29 @@ def test_a_stopped_follower_leaves_the_isr_and_rejoins(tmp_path, request):
         assert len(ck.consume_all(bootstrap, "lagging", 1)) == 10
     finally:
         cluster.kill()
+
+
+def test_sigterm_moves_leadership_away_before_the_process_exits(cluster):
+    """Kafka's controlled shutdown: a broker stopped with SIGTERM hands the partitions it leads
+    to in-sync replicas before it exits, long before its session (60 s here) would run out."""
+    bootstrap = cluster.bootstrap()
+    create_replicated(bootstrap, "handover", 3, {"min.insync.replicas": "2"})
+    placed = wait_until(lambda: partitions_of(bootstrap, "handover") or None, ck.TIMEOUT_S,
+                        "the topic's metadata")
+    leader = cluster.node(placed[0][0])
+    first = ck.produce(bootstrap, "handover", make_records("first", keyed=0, unkeyed=30))
+    leader.stop()
+    survivor = next(n for n in cluster.nodes if n.running())
+    moved = wait_until(
+        lambda: (lambda p: p if all(l not in (-1, leader.node_id) for l, _, _ in p.values())
+                 else None)(partitions_of(survivor.bootstrap, "handover")),
+        5.0, "every partition led by a running broker")
+    assert all(leader.node_id not in isr for _, _, isr in moved.values())
+    second = ck.produce(cluster.bootstrap(), "handover",
+                        make_records("second", keyed=0, unkeyed=30))
+    leader.start()
+    wait_until(lambda: all(sorted(isr) == [1, 2, 3] for _, _, isr in
+                           partitions_of(survivor.bootstrap, "handover").values()),
+               ck.TIMEOUT_S, "the restarted broker back in every ISR")
+    assert len(ck.consume_all(cluster.bootstrap(), "handover", 3)) == len(first) + len(second)
+    wait_for_identical_replicas(cluster, "handover", 3)

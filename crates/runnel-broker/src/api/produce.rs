@@ -6,7 +6,8 @@
 //! batch; with acks=all until its high watermark does (in durable mode, or when the partition
 //! has followers): every in-sync replica holds the batch, fsync'd in durable mode
 //! (`replication/replica_set.rs`). Both are bounded by the request's `timeout_ms`
-//! (`REQUEST_TIMED_OUT` past it).
+//! (`REQUEST_TIMED_OUT` past it). An acks=all batch whose ISR shrank below
+//! `min.insync.replicas` while it waited gets `NOT_ENOUGH_REPLICAS_AFTER_APPEND`, as in Kafka.
 //! acks=0 gets no response at all, as in Kafka. Each batch is appended from the request's
 //! frame itself, not a copy: the decoded request is taken apart first (names copied, each
 //! batch kept as its place in the frame) so that nothing else refers to the frame's bytes. A
@@ -232,6 +233,11 @@ fn append_all(
                 if answered.is_err() {
                     outcome.response.error_code = ErrorCode::RequestTimedOut.code();
                     outcome.response.base_offset = -1;
+                } else if acks_all && partition.isr_len() < partition.settings().min_insync_replicas
+                {
+                    // Kafka's DelayedProduce: the ISR shrank below min.insync.replicas while
+                    // the batch waited; it is in the log, but not as replicated as asked.
+                    outcome.response.error_code = ErrorCode::NotEnoughReplicasAfterAppend.code();
                 }
             }
         }

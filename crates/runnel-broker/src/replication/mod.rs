@@ -26,8 +26,10 @@
 //! applier then makes the new leader lead and points the other replicas' fetchers at it,
 //! and a returning old leader truncates to where its log agrees with the new one's.
 //!
-//! Not here yet (issue 16): unclean leader election, controlled shutdown (SIGTERM moves no
-//! leadership away first), preferred-leader election, fetch from follower (KIP-392), and
+//! Controlled shutdown ([`controlled_shutdown`]): SIGTERM first moves away the leadership of
+//! every partition that has another in-sync replica, then stops.
+//!
+//! Not here yet (issue 16): unclean leader election, preferred-leader election, fetch from follower (KIP-392), and
 //! replicated internal topics.
 
 pub mod fetcher;
@@ -41,6 +43,51 @@ use tokio::sync::watch;
 
 use crate::broker::Broker;
 use crate::partition::Partition;
+
+/// How long a controlled shutdown waits for the active controller to move its leaderships.
+const CONTROLLED_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether `image` names a partition led by `node_id` whose ISR holds another unfenced broker:
+/// one whose leadership a controlled shutdown can move.
+fn leads_movable(image: &runnel_metadata::MetadataImage, node_id: i32) -> bool {
+    image.topics().any(|topic| {
+        topic.partitions.iter().any(|p| {
+            p.leader == node_id
+                && p.isr
+                    .iter()
+                    .any(|&id| id != node_id && !image.is_fenced(id))
+        })
+    })
+}
+
+/// Kafka's controlled shutdown: when this broker leads a partition that another in-sync
+/// replica could lead, the active controller fences it first
+/// ([`crate::controller::Controller::controlled_shutdown`]), which moves those leaderships
+/// before the process stops, so producers and consumers go to the new leaders at once rather
+/// than after `broker.session.timeout.ms`. A single node, or a broker that leads nothing
+/// replicated, stops as before. Bounded by [`CONTROLLED_SHUTDOWN_WAIT`]; a failure is logged
+/// and the shutdown goes on.
+pub async fn controlled_shutdown(broker: &Arc<Broker>) {
+    let node_id = broker.config.node_id;
+    if !leads_movable(&broker.controller.image(), node_id) {
+        return;
+    }
+    tracing::info!("controlled shutdown: moving the leadership of replicated partitions away");
+    match tokio::time::timeout(
+        CONTROLLED_SHUTDOWN_WAIT,
+        broker.controller.controlled_shutdown(),
+    )
+    .await
+    {
+        Ok(Ok(())) => tracing::info!("controlled shutdown: leadership moved"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "controlled shutdown: leadership not moved; stopping anyway")
+        }
+        Err(_) => tracing::warn!(
+            "controlled shutdown: no answer from the active controller; stopping anyway"
+        ),
+    }
+}
 
 /// The partitions a fetcher copies from its source broker.
 pub type Followed = Arc<Vec<Arc<Partition>>>;
