@@ -97,6 +97,8 @@ pub enum ControllerError {
     /// `INVALID_UPDATE_VERSION`, `FENCED_LEADER_EPOCH`) or naming replicas it may not hold.
     #[error("ISR change refused: {0}")]
     InvalidPartitionChange(String),
+    #[error("{partition}: its preferred leader {preferred} is not in the ISR or is fenced")]
+    PreferredLeaderNotAvailable { partition: String, preferred: i32 },
     #[error(
         "partition {partition} is placed on broker {broker}, which is not registered or is fenced"
     )]
@@ -544,6 +546,28 @@ impl Controller {
             })
             .await?;
         Ok(self.image())
+    }
+
+    /// Moves the lead of `topic_id`-`partition` back to its preferred (first) replica
+    /// ([`Change::ElectPreferred`]). `Ok(false)`: it leads already.
+    pub async fn elect_preferred(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> Result<bool, ControllerError> {
+        match self
+            .active
+            .run(Change::ElectPreferred {
+                topic_id,
+                partition,
+            })
+            .await
+        {
+            // Nothing to record answers index 0.
+            Ok(done) => Ok(done.index != 0),
+            Err(ControllerError::NothingToRecord) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Controlled shutdown (Kafka's, through BrokerHeartbeat's `wantShutDown`): stops this

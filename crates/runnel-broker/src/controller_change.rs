@@ -88,6 +88,12 @@ pub enum Change {
     RecordClusterId {
         cluster_id: String,
     },
+    /// A preferred-leader election (ElectLeaders type 0): the partition's first replica takes
+    /// the lead if it is in the ISR and unfenced; nothing to record when it leads already.
+    ElectPreferred {
+        topic_id: Uuid,
+        partition: i32,
+    },
     /// A partition leader's ISR change (Kafka's AlterPartition): proposed only if `leader`
     /// still leads at `leader_epoch` and the partition is still at `partition_epoch`; the new
     /// ISR must hold the leader, only replicas, each once, and no fenced broker it adds.
@@ -338,6 +344,37 @@ impl Change {
                     None,
                 )),
             },
+            Change::ElectPreferred {
+                topic_id,
+                partition,
+            } => {
+                let topic = image
+                    .topic_by_id(topic_id)
+                    .ok_or_else(|| unknown(topic_id))?;
+                let current = usize::try_from(*partition)
+                    .ok()
+                    .and_then(|i| topic.partitions.get(i))
+                    .ok_or_else(|| unknown(topic_id))?;
+                let preferred = current.replicas.first().copied().unwrap_or(current.leader);
+                if preferred == current.leader && !image.is_fenced(preferred) {
+                    return Err(ControllerError::NothingToRecord);
+                }
+                if !current.isr.contains(&preferred) || image.is_fenced(preferred) {
+                    return Err(ControllerError::PreferredLeaderNotAvailable {
+                        partition: format!("{}-{partition}", topic.name),
+                        preferred,
+                    });
+                }
+                Ok((
+                    MetadataRecord::PartitionChange {
+                        topic_id: *topic_id,
+                        partition: *partition,
+                        leader: Some(preferred),
+                        isr: None,
+                    },
+                    None,
+                ))
+            }
             Change::AlterIsr {
                 topic_id,
                 partition,

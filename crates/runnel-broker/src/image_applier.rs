@@ -105,7 +105,30 @@ async fn apply(broker: &Arc<Broker>, seen: &MetadataImage, next: &MetadataImage)
             broker.apply_broker_configs(&resource, (*configs).clone());
         }
     }
+    warn_of_unclean_elections(broker, seen, next);
     assign_replicas(broker, next);
+}
+
+/// Logs at WARN each partition this node has just taken the lead of without being one of its
+/// in-sync replicas before (an unclean leader election): what only the old ISR held is lost.
+fn warn_of_unclean_elections(broker: &Broker, seen: &MetadataImage, next: &MetadataImage) {
+    let node_id = broker.config.node_id;
+    for topic in next.topics() {
+        let Some(before) = seen
+            .topic(&topic.name)
+            .filter(|before| before.topic_id == topic.topic_id && !Arc::ptr_eq(before, topic))
+        else {
+            continue;
+        };
+        for (now, was) in topic.partitions.iter().zip(&before.partitions) {
+            if now.leader == node_id && was.leader != node_id && !was.isr.contains(&node_id) {
+                tracing::warn!(topic = %topic.name, partition = now.partition,
+                    leader_epoch = now.leader_epoch, previous_isr = ?was.isr,
+                    "unclean leader election: this out-of-sync replica now leads; records only \
+                     the previous in-sync replicas held are lost");
+            }
+        }
+    }
 }
 
 /// Gives every partition hosted here the image's leader, replicas and ISR, and points the

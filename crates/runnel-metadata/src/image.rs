@@ -323,6 +323,7 @@ impl MetadataImage {
                 if let Some(topic) = next.topics_by_name.get_mut(name) {
                     Arc::make_mut(topic).configs = configs.clone();
                 }
+                next.elect_unclean_where_allowed();
             }
             MetadataRecord::ProducerIds { next_producer_id } => {
                 next.next_producer_id = next.next_producer_id.max(*next_producer_id);
@@ -336,6 +337,9 @@ impl MetadataImage {
                 } else {
                     next.broker_configs
                         .insert(resource_name.clone(), Arc::new(configs.clone()));
+                }
+                if resource_name.is_empty() {
+                    next.elect_unclean_where_allowed();
                 }
             }
             MetadataRecord::RegisterBroker {
@@ -373,6 +377,9 @@ impl MetadataImage {
                     // Kafka's controller bumps it on every leader change, so clients tell
                     // the metadata before from the metadata after (KIP-320).
                     next.bump_leader_epochs_of(*node_id);
+                }
+                if changed {
+                    next.elect_unclean_where_allowed();
                 }
             }
             MetadataRecord::PartitionChange {
@@ -454,6 +461,66 @@ impl MetadataImage {
                     partition.partition_epoch = partition.partition_epoch.saturating_add(1);
                 }
                 partition.leader_epoch = partition.leader_epoch.saturating_add(1);
+            }
+        }
+    }
+
+    /// Whether `topic` allows an out-of-sync replica to lead (`unclean.leader.election.enable`:
+    /// the topic's override, else the cluster-wide dynamic default; a broker's static
+    /// `server.properties` is not in the metadata, so it cannot decide this for the cluster).
+    pub fn unclean_election_enabled(&self, topic: &TopicImage) -> bool {
+        const KEY: &str = "unclean.leader.election.enable";
+        let value = topic
+            .configs
+            .get(KEY)
+            .cloned()
+            .or_else(|| self.broker_configs("").get(KEY).cloned());
+        value.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+
+    /// Unclean leader election (Kafka's `unclean.leader.election.enable`): a partition whose
+    /// in-sync replicas are all fenced, in a topic that allows it, is taken over by the first
+    /// unfenced replica, which becomes the whole ISR, at a new leader epoch. Whatever only the
+    /// fenced replicas held is lost; the broker that takes over logs it at WARN.
+    fn elect_unclean_where_allowed(&mut self) {
+        let allowed: Vec<String> = self
+            .topics_by_name
+            .values()
+            .filter(|topic| self.unclean_election_enabled(topic))
+            .map(|topic| topic.name.clone())
+            .collect();
+        let fenced: Vec<i32> = self
+            .brokers
+            .values()
+            .filter(|b| b.fenced)
+            .map(|b| b.node_id)
+            .collect();
+        for name in allowed {
+            let Some(topic) = self.topics_by_name.get_mut(&name) else {
+                continue;
+            };
+            let offline = |p: &PartitionImage| {
+                !p.isr.is_empty() && p.isr.iter().all(|id| fenced.contains(id))
+            };
+            let electable =
+                |p: &PartitionImage| p.replicas.iter().copied().find(|id| !fenced.contains(id));
+            if !topic
+                .partitions
+                .iter()
+                .any(|p| offline(p) && electable(p).is_some())
+            {
+                continue;
+            }
+            for partition in &mut Arc::make_mut(topic).partitions {
+                if !offline(partition) {
+                    continue;
+                }
+                if let Some(successor) = electable(partition) {
+                    partition.leader = successor;
+                    partition.isr = vec![successor];
+                    partition.leader_epoch = partition.leader_epoch.saturating_add(1);
+                    partition.partition_epoch = partition.partition_epoch.saturating_add(1);
+                }
             }
         }
     }
@@ -609,6 +676,63 @@ mod tests {
             isr: None,
         });
         assert_eq!(same.topic("t"), moved.topic("t"));
+    }
+
+    #[test]
+    fn unclean_election_lets_an_out_of_sync_replica_lead_only_where_the_topic_allows_it() {
+        let register = |node_id| MetadataRecord::RegisterBroker {
+            node_id,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+        };
+        let fence = |node_id, fenced| MetadataRecord::BrokerFencing { node_id, fenced };
+        let id = Uuid::new_v4();
+        let placed = MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: id,
+            partitions: 1,
+            leader: 1,
+            configs: BTreeMap::new(),
+            replicas: vec![vec![1, 2]],
+        };
+        let part = |image: &MetadataImage| image.topic("t").expect("t").partitions[0].clone();
+        let image = [register(1), register(2), placed]
+            .iter()
+            .fold(MetadataImage::default(), |image, record| {
+                image.apply(record)
+            });
+        // 2 falls out of the ISR, then 1 (the last in-sync replica) is fenced: offline.
+        let shrunk = image.apply(&MetadataRecord::PartitionChange {
+            topic_id: id,
+            partition: 0,
+            leader: None,
+            isr: Some(vec![1]),
+        });
+        let offline = shrunk.apply(&fence(1, true));
+        assert_eq!((part(&offline).leader, part(&offline).isr), (1, vec![1]));
+        // Allowed for the topic: 2 takes over, alone in the ISR.
+        let allowed = offline.apply(&MetadataRecord::TopicConfigs {
+            topic_id: id,
+            configs: BTreeMap::from([("unclean.leader.election.enable".into(), "true".into())]),
+        });
+        let p = part(&allowed);
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
+        assert_eq!(p.leader_epoch, part(&offline).leader_epoch + 1);
+        // The cluster-wide default decides when the topic does not.
+        let by_default = offline.apply(&MetadataRecord::BrokerConfigs {
+            resource_name: String::new(),
+            configs: BTreeMap::from([("unclean.leader.election.enable".into(), "true".into())]),
+        });
+        assert_eq!(part(&by_default).leader, 2);
+        // Allowed before the fencing: the fencing itself elects.
+        let early = shrunk
+            .apply(&MetadataRecord::TopicConfigs {
+                topic_id: id,
+                configs: BTreeMap::from([("unclean.leader.election.enable".into(), "true".into())]),
+            })
+            .apply(&fence(1, true));
+        assert_eq!(part(&early).leader, 2);
     }
 
     fn topic(name: &str, id: Uuid) -> MetadataRecord {

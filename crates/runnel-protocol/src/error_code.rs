@@ -88,9 +88,11 @@ error_codes! {
     UnsupportedCompressionType = 76, "UNSUPPORTED_COMPRESSION_TYPE";
     OffsetNotAvailable = 78, "OFFSET_NOT_AVAILABLE";
     MemberIdRequired = 79, "MEMBER_ID_REQUIRED";
+    PreferredLeaderNotAvailable = 80, "PREFERRED_LEADER_NOT_AVAILABLE";
     GroupMaxSizeReached = 81, "GROUP_MAX_SIZE_REACHED";
     FencedInstanceId = 82, "FENCED_INSTANCE_ID";
     ElectionNotNeeded = 84, "ELECTION_NOT_NEEDED";
+    EligibleLeadersNotAvailable = 83, "ELIGIBLE_LEADERS_NOT_AVAILABLE";
     GroupSubscribedToTopic = 86, "GROUP_SUBSCRIBED_TO_TOPIC";
     FetchSessionIdNotFound = 70, "FETCH_SESSION_ID_NOT_FOUND";
     FencedLeaderEpoch = 74, "FENCED_LEADER_EPOCH";

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
+from confluent_kafka import ElectionType, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 
@@ -59,10 +59,11 @@ def log_bytes(data_dir: Path, topic: str, partition: int) -> bytes:
 def wait_for_identical_replicas(cluster: Cluster, topic: str, partitions: int) -> None:
     for partition in range(partitions):
         def identical(partition: int = partition) -> bool:
-            copies = [log_bytes(n.data_dir, topic, partition) for n in cluster.nodes]
-            return all(c == copies[0] for c in copies)
+            copies = [log_bytes(n.data_dir, topic, partition) for n in cluster.nodes
+                      if (n.data_dir / f"{topic}-{partition}").is_dir()]
+            return len(copies) > 1 and all(c == copies[0] for c in copies)
         wait_until(identical, ck.TIMEOUT_S,
-                   f"{topic}-{partition}'s log to be the same bytes on all three nodes")
+                   f"{topic}-{partition}'s log to be the same bytes on every replica")
 
 
 def test_replicas_hold_the_leaders_log_byte_for_byte(cluster):
@@ -312,3 +313,59 @@ def test_sigterm_moves_leadership_away_before_the_process_exits(cluster):
                ck.TIMEOUT_S, "the restarted broker back in every ISR")
     assert len(ck.consume_all(cluster.bootstrap(), "handover", 3)) == len(first) + len(second)
     wait_for_identical_replicas(cluster, "handover", 3)
+
+    # Preferred-leader election (ElectLeaders type 0) gives the lead back to the first
+    # replica, the restarted broker, now in sync again; a second one is not needed.
+    admin = ck.admin(cluster.bootstrap())
+    asked = [TopicPartition("handover", p) for p in range(3)]
+    results = admin.elect_leaders(ElectionType.PREFERRED, asked).result(ck.TIMEOUT_S)
+    codes = {tp.partition: (err.code() if err else None) for tp, err in results.items()}
+    assert codes[0] is None, codes
+    wait_until(lambda: partitions_of(survivor.bootstrap, "handover")[0][0] == leader.node_id,
+               ck.TIMEOUT_S, "the preferred replica to lead partition 0 again")
+    again = admin.elect_leaders(ElectionType.PREFERRED, asked).result(ck.TIMEOUT_S)
+    assert all(err is not None and err.code() == KafkaError.ELECTION_NOT_NEEDED
+               for err in again.values()), again
+
+
+def test_unclean_election_only_where_the_topic_allows_it(quick_fencing_cluster):
+    """Kafka's unclean.leader.election.enable: with its only in-sync replica fenced a partition
+    stays offline (leader -1); allowed for the topic, the out-of-sync replica takes over, what
+    only the lost replica held is gone, and the new leader says so at WARN."""
+    cluster = quick_fencing_cluster
+    admin = ck.admin(cluster.bootstrap())
+    admin.create_topics([NewTopic("unclean", 1, replication_factor=-1,
+                                  replica_assignment=[[1, 2]])])["unclean"].result(ck.TIMEOUT_S)
+    observer = cluster.node(3)
+    wait_until(lambda: partitions_of(observer.bootstrap, "unclean")[0][2] == [1, 2],
+               ck.TIMEOUT_S, "both replicas in sync")
+    kept = ck.produce(cluster.bootstrap(), "unclean",
+                      make_records("kept", keyed=0, unkeyed=5), partition=0)
+    wait_for_identical_replicas(cluster, "unclean", 1)
+    lagging = cluster.node(2)
+    lagging.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: partitions_of(observer.bootstrap, "unclean")[0][2] == [1],
+                   ck.TIMEOUT_S, "the stopped replica to leave the ISR")
+        ck.produce(cluster.node(1).bootstrap, "unclean",
+                   make_records("lost", keyed=0, unkeyed=5), partition=0)
+        cluster.node(1).kill()
+    finally:
+        lagging.proc.send_signal(signal.SIGCONT)
+    # Off (the default): the only in-sync replica is gone, so nobody leads.
+    wait_until(lambda: 1 not in [b.id for b in ck.admin(observer.bootstrap).list_topics(
+        timeout=ck.TIMEOUT_S).brokers.values()], ck.TIMEOUT_S, "broker 1 to be fenced")
+    assert partitions_of(observer.bootstrap, "unclean")[0][0] == -1
+    # Allowed for the topic: broker 2 leads, alone in the ISR, without the lost records.
+    resource = ConfigResource(ResourceType.TOPIC, "unclean", incremental_configs=[
+        ConfigEntry("unclean.leader.election.enable", "true",
+                    incremental_operation=AlterConfigOpType.SET)])
+    observer_admin = ck.admin(observer.bootstrap)  # must outlive its future
+    observer_admin.incremental_alter_configs([resource])[resource].result(ck.TIMEOUT_S)
+    wait_until(lambda: partitions_of(observer.bootstrap, "unclean")[0][:3:2] == (2, [2]),
+               ck.TIMEOUT_S, "the out-of-sync replica to lead")
+    after = ck.produce(observer.bootstrap, "unclean",
+                       make_records("after", keyed=0, unkeyed=3), partition=0)
+    values = [s.record.value for s in ck.consume_all(observer.bootstrap, "unclean", 1)]
+    assert values == [s.record.value for s in kept + after]
+    assert "unclean leader election" in lagging.log()
