@@ -156,7 +156,7 @@ pub const ENTRIES: &[BrokerConfigDef] = &[
     ro("auto.leader.rebalance.enable", BOOL, Some("true"), Any, "Whether leadership moves back to preferred replicas."),
     ro("leader.imbalance.per.broker.percentage", INT, Some("10"), Any, "Leader imbalance allowed per broker before a rebalance."),
     ro("leader.imbalance.check.interval.seconds", LONG, Some("300"), AtLeast(1), "How often leader imbalance is checked."),
-    cw("unclean.leader.election.enable", BOOL, Some("false"), Any, "Whether a replica outside the ISR may become leader (a single node has no other)."),
+    cw("unclean.leader.election.enable", BOOL, Some("false"), Any, "Whether a replica outside the ISR may become leader when every in-sync replica is fenced (as the cluster-wide dynamic default; topics may override it)."),
     ro("security.inter.broker.protocol", STRING, Some("PLAINTEXT"), OneOf(&["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]), "The security protocol between brokers."),
     ro("inter.broker.listener.name", STRING, None, Any, "The listener brokers use between themselves."),
     ro("replica.selector.class", STRING, None, Any, "The class that picks the replica a consumer fetches from."),
