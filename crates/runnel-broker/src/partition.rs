@@ -15,7 +15,7 @@
 //! - `high_watermark` (the `watch`) always equals the log's high watermark after the lock is
 //!   released; waiters subscribe to it and never poll.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use runnel_log::{AppendError, AppendOutcome, FlushTarget, LogError, PartitionLog, ReadError};
@@ -46,6 +46,11 @@ pub struct Partition {
     local_end: watch::Sender<i64>,
     /// Leader or follower, the replicas and the ISR; taken after the log's lock when both are.
     replica_set: Mutex<ReplicaSet>,
+    /// Copies of what the produce and fetch paths ask of `replica_set` on every request,
+    /// written with it: whether this broker leads, whether others hold replicas, the ISR size.
+    led_here: AtomicBool,
+    has_followers: AtomicBool,
+    isr_len: AtomicUsize,
     /// Set while the partition sits in the flusher's queue, so it is queued once.
     pub(crate) flush_queued: AtomicBool,
     /// Messages appended since the last flush (for `log.flush.interval.messages`).
@@ -117,6 +122,7 @@ impl Partition {
     ) -> Self {
         let (high_watermark, _) = watch::channel(log.high_watermark());
         let (local_end, _) = watch::channel(log.high_watermark());
+        let replica_set = ReplicaSet::new(node_id, image, log.log_end_offset(), crate::now_ms());
         Partition {
             topic,
             topic_id,
@@ -126,7 +132,10 @@ impl Partition {
             log: Mutex::new(log),
             high_watermark,
             local_end,
-            replica_set: Mutex::new(ReplicaSet::new(node_id, image)),
+            replica_set: Mutex::new(replica_set),
+            led_here: AtomicBool::new(image.leader == node_id),
+            has_followers: AtomicBool::new(image.replicas.iter().any(|&id| id != node_id)),
+            isr_len: AtomicUsize::new(image.isr.len()),
             flush_queued: AtomicBool::new(false),
             unflushed_messages: AtomicU64::new(0),
             deleted: AtomicBool::new(false),
@@ -259,7 +268,7 @@ impl Partition {
 
     /// Whether this broker leads the partition (as the last image applied says).
     pub fn is_led_here(&self) -> bool {
-        self.replica_set().led_here()
+        self.led_here.load(Ordering::Acquire)
     }
 
     /// A copy of the replicas as this broker sees them.
@@ -273,19 +282,27 @@ impl Partition {
     pub fn assign(&self, image: &PartitionImage) -> bool {
         let mut log = self.lock();
         let end = log.log_end_offset();
-        let became_leader = self.replica_set().assign(image, end, crate::now_ms());
+        let became_leader = {
+            let mut set = self.replica_set();
+            let became_leader = set.assign(image, end, crate::now_ms());
+            self.led_here.store(set.led_here(), Ordering::Release);
+            self.has_followers
+                .store(set.has_followers(), Ordering::Release);
+            self.isr_len.store(set.isr().len(), Ordering::Release);
+            became_leader
+        };
         self.update_high_watermark(&mut log);
         became_leader
     }
 
     /// The number of in-sync replicas the image names.
     pub fn isr_len(&self) -> usize {
-        self.replica_set().isr().len()
+        self.isr_len.load(Ordering::Acquire)
     }
 
     /// Whether other brokers hold replicas of the partition.
     pub fn has_followers(&self) -> bool {
-        self.replica_set().has_followers()
+        self.has_followers.load(Ordering::Acquire)
     }
 
     /// Records follower `node_id`'s fetch at `fetch_offset` on the leader; returns whether

@@ -25,13 +25,26 @@ from cluster import Cluster
 from helpers import Record, assert_round_trip, make_records, now_ms, wait_until
 
 
+def with_offsets_topic(cluster: Cluster) -> Cluster:
+    """Has the group coordinator's topic created now: a consumer's FindCoordinator would
+    otherwise create it on first use, through the active controller, which may be the node
+    a test has just stopped (the request then waits out its deadline, and the consumer's
+    requests queued behind it on that connection with it)."""
+    bootstrap = cluster.bootstrap()
+    ck.create_topic(bootstrap, "warm-up", 1)
+    ck.watermarks(bootstrap, "warm-up", 0)
+    wait_until(lambda: "__consumer_offsets" in ck.admin(bootstrap).list_topics(
+        timeout=ck.TIMEOUT_S).topics, ck.TIMEOUT_S, "__consumer_offsets to exist")
+    return cluster
+
+
 @pytest.fixture
 def cluster(tmp_path, request):
     # Long enough that a follower stopped for a few seconds is not fenced meanwhile.
     nodes = Cluster(tmp_path, 3, extra={"broker.session.timeout.ms": "60000"})
     request.node._runnel_brokers = nodes.nodes
     nodes.start()
-    yield nodes
+    yield with_offsets_topic(nodes)
     nodes.kill()
 
 
@@ -188,7 +201,7 @@ def quick_fencing_cluster(tmp_path, request):
                                         "replica.lag.time.max.ms": "10000"})
     request.node._runnel_brokers = nodes.nodes
     nodes.start()
-    yield nodes
+    yield with_offsets_topic(nodes)
     nodes.kill()
 
 
@@ -262,6 +275,7 @@ def test_a_stopped_follower_leaves_the_isr_and_rejoins(tmp_path, request):
                                           "replica.lag.time.max.ms": "2000"})
     request.node._runnel_brokers = cluster.nodes
     cluster.start()
+    with_offsets_topic(cluster)
     try:
         bootstrap = cluster.bootstrap()
         create_replicated(bootstrap, "lagging", 1, {"min.insync.replicas": "2"})
@@ -284,7 +298,8 @@ def test_a_stopped_follower_leaves_the_isr_and_rejoins(tmp_path, request):
         wait_until(lambda: sorted(partitions_of(leader.bootstrap, "lagging")[0][2])
                    == [1, 2, 3], ck.TIMEOUT_S, "the follower to rejoin the ISR")
         wait_for_identical_replicas(cluster, "lagging", 1)
-        assert len(ck.consume_all(bootstrap, "lagging", 1)) == 10
+        stored = ck.consume_all(bootstrap, "lagging", 1)
+        assert len(stored) == 10, [(s.offset, s.record.value[:12]) for s in stored]
     finally:
         cluster.kill()
 

@@ -174,6 +174,10 @@ pub struct BrokerMetrics {
     pub connections_closed_idle: AtomicU64,
     /// Fetches parked waiting for data now (Kafka's fetch purgatory size).
     pub fetch_purgatory_size: AtomicU64,
+    /// ISR changes this broker's partitions took as their leader asked (Kafka's
+    /// `IsrShrinksPerSec` and `IsrExpandsPerSec`, as totals).
+    pub isr_shrinks: AtomicU64,
+    pub isr_expands: AtomicU64,
 }
 
 impl Default for BrokerMetrics {
@@ -190,6 +194,8 @@ impl Default for BrokerMetrics {
             connections_closed_bad_input: AtomicU64::new(0),
             connections_closed_idle: AtomicU64::new(0),
             fetch_purgatory_size: AtomicU64::new(0),
+            isr_shrinks: AtomicU64::new(0),
+            isr_expands: AtomicU64::new(0),
         }
     }
 }
@@ -282,6 +288,18 @@ pub fn render(broker: &Broker, groups: &[GroupOffsets]) -> String {
             "Fetches parked now, waiting for data or their max_wait_ms.",
             &metrics.fetch_purgatory_size,
         ),
+        (
+            "runnel_isr_shrinks_total",
+            "counter",
+            "ISR shrinks this broker made as a partition leader (a follower fell behind).",
+            &metrics.isr_shrinks,
+        ),
+        (
+            "runnel_isr_expands_total",
+            "counter",
+            "ISR expansions this broker made as a partition leader (a follower caught up).",
+            &metrics.isr_expands,
+        ),
     ];
     for (name, kind, help, value) in connection_counters {
         header(&mut out, name, kind, help);
@@ -313,6 +331,16 @@ pub fn render(broker: &Broker, groups: &[GroupOffsets]) -> String {
             broker.receive_buffers.cached_bytes() as u64,
         ),
         (
+            "runnel_under_replicated_partitions",
+            "Partitions this broker leads whose ISR is smaller than their replica set (Kafka's UnderReplicatedPartitions).",
+            under_replicated(broker),
+        ),
+        (
+            "runnel_replica_fetchers",
+            "Source brokers this broker's replica fetchers copy partitions from now.",
+            broker.fetchers.sources().len() as u64,
+        ),
+        (
             "runnel_transactions_ongoing",
             "Transactions open or being completed (Ongoing, PrepareCommit, PrepareAbort).",
             broker.txns.ongoing_transactions() as u64,
@@ -325,6 +353,20 @@ pub fn render(broker: &Broker, groups: &[GroupOffsets]) -> String {
     partitions::render_partitions(broker, &mut out);
     partitions::render_groups(broker, groups, &mut out);
     out
+}
+
+/// Partitions led here whose ISR is smaller than their replica set.
+fn under_replicated(broker: &Broker) -> u64 {
+    broker
+        .replicas
+        .all_partitions()
+        .iter()
+        .filter(|p| p.is_led_here() && p.has_followers())
+        .filter(|p| {
+            let set = p.replica_set_view();
+            set.isr().len() < set.replicas().len()
+        })
+        .count() as u64
 }
 
 fn render_build_info(out: &mut String) {

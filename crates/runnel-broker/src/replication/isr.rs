@@ -82,9 +82,17 @@ async fn round(broker: &Arc<Broker>, lag_max_ms: i64) {
             partition_epoch,
             isr,
         };
-        if let Err(error) = broker.controller.alter_isr(change).await {
-            tracing::info!(topic = %partition.topic, partition = partition.index, %error,
-                "the ISR change was not made; looked at again next round");
+        match broker.controller.alter_isr(change).await {
+            Ok(()) => {
+                let counter = if shrinks {
+                    &broker.metrics.isr_shrinks
+                } else {
+                    &broker.metrics.isr_expands
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(error) => tracing::info!(topic = %partition.topic, partition = partition.index,
+                %error, "the ISR change was not made; looked at again next round"),
         }
     }
 }

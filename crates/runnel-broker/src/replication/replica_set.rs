@@ -54,8 +54,14 @@ pub struct ReplicaSet {
 pub struct NotAReplica;
 
 impl ReplicaSet {
-    /// The replicas `image` names, as broker `node_id` sees them.
-    pub fn new(node_id: i32, image: &PartitionImage) -> ReplicaSet {
+    /// The replicas `image` names, as broker `node_id` sees them, opened at `now_ms` with
+    /// `log_end_offset` (where a leadership it starts with begins).
+    pub fn new(
+        node_id: i32,
+        image: &PartitionImage,
+        log_end_offset: i64,
+        now_ms: i64,
+    ) -> ReplicaSet {
         let mut set = ReplicaSet {
             node_id,
             led_here: false,
@@ -67,7 +73,7 @@ impl ReplicaSet {
             led_since_ms: 0,
             leader_start_offset: 0,
         };
-        set.assign(image, 0, 0);
+        set.assign(image, log_end_offset, now_ms);
         set
     }
 
@@ -239,14 +245,14 @@ mod tests {
 
     #[test]
     fn a_single_replica_is_its_own_high_watermark() {
-        let set = ReplicaSet::new(1, &PartitionImage::led_by(0, 1));
+        let set = ReplicaSet::new(1, &PartitionImage::led_by(0, 1), 0, 0);
         assert!(set.led_here() && !set.has_followers());
         assert_eq!(set.high_watermark(42), Some(42));
     }
 
     #[test]
     fn the_high_watermark_is_the_least_any_in_sync_replica_holds() {
-        let mut set = ReplicaSet::new(1, &image(1, &[1, 2, 3], &[1, 2, 3]));
+        let mut set = ReplicaSet::new(1, &image(1, &[1, 2, 3], &[1, 2, 3]), 0, 0);
         assert_eq!(
             set.high_watermark(10),
             Some(i64::MIN),
@@ -276,10 +282,10 @@ mod tests {
 
     #[test]
     fn only_replicas_fetch_and_only_the_leader_has_a_high_watermark() {
-        let mut set = ReplicaSet::new(2, &image(1, &[1, 2], &[1, 2]));
+        let mut set = ReplicaSet::new(2, &image(1, &[1, 2], &[1, 2]), 0, 0);
         assert!(!set.led_here());
         assert_eq!(set.high_watermark(10), None);
-        let mut leader = ReplicaSet::new(1, &image(1, &[1, 2], &[1, 2]));
+        let mut leader = ReplicaSet::new(1, &image(1, &[1, 2], &[1, 2]), 0, 0);
         assert_eq!(leader.follower_fetched(3, 0, 0, 0), Err(NotAReplica));
         assert_eq!(leader.follower_fetched(1, 0, 0, 0), Err(NotAReplica));
         leader.follower_fetched(2, 4, 9, 1).expect("replica");
@@ -295,7 +301,7 @@ mod tests {
 
     #[test]
     fn a_follower_counts_as_caught_up_when_it_reaches_the_leaders_end_of_its_last_fetch() {
-        let mut set = ReplicaSet::new(1, &image(1, &[1, 2], &[1, 2]));
+        let mut set = ReplicaSet::new(1, &image(1, &[1, 2], &[1, 2]), 0, 0);
         set.follower_fetched(2, 0, 10, 1_000).expect("replica");
         assert_eq!(set.follower(2).map(|f| f.last_caught_up_ms), Some(0));
         // It reached 10, the leader's end at its last fetch: caught up as of that fetch.
@@ -310,7 +316,7 @@ mod tests {
 
     #[test]
     fn the_isr_drops_lagging_followers_and_takes_back_caught_up_ones() {
-        let mut set = ReplicaSet::new(1, &image(1, &[1, 2, 3], &[1, 2, 3]));
+        let mut set = ReplicaSet::new(1, &image(1, &[1, 2, 3], &[1, 2, 3]), 0, 0);
         set.assign(&image(1, &[1, 2, 3], &[1, 2, 3]), 0, 0);
         let none = |_| false;
         set.follower_fetched(2, 50, 50, 20_000).expect("replica");
@@ -334,7 +340,7 @@ mod tests {
             set.desired_isr(31_500, 30_000, 55, |id| id == 3),
             Some(vec![1, 2])
         );
-        let follower = ReplicaSet::new(2, &image(1, &[1, 2], &[1, 2]));
+        let follower = ReplicaSet::new(2, &image(1, &[1, 2], &[1, 2]), 0, 0);
         assert_eq!(follower.desired_isr(0, 1, 0, none), None);
     }
 }
