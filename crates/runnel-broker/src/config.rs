@@ -132,6 +132,10 @@ pub struct BrokerConfig {
     /// `broker.session.timeout.ms`: the active controller fences a broker it has not heard
     /// from for this long. Kafka's default 9000.
     pub broker_session_timeout_ms: u64,
+    /// `replica.selector.class`: set to Kafka's `RackAwareReplicaSelector`, a partition leader
+    /// points a consumer that names its rack (`client.rack`) at an in-sync replica on that
+    /// rack (KIP-392). Kafka's default: none, every consumer reads from the leader.
+    pub rack_aware_replica_selector: bool,
     /// `replica.lag.time.max.ms`: a partition leader drops a follower from the ISR that has
     /// not caught up for this long. Kafka's default 30000.
     pub replica_lag_time_max_ms: u64,
@@ -242,6 +246,7 @@ impl Default for BrokerConfig {
             controller_listen: None,
             broker_session_timeout_ms: 9000,
             replica_lag_time_max_ms: 30_000,
+            rack_aware_replica_selector: false,
             controller_election_timeout_ms: 1000,
             broker_heartbeat_interval_ms: 2000,
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
@@ -322,6 +327,20 @@ impl BrokerConfig {
                 }
                 "replica.lag.time.max.ms" => {
                     config.replica_lag_time_max_ms = parse_at_least(key, value, 1)?
+                }
+                "replica.selector.class" => {
+                    config.rack_aware_replica_selector = match value {
+                        "" => false,
+                        "org.apache.kafka.common.replica.RackAwareReplicaSelector" => true,
+                        other => {
+                            return Err(ConfigError::new(
+                                key,
+                                other,
+                                "the one selector served is \
+                                 org.apache.kafka.common.replica.RackAwareReplicaSelector",
+                            ))
+                        }
+                    }
                 }
                 // A quarter of it (openraft's shortest election timeout) must stay above the
                 // leader's 100 ms heartbeats.

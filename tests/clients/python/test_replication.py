@@ -1,28 +1,33 @@
-"""Partition replication on three nodes: followers copy their leaders' logs byte for byte
-through the Fetch API, acks=all is answered only once every in-sync replica holds the batch
-(Kafka's high watermark: the least log end offset of the ISR), consumers read only below the
-high watermark, and a follower killed -9 catches up when it returns.
-
-The ISR does not shrink yet (no AlterPartition): a stopped in-sync follower holds acks=all
-writes back until it returns, which is what test_acks_all_waits_for_every_in_sync_replica
-pins. Kafka's behaviour there is the same until `replica.lag.time.max.ms` passes.
+"""Partition replication on three nodes, through real clients and real processes: followers
+copy their leaders' logs byte for byte through the Fetch API; acks=all is answered only once
+every in-sync replica holds the batch (Kafka's high watermark: the least log end offset of the
+ISR) and consumers read only below it; a follower that stops leaves the ISR after
+replica.lag.time.max.ms and rejoins once caught up; a killed leader's partitions move to an
+in-sync replica with nothing acknowledged lost (Kafka's handleBrokerFenced); SIGTERM moves
+leadership first (controlled shutdown); ElectLeaders restores the preferred leader; unclean
+election only where the topic allows it; a consumer reads from the follower on its rack
+(KIP-392).
 """
 
 from __future__ import annotations
 
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from confluent_kafka import ElectionType, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic,
+                                   ResourceType)
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 import ck
 from cluster import Cluster
-from helpers import Record, assert_round_trip, make_records, now_ms, wait_until
+from helpers import (Record, assert_round_trip, free_ports, make_records, now_ms,
+                     wait_until)
 
 
 def with_offsets_topic(cluster: Cluster) -> Cluster:
@@ -32,7 +37,12 @@ def with_offsets_topic(cluster: Cluster) -> Cluster:
     requests queued behind it on that connection with it)."""
     bootstrap = cluster.bootstrap()
     ck.create_topic(bootstrap, "warm-up", 1)
-    ck.watermarks(bootstrap, "warm-up", 0)
+    consumer = ck.assign_only_consumer(bootstrap)
+    try:
+        # A synchronous commit needs the group's coordinator, so its topic.
+        consumer.commit(offsets=[TopicPartition("warm-up", 0, 0)], asynchronous=False)
+    finally:
+        consumer.close()
     wait_until(lambda: "__consumer_offsets" in ck.admin(bootstrap).list_topics(
         timeout=ck.TIMEOUT_S).topics, ck.TIMEOUT_S, "__consumer_offsets to exist")
     return cluster
@@ -384,3 +394,46 @@ def test_unclean_election_only_where_the_topic_allows_it(quick_fencing_cluster):
     values = [s.record.value for s in ck.consume_all(observer.bootstrap, "unclean", 1)]
     assert values == [s.record.value for s in kept + after]
     assert "unclean leader election" in lagging.log()
+
+
+def test_a_consumer_reads_from_the_follower_on_its_rack(tmp_path, request):
+    """KIP-392 with Kafka's RackAwareReplicaSelector: the leader points a consumer whose
+    client.rack names a follower's rack at that follower (preferred_read_replica), which serves
+    it up to its high watermark; the follower's runnel_partition_bytes_out_total shows it."""
+    http = free_ports(3)
+    cluster = Cluster(tmp_path, 3, extra={"replica.selector.class":
+                                          "org.apache.kafka.common.replica.RackAwareReplicaSelector"})
+    for node, port in zip(cluster.nodes, http):
+        node.extra.update({"broker.rack": f"rack-{node.node_id}",
+                           "http.listen": f"127.0.0.1:{port}"})
+    request.node._runnel_brokers = cluster.nodes
+    cluster.start()
+    try:
+        bootstrap = cluster.bootstrap()
+        admin = ck.admin(bootstrap)
+        admin.create_topics([NewTopic("racks", 1, replication_factor=-1,
+                                      replica_assignment=[[1, 2, 3]])])["racks"].result(ck.TIMEOUT_S)
+        wait_until(lambda: sorted(partitions_of(bootstrap, "racks")[0][2]) == [1, 2, 3],
+                   ck.TIMEOUT_S, "three in-sync replicas")
+        acked = ck.produce(bootstrap, "racks", make_records("racks", keyed=0, unkeyed=40),
+                           partition=0)
+
+        def bytes_out(node_id: int) -> float:
+            url = f"http://127.0.0.1:{http[node_id - 1]}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if (sample.name == "runnel_partition_bytes_out_total"
+                            and sample.labels.get("topic") == "racks"):
+                        return sample.value
+            return 0.0
+
+        before = {n: bytes_out(n) for n in (1, 2, 3)}
+        stored = ck.consume_all(bootstrap, "racks", 1, config={"client.rack": "rack-3"})
+        assert [s.record.value for s in stored] == [s.record.value for s in acked]
+        after = {n: bytes_out(n) for n in (1, 2, 3)}
+        assert after[3] > before[3], (before, after)
+        assert after[2] == before[2], "the follower on another rack served nothing"
+    finally:
+        cluster.kill()

@@ -21,6 +21,13 @@
 //! the partition is refused with NOT_LEADER_OR_FOLLOWER. Its bytes are not counted as
 //! consumed.
 //!
+//! Fetch from follower (KIP-392): a consumer's fetch (v11+) is served by any replica, a follower
+//! reading up to its own high watermark (the leader's, as far as it holds the log). With
+//! `replica.selector.class` set to Kafka's `RackAwareReplicaSelector`, a leader asked by a
+//! consumer that names its rack (`rack_id`, v11+, the consumer's `client.rack`) answers with
+//! no records and `preferred_read_replica` set to an in-sync replica on that rack that holds
+//! the fetch offset, when there is one other than itself; the consumer then fetches there.
+//!
 //! Records are not read here: each partition's answer carries the range of its segment file,
 //! and the response is encoded around the ranges and sent with `sendfile` ([`crate::zero_copy`]).
 
@@ -160,7 +167,7 @@ fn answered(
                 continue;
             }
             let records = data.records.as_ref().map_or(0, |range| range.offsets);
-            if let Some(partition) = broker.replicas.partition(&topic.name, data.partition_index) {
+            if let Some(partition) = broker.replicas.replica(&topic.name, data.partition_index) {
                 let metrics = &partition.metrics;
                 metrics
                     .bytes_out
@@ -188,6 +195,8 @@ fn read_all(
     let mut errors = false;
     let image = broker.controller.image();
     let read_committed = body.isolation_level == READ_COMMITTED;
+    // The client metadata of v11+ (KIP-392); `None` before.
+    let rack_id = (version >= 11).then(|| body.rack_id.as_str());
     let topics = body
         .topics
         .iter()
@@ -209,8 +218,11 @@ fn read_all(
                             requested,
                             &mut bytes_left,
                             bytes_read == 0,
-                            read_committed,
-                            replica,
+                            Asker {
+                                read_committed,
+                                replica,
+                                rack_id,
+                            },
                         ),
                     };
                     let mut data = data;
@@ -232,17 +244,37 @@ fn read_all(
     (topics, bytes_read, errors)
 }
 
+/// Who asks, as one fetch request says it for all its partitions.
+#[derive(Clone, Copy)]
+struct Asker<'a> {
+    read_committed: bool,
+    /// A follower's broker id; `None` for a consumer.
+    replica: Option<i32>,
+    /// A consumer's client metadata (v11+): its rack, maybe empty.
+    rack_id: Option<&'a str>,
+}
+
 fn read_partition(
     broker: &Broker,
     topic: &str,
     requested: &FetchPartition,
     bytes_left: &mut usize,
     first_with_data: bool,
-    read_committed: bool,
-    replica: Option<i32>,
+    asker: Asker<'_>,
 ) -> PartitionData {
+    let Asker {
+        read_committed,
+        replica,
+        rack_id,
+    } = asker;
     let index = requested.partition;
-    let Some(partition) = broker.replicas.partition(topic, index) else {
+    // A follower's fetch goes to the leader; a consumer's v11+ to any replica (KIP-392: as
+    // Kafka's `fetchOnlyFromLeader`, a consumer without client metadata reads the leader).
+    let hosted = match (replica, rack_id) {
+        (None, Some(_)) => broker.replicas.replica(topic, index),
+        _ => broker.replicas.partition(topic, index),
+    };
+    let Some(partition) = hosted else {
         return error(index, broker.not_hosted_error(topic, index));
     };
     // Kafka's `HostedPartition.Offline`: a partition of a failed log directory.
@@ -270,7 +302,21 @@ fn read_partition(
             }
             partition.read_for_follower(fetch_offset, max_bytes)
         }
-        None => partition.read(fetch_offset, max_bytes, first_with_data, read_committed),
+        None => {
+            let rack = rack_id.unwrap_or_default();
+            if let Some(preferred) = preferred_read_replica(broker, &partition, rack, fetch_offset)
+            {
+                let offsets = partition.offsets();
+                return PartitionData {
+                    high_watermark: offsets.high_watermark,
+                    last_stable_offset: offsets.last_stable_offset,
+                    log_start_offset: offsets.log_start_offset,
+                    preferred_read_replica: preferred,
+                    ..error(index, ErrorCode::None)
+                };
+            }
+            partition.read(fetch_offset, max_bytes, first_with_data, read_committed)
+        }
     };
     match read {
         Ok(read) => {
@@ -317,6 +363,37 @@ fn read_partition(
             error(index, ErrorCode::KafkaStorageError)
         }
     }
+}
+
+/// The replica a consumer on rack `rack_id` should read `partition` from instead of this
+/// leader (Kafka's `RackAwareReplicaSelector`): an unfenced in-sync follower on that rack
+/// that holds `fetch_offset`; `None` to read here (no selector configured, no rack named,
+/// this broker on the rack, or no such follower).
+fn preferred_read_replica(
+    broker: &Broker,
+    partition: &crate::partition::Partition,
+    rack_id: &str,
+    fetch_offset: i64,
+) -> Option<i32> {
+    if !broker.config.rack_aware_replica_selector
+        || rack_id.is_empty()
+        || !partition.is_led_here()
+        || !partition.has_followers()
+        || broker.config.rack.as_deref() == Some(rack_id)
+    {
+        return None;
+    }
+    let image = broker.controller.image();
+    let set = partition.replica_set_view();
+    set.isr().iter().copied().find(|&id| {
+        id != broker.config.node_id
+            && image
+                .broker(id)
+                .is_some_and(|b| !b.fenced && b.rack.as_deref() == Some(rack_id))
+            && set
+                .follower(id)
+                .is_some_and(|f| f.log_end_offset >= fetch_offset)
+    })
 }
 
 /// A partition answer with `code`, no offsets and no records.

@@ -17,6 +17,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "broker.session.timeout.ms",
     "broker.heartbeat.interval.ms",
     "replica.lag.time.max.ms",
+    "replica.selector.class",
     "controller.quorum.election.timeout.ms",
     "log.dirs",
     "log.dir",

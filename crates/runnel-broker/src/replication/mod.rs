@@ -29,8 +29,11 @@
 //! Controlled shutdown ([`controlled_shutdown`]): SIGTERM first moves away the leadership of
 //! every partition that has another in-sync replica, then stops.
 //!
-//! Not here yet (issue 16): unclean leader election, preferred-leader election, fetch from follower (KIP-392), and
-//! replicated internal topics.
+//! Unclean leader election (`unclean.leader.election.enable`) is derived in the image too;
+//! preferred-leader election is ElectLeaders (`api/elect_leaders.rs`); fetch from follower
+//! (KIP-392) is in `api/fetch.rs`.
+//!
+//! Not here yet (issue 16): `auto.leader.rebalance.enable` and replicated internal topics.
 
 pub mod fetcher;
 pub mod isr;
