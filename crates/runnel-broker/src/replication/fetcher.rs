@@ -18,6 +18,9 @@
 //!    group commit; the follower's high watermark becomes the leader's, as far as its log
 //!    reaches. A trailing partial batch is left for the next round.
 //!
+//! The leader's log start offset is followed too (as far as the follower's high watermark),
+//! so records deleted on the leader (retention, DeleteRecords) are not served by a follower.
+//!
 //! A partition whose answer is an error (not the leader, a fenced or unknown leader epoch, an
 //! unknown partition, a storage error) is left out of fetches for [`PARTITION_BACKOFF`]: the
 //! next image usually settles it. A fetch offset before the leader's log start empties the
@@ -428,6 +431,16 @@ impl Fetcher {
             }
         }
         partition.follow_high_watermark(data.high_watermark);
+        // The leader's log start offset moved (retention, DeleteRecords): so does this one's,
+        // as far as this log reaches (Kafka's `maybeIncrementLogStartOffset` on followers).
+        let offsets = partition.offsets();
+        let start = data.log_start_offset.min(offsets.high_watermark);
+        if start > offsets.log_start_offset {
+            if let Err(error) = partition.advance_log_start_offset(start) {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, %error,
+                    "moving a follower's log start offset to the leader's failed");
+            }
+        }
         took.then(|| partition.log_end_offset())
     }
 }

@@ -98,7 +98,21 @@ pub type Followed = Arc<Vec<Arc<Partition>>>;
 /// One fetcher per source broker (see the module doc).
 #[derive(Default)]
 pub struct ReplicaFetchers {
-    sources: Mutex<HashMap<i32, watch::Sender<Followed>>>,
+    sources: Mutex<HashMap<i32, Source>>,
+}
+
+/// One source broker's fetcher: what it follows, and its task.
+struct Source {
+    followed: watch::Sender<Followed>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        // Stopped at its next await: an append in progress (no await inside) completes first.
+        // Its partitions' handles go with it, so shutdown can close them.
+        self.task.abort();
+    }
 }
 
 impl ReplicaFetchers {
@@ -110,13 +124,19 @@ impl ReplicaFetchers {
         for (source, partitions) in by_leader {
             let followed: Followed = Arc::new(partitions);
             match sources.get(&source) {
-                Some(sender) => {
-                    sender.send_replace(followed);
+                Some(running) => {
+                    running.followed.send_replace(followed);
                 }
                 None => {
                     let (sender, receiver) = watch::channel(followed);
-                    tokio::spawn(fetcher::run(Arc::clone(broker), source, receiver));
-                    sources.insert(source, sender);
+                    let task = tokio::spawn(fetcher::run(Arc::clone(broker), source, receiver));
+                    sources.insert(
+                        source,
+                        Source {
+                            followed: sender,
+                            task,
+                        },
+                    );
                 }
             }
         }
