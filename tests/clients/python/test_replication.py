@@ -91,10 +91,11 @@ def log_bytes(data_dir: Path, topic: str, partition: int) -> bytes:
 
 
 def wait_for_identical_replicas(cluster: Cluster, topic: str, partitions: int) -> None:
+    """Waits until every running node holding a replica holds the same log bytes."""
     for partition in range(partitions):
         def identical(partition: int = partition) -> bool:
             copies = [log_bytes(n.data_dir, topic, partition) for n in cluster.nodes
-                      if (n.data_dir / f"{topic}-{partition}").is_dir()]
+                      if n.running() and (n.data_dir / f"{topic}-{partition}").is_dir()]
             return len(copies) > 1 and all(c == copies[0] for c in copies)
         wait_until(identical, ck.TIMEOUT_S,
                    f"{topic}-{partition}'s log to be the same bytes on every replica")
@@ -446,5 +447,53 @@ def test_a_consumer_reads_from_the_follower_on_its_rack(tmp_path, request):
         after = {n: bytes_out(n) for n in (1, 2, 3)}
         assert after[3] > before[3], (before, after)
         assert after[2] == before[2], "the follower on another rack served nothing"
+    finally:
+        cluster.kill()
+
+
+def test_two_of_three_replicas_down_refuses_acks_all(tmp_path, request):
+    """Kafka's min.insync.replicas: with two of a partition's three replicas fenced its ISR is
+    the survivor alone, so acks=all is refused with NOT_ENOUGH_REPLICAS before anything is
+    appended; what was committed stays readable from the survivor, which leads; once one
+    replica is back in sync writes resume with no gap and no rewind. Five nodes, so that the
+    metadata quorum outlives two of them."""
+    cluster = Cluster(tmp_path, 5, extra={"broker.session.timeout.ms": "3000",
+                                          "broker.heartbeat.interval.ms": "500"})
+    request.node._runnel_brokers = cluster.nodes
+    cluster.start()
+    try:
+        bootstrap = cluster.bootstrap()
+        admin = ck.admin(bootstrap)
+        admin.create_topics([NewTopic("quorum", 1, replication_factor=-1,
+                                      replica_assignment=[[1, 2, 3]],
+                                      config={"min.insync.replicas": "2"})])[
+            "quorum"].result(ck.TIMEOUT_S)
+        observer = cluster.node(5)
+        wait_until(lambda: sorted(partitions_of(observer.bootstrap, "quorum")[0][2])
+                   == [1, 2, 3], ck.TIMEOUT_S, "three in-sync replicas")
+        committed = produce(bootstrap, "quorum", make_records("committed", keyed=0, unkeyed=20),
+                            partition=0)
+        cluster.node(1).kill()
+        cluster.node(2).kill()
+        wait_until(lambda: partitions_of(observer.bootstrap, "quorum")[0][:3:2] == (3, [3]),
+                   ck.TIMEOUT_S, "the survivor to lead alone in the ISR")
+        refusing = Producer({"bootstrap.servers": observer.bootstrap, "acks": "all",
+                             "message.timeout.ms": 3000, "retries": 0})
+        errors: list[KafkaError] = []
+        refusing.produce("quorum", value=b"refused", partition=0,
+                         on_delivery=lambda err, msg: errors.append(err))
+        refusing.flush(ck.TIMEOUT_S)
+        assert len(errors) == 1 and errors[0] is not None, errors
+        assert errors[0].code() == KafkaError.NOT_ENOUGH_REPLICAS, errors[0]
+        readable = ck.consume_all(observer.bootstrap, "quorum", 1)
+        assert [s.record.value for s in readable] == [s.record.value for s in committed]
+
+        cluster.node(2).start()
+        wait_until(lambda: sorted(partitions_of(observer.bootstrap, "quorum")[0][2]) == [2, 3],
+                   ck.TIMEOUT_S, "the restarted replica back in the ISR")
+        resumed = produce(observer.bootstrap, "quorum",
+                          make_records("resumed", keyed=0, unkeyed=10), partition=0)
+        assert [s.offset for s in resumed] == list(range(20, 30)), "no gap, no rewind"
+        wait_for_identical_replicas(cluster, "quorum", 1)
     finally:
         cluster.kill()
