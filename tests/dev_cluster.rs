@@ -12,16 +12,17 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A base port whose six ports (three nodes, two each) are free now.
+/// A base port whose six ports (three nodes, two each) are free now, taken below Linux's
+/// ephemeral range (32768-60999) so that no client socket can be handed one of them before
+/// the nodes bind it.
 fn free_base_port() -> u16 {
-    for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a port");
-        if base > 65_000 {
-            continue;
-        }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id();
+    for attempt in 0..200u32 {
+        let base = 20_000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % 12_000) as u16;
         if (base..base + 6).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok()) {
             return base;
         }

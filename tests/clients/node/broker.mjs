@@ -37,6 +37,31 @@ export function freePort() {
   });
 }
 
+// Linux hands out ephemeral ports (for `listen(0)` and for every client's outgoing
+// connection) from 32768-60999. Node's test runner runs files concurrently, so a base port
+// taken from that range can be handed to another file's client socket before dev-cluster binds
+// it (CI saw a node exit on exactly that). Ports below the range are never handed out.
+const FIXED_PORTS_LOW = 20000;
+const FIXED_PORTS_HIGH = 32000;
+
+function canBind(port) {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/** `count` consecutive ports, all bindable now, below the kernel's ephemeral range. */
+export async function freePortRange(count) {
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    const base = FIXED_PORTS_LOW + Math.floor(Math.random() * (FIXED_PORTS_HIGH - FIXED_PORTS_LOW - count));
+    const ports = Array.from({ length: count }, (_, i) => base + i);
+    if ((await Promise.all(ports.map(canBind))).every(Boolean)) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports in ${FIXED_PORTS_LOW}-${FIXED_PORTS_HIGH}`);
+}
+
 function canConnect(port) {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port });
@@ -133,13 +158,7 @@ export async function startDevCluster({ nodes = 3 } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runnel-node-cluster-'));
   const dataDir = path.join(dir, 'data');
   const logPath = path.join(dir, 'dev-cluster.log');
-  // Two ports per node, consecutive: take a free base and check the rest are free too.
-  let basePort;
-  for (;;) {
-    basePort = await freePort();
-    const ports = Array.from({ length: 2 * nodes }, (_, i) => basePort + i);
-    if (basePort + 2 * nodes < 65535 && (await Promise.all(ports.map(canConnect))).every((open) => !open)) break;
-  }
+  const basePort = await freePortRange(2 * nodes);
   const logFd = fs.openSync(logPath, 'a');
   const child = spawn(RUNNEL_BIN, ['dev-cluster', '--nodes', String(nodes), '--base-port', String(basePort),
     '--data-dir', dataDir], {
