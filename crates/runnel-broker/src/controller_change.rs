@@ -34,7 +34,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use runnel_metadata::{MetadataImage, MetadataRecord};
+use runnel_metadata::{MetadataImage, MetadataRecord, PartitionImage, TopicImage};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -348,13 +348,8 @@ impl Change {
                 topic_id,
                 partition,
             } => {
-                let topic = image
-                    .topic_by_id(topic_id)
-                    .ok_or_else(|| unknown(topic_id))?;
-                let current = usize::try_from(*partition)
-                    .ok()
-                    .and_then(|i| topic.partitions.get(i))
-                    .ok_or_else(|| unknown(topic_id))?;
+                let (topic, current) = topic_and_partition(image, topic_id, *partition)?;
+                let current = current.ok_or_else(|| unknown(topic_id))?;
                 let preferred = current.replicas.first().copied().unwrap_or(current.leader);
                 if preferred == current.leader && !image.is_fenced(preferred) {
                     return Err(ControllerError::NothingToRecord);
@@ -383,13 +378,9 @@ impl Change {
                 partition_epoch,
                 isr,
             } => {
-                let topic = image
-                    .topic_by_id(topic_id)
-                    .ok_or_else(|| unknown(topic_id))?;
+                let (topic, current) = topic_and_partition(image, topic_id, *partition)?;
                 let invalid = |why: String| ControllerError::InvalidPartitionChange(why);
-                let current = usize::try_from(*partition)
-                    .ok()
-                    .and_then(|i| topic.partitions.get(i))
+                let current = current
                     .ok_or_else(|| invalid(format!("{}-{partition} does not exist", topic.name)))?;
                 if current.leader != *leader || current.leader_epoch != *leader_epoch {
                     return Err(invalid(format!(
@@ -444,6 +435,24 @@ impl Change {
             }
         }
     }
+}
+
+/// The topic with id `topic_id` (`UNKNOWN_TOPIC_OR_PARTITION` when there is none) and its
+/// partition `partition`, if it has one.
+fn topic_and_partition<'a>(
+    image: &'a MetadataImage,
+    topic_id: &Uuid,
+    partition: i32,
+) -> Result<(&'a TopicImage, Option<&'a PartitionImage>), ControllerError> {
+    let topic = image
+        .topic_by_id(topic_id)
+        .ok_or_else(|| ControllerError::UnknownTopic {
+            name: topic_id.to_string(),
+        })?;
+    let current = usize::try_from(partition)
+        .ok()
+        .and_then(|i| topic.partitions.get(i));
+    Ok((topic, current))
 }
 
 /// Refuses a placement (partitions from `first` on) naming a broker that is not registered,

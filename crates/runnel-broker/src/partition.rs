@@ -18,7 +18,9 @@
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use runnel_log::{AppendError, AppendOutcome, FlushTarget, LogError, PartitionLog, ReadError};
+use runnel_log::{
+    AppendError, AppendOutcome, FlushTarget, LogError, PartitionLog, ReadError, ReadSlice,
+};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -81,6 +83,27 @@ pub struct PartitionRead {
     /// read_committed: the aborted transactions (producer id, first offset) the records
     /// overlap, for the consumer to skip; `None` for read_uncommitted.
     pub aborted_transactions: Option<Vec<(i64, i64)>>,
+}
+
+impl PartitionRead {
+    fn from_slice(
+        slice: ReadSlice,
+        last_stable_offset: i64,
+        aborted_transactions: Option<Vec<(i64, i64)>>,
+    ) -> Self {
+        PartitionRead {
+            records: FileRange {
+                file: slice.file,
+                position: slice.position,
+                length: slice.length,
+                offsets: u64::try_from(slice.next_offset - slice.base_offset).unwrap_or(0),
+            },
+            high_watermark: slice.high_watermark,
+            last_stable_offset,
+            log_start_offset: slice.log_start_offset,
+            aborted_transactions,
+        }
+    }
 }
 
 /// The offsets a partition reports.
@@ -393,18 +416,7 @@ impl Partition {
             let slice = log.read(offset, max_bytes, log.log_end_offset(), true)?;
             (slice, log.last_stable_offset())
         };
-        Ok(PartitionRead {
-            records: FileRange {
-                file: slice.file,
-                position: slice.position,
-                length: slice.length,
-                offsets: u64::try_from(slice.next_offset - slice.base_offset).unwrap_or(0),
-            },
-            high_watermark: slice.high_watermark,
-            last_stable_offset,
-            log_start_offset: slice.log_start_offset,
-            aborted_transactions: None,
-        })
+        Ok(PartitionRead::from_slice(slice, last_stable_offset, None))
     }
 
     /// Waits until the local end is at least `offset`.
@@ -438,18 +450,11 @@ impl Partition {
                 (slice, last_stable_offset, None)
             }
         };
-        Ok(PartitionRead {
-            records: FileRange {
-                file: slice.file,
-                position: slice.position,
-                length: slice.length,
-                offsets: u64::try_from(slice.next_offset - slice.base_offset).unwrap_or(0),
-            },
-            high_watermark: slice.high_watermark,
+        Ok(PartitionRead::from_slice(
+            slice,
             last_stable_offset,
-            log_start_offset: slice.log_start_offset,
             aborted_transactions,
-        })
+        ))
     }
 
     pub fn offsets(&self) -> PartitionOffsets {

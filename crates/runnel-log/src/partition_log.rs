@@ -293,35 +293,52 @@ impl PartitionLog {
             partition_leader_epoch: leader_epoch,
             ..header
         };
-        if self.should_roll(&header, now_ms) {
+        self.write_at_log_end(batch, &header, marker.as_ref(), now_ms)
+    }
+
+    /// Writes one checked batch whose base offset is the log end offset and whose header is
+    /// final: rolls the segment when due, opens the batch's leader epoch in the cache, indexes
+    /// an aborted transaction its marker ends, and updates the producer state. Shared by the
+    /// leader's appends and a follower's replicated ones.
+    fn write_at_log_end(
+        &mut self,
+        batch: &[u8],
+        header: &BatchHeader,
+        marker: Option<&ControlRecord>,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, AppendError> {
+        let base_offset = header.base_offset;
+        if self.should_roll(header, now_ms) {
             self.roll()?;
         }
-        if self.epochs.assign(leader_epoch, base_offset) {
+        if self
+            .epochs
+            .assign(header.partition_leader_epoch, base_offset)
+        {
             if let Err(error) = self.epochs.persist() {
                 self.epochs.truncate_from_end(base_offset);
                 return Err(error.into());
             }
         }
         let aborted = marker
-            .as_ref()
-            .and_then(|marker| self.producers.completed_by(&header, marker))
+            .and_then(|marker| self.producers.completed_by(header, marker))
             .filter(|completed| completed.is_aborted);
         if let Some(completed) = &aborted {
             self.active_mut()
                 .append_aborted_txn(AbortedTxn::of(completed))?;
         }
         let interval = self.config.index_interval_bytes;
-        if let Err(error) = self.active_mut().append(batch, &header, interval, now_ms) {
+        if let Err(error) = self.active_mut().append(batch, header, interval, now_ms) {
             if aborted.is_some() {
                 self.active_mut().remove_last_aborted_txn();
             }
             return Err(error.into());
         }
-        match &marker {
+        match marker {
             Some(marker) => {
-                self.producers.update_marker(&header, marker);
+                self.producers.update_marker(header, marker);
             }
-            None => self.producers.update(&header),
+            None => self.producers.update(header),
         }
         Ok(AppendOutcome {
             base_offset,

@@ -430,28 +430,18 @@ impl MetadataImage {
     /// keeps it as leader, at a new leader epoch, and has no leader to clients
     /// (`LEADER_NOT_AVAILABLE`) until it returns: an out-of-sync replica never leads here.
     fn fail_over_from(&mut self, node_id: i32) {
-        let fenced: Vec<i32> = self
-            .brokers
-            .values()
-            .filter(|b| b.fenced)
-            .map(|b| b.node_id)
-            .collect();
+        let fenced = self.fenced_ids();
+        let touched = |p: &PartitionImage| {
+            p.leader == node_id || (p.isr.contains(&node_id) && p.isr.len() > 1)
+        };
         for topic in self.topics_by_name.values_mut() {
-            let touched = topic
-                .partitions
-                .iter()
-                .any(|p| p.leader == node_id || (p.isr.contains(&node_id) && p.isr.len() > 1));
-            if !touched {
-                continue;
-            }
-            for partition in &mut Arc::make_mut(topic).partitions {
-                let in_isr = partition.isr.contains(&node_id);
-                if in_isr && partition.isr.len() > 1 {
+            change_partitions_where(topic, touched, |partition| {
+                if partition.isr.contains(&node_id) && partition.isr.len() > 1 {
                     partition.isr.retain(|&id| id != node_id);
                     partition.partition_epoch = partition.partition_epoch.saturating_add(1);
                 }
                 if partition.leader != node_id {
-                    continue;
+                    return;
                 }
                 let successor = partition.replicas.iter().copied().find(|id| {
                     *id != node_id && partition.isr.contains(id) && !fenced.contains(id)
@@ -461,8 +451,17 @@ impl MetadataImage {
                     partition.partition_epoch = partition.partition_epoch.saturating_add(1);
                 }
                 partition.leader_epoch = partition.leader_epoch.saturating_add(1);
-            }
+            });
         }
+    }
+
+    /// The node ids of the registered brokers that are fenced.
+    fn fenced_ids(&self) -> Vec<i32> {
+        self.brokers
+            .values()
+            .filter(|b| b.fenced)
+            .map(|b| b.node_id)
+            .collect()
     }
 
     /// Whether `topic` allows an out-of-sync replica to lead (`unclean.leader.election.enable`:
@@ -489,53 +488,54 @@ impl MetadataImage {
             .filter(|topic| self.unclean_election_enabled(topic))
             .map(|topic| topic.name.clone())
             .collect();
-        let fenced: Vec<i32> = self
-            .brokers
-            .values()
-            .filter(|b| b.fenced)
-            .map(|b| b.node_id)
-            .collect();
+        let fenced = self.fenced_ids();
+        let electable =
+            |p: &PartitionImage| p.replicas.iter().copied().find(|id| !fenced.contains(id));
+        let offline_and_electable = |p: &PartitionImage| {
+            !p.isr.is_empty()
+                && p.isr.iter().all(|id| fenced.contains(id))
+                && electable(p).is_some()
+        };
         for name in allowed {
             let Some(topic) = self.topics_by_name.get_mut(&name) else {
                 continue;
             };
-            let offline = |p: &PartitionImage| {
-                !p.isr.is_empty() && p.isr.iter().all(|id| fenced.contains(id))
-            };
-            let electable =
-                |p: &PartitionImage| p.replicas.iter().copied().find(|id| !fenced.contains(id));
-            if !topic
-                .partitions
-                .iter()
-                .any(|p| offline(p) && electable(p).is_some())
-            {
-                continue;
-            }
-            for partition in &mut Arc::make_mut(topic).partitions {
-                if !offline(partition) {
-                    continue;
-                }
+            change_partitions_where(topic, offline_and_electable, |partition| {
                 if let Some(successor) = electable(partition) {
                     partition.leader = successor;
                     partition.isr = vec![successor];
                     partition.leader_epoch = partition.leader_epoch.saturating_add(1);
                     partition.partition_epoch = partition.partition_epoch.saturating_add(1);
                 }
-            }
+            });
         }
     }
 
     /// One more leader epoch for every partition `node_id` leads.
     fn bump_leader_epochs_of(&mut self, node_id: i32) {
         for topic in self.topics_by_name.values_mut() {
-            if !topic.partitions.iter().any(|p| p.leader == node_id) {
-                continue;
-            }
-            for partition in &mut Arc::make_mut(topic).partitions {
-                if partition.leader == node_id {
-                    partition.leader_epoch = partition.leader_epoch.saturating_add(1);
-                }
-            }
+            change_partitions_where(
+                topic,
+                |p| p.leader == node_id,
+                |partition| partition.leader_epoch = partition.leader_epoch.saturating_add(1),
+            );
+        }
+    }
+}
+
+/// Applies `change` to the partitions of `topic` that `touched` selects, copying the topic
+/// (shared with older images) only when one is.
+fn change_partitions_where(
+    topic: &mut Arc<TopicImage>,
+    touched: impl Fn(&PartitionImage) -> bool,
+    mut change: impl FnMut(&mut PartitionImage),
+) {
+    if !topic.partitions.iter().any(&touched) {
+        return;
+    }
+    for partition in &mut Arc::make_mut(topic).partitions {
+        if touched(partition) {
+            change(partition);
         }
     }
 }
@@ -544,15 +544,21 @@ impl MetadataImage {
 mod tests {
     use super::*;
 
-    #[test]
-    fn fencing_and_return_each_bump_the_leader_epochs_of_the_brokers_partitions() {
-        let register = |node_id| MetadataRecord::RegisterBroker {
+    fn register(node_id: i32) -> MetadataRecord {
+        MetadataRecord::RegisterBroker {
             node_id,
             host: "h".into(),
             port: 9092,
             rack: None,
-        };
-        let fence = |node_id, fenced| MetadataRecord::BrokerFencing { node_id, fenced };
+        }
+    }
+
+    fn fence(node_id: i32, fenced: bool) -> MetadataRecord {
+        MetadataRecord::BrokerFencing { node_id, fenced }
+    }
+
+    #[test]
+    fn fencing_and_return_each_bump_the_leader_epochs_of_the_brokers_partitions() {
         let placed = MetadataRecord::Topic {
             name: "t".into(),
             topic_id: Uuid::new_v4(),
@@ -588,13 +594,6 @@ mod tests {
 
     #[test]
     fn fencing_moves_leadership_to_an_in_sync_replica_and_shrinks_the_isr() {
-        let register = |node_id| MetadataRecord::RegisterBroker {
-            node_id,
-            host: "h".into(),
-            port: 9092,
-            rack: None,
-        };
-        let fence = |node_id, fenced| MetadataRecord::BrokerFencing { node_id, fenced };
         let id = Uuid::new_v4();
         let placed = MetadataRecord::Topic {
             name: "t".into(),
@@ -680,13 +679,6 @@ mod tests {
 
     #[test]
     fn unclean_election_lets_an_out_of_sync_replica_lead_only_where_the_topic_allows_it() {
-        let register = |node_id| MetadataRecord::RegisterBroker {
-            node_id,
-            host: "h".into(),
-            port: 9092,
-            rack: None,
-        };
-        let fence = |node_id, fenced| MetadataRecord::BrokerFencing { node_id, fenced };
         let id = Uuid::new_v4();
         let placed = MetadataRecord::Topic {
             name: "t".into(),

@@ -154,13 +154,19 @@ def follower_of(placed, partition: int) -> int:
     return next(r for r in replicas if r != leader)
 
 
+def placed_on(cluster: Cluster, topic: str):
+    """Once the topic's metadata is out: its placement, the leader of its partition 0 and
+    that partition's first follower (as nodes of `cluster`)."""
+    bootstrap = cluster.bootstrap()
+    placed = wait_until(lambda: partitions_of(bootstrap, topic) or None, ck.TIMEOUT_S,
+                        "the topic's metadata")
+    return placed, cluster.node(placed[0][0]), cluster.node(follower_of(placed, 0))
+
+
 def test_acks_all_waits_for_every_in_sync_replica(cluster):
     bootstrap = cluster.bootstrap()
     create_replicated(bootstrap, "waits", 1)
-    placed = wait_until(lambda: partitions_of(bootstrap, "waits") or None, ck.TIMEOUT_S,
-                        "the topic's metadata")
-    leader = cluster.node(placed[0][0])
-    stopped = cluster.node(follower_of(placed, 0))
+    placed, leader, stopped = placed_on(cluster, "waits")
     produce(bootstrap, "waits", make_records("before", keyed=5, unkeyed=0), partition=0)
     low, high_before = ck.watermarks(leader.bootstrap, "waits", 0)
     assert (low, high_before) == (0, 5)
@@ -194,10 +200,7 @@ def test_acks_all_waits_for_every_in_sync_replica(cluster):
 def test_a_follower_killed_and_restarted_catches_up(cluster):
     bootstrap = cluster.bootstrap()
     create_replicated(bootstrap, "rejoin", 1)
-    placed = wait_until(lambda: partitions_of(bootstrap, "rejoin") or None, ck.TIMEOUT_S,
-                        "the topic's metadata")
-    leader = cluster.node(placed[0][0])
-    follower = cluster.node(follower_of(placed, 0))
+    placed, leader, follower = placed_on(cluster, "rejoin")
     first = produce(bootstrap, "rejoin", make_records("first", keyed=50, unkeyed=0),
                        partition=0)
     wait_for_identical_replicas(cluster, "rejoin", 1)
@@ -301,10 +304,7 @@ def test_a_stopped_follower_leaves_the_isr_and_rejoins(tmp_path, request):
     try:
         bootstrap = cluster.bootstrap()
         create_replicated(bootstrap, "lagging", 1, {"min.insync.replicas": "2"})
-        placed = wait_until(lambda: partitions_of(bootstrap, "lagging") or None, ck.TIMEOUT_S,
-                            "the topic's metadata")
-        leader = cluster.node(placed[0][0])
-        stopped = cluster.node(follower_of(placed, 0))
+        placed, leader, stopped = placed_on(cluster, "lagging")
         produce(bootstrap, "lagging", make_records("before", keyed=5, unkeyed=0),
                    partition=0)
         stopped.proc.send_signal(signal.SIGSTOP)
@@ -331,9 +331,7 @@ def test_sigterm_moves_leadership_away_before_the_process_exits(cluster):
     to in-sync replicas before it exits, long before its session (60 s here) would run out."""
     bootstrap = cluster.bootstrap()
     create_replicated(bootstrap, "handover", 3, {"min.insync.replicas": "2"})
-    placed = wait_until(lambda: partitions_of(bootstrap, "handover") or None, ck.TIMEOUT_S,
-                        "the topic's metadata")
-    leader = cluster.node(placed[0][0])
+    placed, leader, _ = placed_on(cluster, "handover")
     first = produce(bootstrap, "handover", make_records("first", keyed=0, unkeyed=30))
     leader.stop()
     survivor = next(n for n in cluster.nodes if n.running())

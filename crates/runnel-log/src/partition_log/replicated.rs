@@ -55,41 +55,6 @@ impl PartitionLog {
         } else {
             None
         };
-        if self.should_roll(&header, now_ms) {
-            self.roll()?;
-        }
-        if self.epochs.assign(epoch, header.base_offset) {
-            if let Err(error) = self.epochs.persist() {
-                self.epochs.truncate_from_end(header.base_offset);
-                return Err(error.into());
-            }
-        }
-        let aborted = marker
-            .as_ref()
-            .and_then(|marker| self.producers.completed_by(&header, marker))
-            .filter(|completed| completed.is_aborted);
-        if let Some(completed) = &aborted {
-            self.active_mut()
-                .append_aborted_txn(crate::segment::AbortedTxn::of(completed))?;
-        }
-        let interval = self.config.index_interval_bytes;
-        if let Err(error) = self.active_mut().append(batch, &header, interval, now_ms) {
-            if aborted.is_some() {
-                self.active_mut().remove_last_aborted_txn();
-            }
-            return Err(error.into());
-        }
-        match &marker {
-            Some(marker) => {
-                self.producers.update_marker(&header, marker);
-            }
-            None => self.producers.update(&header),
-        }
-        Ok(AppendOutcome {
-            base_offset: header.base_offset,
-            last_offset: header.last_offset(),
-            duplicate: false,
-            log_start_offset: self.log_start_offset,
-        })
+        self.write_at_log_end(batch, &header, marker.as_ref(), now_ms)
     }
 }
