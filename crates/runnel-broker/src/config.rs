@@ -139,6 +139,12 @@ pub struct BrokerConfig {
     /// `replica.lag.time.max.ms`: a partition leader drops a follower from the ISR that has
     /// not caught up for this long. Kafka's default 30000.
     pub replica_lag_time_max_ms: u64,
+    /// `auto.leader.rebalance.enable`: the active controller moves the lead of partitions back
+    /// to their preferred replicas. Kafka's default true.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`, in ms: the pause between two balancing
+    /// passes. Kafka's default 300 s.
+    pub leader_imbalance_check_interval_ms: u64,
     /// `broker.heartbeat.interval.ms`: how often this broker heartbeats to the active
     /// controller. Kafka's default 2000.
     pub broker_heartbeat_interval_ms: u64,
@@ -214,11 +220,17 @@ pub struct BrokerConfig {
     pub scrub_interval_ms: u64,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`: replicas of each `__consumer_offsets` partition
+    /// (at most the cluster's size, see [`crate::broker::Broker::internal_topic_factor`]).
+    pub offsets_topic_replication_factor: i16,
     /// `group.*` and `offsets.retention.*` settings of the group coordinator.
     pub groups: GroupConfig,
     /// `transaction.state.log.num.partitions`: partitions of `__transaction_state` when it is
     /// created.
     pub transaction_state_log_num_partitions: i32,
+    /// `transaction.state.log.replication.factor`: replicas of each `__transaction_state`
+    /// partition (at most the cluster's size, as for `__consumer_offsets`).
+    pub transaction_state_log_replication_factor: i16,
     /// `transaction.max.timeout.ms`, `transactional.id.expiration.ms` and the two cleanup
     /// intervals of the transaction coordinator. Its partition counts are the topics' own,
     /// filled in when the coordinator starts.
@@ -246,6 +258,8 @@ impl Default for BrokerConfig {
             controller_listen: None,
             broker_session_timeout_ms: 9000,
             replica_lag_time_max_ms: 30_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
             rack_aware_replica_selector: false,
             controller_election_timeout_ms: 1000,
             broker_heartbeat_interval_ms: 2000,
@@ -285,8 +299,10 @@ impl Default for BrokerConfig {
             scrub_bytes_per_second: SCRUB_BYTES_PER_SECOND_DEFAULT,
             scrub_interval_ms: SCRUB_INTERVAL_MS_DEFAULT,
             offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
             groups: GroupConfig::default(),
             transaction_state_log_num_partitions: 50,
+            transaction_state_log_replication_factor: 3,
             // `transaction.version` 2 is finalized in ApiVersions, as a new Kafka 4.x cluster
             // has it: clients that know transactions v2 use it, the others v1 (each request
             // says which). The coordinator's own aborts bump the epoch as v2 does.
@@ -327,6 +343,13 @@ impl BrokerConfig {
                 }
                 "replica.lag.time.max.ms" => {
                     config.replica_lag_time_max_ms = parse_at_least(key, value, 1)?
+                }
+                "auto.leader.rebalance.enable" => {
+                    config.auto_leader_rebalance_enable = parse_bool(key, value)?
+                }
+                "leader.imbalance.check.interval.seconds" => {
+                    config.leader_imbalance_check_interval_ms =
+                        parse_at_least::<u64>(key, value, 1)?.saturating_mul(1000)
                 }
                 "replica.selector.class" => {
                     config.rack_aware_replica_selector = match value {
@@ -477,6 +500,9 @@ impl BrokerConfig {
                 "offsets.topic.num.partitions" => {
                     config.offsets_topic_num_partitions = parse_at_least(key, value, 1)?
                 }
+                "offsets.topic.replication.factor" => {
+                    config.offsets_topic_replication_factor = parse_at_least(key, value, 1)?
+                }
                 "group.initial.rebalance.delay.ms" => {
                     config.groups.initial_rebalance_delay_ms = parse_at_least(key, value, 0)?
                 }
@@ -500,6 +526,9 @@ impl BrokerConfig {
                 }
                 "transaction.state.log.num.partitions" => {
                     config.transaction_state_log_num_partitions = parse_at_least(key, value, 1)?
+                }
+                "transaction.state.log.replication.factor" => {
+                    config.transaction_state_log_replication_factor = parse_at_least(key, value, 1)?
                 }
                 "transaction.max.timeout.ms" => {
                     config.transactions.transaction_timeout_ms_max = parse_at_least(key, value, 1)?

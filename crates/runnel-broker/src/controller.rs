@@ -283,6 +283,13 @@ impl Controller {
         ));
     }
 
+    /// Starts the automatic preferred-leader balancing (`auto.leader.rebalance.enable`), a
+    /// pass every `interval` while this node is the active controller; it ends when the
+    /// controller shuts down.
+    pub fn start_leader_balancing(&self, interval: Duration) {
+        tokio::spawn(leader_balance_loop(Arc::downgrade(&self.active), interval));
+    }
+
     /// The metadata quorum as the active controller sees it (DescribeQuorum), asked of it
     /// wherever it runs.
     pub async fn describe_quorum(
@@ -742,6 +749,16 @@ impl Active {
 
     /// The unfenced brokers other than this one not heard from for `session` in this node's
     /// current term.
+    /// Whether this node is the active controller now.
+    async fn leading_term(&self) -> Leading {
+        let guard = self.quorum.read().await;
+        match guard.as_ref() {
+            None => Leading::Gone,
+            Some(quorum) if quorum.is_leader() => Leading::Yes(quorum.term()),
+            Some(_) => Leading::No,
+        }
+    }
+
     fn silent_brokers(&self, term: u64, session: Duration) -> Vec<(i32, Duration)> {
         let image = self.image();
         let mut liveness = self.liveness.lock().expect("liveness lock poisoned");
@@ -854,16 +871,10 @@ async fn fencing_loop(active: Weak<Active>, session: Duration, interval: Duratio
         let Some(target) = active.upgrade() else {
             return;
         };
-        let term = {
-            let guard = target.quorum.read().await;
-            match guard.as_ref() {
-                None => return,
-                Some(quorum) if quorum.is_leader() => Some(quorum.term()),
-                Some(_) => None,
-            }
-        };
-        let Some(term) = term else {
-            continue;
+        let term = match target.leading_term().await {
+            Leading::Gone => return,
+            Leading::No => continue,
+            Leading::Yes(term) => term,
         };
         for (node_id, silent) in target.silent_brokers(term, session) {
             tracing::warn!(
@@ -874,6 +885,75 @@ async fn fencing_loop(active: Weak<Active>, session: Duration, interval: Duratio
             if let Err(error) = target.run_here(&Change::FenceBroker { node_id }).await {
                 tracing::warn!(node_id, %error, "fencing a broker failed; tried again");
             }
+        }
+    }
+}
+
+/// Whether this node is the active controller, as [`Active::leading_term`] finds it.
+enum Leading {
+    /// The quorum has shut down: the periodic tasks end.
+    Gone,
+    No,
+    /// The active controller, in this Raft term.
+    Yes(u64),
+}
+
+/// The most preferred-leader elections one balancing pass proposes (Kafka's
+/// `MAX_ELECTIONS_PER_IMBALANCE`); the next pass takes the rest.
+const ELECTIONS_PER_BALANCE_MAX: usize = 1_000;
+
+/// While this node is the active controller, every `interval` (Kafka's
+/// `leader.imbalance.check.interval.seconds`, with `auto.leader.rebalance.enable`) moves the
+/// lead of each partition not led by its preferred (first) replica back to it when that
+/// replica is unfenced and in the ISR: Kafka's KRaft `maybeBalancePartitionLeaders`, which, as
+/// here, balances every imbalanced partition (`leader.imbalance.per.broker.percentage` is a
+/// ZooKeeper-mode setting).
+async fn leader_balance_loop(active: Weak<Active>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(target) = active.upgrade() else {
+            return;
+        };
+        match target.leading_term().await {
+            Leading::Gone => return,
+            Leading::No => continue,
+            Leading::Yes(_) => {}
+        }
+        let image = target.image();
+        let imbalanced: Vec<(Uuid, i32)> = image
+            .topics()
+            .flat_map(|topic| {
+                topic.partitions.iter().filter_map(|p| {
+                    let preferred = *p.replicas.first()?;
+                    let movable = preferred != p.leader
+                        && p.isr.contains(&preferred)
+                        && !image.is_fenced(preferred);
+                    movable.then_some((topic.topic_id, p.partition))
+                })
+            })
+            .take(ELECTIONS_PER_BALANCE_MAX)
+            .collect();
+        let mut moved = 0usize;
+        for (topic_id, partition) in imbalanced {
+            let change = Change::ElectPreferred {
+                topic_id,
+                partition,
+            };
+            match target.run_here(&change).await {
+                Ok(_) => moved += 1,
+                Err(ControllerError::NothingToRecord)
+                | Err(ControllerError::PreferredLeaderNotAvailable { .. }) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "a preferred-leader election failed; the next pass tries again");
+                    break;
+                }
+            }
+        }
+        if moved > 0 {
+            tracing::info!(
+                partitions = moved,
+                "auto leader rebalance: preferred replicas lead again"
+            );
         }
     }
 }

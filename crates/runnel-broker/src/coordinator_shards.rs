@@ -11,9 +11,12 @@
 //! broker has no shard here: the coordinator answers NOT_COORDINATOR and the client finds the
 //! right broker again (FindCoordinator answers the partition's leader).
 //!
-//! With one replica per partition a partition is led only by the broker that holds it, so a
-//! shard, once started, runs until shutdown. Moving leadership (the replication issue) will
-//! stop a shard when its partition is led elsewhere.
+//! Leadership moves (a failover, a controlled shutdown, a preferred election): each image
+//! applied here is followed ([`HostedShards::start_led`] from the image applier, Kafka's
+//! `onElection`/`onResignation`). A shard whose partition is now led elsewhere stops; a
+//! partition led here at a new leader epoch gets a new shard, which loads the state afresh from
+//! the replicated log (what the old leader wrote and the ISR holds), so no shard serves state
+//! from an earlier leadership. Requests check the same at every call.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -28,8 +31,14 @@ pub(crate) struct HostedShards<S> {
     topic: &'static str,
     /// The topic's partition count when the coordinator started: keys are routed over it.
     count: i32,
-    running: Mutex<BTreeMap<i32, Arc<S>>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    running: Mutex<BTreeMap<i32, Running<S>>>,
+}
+
+/// A shard, the leader epoch of the leadership it serves and its task.
+struct Running<S> {
+    leader_epoch: i32,
+    shard: Arc<S>,
+    task: JoinHandle<()>,
 }
 
 impl<S> HostedShards<S> {
@@ -38,7 +47,6 @@ impl<S> HostedShards<S> {
             topic,
             count,
             running: Mutex::new(BTreeMap::new()),
-            tasks: Mutex::new(Vec::new()),
         }
     }
 
@@ -47,34 +55,63 @@ impl<S> HostedShards<S> {
         self.count
     }
 
-    /// The shard of `partition` if it runs here.
-    pub(crate) fn running(&self, partition: i32) -> Option<Arc<S>> {
+    /// The shard of `partition` if it runs here for the partition's current leadership.
+    pub(crate) fn running(&self, broker: &Broker, partition: i32) -> Option<Arc<S>> {
+        let (leader_epoch, _) = self.led_here(broker, partition)?;
         let running = self.running.lock().expect("shards lock poisoned");
-        running.get(&partition).cloned()
+        running
+            .get(&partition)
+            .filter(|r| r.leader_epoch == leader_epoch)
+            .map(|r| Arc::clone(&r.shard))
     }
 
     /// The shard of `partition`, started with `start` if this broker leads the partition and
-    /// it does not run yet; `None` when the partition is led elsewhere (or not at all).
+    /// it does not run yet for this leadership; `None` when the partition is led elsewhere (or
+    /// not at all). A shard of an earlier leadership is stopped first.
     pub(crate) fn get_or_start(
         &self,
         broker: &Broker,
         partition: i32,
         start: impl FnOnce(Arc<Partition>) -> (S, JoinHandle<()>),
     ) -> Option<Arc<S>> {
+        let led = self.led_here(broker, partition);
         let mut running = self.running.lock().expect("shards lock poisoned");
-        if let Some(shard) = running.get(&partition) {
-            return Some(Arc::clone(shard));
+        if let (Some(current), Some((leader_epoch, _))) = (running.get(&partition), &led) {
+            if current.leader_epoch == *leader_epoch {
+                return Some(Arc::clone(&current.shard));
+            }
         }
-        let hosted = self.led_here(broker, partition)?;
+        if let Some(stale) = running.remove(&partition) {
+            stale.task.abort();
+            tracing::info!(
+                topic = self.topic,
+                partition,
+                leader_epoch = stale.leader_epoch,
+                "coordinator shard stopped: its partition is led elsewhere or at a new epoch"
+            );
+        }
+        let (leader_epoch, hosted) = led?;
         let (shard, task) = start(hosted);
         let shard = Arc::new(shard);
-        running.insert(partition, Arc::clone(&shard));
-        self.tasks.lock().expect("tasks lock poisoned").push(task);
-        tracing::debug!(topic = self.topic, partition, "coordinator shard started");
+        running.insert(
+            partition,
+            Running {
+                leader_epoch,
+                shard: Arc::clone(&shard),
+                task,
+            },
+        );
+        tracing::debug!(
+            topic = self.topic,
+            partition,
+            leader_epoch,
+            "coordinator shard started"
+        );
         Some(shard)
     }
 
-    /// Starts a shard for every partition this broker leads that has none yet.
+    /// Starts a shard for every partition this broker leads that has none for its current
+    /// leadership, and stops the shards of partitions it no longer leads.
     pub(crate) fn start_led(
         &self,
         broker: &Broker,
@@ -88,26 +125,30 @@ impl<S> HostedShards<S> {
     /// Every shard running here, by partition.
     pub(crate) fn all_running(&self) -> Vec<Arc<S>> {
         let running = self.running.lock().expect("shards lock poisoned");
-        running.values().cloned().collect()
+        running.values().map(|r| Arc::clone(&r.shard)).collect()
     }
 
     /// Stops every shard's task and waits for each to end.
     pub(crate) async fn shutdown(&self) {
-        let tasks = std::mem::take(&mut *self.tasks.lock().expect("tasks lock poisoned"));
-        for task in &tasks {
-            task.abort();
+        let stopped = std::mem::take(&mut *self.running.lock().expect("shards lock poisoned"));
+        for running in stopped.values() {
+            running.task.abort();
         }
-        for task in tasks {
-            let _ = task.await;
+        for (_, running) in stopped {
+            let _ = running.task.await;
         }
     }
 
-    /// The partition when this broker holds it and the image names this broker its leader.
-    fn led_here(&self, broker: &Broker, partition: i32) -> Option<Arc<Partition>> {
-        let (leader, _, _) = broker.partition_leader(self.topic, partition)?;
+    /// The partition's leader epoch and the partition, when this broker holds it and the image
+    /// names this broker its leader.
+    fn led_here(&self, broker: &Broker, partition: i32) -> Option<(i32, Arc<Partition>)> {
+        let (leader, leader_epoch, _) = broker.partition_leader(self.topic, partition)?;
         if leader != broker.config.node_id {
             return None;
         }
-        broker.replicas.partition(self.topic, partition)
+        Some((
+            leader_epoch,
+            broker.replicas.partition(self.topic, partition)?,
+        ))
     }
 }

@@ -106,9 +106,15 @@ impl GroupCoordinator {
             None => {
                 let configs = offsets_topic_configs();
                 let partitions = broker.config.offsets_topic_num_partitions;
-                tracing::info!(partitions, "creating {OFFSETS_TOPIC}");
+                let factor = broker
+                    .internal_topic_factor(broker.config.offsets_topic_replication_factor)
+                    .map_err(|needed| {
+                        tracing::info!(needed, "{OFFSETS_TOPIC} waits for enough unfenced brokers");
+                        ErrorCode::CoordinatorNotAvailable
+                    })?;
+                tracing::info!(partitions, factor, "creating {OFFSETS_TOPIC}");
                 broker
-                    .create_topic(OFFSETS_TOPIC, partitions, configs)
+                    .create_topic_on(OFFSETS_TOPIC, partitions, None, factor, configs)
                     .await
                     .map_err(|error| {
                         if crate::broker::created_meanwhile(&error) {
@@ -193,6 +199,15 @@ impl GroupCoordinator {
             responses.push(call_shard(shard, request()).await?);
         }
         Ok(responses)
+    }
+
+    /// Follows the leadership of `__consumer_offsets` in the image just applied: loads the
+    /// partitions this broker now leads, stops the shards of those it no longer does (see
+    /// `coordinator_shards.rs`). Nothing happens before the coordinator started.
+    pub fn follow_leadership(broker: &Arc<Broker>) {
+        if let Some(shards) = broker.groups.shards.get() {
+            shards.start_led(broker, |partition| start_shard(broker, partition));
+        }
     }
 
     /// Stops the tasks (at broker shutdown): queues close, tasks finish what they hold.

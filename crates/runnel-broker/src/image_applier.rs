@@ -107,6 +107,10 @@ async fn apply(broker: &Arc<Broker>, seen: &MetadataImage, next: &MetadataImage)
     }
     warn_of_unclean_elections(broker, seen, next);
     assign_replicas(broker, next);
+    // The coordinators follow their internal topics' leadership only once the partitions
+    // know their new roles.
+    crate::group_coordinator::GroupCoordinator::follow_leadership(broker);
+    crate::transaction_coordinator::TransactionCoordinator::follow_leadership(broker);
 }
 
 /// Logs at WARN each partition this node has just taken the lead of without being one of its

@@ -236,6 +236,13 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         std::time::Duration::from_millis(config.broker_session_timeout_ms),
         std::time::Duration::from_millis(config.broker_heartbeat_interval_ms),
     );
+    if config.auto_leader_rebalance_enable {
+        broker
+            .controller
+            .start_leader_balancing(std::time::Duration::from_millis(
+                config.leader_imbalance_check_interval_ms,
+            ));
+    }
 
     let http_listener = match config.http_listen {
         Some(address) => Some(
@@ -324,6 +331,11 @@ pub async fn start_controller(config: BrokerConfig) -> Result<RunningController,
         Duration::from_millis(config.broker_session_timeout_ms),
         Duration::from_millis(config.broker_heartbeat_interval_ms),
     );
+    if config.auto_leader_rebalance_enable {
+        controller.start_leader_balancing(Duration::from_millis(
+            config.leader_imbalance_check_interval_ms,
+        ));
+    }
     tracing::info!(
         node_id = config.node_id,
         controller_listener = ?config.controller_listen,

@@ -135,11 +135,22 @@ impl TransactionCoordinator {
             Some(topic) => Arc::clone(topic),
             None => {
                 let partitions = broker.config.transaction_state_log_num_partitions;
-                tracing::info!(partitions, "creating {TRANSACTION_STATE_TOPIC}");
+                let factor = broker
+                    .internal_topic_factor(broker.config.transaction_state_log_replication_factor)
+                    .map_err(|needed| {
+                        tracing::info!(
+                            needed,
+                            "{TRANSACTION_STATE_TOPIC} waits for enough unfenced brokers"
+                        );
+                        TxnErrorCode::CoordinatorNotAvailable
+                    })?;
+                tracing::info!(partitions, factor, "creating {TRANSACTION_STATE_TOPIC}");
                 broker
-                    .create_topic(
+                    .create_topic_on(
                         TRANSACTION_STATE_TOPIC,
                         partitions,
+                        None,
+                        factor,
                         transaction_state_topic_configs(),
                     )
                     .await
@@ -351,7 +362,7 @@ impl TransactionCoordinator {
             return TxnErrorCode::CoordinatorNotAvailable;
         };
         let index = partition_for_transactional_id(transactional_id, shards.count());
-        let Some(shard) = shards.running(index) else {
+        let Some(shard) = shards.running(broker, index) else {
             return TxnErrorCode::NotCoordinator;
         };
         if !shard.loaded.load(Ordering::Acquire) {
@@ -408,6 +419,15 @@ impl TransactionCoordinator {
                 descriptions.remove(0)
             }
             _ => TxnDescription::empty(id, TxnErrorCode::UnknownServerError),
+        }
+    }
+
+    /// Follows the leadership of `__transaction_state` in the image just applied: loads the
+    /// partitions this broker now leads, stops the shards of those it no longer does (see
+    /// `coordinator_shards.rs`). Nothing happens before the coordinator started.
+    pub fn follow_leadership(broker: &Arc<Broker>) {
+        if let Some(shards) = broker.txns.shards.get() {
+            shards.start_led(broker, |p| start_shard(broker, shards.count(), p));
         }
     }
 

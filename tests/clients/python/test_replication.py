@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from confluent_kafka import ElectionType, KafkaError, Producer, TopicPartition
+from confluent_kafka import ElectionType, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic,
                                    ResourceType)
 from kafka import KafkaConsumer, KafkaProducer
@@ -85,9 +85,22 @@ def partitions_of(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int],
 
 
 def log_bytes(data_dir: Path, topic: str, partition: int) -> bytes:
-    """Every segment file of the partition in `data_dir`, in offset order, concatenated."""
+    """The batches of every segment file of the partition in `data_dir`, in offset order,
+    concatenated. An active segment written with O_DIRECT holds up to a block of zeros after
+    its last batch (segment.rs), which a replica restarted since (its file cut to the batches)
+    does not: the walk over the batches' framing stops at the first zero length."""
     directory = data_dir / f"{topic}-{partition}"
-    return b"".join(path.read_bytes() for path in sorted(directory.glob("*.log")))
+    batches = []
+    for path in sorted(directory.glob("*.log")):
+        data = path.read_bytes()
+        end = 0
+        while end + 12 <= len(data):
+            length = int.from_bytes(data[end + 8:end + 12], "big", signed=True)
+            if length <= 0 or end + 12 + length > len(data):
+                break
+            end += 12 + length
+        batches.append(data[:end])
+    return b"".join(batches)
 
 
 def wait_for_identical_replicas(cluster: Cluster, topic: str, partitions: int) -> None:
@@ -292,6 +305,61 @@ def test_leader_killed_fails_over_to_an_in_sync_replica(quick_fencing_cluster):
     wait_for_identical_replicas(cluster, "failover", 3)
 
 
+def group_coordinator(bootstrap: str, group: str) -> int:
+    admin = ck.admin(bootstrap)  # held until the answer: a dropped client ends its requests
+    return admin.describe_consumer_groups([group])[group].result(ck.TIMEOUT_S).coordinator.id
+
+
+def test_the_group_coordinator_moves_with_its_partitions_leadership(quick_fencing_cluster):
+    """`__consumer_offsets` has offsets.topic.replication.factor (3) replicas; the group
+    coordinator follows the leadership of the group's partition (Kafka's onElection /
+    onResignation): kill -9 of the coordinator's broker moves the partition to an in-sync
+    replica, whose coordinator loads the group from the replicated log, so the offsets
+    committed before the kill are there, and new commits go to it."""
+    cluster = quick_fencing_cluster
+    bootstrap = cluster.bootstrap()
+    offsets = partitions_of(bootstrap, "__consumer_offsets")
+    assert all(sorted(replicas) == [1, 2, 3] for _, replicas, _ in offsets.values())
+    create_replicated(bootstrap, "coordinated", 1, {"min.insync.replicas": "2"})
+    placed_on(cluster, "coordinated")
+    produce(bootstrap, "coordinated", make_records("c", keyed=0, unkeyed=20), partition=0)
+    group = "moving-coordinator"
+    committer = ck.assign_only_consumer(bootstrap, {"group.id": group})
+    try:
+        committer.commit(offsets=[TopicPartition("coordinated", 0, 12)], asynchronous=False)
+    finally:
+        committer.close()
+    coordinator = group_coordinator(bootstrap, group)
+    cluster.node(coordinator).kill()
+    killed_at = time.monotonic()
+    survivor = next(n for n in cluster.nodes if n.node_id != coordinator)
+
+    def new_coordinator() -> int | None:
+        try:
+            found = group_coordinator(survivor.bootstrap, group)
+        except KafkaException as exc:
+            # Kafka's answers while the partition moves and its new leader loads the group.
+            assert ck.kafka_error(exc).code() in (KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                                  KafkaError.NOT_COORDINATOR,
+                                                  KafkaError.COORDINATOR_NOT_AVAILABLE), exc
+            return None
+        return found if found != coordinator else None
+    moved = wait_until(new_coordinator, ck.TIMEOUT_S, "a new coordinator for the group")
+    print(f"the group's coordinator moved {time.monotonic() - killed_at:.2f} s after a kill -9 "
+          "(broker.session.timeout.ms=3000)")
+    consumer = ck.assign_only_consumer(survivor.bootstrap, {"group.id": group})
+    try:
+        def committed() -> int:
+            return consumer.committed([TopicPartition("coordinated", 0)],
+                                      timeout=ck.TIMEOUT_S)[0].offset
+        assert committed() == 12, "the offset committed before the kill, at the new coordinator"
+        consumer.commit(offsets=[TopicPartition("coordinated", 0, 17)], asynchronous=False)
+        assert committed() == 17
+    finally:
+        consumer.close()
+    assert group_coordinator(survivor.bootstrap, group) == moved
+
+
 def test_a_stopped_follower_leaves_the_isr_and_rejoins(tmp_path, request):
     """Kafka's Partition.maybeShrinkIsr / maybeExpandIsr: a follower that has not caught up
     for replica.lag.time.max.ms leaves the ISR (acks=all then needs only the others), and
@@ -361,6 +429,36 @@ def test_sigterm_moves_leadership_away_before_the_process_exits(cluster):
     again = admin.elect_leaders(ElectionType.PREFERRED, asked).result(ck.TIMEOUT_S)
     assert all(err is not None and err.code() == KafkaError.ELECTION_NOT_NEEDED
                for err in again.values()), again
+
+
+def test_auto_leader_rebalance_gives_the_lead_back_to_preferred_replicas(tmp_path, request):
+    """Kafka's auto.leader.rebalance.enable (KRaft's maybeBalancePartitionLeaders): every
+    leader.imbalance.check.interval.seconds the active controller moves the lead of each
+    partition whose preferred (first) replica is unfenced and in sync back to it, with no
+    ElectLeaders asked."""
+    cluster = Cluster(tmp_path, 3, extra={"broker.session.timeout.ms": "60000",
+                                          "leader.imbalance.check.interval.seconds": "1"})
+    request.node._runnel_brokers = cluster.nodes
+    cluster.start()
+    try:
+        bootstrap = cluster.bootstrap()
+        create_replicated(bootstrap, "rebalanced", 3, {"min.insync.replicas": "2"})
+        placed, leader, _ = placed_on(cluster, "rebalanced")
+        preferred = {p: replicas[0] for p, (_, replicas, _) in placed.items()}
+        produce(bootstrap, "rebalanced", make_records("before", keyed=0, unkeyed=30))
+        leader.stop()
+        survivor = next(n for n in cluster.nodes if n.running())
+        wait_until(lambda: all(l not in (-1, leader.node_id) for l, _, _ in
+                               partitions_of(survivor.bootstrap, "rebalanced").values()),
+                   ck.TIMEOUT_S, "every partition led by a running broker")
+        leader.start()
+        back = wait_until(lambda: (lambda p: p if all(p[i][0] == preferred[i] for i in p)
+                                   else None)(partitions_of(survivor.bootstrap, "rebalanced")),
+                          ck.TIMEOUT_S, "every partition led by its preferred replica again")
+        assert all(sorted(isr) == [1, 2, 3] for _, _, isr in back.values())
+        assert len(ck.consume_all(bootstrap, "rebalanced", 3)) == 30
+    finally:
+        cluster.kill()
 
 
 def test_unclean_election_only_where_the_topic_allows_it(quick_fencing_cluster):
