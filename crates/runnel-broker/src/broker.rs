@@ -241,19 +241,19 @@ impl Broker {
     }
 
     /// The replication factor of an internal topic created now (`__consumer_offsets`,
-    /// `__transaction_state`): `configured`, but at most the cluster's size (its controller
-    /// quorum's voters or its registered brokers, whichever is more), so that one node with no
-    /// configuration still gets its coordinators where Kafka, with its default of 3, would
-    /// refuse. `Err(needed)` while fewer brokers than that are unfenced: Kafka's
+    /// `__transaction_state`): `configured`, but at most the cluster's size, so that one node
+    /// with no configuration still gets its coordinators where Kafka, with its default of 3,
+    /// would refuse. The size is the registered brokers, or, on a combined node, the quorum's
+    /// voters when more (combined voters are brokers too, and may not have registered yet).
+    /// `Err(needed)` while fewer brokers than that are unfenced: Kafka's
     /// COORDINATOR_NOT_AVAILABLE until they are, so the topic never starts under-replicated.
     pub(crate) fn internal_topic_factor(&self, configured: i16) -> Result<usize, usize> {
         let image = self.controller.image();
-        let cluster = self
-            .config
-            .quorum_voters
-            .len()
-            .max(image.brokers().count())
-            .max(1);
+        let combined_voters = match self.config.role {
+            crate::config::kraft::ProcessRole::Combined => self.config.quorum_voters.len(),
+            _ => 0,
+        };
+        let cluster = combined_voters.max(image.brokers().count()).max(1);
         let factor = usize::try_from(configured).unwrap_or(1).clamp(1, cluster);
         if image.unfenced_brokers().count() < factor {
             return Err(factor);

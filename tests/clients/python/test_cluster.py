@@ -12,6 +12,7 @@ import subprocess
 import time
 
 import pytest
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewPartitions as KafkaNewPartitions
@@ -699,6 +700,15 @@ def test_controller_only_and_broker_only_nodes_form_a_cluster(tmp_path, request)
         for key, value in records:
             producer.produce("split-roles", key=key, value=value)
         assert producer.flush(ck.TIMEOUT_S) == 0
+        # The group coordinator's topic gets a replica on each of the two brokers: the
+        # controllers are no brokers, so they do not count towards its replication factor.
+        committer = ck.assign_only_consumer(bootstrap, {"group.id": "split-roles-group"})
+        try:
+            committer.commit(offsets=[TopicPartition("split-roles", 0, 3)], asynchronous=False)
+        finally:
+            committer.close()
+        offsets_topic = ck.cluster_metadata(bootstrap).topics["__consumer_offsets"]
+        assert all(sorted(p.replicas) == [4, 5] for p in offsets_topic.partitions.values())
 
         # The active controller (a controller-only node) dies: the two others elect another,
         # and a topic is created through a broker again.
