@@ -50,6 +50,19 @@ def runnel_bin() -> Path:
     return Path(os.environ.get("RUNNEL_BIN", DEFAULT_BIN))
 
 
+def batches_length(data: bytes) -> int:
+    """How many bytes of a segment file's contents `data` its record batches fill: direct
+    appends (`log.direct.io`) leave up to a block of zeros after the last batch of the active
+    segment (segment.rs), which the walk over the batches' framing stops at."""
+    position = 0
+    while position + 12 <= len(data):
+        length = int.from_bytes(data[position + 8:position + 12], "big", signed=True)
+        if length <= 0 or position + 12 + length > len(data):
+            break
+        position += 12 + length
+    return position
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

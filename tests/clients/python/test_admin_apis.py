@@ -25,7 +25,7 @@ from kafka import errors as kafka_errors
 from kafka.protocol.consumer.fetch import FetchRequest
 
 import ck
-from helpers import make_records, wait_until
+from helpers import batches_length, make_records, wait_until
 
 # AclEntry.supportedOperations(CLUSTER) / (TOPIC): what Kafka returns without an authorizer.
 CLUSTER_OPERATIONS = {AclOperation.CREATE, AclOperation.CLUSTER_ACTION,
@@ -41,14 +41,7 @@ def batch_bytes(segment) -> int:
     """The bytes of a segment file's record batches: its length, less the zero padding after
     the last batch that direct appends (`log.direct.io`) leave in the active segment until it
     is sealed. Kafka's `partition_size` is the log's size, which that padding is not part of."""
-    data = segment.read_bytes()
-    position = 0
-    while position + 12 <= len(data):
-        length = int.from_bytes(data[position + 8:position + 12], "big", signed=True)
-        if length <= 0 or position + 12 + length > len(data):
-            break
-        position += 12 + length
-    return position
+    return batches_length(segment.read_bytes())
 
 def kp_admin(broker) -> KafkaAdminClient:
     return KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=30_000)

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import ck
 from cluster import Cluster
-from helpers import (Record, assert_round_trip, free_ports, make_records, now_ms,
-                     wait_until)
+from helpers import (Record, assert_round_trip, batches_length, free_ports, make_records,
+                     now_ms, wait_until)
 
 
 def produce(bootstrap: str, topic: str, records, partition: int | None = None,
@@ -93,13 +93,7 @@ def log_bytes(data_dir: Path, topic: str, partition: int) -> bytes:
     batches = []
     for path in sorted(directory.glob("*.log")):
         data = path.read_bytes()
-        end = 0
-        while end + 12 <= len(data):
-            length = int.from_bytes(data[end + 8:end + 12], "big", signed=True)
-            if length <= 0 or end + 12 + length > len(data):
-                break
-            end += 12 + length
-        batches.append(data[:end])
+        batches.append(data[:batches_length(data)])
     return b"".join(batches)
 
 
