@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -87,6 +88,11 @@ impl TestBroker {
         self.running.as_ref().expect("the broker is running")
     }
 
+    /// Runs `future` to completion on the broker's runtime (for calling its async internals).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
     /// The HTTP port's address, when the broker was started with `http.listen`.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.running.as_ref().and_then(RunningBroker::http_addr)
@@ -100,10 +106,30 @@ impl TestBroker {
         self.data_dir.path()
     }
 
+    /// Starts again on the same data directory and port, after a stop.
+    pub fn restart_stopped(&mut self, overrides: &[(&str, &str)]) {
+        assert!(self.running.is_none(), "the broker is still running");
+        self.boot(overrides);
+    }
+
     /// Shuts down cleanly and starts again on the same data directory and port.
     pub fn restart(&mut self, overrides: &[(&str, &str)]) {
         self.stop();
         self.boot(overrides);
+    }
+
+    /// Runs `steps` on the broker's runtime, then shuts down cleanly at once, in the same
+    /// task (no chance for the broker to catch up in between).
+    pub fn stop_right_after<F: std::future::Future<Output = ()>>(
+        &mut self,
+        steps: impl FnOnce(Arc<runnel_broker::broker::Broker>) -> F,
+    ) {
+        let running = self.running.take().expect("the broker is running");
+        let broker = Arc::clone(running.broker());
+        self.runtime.block_on(async move {
+            steps(broker).await;
+            running.shutdown().await.expect("clean shutdown");
+        });
     }
 
     pub fn stop(&mut self) {

@@ -12,7 +12,7 @@ use crate::config::{AdvertisedListener, BrokerConfig, ConfigError, TopicSettings
 use crate::controller::{Controller, ControllerError};
 use crate::dynamic_config::{self, DynamicBrokerConfig};
 use crate::group_coordinator::GroupCoordinator;
-use crate::replica_manager::{OpenTopicError, ReplicaManager};
+use crate::replica_manager::{OpenTopicError, PreparedPartitions, ReplicaManager};
 use crate::transaction_coordinator::TransactionCoordinator;
 
 /// Why a topic could not be created or deleted.
@@ -25,12 +25,27 @@ pub enum CreateTopicError {
     #[error("{0}")]
     Delete(#[from] runnel_log::LogError),
     /// The node would host more than `max.broker.partitions` partitions.
+    /// The creation's task ended without an answer (the runtime shutting down).
+    #[error("the creation was interrupted: {0}")]
+    Interrupted(String),
     #[error("creating {requested} partition(s) would take this node past max.broker.partitions={max}: it hosts {hosted}")]
     PartitionLimit {
         requested: usize,
         hosted: usize,
         max: usize,
     },
+}
+
+/// Runs a creation's steps in a task of their own and waits for it (see
+/// [`Broker::create_topic`]): the task goes on when the caller is dropped.
+async fn run_whole<T: Send + 'static>(
+    steps: impl std::future::Future<Output = Result<T, CreateTopicError>> + Send + 'static,
+) -> Result<T, CreateTopicError> {
+    match tokio::spawn(steps).await {
+        Ok(outcome) => outcome,
+        // Cancelled only when the runtime shuts down; a panic is a bug, reported as such.
+        Err(error) => Err(CreateTopicError::Interrupted(error.to_string())),
+    }
 }
 
 /// Whether a creation failed only because the topic was created meanwhile (through another
@@ -286,13 +301,25 @@ impl Broker {
     /// partition directories are already on disk (data the metadata does not name, which a
     /// new partition must never adopt: checked before anything is opened), opens every
     /// partition (creating its directory), then records the topic in the metadata log and
-    /// hosts the partitions. A failure at any step (a partition directory that cannot be
-    /// created, the metadata write) removes what was created and returns the error: no partial
-    /// topic is left in the metadata or on disk. A crash before the record is written leaves
-    /// empty partition directories of a topic the metadata does not name (kept and reported
-    /// at the next start as stray directories, `data_dir.rs`).
+    /// hosts the partitions. A refusal at any step (a partition directory that cannot be
+    /// created, the controller's no) removes what was created and returns the error: no
+    /// partial topic is left in the metadata or on disk.
+    ///
+    /// When the record's outcome is unknown (proposed, then the quorum stopped or the active
+    /// controller's answer was lost: [`ControllerError::outcome_unknown`]) the new, empty
+    /// directories stay: the record may commit, and then they are the topic's. If it never
+    /// does they are stray directories without records, reported at the next start
+    /// (`data_dir.rs`) and removed by the next creation of the name (see
+    /// [`ReplicaManager::check_no_directory`]). A crash before the record is written leaves the
+    /// same.
+    ///
+    /// The steps run in a task of their own, so that a caller that goes away (its connection
+    /// closed, the request cut by shutdown) never stops a creation between opening the
+    /// directories and learning the record's fate: that released the creation lock while the
+    /// record could still commit, and a second creation of the name then replaced the first's
+    /// directories with its own topic id.
     pub async fn create_topic(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
@@ -304,33 +331,35 @@ impl Broker {
     /// [`Broker::create_topic`] with each partition's replicas given (CreateTopics' manual
     /// assignment) rather than placed by the controller, or placed `factor` replicas each.
     pub async fn create_topic_on(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         partitions: i32,
         assignment: Option<Vec<Vec<i32>>>,
         factor: usize,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
-        let _creating = self.creations.lock().await;
-        self.check_partition_limit(usize::try_from(partitions).unwrap_or(0))?;
-        let (record, topic) = self
-            .controller
-            .plan_topic_on(name, partitions, assignment, factor, configs)?;
-        self.replicas.check_no_directory(name, 0..partitions)?;
-        let prepared = self.replicas.prepare_partitions(&topic, 0)?;
-        if let Err(error) = self.controller.create_topic(&record).await {
-            self.replicas.discard(prepared);
-            return Err(error.into());
-        }
-        self.replicas.install(prepared);
-        Ok(topic)
+        let broker = Arc::clone(self);
+        let name = name.to_string();
+        run_whole(async move {
+            let _creating = broker.creations.lock().await;
+            broker.check_partition_limit(usize::try_from(partitions).unwrap_or(0))?;
+            let (record, topic) = broker
+                .controller
+                .plan_topic_on(&name, partitions, assignment, factor, configs)?;
+            broker.replicas.check_no_directory(&name, 0..partitions)?;
+            let prepared = broker.replicas.prepare_partitions(&topic, 0)?;
+            let recorded = broker.controller.create_topic(&record).await;
+            broker.settle_creation(prepared, recorded)?;
+            Ok(topic)
+        })
+        .await
     }
 
     /// Grows a topic to `partitions` partitions, all or nothing, as [`Broker::create_topic`]:
     /// new partitions whose directories are already on disk are refused, the new partitions
     /// are opened, then the count is recorded.
     pub async fn create_partitions(
-        &self,
+        self: &Arc<Self>,
         topic_id: Uuid,
         partitions: i32,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
@@ -340,34 +369,66 @@ impl Broker {
     /// [`Broker::create_partitions`] with each new partition's replicas given
     /// (CreatePartitions' manual assignment, checked by the caller) rather than placed.
     pub async fn create_partitions_on(
-        &self,
+        self: &Arc<Self>,
         topic_id: Uuid,
         partitions: i32,
         assignment: Option<Vec<Vec<i32>>>,
     ) -> Result<Arc<TopicImage>, CreateTopicError> {
-        let _creating = self.creations.lock().await;
-        let current = self
-            .controller
-            .image()
-            .topic_by_id(&topic_id)
-            .map_or(0, |topic| topic.partitions.len());
-        let added = usize::try_from(partitions)
-            .unwrap_or(0)
-            .saturating_sub(current);
-        self.check_partition_limit(added)?;
-        let (record, topic) = self
-            .controller
-            .plan_partitions_on(topic_id, partitions, assignment)?;
-        let first_new = i32::try_from(current).unwrap_or(i32::MAX);
-        self.replicas
-            .check_no_directory(&topic.name, first_new..partitions)?;
-        let prepared = self.replicas.prepare_partitions(&topic, current)?;
-        if let Err(error) = self.controller.create_partitions(&record, current).await {
-            self.replicas.discard(prepared);
-            return Err(error.into());
+        let broker = Arc::clone(self);
+        run_whole(async move {
+            let _creating = broker.creations.lock().await;
+            let current = broker
+                .controller
+                .image()
+                .topic_by_id(&topic_id)
+                .map_or(0, |topic| topic.partitions.len());
+            let added = usize::try_from(partitions)
+                .unwrap_or(0)
+                .saturating_sub(current);
+            broker.check_partition_limit(added)?;
+            let (record, topic) = broker
+                .controller
+                .plan_partitions_on(topic_id, partitions, assignment)?;
+            let first_new = i32::try_from(current).unwrap_or(i32::MAX);
+            broker
+                .replicas
+                .check_no_directory(&topic.name, first_new..partitions)?;
+            let prepared = broker.replicas.prepare_partitions(&topic, current)?;
+            let recorded = broker.controller.create_partitions(&record, current).await;
+            broker.settle_creation(prepared, recorded)?;
+            Ok(topic)
+        })
+        .await
+    }
+
+    /// The last step of a creation, once the controller answered: hosts the prepared
+    /// partitions when the record is written, removes their new directories when it was
+    /// refused, and closes them but keeps the directories when its fate is unknown (see
+    /// [`Broker::create_topic`]).
+    fn settle_creation(
+        &self,
+        prepared: PreparedPartitions,
+        recorded: Result<(), ControllerError>,
+    ) -> Result<(), CreateTopicError> {
+        match recorded {
+            Ok(()) => {
+                self.replicas.install(prepared);
+                Ok(())
+            }
+            Err(error) if error.outcome_unknown() => {
+                tracing::warn!(
+                    topic = %prepared.topic(),
+                    %error,
+                    "a creation's record may still commit: its new partition directories are kept"
+                );
+                drop(prepared);
+                Err(error.into())
+            }
+            Err(error) => {
+                self.replicas.discard(prepared);
+                Err(error.into())
+            }
         }
-        self.replicas.install(prepared);
-        Ok(topic)
     }
 
     /// Refuses `requested` more partitions when the node would host more than

@@ -115,6 +115,26 @@ pub enum ControllerError {
     },
 }
 
+impl ControllerError {
+    /// Whether the change may have been committed although this call failed: its record was
+    /// (or may have been) proposed, then the quorum stopped, the active controller changed or
+    /// its answer was lost, or the local apply lagged. Every other error is a refusal: nothing
+    /// was recorded. A caller that prepared state for the change keeps it on `true`
+    /// ([`crate::broker::Broker::create_topic`]).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ControllerError::Io(_)
+                | ControllerError::Quorum(ProposeError::Stopped(_))
+                | ControllerError::Stopped
+                | ControllerError::LeaderChanged
+                | ControllerError::ActiveController(_)
+                | ControllerError::Forward(ForwardError::Uncertain { .. })
+                | ControllerError::NotApplied { .. }
+        )
+    }
+}
+
 /// The metadata writer and the published image.
 pub struct Controller {
     /// Topics the log's RemoveTopic records deleted, as they were (read at open).

@@ -803,6 +803,13 @@ pub struct PreparedPartitions {
     created_dirs: Vec<PathBuf>,
 }
 
+impl PreparedPartitions {
+    /// The topic the partitions belong to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
 /// Why a topic's partitions could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenTopicError {

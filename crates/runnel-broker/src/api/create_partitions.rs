@@ -83,7 +83,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Reply, Codec
 }
 
 async fn create(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     topic: &CreatePartitionsTopic,
     validate_only: bool,
 ) -> Result<(), (ErrorCode, String)> {

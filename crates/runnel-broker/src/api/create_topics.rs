@@ -101,7 +101,7 @@ struct Created {
 }
 
 async fn create(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     topic: &CreatableTopic,
     validate_only: bool,
 ) -> Result<Created, (ErrorCode, String)> {

@@ -175,7 +175,7 @@ fn topic_by_name(
 
 /// Creates topic `name` with `num.partitions` partitions; `None` once it exists (created
 /// here or by another request meanwhile), else the topic's answer.
-async fn auto_create(broker: &Broker, name: &str) -> Option<MetadataResponseTopic> {
+async fn auto_create(broker: &Arc<Broker>, name: &str) -> Option<MetadataResponseTopic> {
     let created = broker
         .create_topic(name, broker.config.num_partitions, BTreeMap::new())
         .await;
