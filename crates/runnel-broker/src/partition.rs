@@ -129,7 +129,23 @@ impl Partition {
     /// back); the next append starts the epoch in the log's leader-epoch cache. Returns
     /// whether it moved.
     pub fn raise_leader_epoch(&self, epoch: i32) -> bool {
-        self.leader_epoch.fetch_max(epoch, Ordering::AcqRel) < epoch
+        let raised = self.leader_epoch.fetch_max(epoch, Ordering::AcqRel) < epoch;
+        if raised {
+            self.wake_produce_waits();
+        }
+        raised
+    }
+
+    /// Whether this broker leads the partition at `leader_epoch`.
+    pub fn leads_at(&self, leader_epoch: i32) -> bool {
+        self.is_led_here() && self.leader_epoch() == leader_epoch
+    }
+
+    /// Wakes the produces waiting on the high watermark or the local end, to look at the
+    /// leadership again ([`Partition::wait_for_high_watermark_above_while_leading`]).
+    fn wake_produce_waits(&self) {
+        self.high_watermark.send_modify(|_| {});
+        self.local_end.send_modify(|_| {});
     }
 
     /// A partition opened on broker `node_id` as `image` places it.
@@ -315,6 +331,8 @@ impl Partition {
             became_leader
         };
         self.update_high_watermark(&mut log);
+        drop(log);
+        self.wake_produce_waits();
         became_leader
     }
 
@@ -600,6 +618,38 @@ impl Partition {
         let _ = receiver
             .wait_for(|high_watermark| *high_watermark > offset)
             .await;
+    }
+
+    /// Waits, as an acks=all produce appended at `leader_epoch` does, until the high watermark
+    /// is above `offset`; `false` as soon as this broker no longer leads the partition at that
+    /// epoch (Kafka's DelayedProduce answers NOT_LEADER_OR_FOLLOWER then). Without that
+    /// check a produce whose batch a new leader's log does not hold was answered as soon as
+    /// this broker, now a follower, truncated the batch away and took the new leader's high
+    /// watermark: acknowledged at offsets that hold other records (found by the history
+    /// checker, `tests/clients/python/history_run.py`).
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Partition::wait_for_high_watermark_above`].
+    pub async fn wait_for_high_watermark_above_while_leading(
+        &self,
+        offset: i64,
+        leader_epoch: i32,
+    ) -> bool {
+        let mut receiver = self.high_watermark.subscribe();
+        let _ = receiver
+            .wait_for(|high_watermark| *high_watermark > offset || !self.leads_at(leader_epoch))
+            .await;
+        self.leads_at(leader_epoch)
+    }
+
+    /// [`Partition::wait_for_high_watermark_above_while_leading`] for acks=1: until the local
+    /// end reaches `end`.
+    pub async fn wait_for_local_end_while_leading(&self, end: i64, leader_epoch: i32) -> bool {
+        let mut receiver = self.local_end.subscribe();
+        let _ = receiver
+            .wait_for(|local_end| *local_end >= end || !self.leads_at(leader_epoch))
+            .await;
+        self.leads_at(leader_epoch)
     }
 
     /// What the flusher must fsync, if anything, once the appends waiting in a direct tail are

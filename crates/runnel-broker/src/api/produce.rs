@@ -76,9 +76,9 @@ const ADD_PARTITIONS_WAIT_MAX: Duration = Duration::from_secs(30);
 struct PartitionOutcome {
     response: PartitionProduceResponse,
     /// The partition and the last offset that must become durable before answering.
-    /// The partition, the batch's last offset, and whether the acks are all (the high
-    /// watermark) rather than 1 (the local end).
-    wait: Option<(Arc<Partition>, i64, bool)>,
+    /// The partition, the batch's last offset, whether the acks are all (the high
+    /// watermark) rather than 1 (the local end), and the leader epoch it was appended at.
+    wait: Option<(Arc<Partition>, i64, bool, i32)>,
     /// The leader a `NOT_LEADER_OR_FOLLOWER` names (KIP-951): listed in `node_endpoints`.
     leader_hint: Option<runnel_metadata::BrokerRegistration>,
 }
@@ -214,24 +214,29 @@ fn append_all(
         let deadline = tokio::time::Instant::now() + timeout;
         for (_, outcomes) in topics.iter_mut() {
             for outcome in outcomes.iter_mut() {
-                let Some((partition, last_offset, acks_all)) = outcome.wait.take() else {
+                let Some((partition, last_offset, acks_all, epoch)) = outcome.wait.take() else {
                     continue;
                 };
                 let answered = if acks_all {
                     tokio::time::timeout_at(
                         deadline,
-                        partition.wait_for_high_watermark_above(last_offset),
+                        partition.wait_for_high_watermark_above_while_leading(last_offset, epoch),
                     )
                     .await
                 } else {
                     tokio::time::timeout_at(
                         deadline,
-                        partition.wait_for_local_end_at_least(last_offset + 1),
+                        partition.wait_for_local_end_while_leading(last_offset + 1, epoch),
                     )
                     .await
                 };
                 if answered.is_err() {
                     outcome.response.error_code = ErrorCode::RequestTimedOut.code();
+                    outcome.response.base_offset = -1;
+                } else if answered == Ok(false) {
+                    // Kafka's DelayedProduce: the leadership moved while the batch waited; a
+                    // new leader may not hold it. The (idempotent) producer sends it again.
+                    outcome.response.error_code = ErrorCode::NotLeaderOrFollower.code();
                     outcome.response.base_offset = -1;
                 } else if acks_all && partition.isr_len() < partition.settings().min_insync_replicas
                 {
@@ -487,6 +492,8 @@ fn append(
         }
         return outcome;
     };
+    // Read before the append: a leadership that changes after it fails the wait.
+    let leader_epoch = partition.leader_epoch();
     match broker.replicas.append(&partition, records, acks_all) {
         Ok(Appended {
             base_offset,
@@ -495,7 +502,7 @@ fn append(
             log_append_time_ms,
         }) => {
             let waits = broker.replicas.is_durable() || (acks_all && partition.has_followers());
-            let wait = waits.then(|| (Arc::clone(&partition), last_offset, acks_all));
+            let wait = waits.then(|| (Arc::clone(&partition), last_offset, acks_all, leader_epoch));
             PartitionOutcome {
                 response: PartitionProduceResponse::default()
                     .with_index(index)
