@@ -30,10 +30,10 @@ class Node(Broker):
 
     def command(self) -> list[str]:
         listeners = {
-            "broker,controller": f"PLAINTEXT://127.0.0.1:{self.port},"
-                                 f"CONTROLLER://127.0.0.1:{self.controller_port}",
-            "broker": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "controller": f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "broker,controller": f"PLAINTEXT://{self.host}:{self.port},"
+                                 f"CONTROLLER://{self.host}:{self.controller_port}",
+            "broker": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller": f"CONTROLLER://{self.host}:{self.controller_port}",
         }[self.roles]
         overrides = {
             "process.roles": self.roles,
@@ -80,10 +80,14 @@ class Cluster:
     own FaultProxy (node i's `controller.quorum.voters` names, for node j, the proxy from i
     to j), so that a test can cut a node off from the others and heal it ([`cut`],
     [`heal`]); clients still reach every node directly.
+
+    With `network` (a `netns.Network` of `size` namespaces), node i runs in namespace i and
+    listens on that namespace's address, ports 9092 and 9093 (each namespace has its own), so
+    that the network itself can be cut between nodes, for the data path as for the quorum.
     """
 
     def __init__(self, tmp_path: Path, size: int, extra: dict[str, str] | None = None,
-                 proxied: bool = False):
+                 proxied: bool = False, network=None):
         # The proxies listen first, so the nodes' ports (chosen after, all distinct) cannot be
         # one of theirs: a node whose controller port a proxy held could not start, and the
         # node whose proxy it was would reach itself through its path to that node.
@@ -93,21 +97,27 @@ class Cluster:
                 for j in range(1, size + 1):
                     if i != j:
                         self.proxies[(i, j)] = FaultProxy(None)
-        chosen = free_ports(2 * size)
-        ports = [(chosen[2 * k], chosen[2 * k + 1]) for k in range(size)]
+        if network is None:
+            chosen = free_ports(2 * size)
+            ports = [(chosen[2 * k], chosen[2 * k + 1]) for k in range(size)]
+            hosts = ["127.0.0.1"] * size
+        else:
+            ports = [(9092, 9093)] * size
+            hosts = [network.host(i) for i in range(1, size + 1)]
         for (_, j), proxy in self.proxies.items():
-            proxy.upstream = ("127.0.0.1", ports[j - 1][1])
+            proxy.upstream = (hosts[j - 1], ports[j - 1][1])
 
         def voters_seen_by(i: int) -> str:
             return ",".join(
-                f"{j}@127.0.0.1:"
+                f"{j}@{'127.0.0.1' if (i, j) in self.proxies else hosts[j - 1]}:"
                 f"{self.proxies[(i, j)].port if (i, j) in self.proxies else controller}"
                 for j, (_, controller) in enumerate(ports, start=1))
 
         self.nodes = [
             Node(runnel_bin(), tmp_path / f"node-{i + 1}", client, tmp_path / f"node-{i + 1}.log",
                  node_id=i + 1, controller_port=controller, voters=voters_seen_by(i + 1),
-                 extra=dict(extra or {}))
+                 extra=dict(extra or {}), host=hosts[i],
+                 prefix=[] if network is None else network.prefix(i + 1))
             for i, (client, controller) in enumerate(ports)
         ]
 
@@ -170,7 +180,7 @@ def own_metadata(node: Broker) -> tuple[list[int], set[str]]:
         return struct.pack(">h", len(text)) + text.encode()
 
     frame = struct.pack(">hhi", 3, 0, 11) + string("cluster-test") + struct.pack(">i", 0)
-    with socket.create_connection(("127.0.0.1", node.port), timeout=30) as conn:
+    with socket.create_connection((node.host, node.port), timeout=30) as conn:
         conn.sendall(struct.pack(">i", len(frame)) + frame)
         size = struct.unpack(">i", conn.recv(4, socket.MSG_WAITALL))[0]
         answer = conn.recv(size, socket.MSG_WAITALL)

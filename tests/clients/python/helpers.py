@@ -84,9 +84,9 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def can_connect(port: int) -> bool:
+def can_connect(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
         return False
@@ -106,10 +106,14 @@ class Broker:
     log_path: Path
     overrides: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    # The address it listens on, and what the command runs under (a network namespace's
+    # `ip netns exec NAME`, which execs the broker: the process is the broker itself).
+    host: str = "127.0.0.1"
+    prefix: list[str] = field(default_factory=list)
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def command(self) -> list[str]:
         cmd = [str(self.binary), "server", "--listen", self.bootstrap,
@@ -134,7 +138,7 @@ class Broker:
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")
-        cmd = self.command()
+        cmd = [*self.prefix, *self.command()]
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== test harness: starting {' '.join(cmd)}\n".encode())
             log.flush()
@@ -149,7 +153,7 @@ class Broker:
                 raise BrokerError(
                     f"runnel exited with code {self.proc.returncode} before serving on "
                     f"{self.bootstrap}; log:\n{self.log_tail()}")
-            return can_connect(self.port)
+            return can_connect(self.port, self.host)
 
         try:
             wait_until(serving, START_TIMEOUT_S, f"runnel to accept connections on {self.bootstrap}")
