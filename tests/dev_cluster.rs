@@ -108,9 +108,13 @@ fn three_nodes_start_on_documented_ports_restart_by_hand_and_stop_on_sigint() {
         )),
         "{printed:#?}"
     );
+    // A node serves once the quorum has a leader; the other nodes' registrations reach its
+    // image a moment later.
     let expected = vec![(1, base), (2, base + 2), (3, base + 4)];
     for port in [base, base + 2, base + 4] {
-        assert_eq!(brokers_seen(&format!("127.0.0.1:{port}")), expected);
+        wait_until(&format!("node on {port} to list every broker"), || {
+            brokers_seen(&format!("127.0.0.1:{port}")) == expected
+        });
     }
 
     // Node 3, killed, started again by hand with the printed command.
@@ -186,7 +190,9 @@ fn three_nodes_start_on_documented_ports_restart_by_hand_and_stop_on_sigint() {
 
     // Started again, SIGINT stops every node and the command exits 0.
     let (mut cluster, _) = start_dev_cluster(base, dir.path());
-    assert_eq!(brokers_seen(&bootstrap), expected);
+    wait_until("the restarted cluster to list three brokers", || {
+        brokers_seen(&bootstrap) == expected
+    });
     // SAFETY: SIGINT to the dev cluster this test started.
     unsafe { libc::kill(cluster.id() as i32, libc::SIGINT) };
     assert!(cluster.wait().expect("dev-cluster exits").success());
