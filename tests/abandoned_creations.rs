@@ -59,6 +59,24 @@ fn produce_to_each(test: &TestBroker, topic: &str, partitions: i32) {
     }
 }
 
+/// Waits until the abandoned change hosts every partition of `topic`.
+fn wait_hosted(broker: &Broker, topic: &str, partitions: i32) {
+    wait_until(
+        &format!("the abandoned change to host every partition of {topic}"),
+        DEADLINE,
+        || hosted(broker, topic, partitions),
+    );
+}
+
+/// Every partition of `topic` takes a produce, and still does after a clean restart, with
+/// every partition hosted again.
+fn whole_through_a_restart(test: &mut TestBroker, topic: &str, partitions: i32) {
+    produce_to_each(test, topic, partitions);
+    test.restart(&[]);
+    assert!(hosted(test.running().broker(), topic, partitions));
+    produce_to_each(test, topic, partitions);
+}
+
 #[test]
 fn an_abandoned_creation_completes_and_the_broker_restarts() {
     let mut test = TestBroker::start();
@@ -67,20 +85,12 @@ fn an_abandoned_creation_completes_and_the_broker_restarts() {
     test.block_on(async {
         poll_once_and_drop(broker.create_topic(topic, 20, BTreeMap::new()));
     });
-    wait_until(
-        "the abandoned creation to host every partition",
-        DEADLINE,
-        || hosted(&broker, topic, 20),
-    );
+    wait_hosted(&broker, topic, 20);
+    drop(broker);
     // A second creation of the name finds the first's topic, and leaves its data alone.
     let mut client = RawClient::connect(test.addr);
     assert_eq!(common::create_topic(&mut client, topic, 20, &[]), 36); // TOPIC_ALREADY_EXISTS
-    produce_to_each(&test, topic, 20);
-    drop(broker);
-
-    test.restart(&[]);
-    assert!(hosted(test.running().broker(), topic, 20));
-    produce_to_each(&test, topic, 20);
+    whole_through_a_restart(&mut test, topic, 20);
 }
 
 #[test]
@@ -99,17 +109,9 @@ fn an_abandoned_growth_completes_and_the_broker_restarts() {
     test.block_on(async {
         poll_once_and_drop(broker.create_partitions(topic_id, 12));
     });
-    wait_until(
-        "the abandoned growth to host every partition",
-        DEADLINE,
-        || hosted(&broker, topic, 12),
-    );
-    produce_to_each(&test, topic, 12);
+    wait_hosted(&broker, topic, 12);
     drop(broker);
-
-    test.restart(&[]);
-    assert!(hosted(test.running().broker(), topic, 12));
-    produce_to_each(&test, topic, 12);
+    whole_through_a_restart(&mut test, topic, 12);
 }
 
 /// The failure CI met: a creation cut at shutdown (an internal topic's, asked for by a client

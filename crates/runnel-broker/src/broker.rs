@@ -24,10 +24,10 @@ pub enum CreateTopicError {
     Open(#[from] OpenTopicError),
     #[error("{0}")]
     Delete(#[from] runnel_log::LogError),
-    /// The node would host more than `max.broker.partitions` partitions.
     /// The creation's task ended without an answer (the runtime shutting down).
     #[error("the creation was interrupted: {0}")]
     Interrupted(String),
+    /// The node would host more than `max.broker.partitions` partitions.
     #[error("creating {requested} partition(s) would take this node past max.broker.partitions={max}: it hosts {hosted}")]
     PartitionLimit {
         requested: usize,

@@ -635,19 +635,28 @@ impl Partition {
         offset: i64,
         leader_epoch: i32,
     ) -> bool {
-        let mut receiver = self.high_watermark.subscribe();
-        let _ = receiver
-            .wait_for(|high_watermark| *high_watermark > offset || !self.leads_at(leader_epoch))
-            .await;
-        self.leads_at(leader_epoch)
+        self.wait_while_leading(&self.high_watermark, |hw| hw > offset, leader_epoch)
+            .await
     }
 
     /// [`Partition::wait_for_high_watermark_above_while_leading`] for acks=1: until the local
     /// end reaches `end`.
     pub async fn wait_for_local_end_while_leading(&self, end: i64, leader_epoch: i32) -> bool {
-        let mut receiver = self.local_end.subscribe();
+        self.wait_while_leading(&self.local_end, |local_end| local_end >= end, leader_epoch)
+            .await
+    }
+
+    /// Waits until `reached` holds for `offsets`' value or this broker no longer leads at
+    /// `leader_epoch`; whether it still does.
+    async fn wait_while_leading(
+        &self,
+        offsets: &watch::Sender<i64>,
+        reached: impl Fn(i64) -> bool,
+        leader_epoch: i32,
+    ) -> bool {
+        let mut receiver = offsets.subscribe();
         let _ = receiver
-            .wait_for(|local_end| *local_end >= end || !self.leads_at(leader_epoch))
+            .wait_for(|&offset| reached(offset) || !self.leads_at(leader_epoch))
             .await;
         self.leads_at(leader_epoch)
     }
