@@ -98,6 +98,29 @@ fn appends_wait_in_the_tail_until_a_flush_writes_them_with_padding() {
     assert_eq!(read_all(&log, 60).len(), 60);
 }
 
+/// A fetch may ask for any offset up to the log end while appends still wait in the tail: at a
+/// batch in the tail or at the end, it gets an empty read (and a debug build does not trip the
+/// slice's bound check: a read of nothing has no file range to check). The history run found
+/// this: a consumer or follower fetching at the end of a freshly appended log, between the
+/// append and the flusher's write.
+#[test]
+fn reads_inside_and_at_the_end_of_an_unwritten_tail_are_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(&dir.path().join("t-0"), direct_config(), 0).expect("open");
+    append(&mut log, 0, 4, 100);
+    flush(&mut log);
+    append(&mut log, 4, 4, 100);
+    for offset in [12, 13, 20, 23, 24] {
+        let slice = log.read(offset, 1 << 20, 24, true).expect("read");
+        assert!(slice.is_empty(), "offset {offset}");
+        assert_eq!(slice.next_offset, offset);
+    }
+    // What the file holds is read as before; the rest once it is written.
+    assert_eq!(read_all(&log, 24).len(), 12);
+    flush(&mut log);
+    assert_eq!(read_all(&log, 24).len(), 24);
+}
+
 #[test]
 fn a_crash_keeps_what_was_flushed_and_drops_the_padding_as_no_damage() {
     let dir = tempfile::tempdir().expect("tempdir");
