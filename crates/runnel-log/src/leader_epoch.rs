@@ -98,11 +98,18 @@ impl LeaderEpochCache {
 
     /// Kafka's OffsetForLeaderEpoch answer: the largest epoch ≤ `epoch` and the end offset of
     /// that epoch (the next epoch's start offset, or the log end offset for the latest one).
-    /// `None` when the cache is empty or `epoch` is older than every entry.
+    /// An `epoch` older than every entry gets itself and the first entry's start offset, as
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor` answers it (the records of that epoch, if
+    /// there were any here, are gone: a follower holding some truncates to where this log's
+    /// known epochs begin, not to its high watermark). `None` (UNDEFINED) when the cache is
+    /// empty or `epoch` is negative.
     pub fn end_offset_for_epoch(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
+        if epoch < 0 {
+            return None;
+        }
         let after = self.entries.partition_point(|&(e, _)| e <= epoch);
         if after == 0 {
-            return None;
+            return self.entries.first().map(|&(_, start)| (epoch, start));
         }
         let (found, _) = self.entries[after - 1];
         let end = self
@@ -161,9 +168,15 @@ mod tests {
         let cache = LeaderEpochCache::load(dir.path()).expect("reload");
         assert_eq!(cache.entries(), &[(0, 0), (2, 10), (5, 20)]);
         assert_eq!(cache.end_offset_for_epoch(0, 30), Some((0, 10)));
+        assert_eq!(cache.end_offset_for_epoch(-1, 30), None, "UNDEFINED");
         assert_eq!(cache.end_offset_for_epoch(1, 30), Some((0, 10)));
         assert_eq!(cache.end_offset_for_epoch(2, 30), Some((2, 20)));
         assert_eq!(cache.end_offset_for_epoch(9, 30), Some((5, 30)));
+        // Kafka's answer for an epoch older than any known: itself, where the known begin.
+        let mut later = LeaderEpochCache::load(&dir.path().join("none")).expect("load");
+        assert_eq!(later.end_offset_for_epoch(0, 30), None, "empty: UNDEFINED");
+        assert!(later.assign(3, 12));
+        assert_eq!(later.end_offset_for_epoch(1, 30), Some((1, 12)));
         let mut cache = cache;
         assert!(cache.truncate_from_end(10));
         assert_eq!(cache.entries(), &[(0, 0)]);

@@ -1,7 +1,8 @@
 //! OffsetForLeaderEpoch (key 23): the end offset of a leader epoch, for a consumer's
 //! truncation check (KIP-320). Single node: the leader-epoch cache's answer, the log end
-//! offset for the current epoch; an epoch before any we know gets -1/-1 (UNDEFINED), as in
-//! Kafka. `current_leader_epoch` is fenced like Fetch's.
+//! offset for the current epoch; an epoch before any we know gets itself and the start of the
+//! first epoch we know, and an empty cache (or epoch -1) gets -1/-1 (UNDEFINED), as Kafka's
+//! `LeaderEpochFileCache.endOffsetFor` answers. `current_leader_epoch` is fenced like Fetch's.
 
 use std::sync::Arc;
 
