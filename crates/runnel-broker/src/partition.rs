@@ -317,7 +317,7 @@ impl Partition {
 
     /// Takes the image's leader, replicas and ISR (see [`ReplicaSet::assign`]); the high
     /// watermark follows at once if the ISR shrank. Returns whether this broker now leads the
-    /// partition and did not before.
+    /// partition and did not before (or at another leader epoch).
     pub fn assign(&self, image: &PartitionImage) -> bool {
         let mut log = self.lock();
         let end = log.log_end_offset();
@@ -334,6 +334,39 @@ impl Partition {
         drop(log);
         self.wake_produce_waits();
         became_leader
+    }
+
+    /// The ISR change this leader should propose ([`ReplicaSet::propose_isr`]), as (ISR,
+    /// leader epoch, partition epoch) of the image it is based on, when this broker leads and
+    /// the replicas as it last assigned them agree with `placed` (the newest image) on epochs.
+    /// The high watermark it is checked against and the proposal's record are taken under
+    /// the partition's lock, which every move of the high watermark holds.
+    pub(crate) fn propose_isr(
+        &self,
+        placed: &PartitionImage,
+        now_ms: i64,
+        lag_max_ms: i64,
+        fenced: impl Fn(i32) -> bool,
+    ) -> Option<(Vec<i32>, i32, i32)> {
+        let log = self.lock();
+        let mut set = self.replica_set();
+        let (leader_epoch, partition_epoch) = set.epochs();
+        // Led here at the same leader epoch: `placed` names this broker as its leader too.
+        if !set.led_here()
+            || placed.leader_epoch != leader_epoch
+            || placed.partition_epoch != partition_epoch
+        {
+            return None;
+        }
+        let isr = set.propose_isr(now_ms, lag_max_ms, log.high_watermark(), fenced)?;
+        Some((isr, leader_epoch, partition_epoch))
+    }
+
+    /// The ISR change proposed at `partition_epoch` was not made ([`ReplicaSet::proposal_failed`]).
+    pub(crate) fn isr_proposal_failed(&self, partition_epoch: i32, refused: bool) {
+        let mut log = self.lock();
+        self.replica_set().proposal_failed(partition_epoch, refused);
+        self.update_high_watermark(&mut log);
     }
 
     /// The number of in-sync replicas the image names.
@@ -686,5 +719,95 @@ impl Partition {
 
     pub(crate) fn note_appended_messages(&self, count: u64) -> u64 {
         self.unflushed_messages.fetch_add(count, Ordering::Relaxed) + count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use runnel_log::{LogConfig, PartitionLog};
+    use runnel_metadata::PartitionImage;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    fn image(leader: i32, leader_epoch: i32) -> PartitionImage {
+        PartitionImage {
+            partition: 0,
+            leader,
+            leader_epoch,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            partition_epoch: leader_epoch,
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> Partition {
+        let settings =
+            TopicSettings::resolve(&BrokerConfig::default(), &BTreeMap::new()).expect("settings");
+        let log = PartitionLog::open(&dir.join("t-0"), LogConfig::default(), 0).expect("open");
+        Partition::new(
+            Arc::from("t"),
+            Uuid::new_v4(),
+            1,
+            &image(1, 0),
+            settings,
+            log,
+            LogDir::new(dir.to_path_buf()),
+        )
+    }
+
+    /// Kafka's `DelayedProduce`: an acks=all produce waiting for the high watermark is
+    /// answered NOT_LEADER_OR_FOLLOWER once its broker no longer leads at the epoch its batch
+    /// was appended at, instead of waiting on (and being answered by) a later leadership's
+    /// high watermark, which need not hold its batch. The history run found the lost writes
+    /// this allowed.
+    #[tokio::test]
+    async fn a_produce_wait_ends_without_success_when_the_leadership_moves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partition = Arc::new(open(dir.path()));
+        assert!(partition.leads_at(0));
+        let waiting = {
+            let partition = Arc::clone(&partition);
+            tokio::spawn(async move {
+                partition
+                    .wait_for_high_watermark_above_while_leading(5, 0)
+                    .await
+            })
+        };
+        let acks_one = {
+            let partition = Arc::clone(&partition);
+            tokio::spawn(async move { partition.wait_for_local_end_while_leading(6, 0).await })
+        };
+        // Follower 2 takes the lead at epoch 1 while both wait (the image applier raises the
+        // epoch, then assigns the replicas).
+        partition.raise_leader_epoch(1);
+        assert!(!partition.assign(&image(2, 1)));
+        let deadline = Duration::from_secs(10);
+        let still_leading = tokio::time::timeout(deadline, waiting)
+            .await
+            .expect("the wait ends")
+            .expect("task");
+        assert!(!still_leading);
+        let still_leading = tokio::time::timeout(deadline, acks_one)
+            .await
+            .expect("the wait ends")
+            .expect("task");
+        assert!(!still_leading);
+        // Leading again, at a later epoch, does not revive a wait for the old one.
+        partition.raise_leader_epoch(2);
+        assert!(partition.assign(&image(1, 2)));
+        assert!(
+            !partition
+                .wait_for_high_watermark_above_while_leading(-1, 0)
+                .await
+        );
+        assert!(
+            partition
+                .wait_for_high_watermark_above_while_leading(-1, 2)
+                .await
+        );
     }
 }

@@ -8,6 +8,8 @@
 //! active controller as [`Change::AlterIsr`], naming the leader and partition epochs it was
 //! based on; a stale one is refused and looked at again next round, against the new image.
 //! The image applier then gives the partition the new ISR, which may move its high watermark.
+//! Replicas a proposal adds count for the high watermark from the proposal on, until it is
+//! answered (`replica_set.rs`, Kafka's maximal ISR).
 //!
 //! Kafka sends AlterPartition on the wire to the active controller; Runnel carries the same
 //! change the way every broker-to-controller change travels here (forwarded on the controller
@@ -57,19 +59,12 @@ async fn round(broker: &Arc<Broker>, lag_max_ms: i64) {
         else {
             continue;
         };
-        let view = partition.replica_set_view();
-        let high_watermark = partition.offsets().high_watermark;
-        let Some(isr) = view.desired_isr(crate::now_ms(), lag_max_ms, high_watermark, |id| {
+        let proposal = partition.propose_isr(placed, crate::now_ms(), lag_max_ms, |id| {
             image.is_fenced(id)
-        }) else {
+        });
+        let Some((isr, leader_epoch, partition_epoch)) = proposal else {
             continue;
         };
-        // The follower states must be this leadership's: the image's leader epoch.
-        let (leader_epoch, _) = view.epochs();
-        if isr == placed.isr || placed.leader != node_id || leader_epoch != placed.leader_epoch {
-            continue;
-        }
-        let partition_epoch = placed.partition_epoch;
         let shrinks = isr.len() < placed.isr.len();
         tracing::info!(topic = %partition.topic, partition = partition.index,
             from = ?placed.isr, to = ?isr,
@@ -91,8 +86,11 @@ async fn round(broker: &Arc<Broker>, lag_max_ms: i64) {
                 };
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            Err(error) => tracing::info!(topic = %partition.topic, partition = partition.index,
-                %error, "the ISR change was not made; looked at again next round"),
+            Err(error) => {
+                tracing::info!(topic = %partition.topic, partition = partition.index,
+                    %error, "the ISR change was not made; looked at again next round");
+                partition.isr_proposal_failed(partition_epoch, !error.outcome_unknown());
+            }
         }
     }
 }

@@ -10,6 +10,16 @@
 //! that has not fetched since this broker took the lead holds nothing known yet, so the high
 //! watermark waits for it, as Kafka's does for a follower whose log end offset is unknown.
 //! With a single replica the high watermark is the local end, as it was before replication.
+//!
+//! The in-sync replicas it counts are the image's and, from the moment the leader proposes
+//! an ISR that adds replicas, those too, until an image at another partition epoch answers
+//! the proposal or the controller refuses it (Kafka's `PendingExpandIsr` and its
+//! `maximalIsr`). A replica is proposed because it holds the high watermark; counting it from
+//! then on keeps the high watermark from running past it while the change commits, so a
+//! replica that enters the ISR holds everything below the high watermark and may be elected
+//! without losing acknowledged records. Counting the image's ISR alone, the history run
+//! (`tests/clients/python/history_run.py`) saw a consumer read offsets that the next leader,
+//! elected moments after it joined the ISR, did not hold.
 
 use std::collections::HashMap;
 
@@ -47,6 +57,13 @@ pub struct ReplicaSet {
     /// The log end offset when this broker took the lead: a follower joins the ISR only
     /// once it holds that much, so it has truncated to this leader's log first.
     leader_start_offset: i64,
+    /// Replicas proposed for the ISR at this partition epoch and not yet answered: counted
+    /// by the high watermark as if they were in it (see the module doc).
+    proposed: Vec<i32>,
+    /// Whether a proposal at this partition epoch went unanswered (its outcome unknown): a
+    /// later refusal then does not clear [`ReplicaSet::proposed`], since the earlier
+    /// proposal may still commit.
+    proposal_outcome_unknown: bool,
 }
 
 /// A fetch from a broker that holds no replica of the partition.
@@ -72,6 +89,8 @@ impl ReplicaSet {
             followers: HashMap::new(),
             led_since_ms: 0,
             leader_start_offset: 0,
+            proposed: Vec::new(),
+            proposal_outcome_unknown: false,
         };
         set.assign(image, log_end_offset, now_ms);
         set
@@ -79,12 +98,18 @@ impl ReplicaSet {
 
     /// Takes the image's leader, replicas and ISR. A follower no longer among the replicas is
     /// forgotten; the others keep what they reported, unless this broker has just taken the
-    /// lead (what they reported to an earlier leadership no longer counts).
+    /// lead, or leads at a new leader epoch (what they reported to an earlier leadership no
+    /// longer counts, as Kafka's `makeLeader` resets its remote replicas on a new epoch: an
+    /// image that moved the lead away and back may reach this broker as one).
     /// `log_end_offset` and `now_ms` start a new leadership's clock.
-    /// Returns whether this broker now leads and did not before.
+    /// Returns whether this broker now leads and did not before, or at another epoch.
     pub fn assign(&mut self, image: &PartitionImage, log_end_offset: i64, now_ms: i64) -> bool {
         let led_here = image.leader == self.node_id;
-        let became_leader = led_here && !self.led_here;
+        let became_leader = led_here && (!self.led_here || image.leader_epoch != self.leader_epoch);
+        if became_leader || !led_here || image.partition_epoch != self.partition_epoch {
+            self.proposed.clear();
+            self.proposal_outcome_unknown = false;
+        }
         self.led_here = led_here;
         self.leader_epoch = image.leader_epoch;
         self.partition_epoch = image.partition_epoch;
@@ -208,14 +233,58 @@ impl ReplicaSet {
         Some(isr)
     }
 
+    /// [`ReplicaSet::desired_isr`], recorded as proposed when it differs from the image's
+    /// ISR: its additions count for the high watermark from now on (see the module doc).
+    /// `None` on a broker that does not lead, or when there is nothing to change. Call it
+    /// with the high watermark read under the partition's lock, as this set is.
+    pub fn propose_isr(
+        &mut self,
+        now_ms: i64,
+        lag_max_ms: i64,
+        high_watermark: i64,
+        fenced: impl Fn(i32) -> bool,
+    ) -> Option<Vec<i32>> {
+        let isr = self.desired_isr(now_ms, lag_max_ms, high_watermark, fenced)?;
+        if isr == self.isr {
+            return None;
+        }
+        for &id in &isr {
+            if !self.isr.contains(&id) && !self.proposed.contains(&id) {
+                self.proposed.push(id);
+            }
+        }
+        Some(isr)
+    }
+
+    /// The answer to a proposal made at `partition_epoch` was an error: `refused` when the
+    /// controller surely did not record it (its proposed replicas stop counting unless an
+    /// earlier proposal's outcome is unknown), otherwise its outcome is unknown (they keep
+    /// counting until an image at another partition epoch arrives).
+    pub fn proposal_failed(&mut self, partition_epoch: i32, refused: bool) {
+        if partition_epoch != self.partition_epoch {
+            return;
+        }
+        if !refused {
+            self.proposal_outcome_unknown = true;
+        } else if !self.proposal_outcome_unknown {
+            self.proposed.clear();
+        }
+    }
+
+    /// The replicas proposed for the ISR and not yet answered.
+    pub fn proposed(&self) -> &[i32] {
+        &self.proposed
+    }
+
     /// The high watermark the in-sync replicas allow, given the leader's `local_end` (see the
-    /// module doc); `None` on a broker that does not lead the partition.
+    /// module doc): the image's ISR and the replicas proposed for it. `None` on a broker that
+    /// does not lead the partition.
     pub fn high_watermark(&self, local_end: i64) -> Option<i64> {
         if !self.led_here {
             return None;
         }
         let mut high_watermark = local_end;
-        for &id in &self.isr {
+        for &id in self.isr.iter().chain(&self.proposed) {
             if id == self.node_id {
                 continue;
             }
@@ -342,5 +411,62 @@ mod tests {
         );
         let follower = ReplicaSet::new(2, &image(1, &[1, 2], &[1, 2]), 0, 0);
         assert_eq!(follower.desired_isr(0, 1, 0, none), None);
+    }
+
+    fn image_at(partition_epoch: i32, isr: &[i32]) -> PartitionImage {
+        PartitionImage {
+            partition_epoch,
+            ..image(1, &[1, 2, 3], isr)
+        }
+    }
+
+    /// Kafka's `maximalIsr`: a replica proposed for the ISR holds the high watermark back
+    /// from the proposal on, so that once it is in the ISR (and may be elected) it holds
+    /// everything below the high watermark.
+    #[test]
+    fn a_replica_proposed_for_the_isr_holds_the_high_watermark_until_the_answer() {
+        let none = |_| false;
+        let mut set = ReplicaSet::new(1, &image_at(0, &[1, 2]), 100, 0);
+        set.follower_fetched(2, 100, 100, 10).expect("replica");
+        set.follower_fetched(3, 100, 100, 10).expect("replica");
+        assert_eq!(set.propose_isr(10, 30_000, 100, none), Some(vec![1, 2, 3]));
+        assert_eq!(set.proposed(), &[3]);
+        // The leader and 2 reach 150 while the change commits; 3 is still at 100.
+        set.follower_fetched(2, 150, 150, 20).expect("replica");
+        assert_eq!(set.high_watermark(150), Some(100), "3 counts already");
+        // Committed: 3 is in the image's ISR, and nothing above 100 was exposed meanwhile.
+        set.assign(&image_at(1, &[1, 2, 3]), 150, 30);
+        assert!(set.proposed().is_empty());
+        assert_eq!(set.high_watermark(150), Some(100));
+        assert_eq!(
+            set.propose_isr(30, 30_000, 100, none),
+            None,
+            "nothing to change"
+        );
+
+        // A refusal lets the high watermark go on without the replica.
+        let mut set = ReplicaSet::new(1, &image_at(4, &[1, 2]), 100, 0);
+        set.follower_fetched(2, 150, 150, 10).expect("replica");
+        set.follower_fetched(3, 150, 150, 10).expect("replica");
+        assert!(set.propose_isr(10, 30_000, 150, none).is_some());
+        set.follower_fetched(2, 200, 200, 20).expect("replica");
+        assert_eq!(set.high_watermark(200), Some(150));
+        set.proposal_failed(3, true);
+        assert_eq!(set.proposed(), &[3], "an answer about another epoch");
+        set.proposal_failed(4, true);
+        assert_eq!(set.high_watermark(200), Some(200));
+
+        // An unknown outcome keeps it counted, even past a later refusal, until an image at
+        // another partition epoch settles it.
+        let mut set = ReplicaSet::new(1, &image_at(7, &[1, 2]), 100, 0);
+        set.follower_fetched(2, 150, 150, 10).expect("replica");
+        set.follower_fetched(3, 150, 150, 10).expect("replica");
+        assert!(set.propose_isr(10, 30_000, 150, none).is_some());
+        set.proposal_failed(7, false);
+        assert!(set.propose_isr(11, 30_000, 150, none).is_some());
+        set.proposal_failed(7, true);
+        assert_eq!(set.proposed(), &[3]);
+        set.assign(&image_at(8, &[1, 2]), 150, 12);
+        assert!(set.proposed().is_empty());
     }
 }
