@@ -5,7 +5,11 @@ offsets, non-monotonic and skipped reads), with nothing about how the history wa
 A history is a list of events, each a dict with a "type":
 
 - ``send``:  a producer handed record ``value`` to its client.
-- ``ack``:   the client reported ``value`` acknowledged (acks=all) at ``partition``/``offset``.
+- ``ack``:   the client reported ``value`` acknowledged (acks=all) at ``partition``/``offset``;
+             ``offset`` is None when the client acknowledged it without one (librdkafka's
+             idempotent producer acknowledges a batch implicitly when a later one of the same
+             producer succeeds, `rd_kafka_dr_implicit_ack`): such a record must be in its
+             partition, at an offset nobody named.
 - ``fail``:  the client reported ``value`` not acknowledged (``error``): indeterminate, the
              record may or may not be in the log.
 - ``read``:  consumer ``consumer`` read ``value`` at ``partition``/``offset``; one consumer is
@@ -58,6 +62,8 @@ def check(events: list[dict]) -> Verdict:
     at: dict[tuple[int, int], tuple[str, str]] = {}
     inconsistent = []
     for event in [*acks, *by_type["read"], *final]:
+        if event["offset"] is None:
+            continue
         key = (event["partition"], event["offset"])
         who = f"{event['type']} by {event.get('consumer', event.get('producer', 'final'))}"
         seen = at.setdefault(key, (event["value"], who))
@@ -78,9 +84,17 @@ def check(events: list[dict]) -> Verdict:
                         f"partition {partition}: {len(missing)} offsets below the high "
                         f"watermark {hw} not read, first {missing[:EXAMPLES_MAX]}")
 
-    # No lost acknowledged write: each is in the final read where it was acknowledged.
-    lost = [e for e in acks
-            if final_by_partition[e["partition"]].get(e["offset"]) != e["value"]]
+    # No lost acknowledged write: each is in the final read where it was acknowledged (in
+    # its partition, for one acknowledged without an offset).
+    final_values = {partition: set(offsets.values())
+                    for partition, offsets in final_by_partition.items()}
+
+    def kept(ack: dict) -> bool:
+        if ack["offset"] is None:
+            return ack["value"] in final_values.get(ack["partition"], set())
+        return final_by_partition[ack["partition"]].get(ack["offset"]) == ack["value"]
+
+    lost = [e for e in acks if not kept(e)]
     for e in lost[:EXAMPLES_MAX]:
         verdict.add("lost write", f"{e['value']!r} acknowledged at {e['partition']}/"
                                   f"{e['offset']} is not there in the final read")
