@@ -309,6 +309,8 @@ fn apply(
         replies,
     } = output;
     let now = crate::now_ms();
+    // Read before the append: a leadership that changes after it fails the wait.
+    let leader_epoch = partition.leader_epoch();
     let appended = match batch {
         OutputBatch::Plain if records.is_empty() => {
             send_all(replies);
@@ -357,13 +359,28 @@ fn apply(
         }
     };
     match appended {
-        Ok(appended) if broker.replicas.is_durable() => {
+        // Kafka's group coordinator appends with acks=all: answered once the in-sync
+        // replicas hold the records (and, in durable mode, once they are fsync'd here).
+        Ok(appended) if broker.replicas.is_durable() || partition.has_followers() => {
             let partition = Arc::clone(partition);
             tokio::spawn(async move {
-                partition
-                    .wait_for_high_watermark_above(appended.last_offset)
+                let kept = partition
+                    .wait_for_high_watermark_above_while_leading(appended.last_offset, leader_epoch)
                     .await;
-                send_all(replies);
+                if kept {
+                    send_all(replies);
+                } else {
+                    // The leadership moved while the records waited (Kafka's DelayedProduce
+                    // answers NOT_LEADER_OR_FOLLOWER, which its group coordinator turns into
+                    // NOT_COORDINATOR): the new leader may not hold them, and the client
+                    // finds the new coordinator and sends them again.
+                    send_all(
+                        replies
+                            .into_iter()
+                            .map(|(to, response)| (to, failed(response, ErrorCode::NotCoordinator)))
+                            .collect(),
+                    );
+                }
             });
         }
         Ok(_) => send_all(replies),

@@ -641,18 +641,6 @@ impl Partition {
         self.lock().advance_log_start_offset(offset)
     }
 
-    /// Waits until the high watermark is above `offset`.
-    ///
-    /// # Cancel safety
-    /// Cancel safe: dropping the future only drops a `watch` receiver.
-    pub async fn wait_for_high_watermark_above(&self, offset: i64) {
-        let mut receiver = self.high_watermark.subscribe();
-        // The sender lives as long as `self`, so `wait_for` cannot fail while we borrow it.
-        let _ = receiver
-            .wait_for(|high_watermark| *high_watermark > offset)
-            .await;
-    }
-
     /// Waits, as an acks=all produce appended at `leader_epoch` does, until the high watermark
     /// is above `offset`; `false` as soon as this broker no longer leads the partition at that
     /// epoch (Kafka's DelayedProduce answers NOT_LEADER_OR_FOLLOWER then). Without that
@@ -662,7 +650,7 @@ impl Partition {
     /// checker, `tests/clients/python/history_run.py`).
     ///
     /// # Cancel safety
-    /// Cancel safe, as [`Partition::wait_for_high_watermark_above`].
+    /// Cancel safe: dropping the future only drops a `watch` receiver.
     pub async fn wait_for_high_watermark_above_while_leading(
         &self,
         offset: i64,

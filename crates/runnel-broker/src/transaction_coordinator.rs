@@ -535,8 +535,9 @@ struct ShardTask {
     view: TxnView,
     completions: mpsc::Sender<WriteMarkers>,
     completed: Option<mpsc::Receiver<WriteMarkers>>,
-    /// The last offset this task appended: replies wait until it is durable.
-    last_appended: Option<i64>,
+    /// The last offset this task appended, with the leader epoch it was appended at: replies
+    /// wait until the in-sync replicas hold it, while this broker still leads at that epoch.
+    last_appended: Option<(i64, i32)>,
 }
 
 impl ShardTask {
@@ -676,12 +677,14 @@ impl ShardTask {
                 (Some(key), value)
             });
             let mut batch = record_batch::encode_internal_batch(entries, crate::now_ms());
+            // Read before the append: a leadership that changes after it fails the wait.
+            let leader_epoch = self.partition.leader_epoch();
             match self
                 .broker
                 .replicas
                 .append(&self.partition, &mut batch, false)
             {
-                Ok(appended) => self.last_appended = Some(appended.last_offset),
+                Ok(appended) => self.last_appended = Some((appended.last_offset, leader_epoch)),
                 Err(error) => {
                     tracing::error!(partition = self.partition.index, %error,
                         "appending transaction records failed; reloading from the log");
@@ -701,8 +704,20 @@ impl ShardTask {
         let broker = Arc::clone(&self.broker);
         let completions = self.completions.clone();
         tokio::spawn(async move {
-            if let Some(offset) = wait_for {
-                partition.wait_for_high_watermark_above(offset).await;
+            if let Some((offset, leader_epoch)) = wait_for {
+                let kept = partition
+                    .wait_for_high_watermark_above_while_leading(offset, leader_epoch)
+                    .await;
+                if !kept {
+                    // The leadership moved while the records waited (Kafka's DelayedProduce,
+                    // which its transaction coordinator answers NOT_COORDINATOR): the new
+                    // leader may not hold them. Its coordinator loads what it holds and
+                    // completes the transactions there, markers included.
+                    for (to, response) in replies {
+                        let _ = to.send(response.with_failure(TxnErrorCode::NotCoordinator));
+                    }
+                    return;
+                }
             }
             for (to, response) in replies {
                 tracing::debug!(?response, "transaction response");
@@ -854,14 +869,20 @@ pub(crate) async fn write_marker_here(
     let control = ControlRecord::marker(marker.commit, marker.coordinator_epoch);
     let mut batch =
         control.encode_batch(marker.producer_id, marker.producer_epoch, crate::now_ms());
+    // Read before the append: a leadership that changes after it fails the wait.
+    let leader_epoch = partition.leader_epoch();
     match broker
         .replicas
         .append_coordinator_batch(&partition, &mut batch)
     {
         Ok(appended) => {
-            partition
-                .wait_for_high_watermark_above(appended.last_offset)
+            let kept = partition
+                .wait_for_high_watermark_above_while_leading(appended.last_offset, leader_epoch)
                 .await;
+            if !kept {
+                // The new leader may not hold the marker: written again there.
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
             Ok(())
         }
         Err(error) => {
