@@ -1,7 +1,7 @@
 """The history checker: its checks on made-up histories (each anomaly is found), and the short
 run over real processes CI makes (`history_run.py`: kills -9, pauses and network cuts of three
 nodes under idempotent acks=all producers and two clients' consumers; the long run is the
-same with more seconds, docs/replication.md).
+same with more seconds, README.md's "A cluster").
 """
 
 from __future__ import annotations
