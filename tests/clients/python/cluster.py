@@ -213,3 +213,26 @@ def own_metadata(node: Broker) -> tuple[list[int], set[str]]:
             take(">%di" % take(">i")[0])
             take(">%di" % take(">i")[0])
     return brokers, names
+
+
+def find_coordinator_v1_on(port: int, key: str, key_type: int) -> int:
+    """A FindCoordinator v1 on one connection to the broker on `port` (group: key type 0,
+    transaction: 1), encoded here so that no client picks the broker; the coordinator's node
+    id it answers. The first one of a key type creates its internal topic."""
+    import socket
+    import struct
+
+    def string(text: str) -> bytes:
+        return struct.pack(">h", len(text)) + text.encode()
+
+    frame = struct.pack(">hhi", 10, 1, 9) + string("cluster-test") + string(key) + \
+        struct.pack(">b", key_type)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", conn.recv(4, socket.MSG_WAITALL))[0]
+        answer = conn.recv(size, socket.MSG_WAITALL)
+    # correlation id, throttle time, error code, error message (nullable), node id
+    error = struct.unpack(">h", answer[8:10])[0]
+    assert error == 0, f"FindCoordinator answered error {error}"
+    message_length = max(struct.unpack(">h", answer[10:12])[0], 0)
+    return struct.unpack(">i", answer[12 + message_length:16 + message_length])[0]

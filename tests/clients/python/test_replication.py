@@ -25,7 +25,7 @@ from kafka import TopicPartition as KafkaTopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 import ck
-from cluster import Cluster
+from cluster import Cluster, find_coordinator_v1_on
 from helpers import (Record, assert_round_trip, batches_length, free_ports, make_records,
                      now_ms, wait_until)
 
@@ -352,6 +352,67 @@ def test_the_group_coordinator_moves_with_its_partitions_leadership(quick_fencin
     finally:
         consumer.close()
     assert group_coordinator(survivor.bootstrap, group) == moved
+
+
+def test_the_transaction_coordinator_moves_with_its_partitions_leadership(
+        quick_fencing_cluster):
+    """`__transaction_state` has transaction.state.log.replication.factor (3) replicas; the
+    transaction coordinator follows the leadership of the transactional id's partition
+    (Kafka's TransactionStateManager loads a partition's transactions when its broker becomes
+    the leader): kill -9 of the coordinator's broker in the middle of a transaction moves the
+    partition to an in-sync replica, whose coordinator loads the open transaction from the
+    replicated log. The producer's commit, retried there, completes it (its markers reach
+    every partition, whichever broker now leads them), and the next transaction goes to the
+    new coordinator."""
+    cluster = quick_fencing_cluster
+    bootstrap = cluster.bootstrap()
+    topic = "txn-moving"
+    create_replicated(bootstrap, topic, 3, {"min.insync.replicas": "2"})
+    placed_on(cluster, topic)
+    producer = ck.producer(bootstrap, {"transactional.id": "moving-txn",
+                                       "transaction.timeout.ms": 120000,
+                                       "message.timeout.ms": 120000})
+    producer.init_transactions(ck.TIMEOUT_S)
+
+    def produce_values(values: list[str]) -> None:
+        for i, value in enumerate(values):
+            producer.produce(topic, value=value.encode(), partition=i % 3)
+        assert producer.flush(120) == 0
+
+    before = [f"before-{i}" for i in range(9)]
+    producer.begin_transaction()
+    produce_values(before)
+    producer.commit_transaction(ck.TIMEOUT_S)
+    coordinator = find_coordinator_v1_on(cluster.node(1).port, "moving-txn", 1)
+    survivor = next(n for n in cluster.nodes if n.node_id != coordinator)
+
+    open_values = [f"open-{i}" for i in range(9)]
+    producer.begin_transaction()
+    produce_values(open_values)
+    cluster.node(coordinator).kill()
+    killed_at = time.monotonic()
+    producer.commit_transaction(120)
+    print(f"an open transaction committed at a new coordinator {time.monotonic() - killed_at:.2f}"
+          " s after a kill -9 of its old one (broker.session.timeout.ms=3000)")
+    moved = find_coordinator_v1_on(survivor.port, "moving-txn", 1)
+    assert moved != coordinator
+
+    after = [f"after-{i}" for i in range(9)]
+    producer.begin_transaction()
+    produce_values(after)
+    producer.commit_transaction(ck.TIMEOUT_S)
+
+    expected = sorted(before + open_values + after)
+
+    def committed_values() -> list[str]:
+        stored = ck.consume_all(survivor.bootstrap, topic, 3,
+                                config={"isolation.level": "read_committed"})
+        return sorted(s.record.value.decode() for s in stored)
+    # The last markers may still be on their way when the commit is answered (Kafka writes
+    # them after EndTxn's answer): read_committed sees the records once they are there.
+    values = wait_until(lambda: (lambda v: v if v == expected else None)(committed_values()),
+                        ck.TIMEOUT_S, "every committed record to be readable")
+    assert values == expected, "every committed record, once"
 
 
 def test_a_stopped_follower_leaves_the_isr_and_rejoins(tmp_path, request):
