@@ -11,6 +11,7 @@ election only where the topic allows it; a consumer reads from the follower on i
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 import urllib.request
@@ -59,14 +60,29 @@ def with_offsets_topic(cluster: Cluster) -> Cluster:
     return cluster
 
 
+@contextlib.contextmanager
+def started(tmp_path, request, extra: dict, size: int = 3, offsets_topic: bool = False,
+            each_node=None):
+    """A cluster of `size` nodes with `extra` settings (and what `each_node(node)` adds to a
+    node's own), started, named for the failure report (conftest), killed at the end; with
+    `offsets_topic`, `__consumer_offsets` is created first (with_offsets_topic)."""
+    nodes = Cluster(tmp_path, size, extra=extra)
+    for node in nodes.nodes if each_node is not None else []:
+        each_node(node)
+    request.node._runnel_brokers = nodes.nodes
+    try:
+        nodes.start()
+        yield with_offsets_topic(nodes) if offsets_topic else nodes
+    finally:
+        nodes.kill()
+
+
 @pytest.fixture
 def cluster(tmp_path, request):
     # Long enough that a follower stopped for a few seconds is not fenced meanwhile.
-    nodes = Cluster(tmp_path, 3, extra={"broker.session.timeout.ms": "60000"})
-    request.node._runnel_brokers = nodes.nodes
-    nodes.start()
-    yield with_offsets_topic(nodes)
-    nodes.kill()
+    with started(tmp_path, request, {"broker.session.timeout.ms": "60000"},
+                 offsets_topic=True) as nodes:
+        yield nodes
 
 
 def create_replicated(bootstrap: str, topic: str, partitions: int, configs=None) -> None:
@@ -228,13 +244,11 @@ def test_a_follower_killed_and_restarted_catches_up(cluster):
 @pytest.fixture
 def quick_fencing_cluster(tmp_path, request):
     # A killed broker is fenced (and its partitions move) after 3 s rather than Kafka's 9.
-    nodes = Cluster(tmp_path, 3, extra={"broker.session.timeout.ms": "3000",
-                                        "broker.heartbeat.interval.ms": "500",
-                                        "replica.lag.time.max.ms": "10000"})
-    request.node._runnel_brokers = nodes.nodes
-    nodes.start()
-    yield with_offsets_topic(nodes)
-    nodes.kill()
+    with started(tmp_path, request, {"broker.session.timeout.ms": "3000",
+                                     "broker.heartbeat.interval.ms": "500",
+                                     "replica.lag.time.max.ms": "10000"},
+                 offsets_topic=True) as nodes:
+        yield nodes
 
 
 def test_leader_killed_fails_over_to_an_in_sync_replica(quick_fencing_cluster):
@@ -419,12 +433,9 @@ def test_a_stopped_follower_leaves_the_isr_and_rejoins(tmp_path, request):
     """Kafka's Partition.maybeShrinkIsr / maybeExpandIsr: a follower that has not caught up
     for replica.lag.time.max.ms leaves the ISR (acks=all then needs only the others), and
     joins it again once it holds the high watermark."""
-    cluster = Cluster(tmp_path, 3, extra={"broker.session.timeout.ms": "60000",
-                                          "replica.lag.time.max.ms": "3000"})
-    request.node._runnel_brokers = cluster.nodes
-    cluster.start()
-    with_offsets_topic(cluster)
-    try:
+    with started(tmp_path, request, {"broker.session.timeout.ms": "60000",
+                                     "replica.lag.time.max.ms": "3000"},
+                 offsets_topic=True) as cluster:
         bootstrap = cluster.bootstrap()
         create_replicated(bootstrap, "lagging", 1, {"min.insync.replicas": "2"})
         placed, leader, stopped = placed_on(cluster, "lagging")
@@ -445,8 +456,6 @@ def test_a_stopped_follower_leaves_the_isr_and_rejoins(tmp_path, request):
         wait_for_identical_replicas(cluster, "lagging", 1)
         stored = ck.consume_all(bootstrap, "lagging", 1)
         assert len(stored) == 10, [(s.offset, s.record.value[:12]) for s in stored]
-    finally:
-        cluster.kill()
 
 
 def test_sigterm_moves_leadership_away_before_the_process_exits(cluster):
@@ -491,11 +500,8 @@ def test_auto_leader_rebalance_gives_the_lead_back_to_preferred_replicas(tmp_pat
     leader.imbalance.check.interval.seconds the active controller moves the lead of each
     partition whose preferred (first) replica is unfenced and in sync back to it, with no
     ElectLeaders asked."""
-    cluster = Cluster(tmp_path, 3, extra={"broker.session.timeout.ms": "60000",
-                                          "leader.imbalance.check.interval.seconds": "1"})
-    request.node._runnel_brokers = cluster.nodes
-    cluster.start()
-    try:
+    with started(tmp_path, request, {"broker.session.timeout.ms": "60000",
+                                     "leader.imbalance.check.interval.seconds": "1"}) as cluster:
         bootstrap = cluster.bootstrap()
         create_replicated(bootstrap, "rebalanced", 3, {"min.insync.replicas": "2"})
         placed, leader, _ = placed_on(cluster, "rebalanced")
@@ -512,8 +518,6 @@ def test_auto_leader_rebalance_gives_the_lead_back_to_preferred_replicas(tmp_pat
                           ck.TIMEOUT_S, "every partition led by its preferred replica again")
         assert all(sorted(isr) == [1, 2, 3] for _, _, isr in back.values())
         assert len(ck.consume_all(bootstrap, "rebalanced", 3)) == 30
-    finally:
-        cluster.kill()
 
 
 def test_unclean_election_only_where_the_topic_allows_it(quick_fencing_cluster):
@@ -563,15 +567,14 @@ def test_a_consumer_reads_from_the_follower_on_its_rack(tmp_path, request):
     """KIP-392 with Kafka's RackAwareReplicaSelector: the leader points a consumer whose
     client.rack names a follower's rack at that follower (preferred_read_replica), which serves
     it up to its high watermark; the follower's runnel_partition_bytes_out_total shows it."""
-    http = free_ports(3)
-    cluster = Cluster(tmp_path, 3, extra={"replica.selector.class":
-                                          "org.apache.kafka.common.replica.RackAwareReplicaSelector"})
-    for node, port in zip(cluster.nodes, http):
+    http = dict(zip((1, 2, 3), free_ports(3)))
+
+    def on_its_rack(node) -> None:
         node.extra.update({"broker.rack": f"rack-{node.node_id}",
-                           "http.listen": f"127.0.0.1:{port}"})
-    request.node._runnel_brokers = cluster.nodes
-    cluster.start()
-    try:
+                           "http.listen": f"127.0.0.1:{http[node.node_id]}"})
+    with started(tmp_path, request, {"replica.selector.class":
+                                     "org.apache.kafka.common.replica.RackAwareReplicaSelector"},
+                 each_node=on_its_rack) as cluster:
         bootstrap = cluster.bootstrap()
         admin = ck.admin(bootstrap)
         admin.create_topics([NewTopic("racks", 1, replication_factor=-1,
@@ -582,7 +585,7 @@ def test_a_consumer_reads_from_the_follower_on_its_rack(tmp_path, request):
                            partition=0)
 
         def bytes_out(node_id: int) -> float:
-            url = f"http://127.0.0.1:{http[node_id - 1]}/metrics"
+            url = f"http://127.0.0.1:{http[node_id]}/metrics"
             with urllib.request.urlopen(url, timeout=10) as response:
                 text = response.read().decode()
             for family in text_string_to_metric_families(text):
@@ -598,8 +601,6 @@ def test_a_consumer_reads_from_the_follower_on_its_rack(tmp_path, request):
         after = {n: bytes_out(n) for n in (1, 2, 3)}
         assert after[3] > before[3], (before, after)
         assert after[2] == before[2], "the follower on another rack served nothing"
-    finally:
-        cluster.kill()
 
 
 def test_two_of_three_replicas_down_refuses_acks_all(tmp_path, request):
@@ -608,11 +609,8 @@ def test_two_of_three_replicas_down_refuses_acks_all(tmp_path, request):
     appended; what was committed stays readable from the survivor, which leads; once one
     replica is back in sync writes resume with no gap and no rewind. Five nodes, so that the
     metadata quorum outlives two of them."""
-    cluster = Cluster(tmp_path, 5, extra={"broker.session.timeout.ms": "3000",
-                                          "broker.heartbeat.interval.ms": "500"})
-    request.node._runnel_brokers = cluster.nodes
-    cluster.start()
-    try:
+    with started(tmp_path, request, {"broker.session.timeout.ms": "3000",
+                                     "broker.heartbeat.interval.ms": "500"}, size=5) as cluster:
         bootstrap = cluster.bootstrap()
         admin = ck.admin(bootstrap)
         admin.create_topics([NewTopic("quorum", 1, replication_factor=-1,
@@ -646,5 +644,3 @@ def test_two_of_three_replicas_down_refuses_acks_all(tmp_path, request):
                           make_records("resumed", keyed=0, unkeyed=10), partition=0)
         assert [s.offset for s in resumed] == list(range(20, 30)), "no gap, no rewind"
         wait_for_identical_replicas(cluster, "quorum", 1)
-    finally:
-        cluster.kill()
