@@ -253,8 +253,10 @@ def quick_fencing_cluster(tmp_path, request):
 
 def test_leader_killed_fails_over_to_an_in_sync_replica(quick_fencing_cluster):
     """Kafka's failover (ReplicationControlManager.handleBrokerFenced, then an ISR member
-    leads): an idempotent producer with acks=all loses nothing and duplicates nothing while
-    the leader of its partitions is killed -9 three times and restarted each time."""
+    leads): an idempotent producer with acks=all writes 200,000 records, losing nothing and
+    duplicating nothing, while the leader of its partitions is killed -9 three times and
+    restarted each time (records are sent while each leader is down, and more while its
+    replacement leads and after the old one is back in the ISR)."""
     cluster = quick_fencing_cluster
     bootstrap = cluster.bootstrap()
     create_replicated(bootstrap, "failover", 3, {"min.insync.replicas": "2"})
@@ -274,7 +276,8 @@ def test_leader_killed_fails_over_to_an_in_sync_replica(quick_fencing_cluster):
             sent += 1
         assert producer.flush(120) == 0, "records still undelivered"
 
-    send(3000)
+    # 14,000 + 3 × (2,000 + 30,000 + 30,000) = 200,000 records.
+    send(14_000)
     takeovers = []
     for _ in range(3):
         running = next(n for n in cluster.nodes if n.running())
@@ -284,25 +287,25 @@ def test_leader_killed_fails_over_to_an_in_sync_replica(quick_fencing_cluster):
         victim.kill()
         killed_at = time.monotonic()
         # Records sent while the leader is down wait in the producer and go to the new one.
-        for _ in range(3):
+        for _ in range(2000):
             ck.send(producer, "failover", Record(None, f"r{sent}".encode(), (), now_ms()), log,
-                    partition=0)
+                    partition=sent % 3)
             sent += 1
         wait_until(lambda: partitions_of(survivor.bootstrap, "failover")[0][0]
                    not in (-1, leader_id), ck.TIMEOUT_S, "a new leader for partition 0")
         assert producer.flush(120) == 0
         takeovers.append(time.monotonic() - killed_at)
-        send(2000)
+        send(30_000)
         victim.start()
         # The old leader catches up and its new leader takes it back into the ISR.
         wait_until(lambda: all(sorted(isr) == [1, 2, 3] for _, _, isr in
                                partitions_of(survivor.bootstrap, "failover").values()),
                    ck.TIMEOUT_S, "every partition's ISR to hold all three brokers again")
-        send(2000)
+        send(30_000)
     print(f"failover: a new leader took acks=all writes {max(takeovers):.2f} s after a kill -9 "
           f"at worst ({', '.join(f'{t:.2f}' for t in takeovers)})")
     assert not log.failed, log.failed[:5]
-    assert len(log.acked) == sent
+    assert sent == 200_000 and len(log.acked) == sent
     stored = ck.consume_all(bootstrap, "failover", 3)
     values = [s.record.value for s in stored]
     assert len(values) == len(set(values)), "no record twice"
