@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import ck
 from cluster import Cluster, find_coordinator_v1_on
+from netns import Network
 from helpers import (Record, assert_round_trip, batches_length, free_ports, make_records,
                      now_ms, wait_until)
 
@@ -62,11 +63,12 @@ def with_offsets_topic(cluster: Cluster) -> Cluster:
 
 @contextlib.contextmanager
 def started(tmp_path, request, extra: dict, size: int = 3, offsets_topic: bool = False,
-            each_node=None):
+            each_node=None, network=None):
     """A cluster of `size` nodes with `extra` settings (and what `each_node(node)` adds to a
     node's own), started, named for the failure report (conftest), killed at the end; with
-    `offsets_topic`, `__consumer_offsets` is created first (with_offsets_topic)."""
-    nodes = Cluster(tmp_path, size, extra=extra)
+    `offsets_topic`, `__consumer_offsets` is created first (with_offsets_topic); with
+    `network` (netns.Network), each node in its own namespace."""
+    nodes = Cluster(tmp_path, size, extra=extra, network=network)
     for node in nodes.nodes if each_node is not None else []:
         each_node(node)
     request.node._runnel_brokers = nodes.nodes
@@ -459,6 +461,71 @@ def test_a_stopped_follower_leaves_the_isr_and_rejoins(tmp_path, request):
         wait_for_identical_replicas(cluster, "lagging", 1)
         stored = ck.consume_all(bootstrap, "lagging", 1)
         assert len(stored) == 10, [(s.offset, s.record.value[:12]) for s in stored]
+
+
+def test_cut_off_replicas_leave_the_isr_and_a_cut_off_leaders_divergent_suffix_goes(
+        tmp_path, request):
+    """Network cuts (each node in its own network namespace). A follower cut off from its
+    leader (both still reach the active controller) leaves the ISR after
+    replica.lag.time.max.ms (Kafka's maybeShrinkIsr) and rejoins after the heal. A leader
+    cut off from everyone keeps taking acks=1 writes it alone holds, a divergent suffix, while
+    the others fence it and elect an in-sync replica; after the heal it learns it is a
+    follower, truncates that suffix where its log and the new leader's diverge
+    (OffsetForLeaderEpoch, KIP-101/KIP-279) and catches up: the three logs are the same bytes,
+    every acks=all record is there and none of the isolated leader's acks=1 records."""
+    network, why = Network.create(3)
+    if network is None:
+        pytest.skip(why)
+    try:
+        with started(tmp_path, request, {"broker.session.timeout.ms": "3000",
+                                         "broker.heartbeat.interval.ms": "500",
+                                         "replica.lag.time.max.ms": "3000"},
+                     network=network) as cluster:
+            controller = cluster.active_controller().node_id
+            leader, follower = [n for n in (1, 2, 3) if n != controller]
+            bootstrap = cluster.bootstrap()
+            admin = ck.admin(bootstrap)  # held until the answer
+            admin.create_topics(
+                [NewTopic("cut", 1, replication_factor=-1,
+                          replica_assignment=[[leader, follower, controller]])],
+                operation_timeout=ck.TIMEOUT_S)["cut"].result(ck.TIMEOUT_S)
+            observer = cluster.node(controller)
+            wait_until(lambda: sorted(partitions_of(observer.bootstrap, "cut")[0][2])
+                       == [1, 2, 3], ck.TIMEOUT_S, "three in-sync replicas")
+            kept = produce(bootstrap, "cut", make_records("before", keyed=0, unkeyed=20),
+                           partition=0)
+
+            # A follower cut off from its leader only.
+            network.cut(leader, follower)
+            wait_until(lambda: follower not in partitions_of(observer.bootstrap, "cut")[0][2],
+                       ck.TIMEOUT_S, "the cut-off follower to leave the ISR")
+            kept += produce(bootstrap, "cut", make_records("during", keyed=0, unkeyed=20),
+                            partition=0)
+            network.heal()
+            wait_until(lambda: sorted(partitions_of(observer.bootstrap, "cut")[0][2])
+                       == [1, 2, 3], ck.TIMEOUT_S, "the follower to rejoin the ISR")
+            wait_for_identical_replicas(cluster, "cut", 1)
+
+            # A leader cut off from everyone: what it takes with acks=1 only it holds.
+            isolated = cluster.node(leader)
+            network.isolate(leader)
+            alone = produce(isolated.bootstrap, "cut",
+                            make_records("alone", keyed=0, unkeyed=15), partition=0,
+                            config={"acks": "1", "enable.idempotence": False})
+            wait_until(lambda: partitions_of(observer.bootstrap, "cut")[0][0]
+                       not in (-1, leader), ck.TIMEOUT_S, "an in-sync replica to take the lead")
+            kept += produce(observer.bootstrap, "cut",
+                            make_records("after", keyed=0, unkeyed=20), partition=0)
+            network.heal()
+            wait_until(lambda: sorted(partitions_of(observer.bootstrap, "cut")[0][2])
+                       == [1, 2, 3], ck.TIMEOUT_S, "the old leader to rejoin the ISR")
+            wait_for_identical_replicas(cluster, "cut", 1)
+            assert "truncating the follower's log" in isolated.log()
+            values = [s.record.value for s in ck.consume_all(bootstrap, "cut", 1)]
+            assert values == [s.record.value for s in kept]
+            assert alone and not any(v.startswith(b"alone") for v in values)
+    finally:
+        network.remove()
 
 
 def test_sigterm_moves_leadership_away_before_the_process_exits(cluster):
