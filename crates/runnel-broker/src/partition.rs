@@ -159,8 +159,21 @@ impl Partition {
         log: PartitionLog,
         log_dir: Arc<LogDir>,
     ) -> Self {
+        let mut log = log;
+        // What the opened log holds is this replica's own: durable here, but known committed
+        // only for a partition of one replica. With several, nothing is until the in-sync
+        // replicas say so (a leader that restarts before it is fenced holds records it never
+        // replicated, and a high watermark at its log end showed them to consumers and
+        // answered retried produces of them at once). Kafka's replica without a high-watermark
+        // checkpoint starts at its log start offset the same way; the leader's high watermark
+        // then follows its followers' fetches, a follower's its leader's.
+        let local_end = log.log_end_offset();
+        if image.replicas.len() > 1 {
+            let log_start_offset = log.log_start_offset();
+            log.set_high_watermark(log_start_offset);
+        }
         let (high_watermark, _) = watch::channel(log.high_watermark());
-        let (local_end, _) = watch::channel(log.high_watermark());
+        let (local_end, _) = watch::channel(local_end);
         let replica_set = ReplicaSet::new(node_id, image, log.log_end_offset(), crate::now_ms());
         Partition {
             topic,
@@ -745,6 +758,46 @@ mod tests {
             log,
             LogDir::new(dir.to_path_buf()),
         )
+    }
+
+    fn open_with(dir: &std::path::Path, image: &PartitionImage, records: usize) -> Partition {
+        let settings =
+            TopicSettings::resolve(&BrokerConfig::default(), &BTreeMap::new()).expect("settings");
+        let mut log = PartitionLog::open(&dir.join("t-0"), LogConfig::default(), 0).expect("open");
+        for i in 0..records {
+            let value = bytes::Bytes::from(format!("v{i}"));
+            let mut batch =
+                runnel_protocol::record_batch::encode_internal_batch([(None, Some(value))], 0);
+            log.append(&mut batch, 0, 0).expect("append");
+        }
+        // Opened again, as a restart opens it: everything it holds is on disk.
+        log.close().expect("close");
+        let log = PartitionLog::open(&dir.join("t-0"), LogConfig::default(), records as i64)
+            .expect("reopen");
+        Partition::new(
+            Arc::from("t"),
+            Uuid::new_v4(),
+            1,
+            image,
+            settings,
+            log,
+            LogDir::new(dir.to_path_buf()),
+        )
+    }
+
+    /// A replica opens its log with nothing known committed when the partition has other
+    /// replicas (its high watermark at the log start offset, its local end at the log end),
+    /// and with everything committed when it is the only one (as before replication).
+    #[test]
+    fn an_opened_replica_of_several_knows_nothing_committed_yet() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let replicated = open_with(&dir.path().join("a"), &image(1, 0), 5);
+        assert_eq!(replicated.offsets().log_end_offset, 5);
+        assert_eq!(replicated.offsets().high_watermark, 0);
+        assert_eq!(replicated.local_end(), 5);
+        let alone = open_with(&dir.path().join("b"), &PartitionImage::led_by(0, 1), 5);
+        assert_eq!(alone.offsets().high_watermark, 5);
+        assert_eq!(alone.local_end(), 5);
     }
 
     /// Kafka's `DelayedProduce`: an acks=all produce waiting for the high watermark is

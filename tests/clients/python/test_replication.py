@@ -222,6 +222,43 @@ def test_acks_all_waits_for_every_in_sync_replica(cluster):
     wait_for_identical_replicas(cluster, "waits", 1)
 
 
+def test_a_leader_restarted_before_it_is_fenced_does_not_show_what_it_never_replicated(
+        cluster):
+    """A replica knows nothing committed when it opens its log (Kafka's replica starts from
+    its high-watermark checkpoint, never from its log end): a leader killed -9 with records
+    only it holds (its followers stopped, the records produced with acks=1) and restarted
+    before its session times out still leads, but its high watermark stays where the in-sync
+    replicas left it, so consumers do not see those records, until the followers copy them."""
+    bootstrap = cluster.bootstrap()
+    create_replicated(bootstrap, "restarted", 1)
+    placed, leader, _ = placed_on(cluster, "restarted")
+    wait_until(lambda: sorted(partitions_of(bootstrap, "restarted")[0][2]) == [1, 2, 3],
+               ck.TIMEOUT_S, "three in-sync replicas")
+    committed = produce(bootstrap, "restarted", make_records("committed", keyed=0, unkeyed=10),
+                        partition=0)
+    followers = [n for n in cluster.nodes if n.node_id != leader.node_id]
+    for follower in followers:
+        follower.proc.send_signal(signal.SIGSTOP)
+    try:
+        produce(leader.bootstrap, "restarted", make_records("alone", keyed=0, unkeyed=5),
+                partition=0, config={"acks": "1", "enable.idempotence": False})
+        leader.kill()
+        leader.start()
+        # Still the leader (not fenced: the session timeout is 60 s), at its log end 15.
+        assert partitions_of(leader.bootstrap, "restarted")[0][0] == leader.node_id
+        low, high = ck.watermarks(leader.bootstrap, "restarted", 0)
+        assert (low, high) == (0, 0) or high <= len(committed), (low, high)
+        seen = ck.consume_all(leader.bootstrap, "restarted", 1)
+        assert len(seen) <= len(committed), "records no other replica holds were shown"
+    finally:
+        for follower in followers:
+            follower.proc.send_signal(signal.SIGCONT)
+    # The followers copy them; now they are committed.
+    wait_until(lambda: ck.watermarks(leader.bootstrap, "restarted", 0)[1] == 15, ck.TIMEOUT_S,
+               "the high watermark to cover the records the followers copied")
+    assert len(ck.consume_all(bootstrap, "restarted", 1)) == 15
+
+
 def test_a_follower_killed_and_restarted_catches_up(cluster):
     bootstrap = cluster.bootstrap()
     create_replicated(bootstrap, "rejoin", 1)
