@@ -64,6 +64,11 @@ pub struct Flusher {
     wake: Condvar,
     /// Bumped after every pass that advanced a high watermark; fetches wait on it.
     data_changed: watch::Sender<u64>,
+    /// Bumped when a pass has written a led partition's direct tail to its file (before its
+    /// fsync): the followers' fetches parked on the leader wait on it, as they read only what
+    /// the file holds. Without it they slept until the next append anywhere, or their whole
+    /// `max_wait_ms` when the producers were all waiting on them.
+    written_out: watch::Sender<u64>,
     /// fsync latencies and failures, for `/metrics`.
     pub figures: Arc<FlushFigures>,
     crew: Arc<Crew>,
@@ -85,6 +90,7 @@ impl Flusher {
     pub fn start(
         policy: FlushPolicy,
         data_changed: watch::Sender<u64>,
+        written_out: watch::Sender<u64>,
     ) -> std::io::Result<(Arc<Flusher>, JoinHandle<()>)> {
         let (crew, crew_threads) = Crew::start(FSYNC_THREADS_MAX - 1)?;
         let flusher = Arc::new(Flusher {
@@ -92,6 +98,7 @@ impl Flusher {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             data_changed,
+            written_out,
             figures: Arc::default(),
             crew,
             crew_threads: Mutex::new(crew_threads),
@@ -170,6 +177,7 @@ impl Flusher {
             partitions,
             self.policy.sync_filesystem,
             Arc::clone(&self.figures),
+            self.written_out.clone(),
         ));
         self.crew.run(&pass);
         let mut advanced = false;
@@ -269,6 +277,7 @@ struct Pass {
     remaining: Mutex<usize>,
     finished: Condvar,
     figures: Arc<FlushFigures>,
+    written_out: watch::Sender<u64>,
 }
 
 impl Pass {
@@ -276,6 +285,7 @@ impl Pass {
         partitions: Vec<Arc<Partition>>,
         write_out_only: bool,
         figures: Arc<FlushFigures>,
+        written_out: watch::Sender<u64>,
     ) -> Pass {
         let count = partitions.len();
         Pass {
@@ -286,6 +296,7 @@ impl Pass {
             remaining: Mutex::new(count),
             finished: Condvar::new(),
             figures,
+            written_out,
         }
     }
 
@@ -296,7 +307,12 @@ impl Pass {
             let Some(partition) = self.partitions.get(index) else {
                 return;
             };
-            let outcome = flush_partition(partition, self.write_out_only, &self.figures);
+            let outcome = flush_partition(
+                partition,
+                self.write_out_only,
+                &self.figures,
+                &self.written_out,
+            );
             self.outcomes.lock().expect("flush pass lock poisoned")[index] = Some(outcome);
             let mut remaining = self.remaining.lock().expect("flush pass lock poisoned");
             *remaining -= 1;
@@ -318,11 +334,14 @@ impl Pass {
 }
 
 /// One partition's flush: write out its direct tail and take what to fsync (under its lock),
-/// then fsync (without it), unless `write_out_only`, when the pass's `syncfs` does that.
+/// then fsync (without it), unless `write_out_only`, when the pass's `syncfs` does that. A
+/// partition led here with followers wakes their parked fetches (`written_out`) once its
+/// tail is in the file, so they copy it while this broker fsyncs its own.
 fn flush_partition(
     partition: &Arc<Partition>,
     write_out_only: bool,
     figures: &FlushFigures,
+    written_out: &watch::Sender<u64>,
 ) -> Outcome {
     partition.flush_queued.store(false, Ordering::Release);
     partition.unflushed_messages.store(0, Ordering::Relaxed);
@@ -334,6 +353,9 @@ fn flush_partition(
             return Outcome::Failed;
         }
     };
+    if partition.is_led_here() && partition.has_followers() {
+        written_out.send_modify(|version| *version = version.wrapping_add(1));
+    }
     if write_out_only {
         return Outcome::WrittenOut(target);
     }

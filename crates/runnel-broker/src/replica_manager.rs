@@ -136,8 +136,10 @@ pub struct ReplicaManager {
     flusher: Arc<Flusher>,
     flusher_thread: std::sync::Mutex<Option<JoinHandle<()>>>,
     data_changed: watch::Sender<u64>,
-    /// Bumped on every append to a partition with followers: what wakes their parked fetches
-    /// (a follower reads past the high watermark, so `data_changed` is not enough).
+    /// Bumped on every append to a partition with followers, and by the flusher when it has
+    /// written a led partition's direct tail to its file: what wakes the followers' parked
+    /// fetches (a follower reads past the high watermark, so `data_changed` is not enough,
+    /// but only what the file holds, so an append still in the tail is not either).
     appended: watch::Sender<u64>,
     /// Partition directories found at start that the metadata does not name: kept, not
     /// served, reported ([`crate::data_dir::settle_stray`]).
@@ -175,14 +177,16 @@ impl ReplicaManager {
                 .map_err(std::io::Error::other)?;
         }
         let (data_changed, _) = watch::channel(0u64);
-        let (flusher, thread) = Flusher::start(config.flush, data_changed.clone())?;
+        let (appended, _) = watch::channel(0u64);
+        let (flusher, thread) =
+            Flusher::start(config.flush, data_changed.clone(), appended.clone())?;
         Ok(ReplicaManager {
             live_config: RwLock::new(Arc::clone(&config)),
             topics: RwLock::new(HashMap::new()),
             flusher,
             flusher_thread: std::sync::Mutex::new(Some(thread)),
             data_changed,
-            appended: watch::channel(0u64).0,
+            appended,
             stray_dirs: RwLock::new(Vec::new()),
             checkpoint_writer: std::sync::Mutex::new(()),
             cleaner_checkpoint_writer: std::sync::Mutex::new(()),
@@ -562,7 +566,8 @@ impl ReplicaManager {
         self.data_changed.subscribe()
     }
 
-    /// A receiver that changes whenever a partition with followers takes an append.
+    /// A receiver that changes whenever a partition with followers takes an append or has
+    /// its appends written to its file.
     pub fn appended(&self) -> watch::Receiver<u64> {
         self.appended.subscribe()
     }
