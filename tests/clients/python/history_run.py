@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
@@ -118,6 +118,12 @@ def producer_loop(run: Run, name: str, rate: float) -> None:
                                  on_delivery=on_delivery)
             except BufferError:
                 run.history.record("fail", producer=name, value=value, error="queue full")
+            except KafkaException as error:
+                # A fatal error can surface here before error_cb has run: this send failed,
+                # and the producer is replaced below.
+                run.history.record("fail", producer=name, value=value, error=str(error))
+                if error.args and error.args[0].fatal():
+                    fatal.set()
             producer.poll(0)
             time.sleep(1 / rate)  # the workload's pace, not a wait for a condition
         producer.flush(CLIENT_TIMEOUT_S * 2)
