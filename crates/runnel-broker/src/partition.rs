@@ -156,10 +156,9 @@ impl Partition {
         node_id: i32,
         image: &PartitionImage,
         settings: TopicSettings,
-        log: PartitionLog,
+        mut log: PartitionLog,
         log_dir: Arc<LogDir>,
     ) -> Self {
-        let mut log = log;
         // What the opened log holds is this replica's own: durable here, but known committed
         // only for a partition of one replica. With several, nothing is until the in-sync
         // replicas say so (a leader that restarts before it is fenced holds records it never
@@ -745,21 +744,6 @@ mod tests {
         }
     }
 
-    fn open(dir: &std::path::Path) -> Partition {
-        let settings =
-            TopicSettings::resolve(&BrokerConfig::default(), &BTreeMap::new()).expect("settings");
-        let log = PartitionLog::open(&dir.join("t-0"), LogConfig::default(), 0).expect("open");
-        Partition::new(
-            Arc::from("t"),
-            Uuid::new_v4(),
-            1,
-            &image(1, 0),
-            settings,
-            log,
-            LogDir::new(dir.to_path_buf()),
-        )
-    }
-
     fn open_with(dir: &std::path::Path, image: &PartitionImage, records: usize) -> Partition {
         let settings =
             TopicSettings::resolve(&BrokerConfig::default(), &BTreeMap::new()).expect("settings");
@@ -808,7 +792,7 @@ mod tests {
     #[tokio::test]
     async fn a_produce_wait_ends_without_success_when_the_leadership_moves() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let partition = Arc::new(open(dir.path()));
+        let partition = Arc::new(open_with(dir.path(), &image(1, 0), 0));
         assert!(partition.leads_at(0));
         let waiting = {
             let partition = Arc::clone(&partition);

@@ -8,7 +8,8 @@
 //!    last epoch this log holds, then truncation to the end offset the leader gives for it,
 //!    or to this log's own end of the epoch the leader answered if that is earlier (KIP-101,
 //!    KIP-279). A leader that knows no epoch at all (UNDEFINED: its log is empty) leaves
-//!    the high watermark as the fallback, as Kafka's follower does. Never the high watermark alone otherwise.
+//!    the high watermark as the fallback, as Kafka's follower does. Never the high
+//!    watermark alone otherwise.
 //! 2. One Fetch (v12, by topic name, replica id = this node) for every checked partition
 //!    whose local end has reached its log end (in durable mode: everything below its fetch
 //!    offset is fsync'd here, so the offset the leader counts for the ISR is durable). The
